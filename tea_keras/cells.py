@@ -1,0 +1,104 @@
+"""The searchable cell as a serializable Keras layer (PNAS/NASNet style)."""
+
+import keras
+from keras import layers
+
+from tea_keras import ops
+from tea_keras import space
+
+
+@keras.saving.register_keras_serializable(package="tea_keras")
+class Cell(layers.Layer):
+  """A TEA-DNN cell: ``Cell(genotype, filters, stride)([prev_prev, prev])``.
+
+  * Inputs are projected to ``filters`` channels (ReLU-conv1x1-BN); when
+    ``prev_prev`` has twice the resolution of ``prev`` (the cell right after a
+    reduction), it goes through a factorized reduction instead.
+  * Block ``b`` computes ``op1(input1) + op2(input2)``; in a stride-2
+    (reduction) cell, ops reading a cell input run at stride 2 and ops reading a
+    block output at stride 1, so every sum is shape-consistent.
+  * The output concatenates the block outputs no other block uses
+    (``Genotype.output_blocks``): ``filters * len(output_blocks)`` channels.
+
+  ``get_config`` carries the genotype string, so ``keras.saving`` round-trips
+  the cell. ``weight_decay`` is TF-slim's scale (see ``tea_keras.network``).
+  """
+
+  def __init__(self, genotype, filters, stride=1, weight_decay=0.0, drop_path_rate=0.0,
+               **kwargs):
+    super().__init__(**kwargs)
+    if isinstance(genotype, str):
+      genotype = space.Genotype.parse(genotype)
+    if not isinstance(genotype, space.Genotype):
+      raise ValueError("Invalid value for argument `genotype`. Expected a Genotype or its "
+                       "string form. Received genotype=%r" % (genotype,))
+    if not isinstance(filters, int) or filters < 2:
+      raise ValueError("Invalid value for argument `filters`. Expected an integer >= 2. "
+                       "Received filters=%r" % (filters,))
+    if stride not in (1, 2):
+      raise ValueError("Invalid value for argument `stride`. Expected 1 or 2. "
+                       "Received stride=%r" % (stride,))
+    self.genotype = genotype
+    self.filters = filters
+    self.stride = stride
+    self.weight_decay = float(weight_decay)
+    self.drop_path_rate = float(drop_path_rate)
+    self.output_blocks = genotype.output_blocks()
+
+  def _regularizer(self):
+    if self.weight_decay <= 0:
+      return None
+    return keras.regularizers.L2(self.weight_decay / 2.0)
+
+  def build(self, input_shape):
+    prev_prev_shape, prev_shape = input_shape
+    reg = self._regularizer()
+    if prev_prev_shape[1] is not None and prev_prev_shape[1] != prev_shape[1]:
+      if prev_prev_shape[1] != 2 * prev_shape[1]:
+        raise ValueError("Cell %s: prev_prev input of height %s cannot be matched to prev "
+                         "input of height %s." % (self.name, prev_prev_shape[1], prev_shape[1]))
+      self.prev_prev_proj = ops.FactorizedReduction(self.filters, reg, name="reduce_prev_prev")
+    else:
+      self.prev_prev_proj = ops.relu_conv_bn(self.filters, 1, 1, reg, "proj_prev_prev")
+    self.prev_proj = ops.relu_conv_bn(self.filters, 1, 1, reg, "proj_prev")
+    self.block_ops = []
+    for b, block in enumerate(self.genotype.blocks):
+      pair = []
+      for slot, (inp, op) in enumerate(((block.input1, block.op1), (block.input2, block.op2))):
+        stride = self.stride if inp < 2 else 1
+        pair.append(ops.build_op(op, self.filters, stride, reg, name="b%d_%s%d" % (b, op, slot)))
+      self.block_ops.append(pair)
+    self.drop_path = ops.DropPath(self.drop_path_rate) if self.drop_path_rate > 0 else None
+    # Build every child now: Keras rebuilds a loaded layer through build()
+    # alone before restoring weights, so no variable may be created lazily.
+    self.prev_prev_proj.build(tuple(prev_prev_shape))
+    self.prev_proj.build(tuple(prev_shape))
+    state_shape = tuple(prev_shape[:3]) + (self.filters,)
+    for pair in self.block_ops:
+      for layer in pair:
+        layer.build(state_shape)
+    super().build(input_shape)
+
+  def call(self, inputs):
+    prev_prev, prev = inputs
+    states = [self.prev_prev_proj(prev_prev), self.prev_proj(prev)]
+    for block, (layer1, layer2) in zip(self.genotype.blocks, self.block_ops):
+      branches = [layer1(states[block.input1]), layer2(states[block.input2])]
+      if self.drop_path is not None:
+        branches = [self.drop_path(x) if not isinstance(layer, layers.Identity) else x
+                    for x, layer in zip(branches, (layer1, layer2))]
+      states.append(branches[0] + branches[1])
+    outputs = [states[2 + b] for b in self.output_blocks]
+    return outputs[0] if len(outputs) == 1 else keras.ops.concatenate(outputs, axis=-1)
+
+  def compute_output_shape(self, input_shape):
+    _, prev_shape = input_shape
+    size = lambda d: None if d is None else -(-d // self.stride)
+    return (prev_shape[0], size(prev_shape[1]), size(prev_shape[2]),
+            self.filters * len(self.output_blocks))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(genotype=self.genotype.to_string(), filters=self.filters, stride=self.stride,
+                  weight_decay=self.weight_decay, drop_path_rate=self.drop_path_rate)
+    return config

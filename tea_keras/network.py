@@ -1,0 +1,74 @@
+"""The TEA-DNN CIFAR network (paper Fig. 3(a), PNAS CIFAR setup).
+
+stem conv 3x3 -> N cells -> stride-2 cell -> N cells -> stride-2 cell ->
+N cells -> ReLU -> global average pooling -> dense logits.
+
+``filters`` (F) is the per-block width of the first stage; it doubles at each
+stride-2 cell. The stem has ``stem_multiplier * F`` channels, as in TF-slim's
+``pnasnet``/``nasnet`` CIFAR models.
+
+Weight decay: ``weight_decay`` is TF-slim's ``l2_regularizer`` scale, i.e. the
+loss gains ``weight_decay * sum(w**2) / 2`` over every convolution, depthwise,
+pointwise and dense kernel (Keras ``L2(weight_decay / 2)``). Biases and
+batch-norm parameters are not decayed.
+"""
+
+import keras
+from keras import layers
+
+from tea_keras import cells
+from tea_keras import ops
+from tea_keras import space
+
+
+def _check_positive_int(name, value, minimum=1):
+  if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    raise ValueError("Invalid value for argument `%s`. Expected an integer >= %d. "
+                     "Received %s=%r" % (name, minimum, name, value))
+
+
+def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
+                  weight_decay=0.0, drop_path_rate=0.0, stem_multiplier=3, name=None):
+  """Build the cell network for ``genotype`` (a ``Genotype`` or its string).
+
+  Inputs are float32 NHWC images, normalized per channel
+  (``tea_keras.data.normalize``); outputs are logits ``(batch, num_classes)``.
+  """
+  if isinstance(genotype, str):
+    genotype = space.Genotype.parse(genotype)
+  _check_positive_int("num_cells", num_cells)
+  _check_positive_int("filters", filters, minimum=2)
+  _check_positive_int("num_classes", num_classes, minimum=2)
+  _check_positive_int("stem_multiplier", stem_multiplier)
+  if weight_decay < 0:
+    raise ValueError("Invalid value for argument `weight_decay`. Expected a float >= 0. "
+                     "Received weight_decay=%r" % (weight_decay,))
+  reg = keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
+  inputs = keras.Input(shape=input_shape, name="images")
+  x = layers.Conv2D(stem_multiplier * filters, 3, padding="same", use_bias=False,
+                    kernel_regularizer=reg, name="stem_conv")(inputs)
+  x = ops.batch_norm("stem_bn")(x)
+  prev_prev, prev = x, x
+  width = filters
+  for i, stride in enumerate(cell_strides(num_cells)):
+    if stride == 2:
+      width *= 2
+    out = cells.Cell(genotype, width, stride, weight_decay=weight_decay,
+                     drop_path_rate=drop_path_rate, name="cell_%d%s" % (i, "_reduce" * (stride == 2)))(
+                         [prev_prev, prev])
+    prev_prev, prev = prev, out
+  x = layers.ReLU(name="final_relu")(prev)
+  x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+  logits = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
+  return keras.Model(inputs, logits, name=name or "tea_cell_net")
+
+
+def cell_strides(num_cells):
+  """Stride of every cell: N ones, a 2, N ones, a 2, N ones."""
+  return [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells
+
+
+def load_model(path):
+  """Load a saved ``.keras`` model holding tea_keras layers."""
+  from tea_keras import densenet  # noqa: F401  (registers its layers, if any)
+  return keras.saving.load_model(path)

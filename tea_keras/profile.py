@@ -1,0 +1,48 @@
+"""Print the static cost of a network as one JSON object.
+
+  python -m tea_keras.profile --genotype=pnasnet5 --num_cells=2 --filters=24
+  python -m tea_keras.profile --genotype=random --seed=3 --num_cells=1 --filters=8
+  python -m tea_keras.profile --model=densenet40
+
+``--genotype`` takes a string form (see ``tea_keras.space``), a named cell
+(``pnasnet5``, ``chain``) or ``random``. See ``tea_keras.profiling`` for how
+``flops`` (multiply-accumulates) and ``peak_activation_bytes`` are counted.
+"""
+
+import json
+import sys
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("model", "cell", ["cell", "densenet40"], "Which network to profile.")
+flags.DEFINE_string("genotype", "random", "Cell genotype: string form, a named cell or 'random'.")
+flags.DEFINE_integer("seed", 0, "Seed for --genotype=random.", lower_bound=0)
+flags.DEFINE_integer("num_cells", 2, "N: cells per stage.", lower_bound=1)
+flags.DEFINE_integer("filters", 24, "F: initial filters.", lower_bound=2)
+
+
+def main(argv):
+  del argv
+  from tea_keras import space
+  try:
+    genotype = space.resolve(FLAGS.genotype, FLAGS.seed) if FLAGS.model == "cell" else None
+  except ValueError as e:
+    sys.exit("error: --genotype: %s" % e)
+  from tea_keras import densenet
+  from tea_keras import network
+  from tea_keras import profiling
+  if genotype is None:
+    model = densenet.build_densenet40()
+    result = {"model": "densenet40"}
+  else:
+    model = network.build_network(genotype, FLAGS.num_cells, FLAGS.filters)
+    result = {"model": "cell", "genotype": genotype.to_string(), "num_cells": FLAGS.num_cells,
+              "filters": FLAGS.filters}
+  result.update(profiling.profile_model(model))
+  print(json.dumps(result))
+
+
+if __name__ == "__main__":
+  app.run(main)

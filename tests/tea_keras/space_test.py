@@ -1,0 +1,136 @@
+"""Tests for tea_keras/space.py (no TensorFlow needed, but run under tf.test)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from tea_keras import space
+
+
+class SpaceTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_cardinalities_match_paper(self):
+    self.assertEqual(space.cardinalities(),
+                     (2, 2, 8, 8, 3, 3, 8, 8, 4, 4, 8, 8, 5, 5, 8, 8, 6, 6, 8, 8))
+    self.assertLen(space.cardinalities(), 20)
+
+  def test_space_size_equals_formula(self):
+    self.assertEqual(space.space_size(), (2 * 3 * 4 * 5 * 6) ** 2 * 8 ** 10)
+    self.assertAllClose(space.space_size(), 5.566e14, rtol=1e-3)
+
+  def test_ops_are_papers_eight_in_order(self):
+    self.assertEqual(space.OPS, ("max3x3", "identity", "sep3x3", "conv3x3",
+                                 "sep5x5", "conv5x5", "sep7x7", "conv7x7"))
+
+  def test_vector_round_trip_random(self):
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+      g = space.sample(rng)
+      vec = g.to_vector()
+      self.assertLen(vec, 20)
+      self.assertTrue(all(0 <= v < c for v, c in zip(vec, space.cardinalities())))
+      self.assertEqual(space.Genotype.from_vector(vec), g)
+
+  def test_string_and_json_round_trip_random(self):
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+      g = space.sample(rng)
+      self.assertEqual(space.Genotype.parse(g.to_string()), g)
+      self.assertEqual(space.Genotype.from_json(g.to_json()), g)
+
+  def test_parse_ignores_whitespace(self):
+    g = space.resolve("pnasnet5")
+    self.assertEqual(space.Genotype.parse(g.to_string().replace(" ", "\n  ")), g)
+
+  @parameterized.parameters(
+      (0, 2, "input1", r"block 0 field `input1` must be an integer in \[0, 1\]"),
+      (1, 3, "input2", r"block 0 field `input2`"),
+      (4, 3, "input1", r"block 1 field `input1` must be an integer in \[0, 2\]"),
+      (19, 8, "op2", r"block 4 field `op2` must be an integer in \[0, 7\]"),
+      (2, -1, "op1", r"block 0 field `op1`"),
+      (16, 6, "input1", r"block 4 field `input1` must be an integer in \[0, 5\]"),
+  )
+  def test_from_vector_rejects_out_of_range(self, position, value, field, message):
+    vec = space.sample(0).to_vector()
+    vec[position] = value
+    with self.assertRaisesRegex(ValueError, message):
+      space.Genotype.from_vector(vec)
+
+  def test_every_invalid_field_rejected(self):
+    cards = space.cardinalities()
+    for pos, card in enumerate(cards):
+      for bad in (-1, card):
+        vec = [0] * 20
+        vec[pos] = bad
+        with self.assertRaisesRegex(ValueError, "block %d field `%s`" % (pos // 4, space.FIELDS[pos % 4])):
+          space.Genotype.from_vector(vec)
+
+  def test_from_vector_rejects_wrong_length(self):
+    with self.assertRaisesRegex(ValueError, "multiple of 4 integers.*received 7"):
+      space.Genotype.from_vector([0] * 7)
+
+  def test_block_rejects_unknown_op(self):
+    with self.assertRaisesRegex(ValueError, "block 0 field `op1` must be one of"):
+      space.Genotype((space.Block(0, 1, "conv9x9", "identity"),))
+
+  @parameterized.parameters(
+      ("sep3x3(prev)+max3x3(prev_prev); conv3x3(b1)+identity(prev)", r"block 1 has input 'b1'"),
+      ("sep3x3(prev)+max9x9(prev_prev)", r"block 0 has unknown op 'max9x9'"),
+      ("sep3x3(prev)max3x3(prev_prev)", r"block 0 'sep3x3\(prev\)max3x3\(prev_prev\)' is not of the form"),
+      ("", r"expected blocks like"),
+  )
+  def test_parse_errors_point_at_bad_token(self, text, message):
+    with self.assertRaisesRegex(ValueError, message):
+      space.Genotype.parse(text)
+
+  def test_key_identifies_commuted_branches(self):
+    g = space.Genotype.parse("sep3x3(prev)+max3x3(prev_prev)")
+    swapped = space.Genotype.parse("max3x3(prev_prev)+sep3x3(prev)")
+    other = space.Genotype.parse("max3x3(prev)+sep3x3(prev_prev)")
+    self.assertEqual(g.key(), swapped.key())
+    self.assertNotEqual(g.key(), other.key())
+
+  def test_sample_is_seeded(self):
+    self.assertEqual(space.sample(7), space.sample(7))
+    self.assertNotEqual(space.sample_many(7, 5), space.sample_many(8, 5))
+
+  def test_sample_is_uniform_per_position(self):
+    vecs = np.array([g.to_vector() for g in space.sample_many(3, 4000)])
+    for pos, card in enumerate(space.cardinalities()):
+      counts = np.bincount(vecs[:, pos], minlength=card)
+      self.assertLen(counts, card)
+      self.assertAllClose(counts / len(vecs), np.full(card, 1.0 / card), atol=0.03)
+
+  @parameterized.parameters(None, "input", "op")
+  def test_mutate_changes_exactly_one_field(self, field):
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+      g = space.sample(rng)
+      m = space.mutate(g, rng, field=field)
+      diff = [i for i, (a, b) in enumerate(zip(g.to_vector(), m.to_vector())) if a != b]
+      self.assertLen(diff, 1)
+      if field is not None:
+        self.assertEqual(diff[0] % 4 < 2, field == "input")
+
+  def test_neighbours_count(self):
+    g = space.sample(0)
+    expected = sum(c - 1 for c in space.cardinalities())
+    self.assertLen(list(space.neighbours(g)), expected)
+
+  def test_output_blocks_are_unused_ones(self):
+    g = space.resolve("pnasnet5")
+    self.assertEqual(g.used_blocks(), (2,))
+    self.assertEqual(g.output_blocks(), (0, 1, 3, 4))
+    self.assertEqual(space.resolve("chain").output_blocks(), (4,))
+
+  def test_import_does_not_import_tensorflow(self):
+    code = "import sys, tea_keras.space; print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    self.assertEqual(out.stdout.strip(), "False")
+
+
+if __name__ == "__main__":
+  tf.test.main()
