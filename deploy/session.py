@@ -1,0 +1,202 @@
+"""One measurement: a runtime, a power source and images through the
+protocol of ``deploy.protocol`` (warm-up, idle padding, repeats, analysis).
+
+``run_measurement`` is shared by the host CLI (``deploy.measure``), the
+device scripts (``deploy/{cpu,gpu,jetson,myriad}``) and the agent, and
+returns the issue's JSON object. Device-side module: Python 3.6 syntax,
+standard library + numpy.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+
+from deploy import protocol
+
+DEVICES = ("cpu", "gpu", "jetson", "myriad")
+DEFAULT_REPEATS = 3
+DEFAULT_WARMUP_BATCHES = 5
+
+
+def make_batches(images, batch_size, fixed_batch_size=None):
+  """Contiguous float32 batches of ``batch_size``; the last one is padded
+  with zeros when the runtime needs a fixed batch (TensorRT/MYRIAD)."""
+  images = np.asarray(images)
+  if images.ndim != 4 or images.dtype != np.float32:
+    raise ValueError("Invalid value for argument `images`. Expected float32 NHWC "
+                     "normalized images (N, H, W, C). Received dtype=%s shape=%s"
+                     % (images.dtype, images.shape))
+  if int(batch_size) < 1:
+    raise ValueError("Invalid value for argument `batch_size`. Expected a positive "
+                     "integer. Received batch_size=%r" % (batch_size,))
+  if fixed_batch_size and fixed_batch_size != batch_size:
+    raise ValueError("The model was built for batch %d; received batch_size=%d. "
+                     "Re-export with the batch size you measure at."
+                     % (fixed_batch_size, batch_size))
+  batches = []
+  for i in range(0, len(images), batch_size):
+    batch = np.ascontiguousarray(images[i:i + batch_size])
+    if fixed_batch_size and len(batch) < batch_size:
+      pad = np.zeros((batch_size - len(batch),) + batch.shape[1:], np.float32)
+      batch = np.concatenate([batch, pad])
+    batches.append(batch)
+  return batches
+
+
+def choose_threshold(device, threshold_w):
+  """(threshold_w or None, source): user value, the paper's per-device
+  value, or None = decided from the trace (``protocol.auto_threshold``)."""
+  if threshold_w is not None:
+    if not threshold_w > 0:
+      raise ValueError("Invalid value for argument `threshold_w`. Expected positive "
+                       "watts. Received threshold_w=%r" % (threshold_w,))
+    return float(threshold_w), "user"
+  if device in protocol.PAPER_THRESHOLDS_W:
+    return protocol.PAPER_THRESHOLDS_W[device], "paper"
+  return None, "auto"
+
+
+def _run_once(runtime, power, batches, interval_s, idle_s, clock):
+  """Run all batches once with idle padding; returns (trace, host window)."""
+  sampler = None
+  if power.measures_power and power.polled:
+    sampler = protocol.Sampler(power, interval_s, clock).start()
+  wall_offset = time.time() - clock()
+  time.sleep(idle_s)
+  h0 = clock()
+  for batch in batches:
+    runtime.predict(batch)
+  h1 = clock()
+  time.sleep(idle_s)
+  if sampler is not None:
+    trace = sampler.stop()
+  elif power.measures_power:
+    end = clock()
+    wall_t, watts = power.trace_between(h0 - idle_s + wall_offset, end + wall_offset)
+    trace = protocol.Trace(np.asarray(wall_t) - wall_offset, watts, None, wall_offset)
+  else:
+    trace = protocol.Trace([], [], None, wall_offset)
+  return trace, (h0, h1)
+
+
+def analyze(trace, window, threshold_w, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
+            min_run_s=protocol.DEFAULT_MIN_RUN_S):
+  """Time, energy, idle power of one run (see ``deploy.protocol``)."""
+  host_time = window[1] - window[0]
+  out = {"host_time_s": host_time, "time_s": host_time, "time_source": "host_clock",
+         "energy_j": None, "counter_energy_j": None, "idle_power_w": None,
+         "samples": 0, "threshold_w": threshold_w, "span": None, "warning": None}
+  if len(trace) == 0:
+    return out
+  if threshold_w is None:
+    threshold_w = protocol.auto_threshold(trace, window)
+    out["threshold_w"] = threshold_w
+  span = None
+  if threshold_w is not None:
+    span = protocol.segment_working(trace, threshold_w, merge_gap_s, min_run_s, window)
+  if span is None:
+    out["warning"] = ("no working span above threshold %s W; time from the host "
+                      "clock, energy over the host window" % threshold_w)
+    t0, t1 = window
+    inside = (trace.t >= t0) & (trace.t <= t1)
+    out["samples"] = int(inside.sum())
+  else:
+    t0, t1 = span[0], span[1]
+    out.update(time_s=t1 - t0, time_source="power_threshold", span=span,
+               samples=span[3] - span[2] + 1)
+  if len(trace) >= 2:
+    out["energy_j"] = protocol.trapezoid_energy(trace, t0, t1)
+    out["counter_energy_j"] = protocol.counter_energy(trace, t0, t1)
+  out["idle_power_w"] = protocol.idle_baseline(trace, span)
+  return out
+
+
+def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=None,
+                    sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
+                    repeats=DEFAULT_REPEATS, warmup_batches=DEFAULT_WARMUP_BATCHES,
+                    idle_s=None, trace_dir=None, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
+                    min_run_s=protocol.DEFAULT_MIN_RUN_S, progress=None,
+                    clock=time.monotonic):
+  """Measure ``runtime`` on ``images``; returns the result dict (issue 5)."""
+  if device not in DEVICES:
+    raise ValueError("Invalid value for argument `device`. Expected one of %s. "
+                     "Received device=%r" % ("|".join(DEVICES), device))
+  if int(repeats) < 1 or int(warmup_batches) < 0:
+    raise ValueError("Expected repeats >= 1 and warmup_batches >= 0. Received "
+                     "repeats=%r warmup_batches=%r" % (repeats, warmup_batches))
+  threshold, threshold_source = choose_threshold(device, threshold_w)
+  batches = make_batches(images, int(batch_size), runtime.fixed_batch_size)
+  if idle_s is None:
+    idle_s = max(1.0, 3.0 * power.averaging_window_s) if power.measures_power else 0.0
+  started = time.time()
+  for i in range(int(warmup_batches)):
+    runtime.predict(batches[i % len(batches)])
+  runs = []
+  for r in range(int(repeats)):
+    trace, window = _run_once(runtime, power, batches, sample_interval_s, idle_s, clock)
+    runs.append((trace, window, analyze(trace, window, threshold, merge_gap_s, min_run_s)))
+    if progress is not None:
+      progress(r + 1, int(repeats), time.time() - started)
+  result = _assemble(runs, power, runtime, device, images, batch_size, threshold,
+                     threshold_source, sample_interval_s, warmup_batches, idle_s)
+  result["started_at"], result["finished_at"] = started, time.time()
+  if trace_dir:
+    _write_traces(trace_dir, runs, result)
+  return result
+
+
+def _median_index(values):
+  order = np.argsort(values)
+  return int(order[(len(values) - 1) // 2])
+
+
+def _assemble(runs, power, runtime, device, images, batch_size, threshold,
+              threshold_source, interval_s, warmup_batches, idle_s):
+  stats = [a for _, _, a in runs]
+  m = _median_index([a["time_s"] for a in stats])
+  best = stats[m]
+  time_stats = protocol.summarize_repeats([a["time_s"] for a in stats])
+  energy_stats = protocol.summarize_repeats([a["energy_j"] for a in stats])
+  energy = energy_stats["median"] if energy_stats else None
+  time_s = time_stats["median"]
+  warnings = list(power.warnings()) + sorted(set(a["warning"] for a in stats if a["warning"]))
+  return {
+      "time_s": time_s, "energy_j": energy, "images": int(len(images)),
+      "batch_size": int(batch_size),
+      "mean_power_w": energy / time_s if energy is not None and time_s > 0 else None,
+      "idle_power_w": best["idle_power_w"], "samples": best["samples"],
+      "threshold_w": best["threshold_w"] if best["threshold_w"] is not None else threshold,
+      "threshold_source": threshold_source, "power_source": power.name,
+      "runtime": runtime.name, "device": device,
+      "time_source": best["time_source"], "host_time_s": best["host_time_s"],
+      "counter_energy_j": best["counter_energy_j"],
+      "power_averaging_s": power.averaging_window_s,
+      "repeats": len(runs), "median_repeat": m, "warmup_batches": int(warmup_batches),
+      "sample_interval_s": float(interval_s), "idle_padding_s": float(idle_s),
+      "time_s_stats": time_stats, "energy_j_stats": energy_stats,
+      "power_info": power.describe(), "runtime_info": runtime.describe(),
+      "warnings": warnings, "trace": None, "trace_png": None}
+
+
+def _write_traces(trace_dir, runs, result):
+  if not os.path.isdir(trace_dir):
+    os.makedirs(trace_dir)
+  paths = []
+  for r, (trace, window, a) in enumerate(runs):
+    path = os.path.join(trace_dir, "trace_repeat%d.csv" % r)
+    protocol.write_trace_csv(path, trace, a["span"], a["threshold_w"])
+    paths.append(path)
+  result["trace"] = paths[result["median_repeat"]]
+  result["traces"] = paths
+  trace, window, a = runs[result["median_repeat"]]
+  if len(trace):
+    from deploy import trace_plot
+    png = os.path.join(trace_dir, "trace.png")
+    if trace_plot.plot_trace(png, trace, a["span"], a["threshold_w"], window, result):
+      result["trace_png"] = png
+    else:
+      result["warnings"].append("matplotlib is not installed: no trace PNG.")
+  with open(os.path.join(trace_dir, "result.json"), "w") as f:
+    json.dump(result, f, indent=2, sort_keys=True)
