@@ -1,0 +1,136 @@
+"""Where trials run: local worker processes, or Ray tasks on a cluster.
+
+Both executors run ``search.trial.evaluate_trial`` on plain-dict specs and
+give back its result dicts, so the loop does not know which one it drives.
+
+* ``LocalExecutor``: a pool of ``max_parallel`` worker processes started with
+  ``spawn`` (TensorFlow is not fork-safe). Workers live for the whole search,
+  so TensorFlow is imported once per worker, and a trial that crashes its
+  worker (segfault, out of memory) fails that trial only.
+* ``RayExecutor``: one Ray task per trial on an existing cluster
+  (``ray_address``) or a local Ray instance; each task asks for one CPU, so
+  ``max_parallel`` trials run at once at most.
+"""
+
+import abc
+import concurrent.futures
+import multiprocessing
+
+from search import trial as trial_lib
+
+
+class Executor(abc.ABC):
+  """Submit trial specs, collect results."""
+
+  @abc.abstractmethod
+  def submit(self, spec):
+    """Start evaluating ``spec`` (a dict, see ``search.trial``)."""
+
+  @abc.abstractmethod
+  def wait(self, timeout=None):
+    """Block until at least one trial finishes; return the finished results."""
+
+  @property
+  @abc.abstractmethod
+  def in_flight(self):
+    """Number of trials submitted and not yet returned."""
+
+  def shutdown(self):
+    """Release workers."""
+
+
+def _crash_result(spec, error):
+  return {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
+          "error": "worker crashed: %s" % error, "retryable": False}
+
+
+class LocalExecutor(Executor):
+  """``max_parallel`` spawned worker processes on this machine."""
+
+  def __init__(self, max_parallel):
+    self._max_parallel = max_parallel
+    self._pool = self._new_pool()
+    self._futures = {}
+
+  def _new_pool(self):
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=self._max_parallel, mp_context=multiprocessing.get_context("spawn"))
+
+  def submit(self, spec):
+    self._futures[self._pool.submit(trial_lib.evaluate_trial, spec)] = spec
+
+  def wait(self, timeout=None):
+    done, _ = concurrent.futures.wait(self._futures, timeout=timeout,
+                                      return_when=concurrent.futures.FIRST_COMPLETED)
+    results, broken = [], False
+    for future in done:
+      spec = self._futures.pop(future)
+      try:
+        results.append(future.result())
+      except concurrent.futures.process.BrokenProcessPool as e:
+        results.append(_crash_result(spec, e))
+        broken = True
+    if broken:  # a dead worker breaks the whole pool: fail its trials, start a new one
+      for future, spec in list(self._futures.items()):
+        results.append(_crash_result(spec, "pool broken by another trial's worker"))
+      self._futures.clear()
+      self._pool.shutdown(wait=False, cancel_futures=True)
+      self._pool = self._new_pool()
+    return results
+
+  @property
+  def in_flight(self):
+    return len(self._futures)
+
+  def shutdown(self):
+    self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor(Executor):
+  """Trials as Ray tasks (``ray.init(address=ray_address)``)."""
+
+  def __init__(self, max_parallel, ray_address=None):
+    try:
+      import ray  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError("--executor=ray needs Ray: pip install 'tea-keras[distributed]'") from e
+    self._ray = ray
+    if not ray.is_initialized():
+      if ray_address:
+        ray.init(address=ray_address, log_to_driver=False)
+      else:
+        ray.init(num_cpus=max(2, max_parallel), log_to_driver=False, include_dashboard=False)
+    self._remote = ray.remote(num_cpus=1, max_retries=0)(trial_lib.evaluate_trial)
+    self._refs = {}
+
+  def submit(self, spec):
+    self._refs[self._remote.remote(spec)] = spec
+
+  def wait(self, timeout=None):
+    ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout)
+    results = []
+    for ref in ready:
+      spec = self._refs.pop(ref)
+      try:
+        results.append(self._ray.get(ref))
+      except self._ray.exceptions.RayError as e:
+        results.append(_crash_result(spec, e))
+    return results
+
+  @property
+  def in_flight(self):
+    return len(self._refs)
+
+  def shutdown(self):
+    for ref in self._refs:
+      self._ray.cancel(ref, force=True)
+    self._refs.clear()
+
+
+def make_executor(name, max_parallel, ray_address=None):
+  if name == "local":
+    return LocalExecutor(max_parallel)
+  if name == "ray":
+    return RayExecutor(max_parallel, ray_address)
+  raise ValueError("Invalid value for argument `executor`. Expected local or ray. "
+                   "Received executor=%r" % (name,))

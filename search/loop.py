@@ -1,0 +1,205 @@
+"""The search loop: propose -> train -> export and measure -> record -> update.
+
+``run_search(config)`` drives one search to ``config.num_samples`` trials
+(``done`` + ``failed``), keeping ``config.max_parallel`` trials in flight:
+
+1. Trials found ``running`` (a crash or ``kill -9`` interrupted them) go back
+   to ``pending``; ``pending`` trials are submitted first, with their own
+   genotypes, so nothing is proposed twice and nothing done is redone.
+2. New trials: the first ``num_initial`` are uniform samples (seeded by the
+   search seed and the trial's index, so a resumed search proposes the same
+   ones); then the strategy proposes from the ``done`` trials, conditioning
+   on the trials still in flight (``pending_x``). A proposal whose canonical
+   genotype key is already in the store (the two branches of a block commute)
+   is mutated until it is new.
+3. A trial that comes back failed is recorded with its error; one whose device
+   was unreachable is retried up to ``trial_retries`` times. Failures never
+   stop the search.
+4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
+   summary and the plots, and a progress line with an ETA is logged.
+"""
+
+import os
+import time
+
+import numpy as np
+
+from search import config as config_lib
+from search import executors
+from search import outputs
+from search import store as store_lib
+from search import trial as trial_lib
+from tea_keras import space
+
+
+def resolve(config, log=print):
+  """Fill the per-device defaults: runtime, power source (``auto``), threshold,
+  and drop energy (``optional_energy``) when no power source can be read."""
+  changes = {}
+  if config.runtime is None:
+    changes["runtime"] = config_lib.DEFAULT_RUNTIME[config.device]
+  if config.power_source == "auto":
+    changes["power_source"] = "none"
+    if config.device != "remote":
+      changes["power_source"] = readable_power_source(config.device)
+  source = changes.get("power_source", config.power_source)
+  if config.power_threshold_w is None and config.device in config_lib.PAPER_THRESHOLD_W:
+    changes["power_threshold_w"] = config_lib.PAPER_THRESHOLD_W[config.device]
+  if "energy" in config.objectives and source == "none" and config.optional_energy:
+    log("notice: no readable power source on --device=%s; energy is dropped from the "
+        "objectives (time and error remain)." % config.device)
+    changes["objectives"] = tuple(o for o in config.objectives if o != "energy")
+  resolved = config_lib.SearchConfig.from_dict(dict(config.__dict__, **changes))
+  config_lib.validate(resolved)
+  return resolved
+
+
+def readable_power_source(device):
+  """The device's power source if it can be read here, else ``none``."""
+  from deploy import power  # pylint: disable=g-import-not-at-top
+  for name in config_lib.DEVICE_POWER_SOURCES[device]:
+    if name == "none":
+      return name
+    try:
+      source = power.create(name)
+      source.read_sample()
+      return name
+    except Exception:  # pylint: disable=broad-except  (unreadable: try the next one)
+      continue
+  return "none"
+
+
+class Progress:
+  """Per-trial progress lines with an ETA from this run's trial rate."""
+
+  def __init__(self, total, already, max_parallel, log):
+    self.total, self.already, self.max_parallel, self.log = total, already, max_parallel, log
+    self.start = time.time()
+    self.finished_here = 0
+
+  def trial_finished(self, trial_id, status, metrics, objectives, summary):
+    self.finished_here += 1
+    count = self.already + self.finished_here
+    elapsed = time.time() - self.start
+    remaining = max(self.total - count, 0)
+    eta = elapsed / self.finished_here * remaining
+    values = " ".join("%s=%s" % (o, _fmt(trial_lib.objective_value(metrics, o)))
+                      for o in objectives)
+    hv = summary.get("final_hypervolume")
+    self.log("[trial %d/%d] #%d %s %s | HV %s | elapsed %s, ETA %s"
+             % (count, self.total, trial_id, status, values, _fmt(hv), _hms(elapsed),
+                _hms(eta)))
+
+
+def _fmt(value):
+  return "-" if value is None else "%.4g" % value
+
+
+def _hms(seconds):
+  seconds = int(round(seconds))
+  return "%dh%02dm%02ds" % (seconds // 3600, seconds % 3600 // 60, seconds % 60) \
+      if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
+
+
+def propose_genotype(store, strategy, config, design_space):
+  """The next genotype (and its source tag), new to the store."""
+  trials = store.trials()
+  index = len(trials)
+  rng = np.random.default_rng([config.seed, index])
+  source = "initial"
+  if index >= config.num_initial:
+    ids, y = outputs.objective_matrix(trials, config.objectives)
+    if len(ids) >= 2:
+      by_id = {t["trial_id"]: t for t in trials}
+      x = np.array([by_id[i]["encoding"] for i in ids], float)
+      pending = np.array([t["encoding"] for t in trials if t["status"] in ("pending",
+                                                                           "running")], float)
+      vector = strategy.propose(x, y, pending.reshape(-1, design_space.dim))
+      source = config.strategy
+      genotype = space.Genotype.from_vector(np.rint(vector).astype(int))
+    else:
+      source = "random"  # too few successful trials to fit a model yet
+  if source in ("initial", "random"):
+    genotype = space.sample(rng)
+  for _ in range(1000):
+    if not store.has_key(genotype.key()):
+      return genotype, source
+    genotype = space.mutate(genotype, rng)
+  raise RuntimeError("Could not find a genotype not yet in the store after 1000 mutations.")
+
+
+def _spec(config, trial):
+  trial_dir = os.path.join(config.results_dir, "trials", "%04d" % trial["trial_id"])
+  return {"trial_id": trial["trial_id"], "genotype": trial["genotype"], "trial_dir": trial_dir,
+          "config": dict(config.__dict__)}
+
+
+def run_search(config, log=print):
+  """Run (or resume) the search described by ``config``; returns the summary."""
+  config_lib.validate(config)
+  config = resolve(config, log)
+  resuming = config_lib.check_results_dir(config)
+  config_lib.write_config(config)
+  store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
+  requeued = store.requeue_unfinished()
+  log("%s search in %s: %d/%d trials recorded%s."
+      % ("resuming" if resuming else "starting", config.results_dir,
+         store.count(store_lib.FINAL), config.num_samples,
+         ", re-running interrupted trial(s) %s" % requeued if requeued else ""))
+  from search import design  # pylint: disable=g-import-not-at-top
+  from search import strategies
+  design_space = design.cell_space()
+  strategy = strategies.make_strategy(config.strategy, design_space, len(config.objectives),
+                                      seed=config.seed)
+  executor = executors.make_executor(config.executor, config.max_parallel, config.ray_address)
+  progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log)
+  summary = outputs.refresh(config.results_dir, store.trials(), config.objectives)
+  in_flight = set()
+  try:
+    while True:
+      _fill_slots(store, strategy, config, design_space, executor, in_flight, log)
+      if executor.in_flight == 0:
+        break
+      for result in executor.wait():
+        in_flight.discard(result["trial_id"])
+        summary = _record(store, config, result, log)
+        progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
+                                config.objectives, summary)
+  finally:
+    executor.shutdown()
+    store.close()
+  log("search finished: %d trials, final hypervolume %s; outputs in %s"
+      % (summary["trials"], _fmt(summary["final_hypervolume"]), config.results_dir))
+  return summary
+
+
+def _fill_slots(store, strategy, config, design_space, executor, in_flight, log):
+  while executor.in_flight < config.max_parallel:
+    waiting = [t for t in store.trials(["pending"]) if t["trial_id"] not in in_flight]
+    if not waiting:
+      if store.count() >= config.num_samples:
+        return
+      genotype, source = propose_genotype(store, strategy, config, design_space)
+      store.add(genotype, source)
+      continue
+    trial = waiting[0]
+    store.mark_running(trial["trial_id"])
+    in_flight.add(trial["trial_id"])
+    log("trial #%d (%s): %s" % (trial["trial_id"], trial["source"], trial["genotype"]))
+    executor.submit(_spec(config, trial))
+
+
+def _record(store, config, result, log):
+  trial_id = result["trial_id"]
+  attempts = [t["attempts"] for t in store.trials(["running"]) if t["trial_id"] == trial_id]
+  if result["status"] == "failed" and result.get("retryable") and attempts and \
+      attempts[0] <= config.trial_retries:
+    log("trial #%d: %s; retrying (attempt %d of %d)"
+        % (trial_id, result["error"], attempts[0] + 1, config.trial_retries + 1))
+    store.requeue(trial_id)
+    return outputs.summarize(store.trials(), config.objectives)
+  if result["status"] == "failed":
+    log("trial #%d failed: %s" % (trial_id, (result["error"] or "").splitlines()[0]))
+  store.finish(trial_id, result["status"], result["metrics"], result["artifacts"],
+               result["error"])
+  return outputs.refresh(config.results_dir, store.trials(), config.objectives)

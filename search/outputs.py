@@ -1,0 +1,168 @@
+"""Files a search refreshes after every trial, in its results directory.
+
+* ``results.csv``: one row per trial (every status), objectives and the main
+  metrics, error text for failed trials;
+* ``pareto.csv``: the non-dominated ``done`` trials over the chosen objectives;
+* ``summary.json``: counts, hypervolume after each ``done`` trial (in trial
+  order), best value per objective with its trial;
+* PNG plots: ``pareto_error_time.png``, ``pareto_error_energy.png`` (when energy
+  is an objective), ``hypervolume.png``.
+
+Hypervolume is computed on the objectives as measured, against the reference
+point ``search.pareto.reference_point`` of all ``done`` trials of this search
+(recorded in ``summary.json``), so the curve is comparable within a search;
+``search.report`` recomputes it with one shared reference point to compare
+searches.
+"""
+
+import csv
+import json
+import os
+
+import numpy as np
+
+from search import pareto
+from search import trial as trial_lib
+
+OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
+                    "energy": "energy (J)"}
+_METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "params", "flops", "epochs_completed",
+                   "train_seconds", "mean_power_w", "idle_power_w", "threshold_w")
+
+
+def objective_matrix(trials, objectives):
+  """``(ids, y)``: the done trials and their (n, m) objective values."""
+  ids, rows = [], []
+  for t in trials:
+    if t["status"] != "done":
+      continue
+    values = [trial_lib.objective_value(t["metrics"], o) for o in objectives]
+    if all(v is not None and np.isfinite(v) for v in values):
+      ids.append(t["trial_id"])
+      rows.append(values)
+  return ids, np.asarray(rows, float).reshape(len(rows), len(objectives))
+
+
+def hypervolume_curve(y, ref_point):
+  """Hypervolume of the first k points, for k = 1..n."""
+  return [float(pareto.hypervolume(y[:k], ref_point)) for k in range(1, len(y) + 1)]
+
+
+def write_results_csv(path, trials):
+  fields = ["trial_id", "status", "source", "genotype", "encoding", "attempts", "host",
+            "wall_seconds"] + list(_METRIC_COLUMNS) + ["error"]
+  rows = []
+  for t in trials:
+    wall = (t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else None
+    row = {"trial_id": t["trial_id"], "status": t["status"], "source": t["source"],
+           "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
+           "attempts": t["attempts"], "host": t["host"], "wall_seconds": wall,
+           "error": (t["error"] or "").splitlines()[0] if t["error"] else ""}
+    row.update({k: t["metrics"].get(k) for k in _METRIC_COLUMNS})
+    rows.append(row)
+  _write_csv(path, fields, rows)
+
+
+def write_pareto_csv(path, trials, objectives):
+  ids, y = objective_matrix(trials, objectives)
+  by_id = {t["trial_id"]: t for t in trials}
+  rows = []
+  if len(ids):
+    mask = pareto.non_dominated_mask(y)
+    order = np.lexsort(y[mask].T[::-1])
+    for i in np.asarray(ids)[mask][order]:
+      t = by_id[int(i)]
+      row = {"trial_id": t["trial_id"], "genotype": t["genotype"]}
+      row.update({o: trial_lib.objective_value(t["metrics"], o) for o in objectives})
+      row["params"] = t["metrics"].get("params")
+      row["model"] = t["artifacts"].get("model")
+      rows.append(row)
+  _write_csv(path, ["trial_id", "genotype"] + list(objectives) + ["params", "model"], rows)
+
+
+def summarize(trials, objectives):
+  ids, y = objective_matrix(trials, objectives)
+  counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done",
+                                                                "failed")}
+  summary = {"objectives": list(objectives), "trials": len(trials), "counts": counts,
+             "reference_point": None, "hypervolume": [], "hypervolume_trial_ids": ids,
+             "final_hypervolume": None, "pareto_size": 0, "best": {}}
+  if len(ids):
+    ref = pareto.reference_point(y)
+    curve = hypervolume_curve(y, ref)
+    summary.update(reference_point=ref.tolist(), hypervolume=curve, final_hypervolume=curve[-1],
+                   pareto_size=int(pareto.non_dominated_mask(y).sum()))
+    for j, o in enumerate(objectives):
+      k = int(np.argmin(y[:, j]))
+      summary["best"][o] = {"value": float(y[k, j]), "trial_id": int(ids[k])}
+  return summary
+
+
+def refresh(results_dir, trials, objectives):
+  """Rewrite every output file of a search; returns the summary dict."""
+  write_results_csv(os.path.join(results_dir, "results.csv"), trials)
+  write_pareto_csv(os.path.join(results_dir, "pareto.csv"), trials, objectives)
+  summary = summarize(trials, objectives)
+  _atomic_write(os.path.join(results_dir, "summary.json"), json.dumps(summary, indent=2))
+  plot_search(results_dir, trials, objectives, summary)
+  return summary
+
+
+def plot_search(results_dir, trials, objectives, summary):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  _, y = objective_matrix(trials, objectives)
+  for other in ("time", "energy"):
+    if "error" in objectives and other in objectives and len(y):
+      pair = y[:, [objectives.index(other), objectives.index("error")]]
+      fig, ax = plt.subplots(figsize=(5.5, 4))
+      draw_front(ax, pair, label="searched", color="C0")
+      ax.set_xlabel(OBJECTIVE_LABELS[other])
+      ax.set_ylabel(OBJECTIVE_LABELS["error"])
+      ax.set_title("error vs %s (%d trials)" % (other, len(y)))
+      ax.legend()
+      _save(fig, os.path.join(results_dir, "pareto_error_%s.png" % other))
+  if summary["hypervolume"]:
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ax.plot(np.arange(1, len(summary["hypervolume"]) + 1), summary["hypervolume"], "o-", ms=3)
+    ax.set_xlabel("completed trials")
+    ax.set_ylabel("hypervolume (%s)" % ", ".join(objectives))
+    ax.set_title("hypervolume vs trials")
+    _save(fig, os.path.join(results_dir, "hypervolume.png"))
+
+
+def draw_front(ax, xy, label, color, all_points=True):
+  """Scatter 2-D points (x, error) and draw their non-dominated staircase."""
+  xy = np.asarray(xy, float)
+  if all_points:
+    ax.scatter(xy[:, 0], xy[:, 1], s=10, color=color, alpha=0.35)
+  front = xy[pareto.non_dominated_mask(xy)]
+  front = front[np.argsort(front[:, 0])]
+  ax.step(front[:, 0], front[:, 1], where="post", color=color, label="%s front" % label)
+  ax.scatter(front[:, 0], front[:, 1], s=22, color=color, edgecolor="k", zorder=3)
+
+
+def _save(fig, path):
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp, dpi=110)
+  os.replace(tmp, path)
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  plt.close(fig)
+
+
+def _write_csv(path, fields, rows):
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(tmp, path)
+
+
+def _atomic_write(path, text):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)

@@ -1,0 +1,237 @@
+"""Redraw the paper's figures and Table II from results directories.
+
+Fig. 5 (BO vs random search, Pareto curves after 100/200/300/400 samples)::
+
+  python -m search.report --figure=fig5 --pesmo_dir=runs/paper_movidius \\
+      --random_dir=runs/paper_random_movidius --out_dir=reports/fig5
+
+writes ``fig5_error_time.png`` (and ``fig5_error_energy.png`` when both
+searches measured energy), ``fig5_hypervolume.png`` and ``fig5.json``
+(hypervolume of each search after each checkpoint, one shared reference
+point). ``--checkpoints`` defaults to the paper's 100,200,300,400; counts
+beyond a search's trials are clipped to what it has.
+
+Table II (final training of chosen models, DenseNet-40 as the baseline)::
+
+  python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=... \\
+      --num_cells=2 --filters=24 --model_dir=final/n2f24
+  python -m search.report --figure=table2 --model_dirs=final/n2f24,final/densenet40 \\
+      --measure_label=cpu --device=cpu --runtime=onnxruntime --out_dir=reports
+
+Each ``--model_dirs`` entry is a training directory (``metrics.json``,
+``model.keras``). With ``--measure_label`` the models are exported and
+measured on ``--device`` now and the result is kept in
+``<model_dir>/measurements/<label>.json``; the table gathers every label
+measured so far, so running the command once per device (``--device=remote``
+for a board behind the agent) fills one column pair per device.
+"""
+
+import json
+import os
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("figure", "fig5", ["fig5", "table2"], "What to draw.")
+flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
+flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
+flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
+flags.DEFINE_list("checkpoints", ["100", "200", "300", "400"], "fig5: sample counts.")
+flags.DEFINE_list("model_dirs", [], "table2: training directories of the models.")
+flags.DEFINE_string("measure_label", None, "table2: measure the models now under this label.")
+flags.DEFINE_enum("device", "cpu", ["cpu", "gpu", "jetson", "myriad", "remote"],
+                  "table2: device to measure on.")
+flags.DEFINE_enum("runtime", "onnxruntime", ["keras", "onnxruntime", "openvino", "tensorrt"],
+                  "table2: runtime.")
+flags.DEFINE_enum("power_source", "auto", ["auto", "none", "rapl", "nvml", "ina3221",
+                                           "usb_meter"], "table2: power source.")
+flags.DEFINE_float("power_threshold_w", None, "table2: working/idle threshold (W).")
+flags.DEFINE_string("dataset", "cifar10", "table2: images measured (validation split).")
+flags.DEFINE_string("data_dir", None, "table2: cifar-10-batches-py folder.")
+flags.DEFINE_integer("measure_images", 5000, "table2: images per measurement.")
+flags.DEFINE_string("device_url", None, "table2: agent address for --device=remote.")
+flags.DEFINE_string("device_token_file", None, "table2: agent token file.")
+
+
+# -- Fig. 5 -----------------------------------------------------------------------
+def load_search(results_dir):
+  """``(config dict, trials)`` of a results directory."""
+  from search import store as store_lib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(results_dir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError("%s is not a search results directory (no config.json)." % results_dir)
+  with open(path) as f:
+    config = json.load(f)
+  store = store_lib.TrialStore(os.path.join(results_dir, "trials.db"))
+  try:
+    return config, store.trials()
+  finally:
+    store.close()
+
+
+def first_k(trials, k):
+  """The first ``k`` finished trials (done or failed), in trial order."""
+  finished = [t for t in trials if t["status"] in ("done", "failed")]
+  return finished[:k]
+
+
+def fig5(pesmo_dir, random_dir, checkpoints, out_dir):
+  """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
+  from search import outputs, pareto  # pylint: disable=g-import-not-at-top
+  runs = {"PESMO": load_search(pesmo_dir), "random": load_search(random_dir)}
+  objectives = [o for o in ("error", "time", "energy")
+                if all(o in cfg["objectives"] for cfg, _ in runs.values())]
+  if "error" not in objectives or len(objectives) < 2:
+    raise ValueError("The two searches share no error-vs-time/energy objectives: %s."
+                     % objectives)
+  all_y = np.vstack([outputs.objective_matrix(t, objectives)[1] for _, t in runs.values()])
+  ref = pareto.reference_point(all_y)
+  data = {"objectives": objectives, "reference_point": ref.tolist(), "checkpoints": {}}
+  for label, (_, trials) in runs.items():
+    _, y = outputs.objective_matrix(first_k(trials, 10 ** 9), objectives)
+    data.setdefault("hypervolume", {})[label] = outputs.hypervolume_curve(y, ref)
+  os.makedirs(out_dir, exist_ok=True)
+  for other in [o for o in ("time", "energy") if o in objectives]:
+    _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir)
+  _fig5_hypervolume(data, out_dir)
+  with open(os.path.join(out_dir, "fig5.json"), "w") as f:
+    json.dump(data, f, indent=2)
+  return data
+
+
+def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from search import outputs, pareto  # pylint: disable=g-import-not-at-top
+  cols = [objectives.index(other), objectives.index("error")]
+  fig, axes = plt.subplots(1, len(checkpoints), figsize=(4 * len(checkpoints), 3.6),
+                           squeeze=False, sharey=True)
+  for ax, k in zip(axes[0], checkpoints):
+    for color, (label, (_, trials)) in zip(("C3", "C0"), runs.items()):
+      subset = first_k(trials, k)
+      _, y = outputs.objective_matrix(subset, objectives)
+      data["checkpoints"].setdefault(str(k), {})[label] = {
+          "trials": len(subset), "hypervolume": float(pareto.hypervolume(y, ref)) if len(y) else 0.0}
+      if len(y):
+        outputs.draw_front(ax, y[:, cols], "%s (%d)" % (label, len(subset)), color,
+                           all_points=False)
+    ax.set_title("after %d samples" % k)
+    ax.set_xlabel(outputs.OBJECTIVE_LABELS[other])
+    ax.legend(fontsize=7)
+  axes[0][0].set_ylabel(outputs.OBJECTIVE_LABELS["error"])
+  fig.suptitle("Fig. 5: PESMO vs random search, error vs %s" % other)
+  outputs._save(fig, os.path.join(out_dir, "fig5_error_%s.png" % other))  # pylint: disable=protected-access
+
+
+def _fig5_hypervolume(data, out_dir):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from search import outputs  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(5.5, 4))
+  for color, (label, curve) in zip(("C3", "C0"), data["hypervolume"].items()):
+    ax.plot(np.arange(1, len(curve) + 1), curve, color=color, label=label)
+  ax.set_xlabel("completed trials")
+  ax.set_ylabel("hypervolume (shared reference point)")
+  ax.legend()
+  outputs._save(fig, os.path.join(out_dir, "fig5_hypervolume.png"))  # pylint: disable=protected-access
+
+
+# -- Table II ---------------------------------------------------------------------
+def measure_model_dir(model_dir, label, settings):
+  """Export and measure ``<model_dir>/model.keras``; keep the JSON under
+  ``<model_dir>/measurements/<label>.json`` and return it."""
+  from search import trial as trial_lib  # pylint: disable=g-import-not-at-top
+  from tea_keras import data, network
+  model = network.load_model(os.path.join(model_dir, "model.keras"))
+  splits = data.load(settings.dataset, data_dir=settings.data_dir)
+  images = data.normalize(splits.x_val[:settings.measure_images])
+  work = os.path.join(model_dir, "measurements", label)
+  metrics, artifacts = trial_lib.export_and_measure(model, work, settings, images)
+  metrics.update(artifacts=artifacts)
+  with open(work + ".json", "w") as f:
+    json.dump(metrics, f, indent=2)
+  return metrics
+
+
+def table2(model_dirs):
+  """The Markdown Table II of the models in ``model_dirs``."""
+  rows, labels = [], []
+  for d in model_dirs:
+    with open(os.path.join(d, "metrics.json")) as f:
+      metrics = json.load(f)
+    with open(os.path.join(d, "config.json")) as f:
+      config = json.load(f)
+    mdir = os.path.join(d, "measurements")
+    found = {}
+    if os.path.isdir(mdir):
+      for name in sorted(os.listdir(mdir)):
+        if name.endswith(".json"):
+          with open(os.path.join(mdir, name)) as f:
+            found[name[:-5]] = json.load(f)
+    labels += [l for l in found if l not in labels]
+    rows.append((d, metrics, config, found))
+  head = ["model", "N", "F", "params", "test error (%)"]
+  for l in labels:
+    head += ["%s time (s)" % l, "%s energy (J)" % l]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for d, metrics, config, found in rows:
+    model = config.get("model") or config.get("genotype") or os.path.basename(d)
+    name = "DenseNet-40" if "densenet" in str(model) else os.path.basename(os.path.normpath(d))
+    err = metrics.get("test_error")
+    cells = [name, str(config.get("num_cells", "-")), str(config.get("filters", "-")),
+             "%.2fM" % (metrics["params"] / 1e6), "-" if err is None else "%.2f" % (100 * err)]
+    for l in labels:
+      m = found.get(l, {})
+      cells += [_num(m.get("time_s")), _num(m.get("energy_j"))]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def _num(value):
+  return "n/a" if value is None else "%.4g" % value
+
+
+def _table2_settings():
+  from search import config as config_lib, loop  # pylint: disable=g-import-not-at-top
+  config = config_lib.SearchConfig(
+      results_dir=FLAGS.out_dir, objectives=("error", "time"), device=FLAGS.device,
+      runtime=FLAGS.runtime, power_source=FLAGS.power_source,
+      power_threshold_w=FLAGS.power_threshold_w, dataset=FLAGS.dataset,
+      data_dir=FLAGS.data_dir, measure_images=FLAGS.measure_images,
+      device_url=FLAGS.device_url, device_token_file=FLAGS.device_token_file)
+  return loop.resolve(config)
+
+
+def main(argv):
+  del argv
+  try:
+    if FLAGS.figure == "fig5":
+      if not FLAGS.pesmo_dir or not FLAGS.random_dir:
+        raise ValueError("--figure=fig5 needs --pesmo_dir and --random_dir.")
+      data = fig5(FLAGS.pesmo_dir, FLAGS.random_dir, [int(c) for c in FLAGS.checkpoints],
+                  FLAGS.out_dir)
+      print(json.dumps({k: data[k] for k in ("objectives", "checkpoints")}, indent=1))
+      return
+    if not FLAGS.model_dirs:
+      raise ValueError("--figure=table2 needs --model_dirs.")
+    if FLAGS.measure_label:
+      settings = _table2_settings()
+      for d in FLAGS.model_dirs:
+        m = measure_model_dir(d, FLAGS.measure_label, settings)
+        print("%s: time_s=%s energy_j=%s" % (d, _num(m.get("time_s")), _num(m.get("energy_j"))))
+    text = table2(FLAGS.model_dirs)
+    os.makedirs(FLAGS.out_dir, exist_ok=True)
+    with open(os.path.join(FLAGS.out_dir, "table2.md"), "w") as f:
+      f.write(text)
+    print(text)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit("error: %s" % e)
+
+
+if __name__ == "__main__":
+  app.run(main)

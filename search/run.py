@@ -1,0 +1,36 @@
+"""Run (or resume) a TEA-DNN architecture search.
+
+  python -m search.run --flagfile=flags/quickstart.cfg
+  python -m search.run --flagfile=flags/paper_titanx.cfg --results_dir=runs/titanx
+
+Every flag is defined in ``search/flags.py`` and may be overridden on the
+command line after the flagfile. Re-running the same command resumes the
+search in ``--results_dir``: finished trials are kept, interrupted ones re-run.
+"""
+
+import logging
+import sys
+
+from absl import app
+
+from search import config as config_lib
+from search import flags as search_flags
+from search import loop
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
+  logging.getLogger("tensorflow").setLevel(logging.ERROR)
+  try:
+    config = search_flags.config_from_flags()
+    config_lib.validate(config)
+    config = loop.resolve(config)
+    config_lib.check_results_dir(config)
+  except ValueError as e:
+    sys.exit("error: %s" % e)
+  loop.run_search(config, log=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,150 @@
+"""One trial: train a genotype, export it, measure it on the target device.
+
+``evaluate_trial(spec)`` runs in a worker (a local process or a Ray task); it
+takes and returns plain JSON-able dicts so that any executor can carry them:
+
+  spec   = {"trial_id", "genotype", "trial_dir", "config": SearchConfig as dict}
+  result = {"trial_id", "status": "done"|"failed", "metrics": {...},
+            "artifacts": {...}, "error": str|None, "retryable": bool}
+
+Objectives are what was measured: ``error`` is the validation error after
+search-time training, ``time`` the measured inference time of
+``measure_images`` validation images (``time_s``), ``energy`` the measured
+energy over the working span (``energy_j``). A trial that diverges or fails
+to export or measure comes back ``failed`` with its error text; an
+unreachable remote device is marked ``retryable``.
+"""
+
+import dataclasses
+import os
+import time
+import traceback
+
+from search import config as config_lib
+
+# The export format each runtime loads.
+RUNTIME_FORMAT = {"keras": "keras", "onnxruntime": "onnx", "openvino": "openvino",
+                  "tensorrt": "onnx"}
+_SPLITS_CACHE = {}
+
+
+def _splits(config):
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  key = (config.dataset, config.data_dir, config.seed, config.train_images)
+  if key not in _SPLITS_CACHE:
+    splits = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+    if config.train_images:
+      splits = dataclasses.replace(splits, x_train=splits.x_train[:config.train_images],
+                                   y_train=splits.y_train[:config.train_images])
+    _SPLITS_CACHE[key] = splits
+  return _SPLITS_CACHE[key]
+
+
+def evaluate_trial(spec):
+  """Evaluate one trial (see module doc); never raises for a trial's own failure."""
+  config = config_lib.SearchConfig.from_dict(spec["config"])
+  result = {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
+            "error": None, "retryable": False}
+  try:
+    _train(spec, config, result)
+    if result["error"] is None and {"time", "energy"} & set(config.objectives):
+      _measure(spec, config, result)
+  except ConnectionError as e:  # deploy's DeviceUnreachableError derives from it
+    result.update(error="device unreachable: %s" % e, retryable=True)
+  except Exception as e:  # pylint: disable=broad-except
+    result["error"] = "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4))
+  if result["error"] is None:
+    missing = [o for o in config.objectives if objective_value(result["metrics"], o) is None]
+    if missing:
+      result["error"] = "objective(s) %s were not measured" % ", ".join(missing)
+    else:
+      result["status"] = "done"
+  return result
+
+
+def objective_value(metrics, objective):
+  """The measured value of ``objective`` in a trial's metrics (None if absent)."""
+  key = {"error": "val_error", "time": "time_s", "energy": "energy_j"}[objective]
+  value = metrics.get(key)
+  return None if value is None else float(value)
+
+
+def _train(spec, config, result):
+  from tea_keras import recipes  # pylint: disable=g-import-not-at-top
+  from tea_keras import space
+  from tea_keras import training
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.backend.clear_session()
+  recipe = recipes.search_recipe(**config.recipe)
+  model_dir = os.path.join(spec["trial_dir"], "model")
+  start = time.time()
+  trained = training.train_genotype(
+      space.Genotype.parse(spec["genotype"]), recipe, _splits(config), model_dir,
+      num_cells=recipe.num_cells, filters=recipe.filters, verbose=0,
+      seed=config.seed + spec["trial_id"])
+  result["metrics"].update({k: v for k, v in trained.metrics.items()
+                            if isinstance(v, (int, float, str, bool)) or v is None})
+  result["metrics"]["train_wall_seconds"] = time.time() - start
+  result["artifacts"]["model_dir"] = model_dir
+  result["artifacts"]["model"] = os.path.join(model_dir, "model.keras")
+  if trained.diverged or trained.error:
+    result["error"] = "training diverged: %s" % (trained.error or "non-finite loss")
+  spec["_model"] = trained.model
+
+
+def _measure(spec, config, result):
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  images = data.normalize(_splits(config).x_val[:config.measure_images])
+  start = time.time()
+  metrics, artifacts = export_and_measure(spec.pop("_model"), spec["trial_dir"], config, images)
+  metrics["measure_wall_seconds"] = time.time() - start
+  result["metrics"].update(metrics)
+  result["artifacts"].update(artifacts)
+
+
+def export_and_measure(model, work_dir, config, images):
+  """Export ``model`` for ``config.runtime`` into ``work_dir/export`` and
+  measure it on ``config.device`` (locally or through the remote agent).
+
+  ``config``: any object with the measurement fields of ``SearchConfig``.
+  Returns ``(metrics, artifacts)``: the measurement's scalar fields (plus
+  ``export_max_abs_diff``) and the paths of the export and power trace.
+  """
+  from deploy import export as export_lib  # pylint: disable=g-import-not-at-top
+  metrics, artifacts = {}, {}
+  fmt = RUNTIME_FORMAT[config.runtime]
+  suffix = {"onnx": ".onnx", "openvino": ".xml", "keras": ".keras"}[fmt]
+  out = os.path.join(work_dir, "export", "model" + suffix)
+  if fmt == "keras":
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    model.save(out)
+    model_path = out
+  else:
+    exported = export_lib.export_model(model, fmt, out, check_images=images[:8])
+    model_path = exported.path
+    metrics["export_max_abs_diff"] = exported.max_abs_diff
+  artifacts["export"] = model_path
+  settings = dict(device=config.device, runtime=config.runtime,
+                  power_source=config.power_source, batch_size=config.measure_batch_size,
+                  threshold_w=config.power_threshold_w, sample_interval_s=config.sample_interval_s,
+                  repeats=config.measure_repeats)
+  if config.device == "remote":
+    measured = _measure_remote(config, model_path, settings)
+  else:
+    from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+    measured = measure_lib.measure(model_path, images=images,
+                                   trace_dir=os.path.join(work_dir, "measure"), **settings)
+  metrics.update({k: v for k, v in measured.items()
+                  if isinstance(v, (int, float, str, bool)) or v is None})
+  for key in ("trace", "trace_png"):
+    if measured.get(key):
+      artifacts[key] = measured[key]
+  return metrics, artifacts
+def _measure_remote(config, model_path, settings):
+  from deploy import agent_client  # pylint: disable=g-import-not-at-top
+  with open(config.device_token_file) as f:
+    token = f.read().strip()
+  client = agent_client.AgentClient(config.device_url, token)
+  settings = {k: v for k, v in settings.items() if k != "device"}
+  return client.measure(model_path, num_images=config.measure_images,
+                        dataset=config.dataset, **settings)

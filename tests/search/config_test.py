@@ -1,0 +1,70 @@
+"""Tests for search/config.py: invalid combinations refused before any work."""
+
+import dataclasses
+import os
+
+import tensorflow as tf
+from absl.testing import parameterized
+
+from search import config as config_lib
+
+
+class ConfigTest(tf.test.TestCase, parameterized.TestCase):
+
+  def _config(self, **kw):
+    kw.setdefault("results_dir", self.get_temp_dir())
+    return config_lib.SearchConfig(**kw)
+
+  def test_validate_accepts_defaults(self):
+    config_lib.validate(self._config())
+
+  @parameterized.parameters(
+      (dict(device="tpu"), "--device=tpu is not supported. Expected one of: cpu, gpu"),
+      (dict(objectives=("error", "latency")), "--objectives=latency is not supported"),
+      (dict(objectives=("error",)), "needs at least two"),
+      (dict(objectives=("error", "time", "energy"), power_source="none"),
+       "--objectives includes energy but --power_source=none"),
+      (dict(device="cpu", power_source="nvml"), "--power_source=nvml cannot measure --device=cpu"),
+      (dict(device="remote"), "--device=remote needs --device_url"),
+      (dict(device="remote", device_url="http://127.0.0.1:1", device_token_file="/nonexistent"),
+       "needs --device_token_file naming a readable file"),
+      (dict(num_initial=20, num_samples=10), "expected 1 <= num_initial <= num_samples"),
+      (dict(strategy="bohb"), "--strategy=bohb is not supported"),
+      (dict(measure_images=50, measure_batch_size=100), "smaller than --measure_batch_size"),
+  )
+  def test_validate_refuses_invalid_combination(self, kwargs, message):
+    with self.assertRaisesRegex(ValueError, message):
+      config_lib.validate(self._config(**kwargs))
+
+  def test_validate_allows_energy_dropped_when_optional(self):
+    config_lib.validate(self._config(power_source="none", optional_energy=True))
+
+  def test_check_results_dir_refuses_other_experiment(self):
+    config = self._config(objectives=("error", "time"))
+    self.assertFalse(config_lib.check_results_dir(config))
+    config_lib.write_config(config)
+    self.assertTrue(config_lib.check_results_dir(config))
+    # Run-control fields may change (extend a search, more workers).
+    config_lib.check_results_dir(dataclasses.replace(config, num_samples=800, max_parallel=4))
+    with self.assertRaisesRegex(ValueError, "holds another experiment.*objectives"):
+      config_lib.check_results_dir(dataclasses.replace(config, objectives=("error", "energy")))
+    changed_space = dict(config.search_space, num_blocks=4)
+    with self.assertRaisesRegex(ValueError, "search_space"):
+      config_lib.check_results_dir(dataclasses.replace(config, search_space=changed_space))
+
+  def test_check_results_dir_refuses_foreign_config(self):
+    d = os.path.join(self.get_temp_dir(), "foreign")
+    os.makedirs(d)
+    with open(os.path.join(d, "config.json"), "w") as f:
+      f.write('{"model": "something else"}')
+    with self.assertRaisesRegex(ValueError, "is not a tea-keras search config"):
+      config_lib.check_results_dir(self._config(results_dir=d))
+
+  def test_config_json_round_trip(self):
+    config = self._config(recipe={"epochs": 2}, objectives=("error", "time"))
+    import json
+    self.assertEqual(config_lib.SearchConfig.from_dict(json.loads(config.to_json())), config)
+
+
+if __name__ == "__main__":
+  tf.test.main()

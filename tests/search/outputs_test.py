@@ -1,0 +1,60 @@
+"""Tests for search/outputs.py."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from search import outputs
+from search import pareto
+
+
+def _trial(i, status, err=None, t=None, e=None):
+  metrics = {} if err is None else {"val_error": err, "time_s": t, "energy_j": e}
+  return {"trial_id": i, "status": status, "source": "initial", "genotype": "g%d" % i,
+          "encoding": [0] * 20, "attempts": 1, "host": "h", "started_at": 1.0,
+          "finished_at": 3.5, "metrics": metrics, "artifacts": {"model": "m%d" % i},
+          "error": "boom\ntraceback" if status == "failed" else None}
+
+
+class OutputsTest(tf.test.TestCase):
+
+  def test_refresh_writes_files_and_pareto(self):
+    trials = [_trial(1, "done", 0.5, 0.10, 2.0), _trial(2, "done", 0.4, 0.20, 3.0),
+              _trial(3, "done", 0.6, 0.30, 4.0),  # dominated by 1
+              _trial(4, "failed"), _trial(5, "running")]
+    d = self.get_temp_dir()
+    summary = outputs.refresh(d, trials, ("error", "time", "energy"))
+    with open(os.path.join(d, "results.csv")) as f:
+      rows = list(csv.DictReader(f))
+    self.assertEqual([r["status"] for r in rows], ["done", "done", "done", "failed", "running"])
+    self.assertEqual(rows[3]["error"], "boom")
+    with open(os.path.join(d, "pareto.csv")) as f:
+      front = list(csv.DictReader(f))
+    self.assertEqual(sorted(int(r["trial_id"]) for r in front), [1, 2])
+    with open(os.path.join(d, "summary.json")) as f:
+      self.assertEqual(json.load(f), summary)
+    self.assertEqual(summary["counts"], {"pending": 0, "running": 1, "done": 3, "failed": 1})
+    self.assertEqual(summary["best"]["time"], {"value": 0.10, "trial_id": 1})
+    for name in ("pareto_error_time.png", "pareto_error_energy.png", "hypervolume.png"):
+      self.assertGreater(os.path.getsize(os.path.join(d, name)), 1000)
+
+  def test_hypervolume_curve_is_monotone_and_matches_pareto(self):
+    rng = np.random.default_rng(0)
+    trials = [_trial(i, "done", *rng.uniform(0.1, 1.0, 3)) for i in range(1, 30)]
+    summary = outputs.summarize(trials, ("error", "time", "energy"))
+    curve = np.array(summary["hypervolume"])
+    self.assertTrue(np.all(np.diff(curve) >= -1e-12))
+    _, y = outputs.objective_matrix(trials, ("error", "time", "energy"))
+    self.assertAllClose(curve[-1], pareto.hypervolume(y, np.array(summary["reference_point"])))
+
+  def test_summarize_without_done_trials(self):
+    summary = outputs.summarize([_trial(1, "failed")], ("error", "time"))
+    self.assertIsNone(summary["final_hypervolume"])
+    self.assertEqual(summary["hypervolume"], [])
+
+
+if __name__ == "__main__":
+  tf.test.main()
