@@ -1,0 +1,302 @@
+"""CIFAR-10 data: loading, the paper's train/validation/test split, tf.data pipelines.
+
+Data sets (``load(name)``):
+
+* ``cifar10``: the full set, from a standard ``cifar-10-batches-py`` folder
+  (``data_dir``) or else through ``keras.datasets.cifar10`` (downloads once
+  to the Keras cache).
+* ``cifar10_sample``: 6,102 real CIFAR-10 images shipped in this package
+  (``resources/cifar10_sample.npz``, provenance in ``cifar10_sample.md``) so
+  that the quickstart and the tests run offline.
+
+Split (Cai et al., 2018, section IV-A): a seeded random ``VAL_FRACTION``
+(5,000 of the 50,000) of the training images is held out for validation;
+the test images are kept apart for final evaluation only.
+
+Normalization contract: ``normalize`` (NumPy, uint8 -> float32, per-channel
+CIFAR-10 mean/std) is the one function training and deployment both use to
+prepare images; ``normalize_tensor`` is the same arithmetic on tensors, inside
+the tf.data pipeline.
+
+Augmentation (``augment``, paper IV-A: random crops, flips, brightness and
+contrast) works on float32 images in [0, 255] and is *stateless*: the random
+draws of an image depend only on ``(seed, epoch, image index)``, so a run is
+reproducible and a resumed run sees the same batches as an uninterrupted one.
+TensorFlow is imported lazily so that ``load``/``normalize`` stay light.
+"""
+
+import dataclasses
+import os
+import pickle
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+
+NAMES = ("cifar10", "cifar10_sample")
+NUM_CLASSES = 10
+IMAGE_SHAPE = (32, 32, 3)
+# Held-out validation fraction: 5,000 of CIFAR-10's 50,000 training images.
+VAL_FRACTION = 5000 / 50000
+# Per-channel (RGB) mean and standard deviation of the 50,000 CIFAR-10
+# training images, in pixel units [0, 255].
+MEAN = np.array([125.307, 122.950, 113.865], dtype=np.float32)
+STD = np.array([62.993, 62.089, 66.705], dtype=np.float32)
+
+SAMPLE_PATH = Path(__file__).resolve().parent / "resources" / "cifar10_sample.npz"
+BATCHES_FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = tuple("data_batch_%d" % i for i in range(1, 6))
+TEST_FILE = "test_batch"
+_HOW_TO_GET = ("Download the 'CIFAR-10 python version' from "
+               "https://www.cs.toronto.edu/~kriz/cifar.html and extract it "
+               "(tar xzf cifar-10-python.tar.gz), then pass the "
+               "'%s' folder or its parent." % BATCHES_FOLDER)
+
+
+class DataError(ValueError):
+  """A data folder or file is missing or not in the expected format."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Splits:
+  """uint8 NHWC images and int32 labels of the three splits of data set ``name``."""
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  name: str
+
+  def sizes(self) -> dict:
+    return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+# -- loading -------------------------------------------------------------------
+def load(name: str, data_dir: Optional[str] = None, seed: int = 0) -> Splits:
+  """Load data set ``name`` (one of ``NAMES``) and split it (see module doc).
+
+  ``data_dir``: for ``cifar10``, a ``cifar-10-batches-py`` folder or its
+  parent; without it the Keras cache/download is used. ``seed`` picks the
+  validation images.
+  """
+  if name == "cifar10":
+    if data_dir is not None:
+      train, test = read_batches_folder(data_dir)
+    else:
+      train, test = _keras_cifar10()
+  elif name == "cifar10_sample":
+    if data_dir is not None:
+      raise ValueError("Invalid value for argument `data_dir`: the data set "
+                       "'cifar10_sample' ships with tea_keras and takes no data_dir. "
+                       "Received data_dir=%r" % (data_dir,))
+    train, test = _read_sample()
+  else:
+    raise ValueError("Invalid value for argument `name`. Expected one of %s. "
+                     "Received name=%r" % (", ".join(NAMES), name))
+  (x_tr, y_tr), (x_val, y_val) = split_validation(train[0], train[1], seed)
+  return Splits(x_tr, y_tr, x_val, y_val, test[0], test[1].astype(np.int32), name)
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, seed: int = 0,
+                     fraction: float = VAL_FRACTION):
+  """Seeded random hold-out of ``round(fraction * len(x))`` images.
+
+  Returns ``((x_train, y_train), (x_val, y_val))``; both keep file order.
+  """
+  if not 0 < fraction < 1:
+    raise ValueError("Invalid value for argument `fraction`. Expected a number in "
+                     "(0, 1). Received fraction=%r" % (fraction,))
+  n = len(x)
+  num_val = int(round(fraction * n))
+  order = np.random.default_rng(seed).permutation(n)
+  val = np.sort(order[:num_val])
+  train = np.sort(order[num_val:])
+  y = np.asarray(y).astype(np.int32).ravel()
+  return (x[train], y[train]), (x[val], y[val])
+
+
+def _read_sample():
+  with np.load(SAMPLE_PATH) as d:
+    return ((d["x_train"], d["y_train"]), (d["x_test"], d["y_test"]))
+
+
+def _keras_cifar10():
+  import keras  # pylint: disable=g-import-not-at-top
+  try:
+    (x_tr, y_tr), (x_te, y_te) = keras.datasets.cifar10.load_data()
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError("Could not download CIFAR-10 through keras.datasets.cifar10 (%s: "
+                    "%s). Pass data_dir instead. %s" % (type(e).__name__, e, _HOW_TO_GET)
+                   ) from e
+  return (x_tr, y_tr.ravel()), (x_te, y_te.ravel())
+
+
+def read_batches_folder(data_dir) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
+  """Read a standard ``cifar-10-batches-py`` folder (or its parent).
+
+  Returns ``((x_train, y_train), (x_test, y_test))``, images uint8 NHWC.
+  Raises ``DataError`` naming the path and the expected files.
+  """
+  folder = Path(os.fspath(data_dir)).expanduser()
+  if (folder / BATCHES_FOLDER).is_dir():
+    folder = folder / BATCHES_FOLDER
+  expected = TRAIN_FILES + (TEST_FILE,)
+  if not folder.is_dir():
+    raise DataError("CIFAR-10 data folder %s does not exist. Expected a folder with "
+                    "%s. %s" % (folder, ", ".join(expected), _HOW_TO_GET))
+  missing = [f for f in expected if not (folder / f).is_file()]
+  if missing:
+    raise DataError("CIFAR-10 data folder %s lacks %s. Expected %s. %s"
+                    % (folder, ", ".join(missing), ", ".join(expected), _HOW_TO_GET))
+  parts = [_read_batch(folder / f) for f in TRAIN_FILES]
+  train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+  return train, _read_batch(folder / TEST_FILE)
+
+
+def _read_batch(path: Path):
+  """One pickled batch: ``data`` (N, 3072) uint8 in CHW order, ``labels``."""
+  try:
+    with open(path, "rb") as f:
+      batch = pickle.load(f, encoding="bytes")
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    labels = np.asarray(batch[b"labels"], dtype=np.int32)
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+      raise ValueError("data has shape %s and %d labels" % (data.shape, len(labels)))
+  except Exception as e:  # pylint: disable=broad-except
+    raise DataError("CIFAR-10 batch file %s is corrupt (%s: %s). Expected a pickled "
+                    "dict with b'data' (N, 3072) uint8 and b'labels' (N,). %s"
+                    % (path, type(e).__name__, e, _HOW_TO_GET)) from e
+  if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
+    raise DataError("CIFAR-10 batch file %s has labels outside [0, %d]. %s"
+                    % (path, NUM_CLASSES - 1, _HOW_TO_GET))
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+# -- normalization -------------------------------------------------------------
+def normalize(x_uint8) -> np.ndarray:
+  """``(x - MEAN) / STD`` per channel; uint8 (..., 3) -> float32, same shape."""
+  x = np.asarray(x_uint8)
+  if x.dtype != np.uint8 or x.ndim < 1 or x.shape[-1] != 3:
+    raise ValueError("Invalid value for argument `x_uint8`. Expected a uint8 array "
+                     "with 3 channels last (..., 3). Received dtype=%s shape=%s"
+                     % (x.dtype, x.shape))
+  return (x.astype(np.float32) - MEAN) / STD
+
+
+def normalize_tensor(x):
+  """``normalize`` on a tensor of pixel values in [0, 255] (any dtype)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return (tf.cast(x, tf.float32) - MEAN) / STD
+
+
+# -- augmentation --------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """Parameters of ``augment``; the recipes hold the numbers."""
+  pad: int                      # zero-pad this many pixels, then crop 32x32
+  flip: bool                    # random horizontal flip
+  brightness_max_delta: float   # add U(-d, d), pixel units [0, 255]
+  contrast_lower: float         # scale deviation from the image mean by
+  contrast_upper: float         # U(lower, upper), per channel
+
+  def __post_init__(self):
+    if self.pad < 0 or self.brightness_max_delta < 0:
+      raise ValueError("Invalid augmentation: expected pad >= 0 and "
+                       "brightness_max_delta >= 0. Received %r" % (self,))
+    if not 0 <= self.contrast_lower <= self.contrast_upper:
+      raise ValueError("Invalid augmentation: expected 0 <= contrast_lower <= "
+                       "contrast_upper. Received %r" % (self,))
+
+
+def augment(image, seed, aug: Augmentation):
+  """Randomly crop, flip, brighten and contrast one image.
+
+  ``image``: float32 (32, 32, 3) in [0, 255]; ``seed``: int32/int64 shape (2,)
+  stateless seed. Returns float32 (32, 32, 3) clipped to [0, 255]. Order as in
+  the TensorFlow CIFAR-10 tutorial (``cifar10_input.distorted_inputs``).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  shape = tf.shape(image)
+  if aug.pad:
+    padded = tf.pad(image, [[aug.pad, aug.pad], [aug.pad, aug.pad], [0, 0]])
+    image = tf.image.stateless_random_crop(padded, shape, seeds[0])
+  if aug.flip:
+    image = tf.image.stateless_random_flip_left_right(image, seeds[1])
+  if aug.brightness_max_delta:
+    image = tf.image.stateless_random_brightness(image, aug.brightness_max_delta, seeds[2])
+  if (aug.contrast_lower, aug.contrast_upper) != (1.0, 1.0):
+    image = tf.image.stateless_random_contrast(image, aug.contrast_lower,
+                                               aug.contrast_upper, seeds[3])
+  return tf.clip_by_value(image, 0.0, 255.0)
+
+
+# -- pipelines -----------------------------------------------------------------
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full batches per epoch (the remainder is dropped, a new one each epoch)."""
+  steps = num_examples // batch_size
+  if steps < 1:
+    raise ValueError("Invalid value for argument `batch_size`. Expected at most the "
+                     "number of training images (%d). Received batch_size=%d"
+                     % (num_examples, batch_size))
+  return steps
+
+
+def train_dataset(x, y, *, batch_size: int, seed: int, augmentation: Optional[Augmentation],
+                  first_epoch: int = 0, num_epochs: int = 1):
+  """Shuffled, augmented, normalized batches for epochs ``first_epoch ..
+  first_epoch + num_epochs - 1``, ``steps_per_epoch`` batches each.
+
+  Epoch ``e``'s order and augmentations depend only on ``(seed, e)``, so the
+  dataset for a resumed run continues the uninterrupted one exactly.
+  Yields ``(float32 (B, 32, 32, 3), int32 (B,))``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _check_images(x, y)
+  n = len(x)
+  per_epoch = steps_per_epoch(n, batch_size) * batch_size
+  images = tf.constant(x)
+  labels = tf.constant(np.asarray(y, dtype=np.int32))
+  seed = int(seed)
+
+  def epoch_indices(epoch):
+    epoch_seed = tf.stack([tf.constant(2 * seed + 1, tf.int64), epoch])
+    keys = tf.random.stateless_uniform([n], seed=epoch_seed)
+    order = tf.argsort(keys)[:per_epoch]
+    return tf.data.Dataset.from_tensor_slices(order).map(
+        lambda i: (i, epoch * n + tf.cast(i, tf.int64)))
+
+  def load_one(i, global_index):
+    image = tf.cast(tf.gather(images, i), tf.float32)
+    if augmentation is not None:
+      image = augment(image, tf.stack([tf.constant(2 * seed, tf.int64), global_index]),
+                      augmentation)
+    return normalize_tensor(image), tf.gather(labels, i)
+
+  ds = tf.data.Dataset.range(first_epoch, first_epoch + num_epochs).flat_map(epoch_indices)
+  ds = ds.map(load_one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(x, y, *, batch_size: int, cache: bool = True):
+  """Normalized, unshuffled, unaugmented batches (last batch may be short)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  _check_images(x, y)
+  ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype=np.int32)))
+  ds = ds.batch(batch_size).map(lambda a, b: (normalize_tensor(a), b),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+  if cache:
+    ds = ds.cache()
+  return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _check_images(x, y):
+  if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4 \
+      or x.shape[-1] != 3:
+    raise ValueError("Invalid images. Expected a uint8 NumPy array (N, H, W, 3). "
+                     "Received %s" % (getattr(x, "dtype", type(x)),) +
+                     " shape=%s" % (getattr(x, "shape", None),))
+  if len(x) != len(y) or len(x) == 0:
+    raise ValueError("Invalid data: expected as many labels as images, at least one. "
+                     "Received %d images, %d labels" % (len(x), len(y)))
