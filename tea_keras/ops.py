@@ -16,8 +16,11 @@ output at ``stride``. Conventions follow TF-slim's NASNet/PNASNet utilities:
 import keras
 from keras import layers
 
-BN_MOMENTUM = 0.9997  # TF-slim NASNet CIFAR batch-norm decay
-BN_EPSILON = 0.001
+# TF-slim ``nasnet_cifar_arg_scope``: batch-norm decay 0.9, epsilon 1e-5 (the
+# 0.9997 of the ImageNet scopes leaves the moving statistics near their
+# initial values after a 10-epoch search-time training).
+BN_MOMENTUM = 0.9
+BN_EPSILON = 1e-5
 
 
 def batch_norm(name):
