@@ -121,4 +121,4 @@ class NvmlPower(base.PowerSource):
 
 
 def _to_str(name):
-  return name.decode() if isinstance(name, bytes) else str(name)
+  return str(name, "utf-8") if isinstance(name, bytes) else str(name)

@@ -1,0 +1,224 @@
+"""Export a trained Keras model for deployment, with a parity check.
+
+``python -m deploy.export --model_dir=DIR --format=onnx|openvino|tensorrt|saved_model
+--precision=fp32|fp16 --out=PATH``
+
+* **onnx**: tf2onnx (``convert.from_function`` on a ``tf.function`` with a
+  dynamic batch), **opset 13** (``ONNX_OPSET``): the newest opset both
+  TensorRT 8.2 (JetPack 4.6; its ONNX parser supports opsets 7-13) and
+  OpenVINO 2022.3 (the last release with the MYRIAD plugin) read. Input
+  ``images`` (N, 32, 32, 3) float32 normalized, output ``logits``. fp16:
+  weights and compute converted with onnxruntime's float16 tool, I/O kept
+  float32.
+* **openvino**: IR ``.xml`` + ``.bin`` converted from the ONNX export;
+  fp16 by ``compress_to_fp16`` at save (weights stored in fp16). The NCS2
+  reads the ONNX file directly with OpenVINO 2022.3 (IR from newer releases
+  may use a newer IR version).
+* **tensorrt**: an engine built from the ONNX export by
+  ``deploy.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
+  only where TensorRT exists, else a clear ImportError.
+* **saved_model**: Keras 3 ``model.export(format="tf_saved_model")``.
+
+Every export runs through its runtime on ``check_images`` and the maximum
+absolute logit difference to Keras is reported; fp32 must be within
+``FP32_TOLERANCE`` (1e-3) or ``ParityError`` is raised. fp16 differences are
+reported, checked against ``FP16_TOLERANCE``.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+from typing import Optional
+
+import numpy as np
+from absl import app
+from absl import flags
+
+FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
+PRECISIONS = ("fp32", "fp16")
+ONNX_OPSET = 13
+FP32_TOLERANCE = 1e-3
+FP16_TOLERANCE = 0.1
+INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+class ParityError(ValueError):
+  """An export's logits differ from Keras beyond the tolerance."""
+
+
+@dataclasses.dataclass
+class ExportResult:
+  path: str
+  fmt: str
+  precision: str
+  max_abs_diff: Optional[float]
+  opset: Optional[int]
+  tolerance: Optional[float] = None
+  checked_images: int = 0
+  parity_runtime: Optional[str] = None
+  note: Optional[str] = None
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+
+def load_keras(model_or_model_dir):
+  """A keras.Model from a model, a ``.keras`` file or a model_dir."""
+  if not isinstance(model_or_model_dir, (str, os.PathLike)):
+    return model_or_model_dir
+  path = os.fspath(model_or_model_dir)
+  if os.path.isdir(path):
+    path = os.path.join(path, "model.keras")
+  if not os.path.exists(path):
+    raise ValueError("Invalid value for argument `model_or_model_dir`. Expected a "
+                     "keras.Model, a .keras file or a model_dir holding model.keras. "
+                     "Received %r (no %s)." % (model_or_model_dir, path))
+  from tea_keras import network
+  return network.load_model(path)
+
+
+def default_check_images(count=16):
+  """The first ``count`` test images of the bundled sample, normalized."""
+  from tea_keras import data
+  return data.normalize(data.load("cifar10_sample").x_test[:count])
+
+
+def keras_logits(model, images):
+  return np.asarray(model(images, training=False), dtype=np.float32)
+
+
+def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET):
+  import tensorflow as tf
+  import tf2onnx
+  spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name=INPUT_NAME),)
+
+  @tf.function(input_signature=spec)
+  def serve(images):
+    return {OUTPUT_NAME: model(images, training=False)}
+
+  proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
+  if precision == "fp16":
+    from onnxruntime.transformers import float16
+    proto = float16.convert_float_to_float16(proto, keep_io_types=True)
+  import onnx
+  onnx.save(proto, out)
+  return out
+
+
+def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET):
+  import openvino as ov
+  if not out.endswith(".xml"):
+    raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
+                     "path ending in .xml (the .bin goes next to it). Received %r" % out)
+  with tempfile.TemporaryDirectory() as tmp:
+    onnx_path = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
+    ov.save_model(ov.convert_model(onnx_path), out, compress_to_fp16=precision == "fp16")
+  return out
+
+
+def export_tensorrt(model, out, precision="fp32", opset=ONNX_OPSET, batch_size=100):
+  from deploy import tensorrt_build
+  onnx_path = os.path.splitext(out)[0] + ".onnx"
+  export_onnx(model, onnx_path, "fp32", opset)
+  tensorrt_build.build_engine(onnx_path, out, precision, batch_size)
+  return out
+
+
+def export_saved_model(model, out, precision="fp32"):
+  if precision != "fp32":
+    raise ValueError("fmt=saved_model supports precision=fp32 only. Received %r" % precision)
+  if os.path.exists(out):
+    shutil.rmtree(out)
+  model.export(out, format="tf_saved_model", verbose=False)
+  return out
+
+
+def run_artifact(fmt, path, images, batch_size=100):
+  """Logits of an exported artifact through its runtime (CPU where possible)."""
+  from deploy import runtimes
+  name = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
+          "saved_model": "keras"}[fmt]
+  runtime = runtimes.create(name, path, "gpu" if fmt == "tensorrt" else "cpu")
+  return name, np.concatenate([runtime.predict(images[i:i + batch_size])
+                               for i in range(0, len(images), batch_size)])
+
+
+def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=None,
+                 opset=ONNX_OPSET, batch_size=100):
+  """Export and parity-check; returns an ``ExportResult`` (see module doc)."""
+  if fmt not in FORMATS:
+    raise ValueError("Invalid value for argument `fmt`. Expected one of %s. Received "
+                     "fmt=%r" % ("|".join(FORMATS), fmt))
+  if precision not in PRECISIONS:
+    raise ValueError("Invalid value for argument `precision`. Expected fp32 or fp16. "
+                     "Received precision=%r" % (precision,))
+  model = load_keras(model_or_model_dir)
+  out = os.fspath(out)
+  if os.path.dirname(out):
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+  if fmt == "onnx":
+    export_onnx(model, out, precision, opset)
+  elif fmt == "openvino":
+    export_openvino(model, out, precision, opset)
+  elif fmt == "tensorrt":
+    export_tensorrt(model, out, precision, opset, batch_size)
+  else:
+    export_saved_model(model, out, precision)
+  images = default_check_images() if check_images is None else np.asarray(
+      check_images, np.float32)
+  reference = keras_logits(model, images)
+  runtime_name, logits = run_artifact(fmt, out, images, batch_size)
+  diff = float(np.max(np.abs(logits.astype(np.float32) - reference)))
+  tolerance = FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
+  result = ExportResult(out, fmt, precision, diff, opset if fmt != "saved_model" else None,
+                        tolerance, int(len(images)), runtime_name)
+  with open(out.rstrip("/") + ".export.json", "w") as f:
+    json.dump(result.to_dict(), f, indent=2)
+  if not diff <= tolerance:
+    raise ParityError("Export %s (%s, %s) differs from Keras by max |logit diff| %.3g > "
+                      "%.0e on %d images." % (out, fmt, precision, diff, tolerance,
+                                              len(images)))
+  return result
+
+
+# -- CLI ----------------------------------------------------------------------
+# Flags are defined only when run as a program, so that importing this module
+# (the search imports export_model) never clashes with other flag definitions.
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_string("model_dir", None, "Directory with model.keras (or a .keras file).")
+  flags.DEFINE_enum("format", "onnx", FORMATS, "Export format.")
+  flags.DEFINE_enum("precision", "fp32", PRECISIONS, "Numerical precision of the export.")
+  flags.DEFINE_string("out", None, "Output path (.onnx, .xml, .engine, or a directory "
+                      "for saved_model). Default: <model_dir>/model.<ext>.")
+  flags.DEFINE_integer("opset", ONNX_OPSET, "ONNX opset (13 is read by TRT 8.2 and "
+                       "OpenVINO 2022.3).", lower_bound=7)
+  flags.DEFINE_integer("batch_size", 100, "TensorRT: largest (and optimal) batch.",
+                       lower_bound=1)
+
+
+def default_out(model_dir, fmt):
+  ext = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine", "saved_model": ""}[fmt]
+  base = model_dir if os.path.isdir(model_dir) else os.path.dirname(model_dir)
+  return os.path.join(base, "model" + ext if ext else "saved_model")
+
+
+def main(argv):
+  del argv
+  if not FLAGS.model_dir:
+    raise app.UsageError("--model_dir is required.")
+  out = FLAGS.out or default_out(FLAGS.model_dir, FLAGS.format)
+  result = export_model(FLAGS.model_dir, FLAGS.format, out, FLAGS.precision,
+                        opset=FLAGS.opset, batch_size=FLAGS.batch_size)
+  json.dump(result.to_dict(), sys.stdout)
+  print()
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

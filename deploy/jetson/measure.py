@@ -1,0 +1,14 @@
+"""Measure on a Jetson: ``python3 -m deploy.jetson.measure --model=model.engine
+--data=images.npy [--rail=VDD_IN]``.
+
+Build the engine on the Jetson first (engines are device-specific):
+``python3 -m deploy.tensorrt_build --onnx=model.onnx --engine=model.engine
+--precision=fp16 --batch_size=100``. Threshold default 1 W (paper, TX2).
+For stable numbers fix the clocks first (``sudo nvpmodel -m 0 && sudo
+jetson_clocks``) and report the mode with the result.
+"""
+
+from deploy import device_main
+
+if __name__ == "__main__":
+  device_main.main("jetson")

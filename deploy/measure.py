@@ -1,0 +1,137 @@
+"""Measure inference time and energy of a model from the host.
+
+Library: ``measure(model_path, device=..., runtime=..., power_source=...,
+images=...)`` returns the result dict of the protocol (``deploy.session``):
+``time_s``, ``energy_j`` (None without a power instrument), ``images``,
+``batch_size``, ``mean_power_w``, ``idle_power_w``, ``samples``,
+``threshold_w``, ``power_source``, ``runtime``, ``device``, ``trace`` and
+more (repeat statistics, warnings, host-clock time, counter cross-check).
+
+CLI::
+
+  python -m deploy.measure --device=cpu --runtime=onnxruntime --power_source=none \\
+      --model=model.onnx --dataset=cifar10_sample --num_images=5000 --batch_size=100
+
+prints the same object as JSON. ``--write_data=images.npy`` instead writes
+the normalized images for a device script (``deploy/<device>/measure.py``).
+Images are the validation split (the paper measures on 5,000 validation
+images); when the data set has fewer than ``--num_images`` they are
+repeated and the result says so (``images_repeated_from``).
+"""
+
+import json
+import sys
+
+import numpy as np
+from absl import app
+from absl import flags
+
+from deploy import device_main
+from deploy import protocol
+from deploy import session
+
+
+def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
+            threshold_w=None, sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
+            repeats=session.DEFAULT_REPEATS, warmup_batches=session.DEFAULT_WARMUP_BATCHES,
+            trace_dir=None, idle_s=None, power_options=None, runtime_options=None,
+            progress=True):
+  """Measure ``model_path`` with the protocol; returns the result dict.
+
+  images: float32 normalized NHWC (``tea_keras.data.normalize``).
+  power_options / runtime_options: keyword arguments of the power source
+  (``rail``, ``device_index``, ``csv_path``, ``port``, ``root``) and of the
+  runtime (``intra_op_threads``, ``inference_precision``...).
+  """
+  rt = device_main.build_runtime(device, runtime, model_path, batch_size,
+                                 **(runtime_options or {}))
+  try:
+    with device_main.build_power(power_source, **(power_options or {})) as power:
+      result = session.run_measurement(
+          rt, power, images, device, batch_size=batch_size, threshold_w=threshold_w,
+          sample_interval_s=sample_interval_s, repeats=repeats,
+          warmup_batches=warmup_batches, idle_s=idle_s, trace_dir=trace_dir,
+          progress=device_main.progress_printer if progress else None)
+  finally:
+    rt.close()
+  result["model"] = model_path
+  return result
+
+
+def load_images(dataset, num_images, data_dir=None):
+  """(normalized float32 validation images, note) for ``dataset``."""
+  from tea_keras import data
+  if num_images < 1:
+    raise ValueError("Invalid value for argument `num_images`. Expected a positive "
+                     "integer. Received num_images=%r" % (num_images,))
+  x = data.load(dataset, data_dir).x_val
+  available = len(x)
+  if num_images > available:
+    x = np.concatenate([x] * (-(-num_images // available)))
+  return data.normalize(x[:num_images]), (available if num_images > available else None)
+
+
+# -- CLI: flags are defined only when run as a program (see deploy.export) ----
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  flags.DEFINE_enum("device", "cpu", list(device_main.DEVICE_DEFAULTS), "Target device.")
+  flags.DEFINE_enum("runtime", "onnxruntime", ["keras", "onnxruntime", "openvino", "tensorrt"],
+                    "Inference runtime.")
+  flags.DEFINE_enum("power_source", "none", ["nvml", "ina3221", "rapl", "usb_meter", "none",
+                                             "auto"], "Power instrument (auto: RAPL or none).")
+  flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras).")
+  flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
+  flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py.")
+  flags.DEFINE_integer("num_images", 5000, "Images per run (paper: 5000).", lower_bound=1)
+  flags.DEFINE_integer("batch_size", 100, "Batch size (paper: 100).", lower_bound=1)
+  flags.DEFINE_float("threshold_w", None, "Working/idle threshold (default: paper's "
+                     "per-device value; automatic on CPU).")
+  flags.DEFINE_float("sample_interval_s", protocol.DEFAULT_SAMPLE_INTERVAL_S,
+                     "Power sampling interval (paper: 0.02 s).")
+  flags.DEFINE_integer("repeats", session.DEFAULT_REPEATS, "Measured repeats (median "
+                       "reported).", lower_bound=1)
+  flags.DEFINE_integer("warmup_batches", session.DEFAULT_WARMUP_BATCHES,
+                       "Unmeasured batches before the repeats.", lower_bound=0)
+  flags.DEFINE_float("idle_s", None, "Idle padding before/after each run (default 1 s, "
+                     "3x the source's averaging window; 0 without power).")
+  flags.DEFINE_string("trace_dir", None, "Write trace CSVs, trace.png and result.json here.")
+  flags.DEFINE_string("rail", None, "ina3221 rail label(s), comma-separated.")
+  flags.DEFINE_integer("gpu_index", None, "nvml GPU index.")
+  flags.DEFINE_string("usb_csv", None, "usb_meter: timestamped CSV log of the meter.")
+  flags.DEFINE_string("usb_port", None, "usb_meter: serial port of the meter.")
+  flags.DEFINE_string("write_data", None, "Write the normalized images to this .npy for "
+                      "a device script and exit.")
+
+
+def main(argv):
+  del argv
+  images, repeated = load_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir)
+  if FLAGS.write_data:
+    np.save(FLAGS.write_data, images)
+    print(json.dumps({"data": FLAGS.write_data, "images": len(images),
+                      "images_repeated_from": repeated}))
+    return
+  if not FLAGS.model:
+    raise app.UsageError("--model is required (or --write_data).")
+  options = {"rail": FLAGS.rail, "device_index": FLAGS.gpu_index,
+             "csv_path": FLAGS.usb_csv, "port": FLAGS.usb_port}
+  wanted = {"ina3221": ("rail",), "nvml": ("device_index",),
+            "usb_meter": ("csv_path", "port")}.get(FLAGS.power_source, ())
+  result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
+                   power_source=FLAGS.power_source, images=images,
+                   batch_size=FLAGS.batch_size, threshold_w=FLAGS.threshold_w,
+                   sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
+                   warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
+                   idle_s=FLAGS.idle_s,
+                   power_options={k: options[k] for k in wanted if options[k] is not None})
+  result["dataset"] = FLAGS.dataset
+  result["images_repeated_from"] = repeated
+  json.dump(result, sys.stdout, sort_keys=True)
+  print()
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

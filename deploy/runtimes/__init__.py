@@ -1,0 +1,27 @@
+"""Inference runtimes behind one interface (``base.Runtime``).
+
+Each module imports its vendor package lazily, so this package imports on a
+device that has only one runtime. ``create(name, model_path, device)``.
+The onnxruntime, openvino and tensorrt modules are device-side code
+(Python 3.6 syntax, numpy + the runtime); keras_runtime is host-side.
+"""
+
+NAMES = ("keras", "onnxruntime", "openvino", "tensorrt")
+
+
+def create(name, model_path, device="cpu", **kwargs):
+  """A loaded ``Runtime`` for ``model_path`` on ``device``."""
+  if name == "keras":
+    from deploy.runtimes import keras_runtime
+    return keras_runtime.KerasRuntime(model_path, device, **kwargs)
+  if name == "onnxruntime":
+    from deploy.runtimes import onnxruntime_runtime
+    return onnxruntime_runtime.OnnxRuntime(model_path, device, **kwargs)
+  if name == "openvino":
+    from deploy.runtimes import openvino_runtime
+    return openvino_runtime.OpenVinoRuntime(model_path, device, **kwargs)
+  if name == "tensorrt":
+    from deploy.runtimes import tensorrt_runtime
+    return tensorrt_runtime.TensorRtRuntime(model_path, device, **kwargs)
+  raise ValueError("Invalid value for argument `runtime`. Expected one of %s. "
+                   "Received runtime=%r" % ("|".join(NAMES), name))

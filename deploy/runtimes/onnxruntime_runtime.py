@@ -1,0 +1,46 @@
+"""ONNX Runtime: CPU here; CUDA (and TensorRT EP) where the GPU build exists."""
+
+import numpy as np
+
+from deploy.runtimes import base
+
+_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
+              "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+              "jetson": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+class OnnxRuntime(base.Runtime):
+  name = "onnxruntime"
+
+  def __init__(self, model_path, device="cpu", intra_op_threads=0):
+    super(OnnxRuntime, self).__init__(model_path, device)
+    ort = base.require("onnxruntime", "onnxruntime", self.name)
+    if device not in _PROVIDERS:
+      raise ValueError("Invalid value for argument `device` with runtime=onnxruntime. "
+                       "Expected one of %s. Received device=%r" % (sorted(_PROVIDERS), device))
+    wanted = _PROVIDERS[device]
+    available = ort.get_available_providers()
+    if device != "cpu" and wanted[0] not in available:
+      raise ValueError("device=%s needs %s, but this onnxruntime build has %s "
+                       "(install onnxruntime-gpu)." % (device, wanted[0], available))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(intra_op_threads)
+    try:
+      self.session = ort.InferenceSession(model_path, options,
+                                          providers=[p for p in wanted if p in available])
+    except Exception as e:  # onnxruntime raises its own exception types
+      raise base.ModelLoadError("onnxruntime cannot load %r as an ONNX model: %s"
+                                % (model_path, e))
+    inp = self.session.get_inputs()[0]
+    self.input_name = inp.name
+    self.input_shape = inp.shape
+    batch = inp.shape[0]
+    self.fixed_batch_size = batch if isinstance(batch, int) else None
+
+  def predict(self, batch):
+    return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
+
+  def describe(self):
+    out = super(OnnxRuntime, self).describe()
+    out["providers"] = self.session.get_providers()
+    return out
