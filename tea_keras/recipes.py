@@ -7,6 +7,8 @@ References:
   training).
   Liu et al. (2018), "Progressive Neural Architecture Search" and TF-slim's
   ``nets/nasnet``/``pnasnet`` CIFAR training setup (RMSProp epsilon 1.0).
+  TF-slim ``nets/nasnet/nasnet.py``, ``nasnet_cifar_arg_scope``
+  (batch-norm decay 0.9, epsilon 1e-5).
   TensorFlow CIFAR-10 tutorial, ``cifar10_input.distorted_inputs``
   (brightness delta 63, contrast in [0.2, 1.8]).
 
@@ -56,6 +58,11 @@ class Recipe:
   epsilon: float = _field(1.0, "RMSProp epsilon, added inside the square root.")
   weight_decay: float = _field(4e-5, "L2 scale on conv/dense kernels "
                                "(loss += weight_decay * sum(w**2) / 2).")
+  # Batch norm (TF-slim ``nasnet_cifar_arg_scope``: decay 0.9, epsilon 1e-5),
+  # set on every BatchNormalization layer of the model before training.
+  bn_momentum: Optional[float] = _field(0.9, "Batch-norm moving-average decay "
+                                        "(None: keep the model's).")
+  bn_epsilon: Optional[float] = _field(1e-5, "Batch-norm epsilon (None: keep the model's).")
   # Augmentation (paper IV-A: random crops, flips, brightness, contrast).
   pad: int = _field(4, "Zero-pad this many pixels, then random-crop back to 32x32.")
   flip: bool = _field(True, "Random horizontal flips.")
@@ -83,6 +90,10 @@ class Recipe:
       _check_float(name, getattr(self, name), low=0.0)
     for name in ("lr_decay_rate", "rmsprop_decay"):
       _check_float(name, getattr(self, name), low=0.0, high=1.0, low_open=True)
+    for name in ("bn_momentum", "bn_epsilon"):
+      if getattr(self, name) is not None:
+        _check_float(name, getattr(self, name), low=0.0, high=1.0, low_open=True,
+                     high_open=True)
     for name in ("momentum", "drop_path_rate"):
       _check_float(name, getattr(self, name), low=0.0, high=1.0, high_open=True)
     _check_float("contrast_upper", self.contrast_upper, low=self.contrast_lower)

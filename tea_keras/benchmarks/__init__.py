@@ -1,0 +1,1 @@
+"""Benchmark scripts (run as modules; they print figures for BENCHMARKS.md)."""

@@ -1,0 +1,147 @@
+r"""Train a TEA-DNN cell network (or DenseNet-40) on CIFAR-10: ``python -m tea_keras.train``.
+
+Examples::
+
+  # search-time recipe (paper IV-A) on the bundled sample, a random cell:
+  python -m tea_keras.train --dataset=cifar10_sample --genotype=random --seed=1 \
+      --num_cells=1 --filters=16 --epochs=10 --model_dir=runs/sample
+  # the paper's final training (V-C) of a found cell on the full CIFAR-10:
+  python -m tea_keras.train --flagfile=flags/final_train.cfg \
+      --genotype='sep3x3(prev)+max3x3(prev_prev); ...' --data_dir=DIR --model_dir=DIR
+
+``--recipe`` picks the preset (``search`` or ``final``); every field of
+``tea_keras.recipes.Recipe`` is also a flag of the same name that overrides it.
+Re-running the same command with the same ``--model_dir`` resumes. Only
+``main`` reads flags; the work is done by ``tea_keras.training``.
+"""
+
+import dataclasses
+import sys
+import typing
+
+from absl import app
+from absl import flags
+
+from tea_keras import data
+from tea_keras import recipes
+from tea_keras import space
+
+FLAGS = flags.FLAGS
+MODELS = ("cell", "densenet40")
+
+def define_flags(flag_values=FLAGS) -> None:
+  """Define this CLI's flags on ``flag_values`` (done when run as a program;
+  tests pass a fresh ``flags.FlagValues()`` so no global flags clash)."""
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("genotype", None, "Cell to train: a genotype string, a name from "
+                      "tea_keras.space.NAMED, or 'random' (seeded by --seed). Required "
+                      "with --model=cell.", **fv)
+  flags.DEFINE_enum("model", "cell", MODELS, "Network: the TEA-DNN cell network or "
+                    "the DenseNet-40 baseline.", **fv)
+  flags.DEFINE_enum("recipe", "search", sorted(recipes.RECIPES), "Training preset "
+                    "(tea_keras.recipes): search (paper IV-A) or final (V-C).", **fv)
+  flags.DEFINE_enum("dataset", "cifar10", list(data.NAMES), "Data set.", **fv)
+  flags.DEFINE_string("data_dir", None, "cifar-10-batches-py folder (or its parent) for "
+                      "--dataset=cifar10; default: the Keras cache/download.", **fv)
+  flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard logs, "
+                      "config.json, metrics.json, model.keras. Required.", **fv)
+  flags.DEFINE_integer("seed", 0, "Seed of --genotype=random, weight init and data "
+                       "order.", **fv)
+  flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split (keep it "
+                       "fixed to compare runs).", **fv)
+  flags.DEFINE_bool("evaluate_test", True, "Also report the test error at the end.", **fv)
+  flags.DEFINE_integer("verbose", 1, "0: quiet, 1: one line per epoch with ETA, 2: and "
+                       "a progress bar.", **fv)
+  _define_recipe_flags(flag_values)
+
+
+def _define_recipe_flags(flag_values):
+  """One flag per Recipe field, default None = the preset's value."""
+  hints = typing.get_type_hints(recipes.Recipe)
+  for field in dataclasses.fields(recipes.Recipe):
+    kind = hints[field.name]
+    text = field.metadata["help"] + " Default: the --recipe preset's value."
+    if kind is int:
+      flags.DEFINE_integer(field.name, None, text, flag_values=flag_values)
+    elif kind is float:
+      flags.DEFINE_float(field.name, None, text, flag_values=flag_values)
+    elif kind is bool:
+      flags.DEFINE_bool(field.name, None, text, flag_values=flag_values)
+    elif kind == typing.Optional[bool]:
+      flags.DEFINE_enum(field.name, None, ["auto", "true", "false"], text,
+                        flag_values=flag_values)
+    elif kind == typing.Optional[float]:
+      flags.DEFINE_string(field.name, None, text + " A number or 'none'.",
+                          flag_values=flag_values)
+    else:
+      raise TypeError("Recipe field %s has unsupported type %r" % (field.name, kind))
+
+
+def recipe_from_flags(flag_values) -> recipes.Recipe:
+  """The ``--recipe`` preset with every set recipe flag applied."""
+  hints = typing.get_type_hints(recipes.Recipe)
+  overrides = {}
+  for name in recipes.field_names():
+    value = flag_values[name].value
+    if value is None:
+      continue
+    if hints[name] == typing.Optional[bool]:
+      value = {"auto": None, "true": True, "false": False}[value]
+    elif hints[name] == typing.Optional[float]:
+      value = None if value.lower() == "none" else _to_float(name, value)
+    overrides[name] = value
+  return recipes.RECIPES[flag_values.recipe](**overrides)
+
+
+def _to_float(name, text):
+  try:
+    return float(text)
+  except ValueError:
+    raise ValueError("Invalid value for flag --%s. Expected a number or 'none'. "
+                     "Received %r" % (name, text)) from None
+
+
+def run(flag_values):
+  """Validate the flags, load data, train; returns the TrainResult."""
+  recipe = recipe_from_flags(flag_values)
+  if not flag_values.model_dir:
+    raise ValueError("Missing --model_dir. Expected a run directory to write "
+                     "checkpoints and metrics into (re-use it to resume).")
+  genotype = None
+  if flag_values.model == "cell":
+    if not flag_values.genotype:
+      raise ValueError("Missing --genotype. Expected a genotype string, one of %s, or "
+                       "'random' (with --model=cell)." % ", ".join(sorted(space.NAMED)))
+    genotype = space.resolve(flag_values.genotype, flag_values.seed)
+  splits = data.load(flag_values.dataset, flag_values.data_dir, seed=flag_values.split_seed)
+  from tea_keras import training  # pylint: disable=g-import-not-at-top  (imports TF)
+  extra = {"split_seed": flag_values.split_seed, "model": flag_values.model,
+           "data_dir": flag_values.data_dir}
+  kwargs = dict(evaluate_test=flag_values.evaluate_test, verbose=flag_values.verbose,
+                seed=flag_values.seed, extra_config=extra)
+  if genotype is not None:
+    return training.train_genotype(genotype, recipe, splits, flag_values.model_dir,
+                                   **kwargs)
+  import keras  # pylint: disable=g-import-not-at-top
+  from tea_keras import densenet  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(flag_values.seed)
+  model = densenet.build_densenet40(num_classes=data.NUM_CLASSES,
+                                    weight_decay=recipe.weight_decay)
+  return training.train_model(model, recipe, splits, flag_values.model_dir, **kwargs)
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit("tea_keras.train: error: unexpected arguments %s; expected only --flags."
+             % " ".join(argv[1:]))
+  try:
+    result = run(FLAGS)
+  except (ValueError, ImportError) as e:
+    sys.exit("tea_keras.train: error: %s" % e)
+  if result.diverged:
+    print("tea_keras.train: training diverged: %s (recorded in metrics.json)" % result.error)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
