@@ -91,12 +91,13 @@ class Sampler(object):
   def _loop(self):
     next_tick = self.clock()
     while not self._stop.is_set():
+      before = self.clock()
       try:
         power, counter = self.source.read_sample()
       except Exception as e:  # surfaced by stop()
         self._error = e
         return
-      self._t.append(self.clock())
+      self._t.append(0.5 * (before + self.clock()))  # stamp: middle of the read
       self._p.append(np.nan if power is None else power)
       self._c.append(np.nan if counter is None else counter)
       next_tick += self.interval_s

@@ -161,21 +161,24 @@ def _assemble(runs, power, runtime, device, images, batch_size, threshold,
   energy_stats = protocol.summarize_repeats([a["energy_j"] for a in stats])
   energy = energy_stats["median"] if energy_stats else None
   time_s = time_stats["median"]
+  powers = [a["energy_j"] / a["time_s"] for a in stats
+            if a["energy_j"] is not None and a["time_s"] > 0]
   warnings = list(power.warnings()) + sorted(set(a["warning"] for a in stats if a["warning"]))
   return {
       "time_s": time_s, "energy_j": energy, "images": int(len(images)),
       "batch_size": int(batch_size),
-      "mean_power_w": energy / time_s if energy is not None and time_s > 0 else None,
+      "mean_power_w": float(np.median(powers)) if powers else None,
       "idle_power_w": best["idle_power_w"], "samples": best["samples"],
       "threshold_w": best["threshold_w"] if best["threshold_w"] is not None else threshold,
       "threshold_source": threshold_source, "power_source": power.name,
       "runtime": runtime.name, "device": device,
-      "time_source": best["time_source"], "host_time_s": best["host_time_s"],
+      "time_source": best["time_source"], "host_time_s": float(np.median([a["host_time_s"] for a in stats])),
       "counter_energy_j": best["counter_energy_j"],
       "power_averaging_s": power.averaging_window_s,
       "repeats": len(runs), "median_repeat": m, "warmup_batches": int(warmup_batches),
       "sample_interval_s": float(interval_s), "idle_padding_s": float(idle_s),
       "time_s_stats": time_stats, "energy_j_stats": energy_stats,
+      "host_time_s_stats": protocol.summarize_repeats([a["host_time_s"] for a in stats]),
       "power_info": power.describe(), "runtime_info": runtime.describe(),
       "warnings": warnings, "trace": None, "trace_png": None}
 

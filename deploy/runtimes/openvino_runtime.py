@@ -53,8 +53,8 @@ class OpenVinoRuntime(base.Runtime):
     try:
       model = core.read_model(model_path)
       if static_batch:
-        shape = [int(static_batch)] + [d.get_length() for d in
-                                       model.inputs[0].get_partial_shape()][1:]
+        dims = list(model.inputs[0].get_partial_shape())[1:]
+        shape = [int(static_batch)] + [d.get_length() for d in dims]
         model.reshape({model.inputs[0].get_any_name(): shape})
       self.compiled = core.compile_model(model, self.ov_device, config)
     except Exception as e:  # OpenVINO raises RuntimeError subclasses

@@ -1,0 +1,135 @@
+"""Tests of deploy/session.py: the whole protocol with a real runtime and a
+real INA3221 reader on a fake sysfs tree that a thread drives from whether
+inference is running."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from deploy import protocol
+from deploy import runtimes
+from deploy import session
+from deploy.power import ina3221
+from deploy.power import none
+from tests.deploy import tiny_model
+from tests.deploy.power import ina3221_test
+from tests.deploy.power import sysfs_fakes
+
+IDLE_MW, BUSY_MW = 500, 3000
+
+
+class _Flagged(object):
+  """Wraps a real runtime; the rail file reads BUSY_MW from the first batch of
+  a run to the end of its last one (``batches_per_run``), written
+  synchronously so that no writer thread can lag behind."""
+
+  def __init__(self, rt, power_file, batches_per_run):
+    self.rt, self.power_file, self.batches_per_run = rt, power_file, batches_per_run
+    self.name, self.fixed_batch_size = rt.name, rt.fixed_batch_size
+    self.calls = 0
+    sysfs_fakes.write_atomic(power_file, "%d\n" % IDLE_MW)
+
+  def predict(self, batch):
+    if self.calls % self.batches_per_run == 0:
+      sysfs_fakes.write_atomic(self.power_file, "%d\n" % BUSY_MW)
+    out = self.rt.predict(batch)
+    self.calls += 1
+    if self.calls % self.batches_per_run == 0:
+      sysfs_fakes.write_atomic(self.power_file, "%d\n" % IDLE_MW)
+    return out
+
+  def describe(self):
+    return self.rt.describe()
+
+
+class SessionTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+    cls.rt = runtimes.create("onnxruntime", cls.tiny["onnx"], "cpu", intra_op_threads=1)
+
+  def test_run_measurement_time_only_with_none(self):
+    result = session.run_measurement(self.rt, none.NoPower(), self.tiny["images"], "cpu",
+                                     batch_size=16, repeats=3, warmup_batches=1)
+    for key in ("time_s", "energy_j", "images", "batch_size", "mean_power_w",
+                "idle_power_w", "samples", "threshold_w", "power_source", "runtime",
+                "device", "trace"):
+      self.assertIn(key, result)
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertIsNone(result["energy_j"])
+    self.assertIsNone(result["mean_power_w"])
+    self.assertEqual((result["images"], result["batch_size"], result["repeats"]), (64, 16, 3))
+    self.assertEqual(result["time_s_stats"]["n"], 3)
+    self.assertEqual(result["time_s"], result["time_s_stats"]["median"])
+    self.assertEqual(result["time_source"], "host_clock")
+    json.dumps(result)
+
+  def test_run_measurement_energy_from_ina3221_trace(self):
+    root = os.path.join(self.get_temp_dir(), "jetson")
+    files = ina3221_test._iio_tree(root)
+    images = np.concatenate([self.tiny["images"]] * 8)   # 512 images, 8 batches
+    flagged = _Flagged(self.rt, files["VDD_IN"], batches_per_run=8)
+    trace_dir = os.path.join(self.get_temp_dir(), "traces")
+    result = session.run_measurement(
+        flagged, ina3221.Ina3221Power(root=root), images, "jetson", batch_size=64,
+        repeats=3, warmup_batches=0, idle_s=0.3, trace_dir=trace_dir)
+    self.assertEqual(result["threshold_w"], 1.0)           # the paper's TX2 value
+    self.assertEqual(result["threshold_source"], "paper")
+    self.assertEqual(result["time_source"], "power_threshold")
+    # Each repeat's working span matches its host-timed window. Edges: up to
+    # one 20 ms interval each, plus sampler scheduling delays on a loaded
+    # 2-core machine.
+    self.assertAllClose(result["time_s_stats"]["values"],
+                        result["host_time_s_stats"]["values"], atol=0.08)
+    # Trapezoid ramps at the two edges lose at most ~0.02 J each.
+    self.assertAllClose(result["mean_power_w"], BUSY_MW / 1000.0, rtol=0.06)
+    self.assertAllClose(result["energy_j"], BUSY_MW / 1000.0 * result["time_s"], rtol=0.06)
+    self.assertAllClose(result["idle_power_w"], IDLE_MW / 1000.0)
+    self.assertGreater(result["samples"], 5)
+    self.assertTrue(os.path.exists(result["trace_png"]))
+    trace = protocol.read_trace_csv(result["trace"])
+    self.assertGreater(len(trace), result["samples"])
+    with open(os.path.join(trace_dir, "result.json")) as f:
+      self.assertEqual(json.load(f)["energy_j"], result["energy_j"])
+
+  def test_threshold_above_trace_falls_back_to_host_clock(self):
+    root = os.path.join(self.get_temp_dir(), "flat")
+    files = ina3221_test._iio_tree(root)
+    sysfs_fakes.write_atomic(files["VDD_IN"], "500\n")
+    result = session.run_measurement(self.rt, ina3221.Ina3221Power(root=root),
+                                     self.tiny["images"], "jetson", batch_size=16,
+                                     repeats=1, warmup_batches=0, idle_s=0.1)
+    self.assertEqual(result["time_source"], "host_clock")
+    self.assertTrue(any("no working span" in w for w in result["warnings"]))
+    self.assertAllClose(result["mean_power_w"], 0.5)
+
+  def test_make_batches_pads_for_fixed_batch_and_validates(self):
+    images = self.tiny["images"][:10]
+    batches = session.make_batches(images, 4, fixed_batch_size=4)
+    self.assertEqual([len(b) for b in batches], [4, 4, 4])
+    self.assertAllEqual(batches[-1][2:], np.zeros((2, 32, 32, 3)))
+    self.assertEqual([len(b) for b in session.make_batches(images, 4)], [4, 4, 2])
+    with self.assertRaisesRegex(ValueError, "float32 NHWC"):
+      session.make_batches(images.astype(np.float64), 4)
+    with self.assertRaisesRegex(ValueError, "built for batch 8"):
+      session.make_batches(images, 4, fixed_batch_size=8)
+
+  def test_run_measurement_rejects_unknown_device(self):
+    with self.assertRaisesRegex(ValueError, "cpu\\|gpu\\|jetson\\|myriad"):
+      session.run_measurement(self.rt, none.NoPower(), self.tiny["images"], "tpu")
+
+  def test_choose_threshold_paper_values(self):
+    self.assertEqual(session.choose_threshold("gpu", None), (80.0, "paper"))
+    self.assertEqual(session.choose_threshold("myriad", None), (0.45, "paper"))
+    self.assertEqual(session.choose_threshold("cpu", None), (None, "auto"))
+    self.assertEqual(session.choose_threshold("cpu", 20), (20.0, "user"))
+    with self.assertRaisesRegex(ValueError, "threshold_w"):
+      session.choose_threshold("cpu", -1.0)
+
+
+if __name__ == "__main__":
+  tf.test.main()
