@@ -132,7 +132,7 @@ def export_and_measure(model, work_dir, config, images):
     measured = _measure_remote(config, model_path, settings)
   else:
     from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
-    measured = measure_lib.measure(model_path, images=images,
+    measured = measure_lib.measure(model_path, images=images, progress=False,
                                    trace_dir=os.path.join(work_dir, "measure"), **settings)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
@@ -145,6 +145,10 @@ def _measure_remote(config, model_path, settings):
   with open(config.device_token_file) as f:
     token = f.read().strip()
   client = agent_client.AgentClient(config.device_url, token)
-  settings = {k: v for k, v in settings.items() if k != "device"}
-  return client.measure(model_path, num_images=config.measure_images,
-                        dataset=config.dataset, **settings)
+  # The agent owns its power source and its copy of the validation images.
+  remote = {k: v for k, v in settings.items() if k not in ("device", "power_source")}
+  measured = client.measure(model_path, num_images=config.measure_images, **remote)
+  if measured.get("power_source") != settings["power_source"] and settings["power_source"] != "auto":
+    raise ValueError("The agent at %s measures with power source %r, the search asked for %r."
+                     % (config.device_url, measured.get("power_source"), settings["power_source"]))
+  return measured
