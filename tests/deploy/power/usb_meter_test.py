@@ -73,11 +73,6 @@ class UsbMeterTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "nvml\\|ina3221"):
       create("multimeter")
 
-  def test_none_source_reports_no_power(self):
-    source = create("none")
-    self.assertFalse(source.measures_power)
-    self.assertIsNone(source.read_w())
-
 
 if __name__ == "__main__":
   tf.test.main()

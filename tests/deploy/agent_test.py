@@ -1,0 +1,134 @@
+"""Tests of deploy/agent.py on loopback with the real client and a real
+ONNX Runtime measurement: auth, size limit, formats, corrupt models,
+serialization of concurrent requests."""
+
+import http.client
+import json
+import os
+import threading
+
+import tensorflow as tf
+
+from deploy import agent
+from deploy import agent_client
+from tests.deploy import tiny_model
+
+TOKEN = "s3cret-token"
+SETTINGS = dict(batch_size=16, repeats=1, warmup_batches=0)
+
+
+class AgentTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+    cls.agent = agent.Agent(TOKEN, cls.tiny["images"], "cpu", "none",
+                            max_upload_bytes=4 << 20)
+    cls.server = agent.serve_in_thread(cls.agent)
+    cls.url = "http://127.0.0.1:%d" % cls.server.server_address[1]
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.server.shutdown()
+    cls.server.server_close()
+    super().tearDownClass()
+
+  def _raw(self, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", self.server.server_address[1], timeout=30)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    status, payload = response.status, json.loads(response.read().decode())
+    conn.close()
+    return status, payload
+
+  def test_requests_without_or_with_wrong_token_get_401_and_run_nothing(self):
+    before = self.agent.count
+    with open(self.tiny["onnx"], "rb") as f:
+      body = f.read()
+    headers = {"X-Artifact-Format": "onnx", "Content-Length": str(len(body))}
+    self.assertEqual(self._raw("POST", "/v1/measure", body, headers)[0], 401)
+    headers["Authorization"] = "Bearer wrong"
+    self.assertEqual(self._raw("POST", "/v1/measure", body, headers)[0], 401)
+    self.assertEqual(self._raw("GET", "/v1/health")[0], 401)
+    with self.assertRaises(agent_client.AgentError) as ctx:
+      agent_client.AgentClient(self.url, "wrong", retries=0).measure(self.tiny["onnx"])
+    self.assertEqual(ctx.exception.status, 401)
+    self.assertEqual(self.agent.count, before)
+
+  def test_measure_with_token_returns_result(self):
+    client = agent_client.AgentClient(self.url, TOKEN)
+    self.assertEqual(client.health()["device"], "cpu")
+    result = client.measure(self.tiny["onnx"], **SETTINGS)
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertIsNone(result["energy_j"])
+    self.assertEqual((result["images"], result["runtime"], result["power_source"]),
+                     (64, "onnxruntime", "none"))
+
+  def test_openvino_ir_travels_zipped(self):
+    from deploy import export
+    xml = os.path.join(self.get_temp_dir(), "ir", "model.xml")
+    export.export_model(self.tiny["model"], "openvino", xml,
+                        check_images=self.tiny["images"][:4])
+    result = agent_client.AgentClient(self.url, TOKEN).measure(xml, **SETTINGS)
+    self.assertEqual(result["runtime"], "openvino")
+    self.assertGreater(result["time_s"], 0.0)
+
+  def test_oversize_upload_refused_before_reading(self):
+    before = self.agent.count
+    headers = {"Authorization": "Bearer " + TOKEN, "X-Artifact-Format": "onnx",
+               "Content-Length": str(5 << 20)}
+    status, payload = self._raw("POST", "/v1/measure", None, headers)
+    self.assertEqual(status, 413)
+    self.assertIn("exceeds the limit", payload["error"])
+    big = os.path.join(self.get_temp_dir(), "big.onnx")
+    with open(big, "wb") as f:
+      f.write(b"\0" * (5 << 20))
+    with self.assertRaisesRegex(agent_client.AgentError, "413.*at most"):
+      agent_client.AgentClient(self.url, TOKEN).measure(big)
+    self.assertEqual(self.agent.count, before)
+
+  def test_unknown_format_and_bad_settings_refused(self):
+    client = agent_client.AgentClient(self.url, TOKEN, retries=0)
+    with self.assertRaises(agent_client.AgentError) as ctx:
+      client.measure(self.tiny["onnx"], fmt="tflite")
+    self.assertEqual(ctx.exception.status, 415)
+    with self.assertRaisesRegex(agent_client.AgentError, "400.*Unknown settings"):
+      client.measure(self.tiny["onnx"], learning_rate=0.1)
+    with self.assertRaisesRegex(agent_client.AgentError, "400.*runtime=tensorrt"):
+      client.measure(self.tiny["onnx"], runtime="tensorrt")
+
+  def test_corrupt_model_gives_clear_error(self):
+    bad = os.path.join(self.get_temp_dir(), "corrupt.onnx")
+    with open(bad, "wb") as f:
+      f.write(b"this is not an onnx protobuf" * 100)
+    with self.assertRaises(agent_client.AgentError) as ctx:
+      agent_client.AgentClient(self.url, TOKEN).measure(bad, **SETTINGS)
+    self.assertEqual(ctx.exception.status, 422)
+    self.assertIn("onnxruntime cannot load", ctx.exception.message)
+
+  def test_concurrent_requests_are_serialized(self):
+    client = agent_client.AgentClient(self.url, TOKEN)
+    results, errors = [], []
+
+    def run():
+      try:
+        results.append(client.measure(self.tiny["onnx"], batch_size=16, repeats=2,
+                                      warmup_batches=2))
+      except Exception as e:  # reported below
+        errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+      t.start()
+    for t in threads:
+      t.join()
+    self.assertEqual(errors, [])
+    windows = sorted((r["started_at"], r["finished_at"]) for r in results)
+    for (_, end), (start, _) in zip(windows, windows[1:]):
+      self.assertLessEqual(end, start)
+    self.assertGreater(max(r["queued_s"] for r in results), 0.0)
+
+
+if __name__ == "__main__":
+  tf.test.main()

@@ -1,0 +1,59 @@
+"""Tests of deploy/measure.py (library and CLI)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from deploy import measure
+from tests.deploy import tiny_model
+
+
+class MeasureTest(tf.test.TestCase):
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+
+  def test_measure_onnxruntime_and_openvino_time_only(self):
+    for runtime in ("onnxruntime", "openvino"):
+      trace_dir = os.path.join(self.get_temp_dir(), runtime)
+      result = measure.measure(self.tiny["onnx"], device="cpu", runtime=runtime,
+                               power_source="none", images=self.tiny["images"],
+                               batch_size=32, repeats=2, warmup_batches=1,
+                               trace_dir=trace_dir, progress=False)
+      self.assertGreater(result["time_s"], 0.0)
+      self.assertIsNone(result["energy_j"])
+      self.assertEqual((result["runtime"], result["model"]), (runtime, self.tiny["onnx"]))
+      with open(os.path.join(trace_dir, "result.json")) as f:
+        self.assertEqual(json.load(f)["time_s"], result["time_s"])
+
+  def test_load_images_repeats_small_sets_and_says_so(self):
+    images, repeated = measure.load_images("cifar10_sample", 1200)
+    self.assertEqual(images.shape, (1200, 32, 32, 3))
+    self.assertEqual(str(images.dtype), "float32")
+    self.assertEqual(repeated, 508)
+    self.assertAllEqual(images[508], images[0])
+    self.assertIsNone(measure.load_images("cifar10_sample", 100)[1])
+    with self.assertRaisesRegex(ValueError, "num_images"):
+      measure.load_images("cifar10_sample", 0)
+
+  @pytest.mark.slow
+  def test_cli_prints_result_json(self):
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--device=cpu", "--runtime=openvino",
+         "--power_source=none", "--model=" + self.tiny["onnx"], "--num_images=200",
+         "--batch_size=100", "--repeats=2"], capture_output=True, text=True, timeout=300)
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertIsNone(result["energy_j"])
+    self.assertEqual(result["images"], 200)
+
+
+if __name__ == "__main__":
+  tf.test.main()
