@@ -9,7 +9,9 @@ model_dir contract (training writes it, deploy and search read it)::
 
     model.keras          final trained model (tea_keras.network.load_model)
     metrics.json         val_error, test_error, epochs_completed, train_seconds,
-                         train_images_per_second, params, diverged, error, ...
+                         train_images_per_second (all steps), steady_images_per_second
+                         (without each session's first, compiling step), params,
+                         diverged, error, history (per epoch), ...
     config.json          the resolved configuration (recipe, architecture, data)
     checkpoints/         epoch_NNNN.weights.h5 (weights + optimizer state) and
                          state.json, written atomically after every epoch
@@ -262,6 +264,8 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
       "train_seconds": round(state["train_seconds"], 3),
       "wall_seconds": round(state["wall_seconds"], 3),
       "train_images_per_second": round(_rate(state), 2),
+      "steady_images_per_second": round(_steady_rate(state), 2),
+      "startup_seconds": round(state.get("startup_seconds", 0.0), 3),
       "params": config["params"], "diverged": diverged,
       "error": monitor.diverged_error, "history": state["history"]}
   if run_dir is not None:
@@ -279,6 +283,13 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
 
 def _rate(state) -> float:
   return state["train_images"] / state["train_seconds"] if state["train_seconds"] else 0.0
+
+
+def _steady_rate(state) -> float:
+  """Images/s without each session's first step (tracing and compiling)."""
+  seconds = state["train_seconds"] - state.get("startup_seconds", 0.0)
+  images = state["train_images"] - state.get("startup_images", 0)
+  return images / seconds if seconds > 0 and images > 0 else 0.0
 
 
 def _fmt(value):

@@ -60,6 +60,7 @@ class RunMonitor(keras.callbacks.Callback):
     self.diverged_error = None
     self._epoch_walls = []
     self._epoch_start = self._train_end = None
+    self._first_batch = True  # the session's first step includes tracing/compiling
 
   def on_train_begin(self, logs=None):
     if self.state["epochs_completed"]:
@@ -71,6 +72,12 @@ class RunMonitor(keras.callbacks.Callback):
     self._train_end = None
 
   def on_train_batch_end(self, batch, logs=None):
+    if self._first_batch:
+      self._first_batch = False
+      self.state["startup_seconds"] = (self.state.get("startup_seconds", 0.0) +
+                                       time.perf_counter() - self._epoch_start)
+      self.state["startup_images"] = (self.state.get("startup_images", 0) +
+                                      self.recipe.batch_size)
     loss = float(np.asarray((logs or {}).get("loss", 0.0)))
     if not math.isfinite(loss) and self.diverged_error is None:
       self.diverged_error = ("diverged: non-finite training loss (%s) at epoch %d, batch "

@@ -113,6 +113,9 @@ class TrainModelTest(tf.test.TestCase):
     self.assertAllClose(metrics["val_error"], result.val_error)
     self.assertBetween(metrics["test_error"], 0.0, 1.0)
     self.assertGreater(metrics["train_images_per_second"], 0)
+    self.assertGreater(metrics["steady_images_per_second"],
+                       metrics["train_images_per_second"])
+    self.assertGreater(metrics["startup_seconds"], 0)
     self.assertGreater(metrics["train_seconds"], 0)
     self.assertEqual([h["epoch"] for h in metrics["history"]], [1, 2])
     loaded = network.load_model(os.path.join(model_dir, "model.keras"))
