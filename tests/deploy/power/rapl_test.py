@@ -5,6 +5,7 @@ import shutil
 import tempfile
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from deploy import protocol
@@ -53,29 +54,32 @@ class RaplTest(tf.test.TestCase):
 
   def test_rapl_power_reads_counter_written_by_thread(self):
     root = self.get_temp_dir() + "/live"
-    zone = _zone(root, "package-0", max_uj=2000000)   # wraps every 80 ms at 25 W
+    max_uj = 2000000                                   # wraps every 20 ticks
+    zone = _zone(root, "package-0", max_uj=max_uj)
     _zone(root, "psys", zone="intel-rapl:1")            # not selected by default
-    watts = 25.0
+    source = rapl.RaplPower(root=root)                  # counter at 0 now
+    truth = {"uj": 0}
 
     def update(elapsed):
-      uj = int(watts * 1e6 * elapsed) % 2000000
-      sysfs_fakes.write_atomic(os.path.join(zone, "energy_uj"), "%d\n" % uj)
+      if elapsed > 0:                                   # 0.1 J per 10 ms tick
+        truth["uj"] += 100000
+      sysfs_fakes.write_atomic(os.path.join(zone, "energy_uj"),
+                               "%d\n" % (truth["uj"] % max_uj))
 
-    with sysfs_fakes.Writer(update, period_s=0.002):
-      source = rapl.RaplPower(root=root)
-      c0 = source.energy_counter_j()
+    with sysfs_fakes.Writer(update, period_s=0.01):
       with protocol.Sampler(source, 0.02) as sampler:
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30.0               # >= 3 wraps, even when starved
+        while truth["uj"] < 3.5 * max_uj and time.monotonic() < deadline:
+          time.sleep(0.05)
         trace = sampler.stop()
-      c1 = source.energy_counter_j()
+    # Every microjoule the writer added is counted across the wraps.
+    self.assertAllClose(source.energy_counter_j(), truth["uj"] * 1e-6, atol=1e-9)
     self.assertEqual(source.describe()["domains"], ["package-0"])
-    self.assertGreater(source.describe()["wraps"], 8)
-    powers = trace.p[1:]
-    self.assertAllClose(sorted(powers)[len(powers) // 2], watts, rtol=0.1)
-    elapsed = trace.t[-1] - trace.t[0]
+    self.assertGreaterEqual(source.describe()["wraps"], 3)
+    # Power is the counter delta over each sampling interval.
     counted = trace.counter_j[-1] - trace.counter_j[0]
-    self.assertAllClose(counted, watts * elapsed, rtol=0.05)
-    self.assertGreater(c1 - c0, 20.0)
+    self.assertAllClose(np.nansum(trace.p[1:] * np.diff(trace.t)), counted, rtol=0.05)
+    self.assertBetween(float(np.nanmedian(trace.p)), 3.0, 20.0)   # ~10 W nominal
 
   def test_rapl_power_missing_tree_says_what_was_expected(self):
     with self.assertRaisesRegex(base.PowerSourceError, "intel-rapl:0"):
