@@ -213,8 +213,12 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   out = FLAGS.out or default_out(FLAGS.model_dir, FLAGS.format)
-  result = export_model(FLAGS.model_dir, FLAGS.format, out, FLAGS.precision,
-                        opset=FLAGS.opset, batch_size=FLAGS.batch_size)
+  try:
+    result = export_model(FLAGS.model_dir, FLAGS.format, out, FLAGS.precision,
+                          opset=FLAGS.opset, batch_size=FLAGS.batch_size)
+  except (ImportError, ValueError) as e:   # missing backend, bad input, ParityError
+    sys.stderr.write("deploy.export: %s: %s\n" % (type(e).__name__, e))
+    sys.exit(1)
   json.dump(result.to_dict(), sys.stdout)
   print()
 
