@@ -4,6 +4,8 @@ inference is running."""
 
 import json
 import os
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -13,6 +15,7 @@ from deploy import runtimes
 from deploy import session
 from deploy.power import ina3221
 from deploy.power import none
+from deploy.power import usb_meter
 from tests.deploy import tiny_model
 from tests.deploy.power import ina3221_test
 from tests.deploy.power import sysfs_fakes
@@ -39,6 +42,51 @@ class _Flagged(object):
     if self.calls % self.batches_per_run == 0:
       sysfs_fakes.write_atomic(self.power_file, "%d\n" % IDLE_MW)
     return out
+
+  def describe(self):
+    return self.rt.describe()
+
+
+class _MeterLog(object):
+  """Plays a USB meter's own logging software: a thread appending
+  ``time,power_w`` rows (host wall clock) for whatever the stick draws now."""
+
+  def __init__(self, path, period_s=0.005):
+    self.path, self.period_s, self.watts = path, period_s, 0.2
+    self._stop = threading.Event()
+    with open(path, "w") as f:
+      f.write("time,power_w\n")
+    self._thread = threading.Thread(target=self._loop)
+
+  def _loop(self):
+    with open(self.path, "a") as f:
+      while not self._stop.is_set():
+        f.write("%.6f,%.3f\n" % (time.time(), self.watts))
+        f.flush()
+        self._stop.wait(self.period_s)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+
+
+class _Stick(object):
+  """Wraps a real runtime; the meter log reads 1.5 W while a batch runs."""
+
+  def __init__(self, rt, log):
+    self.rt, self.log = rt, log
+    self.name, self.fixed_batch_size = rt.name, rt.fixed_batch_size
+
+  def predict(self, batch):
+    self.log.watts = 1.5
+    try:
+      return self.rt.predict(batch)
+    finally:
+      self.log.watts = 0.2
 
   def describe(self):
     return self.rt.describe()
@@ -95,6 +143,20 @@ class SessionTest(tf.test.TestCase):
     self.assertGreater(len(trace), result["samples"])
     with open(os.path.join(trace_dir, "result.json")) as f:
       self.assertEqual(json.load(f)["energy_j"], result["energy_j"])
+
+  def test_run_measurement_aligns_usb_meter_log_by_wall_clock(self):
+    path = os.path.join(self.get_temp_dir(), "meter.csv")
+    images = np.concatenate([self.tiny["images"]] * 8)
+    with _MeterLog(path) as log:
+      result = session.run_measurement(
+          _Stick(self.rt, log), usb_meter.UsbMeterCsv(path), images, "myriad",
+          batch_size=64, repeats=3, warmup_batches=0, idle_s=0.3)
+    self.assertEqual((result["threshold_w"], result["power_source"]), (0.45, "usb_meter"))
+    self.assertEqual(result["time_source"], "power_threshold")
+    self.assertAllClose(result["time_s_stats"]["values"],
+                        result["host_time_s_stats"]["values"], atol=0.08)
+    self.assertAllClose(result["mean_power_w"], 1.5, rtol=0.06)
+    self.assertAllClose(result["idle_power_w"], 0.2)
 
   def test_threshold_above_trace_falls_back_to_host_clock(self):
     root = os.path.join(self.get_temp_dir(), "flat")
