@@ -89,6 +89,11 @@ class Sampler(object):
     self._error = None
 
   def _loop(self):
+    try:
+      self.source.read_sample()  # prime: counter sources (RAPL) report power
+    except Exception as e:       # since the previous read, which may be stale
+      self._error = e
+      return
     next_tick = self.clock()
     while not self._stop.is_set():
       before = self.clock()
