@@ -29,6 +29,7 @@ from absl import flags
 from deploy import device_main
 from deploy import protocol
 from deploy import session
+from deploy.power import base as power_base
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -119,13 +120,17 @@ def main(argv):
              "csv_path": FLAGS.usb_csv, "port": FLAGS.usb_port}
   wanted = {"ina3221": ("rail",), "nvml": ("device_index",),
             "usb_meter": ("csv_path", "port")}.get(FLAGS.power_source, ())
-  result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
-                   power_source=FLAGS.power_source, images=images,
-                   batch_size=FLAGS.batch_size, threshold_w=FLAGS.threshold_w,
-                   sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
-                   warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
-                   idle_s=FLAGS.idle_s,
-                   power_options={k: options[k] for k in wanted if options[k] is not None})
+  try:
+    result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
+                     power_source=FLAGS.power_source, images=images,
+                     batch_size=FLAGS.batch_size, threshold_w=FLAGS.threshold_w,
+                     sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
+                     warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
+                     idle_s=FLAGS.idle_s,
+                     power_options={k: options[k] for k in wanted if options[k] is not None})
+  except (ImportError, ValueError, power_base.PowerSourceError) as e:
+    sys.stderr.write("deploy.measure: %s: %s\n" % (type(e).__name__, e))
+    sys.exit(1)
   result["dataset"] = FLAGS.dataset
   result["images_repeated_from"] = repeated
   json.dump(result, sys.stdout, sort_keys=True)
