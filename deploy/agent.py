@@ -14,7 +14,8 @@ HTTP API (standard library server; JSON responses)::
 Every request needs ``Authorization: Bearer <token>``; without it (or with a
 wrong one) the answer is 401 and nothing is read or run. Uploads larger than
 ``--max_upload_mb`` get 413 before the body is read; unknown formats 415;
-bad settings 400; a model the runtime cannot load 422 with its message.
+bad settings 400; a model the runtime cannot load 422 with its message; any
+other failure during the measurement 500 with its message.
 Measurements are serialized by one lock: two never overlap, since they would
 corrupt each other's power trace (a waiting request reports ``queued_s``).
 OpenVINO IR travels as a zip holding one ``.xml`` and one ``.bin``.
@@ -134,7 +135,12 @@ class Agent(object):
     if fmt == "openvino":
       model = unpack_openvino(artifact_path, os.path.dirname(artifact_path))
     batch_size = settings.get("batch_size", 100)
-    images = self.images[:settings["num_images"]] if "num_images" in settings else self.images
+    images = self.images
+    if "num_images" in settings:
+      if not 0 < settings["num_images"] <= len(images):
+        raise BadRequest(400, "num_images=%d: expected 1..%d (the images this agent "
+                         "was started with)." % (settings["num_images"], len(images)))
+      images = images[:settings["num_images"]]
     try:
       runtime = device_main.build_runtime(self.device, settings["runtime"], model, batch_size)
     except runtime_base.ModelLoadError as e:
@@ -198,6 +204,9 @@ class Handler(server.BaseHTTPRequestHandler):
       self._reply(200, self._measure())
     except BadRequest as e:
       self._reply(e.status, {"error": str(e)})
+    except Exception as e:  # a failure on the device: say what, keep serving
+      self._reply(500, {"error": "measurement failed on the device: %s: %s"
+                                 % (type(e).__name__, e)})
 
   def _measure(self):
     agent = self.server.agent
