@@ -136,7 +136,11 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
   runs = []
   for r in range(int(repeats)):
     trace, window = _run_once(runtime, power, batches, sample_interval_s, idle_s, clock)
-    runs.append((trace, window, analyze(trace, window, threshold, merge_gap_s, min_run_s)))
+    stats = analyze(trace, window, threshold, merge_gap_s, min_run_s)
+    if power.measures_power and len(trace) < 2:
+      stats["warning"] = ("%s returned fewer than 2 power samples in the run's window; "
+                          "energy is not available" % power.name)
+    runs.append((trace, window, stats))
     if progress is not None:
       progress(r + 1, int(repeats), time.time() - started)
   result = _assemble(runs, power, runtime, device, images, batch_size, threshold,
@@ -169,6 +173,9 @@ def _assemble(runs, power, runtime, device, images, batch_size, threshold,
       "batch_size": int(batch_size),
       "mean_power_w": float(np.median(powers)) if powers else None,
       "idle_power_w": best["idle_power_w"], "samples": best["samples"],
+      "energy_above_idle_j": (energy - best["idle_power_w"] * time_s
+                              if energy is not None and best["idle_power_w"] is not None
+                              else None),
       "threshold_w": best["threshold_w"] if best["threshold_w"] is not None else threshold,
       "threshold_source": threshold_source, "power_source": power.name,
       "runtime": runtime.name, "device": device,

@@ -137,6 +137,8 @@ class SessionTest(tf.test.TestCase):
     self.assertAllClose(result["mean_power_w"], BUSY_MW / 1000.0, rtol=0.06)
     self.assertAllClose(result["energy_j"], BUSY_MW / 1000.0 * result["time_s"], rtol=0.06)
     self.assertAllClose(result["idle_power_w"], IDLE_MW / 1000.0)
+    self.assertAllClose(result["energy_above_idle_j"],
+                        result["energy_j"] - IDLE_MW / 1000.0 * result["time_s"])
     self.assertGreater(result["samples"], 5)
     self.assertTrue(os.path.exists(result["trace_png"]))
     trace = protocol.read_trace_csv(result["trace"])
@@ -157,6 +159,17 @@ class SessionTest(tf.test.TestCase):
                         result["host_time_s_stats"]["values"], atol=0.08)
     self.assertAllClose(result["mean_power_w"], 1.5, rtol=0.06)
     self.assertAllClose(result["idle_power_w"], 0.2)
+
+  def test_empty_meter_log_reports_energy_unavailable(self):
+    path = os.path.join(self.get_temp_dir(), "silent.csv")
+    with open(path, "w") as f:
+      f.write("time,power_w\n0,1.0\n")                  # nothing in the run's window
+    result = session.run_measurement(self.rt, usb_meter.UsbMeterCsv(path),
+                                     self.tiny["images"], "myriad", batch_size=16,
+                                     repeats=1, warmup_batches=0, idle_s=0.05)
+    self.assertIsNone(result["energy_j"])
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertTrue(any("fewer than 2 power samples" in w for w in result["warnings"]))
 
   def test_threshold_above_trace_falls_back_to_host_clock(self):
     root = os.path.join(self.get_temp_dir(), "flat")
