@@ -30,11 +30,13 @@ class _PyCuda(object):
     self._keep.append(mem)
     return int(mem)
 
+  # Synchronous copies: the host arrays are ordinary (pageable) numpy memory,
+  # which pycuda's *_async copies do not accept.
   def htod(self, ptr, array):
-    self.driver.memcpy_htod_async(ptr, array, self.stream)
+    self.driver.memcpy_htod(ptr, array)
 
   def dtoh(self, array, ptr):
-    self.driver.memcpy_dtoh_async(array, ptr, self.stream)
+    self.driver.memcpy_dtoh(array, ptr)
 
   def sync(self):
     self.stream.synchronize()
@@ -174,6 +176,7 @@ class TensorRtRuntime(base.Runtime):
       self.context.execute_async_v3(self.cuda.stream_handle)
     else:
       self.context.execute_async_v2([t.ptr for t in self.tensors], self.cuda.stream_handle)
+    self.cuda.sync()                      # the engine has finished
     out = self.output.host[:n]
     self.cuda.dtoh(out, self.output.ptr)
     self.cuda.sync()
