@@ -1,0 +1,279 @@
+"""PESMO: Predictive Entropy Search for Multi-objective optimization.
+
+References:
+  D. Hernandez-Lobato, J. M. Hernandez-Lobato, A. Shah, R. P. Adams.
+  "Predictive Entropy Search for Multi-objective Bayesian Optimization",
+  ICML 2016. Equation numbers below are the paper's.
+
+The acquisition (eq. 3-4) is the expected reduction of the entropy of the
+noisy observations y = (y_1..y_K) at x from learning the Pareto set X*:
+
+  alpha(x) = H[p(y | D, x)] - E_{X*}[H[p(y | D, x, X*)]]
+           ~= 1/S sum_s sum_k 0.5 log((v_k(x) + s2_k) / (v_k^{X*_s}(x) + s2_k))   (eq. 10)
+
+with independent GPs per objective (so both entropies split over k, which
+gives the decoupled per-objective values), S samples (one Pareto set per GP
+hyperparameter sample, as Spearmint's PESM), v_k the GP predictive variance,
+s2_k the noise variance and v_k^{X*} the variance after conditioning on X*
+by expectation propagation (``search/ep.py``, eq. 7-9).
+
+Steps (each a function below, called by the tests):
+  1. ``sample_functions``: approximate posterior samples of every objective
+     by random features (section 3.1; ``search/random_features.py``).
+  2. ``sample_pareto_set``: the Pareto set of the sampled objectives, on a
+     candidate pool with local search (categorical spaces) or with pymoo's
+     NSGA-II (continuous spaces), with points that coincide with evaluated
+     ones removed (as Spearmint: the EP updates become singular there), at
+     most ``max_pareto`` points.
+  3. ``PESMOAcquisition``: EP on the Pareto set for each sample, then the
+     acquisition on any batch of candidates.
+"""
+
+from typing import List
+
+import numpy as np
+from scipy import linalg, sparse
+
+from search import ep
+from search.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
+from search.pareto import non_dominated_mask
+from search.random_features import SampledFunction
+from search.strategies import (Strategy, Timer, maximize_acquisition, new_random_points,
+                               observed_front)
+
+
+def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
+  """One random-feature posterior sample per objective (hyperparameter sample
+  ``sample_index`` of each GP)."""
+  return [SampledFunction(gp.samples[sample_index % len(gp.samples)], num_features, rng)
+          for gp in gps]
+
+
+def _evaluate(functions, space, x):
+  """(C, K) values of the sampled functions at native (C, d) points. One-hot
+  encodings go through a sparse matrix: the feature projection then costs
+  O(d M) per point instead of O(D M)."""
+  z = space.encode(x)
+  if not space.all_continuous:
+    z = sparse.csr_matrix(z)
+  return np.stack([f(z) for f in functions], axis=1)
+
+
+def _local_search(functions, space, front_x, front_y, rng, rounds, points):
+  """Add the best one-value changes of front points to the front, ``rounds`` times."""
+  for _ in range(rounds):
+    chosen = rng.choice(front_x.shape[0], size=min(points, front_x.shape[0]), replace=False)
+    neigh = np.vstack([space.neighbours(front_x[i]) for i in chosen])
+    xs = np.vstack([front_x, neigh])
+    ys = np.vstack([front_y, _evaluate(functions, space, neigh)])
+    keep = non_dominated_mask(ys)
+    front_x, front_y = xs[keep], ys[keep]
+  return front_x, front_y
+
+
+def _nsga2_front(functions, space, seeds, rng, pop_size=48, generations=30):
+  """Pareto set of the sampled functions on a box with pymoo's NSGA-II."""
+  from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
+  from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
+  from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
+
+  class _Sampled(Problem):
+    def __init__(self):
+      super().__init__(n_var=space.dim, n_obj=len(functions), xl=space.lower, xu=space.upper)
+
+    def _evaluate(self, x, out, *args, **kwargs):
+      out["F"] = _evaluate(functions, space, x)
+
+  init = np.vstack([seeds, space.sample(rng, pop_size)])[:pop_size]
+  res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
+                 ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
+  x = np.atleast_2d(res.X)
+  return x, _evaluate(functions, space, x)
+
+
+def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
+                      max_pareto: int = 10, local_rounds: int = 2,
+                      local_points: int = 4) -> np.ndarray:
+  """Native (P, d) Pareto set of the sampled ``functions``, P <= ``max_pareto``.
+
+  Evaluated points (``observed_x``) are candidates (the sampled front often
+  passes near them) but are removed from the returned set.
+  """
+  observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
+  if space.all_continuous:
+    obs_y = _evaluate(functions, space, observed_x)
+    seeds = observed_x[non_dominated_mask(obs_y)]
+    front_x, front_y = _nsga2_front(functions, space, seeds, rng)
+  else:
+    pool = np.vstack([space.sample(rng, pool_size), observed_x,
+                      space.mutate(observed_x, rng, pool_size // 2)])
+    pool_y = _evaluate(functions, space, pool)
+    keep = non_dominated_mask(pool_y)
+    front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
+                                     local_rounds, local_points)
+  seen = set(space.keys(observed_x))
+  unique, out = set(), []
+  for key, row in zip(space.keys(front_x), front_x):
+    if key not in seen and key not in unique:
+      unique.add(key)
+      out.append(row)
+  out = np.array(out).reshape(-1, space.dim)
+  if out.shape[0] > max_pareto:
+    out = out[rng.choice(out.shape[0], size=max_pareto, replace=False)]
+  return out
+
+
+class _SampleState:
+  """Per (hyperparameter sample, Pareto set): the GP samples of each
+  objective, the Pareto points and the EP posterior over f(X*)."""
+
+  def __init__(self, gp_samples, pareto_encoded):
+    self.gp_samples = gp_samples
+    self.pareto = pareto_encoded
+    k = len(gp_samples)
+    p = pareto_encoded.shape[0]
+    self.prior_mean = np.zeros((k, p))
+    self.prior_cov = np.zeros((k, p, p))
+    self.v_pareto = []
+    for i, s in enumerate(gp_samples):
+      ks = s.cross(pareto_encoded)
+      v = linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False)
+      self.v_pareto.append(v)
+      mean, cov = s.predict(pareto_encoded, full_cov=True)
+      cov = 0.5 * (cov + cov.T)
+      self.prior_mean[i] = mean
+      self.prior_cov[i] = cov + 1e-6 * np.max(np.diag(cov)) * np.eye(p)
+    self.prior_chol = [linalg.cholesky(c, lower=True) for c in self.prior_cov]
+    self.ep = ep.run_pareto_ep(self.prior_mean, self.prior_cov)
+
+
+def _candidate_moments(state: _SampleState, z: np.ndarray):
+  """GP (data) variance, and the marginals under q(f(X*)) of f_k at (C, D)
+  candidates. Returns var_data (K,C), mean_q (K,C), var_q (K,C), cross_q (K,C,P)."""
+  k_count = len(state.gp_samples)
+  c, p = z.shape[0], state.pareto.shape[0]
+  var_data, mean_q = np.zeros((k_count, c)), np.zeros((k_count, c))
+  var_q, cross_q = np.zeros((k_count, c)), np.zeros((k_count, c, p))
+  m_ep, v_ep = state.ep["mean"], state.ep["cov"]
+  for k, s in enumerate(state.gp_samples):
+    ks = s.cross(z)
+    v = linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False)
+    mean = s.mean + ks.T @ s.alpha
+    var = np.maximum(s.amplitude - np.sum(v * v, 0), 1e-12)
+    kxp = kernel_from_sqdist(scaled_sqdist(z / s.lengthscales, state.pareto / s.lengthscales),
+                             s.amplitude, s.kernel)
+    cxp = kxp - v.T @ state.v_pareto[k]                          # (C, P)
+    a = linalg.cho_solve((state.prior_chol[k], True), cxp.T)     # (P, C) Sigma^-1 c
+    var_data[k] = var
+    mean_q[k] = mean + a.T @ (m_ep[k] - state.prior_mean[k])
+    var_q[k] = var - np.sum(cxp * a.T, 1) + np.sum((a.T @ v_ep[k]) * a.T, 1)
+    var_q[k] = np.maximum(var_q[k], 1e-12)
+    cross_q[k] = a.T @ v_ep[k]
+  return var_data, mean_q, var_q, cross_q
+
+
+class PESMOAcquisition:
+  """PESMO acquisition over fitted objective GPs.
+
+  Args:
+    gps: fitted ``ObjectiveGP`` per objective (same number of samples used:
+      the minimum over objectives).
+    space: the ``DesignSpace``.
+    observed_x: (n, d) native points already evaluated (and pending ones).
+    rng: numpy Generator.
+    num_features, pool_size, max_pareto: Pareto-set sampling settings.
+  """
+
+  def __init__(self, gps, space, observed_x, rng, num_features: int = 500,
+               pool_size: int = 500, max_pareto: int = 10):
+    self.space = space
+    self.num_objectives = len(gps)
+    num = min(len(gp.samples) for gp in gps)
+    self.states = []
+    self.pareto_sets = []
+    for s in range(num):
+      functions = sample_functions(gps, s, num_features, rng)
+      pset = sample_pareto_set(functions, space, observed_x, rng, pool_size=pool_size,
+                               max_pareto=max_pareto)
+      self.pareto_sets.append(pset)
+      if pset.shape[0] == 0:
+        continue  # every sampled Pareto point was already evaluated: no information
+      self.states.append(_SampleState([gp.samples[s] for gp in gps], space.encode(pset)))
+    self.num_samples = num
+
+  def per_objective(self, x: np.ndarray) -> np.ndarray:
+    """(C, K) decoupled entropy reductions (nats) at native (C, d) points."""
+    z = self.space.encode(x)
+    total = None
+    for state in self.states:
+      var_data, mean_q, var_q, cross_q = _candidate_moments(state, z)
+      var_cond = ep.candidate_variances(state.ep["mean"], state.ep["cov"], mean_q, var_q,
+                                        cross_q)
+      noise = np.array([s.noise for s in state.gp_samples])[:, None]
+      gain = 0.5 * (np.log(var_data + noise) - np.log(var_cond + noise))
+      gain = np.maximum(gain, 0.0)
+      total = gain if total is None else total + gain
+    if total is None:
+      return np.zeros((z.shape[0], self.num_objectives))
+    return (total / self.num_samples).T
+
+  def __call__(self, x: np.ndarray) -> np.ndarray:
+    """(C,) acquisition values (sum over objectives, eq. 10)."""
+    return np.sum(self.per_objective(x), axis=1)
+
+
+class PESMOStrategy(Strategy):
+  """PESMO behind the ``Strategy`` interface.
+
+  Options (all optional):
+    log_objectives: sequence of bools, model log(y_k) (strictly positive
+      objectives: time, energy). Default: no log transform.
+    gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
+    num_features (500), pool_size (500), max_pareto (10): Pareto sampling.
+    acq_pool (500), refine (3): acquisition maximization.
+  """
+
+  @classmethod
+  def option_names(cls):
+    return ("log_objectives", "gp_mode", "num_samples", "kernel", "num_features",
+            "pool_size", "max_pareto", "acq_pool", "refine", "burn_in")
+
+  def __init__(self, space, num_objectives, seed=0, **options):
+    super().__init__(space, num_objectives, seed, **options)
+    logs = options.get("log_objectives") or [False] * self.num_objectives
+    if len(logs) != self.num_objectives:
+      raise ValueError("Invalid value for option `log_objectives`. Expected %d booleans. "
+                       "Received %r." % (self.num_objectives, logs))
+    self.gps = [ObjectiveGP(space.groups, kernel=options.get("kernel", "matern52"),
+                            mode=options.get("gp_mode", "slice"),
+                            num_samples=options.get("num_samples", 10),
+                            burn_in=options.get("burn_in", 60),
+                            log_transform=bool(logs[k]), seed=seed * 1000 + k)
+                for k in range(self.num_objectives)]
+    self.last_acquisition = None
+
+  def _propose(self, x, y, pending):
+    excluded = set(self.space.keys(np.vstack([x, pending])))
+    if x.shape[0] < 2:
+      return new_random_points(self.space, self.rng, excluded, 1)[0]
+    with Timer() as fit_timer:
+      z = self.space.encode(x)
+      gps = [gp.fit(z, y[:, k]) for k, gp in enumerate(self.gps)]
+      if pending.shape[0]:
+        zp = self.space.encode(pending)
+        gps = [gp.refit_with(zp, np.mean([s.predict(zp)[0] for s in gp.samples], axis=0))
+               for gp in gps]
+    with Timer() as acq_timer:
+      seen = np.vstack([x, pending])
+      acq = PESMOAcquisition(gps, self.space, seen, self.rng,
+                             num_features=self.options.get("num_features", 500),
+                             pool_size=self.options.get("pool_size", 500),
+                             max_pareto=self.options.get("max_pareto", 10))
+      anchors = np.vstack([observed_front(x, y)] + acq.pareto_sets)
+      point = maximize_acquisition(acq, self.space, self.rng, anchors, excluded,
+                                   pool_size=self.options.get("acq_pool", 500),
+                                   refine=self.options.get("refine", 3))
+    self.last_acquisition = acq
+    self.timings = {"fit_seconds": fit_timer.seconds,
+                    "acquisition_seconds": acq_timer.seconds}
+    return point

@@ -1,0 +1,97 @@
+"""Approximate GP posterior samples through random Fourier features.
+
+PESMO (Hernandez-Lobato et al., ICML 2016, section 3.1, following PES,
+Hernandez-Lobato et al., NIPS 2014, appendix A) needs functions drawn from the
+GP posterior that can be evaluated anywhere, to find their Pareto sets. With
+Bochner's theorem a stationary kernel ``k(r) = amp * E_w[cos(w^T r)]``
+(Rahimi & Recht 2007), so ``phi(z) = sqrt(2 amp / M) cos(W z + b)`` with rows
+of ``W`` drawn from the spectral density and ``b ~ U[0, 2 pi]`` gives
+``phi(z)^T phi(z') ~= k(z, z')``. A posterior sample is then Bayesian linear
+regression on ``phi``: ``f(x) = mean + phi(x)^T w`` with
+``w ~ N(A^-1 Phi^T y, noise A^-1)``, ``A = Phi^T Phi + noise I``.
+
+Spectral densities (inputs already divided by their lengthscales):
+squared exponential -> ``w ~ N(0, I)``; Matern-nu -> multivariate Student-t
+with ``2 nu`` degrees of freedom, ``w = g * sqrt(2 nu / u)``, ``g ~ N(0, I)``,
+``u ~ chi2(2 nu)`` (nu = 5/2 here).
+"""
+
+import numpy as np
+from scipy import linalg
+
+
+def spectral_frequencies(kernel: str, num_features: int, dim: int, rng) -> np.ndarray:
+  """(M, D) frequencies drawn from the kernel's normalized spectral density."""
+  g = rng.normal(size=(num_features, dim))
+  if kernel == "rbf":
+    return g
+  if kernel == "matern52":
+    u = rng.chisquare(5.0, size=(num_features, 1))
+    return g * np.sqrt(5.0 / u)
+  raise ValueError("Invalid value for argument `kernel`. Expected 'matern52' or 'rbf'. "
+                   "Received kernel=%r" % (kernel,))
+
+
+class RandomFeatures:
+  """``phi(x)`` for one hyperparameter sample.
+
+  Args:
+    lengthscales: (D,) per encoded column.
+    amplitude: kernel amplitude.
+    kernel: "matern52" or "rbf".
+    num_features: M.
+  """
+
+  def __init__(self, lengthscales, amplitude: float, kernel: str, num_features: int, rng):
+    lengthscales = np.asarray(lengthscales, dtype=float)
+    self.w = spectral_frequencies(kernel, int(num_features), lengthscales.size, rng) / lengthscales
+    self.b = rng.uniform(0.0, 2 * np.pi, size=int(num_features))
+    self.scale = np.sqrt(2.0 * amplitude / num_features)
+
+  def __call__(self, x_encoded: np.ndarray) -> np.ndarray:
+    """(c, D) encoded points -> (c, M) features."""
+    return self.scale * np.cos(x_encoded @ self.w.T + self.b)
+
+
+def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float, rng) -> np.ndarray:
+  """One draw of the (M,) weights of Bayesian linear regression on ``phi``
+  (n, M) with targets ``y_centered`` (n,), prior N(0, I) and noise variance
+  ``noise``: w ~ N(A^-1 Phi^T y, noise A^-1), A = Phi^T Phi + noise I.
+
+  When n < M the draw uses the equivalent pathwise (Matheron) update
+  ``w = w0 + Phi^T (Phi Phi^T + noise I)^-1 (y - Phi w0 - e)``, w0 ~ N(0, I),
+  e ~ N(0, noise I), which costs O(n^2 M) instead of O(M^3).
+  """
+  n, m = phi.shape
+  if n < m:
+    w0 = rng.normal(size=m)
+    e = np.sqrt(noise) * rng.normal(size=n)
+    gram = phi @ phi.T + noise * np.eye(n)
+    chol = linalg.cholesky(gram + 1e-10 * np.trace(gram) / n * np.eye(n), lower=True,
+                           check_finite=False)
+    return w0 + phi.T @ linalg.cho_solve((chol, True), y_centered - phi @ w0 - e,
+                                         check_finite=False)
+  a = phi.T @ phi + noise * np.eye(m)
+  chol = linalg.cholesky(a + 1e-10 * np.trace(a) / m * np.eye(m), lower=True,
+                         check_finite=False)
+  mean = linalg.cho_solve((chol, True), phi.T @ y_centered, check_finite=False)
+  eps = rng.normal(size=m)
+  return mean + np.sqrt(noise) * linalg.solve_triangular(chol.T, eps, lower=False,
+                                                         check_finite=False)
+
+
+class SampledFunction:
+  """A GP posterior sample ``f(x) = mean + phi(x)^T w`` (standardized units)."""
+
+  def __init__(self, sample, num_features: int, rng):
+    self.features = RandomFeatures(sample.lengthscales, sample.amplitude, sample.kernel,
+                                   num_features, rng)
+    x_train = sample.z * sample.lengthscales
+    y_centered = sample.chol @ (sample.chol.T @ sample.alpha)  # (K + noise I) alpha
+    phi = self.features(x_train)
+    self.mean = sample.mean
+    self.w = posterior_weights(phi, y_centered, sample.noise, rng)
+
+  def __call__(self, x_encoded: np.ndarray) -> np.ndarray:
+    """(c, D) -> (c,) values."""
+    return self.mean + self.features(x_encoded) @ self.w

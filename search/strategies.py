@@ -1,0 +1,246 @@
+"""Proposal strategies behind one interface: PESMO, ParEGO (GPyOpt), random.
+
+``Strategy.propose(observed_x, observed_y, pending_x)`` returns the next point
+in the space's native coordinates. Objectives are MINIMIZED; rows of failed
+trials (NaN) must not be passed. A proposal is never equal to an observed or
+pending point. Keep one instance per search: GP hyperparameter chains are
+warm-started from the previous call. ``timings`` holds the last call's
+``fit_seconds`` and ``acquisition_seconds``.
+
+Pending points (trials running on other workers): PESMO conditions its GPs on
+fantasized values (each pending point observed at the GP posterior mean, the
+"kriging believer"), which shrinks the predictive variance, hence the
+information gain, around them; ParEGO passes them to GPyOpt as
+``pending_X`` (which does the same); all strategies exclude them.
+"""
+
+import abc
+import time
+
+import numpy as np
+
+from search.design import DesignSpace
+from search.pareto import non_dominated_mask
+
+
+def _as_points(space, x, name):
+  if x is None:
+    return np.zeros((0, space.dim))
+  x = np.asarray(x, dtype=float)
+  if x.size == 0:
+    return np.zeros((0, space.dim))
+  return space.validate(x, name)
+
+
+class Strategy(abc.ABC):
+  """Base class; see module doc for the contract of ``propose``."""
+
+  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0, **options):
+    if not isinstance(space, DesignSpace):
+      raise ValueError("Invalid value for argument `space`. Expected a DesignSpace. "
+                       "Received %r." % (space,))
+    if int(num_objectives) != num_objectives or num_objectives < 1:
+      raise ValueError("Invalid value for argument `num_objectives`. Expected a positive "
+                       "integer. Received num_objectives=%r" % (num_objectives,))
+    self.space, self.num_objectives = space, int(num_objectives)
+    self.rng = np.random.default_rng(seed)
+    self.seed = seed
+    self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
+    unknown = set(options) - set(self.option_names())
+    if unknown:
+      raise ValueError("Unknown options %s for strategy %s. Expected some of %s."
+                       % (sorted(unknown), type(self).__name__, sorted(self.option_names())))
+    self.options = options
+
+  @classmethod
+  def option_names(cls):
+    return ()
+
+  def propose(self, observed_x, observed_y, pending_x=None) -> np.ndarray:
+    x = _as_points(self.space, observed_x, "observed_x")
+    y = np.asarray(observed_y, dtype=float).reshape(x.shape[0], -1) if x.shape[0] else \
+        np.zeros((0, self.num_objectives))
+    if y.shape[1] != self.num_objectives or not np.all(np.isfinite(y)):
+      raise ValueError("Invalid value for argument `observed_y`. Expected finite values of "
+                       "shape (%d, %d) (drop failed trials). Received shape %s."
+                       % (x.shape[0], self.num_objectives, np.shape(observed_y)))
+    pending = _as_points(self.space, pending_x, "pending_x")
+    self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
+    point = self._propose(x, y, pending)
+    excluded = set(self.space.keys(np.vstack([x, pending])))
+    if self.space.keys(point)[0] in excluded:
+      point = new_random_points(self.space, self.rng, excluded, 1)[0]
+    return point
+
+  @abc.abstractmethod
+  def _propose(self, x, y, pending) -> np.ndarray:
+    """(d,) point; may return an excluded point, ``propose`` then replaces it."""
+
+
+def new_random_points(space, rng, excluded, count, tries: int = 100) -> np.ndarray:
+  """``count`` uniform points whose keys are not in ``excluded`` (a set)."""
+  out, keys = [], set(excluded)
+  for _ in range(tries):
+    batch = space.sample(rng, 4 * count)
+    for row, key in zip(batch, space.keys(batch)):
+      if key not in keys:
+        keys.add(key)
+        out.append(row)
+        if len(out) == count:
+          return np.array(out)
+  raise ValueError("Could not find %d unevaluated points in %r: the space looks exhausted."
+                   % (count, space))
+
+
+def maximize_acquisition(acq, space, rng, anchors, excluded, pool_size: int = 1000,
+                         refine: int = 3) -> np.ndarray:
+  """Argmax of ``acq`` ((C, d) native -> (C,)) over points not in ``excluded``.
+
+  Candidates: ``pool_size`` uniform points plus mutations of ``anchors``
+  (e.g. observed non-dominated points and sampled Pareto points). The
+  ``refine`` best are refined: categorical spaces by hill climbing over all
+  one-value neighbours, continuous ones by bounded Powell search.
+  """
+  anchors = np.asarray(anchors, dtype=float).reshape(-1, space.dim)
+  parts = [space.sample(rng, pool_size)]
+  if anchors.shape[0]:
+    parts += [anchors, space.mutate(anchors, rng, pool_size // 2),
+              space.mutate(anchors, rng, pool_size // 4, scale=0.02)]
+  pool = _filter(space, np.vstack(parts), excluded)
+  values = acq(pool)
+  order = np.argsort(-values)[:refine]
+  best_x, best_v = pool[order[0]], values[order[0]]
+  for i in order:
+    x, v = _refine(acq, space, pool[i], values[i], excluded)
+    if v > best_v:
+      best_x, best_v = x, v
+  return best_x
+
+
+def _filter(space, x, excluded):
+  keys = space.keys(x)
+  seen, rows = set(excluded), []
+  for row, key in zip(x, keys):
+    if key not in seen:
+      seen.add(key)
+      rows.append(row)
+  if not rows:
+    return new_random_points(space, np.random.default_rng(len(excluded)), excluded, 1)
+  return np.array(rows)
+
+
+def _refine(acq, space, x, value, excluded, climbs: int = 2):
+  if space.all_continuous:
+    from scipy import optimize  # pylint: disable=import-outside-toplevel
+    res = optimize.minimize(lambda p: -acq(np.clip(p, space.lower, space.upper)[None])[0],
+                            x, method="Powell", bounds=list(zip(space.lower, space.upper)),
+                            options={"maxfev": 80, "xtol": 1e-3})
+    cand = np.clip(res.x, space.lower, space.upper)
+    if -res.fun > value and space.keys(cand)[0] not in excluded:
+      return cand, -res.fun
+    return x, value
+  for _ in range(climbs):
+    neigh = space.neighbours(x)
+    if not space.all_categorical:
+      neigh = np.vstack([neigh, space.mutate(x, np.random.default_rng(0), 32, scale=0.02)])
+    neigh = [r for r, k in zip(neigh, space.keys(neigh)) if k not in excluded]
+    if not neigh:
+      break
+    neigh = np.array(neigh)
+    vals = acq(neigh)
+    if vals.max() <= value:
+      break
+    x, value = neigh[np.argmax(vals)], vals.max()
+  return x, value
+
+
+class RandomStrategy(Strategy):
+  """Uniform random search (the paper's Fig. 5 baseline)."""
+
+  def _propose(self, x, y, pending):
+    excluded = set(self.space.keys(np.vstack([x, pending])))
+    return new_random_points(self.space, self.rng, excluded, 1)[0]
+
+
+def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -> np.ndarray:
+  """ParEGO's augmented Chebyshev scalarization (Knowles 2006, eq. 2) of (n, m)
+  objectives normalized to [0, 1] by their observed range: (n,) values
+  ``max_k(w_k y_k) + rho * sum_k w_k y_k``."""
+  low, high = y.min(axis=0), y.max(axis=0)
+  scaled = (y - low) / np.where(high > low, high - low, 1.0)
+  weighted = scaled * weights
+  return weighted.max(axis=1) + rho * weighted.sum(axis=1)
+
+
+class ParEGOStrategy(Strategy):
+  """ParEGO (Knowles 2006) on GPyOpt: each call draws a weight vector uniformly
+  from the simplex, scalarizes the objectives (``chebyshev_scalarize``) and
+  proposes the expected-improvement maximizer of GPyOpt's GP (categorical
+  variables one-hot encoded by GPyOpt). Options: ``rho`` (0.05)."""
+
+  @classmethod
+  def option_names(cls):
+    return ("rho", "log_objectives")
+
+  def _domain(self):
+    domain = []
+    for var in self.space.variables:
+      if var.kind == "categorical":
+        domain.append({"name": var.name, "type": "categorical",
+                       "domain": tuple(range(int(var.cardinality)))})
+      else:
+        domain.append({"name": var.name, "type": "continuous", "domain": var.bounds})
+    return domain
+
+  def _propose(self, x, y, pending):
+    excluded = set(self.space.keys(np.vstack([x, pending])))
+    if x.shape[0] < 2:
+      return new_random_points(self.space, self.rng, excluded, 1)[0]
+    try:
+      import GPyOpt  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      raise ImportError("ParEGO needs GPyOpt: pip install 'GPyOpt>=1.2.6'.") from e
+    logs = self.options.get("log_objectives") or [False] * self.num_objectives
+    y = np.where(np.asarray(logs, dtype=bool), np.log(np.maximum(y, 1e-300)), y)
+    weights = self.rng.dirichlet(np.ones(self.num_objectives))
+    target = chebyshev_scalarize(y, weights, self.options.get("rho", 0.05))[:, None]
+    np.random.seed(int(self.rng.integers(2 ** 31)))  # GPyOpt draws from numpy's global RNG
+    with Timer() as fit_timer:
+      bo = GPyOpt.methods.BayesianOptimization(
+          f=None, domain=self._domain(), X=x, Y=target, acquisition_type="EI",
+          normalize_Y=True, exact_feval=False, de_duplication=True)
+    with Timer() as acq_timer:
+      point = bo.suggest_next_locations(pending_X=pending if pending.shape[0] else None)[0]
+    self.timings = {"fit_seconds": fit_timer.seconds, "acquisition_seconds": acq_timer.seconds}
+    return np.where(self.space.categorical, np.round(point), point)
+
+
+def make_strategy(name: str, space, num_objectives, seed=0, **options) -> Strategy:
+  """``name`` in pesmo | parego | random."""
+  if name == "random":
+    return RandomStrategy(space, num_objectives, seed, **options)
+  if name == "pesmo":
+    from search.pesmo import PESMOStrategy  # pylint: disable=import-outside-toplevel
+    return PESMOStrategy(space, num_objectives, seed, **options)
+  if name == "parego":
+    return ParEGOStrategy(space, num_objectives, seed, **options)
+  raise ValueError("Invalid value for argument `name`. Expected 'pesmo', 'parego' or "
+                   "'random'. Received name=%r" % (name,))
+
+
+def observed_front(x, y):
+  """Native points of the non-dominated observations (anchors for mutation)."""
+  if x.shape[0] == 0:
+    return x
+  return x[non_dominated_mask(y)]
+
+
+class Timer:
+  """``with Timer() as t: ...; t.seconds``."""
+
+  def __enter__(self):
+    self.start = time.perf_counter()
+    return self
+
+  def __exit__(self, *exc):
+    self.seconds = time.perf_counter() - self.start

@@ -1,0 +1,105 @@
+"""Tests for search/gp.py: likelihood and predictions against GPy, sampler, errors."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from search import gp as gplib
+
+
+def _toy(n=15, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.random((n, 2))
+  return x, np.sin(5 * x[:, 0]) + x[:, 1]
+
+
+class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters("rbf", "matern52")
+  def test_log_likelihood_and_prediction_equal_gpy(self, kernel):
+    import GPy  # pylint: disable=import-outside-toplevel
+    x, y = _toy()
+    model = gplib.ObjectiveGP(np.arange(2), kernel=kernel)
+    theta = np.array([np.log(0.3), np.log(0.5), np.log(1.5), np.log(0.01), 0.0])
+    ours = model.log_posterior(theta, x, y) - model.log_prior(theta)
+    kern = {"rbf": GPy.kern.RBF, "matern52": GPy.kern.Matern52}[kernel](
+        2, variance=1.5, lengthscale=[0.3, 0.5], ARD=True)
+    reference = GPy.models.GPRegression(x, y[:, None], kern, noise_var=0.01)
+    self.assertAllClose(ours, reference.log_likelihood(), atol=1e-4)
+    xt = np.random.default_rng(1).random((5, 2))
+    mean, var = model._condition(theta, x, y).predict(xt)
+    ref_mean, ref_var = reference.predict_noiseless(xt)
+    self.assertAllClose(mean, ref_mean[:, 0], atol=1e-6)
+    self.assertAllClose(var, ref_var[:, 0], atol=1e-6)
+
+  def test_grouped_lengthscales_share_one_per_variable(self):
+    model = gplib.ObjectiveGP(np.array([0, 0, 0, 1]))
+    self.assertEqual(model.num_groups, 2)
+    x = np.array([[1, 0, 0, 0.2], [0, 1, 0, 0.2], [0, 0, 1, 0.2]])
+    theta = np.array([0.0, 0.0, 0.0, np.log(1e-3), 0.0])
+    sample = model._condition(theta, x, np.zeros(3))
+    k = sample.cross(x)
+    # Any two different categories are equally far apart.
+    self.assertAllClose(k[0, 1], k[0, 2])
+    self.assertAllClose(k[1, 2], k[0, 2])
+
+  def test_slice_sampler_recovers_gaussian_moments(self):
+    rng = np.random.default_rng(0)
+    logp = lambda t: -0.5 * float(t @ t)
+    theta, value, draws = np.zeros(2), 0.0, []
+    for _ in range(3000):
+      theta, value = gplib.slice_step(logp, theta, value, rng)
+      draws.append(theta)
+    draws = np.array(draws[200:])
+    self.assertAllClose(draws.mean(0), [0.0, 0.0], atol=0.15)
+    self.assertAllClose(draws.var(0), [1.0, 1.0], atol=0.2)
+
+  @parameterized.parameters("slice", "map")
+  def test_fit_samples_and_predicts_training_data(self, mode):
+    x, y = _toy(20)
+    model = gplib.ObjectiveGP(np.arange(2), mode=mode, num_samples=4, burn_in=20,
+                              map_restarts=2, seed=0).fit(x, y)
+    self.assertLen(model.samples, 4 if mode == "slice" else 1)
+    mean, var = model.samples[-1].predict(x)
+    self.assertAllClose(mean, model.standardize(y), atol=0.2)
+    self.assertTrue(np.all(var > 0))
+
+  def test_log_transform_models_log_values(self):
+    x, y = _toy(10)
+    model = gplib.ObjectiveGP(np.arange(2), log_transform=True, num_samples=2,
+                              burn_in=5).fit(x, np.exp(y))
+    self.assertAllClose(np.mean(model.standardize(np.exp(y))), 0.0, atol=1e-9)
+    with self.assertRaisesRegex(ValueError, "log_transform needs y > 0"):
+      model.fit(x, y - 10.0)
+
+  def test_refit_with_fantasy_shrinks_variance_at_pending_point(self):
+    x, y = _toy(10)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=10).fit(x, y)
+    pending = np.array([[0.5, 0.5]])
+    before = model.samples[0].predict(pending)[1]
+    fantasy = model.refit_with(pending, model.samples[0].predict(pending)[0])
+    self.assertLess(fantasy.samples[0].predict(pending)[1][0], 0.5 * before[0])
+    self.assertLen(model._y, 10)  # the original model is unchanged
+
+  def test_degenerate_inputs_raise(self):
+    model = gplib.ObjectiveGP(np.arange(2))
+    with self.assertRaisesRegex(ValueError, "at least 2 finite observations"):
+      model.fit(np.zeros((1, 2)), np.zeros(1))
+    with self.assertRaisesRegex(ValueError, "at least 2 finite observations"):
+      model.fit(np.array([[0.0, np.nan], [1.0, 1.0]]), np.zeros(2))
+    with self.assertRaisesRegex(ValueError, r"Expected x of shape \(n, 2\)"):
+      model.fit(np.zeros((3, 3)), np.zeros(3))
+    with self.assertRaisesRegex(ValueError, "not positive definite"):
+      gplib.robust_cholesky(-np.eye(3), 1.0)
+    with self.assertRaisesRegex(ValueError, "Expected 'slice' or 'map'"):
+      gplib.ObjectiveGP(np.arange(2), mode="hmc")
+
+  def test_duplicate_inputs_fit_thanks_to_noise(self):
+    x = np.repeat(np.array([[0.2, 0.3], [0.7, 0.1]]), 5, axis=0)
+    y = np.repeat([1.0, 2.0], 5)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=10).fit(x, y)
+    self.assertTrue(np.all(np.isfinite(model.samples[0].alpha)))
+
+
+if __name__ == "__main__":
+  tf.test.main()
