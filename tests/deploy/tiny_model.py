@@ -1,6 +1,8 @@
 """A tiny TEA network and its exports, built once per test process."""
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import numpy as np
@@ -18,6 +20,7 @@ def artifacts():
   from tea_keras import network
   from tea_keras import space
   root = tempfile.mkdtemp(prefix="tea-deploy-test-")
+  atexit.register(shutil.rmtree, root, True)
   model = network.build_network(space.resolve("random", 3), num_cells=1, filters=4)
   keras_path = os.path.join(root, "model.keras")
   model.save(keras_path)
