@@ -94,6 +94,38 @@ class NvmlTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(source.read_sample(), (80.0, None))
     self.assertTrue(any("no total-energy counter" in w for w in source.warnings()))
 
+  def test_measurement_result_surfaces_averaging_pitfall(self):
+    from deploy import runtimes
+    from deploy import session
+    from tests.deploy import tiny_model
+    gpu = _FakeGpu(pynvml.NVML_DEVICE_ARCH_AMPERE, instant_mw=None, usage_mw=60000,
+                   energy_mj=0)
+    gpu.patch(self)
+    rt = runtimes.create("onnxruntime", tiny_model.artifacts()["onnx"], "cpu")
+
+    class Busy(object):  # the GPU draws 150 W while a batch runs
+      name, fixed_batch_size = rt.name, None
+
+      def predict(self, batch):
+        gpu.usage_mw = 150000
+        try:
+          return rt.predict(batch)
+        finally:
+          gpu.usage_mw = 60000
+
+      def describe(self):
+        return rt.describe()
+
+    result = session.run_measurement(Busy(), nvml.NvmlPower(0),
+                                     tiny_model.artifacts()["images"], "gpu",
+                                     batch_size=64, repeats=1, warmup_batches=0,
+                                     idle_s=0.2)
+    self.assertEqual(result["power_averaging_s"], 1.0)
+    self.assertEqual((result["threshold_w"], result["threshold_source"]), (80.0, "paper"))
+    self.assertTrue(any("averaged over ~1 s" in w for w in result["warnings"]))
+    self.assertAllClose(result["idle_power_w"], 60.0)
+    self.assertIsNotNone(result["counter_energy_j"])
+
   def test_init_failure_is_a_clear_error(self):
     def fail():
       raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
