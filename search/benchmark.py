@@ -30,6 +30,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import json
 import sys
 import time
+import warnings
 
 import numpy as np
 from absl import app, flags
@@ -57,7 +58,9 @@ def initial_design(problem, seed: int) -> np.ndarray:
   """``problem.num_initial`` points: scrambled Sobol in boxes, uniform otherwise."""
   if problem.space.all_continuous:
     from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
-    u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
+    with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
+      warnings.simplefilter("ignore", UserWarning)
+      u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
     return problem.space.lower + u * (problem.space.upper - problem.space.lower)
   return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
 

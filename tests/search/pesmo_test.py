@@ -1,0 +1,82 @@
+"""Tests for search/pesmo.py: acquisition properties and proposals."""
+
+import numpy as np
+import tensorflow as tf
+
+from search import design
+from search import gp as gplib
+from search import pesmo
+
+
+def _fitted_gps(x, ys, space):
+  """Noiseless 1-D GPs with fixed hyperparameters (the acquisition's contract
+  is about a given posterior, not about hyperparameter learning)."""
+  gps = []
+  for y in ys:
+    model = gplib.ObjectiveGP(space.groups, kernel="rbf", min_noise=1e-8)
+    theta = np.array([np.log(0.15), 0.0, np.log(1e-8), 0.0])
+    model.samples = [model._condition(theta, space.encode(x), y)]
+    gps.append(model)
+  return gps
+
+
+class PESMOTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.space = design.continuous_space([(0.0, 1.0)])
+    self.x = np.array([[0.1], [0.3], [0.35], [0.5], [0.55]])
+    t = self.x[:, 0]
+    self.ys = [np.sin(6 * t), np.cos(6 * t)]
+    self.acq = pesmo.PESMOAcquisition(_fitted_gps(self.x, self.ys, self.space), self.space,
+                                      self.x, np.random.default_rng(0), num_features=300)
+
+  def test_acquisition_is_non_negative(self):
+    grid = np.linspace(0, 1, 101)[:, None]
+    per = self.acq.per_objective(grid)
+    self.assertEqual(per.shape, (101, 2))
+    self.assertTrue(np.all(per >= 0.0))
+    self.assertAllClose(self.acq(grid), per.sum(1))
+
+  def test_acquisition_near_zero_at_observed_noiseless_point(self):
+    far = self.acq(np.array([[0.95]]))[0]
+    self.assertGreater(far, 0.05)
+    self.assertLess(self.acq(self.x[3:4])[0], 1e-3 * far)
+
+  def test_acquisition_larger_far_from_data(self):
+    near = self.acq(np.array([[0.32]]))[0]
+    far = self.acq(np.array([[0.9]]))[0]
+    self.assertGreater(far, near)
+
+  def test_pareto_set_excludes_evaluated_points(self):
+    space = design.cell_space()
+    x = space.sample(0, 30)
+    y = np.stack([x[:, 2], -x[:, 2] + 0.1 * x[:, 3]], axis=1)
+    gps = [gplib.ObjectiveGP(space.groups, num_samples=1, burn_in=5).fit(space.encode(x), v)
+           for v in y.T]
+    functions = pesmo.sample_functions(gps, 0, 100, np.random.default_rng(1))
+    pset = pesmo.sample_pareto_set(functions, space, x, np.random.default_rng(2),
+                                   pool_size=200, max_pareto=7)
+    self.assertLessEqual(pset.shape[0], 7)
+    self.assertEmpty(set(space.keys(pset)) & set(space.keys(x)))
+    space.validate(pset)
+
+  def test_strategy_reports_timings_and_proposes_new_point(self):
+    strategy = pesmo.PESMOStrategy(self.space, 2, seed=0, num_samples=2, burn_in=5,
+                                   acq_pool=100, pool_size=100)
+    pending = np.array([[0.8]])
+    point = strategy.propose(self.x, np.stack(self.ys, 1), pending)
+    self.assertEqual(point.shape, (1,))
+    self.assertNotIn(self.space.keys(point)[0], self.space.keys(np.vstack([self.x, pending])))
+    self.assertGreater(strategy.timings["fit_seconds"], 0.0)
+    self.assertGreater(strategy.timings["acquisition_seconds"], 0.0)
+
+  def test_strategy_rejects_bad_options(self):
+    with self.assertRaisesRegex(ValueError, "Unknown options"):
+      pesmo.PESMOStrategy(self.space, 2, not_an_option=1)
+    with self.assertRaisesRegex(ValueError, "Expected 2 booleans"):
+      pesmo.PESMOStrategy(self.space, 2, log_objectives=[True])
+
+
+if __name__ == "__main__":
+  tf.test.main()
