@@ -17,6 +17,7 @@ model_dir contract (training writes it, deploy and search read it)::
                          state.json, written atomically after every epoch
     tensorboard/         TensorBoard scalars
     train.log            the per-epoch progress lines
+    curves.png           loss and train/validation error per epoch
 
 Re-running with the same model_dir resumes from the last checkpoint (also
 after ``kill -9``): data order and augmentation of epoch ``e`` depend only on
@@ -272,6 +273,8 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
     if not diverged:
       _atomic(run_dir / "model.keras", model.save)
     _write_json(run_dir / "metrics.json", metrics)
+    if state["history"]:
+      plot_history(state["history"], run_dir / "curves.png")
   log("done: val_error=%s test_error=%s epochs=%d train %.1f s, %.0f images/s%s"
       % (_fmt(val_error), _fmt(test_error), state["epochs_completed"],
          state["train_seconds"], _rate(state),
@@ -279,6 +282,25 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
   return TrainResult(val_error=math.nan if val_error is None else val_error,
                      test_error=test_error, model=model, metrics=metrics,
                      diverged=diverged, error=monitor.diverged_error)
+
+
+def plot_history(history, path) -> None:
+  """Training loss and train/validation error per epoch, as a PNG (Agg)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  epochs = [h["epoch"] for h in history]
+  fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.5))
+  ax_loss.plot(epochs, [h["loss"] for h in history], marker="o", label="train loss")
+  ax_loss.set_xlabel("epoch")
+  ax_loss.legend()
+  ax_err.plot(epochs, [1 - h["accuracy"] for h in history], marker="o", label="train error")
+  ax_err.plot(epochs, [h["val_error"] for h in history], marker="o", label="val error")
+  ax_err.set_xlabel("epoch")
+  ax_err.legend()
+  fig.tight_layout()
+  fig.savefig(str(path), dpi=100)
+  plt.close(fig)
 
 
 def _rate(state) -> float:

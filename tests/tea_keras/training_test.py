@@ -101,7 +101,7 @@ class TrainModelTest(tf.test.TestCase):
     result = training.train_model(_tiny_model(), self.recipe, self.splits, model_dir,
                                   evaluate_test=True, verbose=0)
     self.assertFalse(result.diverged)
-    for name in ("model.keras", "metrics.json", "config.json", "train.log",
+    for name in ("model.keras", "metrics.json", "config.json", "train.log", "curves.png",
                  "checkpoints/state.json", "checkpoints/epoch_0002.weights.h5"):
       self.assertTrue(os.path.exists(os.path.join(model_dir, name)), name)
     self.assertNotEmpty(os.listdir(os.path.join(model_dir, "tensorboard", "train")))
