@@ -153,7 +153,7 @@ def run_search(config, log=print):
                                       seed=config.seed)
   executor = executors.make_executor(config.executor, config.max_parallel, config.ray_address)
   progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log)
-  summary = outputs.refresh(config.results_dir, store.trials(), config.objectives)
+  summary = _refresh(store, config)
   in_flight = set()
   try:
     while True:
@@ -197,9 +197,15 @@ def _record(store, config, result, log):
     log("trial #%d: %s; retrying (attempt %d of %d)"
         % (trial_id, result["error"], attempts[0] + 1, config.trial_retries + 1))
     store.requeue(trial_id)
-    return outputs.summarize(store.trials(), config.objectives)
+    return _refresh(store, config)
   if result["status"] == "failed":
     log("trial #%d failed: %s" % (trial_id, (result["error"] or "").splitlines()[0]))
   store.finish(trial_id, result["status"], result["metrics"], result["artifacts"],
                result["error"])
-  return outputs.refresh(config.results_dir, store.trials(), config.objectives)
+  return _refresh(store, config)
+
+
+def _refresh(store, config):
+  trials = store.trials()
+  ref = outputs.freeze_reference_point(store, trials, config.objectives, config.num_initial)
+  return outputs.refresh(config.results_dir, trials, config.objectives, ref)

@@ -8,11 +8,14 @@
 * PNG plots: ``pareto_error_time.png``, ``pareto_error_energy.png`` (when energy
   is an objective), ``hypervolume.png``.
 
-Hypervolume is computed on the objectives as measured, against the reference
-point ``search.pareto.reference_point`` of all ``done`` trials of this search
-(recorded in ``summary.json``), so the curve is comparable within a search;
-``search.report`` recomputes it with one shared reference point to compare
-searches.
+Hypervolume is computed on the objectives as measured, against a reference
+point that is frozen once the search's initial random trials are done:
+``search.pareto.reference_point`` of those trials (``freeze_reference_point``;
+kept in the trial store, recorded in ``summary.json``). Until then it is
+recomputed from the ``done`` trials at each refresh. With a frozen point the
+curve only rises and stays comparable from one refresh to the next; trials
+worse than the point in some objective add nothing. ``search.report``
+recomputes hypervolume with one shared point to compare searches.
 """
 
 import csv
@@ -80,7 +83,24 @@ def write_pareto_csv(path, trials, objectives):
   _write_csv(path, ["trial_id", "genotype"] + list(objectives) + ["params", "model"], rows)
 
 
-def summarize(trials, objectives):
+def freeze_reference_point(store, trials, objectives, num_initial):
+  """The frozen reference point (list), freezing it when the first
+  ``num_initial`` trials are all finished; None before that."""
+  frozen = store.get_meta("reference_point")
+  if frozen is not None:
+    return frozen
+  initial = [t for t in trials if t["trial_id"] <= num_initial]
+  if len(initial) < num_initial or any(t["status"] not in ("done", "failed") for t in initial):
+    return None
+  _, y = objective_matrix(initial, objectives)
+  if len(y) == 0:
+    return None
+  frozen = pareto.reference_point(y).tolist()
+  store.set_meta("reference_point", frozen)
+  return frozen
+
+
+def summarize(trials, objectives, ref_point=None):
   ids, y = objective_matrix(trials, objectives)
   counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done",
                                                                 "failed")}
@@ -88,7 +108,7 @@ def summarize(trials, objectives):
              "reference_point": None, "hypervolume": [], "hypervolume_trial_ids": ids,
              "final_hypervolume": None, "pareto_size": 0, "best": {}}
   if len(ids):
-    ref = pareto.reference_point(y)
+    ref = pareto.reference_point(y) if ref_point is None else np.asarray(ref_point, float)
     curve = hypervolume_curve(y, ref)
     summary.update(reference_point=ref.tolist(), hypervolume=curve, final_hypervolume=curve[-1],
                    pareto_size=int(pareto.non_dominated_mask(y).sum()))
@@ -98,11 +118,12 @@ def summarize(trials, objectives):
   return summary
 
 
-def refresh(results_dir, trials, objectives):
+def refresh(results_dir, trials, objectives, ref_point=None):
   """Rewrite every output file of a search; returns the summary dict."""
   write_results_csv(os.path.join(results_dir, "results.csv"), trials)
   write_pareto_csv(os.path.join(results_dir, "pareto.csv"), trials, objectives)
-  summary = summarize(trials, objectives)
+  summary = summarize(trials, objectives, ref_point)
+  summary["reference_point_frozen"] = ref_point is not None
   _atomic_write(os.path.join(results_dir, "summary.json"), json.dumps(summary, indent=2))
   plot_search(results_dir, trials, objectives, summary)
   return summary

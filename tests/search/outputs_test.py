@@ -9,6 +9,8 @@ import tensorflow as tf
 
 from search import outputs
 from search import pareto
+from search import store as store_lib
+from tea_keras import space
 
 
 def _trial(i, status, err=None, t=None, e=None):
@@ -49,6 +51,26 @@ class OutputsTest(tf.test.TestCase):
     self.assertTrue(np.all(np.diff(curve) >= -1e-12))
     _, y = outputs.objective_matrix(trials, ("error", "time", "energy"))
     self.assertAllClose(curve[-1], pareto.hypervolume(y, np.array(summary["reference_point"])))
+
+  def test_freeze_reference_point_after_initial_trials(self):
+    store = store_lib.TrialStore(os.path.join(self.get_temp_dir(), "t.db"))
+    genotypes = space.sample_many(0, 4)
+    for g in genotypes[:2]:
+      store.add(g, "initial")
+    self.assertIsNone(outputs.freeze_reference_point(store, store.trials(), ("error", "time"), 2))
+    for tid, (err, t) in zip((1, 2), ((0.5, 0.1), (0.4, 0.3))):
+      store.mark_running(tid)
+      store.finish(tid, "done", {"val_error": err, "time_s": t})
+    ref = outputs.freeze_reference_point(store, store.trials(), ("error", "time"), 2)
+    self.assertAllClose(ref, pareto.reference_point(np.array([[0.5, 0.1], [0.4, 0.3]])))
+    # Later, better or worse trials do not move the frozen point.
+    tid = store.add(genotypes[2], "pesmo")
+    store.mark_running(tid)
+    store.finish(tid, "done", {"val_error": 0.9, "time_s": 5.0})
+    self.assertEqual(outputs.freeze_reference_point(store, store.trials(), ("error", "time"), 2), ref)
+    curve = outputs.summarize(store.trials(), ("error", "time"), ref)["hypervolume"]
+    self.assertEqual(curve[1], curve[2])  # the worse-than-reference trial adds nothing
+    store.close()
 
   def test_summarize_without_done_trials(self):
     summary = outputs.summarize([_trial(1, "failed")], ("error", "time"))
