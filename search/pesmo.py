@@ -71,8 +71,11 @@ def _local_search(functions, space, front_x, front_y, rng, rounds, points):
   return front_x, front_y
 
 
-def _nsga2_front(functions, space, seeds, rng, pop_size=48, generations=30):
-  """Pareto set of the sampled functions on a box with pymoo's NSGA-II."""
+def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
+  """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
+  from the non-dominated points of a 1,000-point uniform pool and ``seeds``
+  (so few generations suffice; pymoo's per-generation overhead dominates the
+  cost of evaluating random-feature functions)."""
   from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
   from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
@@ -84,15 +87,21 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=48, generations=30):
     def _evaluate(self, x, out, *args, **kwargs):
       out["F"] = _evaluate(functions, space, x)
 
-  init = np.vstack([seeds, space.sample(rng, pop_size)])[:pop_size]
+  pool = np.vstack([seeds, space.sample(rng, 1000)])
+  pool_y = _evaluate(functions, space, pool)
+  front = pool[non_dominated_mask(pool_y)]
+  front = front[rng.permutation(front.shape[0])[:pop_size]]
+  init = np.vstack([front, space.sample(rng, pop_size)])[:pop_size]
   res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
                  ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
-  x = np.atleast_2d(res.X)
-  return x, _evaluate(functions, space, x)
+  x = np.vstack([np.atleast_2d(res.X), front])
+  y = _evaluate(functions, space, x)
+  keep = non_dominated_mask(y)
+  return x[keep], y[keep]
 
 
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
-                      max_pareto: int = 10, local_rounds: int = 2,
+                      max_pareto: int = 30, local_rounds: int = 2,
                       local_points: int = 4) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions``, P <= ``max_pareto``.
 
@@ -185,7 +194,7 @@ class PESMOAcquisition:
   """
 
   def __init__(self, gps, space, observed_x, rng, num_features: int = 500,
-               pool_size: int = 500, max_pareto: int = 10):
+               pool_size: int = 500, max_pareto: int = 30):
     self.space = space
     self.num_objectives = len(gps)
     num = min(len(gp.samples) for gp in gps)
@@ -229,7 +238,7 @@ class PESMOStrategy(Strategy):
     log_objectives: sequence of bools, model log(y_k) (strictly positive
       objectives: time, energy). Default: no log transform.
     gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
-    num_features (500), pool_size (500), max_pareto (10): Pareto sampling.
+    num_features (500), pool_size (500), max_pareto (30): Pareto sampling.
     acq_pool (500), refine (3): acquisition maximization.
   """
 
@@ -268,7 +277,7 @@ class PESMOStrategy(Strategy):
       acq = PESMOAcquisition(gps, self.space, seen, self.rng,
                              num_features=self.options.get("num_features", 500),
                              pool_size=self.options.get("pool_size", 500),
-                             max_pareto=self.options.get("max_pareto", 10))
+                             max_pareto=self.options.get("max_pareto", 30))
       anchors = np.vstack([observed_front(x, y)] + acq.pareto_sets)
       point = maximize_acquisition(acq, self.space, self.rng, anchors, excluded,
                                    pool_size=self.options.get("acq_pool", 500),
