@@ -65,10 +65,10 @@ def _run_once(runtime, power, batches, interval_s, idle_s, clock):
     sampler = protocol.Sampler(power, interval_s, clock).start()
   wall_offset = time.time() - clock()
   time.sleep(idle_s)
-  h0 = clock()
+  h0, cpu0 = clock(), time.process_time()
   for batch in batches:
     runtime.predict(batch)
-  h1 = clock()
+  h1, cpu1 = clock(), time.process_time()
   time.sleep(idle_s)
   if sampler is not None:
     trace = sampler.stop()
@@ -78,7 +78,7 @@ def _run_once(runtime, power, batches, interval_s, idle_s, clock):
     trace = protocol.Trace(np.asarray(wall_t) - wall_offset, watts, None, wall_offset)
   else:
     trace = protocol.Trace([], [], None, wall_offset)
-  return trace, (h0, h1)
+  return trace, (h0, h1), cpu1 - cpu0
 
 
 def analyze(trace, window, threshold_w, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
@@ -131,12 +131,15 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
   if idle_s is None:
     idle_s = max(1.0, 3.0 * power.averaging_window_s) if power.measures_power else 0.0
   started = time.time()
+  load = os.getloadavg() if hasattr(os, "getloadavg") else None
   for i in range(int(warmup_batches)):
     runtime.predict(batches[i % len(batches)])
   runs = []
   for r in range(int(repeats)):
-    trace, window = _run_once(runtime, power, batches, sample_interval_s, idle_s, clock)
+    trace, window, cpu_s = _run_once(runtime, power, batches, sample_interval_s, idle_s,
+                                     clock)
     stats = analyze(trace, window, threshold, merge_gap_s, min_run_s)
+    stats["process_cpu_s"] = cpu_s
     if power.measures_power and len(trace) < 2:
       stats["warning"] = ("%s returned fewer than 2 power samples in the run's window; "
                           "energy is not available" % power.name)
@@ -146,6 +149,7 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
   result = _assemble(runs, power, runtime, device, images, batch_size, threshold,
                      threshold_source, sample_interval_s, warmup_batches, idle_s)
   result["started_at"], result["finished_at"] = started, time.time()
+  result["loadavg_at_start"] = list(load) if load else None
   if trace_dir:
     _write_traces(trace_dir, runs, result)
   return result
@@ -186,6 +190,9 @@ def _assemble(runs, power, runtime, device, images, batch_size, threshold,
       "sample_interval_s": float(interval_s), "idle_padding_s": float(idle_s),
       "time_s_stats": time_stats, "energy_j_stats": energy_stats,
       "host_time_s_stats": protocol.summarize_repeats([a["host_time_s"] for a in stats]),
+      # CPU seconds this process used during each timed loop (all threads):
+      # far below host_time_s x threads means other processes took the cores
+      "process_cpu_s_stats": protocol.summarize_repeats([a["process_cpu_s"] for a in stats]),
       "power_info": power.describe(), "runtime_info": runtime.describe(),
       "warnings": warnings, "trace": None, "trace_png": None}
 

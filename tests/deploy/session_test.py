@@ -114,6 +114,8 @@ class SessionTest(tf.test.TestCase):
     self.assertEqual(result["time_s_stats"]["n"], 3)
     self.assertEqual(result["time_s"], result["time_s_stats"]["median"])
     self.assertEqual(result["time_source"], "host_clock")
+    self.assertGreater(result["process_cpu_s_stats"]["median"], 0.0)
+    self.assertLen(result["loadavg_at_start"], 3)
     json.dumps(result)
 
   def test_run_measurement_energy_from_ina3221_trace(self):
