@@ -37,7 +37,7 @@ def define_flags():
 def repeatability(model, runtime, images, measurements, batch_size=100, repeats=3,
                   runtime_options=None):
   """time_s of each measurement and their mean, std (ddof=1) and CV."""
-  times, mins = [], []
+  times, mins, cpu_share = [], [], []
   for i in range(measurements):
     start = time.time()
     result = measure.measure(model, device="cpu", runtime=runtime, power_source="none",
@@ -45,6 +45,7 @@ def repeatability(model, runtime, images, measurements, batch_size=100, repeats=
                              runtime_options=runtime_options, progress=False)
     times.append(result["time_s"])
     mins.append(result["time_s_stats"]["min"])
+    cpu_share.append(result["process_cpu_s_stats"]["median"] / result["host_time_s"])
     elapsed = time.time() - start
     print("measurement %d/%d: time_s=%.4f (ETA %.0f s)"
           % (i + 1, measurements, result["time_s"], elapsed * (measurements - i - 1)),
@@ -56,7 +57,9 @@ def repeatability(model, runtime, images, measurements, batch_size=100, repeats=
           # the fastest repeat of each measurement: contention only slows runs
           # down, so this shows how much of the CV other processes cause
           "min_time_s": [float(t) for t in mins],
-          "cv_of_min": float(mins.std(ddof=1) / mins.mean())}
+          "cv_of_min": float(mins.std(ddof=1) / mins.mean()),
+          # CPU seconds used per wall second of the timed loop (<= threads)
+          "cpu_per_wall_s": [round(float(c), 3) for c in cpu_share]}
 
 
 def main(argv):
