@@ -250,7 +250,7 @@ def summarize_repeats(values):
           "values": [float(v) for v in vals]}
 
 
-def write_trace_csv(path, trace, span=None, threshold_w=None):
+def write_trace_csv(path, trace, span=None):
   """Raw trace as CSV: t_s (from the first sample), wall_time_s, power_w,
   energy_counter_j (empty when absent), working (0/1)."""
   t0 = trace.t[0] if len(trace) else 0.0

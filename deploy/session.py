@@ -203,7 +203,7 @@ def _write_traces(trace_dir, runs, result):
   paths = []
   for r, (trace, window, a) in enumerate(runs):
     path = os.path.join(trace_dir, "trace_repeat%d.csv" % r)
-    protocol.write_trace_csv(path, trace, a["span"], a["threshold_w"])
+    protocol.write_trace_csv(path, trace, a["span"])
     paths.append(path)
   result["trace"] = paths[result["median_repeat"]]
   result["traces"] = paths
