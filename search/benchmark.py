@@ -14,6 +14,9 @@ JSON written to ``--out``::
    "hypervolume" when the optimum is unknown): one per evaluation,
    "fit_seconds", "acquisition_seconds": one per proposal}]}
 
+``--summarize=FOLDER`` prints the median final figures of the JSON files in
+FOLDER and writes one PNG per problem there.
+
 ``--time_proposal_at=N`` instead times one proposal with N uniform
 observations (a cold strategy, then a warm second proposal with N+1); it
 prints wall seconds (fit, acquisition, total) and the process CPU seconds,
@@ -50,6 +53,9 @@ flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included
 flags.DEFINE_integer("seeds", 5, "Number of runs (seeds 0..seeds-1).", lower_bound=1)
 flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
 flags.DEFINE_string("out", None, "Output JSON path.")
+flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
+                    "files; prints the median final figures per problem and strategy and "
+                    "writes one PNG per problem (median curve per strategy) there.")
 flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
                      "observations.", lower_bound=2)
 
@@ -136,8 +142,46 @@ def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, **options)
   return out
 
 
+def summarize(folder: str):
+  """Median final figure per (problem, strategy) over the JSON files in
+  ``folder``; writes ``<problem>.png`` (median curve per strategy) there.
+  Returns {problem: {strategy: (median final, number of runs)}}."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  table, curves = {}, {}
+  for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    with open(path) as f:
+      data = json.load(f)
+    if not isinstance(data, dict) or "runs" not in data or not data["runs"]:
+      continue
+    key = "log_hv_gap" if "log_hv_gap" in data["runs"][0] else "hypervolume"
+    series = np.array([r[key] for r in data["runs"]])
+    table.setdefault(data["problem"], {})[data["strategy"]] = (
+        float(np.median(series[:, -1])), series.shape[0])
+    curves.setdefault(data["problem"], {})[data["strategy"]] = (key, np.median(series, 0))
+  for problem, by_strategy in curves.items():
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for strategy, (key, curve) in sorted(by_strategy.items()):
+      ax.plot(np.arange(1, curve.size + 1), curve, label=strategy)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("median " + ("log10 HV gap" if key == "log_hv_gap" else "hypervolume"))
+    ax.set_title(problem)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, problem + ".png"))
+    plt.close(fig)
+  return table
+
+
 def main(argv):
   del argv
+  if FLAGS.summarize:
+    for problem, by_strategy in sorted(summarize(FLAGS.summarize).items()):
+      print(problem + ": " + ", ".join("%s %.4f (%d runs)" % (s, v, n) for s, (v, n)
+                                       in sorted(by_strategy.items())))
+    return
   if FLAGS.time_proposal_at:
     result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at)
     print(json.dumps(result, indent=1))

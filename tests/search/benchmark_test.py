@@ -1,5 +1,8 @@
 """Tests for search/benchmark.py: run records and the JSON layout."""
 
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,6 +25,17 @@ class BenchmarkTest(tf.test.TestCase):
     self.assertEqual([r["seed"] for r in result["runs"]], [0, 1])
     self.assertLen(result["runs"][0]["hypervolume"], 12)
     self.assertTrue(np.all(np.diff(result["runs"][0]["hypervolume"]) >= -1e-12))
+
+  def test_summarize_reports_median_final_figure_and_writes_png(self):
+    folder = self.get_temp_dir()
+    result = {"problem": "zdt2", "strategy": "random", "budget": 3,
+              "runs": [{"seed": s, "log_hv_gap": [2.0, 1.0, v]} for s, v in
+                       enumerate([0.5, 0.1, 0.3])]}
+    with open(os.path.join(folder, "zdt2_random.json"), "w") as f:
+      json.dump(result, f)
+    table = benchmark.summarize(folder)
+    self.assertEqual(table, {"zdt2": {"random": (0.3, 3)}})
+    self.assertTrue(os.path.exists(os.path.join(folder, "zdt2.png")))
 
   def test_initial_design_is_sobol_in_box(self):
     problem = make_problem("zdt2")
