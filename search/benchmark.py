@@ -53,6 +53,8 @@ flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included
 flags.DEFINE_integer("seeds", 5, "Number of runs (seeds 0..seeds-1).", lower_bound=1)
 flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
 flags.DEFINE_string("out", None, "Output JSON path.")
+flags.DEFINE_string("strategy_options", "{}", "JSON object of strategy options, e.g. "
+                    "'{\"max_pareto\": 50}' (see the strategy's docstring).")
 flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
                     "files; prints the median final figures per problem and strategy and "
                     "writes one PNG per problem (median curve per strategy) there.")
@@ -183,11 +185,17 @@ def main(argv):
                                        in sorted(by_strategy.items())))
     return
   if FLAGS.time_proposal_at:
-    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at)
+    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
+                           **json.loads(FLAGS.strategy_options))
     print(json.dumps(result, indent=1))
     return
+  options = json.loads(FLAGS.strategy_options)
+  if not isinstance(options, dict):
+    raise app.UsageError("--strategy_options must be a JSON object, got %r."
+                         % FLAGS.strategy_options)
   result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
-                         FLAGS.first_seed)
+                         FLAGS.first_seed, **options)
+  result["strategy_options"] = options
   final = [r.get("log_hv_gap", r.get("hypervolume"))[-1] for r in result["runs"]]
   print("%s %s budget=%d seeds=%d median final %s = %.4f  (per seed: %s)" % (
       FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds,
