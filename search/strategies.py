@@ -10,8 +10,10 @@ warm-started from the previous call. ``timings`` holds the last call's
 Pending points (trials running on other workers): PESMO conditions its GPs on
 fantasized values (each pending point observed at the GP posterior mean, the
 "kriging believer"), which shrinks the predictive variance, hence the
-information gain, around them; ParEGO passes them to GPyOpt as
-``pending_X`` (which does the same); all strategies exclude them.
+information gain, around them; ParEGO adds them to GPyOpt's data at the
+mean scalarized value (constant liar, CL-mean), which collapses expected
+improvement around them, and passes them as ``pending_X`` so GPyOpt's
+de-duplication skips them; all strategies exclude them.
 """
 
 import abc
@@ -155,7 +157,12 @@ def _refine(acq, space, x, value, excluded, climbs: int = 2):
 
 
 class RandomStrategy(Strategy):
-  """Uniform random search (the paper's Fig. 5 baseline)."""
+  """Uniform random search (the paper's Fig. 5 baseline). Accepts (and
+  ignores) ``log_objectives`` so callers can pass one option set to all."""
+
+  @classmethod
+  def option_names(cls):
+    return ("log_objectives",)
 
   def _propose(self, x, y, pending):
     excluded = set(self.space.keys(np.vstack([x, pending])))
@@ -205,6 +212,11 @@ class ParEGOStrategy(Strategy):
     weights = self.rng.dirichlet(np.ones(self.num_objectives))
     target = chebyshev_scalarize(y, weights, self.options.get("rho", 0.05))[:, None]
     np.random.seed(int(self.rng.integers(2 ** 31)))  # GPyOpt draws from numpy's global RNG
+    if pending.shape[0]:
+      # Constant liar (Ginsbourger et al. 2010, CL-mean): pending points enter
+      # the GP at the mean scalarized value, so EI collapses around them.
+      x = np.vstack([x, pending])
+      target = np.vstack([target, np.full((pending.shape[0], 1), target.mean())])
     with Timer() as fit_timer:
       bo = GPyOpt.methods.BayesianOptimization(
           f=None, domain=self._domain(), X=x, Y=target, acquisition_type="EI",

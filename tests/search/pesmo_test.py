@@ -71,6 +71,14 @@ class PESMOTest(tf.test.TestCase):
     self.assertGreater(strategy.timings["fit_seconds"], 0.0)
     self.assertGreater(strategy.timings["acquisition_seconds"], 0.0)
 
+  def test_pending_point_pushes_next_proposal_away(self):
+    options = dict(num_samples=3, burn_in=10, acq_pool=200, pool_size=200)
+    y = np.stack(self.ys, 1)
+    first = pesmo.PESMOStrategy(self.space, 2, seed=0, **options).propose(self.x, y)
+    second = pesmo.PESMOStrategy(self.space, 2, seed=0, **options).propose(
+        self.x, y, first[None])
+    self.assertGreater(abs(second[0] - first[0]), 0.03)
+
   def test_strategy_rejects_bad_options(self):
     with self.assertRaisesRegex(ValueError, "Unknown options"):
       pesmo.PESMOStrategy(self.space, 2, not_an_option=1)
