@@ -89,6 +89,22 @@ class ErrorsTest(tf.test.TestCase):
 
 
 @pytest.mark.slow
+class RunTest(tf.test.TestCase):
+
+  def test_run_densenet40_zero_epochs_evaluates_and_saves(self):
+    model_dir = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "dn")
+    fv = _flags("--model=densenet40", "--dataset=cifar10_sample", "--epochs=0",
+                "--model_dir=" + model_dir, "--verbose=0")
+    result = train.run(fv)
+    self.assertEqual(result.metrics["epochs_completed"], 0)
+    self.assertBetween(result.test_error, 0.5, 1.0)  # untrained: about chance
+    self.assertTrue(os.path.exists(os.path.join(model_dir, "model.keras")))
+    config = json.loads(Path(model_dir, "config.json").read_text())
+    self.assertEqual(config["model"], "densenet40")
+    self.assertEqual(config["params"], result.model.count_params())
+
+
+@pytest.mark.slow
 class KillResumeTest(tf.test.TestCase):
 
   def test_main_resumes_after_kill_9(self):
