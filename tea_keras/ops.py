@@ -16,11 +16,15 @@ output at ``stride``. Conventions follow TF-slim's NASNet/PNASNet utilities:
 import keras
 from keras import layers
 
+from tea_keras import recipes
+
 # TF-slim ``nasnet_cifar_arg_scope``: batch-norm decay 0.9, epsilon 1e-5 (the
 # 0.9997 of the ImageNet scopes leaves the moving statistics near their
-# initial values after a 10-epoch search-time training).
-BN_MOMENTUM = 0.9
-BN_EPSILON = 1e-5
+# initial values after a 10-epoch search-time training). The numbers live in
+# the recipe (``tea_keras.recipes.Recipe``), which training applies to every
+# batch-norm layer; networks built outside training get the same defaults.
+BN_MOMENTUM = recipes.Recipe.bn_momentum
+BN_EPSILON = recipes.Recipe.bn_epsilon
 
 
 def batch_norm(name):
