@@ -8,7 +8,7 @@ Fig. 5 (BO vs random search, Pareto curves after 100/200/300/400 samples)::
 writes ``fig5_error_time.png`` (and ``fig5_error_energy.png`` when both
 searches measured energy), ``fig5_hypervolume.png`` and ``fig5.json``
 (hypervolume of each search after each checkpoint, one shared reference
-point). ``--checkpoints`` defaults to the paper's 100,200,300,400; counts
+point: ``comparison_reference_point``). ``--checkpoints`` defaults to the paper's 100,200,300,400; counts
 beyond a search's trials are clipped to what it has.
 
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
@@ -72,6 +72,19 @@ def load_search(results_dir):
     store.close()
 
 
+def comparison_reference_point(y, margin=0.1):
+  """Shared reference point to compare searches: the worst value of each
+  objective over every trial of every search, plus ``margin`` times its range.
+  (The nadir-of-the-front rule of ``search.pareto.reference_point`` would give
+  a search dominated everywhere a hypervolume of exactly 0.)"""
+  y = np.asarray(y, float)
+  if y.ndim != 2 or not len(y):
+    raise ValueError("No finished trial with every objective to compare.")
+  worst, best = y.max(axis=0), y.min(axis=0)
+  span = np.where(worst > best, worst - best, np.maximum(np.abs(worst), 1.0))
+  return worst + margin * span
+
+
 def first_k(trials, k):
   """The first ``k`` finished trials (done or failed), in trial order."""
   finished = [t for t in trials if t["status"] in ("done", "failed")]
@@ -80,7 +93,7 @@ def first_k(trials, k):
 
 def fig5(pesmo_dir, random_dir, checkpoints, out_dir):
   """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
-  from search import outputs, pareto  # pylint: disable=g-import-not-at-top
+  from search import outputs  # pylint: disable=g-import-not-at-top
   runs = {"PESMO": load_search(pesmo_dir), "random": load_search(random_dir)}
   objectives = [o for o in ("error", "time", "energy")
                 if all(o in cfg["objectives"] for cfg, _ in runs.values())]
@@ -88,7 +101,7 @@ def fig5(pesmo_dir, random_dir, checkpoints, out_dir):
     raise ValueError("The two searches share no error-vs-time/energy objectives: %s."
                      % objectives)
   all_y = np.vstack([outputs.objective_matrix(t, objectives)[1] for _, t in runs.values()])
-  ref = pareto.reference_point(all_y)
+  ref = comparison_reference_point(all_y)
   data = {"objectives": objectives, "reference_point": ref.tolist(), "checkpoints": {}}
   for label, (_, trials) in runs.items():
     _, y = outputs.objective_matrix(first_k(trials, 10 ** 9), objectives)
