@@ -98,7 +98,8 @@ def _measure(spec, config, result):
   start = time.time()
   metrics, artifacts = export_and_measure(spec.pop("_model"), spec["trial_dir"], config, images)
   metrics["measure_wall_seconds"] = time.time() - start
-  result["metrics"].update(metrics)
+  for key, value in metrics.items():  # never overwrite a training figure
+    result["metrics"]["measure_" + key if key in result["metrics"] else key] = value
   result["artifacts"].update(artifacts)
 
 
