@@ -82,7 +82,14 @@ def quality(problem, y):
 
 
 def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, **options):
-  """One run; returns the run's JSON record."""
+  """One run; returns the run's JSON record. PESMO gets the problem's
+  reference point (its trust regions are centred on the points that
+  contribute hypervolume), as qNEHVI does; every strategy gets the problem's
+  ``log_objectives`` unless ``options`` sets them."""
+  if strategy_name == "pesmo" and "reference_point" not in options:
+    options = dict(options, reference_point=[float(r) for r in problem.ref_point])
+  if problem.log_objectives and "log_objectives" not in options:
+    options = dict(options, log_objectives=list(problem.log_objectives))
   strategy = make_strategy(strategy_name, problem.space, problem.num_objectives, seed=seed,
                            **options)
   x = initial_design(problem, seed)[:budget]
