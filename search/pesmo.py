@@ -309,13 +309,14 @@ class PESMOStrategy(Strategy):
     pool, lower, upper = tr.candidates(x, y, self.rng, self.options.get("acq_pool", 500), ls,
                                        ref)
     pareto = np.vstack(acq.pareto_sets) if acq.pareto_sets else np.zeros((0, x.shape[1]))
-    pareto = pareto[tr.contains(pareto, x, y, ls, ref)]
     if pareto.shape[0]:
+      # Sampled Pareto points inside a box join the pool with that box's bounds.
       centers_lo, centers_hi = tr.boxes(trust_region.centers(x, y, ref), ls)
       inside = np.all((pareto[:, None] >= centers_lo[None] - 1e-12) &
                       (pareto[:, None] <= centers_hi[None] + 1e-12), axis=-1)
-      first = np.argmax(inside, axis=1)
-      pool = np.vstack([pool, pareto])
+      hit = np.any(inside, axis=1)
+      first = np.argmax(inside[hit], axis=1)
+      pool = np.vstack([pool, pareto[hit]])
       lower = np.vstack([lower, centers_lo[first]])
       upper = np.vstack([upper, centers_hi[first]])
     keys = self.space.keys(pool)
