@@ -34,7 +34,8 @@ flags.DEFINE_string("device_token_file", None, "Override the target's agent toke
 
 
 def pareto_trials(trials, objectives):
-  from search import outputs, pareto  # pylint: disable=g-import-not-at-top
+  from search import outputs  # pylint: disable=g-import-not-at-top
+  from search.optimizer import pareto  # pylint: disable=g-import-not-at-top
   ids, y = outputs.objective_matrix(trials, objectives)
   if not len(ids):
     return []

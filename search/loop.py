@@ -152,8 +152,8 @@ def run_search(config, log=print):
       % ("resuming" if resuming else "starting", config.results_dir,
          store.count(store_lib.FINAL), config.num_samples,
          ", re-running interrupted trial(s) %s" % requeued if requeued else ""))
-  from search import design  # pylint: disable=g-import-not-at-top
-  from search import strategies
+  from search.optimizer import design  # pylint: disable=g-import-not-at-top
+  from search.optimizer import strategies
   design_space = design.cell_space()
   # Time and energy are positive and span orders of magnitude: their GPs model
   # log values; the error stays linear.

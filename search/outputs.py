@@ -10,7 +10,7 @@
 
 Hypervolume is computed on the objectives as measured, against a reference
 point that is frozen once the search's initial random trials are done:
-``search.pareto.reference_point`` of those trials (``freeze_reference_point``;
+``search.optimizer.pareto.reference_point`` of those trials (``freeze_reference_point``;
 kept in the trial store, recorded in ``summary.json``). Until then it is
 recomputed from the ``done`` trials at each refresh. With a frozen point the
 curve only rises and stays comparable from one refresh to the next; trials
@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from search import pareto
+from search.optimizer import pareto
 from search import trial as trial_lib
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",

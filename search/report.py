@@ -75,7 +75,7 @@ def load_search(results_dir):
 def comparison_reference_point(y, margin=0.1):
   """Shared reference point to compare searches: the worst value of each
   objective over every trial of every search, plus ``margin`` times its range.
-  (The nadir-of-the-front rule of ``search.pareto.reference_point`` would give
+  (The nadir-of-the-front rule of ``search.optimizer.pareto.reference_point`` would give
   a search dominated everywhere a hypervolume of exactly 0.)"""
   y = np.asarray(y, float)
   if y.ndim != 2 or not len(y):
@@ -119,7 +119,8 @@ def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import outputs, pareto  # pylint: disable=g-import-not-at-top
+  from search import outputs  # pylint: disable=g-import-not-at-top
+  from search.optimizer import pareto  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
   fig, axes = plt.subplots(1, len(checkpoints), figsize=(4 * len(checkpoints), 3.6),
                            squeeze=False, sharey=True)

@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from search import outputs
-from search import pareto
+from search.optimizer import pareto
 from search import store as store_lib
 from tea_keras import space
 

@@ -16,7 +16,7 @@ hypervolumes are those of the true Pareto fronts (ZDT2: 121 - 2/3; DTLZ2: the
 box minus the positive octant of the unit ball, 1.331 - pi/6).
 
 ``cell_synthetic``: a seeded stand-in for (error, time, energy) of a TEA-DNN
-cell, defined on the real 20-variable encoding (``search.design.cell_space``).
+cell, defined on the real 20-variable encoding (``search.optimizer.design.cell_space``).
 Each op has a cost and a capacity; time grows with the ops' costs and the
 depth of the block graph, energy with cost plus memory traffic of every
 branch, error falls with capacity (saturating). Seeded random main effects
@@ -32,7 +32,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from search.design import DesignSpace, cell_space, continuous_space
+from search.optimizer.design import DesignSpace, cell_space, continuous_space
 
 
 @dataclasses.dataclass

@@ -1,10 +1,10 @@
-"""Tests for search/gp.py: likelihood and predictions against GPy, sampler, errors."""
+"""Tests for search/optimizer/gp.py: likelihood and predictions against GPy, sampler, errors."""
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search import gp as gplib
+from search.optimizer import gp as gplib
 
 
 def _toy(n=15, seed=0):

@@ -1,10 +1,10 @@
-"""Tests for search/ep.py: tilted moments by quadrature, EP against Monte Carlo."""
+"""Tests for search/optimizer/ep.py: tilted moments by quadrature, EP against Monte Carlo."""
 
 import numpy as np
 import tensorflow as tf
 from scipy import stats
 
-from search import ep
+from search.optimizer import ep
 
 
 def _toy_joint():

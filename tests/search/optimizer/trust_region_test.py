@@ -1,11 +1,11 @@
-"""Tests for search/trust_region.py: length schedule, boxes and candidates."""
+"""Tests for search/optimizer/trust_region.py: length schedule, boxes and candidates."""
 
 import numpy as np
 import tensorflow as tf
 
-from search import design
-from search import pesmo
-from search import trust_region
+from search.optimizer import design
+from search.optimizer import pesmo
+from search.optimizer import trust_region
 
 
 class TrustRegionTest(tf.test.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for search/pareto.py against brute force."""
+"""Tests for search/optimizer/pareto.py against brute force."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search import pareto
+from search.optimizer import pareto
 
 
 def brute_force_mask(y):

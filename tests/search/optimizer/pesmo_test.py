@@ -1,11 +1,11 @@
-"""Tests for search/pesmo.py: acquisition properties and proposals."""
+"""Tests for search/optimizer/pesmo.py: acquisition properties and proposals."""
 
 import numpy as np
 import tensorflow as tf
 
-from search import design
-from search import gp as gplib
-from search import pesmo
+from search.optimizer import design
+from search.optimizer import gp as gplib
+from search.optimizer import pesmo
 
 
 def _fitted_gps(x, ys, space):

@@ -1,8 +1,8 @@
 """Optimizer benchmark: strategies on standard multi-objective problems.
 
-  python -m search.benchmark --problem=branin_currin --strategy=pesmo \\
+  python -m search.optimizer.benchmark --problem=branin_currin --strategy=pesmo \\
       --budget=36 --seeds=5 --out=runs/bench/branin_currin_pesmo.json
-  python -m search.benchmark --problem=cell_synthetic --strategy=pesmo \\
+  python -m search.optimizer.benchmark --problem=cell_synthetic --strategy=pesmo \\
       --time_proposal_at=400
 
 Each run starts from ``problem.num_initial`` points (2(d+1) scrambled Sobol
@@ -40,9 +40,9 @@ import warnings
 import numpy as np
 from absl import app, flags
 
-from search.pareto import hypervolume, log_hv_gap
-from search.problems import make_problem
-from search.strategies import make_strategy
+from search.optimizer.pareto import hypervolume, log_hv_gap
+from search.optimizer.problems import make_problem
+from search.optimizer.strategies import make_strategy
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "branin_currin",

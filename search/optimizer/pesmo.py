@@ -15,11 +15,11 @@ with independent GPs per objective (so both entropies split over k, which
 gives the decoupled per-objective values), S samples (one Pareto set per GP
 hyperparameter sample, as Spearmint's PESM), v_k the GP predictive variance,
 s2_k the noise variance and v_k^{X*} the variance after conditioning on X*
-by expectation propagation (``search/ep.py``, eq. 7-9).
+by expectation propagation (``search/optimizer/ep.py``, eq. 7-9).
 
 Steps (each a function below, called by the tests):
   1. ``sample_functions``: approximate posterior samples of every objective
-     by random features (section 3.1; ``search/random_features.py``).
+     by random features (section 3.1; ``search/optimizer/random_features.py``).
   2. ``sample_pareto_set``: the Pareto set of the sampled objectives, on a
      candidate pool with local search (categorical spaces) or with pymoo's
      NSGA-II (continuous spaces), with points that coincide with evaluated
@@ -34,14 +34,14 @@ from typing import List
 import numpy as np
 from scipy import linalg, sparse
 
-from search import ep
-from search.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
-from search.pareto import non_dominated_mask
-from search.random_features import SampledFunction
-from search import trust_region
-from search.trust_region import TrustRegion
-from search.strategies import (Strategy, Timer, maximize_acquisition, new_random_points,
-                               observed_front)
+from search.optimizer import ep
+from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
+from search.optimizer.pareto import non_dominated_mask
+from search.optimizer.random_features import SampledFunction
+from search.optimizer import trust_region
+from search.optimizer.trust_region import TrustRegion
+from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
+                                   observed_front)
 
 
 def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
@@ -244,7 +244,7 @@ class PESMOStrategy(Strategy):
     acq_pool (500), refine (3): acquisition maximization.
     trust_region: "auto" (default: on in all-continuous spaces), true or
       false. When on, the acquisition is maximized only inside trust regions
-      (``search/trust_region.py``) around the observed points that contribute
+      (``search/optimizer/trust_region.py``) around the observed points that contribute
       hypervolume; without it PESMO spends a 6-D budget on the corners of the
       box (DTLZ2: every proposal of a seed on a corner, no hypervolume gain).
       Categorical spaces keep the pool of random and mutated candidates.
@@ -298,7 +298,7 @@ class PESMOStrategy(Strategy):
     return np.exp(np.mean(logs, axis=0))
 
   def _maximize_in_trust_region(self, acq, gps, x, y, excluded):
-    """Best candidate inside the trust regions (``search/trust_region.py``):
+    """Best candidate inside the trust regions (``search/optimizer/trust_region.py``):
     uniform points in the boxes plus the sampled Pareto points that fall in
     them, then bounded Powell refinement of the best ``refine`` ones within
     their own box."""

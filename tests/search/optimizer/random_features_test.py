@@ -1,11 +1,11 @@
-"""Tests for search/random_features.py."""
+"""Tests for search/optimizer/random_features.py."""
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search import gp as gplib
-from search import random_features as rf
+from search.optimizer import gp as gplib
+from search.optimizer import random_features as rf
 
 
 class RandomFeaturesTest(tf.test.TestCase, parameterized.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for search/benchmark.py: run records and the JSON layout."""
+"""Tests for search/optimizer/benchmark.py: run records and the JSON layout."""
 
 import json
 import os
@@ -6,8 +6,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from search import benchmark
-from search.problems import make_problem
+from search.optimizer import benchmark
+from search.optimizer.problems import make_problem
 
 
 class BenchmarkTest(tf.test.TestCase):

@@ -1,4 +1,4 @@
-"""Tests for search/design.py."""
+"""Tests for search/optimizer/design.py."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from search import design
+from search.optimizer import design
 from tea_keras import space as cell
 
 
@@ -66,8 +66,8 @@ class DesignTest(tf.test.TestCase):
       design.Variable("v", "continuous", bounds=(1.0, 0.0))
 
   def test_optimizer_modules_do_not_import_tensorflow(self):
-    code = ("import sys; import search.strategies, search.pesmo, search.benchmark, "
-            "search.design; search.design.cell_space(); "
+    code = ("import sys; import search.optimizer.strategies, search.optimizer.pesmo, search.optimizer.benchmark, "
+            "search.optimizer.design; search.optimizer.design.cell_space(); "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

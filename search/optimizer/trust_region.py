@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from search.pareto import hypervolume, non_dominated_mask
+from search.optimizer.pareto import hypervolume, non_dominated_mask
 
 
 def hypervolume_contributions(y: np.ndarray, ref_point) -> np.ndarray:

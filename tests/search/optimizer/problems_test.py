@@ -1,10 +1,10 @@
-"""Tests for search/problems.py: standard values of the benchmark functions."""
+"""Tests for search/optimizer/problems.py: standard values of the benchmark functions."""
 
 import numpy as np
 import tensorflow as tf
 
-from search import pareto
-from search import problems
+from search.optimizer import pareto
+from search.optimizer import problems
 
 
 class ProblemsTest(tf.test.TestCase):

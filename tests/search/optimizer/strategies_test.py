@@ -1,11 +1,11 @@
-"""Tests for search/strategies.py: interface contract of every strategy."""
+"""Tests for search/optimizer/strategies.py: interface contract of every strategy."""
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search import design
-from search import strategies
+from search.optimizer import design
+from search.optimizer import strategies
 
 
 def _tiny_space():
@@ -54,7 +54,7 @@ class StrategiesTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_bad_arguments_raise(self):
     space = _tiny_space()
-    with self.assertRaisesRegex(ValueError, "Expected 'pesmo', 'parego' or 'random'"):
+    with self.assertRaisesRegex(ValueError, "Expected one of parego, pesmo, random"):
       strategies.make_strategy("ehvi", space, 2)
     with self.assertRaisesRegex(ValueError, "Expected a DesignSpace"):
       strategies.make_strategy("random", [0, 1], 2)

@@ -1,0 +1,20 @@
+"""The optimizer library of tea-keras, usable on its own (no TensorFlow import).
+
+Multi-objective Bayesian optimization over mixed categorical/continuous design
+spaces, all objectives minimized:
+
+* ``design``: design spaces (categorical, continuous), encodings, sampling,
+  mutation, neighbourhoods; ``cell_space()`` is the TEA-DNN cell.
+* ``gp``, ``random_features``: GPs with slice-sampled hyperparameters and
+  random-feature posterior samples.
+* ``ep``, ``pesmo``, ``trust_region``: the PESMO acquisition
+  (Hernandez-Lobato et al., ICML 2016) and its maximization.
+* ``base``, ``random_search``, ``parego``, ``strategies``: the ``Strategy``
+  interface, the baselines and the registry ``make_strategy``.
+* ``pareto``: non-dominated sorting, hypervolume, reference points.
+* ``problems``, ``benchmark``: test problems and ``python -m
+  search.optimizer.benchmark``.
+
+The NAS application (``search.run``, the loop, trials, the store, executors,
+reports) uses this package; this package never imports the application.
+"""
