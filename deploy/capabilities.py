@@ -1,0 +1,152 @@
+"""What this machine can really measure: runtimes, formats, power sources.
+
+``probe(device, power_source, power_options)`` imports each runtime the
+device kind lists in ``deploy.devices`` and asks it what it has, instead of
+assuming it from the registry:
+
+* onnxruntime: its version and ``get_available_providers()``; a GPU/Jetson
+  needs ``CUDAExecutionProvider`` (the CPU wheel lacks it);
+* openvino: its version and ``Core().available_devices``; MYRIAD needs the
+  2022.3 release (the last with that plugin) and a plugged-in stick;
+* tensorrt: importable, its version, and a CUDA memory library (pycuda or
+  cuda-python) for the runtime's buffers;
+* keras: importable (host only).
+
+and reads one sample of the power source (``auto``: the first of the kind's
+sources that reads). The answer is a JSON-able dict; the agent serves it on
+``/v1/health`` and the host runs the same probe for a local device, so a
+search knows before its first trial whether the target can measure it
+(``deploy.target``).
+
+Device-side module: Python 3.6 syntax, standard library (+ the runtimes).
+"""
+
+import platform
+import sys
+
+from deploy import devices
+
+
+def _error(e):
+  return "%s: %s" % (type(e).__name__, e)
+
+
+def _probe_onnxruntime(kind):
+  import onnxruntime as ort
+  providers = list(ort.get_available_providers())
+  need = devices.ONNXRUNTIME_PROVIDER.get(kind)
+  out = {"version": ort.__version__, "providers": providers}
+  if need not in providers:
+    hint = ("install the CUDA build of ONNX Runtime (pip install 'tea-keras[gpu]', i.e. "
+            "onnxruntime-gpu, in place of onnxruntime; on a Jetson the wheel from NVIDIA's "
+            "Jetson Zoo)" if need == "CUDAExecutionProvider" else "reinstall onnxruntime")
+    out["error"] = "onnxruntime %s has providers %s, not %s: %s." % (
+        ort.__version__, providers, need, hint)
+  return out
+
+
+def _openvino_core():
+  try:
+    import openvino as ov
+    core_cls = ov.Core
+  except (ImportError, AttributeError):
+    from openvino.runtime import Core as core_cls  # 2022.x
+  try:
+    from openvino import get_version
+  except ImportError:
+    from openvino.runtime import get_version
+  return core_cls(), get_version()
+
+
+def _probe_openvino(kind):
+  core, version = _openvino_core()
+  available = list(core.available_devices)
+  need = devices.OPENVINO_DEVICE.get(kind)
+  out = {"version": version, "devices": available}
+  if need is None or need not in [d.split(".")[0] for d in available]:
+    hint = ""
+    if kind == "myriad":
+      hint = (" The MYRIAD plugin exists only up to OpenVINO 2022.3 (pip install "
+              "'openvino==2022.3.*' on Python <= 3.10) and needs the stick plugged in "
+              "with its udev rules (deploy/README.md).")
+    out["error"] = "OpenVINO %s sees devices %s, not %s.%s" % (version, available, need, hint)
+  return out
+
+
+def _probe_tensorrt(kind):
+  del kind
+  import tensorrt as trt
+  out = {"version": trt.__version__}
+  from deploy.runtimes import tensorrt_runtime
+  try:
+    tensorrt_runtime.cuda_memory()
+  except ImportError as e:
+    out["error"] = str(e)
+  return out
+
+
+def _probe_keras(kind):
+  del kind
+  import keras
+  return {"version": keras.__version__}
+
+
+_PROBES = {"onnxruntime": _probe_onnxruntime, "openvino": _probe_openvino,
+           "tensorrt": _probe_tensorrt, "keras": _probe_keras}
+
+
+def probe_runtime(kind, name):
+  """``{"available", "version", "reads", "max_onnx_opset", "error", ...}``."""
+  spec = devices.runtime(name)
+  out = {"available": False, "reads": list(spec.formats), "max_onnx_opset": spec.max_onnx_opset,
+         "version": None, "error": None}
+  try:
+    out.update(_PROBES[name](kind))
+  except ImportError as e:
+    out["error"] = ("runtime=%s is not installed here (%s): pip install %s."
+                    % (name, _error(e), spec.pip))
+  except Exception as e:  # pylint: disable=broad-except  (a broken install says why)
+    out["error"] = "runtime=%s failed to start: %s" % (name, _error(e))
+  out["available"] = out["error"] is None
+  return out
+
+
+def probe_power(kind, power_source, power_options=None):
+  """``{"name", "requested", "readable", "error", "tried"}``: ``auto`` takes the
+  kind's first readable source, else ``none``."""
+  from deploy import power as power_lib
+  names = list(devices.device(kind).power_sources) if power_source == devices.AUTO \
+      else [power_source]
+  tried = {}
+  for name in names:
+    try:
+      source = power_lib.create(name, **devices.power_options_for(name, power_options))
+      try:
+        if getattr(source, "polled", True):
+          source.read_sample()
+        else:  # a log source (USB meter CSV, serial): it must parse
+          source.trace_between(0.0, 1e12)
+      finally:
+        close = getattr(source, "close", None)
+        if close:
+          close()
+      return {"name": name, "requested": power_source, "readable": True, "error": None,
+              "tried": tried}
+    except Exception as e:  # pylint: disable=broad-except  (unreadable: say why)
+      tried[name] = _error(e)
+  return {"name": names[-1], "requested": power_source, "readable": False,
+          "error": tried.get(names[-1]), "tried": tried}
+
+
+def probe(kind, power_source=devices.AUTO, power_options=None):
+  """Everything the host needs to know about this measuring machine."""
+  spec = devices.device(kind)
+  return {
+      "device": kind,
+      "runtimes": dict((name, probe_runtime(kind, name)) for name in spec.runtimes),
+      "power": probe_power(kind, power_source, power_options),
+      "paper_threshold_w": spec.paper_threshold_w,
+      "python": platform.python_version(),
+      "platform": "%s %s" % (platform.system(), platform.machine()),
+      "argv0": sys.argv[0] if sys.argv else None,
+  }

@@ -1,0 +1,115 @@
+"""Tests of deploy/target.py and deploy/capabilities.py: the plan a search
+gets from a probe of this machine, and from the real agent on loopback."""
+
+import onnxruntime
+import tensorflow as tf
+
+from deploy import agent
+from deploy import capabilities
+from deploy import target
+from tests.deploy import tiny_model
+
+TOKEN = "plan-token"
+
+
+def _answer(device, runtimes, power="none", readable=True, tried=None):
+  return {"device": device, "runtimes": runtimes,
+          "power": {"name": power, "readable": readable, "error": None if readable else "gone",
+                    "requested": "auto", "tried": tried or {}}}
+
+
+def _runtime(reads, version="1.0", available=True, error=None, max_onnx_opset=13):
+  return {"available": available, "reads": list(reads), "version": version, "error": error,
+          "max_onnx_opset": max_onnx_opset}
+
+
+class CapabilitiesTest(tf.test.TestCase):
+
+  def test_probe_reports_what_onnxruntime_really_has(self):
+    answer = capabilities.probe("cpu", "none")
+    ort = answer["runtimes"]["onnxruntime"]
+    self.assertTrue(ort["available"])
+    self.assertEqual(ort["version"], onnxruntime.__version__)
+    self.assertEqual(ort["providers"], onnxruntime.get_available_providers())
+    self.assertEqual(answer["power"], {"name": "none", "requested": "none", "readable": True,
+                                       "error": None, "tried": {}})
+
+  def test_probe_of_a_gpu_without_cuda_says_how_to_get_it(self):
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+      self.skipTest("this onnxruntime has CUDA")
+    ort = capabilities.probe_runtime("gpu", "onnxruntime")
+    self.assertFalse(ort["available"])
+    self.assertIn("not CUDAExecutionProvider", ort["error"])
+    self.assertIn("onnxruntime-gpu", ort["error"])
+
+  def test_probe_power_auto_falls_back_to_none_and_says_why(self):
+    answer = capabilities.probe_power("jetson", "auto", {"root": self.get_temp_dir()})
+    self.assertEqual(answer["name"], "none")
+    self.assertIn("No INA3221 rails found under %s" % self.get_temp_dir(),
+                  answer["tried"]["ina3221"])
+
+
+class PlanTest(tf.test.TestCase):
+
+  def test_plan_adopts_default_runtime_and_paper_threshold(self):
+    caps = _answer("jetson", {"tensorrt": _runtime(("onnx", "tensorrt"), "8.2.1"),
+                              "onnxruntime": _runtime(("onnx",))}, power="ina3221")
+    plan = target.plan_measurement("remote", objectives=("error", "time", "energy"),
+                                   capabilities=caps, device_url="http://board:1", host={})
+    self.assertEqual((plan.device_kind, plan.runtime, plan.power_source, plan.artifact_format,
+                      plan.onnx_opset, plan.threshold_w), ("jetson", "tensorrt", "ina3221",
+                                                           "onnx", 13, 1.0))
+    self.assertTrue(plan.power_readable)
+
+  def test_plan_sends_onnx_to_an_older_openvino_and_says_so(self):
+    caps = _answer("myriad", {"openvino": _runtime(("openvino", "onnx"), "2022.3.0")},
+                   power="usb_meter")
+    plan = target.plan_measurement("remote", capabilities=caps, device_url="http://ncs:1",
+                                   host={"openvino": "2026.4.1"})
+    self.assertEqual(plan.artifact_format, "onnx")
+    self.assertIn("OpenVINO 2022.3.0 on myriad", plan.notices[0])
+
+  def test_plan_refuses_what_the_target_cannot_do(self):
+    caps = _answer("jetson", {"tensorrt": _runtime(("onnx",), None, False, "no tensorrt here"),
+                              "onnxruntime": _runtime(("onnx",))})
+    with self.assertRaisesRegex(target.TargetError, "cannot measure with runtime=tensorrt: "
+                                "no tensorrt here"):
+      target.plan_measurement("remote", capabilities=caps, device_url="http://b:1", host={})
+    with self.assertRaisesRegex(target.TargetError, "runtime=openvino cannot measure on "
+                                "device=jetson"):
+      target.plan_measurement("remote", "openvino", capabilities=caps, device_url="u", host={})
+    with self.assertRaisesRegex(target.TargetError, "measures with power source none; the "
+                                "experiment asks for ina3221"):
+      target.plan_measurement("remote", "onnxruntime", "ina3221", capabilities=caps,
+                              device_url="u", host={})
+    with self.assertRaisesRegex(target.TargetError, "include energy but"):
+      target.plan_measurement("remote", "onnxruntime", objectives=("error", "energy"),
+                              capabilities=caps, device_url="u", host={})
+    plan = target.plan_measurement("remote", "onnxruntime", objectives=("error", "energy"),
+                                   optional_energy=True, capabilities=caps, device_url="u",
+                                   host={})
+    self.assertFalse(plan.power_readable)
+
+  def test_plan_from_the_real_agent_adopts_its_power_source(self):
+    tiny = tiny_model.artifacts()
+    the_agent = agent.Agent(TOKEN, tiny["images"], "cpu", "auto")
+    srv = agent.serve_in_thread(the_agent)
+    try:
+      url = "http://127.0.0.1:%d" % srv.server_address[1]
+      plan = target.plan_measurement("remote", objectives=("error", "time"), device_url=url,
+                                     token=TOKEN)
+      self.assertEqual(plan.device_kind, "cpu")
+      self.assertEqual(plan.runtime, "onnxruntime")
+      self.assertEqual(plan.power_source, the_agent.power_source)
+      with self.assertRaisesRegex(target.TargetError, "refused the capability check: agent "
+                                  "answered 401"):
+        target.plan_measurement("remote", device_url=url, token="wrong")
+    finally:
+      srv.shutdown()
+      srv.server_close()
+    with self.assertRaisesRegex(target.TargetError, "unreachable"):
+      target.plan_measurement("remote", device_url=url, token=TOKEN)
+
+
+if __name__ == "__main__":
+  tf.test.main()
