@@ -1,4 +1,19 @@
-"""TensorRT engines (.engine/.plan), TensorRT 8.x and 10.x Python APIs.
+"""TensorRT engines, prebuilt (.engine/.plan/.trt) or built here from ONNX.
+
+Model files:
+
+* ``.onnx``: the engine is built on this device with its own TensorRT
+  (``deploy.tensorrt_build``; fp32, or fp16 when asked; optimization profile
+  for batches 1..``max_batch_size``) and cached under ``engine_cache_dir``
+  (default: ``$TEA_ENGINE_CACHE``, else ``~/.cache/tea-keras/engines``) as
+  ``<key>.engine``, key = sha256 of (ONNX bytes, precision, max batch size,
+  TensorRT version, GPU name). A later load with the same key deserializes
+  the cached engine. Building happens in ``__init__``, never inside a timed
+  ``predict``; ``describe()`` reports ``engine_build_s`` (0.0 on a cache
+  hit) and ``engine_cached``.
+* anything else: a serialized engine built by this TensorRT for this GPU.
+
+TensorRT Python APIs:
 
 * TensorRT >= 8.5 (incl. 10.x): the named-tensor API (``num_io_tensors``,
   ``set_input_shape``, ``set_tensor_address``, ``execute_async_v3``);
@@ -6,14 +21,27 @@
   (``num_bindings``, ``set_binding_shape``, ``execute_async_v2``).
 
 Device memory through pycuda (JetPack's usual companion) or NVIDIA's
-cuda-python (``cuda.bindings.runtime`` / older ``cuda.cudart``). Runs only
-where TensorRT and a CUDA GPU exist; there is none in the development
-environment, so this module is exercised on the devices.
+cuda-python (``cuda.bindings.runtime`` / older ``cuda.cudart``). Device-side:
+Python 3.6 syntax, standard library + numpy. The tests run this module
+around a fake TensorRT and CUDA (``tests/fakes/gpu_site``).
 """
+
+import hashlib
+import json
+import numbers
+import os
+import time
+import warnings
 
 import numpy as np
 
+from deploy import tensorrt_build
 from deploy.runtimes import base
+
+CACHE_ENV = "TEA_ENGINE_CACHE"
+DEFAULT_MAX_BATCH_SIZE = 100
+#: bumped when the way engines are built changes, to invalidate old caches
+ENGINE_KEY_FORMAT = "tea-keras-tensorrt-engine/1"
 
 
 class _PyCuda(object):
@@ -25,10 +53,21 @@ class _PyCuda(object):
     self.stream_handle = self.stream.handle
     self._keep = []
 
+  def device_name(self):
+    try:
+      return str(self.driver.Context.get_device().name()).strip()
+    except Exception:  # pylint: disable=broad-except
+      return ""
+
   def alloc(self, nbytes):
     mem = self.driver.mem_alloc(max(1, int(nbytes)))
     self._keep.append(mem)
     return int(mem)
+
+  def free_all(self):
+    for mem in self._keep:
+      mem.free()
+    self._keep = []
 
   # Synchronous copies: the host arrays are ordinary (pageable) numpy memory,
   # which pycuda's *_async copies do not accept.
@@ -50,6 +89,7 @@ class _CudaPython(object):
       from cuda import cudart
     self.rt = cudart
     self.stream_handle = int(self._check(cudart.cudaStreamCreate()))
+    self._keep = []
 
   def _check(self, result):
     err, rest = result[0], result[1:]
@@ -57,8 +97,25 @@ class _CudaPython(object):
       raise RuntimeError("CUDA runtime error %s" % (err,))
     return rest[0] if rest else None
 
+  def device_name(self):
+    try:
+      device = self._check(self.rt.cudaGetDevice())
+      name = self._check(self.rt.cudaGetDeviceProperties(device)).name
+    except Exception:  # pylint: disable=broad-except
+      return ""
+    if isinstance(name, bytes):
+      name = name.split(b"\0")[0].decode("utf-8", "replace")
+    return str(name).strip()
+
   def alloc(self, nbytes):
-    return int(self._check(self.rt.cudaMalloc(max(1, int(nbytes)))))
+    ptr = int(self._check(self.rt.cudaMalloc(max(1, int(nbytes)))))
+    self._keep.append(ptr)
+    return ptr
+
+  def free_all(self):
+    for ptr in self._keep:
+      self.rt.cudaFree(ptr)
+    self._keep = []
 
   def htod(self, ptr, array):
     self._check(self.rt.cudaMemcpyAsync(ptr, array.ctypes.data, array.nbytes,
@@ -87,6 +144,41 @@ def cuda_memory():
                       "memory: pip install pycuda (JetPack) or pip install cuda-python.")
 
 
+def default_cache_dir():
+  """``$TEA_ENGINE_CACHE``, else ``~/.cache/tea-keras/engines``."""
+  return os.environ.get(CACHE_ENV) or os.path.join(
+      os.path.expanduser("~"), ".cache", "tea-keras", "engines")
+
+
+def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name):
+  """sha256 hex digest naming the engine of these build inputs."""
+  h = hashlib.sha256()
+  h.update(("%s\n%d\n" % (ENGINE_KEY_FORMAT, len(onnx_bytes))).encode("utf-8"))
+  h.update(onnx_bytes)
+  h.update(json.dumps([precision, int(max_batch_size), str(tensorrt_version),
+                       gpu_name or ""]).encode("utf-8"))
+  return h.hexdigest()
+
+
+def is_onnx(model_path):
+  return model_path.lower().endswith(".onnx")
+
+
+def _check_args(precision, max_batch_size):
+  if precision not in tensorrt_build.PRECISIONS:
+    raise ValueError("Invalid value for argument `precision`. Expected fp32 or fp16. "
+                     "Received precision=%r" % (precision,))
+  if (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, numbers.Integral)
+      or max_batch_size < 1):
+    raise ValueError("Invalid value for argument `max_batch_size`. Expected a positive "
+                     "integer. Received max_batch_size=%r" % (max_batch_size,))
+
+
+def _read(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
 class _Tensor(object):
   def __init__(self, name, index, is_input, shape, dtype):
     self.name, self.index, self.is_input = name, index, is_input
@@ -95,16 +187,29 @@ class _Tensor(object):
 
 
 class TensorRtRuntime(base.Runtime):
+  """``precision`` and ``max_batch_size`` (default 100) apply to engines built
+  from ``.onnx``; a prebuilt engine keeps those it was built with."""
   name = "tensorrt"
 
-  def __init__(self, model_path, device="gpu"):
+  def __init__(self, model_path, device="gpu", precision="fp32", max_batch_size=None,
+               engine_cache_dir=None):
     super(TensorRtRuntime, self).__init__(model_path, device)
+    if max_batch_size is None:
+      max_batch_size = DEFAULT_MAX_BATCH_SIZE
+    _check_args(precision, max_batch_size)
+    self.precision, self.max_batch_size = precision, int(max_batch_size)
     trt = base.require("tensorrt", "tensorrt", self.name)
     self.trt = trt
     self.cuda = cuda_memory()
-    self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    with open(model_path, "rb") as f:
-      self.engine = self._runtime.deserialize_cuda_engine(f.read())
+    self.gpu_name = self.cuda.device_name()
+    self._logger = trt.Logger(trt.Logger.WARNING)
+    self._runtime = trt.Runtime(self._logger)
+    self.engine_build_s, self.engine_cached = 0.0, False
+    self.engine_key, self.engine_path = None, model_path
+    if is_onnx(model_path):
+      self.engine = self._engine_from_onnx(engine_cache_dir or default_cache_dir())
+    else:
+      self.engine = self._runtime.deserialize_cuda_engine(_read(model_path))
     if self.engine is None:
       raise base.ModelLoadError("TensorRT cannot deserialize %r: not an engine built by "
                                 "this TensorRT version for this GPU." % (model_path,))
@@ -118,6 +223,34 @@ class TensorRtRuntime(base.Runtime):
     self.input = inputs[0]
     self.output = [t for t in self.tensors if not t.is_input][0]
     self._allocate()
+
+  def _engine_from_onnx(self, cache_dir):
+    """The engine of the ONNX model: the cached one, else built and cached."""
+    onnx_bytes = _read(self.model_path)
+    self.engine_key = engine_key(onnx_bytes, self.precision, self.max_batch_size,
+                                 self.trt.__version__, self.gpu_name)
+    self.engine_path = os.path.join(cache_dir, self.engine_key + ".engine")
+    if os.path.exists(self.engine_path):
+      engine = self._runtime.deserialize_cuda_engine(_read(self.engine_path))
+      if engine is not None:
+        self.engine_cached = True
+        return engine
+      warnings.warn("Cached TensorRT engine %s cannot be deserialized; rebuilding it."
+                    % self.engine_path)
+    start = time.monotonic()
+    try:
+      serialized = tensorrt_build.build_serialized(
+          self.trt, onnx_bytes, self.precision, self.max_batch_size,
+          source=self.model_path, logger=self._logger)
+    except (ValueError, RuntimeError) as e:
+      raise base.ModelLoadError(str(e))
+    self.engine_build_s = time.monotonic() - start
+    try:
+      tensorrt_build.write_atomic(self.engine_path, serialized)
+    except OSError as e:
+      warnings.warn("Cannot cache the TensorRT engine in %s (%s); it will be rebuilt "
+                    "next time." % (cache_dir, e))
+    return self._runtime.deserialize_cuda_engine(serialized)
 
   def _io_tensors(self):
     trt, engine = self.trt, self.engine
@@ -155,9 +288,12 @@ class TensorRtRuntime(base.Runtime):
 
   def _set_input_shape(self, shape):
     if self.named_api:
-      self.context.set_input_shape(self.input.name, tuple(shape))
+      ok = self.context.set_input_shape(self.input.name, tuple(shape))
     else:
-      self.context.set_binding_shape(self.input.index, tuple(shape))
+      ok = self.context.set_binding_shape(self.input.index, tuple(shape))
+    if ok is False:
+      raise ValueError("TensorRT refused input shape %s for %r (engine profile max %s)."
+                       % (tuple(shape), self.input.name, self.input.shape))
 
   def _output_shape(self, tensor):
     if self.named_api:
@@ -173,9 +309,11 @@ class TensorRtRuntime(base.Runtime):
     self._set_input_shape(batch.shape)
     self.cuda.htod(self.input.ptr, batch)
     if self.named_api:
-      self.context.execute_async_v3(self.cuda.stream_handle)
+      ok = self.context.execute_async_v3(self.cuda.stream_handle)
     else:
-      self.context.execute_async_v2([t.ptr for t in self.tensors], self.cuda.stream_handle)
+      ok = self.context.execute_async_v2([t.ptr for t in self.tensors], self.cuda.stream_handle)
+    if ok is False:
+      raise RuntimeError("TensorRT failed to run %s (see its log above)." % (self.model_path,))
     self.cuda.sync()                      # the engine has finished
     out = self.output.host[:n]
     self.cuda.dtoh(out, self.output.ptr)
@@ -186,4 +324,16 @@ class TensorRtRuntime(base.Runtime):
     out = super(TensorRtRuntime, self).describe()
     out["tensorrt_version"] = self.trt.__version__
     out["api"] = "named_tensors" if self.named_api else "bindings"
+    out["engine_build_s"] = float(self.engine_build_s)
+    out["engine_cached"] = bool(self.engine_cached)
+    out["engine_key"] = self.engine_key
+    out["gpu_name"] = self.gpu_name
+    if self.engine_key is not None:
+      out["precision"], out["max_batch_size"] = self.precision, self.max_batch_size
     return out
+
+  def close(self):
+    """Drop the context and engine, then free the device buffers."""
+    self.context = None
+    self.engine = None
+    self.cuda.free_all()

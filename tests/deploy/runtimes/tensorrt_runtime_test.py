@@ -1,13 +1,32 @@
-"""Tests of deploy/runtimes/tensorrt_runtime.py: need TensorRT and a CUDA
-GPU, which the development machine does not have (skipped with the reason)."""
+"""Tests of deploy/runtimes/tensorrt_runtime.py.
+
+The real-TensorRT test needs TensorRT and a CUDA GPU, which the development
+machine does not have (skipped with the reason). The others run the real
+runtime code around the fake TensorRT 8.2 / 10.3 and fake CUDA runtime of
+tests/fakes/gpu_site (activated per test; sys.path and sys.modules are
+restored afterwards).
+"""
 
 import os
+import tempfile
+from unittest import mock
 
+import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
+from deploy import export
+from deploy import measure
 from deploy import runtimes
 from deploy import tensorrt_build
+from deploy.runtimes import base
+from deploy.runtimes import tensorrt_runtime
+from tests import fakes
 from tests.deploy import tiny_model
+
+#: (test name suffix, fake TensorRT version, API the runtime must pick)
+VERSIONS = (("trt8_2", "8.2.1", "bindings"), ("trt10_3", "10.3.0", "named_tensors"))
+_OPSET17 = {}
 
 
 def _tensorrt_missing():
@@ -16,6 +35,14 @@ def _tensorrt_missing():
   except ImportError as e:
     return "TensorRT is not installed here (%s)" % e
   return None
+
+
+def _opset17_onnx(model):
+  """The tiny model exported at opset 17 (once per process)."""
+  if not _OPSET17:
+    path = os.path.join(tiny_model.artifacts()["dir"], "model_opset17.onnx")
+    _OPSET17["path"] = export.export_onnx(model, path, opset=17)
+  return _OPSET17["path"]
 
 
 class TensorRtRuntimeTest(tf.test.TestCase):
@@ -42,6 +69,182 @@ class TensorRtRuntimeTest(tf.test.TestCase):
   def test_build_engine_rejects_bad_precision(self):
     with self.assertRaisesRegex(ValueError, "fp32 or fp16"):
       tensorrt_build.build_engine("m.onnx", "m.engine", "int4")
+
+  def test_engine_key_changes_with_each_build_input(self):
+    args = (b"onnx bytes", "fp32", 16, "10.3.0", "Orin")
+    key = tensorrt_runtime.engine_key(*args)
+    self.assertLen(key, 64)
+    self.assertEqual(key, tensorrt_runtime.engine_key(*args))
+    for i, other in enumerate((b"onnx bytez", "fp16", 32, "8.2.1", "")):
+      changed = list(args)
+      changed[i] = other
+      self.assertNotEqual(tensorrt_runtime.engine_key(*changed), key, msg=str(i))
+
+  def test_default_cache_dir_from_env_else_home(self):
+    with mock.patch.dict(os.environ, {"TEA_ENGINE_CACHE": "/srv/engines"}):
+      self.assertEqual(tensorrt_runtime.default_cache_dir(), "/srv/engines")
+    with mock.patch.dict(os.environ, {"HOME": "/home/tea"}):
+      os.environ.pop("TEA_ENGINE_CACHE", None)
+      self.assertEqual(tensorrt_runtime.default_cache_dir(),
+                       "/home/tea/.cache/tea-keras/engines")
+
+
+class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
+  """The runtime around the fake TensorRT of each supported major version."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+
+  def setUp(self):
+    super().setUp()
+    self.cache_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+
+  def _fake(self, version, **kwargs):
+    return self.enter_context(fakes.fake_gpu(version, **kwargs))
+
+  def _create(self, model_path=None, **options):
+    options.setdefault("engine_cache_dir", self.cache_dir)
+    options.setdefault("max_batch_size", 16)
+    return runtimes.create("tensorrt", model_path or self.tiny["onnx"], "jetson", **options)
+
+  def _keras(self, x):
+    return self.tiny["model"](x, training=False)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_onnx_is_built_cached_and_matches_keras(self, version, api):
+    trt = self._fake(version)
+    rt = self._create()
+    self.assertEqual(trt.BUILDS, 1)
+    self.assertIsNone(rt.fixed_batch_size)
+    for n in (16, 5):
+      x = self.tiny["images"][:n]
+      self.assertAllClose(rt.predict(x), self._keras(x), atol=1e-3)
+    info = rt.describe()
+    self.assertEqual(info["api"], api)
+    self.assertEqual(info["tensorrt_version"], version)
+    self.assertFalse(info["engine_cached"])
+    self.assertGreater(info["engine_build_s"], 0.0)
+    self.assertLen(info["engine_key"], 64)
+    # the cache holds the engine under its key and no leftover temporary file
+    self.assertEqual(os.listdir(self.cache_dir), [info["engine_key"] + ".engine"])
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_second_creation_is_a_cache_hit(self, version, api):
+    del api
+    trt = self._fake(version)
+    first = self._create().describe()
+    rt = self._create()
+    info = rt.describe()
+    self.assertEqual(trt.BUILDS, 1)
+    self.assertTrue(info["engine_cached"])
+    self.assertEqual(info["engine_build_s"], 0.0)
+    self.assertEqual(info["engine_key"], first["engine_key"])
+    x = self.tiny["images"][:16]
+    self.assertAllClose(rt.predict(x), self._keras(x), atol=1e-3)
+
+  def test_cache_key_follows_precision_batch_and_gpu(self):
+    with fakes.fake_gpu("10.3.0") as trt:
+      keys = [self._create(precision=p, max_batch_size=b).describe()["engine_key"]
+              for p, b in (("fp32", 16), ("fp16", 16), ("fp32", 32))]
+      self.assertEqual(trt.BUILDS, 3)
+    with fakes.fake_gpu("10.3.0", gpu_name="Other GPU") as trt:
+      info = self._create().describe()
+      self.assertEqual(info["gpu_name"], "Other GPU")
+      self.assertFalse(info["engine_cached"])
+      keys.append(info["engine_key"])
+    self.assertLen(set(keys), 4)
+    self.assertLen(os.listdir(self.cache_dir), 4)
+
+  def test_cache_dir_defaults_to_env(self):
+    self._fake("10.3.0")
+    self.enter_context(mock.patch.dict(os.environ, {"TEA_ENGINE_CACHE": self.cache_dir}))
+    info = runtimes.create("tensorrt", self.tiny["onnx"], "gpu").describe()
+    self.assertEqual(info["max_batch_size"], tensorrt_runtime.DEFAULT_MAX_BATCH_SIZE)
+    self.assertEqual(os.listdir(self.cache_dir), [info["engine_key"] + ".engine"])
+
+  def test_corrupt_cached_engine_is_rebuilt(self):
+    trt = self._fake("10.3.0")
+    key = self._create().describe()["engine_key"]
+    with open(os.path.join(self.cache_dir, key + ".engine"), "wb") as f:
+      f.write(b"truncated")
+    with self.assertWarnsRegex(UserWarning, "cannot be deserialized; rebuilding"):
+      info = self._create().describe()
+    self.assertEqual(trt.BUILDS, 2)
+    self.assertFalse(info["engine_cached"])
+    self.assertTrue(self._create().describe()["engine_cached"])
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_opset_17_needs_tensorrt_10(self, version, api):
+    del api
+    trt = self._fake(version)
+    path = _opset17_onnx(self.tiny["model"])
+    if version.startswith("8."):
+      with self.assertRaisesRegex(base.ModelLoadError, "opset 17.*up to 13"):
+        self._create(path)
+      self.assertEqual(trt.BUILDS, 0)
+      self.assertEqual(os.listdir(self.cache_dir), [])
+    else:
+      x = self.tiny["images"][:8]
+      self.assertAllClose(self._create(path).predict(x), self._keras(x), atol=1e-3)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_prebuilt_engine_loads_as_before(self, version, api):
+    trt = self._fake(version)
+    plan = os.path.join(self.cache_dir, "m.plan")
+    tensorrt_build.build_engine(self.tiny["onnx"], plan, "fp32", batch_size=8)
+    rt = self._create(plan, max_batch_size=None)
+    info = rt.describe()
+    self.assertEqual((info["api"], info["engine_cached"], info["engine_key"]), (api, False, None))
+    self.assertEqual(info["engine_build_s"], 0.0)
+    self.assertEqual(trt.BUILDS, 1)
+    x = self.tiny["images"][:8]
+    self.assertAllClose(rt.predict(x), self._keras(x), atol=1e-3)
+    with self.assertRaisesRegex(ValueError, "Batch of 9 exceeds the engine's maximum batch 8"):
+      rt.predict(self.tiny["images"][:9])
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_corrupt_engine_is_a_model_load_error(self, version, api):
+    del api
+    self._fake(version)
+    path = os.path.join(self.cache_dir, "corrupt.engine")
+    with open(path, "wb") as f:
+      f.write(b"\x00garbage" * 16)
+    with self.assertRaisesRegex(base.ModelLoadError, "cannot deserialize .*corrupt.engine"):
+      self._create(path)
+
+  def test_engine_of_another_tensorrt_version_is_a_model_load_error(self):
+    path = os.path.join(self.cache_dir, "m.engine")
+    with fakes.fake_gpu("10.3.0"):
+      tensorrt_build.build_engine(self.tiny["onnx"], path, "fp32", batch_size=8)
+    self._fake("8.2.1")
+    with self.assertRaisesRegex(base.ModelLoadError, "not an engine built by this TensorRT"):
+      self._create(path)
+
+  def test_invalid_arguments_say_what_was_expected(self):
+    self._fake("10.3.0")
+    with self.assertRaisesRegex(ValueError, "Expected fp32 or fp16. Received precision='int8'"):
+      self._create(precision="int8")
+    with self.assertRaisesRegex(ValueError, "`max_batch_size`. Expected a positive integer"):
+      self._create(max_batch_size=0)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_measurement_protocol_builds_outside_the_timed_runs(self, version, api):
+    trt = self._fake(version)
+    images = self.tiny["images"]
+    result = measure.measure(
+        self.tiny["onnx"], device="jetson", runtime="tensorrt", power_source="none",
+        images=images, batch_size=16, repeats=1, warmup_batches=0, progress=False,
+        runtime_options={"engine_cache_dir": self.cache_dir, "precision": "fp32"})
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertEqual((result["runtime"], result["images"]), ("tensorrt", len(images)))
+    info = result["runtime_info"]
+    self.assertEqual((info["api"], info["max_batch_size"]), (api, 16))
+    self.assertGreater(info["engine_build_s"], 0.0)
+    self.assertFalse(info["engine_cached"])
+    self.assertEqual(trt.BUILDS, 1)
+    self.assertEqual(trt.EXECUTIONS, len(images) // 16)
 
 
 if __name__ == "__main__":

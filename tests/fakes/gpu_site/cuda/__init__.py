@@ -1,0 +1,1 @@
+"""Fake NVIDIA cuda-python package (tests only); see tests/fakes/README.md."""
