@@ -1,91 +1,122 @@
 """Every absl flag of ``python -m search.run``, in one module.
 
-Training recipe fields (``tea_keras.recipes.Recipe``) are exposed under their
-own names (``--epochs``, ``--batch_size``, ``--learning_rate``,
+Nothing is defined at import time: ``search.run`` calls ``define_flags()``
+before ``app.run`` (and adopts these flags as its own, so ``--help`` lists
+them). Training recipe fields (``tea_keras.recipes.Recipe``) are exposed
+under their own names (``--epochs``, ``--batch_size``, ``--learning_rate``,
 ``--num_cells``, ``--filters``, ...); a flag left unset keeps the search-time
 recipe's value (paper IV-A). Only ``search.run.main`` reads ``FLAGS``, through
-``config_from_flags``.
+``config_from_flags``. Device, runtime and power source choices come from the
+device registry ``deploy/devices.py``.
 """
 
 import dataclasses
 
 from absl import flags
 
+from deploy import devices
 from search import config as config_lib
 from tea_keras import recipes
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("results_dir", None, "Directory of this search: trials.db, config.json, "
-                    "CSVs, plots, trial artifacts. Re-run with the same flags to resume.")
-flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer.")
-flags.DEFINE_integer("num_samples", 400, "Trials in all, initial ones included (paper: 400).",
-                     lower_bound=1)
-flags.DEFINE_integer("num_initial", 10, "Random trials before the optimizer takes over.",
-                     lower_bound=1)
-flags.DEFINE_list("objectives", list(config_lib.OBJECTIVES),
-                  "Objectives to minimize, a subset of error,time,energy.")
-flags.DEFINE_integer("seed", 0, "Seed of the search (initial points, optimizer, training).",
-                     lower_bound=0)
-flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar10_sample"],
-                  "Training data; cifar10_sample is the bundled 6,102-image sample.")
-flags.DEFINE_string("data_dir", None, "A cifar-10-batches-py folder (else the Keras cache).")
-flags.DEFINE_integer("train_images", None, "Train on the first N training images only "
-                     "(smoke tests; default: the whole training split).", lower_bound=1)
-flags.DEFINE_enum("device", "cpu", config_lib.DEVICES, "Where time and energy are measured.")
-flags.DEFINE_enum("runtime", None, config_lib.RUNTIMES,
-                  "Inference runtime (default: per device, see search/config.py).")
-flags.DEFINE_enum("power_source", "auto", config_lib.POWER_SOURCES,
-                  "Power source; auto = the device's own if readable, else none.")
-flags.DEFINE_bool("optional_energy", False, "Drop the energy objective (with a notice) "
-                  "instead of refusing when no power source is readable.")
-flags.DEFINE_float("power_threshold_w", None, "Working/idle threshold in watts "
-                   "(default: the paper's per device, else derived from the idle baseline).")
-flags.DEFINE_float("sample_interval_s", 0.02, "Power sampling period (paper: 20 ms).",
-                   lower_bound=0.001)
-flags.DEFINE_integer("measure_images", 5000, "Validation images run per measurement "
-                     "(paper: 5,000).", lower_bound=1)
-flags.DEFINE_integer("measure_batch_size", 100, "Inference batch size (paper: 100).",
-                     lower_bound=1)
-flags.DEFINE_integer("measure_repeats", 3, "Measurement repeats (median reported).",
-                     lower_bound=1)
-flags.DEFINE_string("device_url", None, "http://HOST:PORT of `python -m deploy.agent`.")
-flags.DEFINE_string("device_token_file", None, "File holding the agent's token.")
-flags.DEFINE_enum("executor", "local", config_lib.EXECUTORS, "Where trials run.")
-flags.DEFINE_string("ray_address", None, "Address of an existing Ray cluster "
-                    "(default: start a local Ray instance).")
-flags.DEFINE_integer("max_parallel", 1, "Trials evaluated at once.", lower_bound=1)
-flags.DEFINE_integer("trial_retries", 2, "Retries of a trial whose device was unreachable.",
-                     lower_bound=0)
-
-_RECIPE_FLAGS = []
-for _field in dataclasses.fields(recipes.Recipe):
-  _default = _field.default
-  _define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
-             float: flags.DEFINE_float}.get(type(_default), flags.DEFINE_string)
-  if _field.name in ("jit_compile", "mixed_precision"):
-    _define = flags.DEFINE_bool
-  _define(_field.name, None, "[recipe] %s Default: the search-time recipe's %r."
-          % (_field.metadata.get("help", ""), _default))
-  _RECIPE_FLAGS.append(_field.name)
+RECIPE_FLAGS = tuple(field.name for field in dataclasses.fields(recipes.Recipe))
+_BOOL_RECIPE_FLAGS = ("jit_compile", "mixed_precision")  # their default is None
+# The FlagValues that define_flags() has filled, so that a second call is a no-op.
+_DEFINED_ON = []
 
 
-def config_from_flags() -> config_lib.SearchConfig:
-  """Turn FLAGS into a ``SearchConfig`` (not yet validated)."""
-  if not FLAGS.results_dir:
+def define_flags(flag_values=FLAGS) -> None:
+  """Define the flags of ``search.run`` on ``flag_values``; idempotent."""
+  if any(defined is flag_values for defined in _DEFINED_ON):
+    return
+  _define_search_flags(flag_values)
+  _define_measure_flags(flag_values)
+  _define_recipe_flags(flag_values)
+  _DEFINED_ON.append(flag_values)
+
+
+def _define_search_flags(flag_values):
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_string("results_dir", None, "Directory of this search: trials.db, config.json, "
+                      "CSVs, plots, trial artifacts. Re-run with the same flags to resume.", **fv)
+  flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer.", **fv)
+  flags.DEFINE_integer("num_samples", 400, "Trials in all, initial ones included (paper: 400).",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("num_initial", 10, "Random trials before the optimizer takes over.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_list("objectives", list(config_lib.OBJECTIVES),
+                    "Objectives to minimize, a subset of error,time,energy.", **fv)
+  flags.DEFINE_integer("seed", 0, "Seed of the search (initial points, optimizer, training).",
+                       lower_bound=0, **fv)
+  flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar10_sample"],
+                    "Training data; cifar10_sample is the bundled 6,102-image sample.", **fv)
+  flags.DEFINE_string("data_dir", None, "A cifar-10-batches-py folder (else the Keras cache).",
+                      **fv)
+  flags.DEFINE_integer("train_images", None, "Train on the first N training images only "
+                       "(smoke tests; default: the whole training split).", lower_bound=1, **fv)
+  flags.DEFINE_enum("executor", "local", config_lib.EXECUTORS, "Where trials run.", **fv)
+  flags.DEFINE_string("ray_address", None, "Address of an existing Ray cluster "
+                      "(default: start a local Ray instance).", **fv)
+  flags.DEFINE_integer("max_parallel", 1, "Trials evaluated at once.", lower_bound=1, **fv)
+  flags.DEFINE_integer("trial_retries", 2, "Retries of a trial whose device was unreachable.",
+                       lower_bound=0, **fv)
+
+
+def _define_measure_flags(flag_values):
+  fv = dict(flag_values=flag_values)
+  flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
+                    "Where time and energy are measured.", **fv)
+  flags.DEFINE_enum("runtime", None, list(devices.RUNTIMES),
+                    "Inference runtime (default: per device, see search/config.py).", **fv)
+  flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
+                    "Power source; auto = the device's own if readable, else none.", **fv)
+  flags.DEFINE_bool("optional_energy", False, "Drop the energy objective (with a notice) "
+                    "instead of refusing when no power source is readable.", **fv)
+  flags.DEFINE_float("power_threshold_w", None, "Working/idle threshold in watts "
+                     "(default: the paper's per device, else derived from the idle baseline).",
+                     **fv)
+  flags.DEFINE_float("sample_interval_s", 0.02, "Power sampling period (paper: 20 ms).",
+                     lower_bound=0.001, **fv)
+  flags.DEFINE_integer("measure_images", 5000, "Validation images run per measurement "
+                       "(paper: 5,000).", lower_bound=1, **fv)
+  flags.DEFINE_integer("measure_batch_size", 100, "Inference batch size (paper: 100).",
+                       lower_bound=1, **fv)
+  flags.DEFINE_integer("measure_repeats", 3, "Measurement repeats (median reported).",
+                       lower_bound=1, **fv)
+  flags.DEFINE_string("device_url", None, "http://HOST:PORT of `python -m deploy.agent`.", **fv)
+  flags.DEFINE_string("device_token_file", None, "File holding the agent's token.", **fv)
+
+
+def _define_recipe_flags(flag_values):
+  """One flag per Recipe field, default None = the search-time recipe's value."""
+  for field in dataclasses.fields(recipes.Recipe):
+    default = field.default
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+              float: flags.DEFINE_float}.get(type(default), flags.DEFINE_string)
+    if field.name in _BOOL_RECIPE_FLAGS:
+      define = flags.DEFINE_bool
+    define(field.name, None, "[recipe] %s Default: the search-time recipe's %r."
+           % (field.metadata.get("help", ""), default), flag_values=flag_values)
+
+
+def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
+  """Turn the parsed flags into a ``SearchConfig`` (not yet validated)."""
+  fv = flag_values
+  if not fv.results_dir:
     raise ValueError("--results_dir is required: the directory this search writes to.")
-  recipe = {name: getattr(FLAGS, name) for name in _RECIPE_FLAGS
-            if getattr(FLAGS, name) is not None}
+  recipe = {name: getattr(fv, name) for name in RECIPE_FLAGS
+            if getattr(fv, name) is not None}
   recipes.search_recipe(**recipe)  # validates the overrides
   return config_lib.SearchConfig(
-      results_dir=FLAGS.results_dir, strategy=FLAGS.strategy, num_samples=FLAGS.num_samples,
-      num_initial=FLAGS.num_initial, objectives=tuple(FLAGS.objectives), seed=FLAGS.seed,
-      dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, recipe=recipe,
-      train_images=FLAGS.train_images, device=FLAGS.device,
-      runtime=FLAGS.runtime, power_source=FLAGS.power_source,
-      optional_energy=FLAGS.optional_energy, power_threshold_w=FLAGS.power_threshold_w,
-      sample_interval_s=FLAGS.sample_interval_s, measure_images=FLAGS.measure_images,
-      measure_batch_size=FLAGS.measure_batch_size, measure_repeats=FLAGS.measure_repeats,
-      device_url=FLAGS.device_url, device_token_file=FLAGS.device_token_file,
-      executor=FLAGS.executor, ray_address=FLAGS.ray_address, max_parallel=FLAGS.max_parallel,
-      trial_retries=FLAGS.trial_retries)
+      results_dir=fv.results_dir, strategy=fv.strategy, num_samples=fv.num_samples,
+      num_initial=fv.num_initial, objectives=tuple(fv.objectives), seed=fv.seed,
+      dataset=fv.dataset, data_dir=fv.data_dir, recipe=recipe,
+      train_images=fv.train_images, device=fv.device,
+      runtime=fv.runtime, power_source=fv.power_source,
+      optional_energy=fv.optional_energy, power_threshold_w=fv.power_threshold_w,
+      sample_interval_s=fv.sample_interval_s, measure_images=fv.measure_images,
+      measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,
+      device_url=fv.device_url, device_token_file=fv.device_token_file,
+      executor=fv.executor, ray_address=fv.ray_address, max_parallel=fv.max_parallel,
+      trial_retries=fv.trial_retries)

@@ -3,15 +3,17 @@
   python -m search.run --flagfile=flags/quickstart.cfg
   python -m search.run --flagfile=flags/paper_titanx.cfg --results_dir=runs/titanx
 
-Every flag is defined in ``search/flags.py`` and may be overridden on the
-command line after the flagfile. Re-running the same command resumes the
-search in ``--results_dir``: finished trials are kept, interrupted ones re-run.
+Every flag is defined in ``search/flags.py`` (``--help`` lists them) and may
+be overridden on the command line after the flagfile. Re-running the same
+command resumes the search in ``--results_dir``: finished trials are kept,
+interrupted ones re-run.
 """
 
 import logging
 import sys
 
 from absl import app
+from absl import flags
 
 from search import config as config_lib
 from search import flags as search_flags
@@ -32,5 +34,12 @@ def main(argv):
   loop.run_search(config, log=lambda line: print(line, flush=True))
 
 
+def define_flags():
+  """Define search.run's flags and make them this program's own (``--help``)."""
+  search_flags.define_flags()
+  flags.adopt_module_key_flags(search_flags)
+
+
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -16,11 +16,15 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("model", "cell", ["cell", "densenet40"], "Which network to profile.")
-flags.DEFINE_string("genotype", "random", "Cell genotype: string form, a named cell or 'random'.")
-flags.DEFINE_integer("seed", 0, "Seed for --genotype=random.", lower_bound=0)
-flags.DEFINE_integer("num_cells", 2, "N: cells per stage.", lower_bound=1)
-flags.DEFINE_integer("filters", 24, "F: initial filters.", lower_bound=2)
+
+
+def define_flags():
+  flags.DEFINE_enum("model", "cell", ["cell", "densenet40"], "Which network to profile.")
+  flags.DEFINE_string("genotype", "random", "Cell genotype: string form, a named cell or "
+                      "'random'.")
+  flags.DEFINE_integer("seed", 0, "Seed for --genotype=random.", lower_bound=0)
+  flags.DEFINE_integer("num_cells", 2, "N: cells per stage.", lower_bound=1)
+  flags.DEFINE_integer("filters", 24, "F: initial filters.", lower_bound=2)
 
 
 def main(argv):
@@ -45,4 +49,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

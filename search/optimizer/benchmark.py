@@ -45,21 +45,27 @@ from search.optimizer.problems import make_problem
 from search.optimizer.strategies import make_strategy
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("problem", "branin_currin",
-                  ["branin_currin", "zdt2", "dtlz2", "cell_synthetic"], "Benchmark problem.")
-flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
-flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
-                     "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).", lower_bound=2)
-flags.DEFINE_integer("seeds", 5, "Number of runs (seeds 0..seeds-1).", lower_bound=1)
-flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
-flags.DEFINE_string("out", None, "Output JSON path.")
-flags.DEFINE_string("strategy_options", "{}", "JSON object of strategy options, e.g. "
-                    "'{\"max_pareto\": 50}' (see the strategy's docstring).")
-flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
-                    "files; prints the median final figures per problem and strategy and "
-                    "writes one PNG per problem (median curve per strategy) there.")
-flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
-                     "observations.", lower_bound=2)
+
+
+def define_flags():
+  """The CLI's flags; defined only when run as a program."""
+  flags.DEFINE_enum("problem", "branin_currin",
+                    ["branin_currin", "zdt2", "dtlz2", "cell_synthetic"], "Benchmark problem.")
+  flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
+  flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
+                       "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).",
+                       lower_bound=2)
+  flags.DEFINE_integer("seeds", 5, "Number of runs (seeds 0..seeds-1).", lower_bound=1)
+  flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
+  flags.DEFINE_string("out", None, "Output JSON path.")
+  flags.DEFINE_string("strategy_options", "{}", "JSON object of strategy options, e.g. "
+                      "'{\"max_pareto\": 50}' (see the strategy's docstring).")
+  flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
+                      "files; prints the median final figures per problem and strategy and "
+                      "writes one PNG per problem (median curve per strategy) there.")
+  flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
+                       "observations.", lower_bound=2)
+
 
 DEFAULT_BUDGET = {"branin_currin": 36, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60}
 
@@ -215,4 +221,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
