@@ -5,11 +5,21 @@
 
 HTTP API (standard library server; JSON responses)::
 
-  GET  /v1/health                      -> {"ok": true, "device": ..., "busy": ...}
+  GET  /v1/health                      -> {"ok": true, "device": ..., "busy": ...,
+                                           "capabilities": {...}}
   POST /v1/measure                     body: the artifact bytes
        X-Artifact-Format: onnx|openvino|tensorrt|keras
        X-Measure-Settings: {"runtime": ..., "batch_size": 100, ...} (JSON)
        -> the measurement JSON (``deploy.session.run_measurement``)
+
+``capabilities`` is ``deploy.capabilities.probe``'s answer, taken at start
+(the power source is read again on each health request while no measurement
+runs): the device kind, each runtime with its version, the formats it reads
+and whether it really works here, the power source and whether it reads.
+The host decides from it what to send (``deploy.target``). TensorRT builds
+its engine from an uploaded ONNX file on the device, cached by content hash
+under ``--engine_cache``; the build time is reported apart from inference
+(``runtime_info.engine_build_s``).
 
 Every request needs ``Authorization: Bearer <token>``; without it (or with a
 wrong one) the answer is 401 and nothing is read or run. Uploads larger than
@@ -35,19 +45,16 @@ import time
 import zipfile
 from http import server
 
+from deploy import capabilities as capabilities_lib
 from deploy import device_main
+from deploy import devices
 from deploy import session
 from deploy.runtimes import base as runtime_base
 
-FORMATS = {  # format -> (file suffix, runtimes that read it)
-    "onnx": (".onnx", ("onnxruntime", "openvino", "tensorrt")),
-    "openvino": (".zip", ("openvino",)),
-    "tensorrt": (".engine", ("tensorrt",)),
-    "keras": (".keras", ("keras",)),
-}
 SETTINGS = {"runtime": str, "batch_size": int, "num_images": int, "repeats": int,
             "warmup_batches": int, "threshold_w": float, "sample_interval_s": float,
-            "idle_s": float}
+            "idle_s": float, "precision": str}
+PRECISIONS = ("fp32", "fp16")
 
 
 class BadRequest(Exception):
@@ -77,12 +84,13 @@ def parse_settings(text, fmt, device):
     except (TypeError, ValueError):
       raise BadRequest(400, "Setting %s=%r is not a %s." % (key, value,
                                                             SETTINGS[key].__name__))
-  supported = device_main.DEVICE_DEFAULTS[device][0]
-  runtime = out.setdefault("runtime", FORMATS[fmt][1][0])
-  if runtime not in FORMATS[fmt][1] or runtime not in supported:
+  readers = [r for r in devices.device(device).runtimes if fmt in devices.RUNTIMES[r].formats]
+  runtime = out.setdefault("runtime", readers[0] if readers else None)
+  if runtime not in readers:
     raise BadRequest(400, "runtime=%s cannot run a %s artifact on %s; expected one of %s."
-                     % (runtime, fmt, device,
-                        sorted(set(FORMATS[fmt][1]) & set(supported))))
+                     % (runtime, fmt, device, readers))
+  if out.get("precision", "fp32") not in PRECISIONS:
+    raise BadRequest(400, "precision=%s: expected one of %s." % (out["precision"], PRECISIONS))
   return out
 
 
@@ -109,20 +117,37 @@ class Agent(object):
   """Holds the device configuration and the measurement lock."""
 
   def __init__(self, token, images, device, power_source="none", power_options=None,
-               max_upload_bytes=256 << 20, work_dir=None, trace_root=None):
+               max_upload_bytes=256 << 20, work_dir=None, trace_root=None,
+               engine_cache_dir=None):
     if not token:
       raise ValueError("The agent needs a non-empty token.")
-    if device not in device_main.DEVICE_DEFAULTS:
-      raise ValueError("Invalid value for argument `device`. Expected one of %s. "
-                       "Received device=%r" % ("|".join(device_main.DEVICE_DEFAULTS), device))
+    devices.device(device)
     self.token = token.encode() if not isinstance(token, bytes) else token
     self.images, self.device = images, device
-    self.power_source, self.power_options = power_source, dict(power_options or {})
+    self.power_options = dict(power_options or {})
+    self.capabilities = capabilities_lib.probe(device, power_source, self.power_options)
+    power = self.capabilities["power"]
+    self.power_source = power["name"] if power["readable"] else "none"
     self.max_upload_bytes = int(max_upload_bytes)
     self.work_dir = work_dir or tempfile.mkdtemp(prefix="tea-agent-")
     self.trace_root = trace_root
+    self.engine_cache_dir = engine_cache_dir
     self.lock = threading.Lock()
     self.count = 0
+
+  def health(self):
+    """The health answer; the power source is read again when idle."""
+    if self.lock.acquire(False):
+      try:
+        power = capabilities_lib.probe_power(self.device, self.capabilities["power"]["requested"],
+                                             self.power_options)
+        self.capabilities["power"] = power
+      finally:
+        self.lock.release()
+    return {"ok": True, "device": self.device, "power_source": self.power_source,
+            "images": int(len(self.images)), "busy": self.lock.locked(),
+            "formats": list(devices.FORMATS), "max_upload_bytes": self.max_upload_bytes,
+            "capabilities": self.capabilities}
 
   def authorized(self, header):
     given = (header or "").encode()
@@ -141,15 +166,21 @@ class Agent(object):
         raise BadRequest(400, "num_images=%d: expected 1..%d (the images this agent "
                          "was started with)." % (settings["num_images"], len(images)))
       images = images[:settings["num_images"]]
+    options = {}
+    if settings["runtime"] == "tensorrt":
+      options.update(precision=settings.get("precision", "fp32"),
+                     engine_cache_dir=self.engine_cache_dir)
     try:
-      runtime = device_main.build_runtime(self.device, settings["runtime"], model, batch_size)
+      runtime = device_main.build_runtime(self.device, settings["runtime"], model, batch_size,
+                                          **options)
     except runtime_base.ModelLoadError as e:
       raise BadRequest(422, str(e))
     trace_dir = None
     if self.trace_root:
       trace_dir = os.path.join(self.trace_root, "measurement_%04d" % self.count)
     try:
-      with device_main.build_power(self.power_source, **self.power_options) as power:
+      with device_main.build_power(self.power_source, self.device,
+                                   **self.power_options) as power:
         return session.run_measurement(
             runtime, power, images, self.device, batch_size=batch_size,
             threshold_w=settings.get("threshold_w"),
@@ -193,9 +224,7 @@ class Handler(server.BaseHTTPRequestHandler):
     agent = self.server.agent
     if self.path != "/v1/health":
       return self._reply(404, {"error": "unknown path %s" % self.path})
-    self._reply(200, {"ok": True, "device": agent.device, "power_source": agent.power_source,
-                      "images": int(len(agent.images)), "busy": agent.lock.locked(),
-                      "formats": sorted(FORMATS), "max_upload_bytes": agent.max_upload_bytes})
+    self._reply(200, agent.health())
 
   def do_POST(self):
     if not self._guard():
@@ -213,8 +242,9 @@ class Handler(server.BaseHTTPRequestHandler):
     if self.path != "/v1/measure":
       raise BadRequest(404, "unknown path %s" % self.path)
     fmt = self.headers.get("X-Artifact-Format", "")
-    if fmt not in FORMATS:
-      raise BadRequest(415, "X-Artifact-Format %r is not one of %s." % (fmt, sorted(FORMATS)))
+    if fmt not in devices.FORMATS:
+      raise BadRequest(415, "X-Artifact-Format %r is not one of %s."
+                       % (fmt, list(devices.FORMATS)))
     length = self.headers.get("Content-Length")
     if length is None or not length.isdigit():
       raise BadRequest(411, "Content-Length is required.")
@@ -224,7 +254,7 @@ class Handler(server.BaseHTTPRequestHandler):
     settings = parse_settings(self.headers.get("X-Measure-Settings"), fmt, agent.device)
     work = tempfile.mkdtemp(dir=agent.work_dir)
     try:
-      path = os.path.join(work, "model" + FORMATS[fmt][0])
+      path = os.path.join(work, "model" + devices.FORMATS[fmt].upload_suffix)
       with open(path, "wb") as f:
         remaining = int(length)
         while remaining:
@@ -275,23 +305,39 @@ def main(argv=None):
   p.add_argument("--host", default="0.0.0.0")
   p.add_argument("--token_file", required=True)
   p.add_argument("--data", required=True, help="float32 normalized images (.npy)")
-  p.add_argument("--device", default="cpu", choices=sorted(device_main.DEVICE_DEFAULTS))
-  p.add_argument("--power_source", default=None,
-                 help="default: the device's (cpu: auto = RAPL or none)")
-  p.add_argument("--rail", default=None)
-  p.add_argument("--gpu_index", type=int, default=None)
-  p.add_argument("--usb_csv", default=None)
-  p.add_argument("--usb_port", default=None)
+  p.add_argument("--device", default="cpu", choices=list(devices.DEVICES))
+  p.add_argument("--power_source", default=devices.AUTO,
+                 choices=(devices.AUTO,) + devices.POWER_SOURCES,
+                 help="default auto: the device kind's first readable source")
+  p.add_argument("--rail", default=None, help="ina3221 rail label(s)")
+  p.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
+  p.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
+  p.add_argument("--usb_port", default=None, help="usb_meter: serial port")
+  p.add_argument("--power_root", default=None,
+                 help="root of the sysfs tree read by ina3221/rapl (default /)")
+  p.add_argument("--engine_cache", default=None,
+                 help="tensorrt: cache of engines built from uploaded ONNX "
+                      "(default ~/.cache/tea-keras/engines)")
   p.add_argument("--max_upload_mb", type=float, default=256)
   p.add_argument("--trace_root", default=None, help="keep traces of every measurement")
   args = p.parse_args(argv)
-  args.power_source = args.power_source or device_main.DEVICE_DEFAULTS[args.device][2]
+  try:
+    devices.check_power_source(args.device, args.power_source)
+  except ValueError as e:
+    p.error(str(e))
   agent = Agent(read_token(args.token_file), device_main.load_data(args.data), args.device,
                 args.power_source, device_main.power_options(args),
-                int(args.max_upload_mb * (1 << 20)), trace_root=args.trace_root)
+                int(args.max_upload_mb * (1 << 20)), trace_root=args.trace_root,
+                engine_cache_dir=args.engine_cache)
   srv = AgentServer((args.host, args.port), agent)
-  sys.stderr.write("agent: %s on %s:%d, power %s\n" % (args.device, args.host, args.port,
-                                                       args.power_source))
+  usable = [r for r, a in sorted(agent.capabilities["runtimes"].items()) if a["available"]]
+  sys.stderr.write("agent: %s on %s:%d, power %s, runtimes %s\n"
+                   % (args.device, args.host, srv.server_address[1], agent.power_source,
+                      ", ".join(usable) or "none usable"))
+  for name, answer in sorted(agent.capabilities["runtimes"].items()):
+    if answer["error"]:
+      sys.stderr.write("agent: runtime %s unavailable: %s\n" % (name, answer["error"]))
+  sys.stderr.flush()
   srv.serve_forever()
 
 

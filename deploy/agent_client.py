@@ -22,8 +22,8 @@ import time
 import zipfile
 from urllib import parse
 
-SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".engine": "tensorrt",
-                  ".plan": "tensorrt", ".trt": "tensorrt", ".keras": "keras"}
+from deploy import devices
+
 _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
               http.client.IncompleteRead, OSError)
 
@@ -42,10 +42,7 @@ class AgentError(RuntimeError):
 
 def artifact_bytes(path, fmt=None):
   """(format, bytes) to upload; OpenVINO IR is zipped with its .bin."""
-  fmt = fmt or SUFFIX_FORMATS.get(os.path.splitext(path)[1].lower())
-  if fmt is None:
-    raise ValueError("Cannot tell the format of %r from its suffix; expected one of %s "
-                     "or pass fmt=." % (path, sorted(SUFFIX_FORMATS)))
+  fmt = devices.format_of_path(path, fmt)
   if not os.path.isfile(path):
     raise ValueError("Artifact %r does not exist." % (path,))
   if fmt == "openvino" and path.endswith(".xml"):

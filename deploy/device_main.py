@@ -18,43 +18,38 @@ import sys
 
 import numpy as np
 
+from deploy import capabilities
+from deploy import devices
 from deploy import power as power_lib
-from deploy.power import base as power_base
 from deploy import protocol
 from deploy import runtimes
 from deploy import session
 
-# device: (runtimes it supports, default runtime, default power source)
-DEVICE_DEFAULTS = {
-    "cpu": (("onnxruntime", "openvino", "keras"), "onnxruntime", "auto"),
-    "gpu": (("tensorrt", "onnxruntime", "keras"), "tensorrt", "nvml"),
-    "jetson": (("tensorrt", "onnxruntime"), "tensorrt", "ina3221"),
-    "myriad": (("openvino",), "openvino", "usb_meter"),
-}
-
 
 def build_runtime(device, runtime, model_path, batch_size, **options):
-  """A loaded runtime for ``device`` (MYRIAD gets a static batch)."""
-  if device not in DEVICE_DEFAULTS:
-    raise ValueError("Invalid value for argument `device`. Expected one of %s. "
-                     "Received device=%r" % ("|".join(DEVICE_DEFAULTS), device))
-  if runtime not in runtimes.NAMES:
-    raise ValueError("Invalid value for argument `runtime`. Expected one of %s. "
-                     "Received runtime=%r" % ("|".join(runtimes.NAMES), runtime))
+  """A loaded runtime for ``device``: MYRIAD gets a static batch, TensorRT
+  builds its engine from ONNX for batches up to ``batch_size``."""
+  devices.check_runtime(device, runtime)
   if device == "myriad" and runtime == "openvino":
     options.setdefault("static_batch", batch_size)
+  if runtime == "tensorrt":
+    options.setdefault("max_batch_size", batch_size)
   return runtimes.create(runtime, model_path, device, **options)
 
 
-def build_power(power_source, **options):
-  """A power source; ``auto`` = RAPL when readable, else ``none``."""
-  options = dict((k, v) for k, v in options.items() if v is not None)
-  if power_source == "auto":
-    try:
-      return power_lib.create("rapl", **options)
-    except power_base.PowerSourceError:
-      return power_lib.create("none")
-  return power_lib.create(power_source, **options)
+def resolve_power(device, power_source, **options):
+  """The concrete power source for ``power_source`` on ``device``: ``auto``
+  = the device kind's first readable source (``deploy.devices``), else none."""
+  if power_source != devices.AUTO:
+    return power_source
+  answer = capabilities.probe_power(device, power_source, options)
+  return answer["name"] if answer["readable"] else "none"
+
+
+def build_power(power_source, device="cpu", **options):
+  """A power source by name (``auto``: see ``resolve_power``)."""
+  name = resolve_power(device, power_source, **options)
+  return power_lib.create(name, **devices.power_options_for(name, options))
 
 
 def load_data(path, num_images=None):
@@ -76,14 +71,15 @@ def load_data(path, num_images=None):
 
 
 def parser_for(device):
-  supported, runtime, power = DEVICE_DEFAULTS[device]
+  kind = devices.device(device)
   p = argparse.ArgumentParser(description="Measure inference time and energy on %s "
                               "(TEA-DNN protocol, section IV-B)." % device)
   p.add_argument("--model", required=True, help="model file for the runtime")
   p.add_argument("--data", required=True, help=".npy/.npz float32 normalized images")
-  p.add_argument("--runtime", default=runtime, choices=supported)
-  p.add_argument("--power_source", default=power,
-                 choices=power_lib.NAMES + ("auto",))
+  p.add_argument("--runtime", default=kind.runtimes[0], choices=kind.runtimes)
+  p.add_argument("--power_source", default=devices.AUTO,
+                 choices=(devices.AUTO,) + kind.power_sources,
+                 help="auto: the first readable of %s" % ", ".join(kind.power_sources))
   p.add_argument("--num_images", type=int, default=None)
   p.add_argument("--batch_size", type=int, default=100)
   p.add_argument("--threshold_w", type=float, default=None,
@@ -98,17 +94,35 @@ def parser_for(device):
   p.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
   p.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
   p.add_argument("--usb_port", default=None, help="usb_meter: serial port")
+  p.add_argument("--power_root", default=None,
+                 help="root of the sysfs tree read by ina3221/rapl (default /)")
+  p.add_argument("--engine_cache", default=None,
+                 help="tensorrt: where engines built from ONNX are cached")
   return p
 
 
-def power_options(args):
-  if args.power_source == "ina3221":
-    return {"rail": args.rail}
-  if args.power_source == "nvml":
-    return {"device_index": args.gpu_index}
-  if args.power_source == "usb_meter":
-    return {"csv_path": args.usb_csv, "port": args.usb_port}
-  return {}
+# power source keyword (deploy.devices.POWER_OPTIONS) -> command-line attribute
+_OPTION_ARGS = {"rail": "rail", "root": "power_root", "device_index": "gpu_index",
+                "csv_path": "usb_csv", "port": "usb_port"}
+
+
+def power_options(args, power_source=None):
+  """Keyword arguments of the power source from the command line (those of
+  every source the kind may use when ``power_source`` is auto)."""
+  names = [power_source or args.power_source]
+  if names[0] == devices.AUTO:
+    names = list(devices.device(args.device).power_sources)
+  out = {}
+  for name in names:
+    for key in devices.POWER_OPTIONS.get(name, ()):
+      if getattr(args, _OPTION_ARGS[key], None) is not None:
+        out[key] = getattr(args, _OPTION_ARGS[key])
+  return out
+
+
+def runtime_options(args):
+  return {"engine_cache_dir": args.engine_cache} if args.runtime == "tensorrt" and \
+      getattr(args, "engine_cache", None) else {}
 
 
 def progress_printer(done, total, elapsed):
@@ -119,9 +133,11 @@ def progress_printer(done, total, elapsed):
 def main(device, argv=None):
   """Parse args, measure, print one JSON object on stdout."""
   args = parser_for(device).parse_args(argv)
+  args.device = device
   images = load_data(args.data, args.num_images)
-  runtime = build_runtime(device, args.runtime, args.model, args.batch_size)
-  with build_power(args.power_source, **power_options(args)) as power:
+  runtime = build_runtime(device, args.runtime, args.model, args.batch_size,
+                          **runtime_options(args))
+  with build_power(args.power_source, device, **power_options(args)) as power:
     result = session.run_measurement(
         runtime, power, images, device, batch_size=args.batch_size,
         threshold_w=args.threshold_w, sample_interval_s=args.sample_interval_s,

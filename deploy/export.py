@@ -37,9 +37,11 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deploy import devices
+
 FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = ("fp32", "fp16")
-ONNX_OPSET = 13
+ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
 INPUT_NAME, OUTPUT_NAME = "images", "logits"

@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 
 from deploy import device_main
+from deploy import devices
 from deploy import protocol
 from deploy import session
 from deploy.power import base as power_base
@@ -47,7 +48,7 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
   rt = device_main.build_runtime(device, runtime, model_path, batch_size,
                                  **(runtime_options or {}))
   try:
-    with device_main.build_power(power_source, **(power_options or {})) as power:
+    with device_main.build_power(power_source, device, **(power_options or {})) as power:
       result = session.run_measurement(
           rt, power, images, device, batch_size=batch_size, threshold_w=threshold_w,
           sample_interval_s=sample_interval_s, repeats=repeats,
@@ -77,11 +78,10 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
-  flags.DEFINE_enum("device", "cpu", list(device_main.DEVICE_DEFAULTS), "Target device.")
-  flags.DEFINE_enum("runtime", "onnxruntime", ["keras", "onnxruntime", "openvino", "tensorrt"],
-                    "Inference runtime.")
-  flags.DEFINE_enum("power_source", "none", ["nvml", "ina3221", "rapl", "usb_meter", "none",
-                                             "auto"], "Power instrument (auto: RAPL or none).")
+  flags.DEFINE_enum("device", "cpu", list(devices.DEVICES), "Target device.")
+  flags.DEFINE_enum("runtime", "onnxruntime", list(devices.RUNTIMES), "Inference runtime.")
+  flags.DEFINE_enum("power_source", "none", [devices.AUTO] + list(devices.POWER_SOURCES),
+                    "Power instrument (auto: RAPL or none).")
   flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras).")
   flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py.")

@@ -43,8 +43,7 @@ import time
 
 import numpy as np
 
-# The paper's thresholds (section IV-B), watts.
-PAPER_THRESHOLDS_W = {"gpu": 80.0, "jetson": 1.0, "myriad": 0.45}
+# The paper's per-device thresholds (section IV-B) live in deploy.devices.
 DEFAULT_SAMPLE_INTERVAL_S = 0.02
 DEFAULT_MERGE_GAP_S = 0.25
 DEFAULT_MIN_RUN_S = 0.1

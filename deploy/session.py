@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
+from deploy import devices
 from deploy import protocol
 
-DEVICES = ("cpu", "gpu", "jetson", "myriad")
 DEFAULT_REPEATS = 3
 DEFAULT_WARMUP_BATCHES = 5
 
@@ -53,8 +53,8 @@ def choose_threshold(device, threshold_w):
       raise ValueError("Invalid value for argument `threshold_w`. Expected positive "
                        "watts. Received threshold_w=%r" % (threshold_w,))
     return float(threshold_w), "user"
-  if device in protocol.PAPER_THRESHOLDS_W:
-    return protocol.PAPER_THRESHOLDS_W[device], "paper"
+  if devices.paper_threshold_w(device) is not None:
+    return devices.paper_threshold_w(device), "paper"
   return None, "auto"
 
 
@@ -120,9 +120,7 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
                     min_run_s=protocol.DEFAULT_MIN_RUN_S, progress=None,
                     clock=time.monotonic):
   """Measure ``runtime`` on ``images``; returns the result dict (issue 5)."""
-  if device not in DEVICES:
-    raise ValueError("Invalid value for argument `device`. Expected one of %s. "
-                     "Received device=%r" % ("|".join(DEVICES), device))
+  devices.device(device)  # a clear error for an unknown kind
   if int(repeats) < 1 or int(warmup_batches) < 0:
     raise ValueError("Expected repeats >= 1 and warmup_batches >= 0. Received "
                      "repeats=%r warmup_batches=%r" % (repeats, warmup_batches))

@@ -14,28 +14,16 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
+from deploy import devices
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
 STRATEGIES = ("pesmo", "parego", "random")
-DEVICES = ("cpu", "gpu", "jetson", "myriad", "remote")
-RUNTIMES = ("keras", "onnxruntime", "openvino", "tensorrt")
-POWER_SOURCES = ("auto", "none", "rapl", "nvml", "ina3221", "usb_meter")
 EXECUTORS = ("local", "ray")
-# Power sources that can exist on each local device kind ("auto" picks the
-# first readable one, else "none").
-DEVICE_POWER_SOURCES = {
-    "cpu": ("rapl", "none"),
-    "gpu": ("nvml", "none"),
-    "jetson": ("ina3221", "none"),
-    "myriad": ("usb_meter", "none"),
-}
-DEFAULT_RUNTIME = {"cpu": "onnxruntime", "gpu": "onnxruntime", "jetson": "tensorrt",
-                   "myriad": "openvino", "remote": "onnxruntime"}
-# Paper IV-B thresholds, used when --power_threshold_w is not given.
-PAPER_THRESHOLD_W = {"gpu": 80.0, "jetson": 1.0, "myriad": 0.45}
+# Devices, runtimes, power sources and thresholds: deploy/devices.py.
 RUN_CONTROL_FIELDS = ("num_samples", "max_parallel", "executor", "ray_address", "device_url",
-                      "device_token_file", "results_dir", "trial_retries")
+                      "device_token_file", "results_dir", "trial_retries", "artifact_format",
+                      "onnx_opset")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +40,11 @@ class SearchConfig:
   recipe: Dict[str, object] = dataclasses.field(default_factory=dict)
   train_images: Optional[int] = None
   device: str = "cpu"
+  # Filled by the capability check (deploy.target) before the first trial:
+  # the kind of device measured (a remote agent's own), the artifact sent.
+  device_kind: Optional[str] = None
+  artifact_format: Optional[str] = None
+  onnx_opset: Optional[int] = None
   runtime: Optional[str] = None
   power_source: str = "auto"
   optional_energy: bool = False
@@ -94,11 +87,11 @@ def _choice(name, value, allowed):
 def validate(config: SearchConfig) -> None:
   """Refuse invalid combinations before any work, with one clear message."""
   _choice("strategy", config.strategy, STRATEGIES)
-  _choice("device", config.device, DEVICES)
+  _choice("device", config.device, list(devices.DEVICES) + [devices.REMOTE])
   _choice("executor", config.executor, EXECUTORS)
-  _choice("power_source", config.power_source, POWER_SOURCES)
+  _choice("power_source", config.power_source, (devices.AUTO,) + devices.POWER_SOURCES)
   if config.runtime is not None:
-    _choice("runtime", config.runtime, RUNTIMES)
+    _choice("runtime", config.runtime, list(devices.RUNTIMES))
   if not config.objectives or len(set(config.objectives)) != len(config.objectives):
     raise ValueError("--objectives must name distinct objectives among %s; received %s."
                      % (",".join(OBJECTIVES), ",".join(config.objectives) or "nothing"))
@@ -125,10 +118,14 @@ def validate(config: SearchConfig) -> None:
     if not config.device_token_file or not os.path.isfile(config.device_token_file):
       raise ValueError("--device=remote needs --device_token_file naming a readable file "
                        "with the agent's token; received %r." % (config.device_token_file,))
-  elif config.power_source not in ("auto",) + DEVICE_POWER_SOURCES[config.device]:
-    raise ValueError("--power_source=%s cannot measure --device=%s; expected one of: %s."
-                     % (config.power_source, config.device,
-                        ", ".join(("auto",) + DEVICE_POWER_SOURCES[config.device])))
+  else:
+    for check, value in ((devices.check_power_source, config.power_source),
+                         (devices.check_runtime, config.runtime)):
+      if value is not None:
+        try:
+          check(config.device, value)
+        except ValueError as e:
+          raise ValueError("--%s" % e)
   if ("energy" in config.objectives and config.power_source == "none"
       and not config.optional_energy):
     raise ValueError("--objectives includes energy but --power_source=none measures no "
@@ -143,11 +140,13 @@ def check_results_dir(config: SearchConfig) -> bool:
     return False
   with open(path) as f:
     try:
-      previous = SearchConfig.from_dict(json.load(f)).identity()
+      raw = json.load(f)
+      previous = SearchConfig.from_dict(raw).identity()
     except (ValueError, TypeError) as e:
       raise ValueError("%s is not a tea-keras search config (%s); use another "
                        "--results_dir." % (path, e))
-  current = config.identity()
+  # A field that an older tea-keras did not write is not a difference.
+  current = {k: v for k, v in config.identity().items() if k in raw}
   diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
   if diff:
     details = "; ".join("%s: %r there, %r now" % (k, previous.get(k), current.get(k))

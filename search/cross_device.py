@@ -26,11 +26,15 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("source_dir", None, "Results dir whose Pareto models are re-measured.")
-flags.DEFINE_string("target_dir", None, "Results dir of the target device's own search.")
-flags.DEFINE_string("out_dir", None, "Where the CSV, plots and measurements go.")
-flags.DEFINE_string("device_url", None, "Override the target's agent address.")
-flags.DEFINE_string("device_token_file", None, "Override the target's agent token file.")
+
+
+def define_flags():
+  """The CLI's flags; defined only when run as a program."""
+  flags.DEFINE_string("source_dir", None, "Results dir whose Pareto models are re-measured.")
+  flags.DEFINE_string("target_dir", None, "Results dir of the target device's own search.")
+  flags.DEFINE_string("out_dir", None, "Where the CSV, plots and measurements go.")
+  flags.DEFINE_string("device_url", None, "Override the target's agent address.")
+  flags.DEFINE_string("device_token_file", None, "Override the target's agent token file.")
 
 
 def pareto_trials(trials, objectives):
@@ -92,7 +96,7 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
 
 def main(argv):
   del argv
-  from search import config as config_lib, report  # pylint: disable=g-import-not-at-top
+  from search import config as config_lib, loop, report  # pylint: disable=g-import-not-at-top
   try:
     if not (FLAGS.source_dir and FLAGS.target_dir and FLAGS.out_dir):
       raise ValueError("--source_dir, --target_dir and --out_dir are required.")
@@ -100,7 +104,9 @@ def main(argv):
     target = config_lib.SearchConfig.from_dict(target_dict)
     overrides = {k: getattr(FLAGS, k) for k in ("device_url", "device_token_file")
                  if getattr(FLAGS, k)}
-    target = dataclasses.replace(target, **overrides)
+    # Ask the target again what it reads before re-measuring anything.
+    target = loop.resolve(dataclasses.replace(target, device_kind=None, artifact_format=None,
+                                              onnx_opset=None, **overrides))
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     rows = remeasure(FLAGS.source_dir, target, FLAGS.out_dir)
   except (ValueError, FileNotFoundError) as e:
@@ -117,4 +123,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -9,7 +9,12 @@ give back its result dicts, so the loop does not know which one it drives.
   worker (segfault, out of memory) fails that trial only.
 * ``RayExecutor``: one Ray task per trial on an existing cluster
   (``ray_address``) or a local Ray instance; each task asks for one CPU, so
-  ``max_parallel`` trials run at once at most.
+  ``max_parallel`` trials run at once at most, and ``gpus_per_trial`` GPUs
+  (a GPU search: ``1 / max_parallel``, so that Ray makes the GPU visible to
+  the trials and packs ``max_parallel`` of them on one GPU). A search that
+  measures on a local device needs its trials on this machine
+  (``single_node``): a cluster of several nodes is refused, since each node
+  would measure on its own hardware (use ``--device=remote``).
 """
 
 import abc
@@ -89,7 +94,7 @@ class LocalExecutor(Executor):
 class RayExecutor(Executor):
   """Trials as Ray tasks (``ray.init(address=ray_address)``)."""
 
-  def __init__(self, max_parallel, ray_address=None):
+  def __init__(self, max_parallel, ray_address=None, gpus_per_trial=0.0, single_node=False):
     try:
       import ray  # pylint: disable=g-import-not-at-top
     except ImportError as e:
@@ -100,7 +105,19 @@ class RayExecutor(Executor):
         ray.init(address=ray_address, log_to_driver=False)
       else:
         ray.init(num_cpus=max(2, max_parallel), log_to_driver=False, include_dashboard=False)
-    self._remote = ray.remote(num_cpus=1, max_retries=0)(trial_lib.evaluate_trial)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if single_node and len(nodes) > 1:
+      raise ValueError("The Ray cluster at %s has %d nodes, and a local --device measures each "
+                       "trial on whichever node trained it. Measure on one target: run `python "
+                       "-m deploy.agent` there and use --device=remote." % (ray_address,
+                                                                           len(nodes)))
+    gpus = ray.cluster_resources().get("GPU", 0)
+    if gpus_per_trial and gpus < gpus_per_trial:
+      raise ValueError("A GPU search asks Ray for %.2g GPU per trial, but the Ray cluster has "
+                       "%s GPUs (is CUDA visible to Ray here?)." % (gpus_per_trial, gpus))
+    self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial,
+                              max_retries=0)(trial_lib.evaluate_trial)
+    self.gpus_per_trial = gpus_per_trial
     self._refs = {}
 
   def submit(self, spec):
@@ -127,10 +144,10 @@ class RayExecutor(Executor):
     self._refs.clear()
 
 
-def make_executor(name, max_parallel, ray_address=None):
+def make_executor(name, max_parallel, ray_address=None, gpus_per_trial=0.0, single_node=False):
   if name == "local":
     return LocalExecutor(max_parallel)
   if name == "ray":
-    return RayExecutor(max_parallel, ray_address)
+    return RayExecutor(max_parallel, ray_address, gpus_per_trial, single_node)
   raise ValueError("Invalid value for argument `executor`. Expected local or ray. "
                    "Received executor=%r" % (name,))

@@ -34,40 +34,33 @@ from tea_keras import space
 
 
 def resolve(config, log=print):
-  """Fill the per-device defaults: runtime, power source (``auto``), threshold,
-  and drop energy (``optional_energy``) when no power source can be read."""
-  changes = {}
-  if config.runtime is None:
-    changes["runtime"] = config_lib.DEFAULT_RUNTIME[config.device]
-  if config.power_source == "auto":
-    changes["power_source"] = "none"
-    if config.device != "remote":
-      changes["power_source"] = readable_power_source(config.device)
-  source = changes.get("power_source", config.power_source)
-  if config.power_threshold_w is None and config.device in config_lib.PAPER_THRESHOLD_W:
-    changes["power_threshold_w"] = config_lib.PAPER_THRESHOLD_W[config.device]
-  if "energy" in config.objectives and source == "none" and config.optional_energy:
-    log("notice: no readable power source on --device=%s; energy is dropped from the "
-        "objectives (time and error remain)." % config.device)
+  """Ask the target what it can measure before any work (``deploy.target``):
+  adopt ``auto`` values (runtime, power source), the paper's threshold, the
+  artifact format and ONNX opset to send, and drop energy (``optional_energy``)
+  when no power source reads. Raises ``ValueError`` (a ``TargetError``) naming
+  what is missing when the experiment cannot be measured there."""
+  from deploy import target  # pylint: disable=g-import-not-at-top
+  config_lib.validate(config)
+  token = None
+  if config.device == "remote":
+    with open(config.device_token_file) as f:
+      token = f.read().strip()
+  plan = target.plan_measurement(
+      config.device, config.runtime, config.power_source, config.objectives,
+      config.optional_energy, config.power_threshold_w, device_url=config.device_url,
+      token=token)
+  for notice in plan.notices:
+    log("notice: %s" % notice)
+  changes = dict(runtime=plan.runtime, power_source=plan.power_source,
+                 power_threshold_w=plan.threshold_w, device_kind=plan.device_kind,
+                 artifact_format=plan.artifact_format, onnx_opset=plan.onnx_opset)
+  if "energy" in config.objectives and not plan.power_readable:
+    log("notice: no readable power source on --device=%s (%s); energy is dropped from the "
+        "objectives (time and error remain)." % (config.device, plan.device_kind))
     changes["objectives"] = tuple(o for o in config.objectives if o != "energy")
   resolved = config_lib.SearchConfig.from_dict(dict(config.__dict__, **changes))
   config_lib.validate(resolved)
   return resolved
-
-
-def readable_power_source(device):
-  """The device's power source if it can be read here, else ``none``."""
-  from deploy import power  # pylint: disable=g-import-not-at-top
-  for name in config_lib.DEVICE_POWER_SOURCES[device]:
-    if name == "none":
-      return name
-    try:
-      source = power.create(name)
-      source.read_sample()
-      return name
-    except Exception:  # pylint: disable=broad-except  (unreadable: try the next one)
-      continue
-  return "none"
 
 
 class Progress:
@@ -143,7 +136,8 @@ def _spec(config, trial):
 def run_search(config, log=print):
   """Run (or resume) the search described by ``config``; returns the summary."""
   config_lib.validate(config)
-  config = resolve(config, log)
+  if config.device_kind is None:  # not yet checked against the target
+    config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
   config_lib.write_config(config)
   store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
@@ -160,13 +154,17 @@ def run_search(config, log=print):
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
   strategy = strategies.make_strategy(config.strategy, design_space, len(config.objectives),
                                       seed=config.seed, log_objectives=log_objectives)
-  executor = executors.make_executor(config.executor, config.max_parallel, config.ray_address)
+  executor = executors.make_executor(
+      config.executor, config.max_parallel, config.ray_address,
+      gpus_per_trial=1.0 / config.max_parallel if config.device == "gpu" else 0.0,
+      single_node=config.device != "remote")
+  nonce = _storage_nonce(config) if config.executor == "ray" else None
   progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log)
   summary = _refresh(store, config)
   in_flight = set()
   try:
     while True:
-      _fill_slots(store, strategy, config, design_space, executor, in_flight, log)
+      _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce)
       if executor.in_flight == 0:
         break
       for result in executor.wait():
@@ -182,7 +180,17 @@ def run_search(config, log=print):
   return summary
 
 
-def _fill_slots(store, strategy, config, design_space, executor, in_flight, log):
+def _storage_nonce(config):
+  """Leave a nonce in the results dir that Ray tasks check (``search.trial``)."""
+  nonce = os.urandom(8).hex()
+  path = os.path.join(config.results_dir, ".storage_check")
+  with open(path + ".tmp", "w") as f:
+    f.write(nonce)
+  os.replace(path + ".tmp", path)
+  return nonce
+
+
+def _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce=None):
   while executor.in_flight < config.max_parallel:
     waiting = [t for t in store.trials(["pending"]) if t["trial_id"] not in in_flight]
     if not waiting:
@@ -195,7 +203,10 @@ def _fill_slots(store, strategy, config, design_space, executor, in_flight, log)
     store.mark_running(trial["trial_id"])
     in_flight.add(trial["trial_id"])
     log("trial #%d (%s): %s" % (trial["trial_id"], trial["source"], trial["genotype"]))
-    executor.submit(_spec(config, trial))
+    spec = _spec(config, trial)
+    if nonce:
+      spec["storage_nonce"] = nonce
+    executor.submit(spec)
 
 
 def _record(store, config, result, log):

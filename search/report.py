@@ -34,26 +34,33 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deploy import devices
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("figure", "fig5", ["fig5", "table2"], "What to draw.")
-flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
-flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
-flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
-flags.DEFINE_list("checkpoints", ["100", "200", "300", "400"], "fig5: sample counts.")
-flags.DEFINE_list("model_dirs", [], "table2: training directories of the models.")
-flags.DEFINE_string("measure_label", None, "table2: measure the models now under this label.")
-flags.DEFINE_enum("device", "cpu", ["cpu", "gpu", "jetson", "myriad", "remote"],
-                  "table2: device to measure on.")
-flags.DEFINE_enum("runtime", "onnxruntime", ["keras", "onnxruntime", "openvino", "tensorrt"],
-                  "table2: runtime.")
-flags.DEFINE_enum("power_source", "auto", ["auto", "none", "rapl", "nvml", "ina3221",
-                                           "usb_meter"], "table2: power source.")
-flags.DEFINE_float("power_threshold_w", None, "table2: working/idle threshold (W).")
-flags.DEFINE_string("dataset", "cifar10", "table2: images measured (validation split).")
-flags.DEFINE_string("data_dir", None, "table2: cifar-10-batches-py folder.")
-flags.DEFINE_integer("measure_images", 5000, "table2: images per measurement.")
-flags.DEFINE_string("device_url", None, "table2: agent address for --device=remote.")
-flags.DEFINE_string("device_token_file", None, "table2: agent token file.")
+
+
+def define_flags():
+  """The CLI's flags; defined only when run as a program (``search.cross_device``
+  imports this module and defines some of the same names)."""
+  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2"], "What to draw.")
+  flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
+  flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
+  flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
+  flags.DEFINE_list("checkpoints", ["100", "200", "300", "400"], "fig5: sample counts.")
+  flags.DEFINE_list("model_dirs", [], "table2: training directories of the models.")
+  flags.DEFINE_string("measure_label", None, "table2: measure the models now under this label.")
+  flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
+                    "table2: device to measure on.")
+  flags.DEFINE_enum("runtime", None, list(devices.RUNTIMES),
+                    "table2: runtime (default: the device's, deploy/devices.py).")
+  flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
+                    "table2: power source.")
+  flags.DEFINE_float("power_threshold_w", None, "table2: working/idle threshold (W).")
+  flags.DEFINE_string("dataset", "cifar10", "table2: images measured (validation split).")
+  flags.DEFINE_string("data_dir", None, "table2: cifar-10-batches-py folder.")
+  flags.DEFINE_integer("measure_images", 5000, "table2: images per measurement.")
+  flags.DEFINE_string("device_url", None, "table2: agent address for --device=remote.")
+  flags.DEFINE_string("device_token_file", None, "table2: agent token file.")
 
 
 # -- Fig. 5 -----------------------------------------------------------------------
@@ -210,15 +217,17 @@ def _num(value):
   return "n/a" if value is None else "%.4g" % value
 
 
-def _table2_settings():
+def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, dataset, data_dir,
+                    measure_images, device_url=None, device_token_file=None, log=print):
+  """The measurement settings of Table II, checked against the target first
+  (``search.loop.resolve``: what it can run, which power source reads)."""
   from search import config as config_lib, loop  # pylint: disable=g-import-not-at-top
   config = config_lib.SearchConfig(
-      results_dir=FLAGS.out_dir, objectives=("error", "time"), device=FLAGS.device,
-      runtime=FLAGS.runtime, power_source=FLAGS.power_source,
-      power_threshold_w=FLAGS.power_threshold_w, dataset=FLAGS.dataset,
-      data_dir=FLAGS.data_dir, measure_images=FLAGS.measure_images,
-      device_url=FLAGS.device_url, device_token_file=FLAGS.device_token_file)
-  return loop.resolve(config)
+      results_dir=out_dir, objectives=("error", "time"), device=device, runtime=runtime,
+      power_source=power_source, power_threshold_w=power_threshold_w, dataset=dataset,
+      data_dir=data_dir, measure_images=measure_images, device_url=device_url,
+      device_token_file=device_token_file)
+  return loop.resolve(config, log)
 
 
 def main(argv):
@@ -234,7 +243,10 @@ def main(argv):
     if not FLAGS.model_dirs:
       raise ValueError("--figure=table2 needs --model_dirs.")
     if FLAGS.measure_label:
-      settings = _table2_settings()
+      settings = table2_settings(
+          FLAGS.out_dir, FLAGS.device, FLAGS.runtime, FLAGS.power_source,
+          FLAGS.power_threshold_w, FLAGS.dataset, FLAGS.data_dir, FLAGS.measure_images,
+          FLAGS.device_url, FLAGS.device_token_file)
       for d in FLAGS.model_dirs:
         m = measure_model_dir(d, FLAGS.measure_label, settings)
         print("%s: time_s=%s energy_j=%s" % (d, _num(m.get("time_s")), _num(m.get("energy_j"))))
@@ -248,4 +260,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -21,10 +21,8 @@ import time
 import traceback
 
 from search import config as config_lib
+from search import device_lock
 
-# The export format each runtime loads.
-RUNTIME_FORMAT = {"keras": "keras", "onnxruntime": "onnx", "openvino": "openvino",
-                  "tensorrt": "onnx"}
 _SPLITS_CACHE = {}
 
 
@@ -45,10 +43,15 @@ def evaluate_trial(spec):
   config = config_lib.SearchConfig.from_dict(spec["config"])
   result = {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
             "error": None, "retryable": False}
+  lock = device_lock.for_config(config)
   try:
-    _train(spec, config, result)
+    _check_shared_storage(spec)
+    with device_lock.training(lock):
+      _train(spec, config, result)
     if result["error"] is None and {"time", "energy"} & set(config.objectives):
-      _measure(spec, config, result)
+      with device_lock.measuring(lock) as waited:
+        result["metrics"]["measure_lock_wait_s"] = waited
+        _measure(spec, config, result)
   except ConnectionError as e:  # deploy's DeviceUnreachableError derives from it
     result.update(error="device unreachable: %s" % e, retryable=True)
   except Exception as e:  # pylint: disable=broad-except
@@ -60,6 +63,26 @@ def evaluate_trial(spec):
     else:
       result["status"] = "done"
   return result
+
+
+def _check_shared_storage(spec):
+  """A Ray task on another machine must write into the search's results dir:
+  the driver left a nonce there (``spec["storage_nonce"]``)."""
+  nonce = spec.get("storage_nonce")
+  if not nonce:
+    return
+  path = os.path.join(spec["config"]["results_dir"], ".storage_check")
+  try:
+    with open(path) as f:
+      seen = f.read().strip()
+  except OSError:
+    seen = None
+  if seen != nonce:
+    import socket  # pylint: disable=g-import-not-at-top
+    raise RuntimeError("--results_dir=%s is not shared with %s (no matching %s there): with "
+                       "Ray on several machines the results directory must be on storage "
+                       "every node mounts at the same path (NFS, a cluster file system)."
+                       % (spec["config"]["results_dir"], socket.gethostname(), path))
 
 
 def objective_value(metrics, objective):
@@ -104,24 +127,27 @@ def _measure(spec, config, result):
 
 
 def export_and_measure(model, work_dir, config, images):
-  """Export ``model`` for ``config.runtime`` into ``work_dir/export`` and
-  measure it on ``config.device`` (locally or through the remote agent).
+  """Export ``model`` in the format the target reads into ``work_dir/export``
+  and measure it on ``config.device`` (locally or through the remote agent).
 
-  ``config``: any object with the measurement fields of ``SearchConfig``.
+  ``config``: a ``SearchConfig`` passed through ``search.loop.resolve`` (it
+  names the runtime, the artifact format and ONNX opset the target reads).
   Returns ``(metrics, artifacts)``: the measurement's scalar fields (plus
-  ``export_max_abs_diff``) and the paths of the export and power trace.
+  ``export_max_abs_diff`` and, for TensorRT, ``engine_build_s``) and the
+  paths of the export and power trace.
   """
-  from deploy import export as export_lib  # pylint: disable=g-import-not-at-top
+  from deploy import devices  # pylint: disable=g-import-not-at-top
+  from deploy import export as export_lib
   metrics, artifacts = {}, {}
-  fmt = RUNTIME_FORMAT[config.runtime]
-  suffix = {"onnx": ".onnx", "openvino": ".xml", "keras": ".keras"}[fmt]
-  out = os.path.join(work_dir, "export", "model" + suffix)
+  fmt = config.artifact_format or devices.runtime(config.runtime).formats[0]
+  out = os.path.join(work_dir, "export", "model" + devices.FORMATS[fmt].suffix)
   if fmt == "keras":
     os.makedirs(os.path.dirname(out), exist_ok=True)
     model.save(out)
     model_path = out
   else:
-    exported = export_lib.export_model(model, fmt, out, check_images=images[:8])
+    exported = export_lib.export_model(model, fmt, out, check_images=images[:8],
+                                       opset=config.onnx_opset or devices.ONNX_OPSET)
     model_path = exported.path
     metrics["export_max_abs_diff"] = exported.max_abs_diff
   artifacts["export"] = model_path
@@ -137,10 +163,16 @@ def export_and_measure(model, work_dir, config, images):
                                    trace_dir=os.path.join(work_dir, "measure"), **settings)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
+  runtime_info = measured.get("runtime_info") or {}
+  for key in ("engine_build_s", "engine_cached"):
+    if key in runtime_info:
+      metrics[key] = runtime_info[key]
   for key in ("trace", "trace_png"):
     if measured.get(key):
       artifacts[key] = measured[key]
   return metrics, artifacts
+
+
 def _measure_remote(config, model_path, settings):
   from deploy import agent_client  # pylint: disable=g-import-not-at-top
   with open(config.device_token_file) as f:
@@ -149,7 +181,8 @@ def _measure_remote(config, model_path, settings):
   # The agent owns its power source and its copy of the validation images.
   remote = {k: v for k, v in settings.items() if k not in ("device", "power_source")}
   measured = client.measure(model_path, num_images=config.measure_images, **remote)
-  if measured.get("power_source") != settings["power_source"] and settings["power_source"] != "auto":
+  if measured.get("power_source") != settings["power_source"] and \
+      settings["power_source"] not in ("auto", "none"):
     raise ValueError("The agent at %s measures with power source %r, the search asked for %r."
                      % (config.device_url, measured.get("power_source"), settings["power_source"]))
   return measured

@@ -5,7 +5,9 @@ vendor packages (``pynvml``, ``serial``) are imported inside their modules
 when a source is created. ``create(name, **kwargs)`` builds a source by name.
 """
 
-NAMES = ("nvml", "ina3221", "rapl", "usb_meter", "none")
+from deploy import devices
+
+NAMES = devices.POWER_SOURCES
 
 
 def create(name, **kwargs):

@@ -6,7 +6,9 @@ The onnxruntime, openvino and tensorrt modules are device-side code
 (Python 3.6 syntax, numpy + the runtime); keras_runtime is host-side.
 """
 
-NAMES = ("keras", "onnxruntime", "openvino", "tensorrt")
+from deploy import devices
+
+NAMES = tuple(devices.RUNTIMES)
 
 
 def create(name, model_path, device="cpu", **kwargs):

@@ -37,7 +37,7 @@ class AgentClientTest(tf.test.TestCase):
       self.assertEqual(z.read("model.bin"), b"\x01\x02")
 
   def test_artifact_bytes_errors(self):
-    with self.assertRaisesRegex(ValueError, "Cannot tell the format"):
+    with self.assertRaisesRegex(ValueError, "Cannot tell the artifact format"):
       agent_client.artifact_bytes("model.tflite")
     with self.assertRaisesRegex(ValueError, "does not exist"):
       agent_client.artifact_bytes(os.path.join(self.get_temp_dir(), "none.onnx"))

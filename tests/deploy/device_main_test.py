@@ -17,7 +17,8 @@ VERMIN = [sys.executable, "-c", "import sys; from vermin.main import main; sys.e
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # Everything that runs on a device (Jetson TX2: Python 3.6).
 DEVICE_SIDE = [
-    "deploy/__init__.py", "deploy/protocol.py", "deploy/session.py",
+    "deploy/__init__.py", "deploy/devices.py", "deploy/capabilities.py", "deploy/target.py",
+    "deploy/protocol.py", "deploy/session.py",
     "deploy/device_main.py", "deploy/trace_plot.py", "deploy/agent.py",
     "deploy/agent_client.py", "deploy/tensorrt_build.py", "deploy/power",
     "deploy/runtimes/__init__.py", "deploy/runtimes/base.py",
@@ -85,7 +86,7 @@ class DeviceMainTest(tf.test.TestCase):
   def test_build_runtime_validates_names(self):
     with self.assertRaisesRegex(ValueError, "cpu\\|gpu\\|jetson\\|myriad"):
       device_main.build_runtime("tpu", "onnxruntime", "m.onnx", 1)
-    with self.assertRaisesRegex(ValueError, "keras\\|onnxruntime"):
+    with self.assertRaisesRegex(ValueError, "onnxruntime\\|openvino\\|tensorrt\\|keras"):
       device_main.build_runtime("cpu", "tvm", "m.onnx", 1)
 
 

@@ -24,7 +24,7 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
       (dict(objectives=("error",)), "needs at least two"),
       (dict(objectives=("error", "time", "energy"), power_source="none"),
        "--objectives includes energy but --power_source=none"),
-      (dict(device="cpu", power_source="nvml"), "--power_source=nvml cannot measure --device=cpu"),
+      (dict(device="cpu", power_source="nvml"), "--power_source=nvml cannot measure device=cpu"),
       (dict(device="remote"), "--device=remote needs --device_url"),
       (dict(device="remote", device_url="http://127.0.0.1:1", device_token_file="/nonexistent"),
        "needs --device_token_file naming a readable file"),
