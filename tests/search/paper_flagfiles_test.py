@@ -1,0 +1,306 @@
+"""End to end: each paper flagfile through `python -m search.run`, the real
+agent on loopback for the boards, `search.cross_device` and `search.report
+--figure=table2`, with the hardware emulated only at its boundary
+(tests/fakes/README.md): NVML's functions and ONNX Runtime's CUDA provider
+for the TITAN X, a fake `tensorrt` + CUDA runtime and an INA3221 sysfs tree
+for the Jetson TX2, an OpenVINO 2022.3 MYRIAD device and a USB meter log for
+the Movidius. Budgets are tiny (2 trials, N=1, F=4, 1 epoch on 256 images,
+200 images measured); everything else comes from the flagfile.
+
+Then the refusals: on this machine (no GPU, no TensorRT, no MYRIAD) each
+misconfiguration is refused in seconds, before any trial, naming the
+missing piece and how to get it.
+"""
+
+import contextlib
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from search import store as store_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HARDWARE_SITE = os.path.join(ROOT, "tests", "fakes", "hardware_site")
+GPU_SITE = os.path.join(ROOT, "tests", "fakes", "gpu_site")
+TINY = ["--num_samples=2", "--num_initial=2", "--dataset=cifar10_sample", "--num_cells=1",
+        "--filters=4", "--epochs=1", "--train_images=256", "--measure_images=200",
+        "--measure_repeats=1"]
+TOKEN = "e2e-token"
+
+
+def _env(fakes="", paths=(), **extra):
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(list(paths) + [ROOT] + (
+      [env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+  env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+  env.pop("TEA_FAKE_HARDWARE", None)
+  if fakes:
+    env["TEA_FAKE_HARDWARE"] = fakes
+  env.update(extra)
+  return env
+
+
+def _search_cmd(flagfile, results_dir, *extra):
+  return [sys.executable, "-m", "search.run",
+          "--flagfile=" + os.path.join(ROOT, "flags", flagfile),
+          "--results_dir=" + results_dir] + TINY + list(extra)
+
+
+def run_search(flagfile, results_dir, *extra, env=None, timeout=600):
+  return subprocess.run(_search_cmd(flagfile, results_dir, *extra), capture_output=True,
+                        text=True, env=env or _env(), cwd=ROOT, timeout=timeout)
+
+
+def _rapl_readable():
+  from deploy import capabilities  # pylint: disable=g-import-not-at-top
+  return capabilities.probe_power("cpu", "rapl")["readable"]
+
+
+def finished_trials(results_dir):
+  store = store_lib.TrialStore(os.path.join(results_dir, "trials.db"))
+  try:
+    return store.trials()
+  finally:
+    store.close()
+
+
+@contextlib.contextmanager
+def agent(workdir, device, *args, env=None):
+  """`python -m deploy.agent` on 127.0.0.1 (a free port); yields its URL."""
+  os.makedirs(workdir, exist_ok=True)
+  token_file = os.path.join(workdir, "token")
+  with open(token_file, "w") as f:
+    f.write(TOKEN)
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  images = os.path.join(workdir, "images.npy")
+  np.save(images, data.normalize(data.load("cifar10_sample").x_val[:200]))
+  log_path = os.path.join(workdir, "agent.log")
+  log = open(log_path, "w+")
+  proc = subprocess.Popen(
+      [sys.executable, "-m", "deploy.agent", "--host=127.0.0.1", "--port=0",
+       "--token_file=" + token_file, "--data=" + images, "--device=" + device] + list(args),
+      stdout=log, stderr=subprocess.STDOUT, env=env or _env(), cwd=ROOT)
+  try:
+    deadline, url = time.time() + 120, None
+    while url is None:
+      if proc.poll() is not None or time.time() > deadline:
+        raise AssertionError("agent did not start:\n" + open(log_path).read())
+      found = re.search(r"agent: \w+ on 127\.0\.0\.1:(\d+)", open(log_path).read())
+      url = "http://127.0.0.1:%s" % found.group(1) if found else None
+      time.sleep(0.2)
+    yield url, token_file, log_path
+  finally:
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+class PaperFlagfilesTest(tf.test.TestCase):
+  """Runs the four paper searches once; each test checks one of them."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.root = os.path.join(tf.compat.v1.test.get_temp_dir(), "paper_e2e")
+    cls.dirs, cls.outputs = {}, {}
+    cls.stack = contextlib.ExitStack()
+    cls.running = {}
+    # Two searches at a time (this machine has 2 cores): the GPU and the
+    # TX2 ones, then the two Movidius ones against one agent.
+    cls._titanx()
+    cls._jetson()
+    cls._wait()
+    cls._movidius()
+    cls._wait()
+
+  @classmethod
+  def tearDownClass(cls):
+    cls.stack.close()
+    super().tearDownClass()
+
+  @classmethod
+  def _search(cls, name, flagfile, *extra, env=None):
+    d = os.path.join(cls.root, name)
+    cls.dirs[name] = d
+    cls.running[name] = subprocess.Popen(
+        _search_cmd(flagfile, d, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=env or _env(), cwd=ROOT)
+
+  @classmethod
+  def _wait(cls):
+    for name, proc in cls.running.items():
+      stdout, stderr = proc.communicate(timeout=900)
+      cls.outputs[name] = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    cls.running = {}
+
+  @classmethod
+  def _titanx(cls):
+    cls._search("titanx", "paper_titanx.cfg", env=_env("nvml,ort_cuda", [HARDWARE_SITE]))
+
+  @classmethod
+  def _jetson(cls):
+    sysfs = os.path.join(cls.root, "tx2_sysfs")
+    env = _env("ina3221=" + sysfs, [GPU_SITE, HARDWARE_SITE],
+               TEA_FAKE_TENSORRT_VERSION="8.2.1")
+    cls.jetson_url, cls.jetson_token, cls.jetson_log = cls.stack.enter_context(agent(
+        os.path.join(cls.root, "tx2_agent"), "jetson", "--power_source=ina3221",
+        "--power_root=" + sysfs, "--engine_cache=" + os.path.join(cls.root, "engines"),
+        env=env))
+    cls._search("jetson", "paper_jetson_tx2.cfg", "--device_url=" + cls.jetson_url,
+                "--device_token_file=" + cls.jetson_token)
+
+  @classmethod
+  def _movidius(cls):
+    meter = os.path.join(cls.root, "ncs_meter.csv")
+    env = _env("myriad,usb_meter=" + meter, [HARDWARE_SITE])
+    url, token, cls.ncs_log = cls.stack.enter_context(agent(
+        os.path.join(cls.root, "ncs_agent"), "myriad", "--power_source=usb_meter",
+        "--usb_csv=" + meter, env=env))
+    for name, flagfile in (("movidius", "paper_movidius.cfg"),
+                           ("random_movidius", "paper_random_movidius.cfg")):
+      cls._search(name, flagfile, "--device_url=" + url, "--device_token_file=" + token)
+
+  def _check_done(self, name, power_source, threshold_w):
+    out = self.outputs[name]
+    self.assertEqual(out.returncode, 0, msg=out.stdout[-3000:] + out.stderr[-3000:])
+    trials = finished_trials(self.dirs[name])
+    self.assertLen(trials, 2)
+    for t in trials:
+      self.assertEqual(t["status"], "done", msg=t["error"])
+      m = t["metrics"]
+      self.assertGreater(m["time_s"], 0.0)
+      self.assertGreater(m["energy_j"], 0.0)
+      self.assertEqual(m["power_source"], power_source)
+      self.assertEqual(m["threshold_w"], threshold_w)
+      self.assertEqual(m["time_source"], "power_threshold", msg=m.get("warning"))
+    with open(os.path.join(self.dirs[name], "config.json")) as f:
+      return trials, json.load(f)
+
+  def test_paper_titanx_measures_on_the_gpu_with_nvml(self):
+    trials, config = self._check_done("titanx", "nvml", 80.0)
+    self.assertEqual(config["device_kind"], "gpu")
+    self.assertEqual(config["artifact_format"], "onnx")
+    for t in trials:
+      self.assertEqual(t["metrics"]["runtime"], "onnxruntime")
+      self.assertGreater(t["metrics"]["mean_power_w"], 80.0)
+      self.assertLess(t["metrics"]["idle_power_w"], 80.0)
+
+  def test_paper_jetson_tx2_builds_the_tensorrt_engine_on_the_board(self):
+    trials, config = self._check_done("jetson", "ina3221", 1.0)
+    self.assertEqual(config["device_kind"], "jetson")
+    self.assertEqual(config["artifact_format"], "onnx")
+    self.assertEqual(config["onnx_opset"], 13)
+    for t in trials:
+      self.assertEqual(t["metrics"]["runtime"], "tensorrt")
+      self.assertGreater(t["metrics"]["engine_build_s"], 0.0)
+      self.assertFalse(t["metrics"]["engine_cached"])
+      self.assertTrue(t["artifacts"]["export"].endswith(".onnx"))
+
+  def test_paper_movidius_sends_onnx_that_openvino_2022_3_reads(self):
+    for name in ("movidius", "random_movidius"):
+      trials, config = self._check_done(name, "usb_meter", 0.45)
+      self.assertEqual(config["device_kind"], "myriad")
+      self.assertEqual(config["artifact_format"], "onnx", msg=name)
+      self.assertIn("sending ONNX (opset 13) to OpenVINO 2022.3", self.outputs[name].stdout)
+      self.assertEqual([t["source"] for t in trials], ["initial", "initial"])
+    with open(self.ncs_log) as f:
+      self.assertNotIn("cannot", f.read().lower())
+
+  def test_cross_device_remeasures_titanx_models_on_the_tx2(self):
+    out_dir = os.path.join(self.root, "titanx_on_tx2")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.cross_device", "--source_dir=" + self.dirs["titanx"],
+         "--target_dir=" + self.dirs["jetson"], "--out_dir=" + out_dir,
+         "--device_url=" + self.jetson_url, "--device_token_file=" + self.jetson_token],
+        capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    self.assertEqual(proc.returncode, 0, msg=proc.stderr[-3000:])
+    with open(os.path.join(out_dir, "cross_device.csv")) as f:
+      rows = list(csv.DictReader(f))
+    source = {t["trial_id"]: t for t in finished_trials(self.dirs["titanx"])}
+    self.assertNotEmpty(rows)
+    for row in rows:
+      self.assertGreater(float(row["time_s"]), 0.0)
+      self.assertGreater(float(row["energy_j"]), 0.0)
+      self.assertAlmostEqual(float(row["error"]), source[int(row["trial_id"])]["metrics"]["val_error"])
+    self.assertTrue(os.path.exists(os.path.join(out_dir, "cross_error_time.png")))
+
+  def test_report_table2_measures_trained_models_locally_and_on_the_tx2(self):
+    model_dirs = ",".join(t["artifacts"]["model_dir"] for t in finished_trials(self.dirs["titanx"]))
+    out_dir = os.path.join(self.root, "table2")
+    common = [sys.executable, "-m", "search.report", "--figure=table2", "--model_dirs=" + model_dirs,
+              "--dataset=cifar10_sample", "--measure_images=200", "--out_dir=" + out_dir]
+    for extra in (["--measure_label=cpu", "--device=cpu", "--power_source=none"],
+                  ["--measure_label=tx2", "--device=remote", "--runtime=tensorrt",
+                   "--device_url=" + self.jetson_url, "--device_token_file=" + self.jetson_token]):
+      proc = subprocess.run(common + extra, capture_output=True, text=True, env=_env(), cwd=ROOT,
+                            timeout=600)
+      self.assertEqual(proc.returncode, 0, msg=proc.stderr[-3000:])
+    with open(os.path.join(out_dir, "table2.md")) as f:
+      lines = f.read().splitlines()
+    self.assertIn("cpu time (s)", lines[0])
+    self.assertIn("tx2 energy (J)", lines[0])
+    self.assertLen(lines, 2 + 2)
+    for line in lines[2:]:
+      cells = [c.strip() for c in line.strip("|").split("|")]
+      cpu_time, tx2_time, tx2_energy = float(cells[5]), float(cells[7]), float(cells[8])
+      self.assertGreater(min(cpu_time, tx2_time, tx2_energy), 0.0)
+      self.assertEqual(cells[6], "n/a" if not _rapl_readable() else cells[6])
+
+
+class RefusalTest(tf.test.TestCase):
+  """No GPU, TensorRT or MYRIAD here: refused before any trial, in seconds."""
+
+  def _refused(self, flagfile, *extra, expected=(), env=None):
+    d = os.path.join(self.get_temp_dir(), "refused_" + flagfile)
+    start = time.time()
+    out = run_search(flagfile, d, *extra, env=env, timeout=120)
+    took = time.time() - start
+    self.assertNotEqual(out.returncode, 0, msg=out.stdout)
+    self.assertLess(took, 60.0)
+    self.assertFalse(os.path.exists(os.path.join(d, "trials.db")))
+    self.assertNotIn("Traceback", out.stderr)
+    for text in expected:
+      self.assertIn(text, out.stderr)
+    return out.stderr
+
+  def test_search_refuses_gpu_without_cuda(self):
+    self._refused("paper_titanx.cfg", expected=("CUDAExecutionProvider", "onnxruntime-gpu"))
+
+  def test_search_refuses_gpu_whose_nvml_does_not_read(self):
+    self._refused("paper_titanx.cfg", env=_env("ort_cuda", [HARDWARE_SITE]),
+                  expected=("power_source=nvml cannot be read", "NVML"))
+
+  def test_search_refuses_local_jetson_without_tensorrt(self):
+    self._refused("paper_jetson_tx2.cfg", "--device=jetson",
+                  expected=("runtime=tensorrt is not installed", "pip install tensorrt"))
+
+  def test_search_refuses_local_myriad_without_the_plugin(self):
+    self._refused("paper_movidius.cfg", "--device=myriad",
+                  expected=("not MYRIAD", "openvino==2022.3"))
+
+  def test_search_refuses_remote_agent_that_cannot_run_the_runtime(self):
+    workdir = os.path.join(self.get_temp_dir(), "agent_no_trt")
+    with agent(workdir, "jetson", "--power_source=none") as (url, token, _):
+      self._refused("paper_jetson_tx2.cfg", "--device_url=" + url, "--device_token_file=" + token,
+                    expected=("the agent at %s" % url, "runtime=tensorrt is not installed"))
+
+  def test_search_refuses_remote_agent_whose_power_source_differs(self):
+    workdir = os.path.join(self.get_temp_dir(), "agent_cpu")
+    with agent(workdir, "cpu", "--power_source=none") as (url, token, _):
+      self._refused("paper_movidius.cfg", "--device_url=" + url, "--device_token_file=" + token,
+                    "--runtime=onnxruntime", expected=("measures with power source none",
+                                                       "--power_source=usb_meter"))
+
+  def test_search_refuses_unreachable_agent(self):
+    token = os.path.join(self.get_temp_dir(), "token")
+    with open(token, "w") as f:
+      f.write(TOKEN)
+    self._refused("paper_jetson_tx2.cfg", "--device_url=http://127.0.0.1:9",
+                  "--device_token_file=" + token, expected=("unreachable",))
