@@ -31,6 +31,13 @@ def _error(e):
   return "%s: %s" % (type(e).__name__, e)
 
 
+# A one-node ONNX model (y = Relu(x), opset 13), so that the probe can open a
+# real session on the provider without the onnx package on the device.
+_PROBE_MODEL = (b'\x08\x07:7\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probeZ\x0f\n\x01x\x12\n'
+                b'\n\x08\x08\x01\x12\x04\n\x02\x08\x01b\x0f\n\x01y\x12\n\n\x08\x08\x01\x12\x04'
+                b'\n\x02\x08\x01B\x04\n\x00\x10\r')
+
+
 def _probe_onnxruntime(kind):
   import onnxruntime as ort
   providers = list(ort.get_available_providers())
@@ -42,6 +49,15 @@ def _probe_onnxruntime(kind):
             "Jetson Zoo)" if need == "CUDAExecutionProvider" else "reinstall onnxruntime")
     out["error"] = "onnxruntime %s has providers %s, not %s: %s." % (
         ort.__version__, providers, need, hint)
+    return out
+  # A listed provider can still fail to start (CUDA or cuDNN libraries missing):
+  # ONNX Runtime then falls back to the CPU with a warning. Open a real session.
+  session = ort.InferenceSession(_PROBE_MODEL, providers=[need, "CPUExecutionProvider"])
+  started = session.get_providers()
+  if not started or started[0] != need:
+    out["error"] = ("onnxruntime lists %s but a session on it started only %s (are the CUDA "
+                    "and cuDNN libraries that onnxruntime-gpu %s needs installed?)."
+                    % (need, started, ort.__version__))
   return out
 
 

@@ -7,6 +7,11 @@ takes and returns plain JSON-able dicts so that any executor can carry them:
   result = {"trial_id", "status": "done"|"failed", "metrics": {...},
             "artifacts": {...}, "error": str|None, "retryable": bool}
 
+With several trials in flight on a local device, training holds the device
+lock shared and measurement exclusive (``search.device_lock``): no trial is
+measured while another trains or measures; the wall-clock windows are kept
+(``train_start_time``..``measure_end_time``, and ``measure_lock_wait_s``).
+
 Objectives are what was measured: ``error`` is the validation error after
 search-time training, ``time`` the measured inference time of
 ``measure_images`` validation images (``time_s``), ``energy`` the measured
@@ -46,12 +51,16 @@ def evaluate_trial(spec):
   lock = device_lock.for_config(config)
   try:
     _check_shared_storage(spec)
+    metrics = result["metrics"]
     with device_lock.training(lock):
+      metrics["train_start_time"] = time.time()
       _train(spec, config, result)
+      metrics["train_end_time"] = time.time()
     if result["error"] is None and {"time", "energy"} & set(config.objectives):
       with device_lock.measuring(lock) as waited:
-        result["metrics"]["measure_lock_wait_s"] = waited
+        metrics.update(measure_lock_wait_s=waited, measure_start_time=time.time())
         _measure(spec, config, result)
+        metrics["measure_end_time"] = time.time()
   except ConnectionError as e:  # deploy's DeviceUnreachableError derives from it
     result.update(error="device unreachable: %s" % e, retryable=True)
   except Exception as e:  # pylint: disable=broad-except

@@ -2,11 +2,8 @@
 
 import numpy as np
 
+from deploy import devices
 from deploy.runtimes import base
-
-_PROVIDERS = {"cpu": ["CPUExecutionProvider"],
-              "gpu": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-              "jetson": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
 class OnnxRuntime(base.Runtime):
@@ -15,10 +12,13 @@ class OnnxRuntime(base.Runtime):
   def __init__(self, model_path, device="cpu", intra_op_threads=0):
     super(OnnxRuntime, self).__init__(model_path, device)
     ort = base.require("onnxruntime", "onnxruntime", self.name)
-    if device not in _PROVIDERS:
+    if device not in devices.ONNXRUNTIME_PROVIDER:
       raise ValueError("Invalid value for argument `device` with runtime=onnxruntime. "
-                       "Expected one of %s. Received device=%r" % (sorted(_PROVIDERS), device))
-    wanted = _PROVIDERS[device]
+                       "Expected one of %s. Received device=%r"
+                       % (sorted(devices.ONNXRUNTIME_PROVIDER), device))
+    wanted = [devices.ONNXRUNTIME_PROVIDER[device]]
+    if wanted[0] != "CPUExecutionProvider":
+      wanted.append("CPUExecutionProvider")
     available = ort.get_available_providers()
     if device != "cpu" and wanted[0] not in available:
       raise ValueError("device=%s needs %s, but this onnxruntime build has %s "

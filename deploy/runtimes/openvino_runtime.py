@@ -4,9 +4,8 @@ the plugin exists. Reads IR (.xml + .bin) or ONNX directly. Works with the
 
 import numpy as np
 
+from deploy import devices
 from deploy.runtimes import base
-
-_DEVICE_NAMES = {"cpu": "CPU", "myriad": "MYRIAD", "gpu": "GPU", "npu": "NPU"}
 
 
 def _core():
@@ -33,11 +32,11 @@ class OpenVinoRuntime(base.Runtime):
     plugin default elsewhere; None always means the plugin default."""
     super(OpenVinoRuntime, self).__init__(model_path, device)
     core = _core()
-    self.ov_device = ov_device or _DEVICE_NAMES.get(device)
+    self.ov_device = ov_device or devices.OPENVINO_DEVICE.get(device)
     if self.ov_device is None:
       raise ValueError("Invalid value for argument `device` with runtime=openvino. "
                        "Expected one of %s (or pass ov_device). Received device=%r"
-                       % (sorted(_DEVICE_NAMES), device))
+                       % (sorted(devices.OPENVINO_DEVICE), device))
     if self.ov_device.split(".")[0] not in [d.split(".")[0] for d in core.available_devices]:
       raise ValueError("OpenVINO device %s is not available here; available: %s. "
                        "(MYRIAD needs OpenVINO <= 2022.3 and a plugged-in NCS2.)"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+from absl.testing import parameterized
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -87,7 +89,7 @@ class LoopTest(tf.test.TestCase):
 
 
 @pytest.mark.slow
-class LoopResumeTest(tf.test.TestCase):
+class LoopResumeTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_kill_9_mid_trial_then_resume_finishes_exactly(self):
     d = os.path.join(self.get_temp_dir(), "killed")
@@ -122,9 +124,10 @@ class LoopResumeTest(tf.test.TestCase):
       self.assertEqual(by_id[trial_id]["finished_at"], finished_at)
       self.assertEqual(by_id[trial_id]["attempts"], 1)
 
-  def test_ray_executor_runs_parallel_search(self):
-    d = os.path.join(self.get_temp_dir(), "ray")
-    out = run_cli(d, "--executor=ray", "--max_parallel=2", "--num_samples=4",
+  @parameterized.parameters("ray", "local")
+  def test_parallel_search_never_measures_while_another_trial_works(self, executor):
+    d = os.path.join(self.get_temp_dir(), executor)
+    out = run_cli(d, "--executor=" + executor, "--max_parallel=2", "--num_samples=4",
                   "--num_initial=2", "--strategy=pesmo")
     self.assertIn("search finished: 4 trials", out.stdout)
     store = store_lib.TrialStore(os.path.join(d, "trials.db"))
@@ -135,6 +138,43 @@ class LoopResumeTest(tf.test.TestCase):
     starts = sorted(t["started_at"] for t in trials)
     finishes = sorted(t["finished_at"] for t in trials)
     self.assertLess(starts[1], finishes[0])  # two trials were in flight at once
+    windows = [(t["trial_id"], kind, t["metrics"][kind + "_start_time"],
+                t["metrics"][kind + "_end_time"]) for t in trials for kind in ("train", "measure")]
+    for trial_id, _, m0, m1 in [w for w in windows if w[1] == "measure"]:
+      for other, kind, t0, t1 in windows:
+        if other != trial_id:
+          self.assertFalse(t0 < m1 and m0 < t1, msg="trial %d measured during %s of trial %d"
+                           % (trial_id, kind, other))
+
+
+class RayExecutorTest(tf.test.TestCase):
+
+  def test_gpu_search_on_a_ray_cluster_without_gpus_is_refused(self):
+    from search import executors  # pylint: disable=g-import-not-at-top
+    import ray  # pylint: disable=g-import-not-at-top
+    try:
+      with self.assertRaisesRegex(ValueError, "asks Ray for 0.5 GPU per trial, but the Ray "
+                                  "cluster has 0"):
+        executors.make_executor("ray", 2, gpus_per_trial=0.5, single_node=True)
+    finally:
+      ray.shutdown()
+
+
+class SharedStorageTest(tf.test.TestCase):
+
+  def test_trial_on_a_node_without_the_results_dir_fails_before_training(self):
+    from search import trial as trial_lib  # pylint: disable=g-import-not-at-top
+    d = os.path.join(self.get_temp_dir(), "not_shared")
+    config = tiny_config(d)
+    spec = {"trial_id": 1, "genotype": space.sample(np.random.default_rng(0)).to_string(),
+            "trial_dir": os.path.join(d, "trials", "0001"), "config": dict(config.__dict__),
+            "storage_nonce": "abc123"}
+    start = time.time()
+    result = trial_lib.evaluate_trial(spec)
+    self.assertLess(time.time() - start, 5.0)
+    self.assertEqual(result["status"], "failed")
+    self.assertIn("is not shared with", result["error"])
+    self.assertFalse(os.path.exists(spec["trial_dir"]))
 
 
 if __name__ == "__main__":
