@@ -19,6 +19,7 @@ import sys
 import numpy as np
 
 from deploy import capabilities
+from deploy import contention
 from deploy import devices
 from deploy import power as power_lib
 from deploy import protocol
@@ -98,6 +99,10 @@ def parser_for(device):
                  help="root of the sysfs tree read by ina3221/rapl (default /)")
   p.add_argument("--engine_cache", default=None,
                  help="tensorrt: where engines built from ONNX are cached")
+  p.add_argument("--contention_policy", default=contention.DEFAULT_POLICY,
+                 choices=contention.POLICIES,
+                 help="a repeat timed while other processes kept the CPUs busy: "
+                      "re-measure it, flag it, or refuse (deploy/contention.py)")
   return p
 
 
@@ -142,7 +147,8 @@ def main(device, argv=None):
         runtime, power, images, device, batch_size=args.batch_size,
         threshold_w=args.threshold_w, sample_interval_s=args.sample_interval_s,
         repeats=args.repeats, warmup_batches=args.warmup_batches, idle_s=args.idle_s,
-        trace_dir=args.trace_dir, progress=progress_printer)
+        trace_dir=args.trace_dir, progress=progress_printer,
+        contention_policy=args.contention_policy)
   result["model"] = args.model
   print(json.dumps(result, sort_keys=True))
   return result

@@ -26,6 +26,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deploy import contention
 from deploy import device_main
 from deploy import devices
 from deploy import protocol
@@ -37,7 +38,7 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
             threshold_w=None, sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
             repeats=session.DEFAULT_REPEATS, warmup_batches=session.DEFAULT_WARMUP_BATCHES,
             trace_dir=None, idle_s=None, power_options=None, runtime_options=None,
-            progress=True):
+            progress=True, contention_policy=contention.DEFAULT_POLICY):
   """Measure ``model_path`` with the protocol; returns the result dict.
 
   images: float32 normalized NHWC (``tea_keras.data.normalize``).
@@ -53,7 +54,8 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
           rt, power, images, device, batch_size=batch_size, threshold_w=threshold_w,
           sample_interval_s=sample_interval_s, repeats=repeats,
           warmup_batches=warmup_batches, idle_s=idle_s, trace_dir=trace_dir,
-          progress=device_main.progress_printer if progress else None)
+          progress=device_main.progress_printer if progress else None,
+          contention_policy=contention_policy)
   finally:
     rt.close()
   result["model"] = model_path
@@ -104,6 +106,9 @@ def define_flags():
   flags.DEFINE_string("usb_port", None, "usb_meter: serial port of the meter.")
   flags.DEFINE_string("write_data", None, "Write the normalized images to this .npy for "
                       "a device script and exit.")
+  flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY,
+                    list(contention.POLICIES), "When other processes keep the CPUs busy during a timed repeat: "
+                    "re-measure it (then flag), only flag it, or refuse (deploy/contention.py).")
 
 
 def main(argv):
@@ -126,7 +131,7 @@ def main(argv):
                      batch_size=FLAGS.batch_size, threshold_w=FLAGS.threshold_w,
                      sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
                      warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
-                     idle_s=FLAGS.idle_s,
+                     idle_s=FLAGS.idle_s, contention_policy=FLAGS.contention_policy,
                      power_options={k: options[k] for k in wanted if options[k] is not None})
   except (ImportError, ValueError, power_base.PowerSourceError) as e:
     sys.stderr.write("deploy.measure: %s: %s\n" % (type(e).__name__, e))

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from deploy import contention
 from deploy import devices
 from deploy import protocol
 
@@ -65,10 +66,12 @@ def _run_once(runtime, power, batches, interval_s, idle_s, clock):
     sampler = protocol.Sampler(power, interval_s, clock).start()
   wall_offset = time.time() - clock()
   time.sleep(idle_s)
-  h0, cpu0 = clock(), time.process_time()
+  meter = contention.CpuMeter().start()
+  h0 = clock()
   for batch in batches:
     runtime.predict(batch)
-  h1, cpu1 = clock(), time.process_time()
+  h1 = clock()
+  cpu = meter.stop()
   time.sleep(idle_s)
   if sampler is not None:
     trace = sampler.stop()
@@ -78,7 +81,7 @@ def _run_once(runtime, power, batches, interval_s, idle_s, clock):
     trace = protocol.Trace(np.asarray(wall_t) - wall_offset, watts, None, wall_offset)
   else:
     trace = protocol.Trace([], [], None, wall_offset)
-  return trace, (h0, h1), cpu1 - cpu0
+  return trace, (h0, h1), cpu
 
 
 def analyze(trace, window, threshold_w, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
@@ -118,9 +121,18 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
                     repeats=DEFAULT_REPEATS, warmup_batches=DEFAULT_WARMUP_BATCHES,
                     idle_s=None, trace_dir=None, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
                     min_run_s=protocol.DEFAULT_MIN_RUN_S, progress=None,
-                    clock=time.monotonic):
-  """Measure ``runtime`` on ``images``; returns the result dict (issue 5)."""
+                    clock=time.monotonic, contention_policy=contention.DEFAULT_POLICY,
+                    contention_threshold=contention.DEFAULT_THRESHOLD,
+                    max_remeasures=contention.DEFAULT_MAX_REMEASURES,
+                    remeasure_pause_s=contention.DEFAULT_PAUSE_S):
+  """Measure ``runtime`` on ``images``; returns the result dict.
+
+  Contention (``deploy.contention``): each repeat records the share of the
+  machine that other processes used while it was timed; a contended repeat
+  is re-measured, flagged or refused per ``contention_policy``.
+  """
   devices.device(device)  # a clear error for an unknown kind
+  contention.check_policy(contention_policy, contention_threshold, max_remeasures)
   if int(repeats) < 1 or int(warmup_batches) < 0:
     raise ValueError("Expected repeats >= 1 and warmup_batches >= 0. Received "
                      "repeats=%r warmup_batches=%r" % (repeats, warmup_batches))
@@ -132,12 +144,30 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
   load = os.getloadavg() if hasattr(os, "getloadavg") else None
   for i in range(int(warmup_batches)):
     runtime.predict(batches[i % len(batches)])
-  runs = []
+  runs, remeasured = [], 0
   for r in range(int(repeats)):
-    trace, window, cpu_s = _run_once(runtime, power, batches, sample_interval_s, idle_s,
+    for attempt in range(int(max_remeasures) + 1):
+      trace, window, cpu = _run_once(runtime, power, batches, sample_interval_s, idle_s,
                                      clock)
+      busy = contention.is_contended(cpu["other_cpu_share"], contention_threshold)
+      if not busy or contention_policy != "remeasure" or attempt == int(max_remeasures):
+        break
+      remeasured += 1
+      time.sleep(remeasure_pause_s)
+    if busy and contention_policy == "refuse":
+      raise contention.ContentionError(
+          "Other processes used %.0f%% of this machine's CPUs while repeat %d was timed "
+          "(threshold %.0f%%); measure when the machine is quiet, or use "
+          "contention_policy=remeasure|warn." % (100 * cpu["other_cpu_share"], r + 1,
+                                                  100 * contention_threshold))
     stats = analyze(trace, window, threshold, merge_gap_s, min_run_s)
-    stats["process_cpu_s"] = cpu_s
+    stats.update(process_cpu_s=cpu["own_cpu_s"], other_cpu_share=cpu["other_cpu_share"],
+                 contended=busy)
+    if busy:
+      note = ("contended measurement: other processes used %.0f%% of the CPUs while a repeat "
+              "was timed (after %d re-measurement(s)); its time is not comparable with quiet "
+              "ones" % (100 * cpu["other_cpu_share"], attempt))
+      stats["warning"] = "; ".join(w for w in (stats["warning"], note) if w)
     if power.measures_power and len(trace) < 2:
       stats["warning"] = ("%s returned fewer than 2 power samples in the run's window; "
                           "energy is not available" % power.name)
@@ -146,6 +176,11 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
       progress(r + 1, int(repeats), time.time() - started)
   result = _assemble(runs, power, runtime, device, images, batch_size, threshold,
                      threshold_source, sample_interval_s, warmup_batches, idle_s)
+  shares = [a["other_cpu_share"] for _, _, a in runs if a["other_cpu_share"] is not None]
+  result.update(contended=any(a["contended"] for _, _, a in runs),
+                other_cpu_share=max(shares) if shares else None, remeasured=remeasured,
+                contention_policy=contention_policy, contention_threshold=contention_threshold,
+                time_cv=(result["time_s_stats"] or {}).get("cv"))
   result["started_at"], result["finished_at"] = started, time.time()
   result["loadavg_at_start"] = list(load) if load else None
   if trace_dir:

@@ -18,6 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # Everything that runs on a device (Jetson TX2: Python 3.6).
 DEVICE_SIDE = [
     "deploy/__init__.py", "deploy/devices.py", "deploy/capabilities.py", "deploy/target.py",
+    "deploy/contention.py",
     "deploy/protocol.py", "deploy/session.py",
     "deploy/device_main.py", "deploy/trace_plot.py", "deploy/agent.py",
     "deploy/agent_client.py", "deploy/tensorrt_build.py", "deploy/power",
