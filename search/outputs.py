@@ -29,8 +29,14 @@ from search import trial as trial_lib
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
-_METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "params", "flops", "epochs_completed",
+# time_cv: spread of the repeats; contended / other_cpu_share: whether other
+# processes kept the CPUs busy while the time was measured (deploy/contention.py).
+_METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_cpu_share",
+                   "params", "macs", "peak_activation_bytes", "epochs_completed",
                    "train_seconds", "mean_power_w", "idle_power_w", "threshold_w")
+
+
+_PARETO_EXTRA = ("time_cv", "contended", "params", "macs")
 
 
 def objective_matrix(trials, objectives):
@@ -77,10 +83,13 @@ def write_pareto_csv(path, trials, objectives):
       t = by_id[int(i)]
       row = {"trial_id": t["trial_id"], "genotype": t["genotype"]}
       row.update({o: trial_lib.objective_value(t["metrics"], o) for o in objectives})
-      row["params"] = t["metrics"].get("params")
+      for key in _PARETO_EXTRA:
+        row[key] = t["metrics"].get(key)
+      row["source"] = t["source"]
       row["model"] = t["artifacts"].get("model")
       rows.append(row)
-  _write_csv(path, ["trial_id", "genotype"] + list(objectives) + ["params", "model"], rows)
+  _write_csv(path, ["trial_id", "source", "genotype"] + list(objectives) + list(_PARETO_EXTRA)
+             + ["model"], rows)
 
 
 def freeze_reference_point(store, trials, objectives, num_initial):
@@ -130,26 +139,49 @@ def refresh(results_dir, trials, objectives, ref_point=None):
 
 
 def plot_search(results_dir, trials, objectives, summary):
+  """The error-vs-time/energy fronts (initial trials and the optimizer's
+  proposals marked apart, each point labelled with its trial id) and the
+  hypervolume curve (the optimizer's start and the reference point shown)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  _, y = objective_matrix(trials, objectives)
+  ids, y = objective_matrix(trials, objectives)
+  source = {t["trial_id"]: t["source"] for t in trials}
+  initial = np.array([source[i] in ("initial", "random") for i in ids], bool)
   for other in ("time", "energy"):
     if "error" in objectives and other in objectives and len(y):
       pair = y[:, [objectives.index(other), objectives.index("error")]]
-      fig, ax = plt.subplots(figsize=(5.5, 4))
-      draw_front(ax, pair, label="searched", color="C0")
+      fig, ax = plt.subplots(figsize=(6, 4.4))
+      draw_front(ax, pair, label="searched", color="C0", all_points=False)
+      for mask, marker, name in ((initial, "s", "initial (random)"),
+                                 (~initial, "o", "proposed by the optimizer")):
+        if mask.any():
+          ax.scatter(pair[mask, 0], pair[mask, 1], marker=marker, s=26, facecolor="none",
+                     edgecolor="C1" if marker == "s" else "C2", label=name, zorder=4)
+      for trial_id, (px, py) in zip(ids, pair):
+        ax.annotate("#%d" % trial_id, (px, py), xytext=(3, 3), textcoords="offset points",
+                    fontsize=7, color="0.3")
       ax.set_xlabel(OBJECTIVE_LABELS[other])
       ax.set_ylabel(OBJECTIVE_LABELS["error"])
       ax.set_title("error vs %s (%d trials)" % (other, len(y)))
-      ax.legend()
+      ax.legend(fontsize=8)
       _save(fig, os.path.join(results_dir, "pareto_error_%s.png" % other))
   if summary["hypervolume"]:
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.plot(np.arange(1, len(summary["hypervolume"]) + 1), summary["hypervolume"], "o-", ms=3)
+    fig, ax = plt.subplots(figsize=(6, 4.4))
+    count = np.arange(1, len(summary["hypervolume"]) + 1)
+    ax.plot(count, summary["hypervolume"], "o-", ms=3, label="hypervolume")
+    started = [k + 1 for k, i in enumerate(summary["hypervolume_trial_ids"])
+               if source.get(i) not in ("initial", "random")]
+    if started:
+      ax.axvline(started[0] - 0.5, color="C2", ls="--", label="optimizer takes over")
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("completed trials")
     ax.set_ylabel("hypervolume (%s)" % ", ".join(objectives))
-    ax.set_title("hypervolume vs trials")
+    ref = ", ".join("%s %.4g" % (o, v) for o, v in zip(objectives, summary["reference_point"]))
+    ax.set_title("hypervolume vs trials\nreference point: %s%s" % (
+        ref, "" if summary.get("reference_point_frozen") else " (provisional)"), fontsize=9)
+    ax.legend(fontsize=8)
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
 
 

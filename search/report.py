@@ -8,8 +8,9 @@ Fig. 5 (BO vs random search, Pareto curves after 100/200/300/400 samples)::
 writes ``fig5_error_time.png`` (and ``fig5_error_energy.png`` when both
 searches measured energy), ``fig5_hypervolume.png`` and ``fig5.json``
 (hypervolume of each search after each checkpoint, one shared reference
-point: ``comparison_reference_point``). ``--checkpoints`` defaults to the paper's 100,200,300,400; counts
-beyond a search's trials are clipped to what it has.
+point: ``comparison_reference_point``). ``--checkpoints`` defaults to the paper's
+100,200,300,400 for searches of 400 trials, else to quarters of the shorter search;
+given counts beyond it are clipped (with a notice) and duplicates dropped.
 
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
 
@@ -46,7 +47,10 @@ def define_flags():
   flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
   flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
   flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
-  flags.DEFINE_list("checkpoints", ["100", "200", "300", "400"], "fig5: sample counts.")
+  flags.DEFINE_list("checkpoints", None, "fig5: sample counts (default: the paper's "
+                    "100,200,300,400 for runs of 400 trials, else quarters of the shorter run).")
+  flags.DEFINE_list("labels", None, "table2: one row name per --model_dirs entry (default: "
+                    "DenseNet-40 or the cell's genotype).")
   flags.DEFINE_list("model_dirs", [], "table2: training directories of the models.")
   flags.DEFINE_string("measure_label", None, "table2: measure the models now under this label.")
   flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
@@ -98,10 +102,38 @@ def first_k(trials, k):
   return finished[:k]
 
 
-def fig5(pesmo_dir, random_dir, checkpoints, out_dir):
+PAPER_CHECKPOINTS = (100, 200, 300, 400)
+
+
+def choose_checkpoints(sizes, requested=None, log=print):
+  """Sample counts of the Fig. 5 panels: ``requested`` clipped to the runs'
+  size (duplicates dropped, with a notice), else the paper's when both runs
+  have 400 trials, else quarters of the shorter run."""
+  n = min(sizes)
+  if n < 1:
+    raise ValueError("A search has no finished trial to draw.")
+  if requested is None:
+    if n >= PAPER_CHECKPOINTS[-1]:
+      return list(PAPER_CHECKPOINTS)
+    return sorted(set(max(1, -(-n * q // 4)) for q in (1, 2, 3, 4)))
+  if any(c < 1 for c in requested):
+    raise ValueError("--checkpoints=%s: expected positive sample counts." % requested)
+  chosen = sorted(set(min(c, n) for c in requested))
+  if chosen != sorted(requested):
+    log("notice: --checkpoints=%s clipped to the %d finished trials of the shorter run: %s"
+        % (",".join(map(str, requested)), n, ",".join(map(str, chosen))))
+  return chosen
+
+
+def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
   """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
   from search import outputs  # pylint: disable=g-import-not-at-top
+  if os.path.realpath(pesmo_dir) == os.path.realpath(random_dir):
+    raise ValueError("--pesmo_dir and --random_dir are the same directory (%s); Fig. 5 compares "
+                     "two searches." % pesmo_dir)
   runs = {"PESMO": load_search(pesmo_dir), "random": load_search(random_dir)}
+  checkpoints = choose_checkpoints([len(first_k(t, 10 ** 9)) for _, t in runs.values()],
+                                   checkpoints, log)
   objectives = [o for o in ("error", "time", "energy")
                 if all(o in cfg["objectives"] for cfg, _ in runs.values())]
   if "error" not in objectives or len(objectives) < 2:
@@ -179,8 +211,12 @@ def measure_model_dir(model_dir, label, settings):
   return metrics
 
 
-def table2(model_dirs):
-  """The Markdown Table II of the models in ``model_dirs``."""
+def table2(model_dirs, names=None):
+  """The Markdown Table II of the models in ``model_dirs``; rows are named by
+  ``names`` (one per model dir), else DenseNet-40 or the cell's genotype."""
+  if names and len(names) != len(model_dirs):
+    raise ValueError("--labels names %d models, --model_dirs %d; expected one label per model "
+                     "dir." % (len(names), len(model_dirs)))
   rows, labels = [], []
   for d in model_dirs:
     with open(os.path.join(d, "metrics.json")) as f:
@@ -200,9 +236,9 @@ def table2(model_dirs):
   for l in labels:
     head += ["%s time (s)" % l, "%s energy (J)" % l]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for d, metrics, config, found in rows:
+  for k, (d, metrics, config, found) in enumerate(rows):
     model = config.get("model") or config.get("genotype") or os.path.basename(d)
-    name = "DenseNet-40" if "densenet" in str(model) else os.path.basename(os.path.normpath(d))
+    name = names[k] if names else ("DenseNet-40" if "densenet" in str(model) else str(model))
     err = metrics.get("test_error")
     cells = [name, str(config.get("num_cells", "-")), str(config.get("filters", "-")),
              "%.2fM" % (metrics["params"] / 1e6), "-" if err is None else "%.2f" % (100 * err)]
@@ -236,7 +272,8 @@ def main(argv):
     if FLAGS.figure == "fig5":
       if not FLAGS.pesmo_dir or not FLAGS.random_dir:
         raise ValueError("--figure=fig5 needs --pesmo_dir and --random_dir.")
-      data = fig5(FLAGS.pesmo_dir, FLAGS.random_dir, [int(c) for c in FLAGS.checkpoints],
+      data = fig5(FLAGS.pesmo_dir, FLAGS.random_dir,
+                  [int(c) for c in FLAGS.checkpoints] if FLAGS.checkpoints else None,
                   FLAGS.out_dir)
       print(json.dumps({k: data[k] for k in ("objectives", "checkpoints")}, indent=1))
       return
@@ -250,7 +287,7 @@ def main(argv):
       for d in FLAGS.model_dirs:
         m = measure_model_dir(d, FLAGS.measure_label, settings)
         print("%s: time_s=%s energy_j=%s" % (d, _num(m.get("time_s")), _num(m.get("energy_j"))))
-    text = table2(FLAGS.model_dirs)
+    text = table2(FLAGS.model_dirs, FLAGS.labels)
     os.makedirs(FLAGS.out_dir, exist_ok=True)
     with open(os.path.join(FLAGS.out_dir, "table2.md"), "w") as f:
       f.write(text)

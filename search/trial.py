@@ -117,6 +117,9 @@ def _train(spec, config, result):
   result["metrics"].update({k: v for k, v in trained.metrics.items()
                             if isinstance(v, (int, float, str, bool)) or v is None})
   result["metrics"]["train_wall_seconds"] = time.time() - start
+  from tea_keras import profiling  # pylint: disable=g-import-not-at-top
+  cost = profiling.profile_model(trained.model)  # static: batch 1, float32
+  result["metrics"].update(macs=cost["flops"], peak_activation_bytes=cost["peak_activation_bytes"])
   result["artifacts"]["model_dir"] = model_dir
   result["artifacts"]["model"] = os.path.join(model_dir, "model.keras")
   if trained.diverged or trained.error:

@@ -39,15 +39,33 @@ class ReportTest(tf.test.TestCase):
     for name in ("fig5_error_time.png", "fig5_error_energy.png", "fig5_hypervolume.png",
                  "fig5.json"):
       self.assertGreater(os.path.getsize(os.path.join(out, name)), 500, msg=name)
-    final = data["checkpoints"]["400"]
-    self.assertEqual(final["PESMO"]["trials"], 40)  # clipped to what the search has
+    self.assertEqual(sorted(data["checkpoints"], key=int), ["10", "20", "40"])  # 400 clipped
+    final = data["checkpoints"]["40"]
+    self.assertEqual(final["PESMO"]["trials"], 40)
     self.assertGreater(final["PESMO"]["hypervolume"], final["random"]["hypervolume"])
     with open(os.path.join(out, "fig5.json")) as f:
       self.assertEqual(json.load(f)["reference_point"], data["reference_point"])
 
+  def test_fig5_checkpoints_default_to_the_runs_size(self):
+    self.assertEqual(report.choose_checkpoints([400, 412]), [100, 200, 300, 400])
+    self.assertEqual(report.choose_checkpoints([10, 12]), [3, 5, 8, 10])
+    self.assertEqual(report.choose_checkpoints([2, 40]), [1, 2])
+    notices = []
+    self.assertEqual(report.choose_checkpoints([10, 10], [5, 100, 400], notices.append), [5, 10])
+    self.assertIn("clipped to the 10 finished trials", notices[0])
+    with self.assertRaisesRegex(ValueError, "expected positive sample counts"):
+      report.choose_checkpoints([10, 10], [0])
+
+  def test_fig5_refuses_the_same_search_twice(self):
+    d = os.path.join(self.get_temp_dir(), "bo")
+    make_search(d, "pesmo", 1, 5, quality=1.0)
+    with self.assertRaisesRegex(ValueError, "are the same directory"):
+      report.fig5(d, d + "/", None, self.get_temp_dir())
+
   def test_fig5_rejects_non_results_dir(self):
     with self.assertRaisesRegex(ValueError, "is not a search results directory"):
-      report.fig5(self.get_temp_dir(), self.get_temp_dir(), [1], self.get_temp_dir())
+      report.fig5(self.get_temp_dir(), os.path.join(self.get_temp_dir(), "other"), [1],
+                  self.get_temp_dir())
 
   def test_table2_gathers_measurements(self):
     d = os.path.join(self.get_temp_dir(), "n1f8")
@@ -63,7 +81,10 @@ class ReportTest(tf.test.TestCase):
     lines = text.strip().splitlines()
     self.assertEqual(lines[0], "| model | N | F | params | test error (%) | cpu time (s) | "
                      "cpu energy (J) | gpu time (s) | gpu energy (J) |")
-    self.assertEqual(lines[2], "| n1f8 | 1 | 8 | 3.30M | 4.12 | 0.5 | n/a | 0.05 | 9.5 |")
+    self.assertEqual(lines[2], "| g | 1 | 8 | 3.30M | 4.12 | 0.5 | n/a | 0.05 | 9.5 |")
+    self.assertIn("| mine | 1 | 8 |", report.table2([d], ["mine"]))
+    with self.assertRaisesRegex(ValueError, "one label per model dir"):
+      report.table2([d], ["a", "b"])
 
 
 if __name__ == "__main__":
