@@ -31,7 +31,7 @@ def build_runtime(device, runtime, model_path, batch_size, **options):
   """A loaded runtime for ``device``: MYRIAD gets a static batch, TensorRT
   builds its engine from ONNX for batches up to ``batch_size``."""
   devices.check_runtime(device, runtime)
-  if device == "myriad" and runtime == "openvino":
+  if device in devices.STATIC_BATCH and runtime == "openvino":
     options.setdefault("static_batch", batch_size)
   if runtime == "tensorrt":
     options.setdefault("max_batch_size", batch_size)

@@ -83,6 +83,8 @@ REMOTE = "remote"
 AUTO = "auto"
 # The OpenVINO device name of each kind (MYRIAD: the NCS2 plugin, <= 2022.3).
 OPENVINO_DEVICE = {"cpu": "CPU", "gpu": "GPU", "myriad": "MYRIAD"}
+# Kinds whose runtime compiles for one static batch size (MYRIAD: static shapes).
+STATIC_BATCH = ("myriad",)
 # The ONNX Runtime execution provider that must be present for each kind.
 ONNXRUNTIME_PROVIDER = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider",
                         "jetson": "CUDAExecutionProvider"}
