@@ -37,6 +37,7 @@ ENTRY_POINTS = (
     ("search.cross_device", "source_dir", ABSL),
     ("search.optimizer.benchmark", "problem", ABSL),
     ("deploy.export", "model_dir", ABSL),
+    ("deploy.formats", "formats", ABSL),
     ("deploy.measure", "model", ABSL),
     ("deploy.bench_repeatability", "measurements", ABSL),
     ("deploy.agent", "token_file", ARGPARSE),
