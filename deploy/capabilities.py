@@ -154,12 +154,18 @@ def probe_power(kind, power_source, power_options=None):
           "error": tried.get(names[-1]), "tried": tried}
 
 
-def probe(kind, power_source=devices.AUTO, power_options=None):
-  """Everything the host needs to know about this measuring machine."""
+def probe(kind, power_source=devices.AUTO, power_options=None, runtimes=None):
+  """Everything the host needs to know about this measuring machine.
+
+  runtimes: the runtimes to probe (default: every runtime of the kind; a
+  local search probes only the one it will use, so that it imports no
+  runtime it does not need).
+  """
   spec = devices.device(kind)
+  names = spec.runtimes if runtimes is None else [r for r in spec.runtimes if r in runtimes]
   return {
       "device": kind,
-      "runtimes": dict((name, probe_runtime(kind, name)) for name in spec.runtimes),
+      "runtimes": dict((name, probe_runtime(kind, name)) for name in names),
       "power": probe_power(kind, power_source, power_options),
       "paper_threshold_w": spec.paper_threshold_w,
       "python": platform.python_version(),

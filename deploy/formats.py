@@ -208,6 +208,8 @@ def define_flags():
 
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   try:
     if not FLAGS.model_dir:
       raise ValueError("--model_dir is required (a training directory with model.keras).")

@@ -65,7 +65,8 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
       capabilities = remote_capabilities(device_url, token)
     else:
       from deploy import capabilities as capabilities_lib
-      capabilities = capabilities_lib.probe(device, power_source, power_options)
+      wanted = runtime or devices.default_runtime(device)
+      capabilities = capabilities_lib.probe(device, power_source, power_options, [wanted])
   kind = capabilities["device"]
   if device != devices.REMOTE and kind != device:
     raise TargetError("Probed device %s, expected %s." % (kind, device))
@@ -77,7 +78,8 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
   answer = capabilities["runtimes"].get(runtime) or {}
   if not answer.get("available"):
     raise TargetError("%s (device %s) cannot measure with runtime=%s: %s"
-                      % (where, kind, runtime, answer.get("error") or "not probed"))
+                      % (where, kind, runtime, answer.get("error") or
+                         "the device does not list it"))
   host = host_versions() if host is None else host
   versions = {devices.runtime(runtime).package: answer.get("version")}
   try:

@@ -96,6 +96,8 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
 
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   from search import config as config_lib, loop, report  # pylint: disable=g-import-not-at-top
   try:
     if not (FLAGS.source_dir and FLAGS.target_dir and FLAGS.out_dir):

@@ -268,6 +268,8 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
 
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   try:
     if FLAGS.figure == "fig5":
       if not FLAGS.pesmo_dir or not FLAGS.random_dir:
