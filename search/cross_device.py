@@ -67,8 +67,11 @@ def remeasure(source_dir, target_config, out_dir, log=print):
     rows.append({"trial_id": t["trial_id"], "genotype": t["genotype"],
                  "error": t["metrics"].get("val_error"), "time_s": metrics.get("time_s"),
                  "energy_j": metrics.get("energy_j"),
+                 "contended": metrics.get("contended"),
+                 "other_cpu_share": metrics.get("other_cpu_share"),
                  "source_time_s": t["metrics"].get("time_s"),
-                 "source_energy_j": t["metrics"].get("energy_j")})
+                 "source_energy_j": t["metrics"].get("energy_j"),
+                 "source_contended": t["metrics"].get("contended")})
   return rows
 
 

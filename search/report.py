@@ -12,6 +12,17 @@ point: ``comparison_reference_point``). ``--checkpoints`` defaults to the paper'
 100,200,300,400 for searches of 400 trials, else to quarters of the shorter search;
 given counts beyond it are clipped (with a notice) and duplicates dropped.
 
+The front measured again, back to back with the search's own settings (times
+measured while other processes were busy are flagged ``contended`` in
+``results.csv``; this puts the front on one footing)::
+
+  python -m search.report --figure=remeasure --results_dir=runs/quickstart \
+      --out_dir=reports/quickstart_front
+
+writes ``remeasured_front.csv`` (time and energy then and now, both contention
+flags, the ratio). Fig. 5 prints a notice when a search's times include
+contended measurements.
+
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
 
   python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=... \\
@@ -43,7 +54,10 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The CLI's flags; defined only when run as a program (``search.cross_device``
   imports this module and defines some of the same names)."""
-  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2"], "What to draw.")
+  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure"],
+                    "What to draw (remeasure: the Pareto set of --results_dir measured again, "
+                    "back to back, with the search's own settings).")
+  flags.DEFINE_string("results_dir", None, "remeasure: the search whose front is measured.")
   flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
   flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
   flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
@@ -134,6 +148,9 @@ def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
   runs = {"PESMO": load_search(pesmo_dir), "random": load_search(random_dir)}
   checkpoints = choose_checkpoints([len(first_k(t, 10 ** 9)) for _, t in runs.values()],
                                    checkpoints, log)
+  notice = contention_notice(runs)
+  if notice:
+    log(notice)
   objectives = [o for o in ("error", "time", "energy")
                 if all(o in cfg["objectives"] for cfg, _ in runs.values())]
   if "error" not in objectives or len(objectives) < 2:
@@ -141,7 +158,8 @@ def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
                      % objectives)
   all_y = np.vstack([outputs.objective_matrix(t, objectives)[1] for _, t in runs.values()])
   ref = comparison_reference_point(all_y)
-  data = {"objectives": objectives, "reference_point": ref.tolist(), "checkpoints": {}}
+  data = {"objectives": objectives, "reference_point": ref.tolist(), "checkpoints": {},
+          "contention_notice": notice}
   for label, (_, trials) in runs.items():
     _, y = outputs.objective_matrix(first_k(trials, 10 ** 9), objectives)
     data.setdefault("hypervolume", {})[label] = outputs.hypervolume_curve(y, ref)
@@ -192,6 +210,51 @@ def _fig5_hypervolume(data, out_dir):
   ax.set_ylabel("hypervolume (shared reference point)")
   ax.legend()
   outputs._save(fig, os.path.join(out_dir, "fig5_hypervolume.png"))  # pylint: disable=protected-access
+
+
+# -- the front measured again ------------------------------------------------------
+def remeasure_front(results_dir, out_dir, log=print):
+  """Measure the Pareto models of ``results_dir`` again, one after the other,
+  with the search's own settings (its target is asked again first), so that
+  the front's times compare like with like; writes ``remeasured_front.csv``
+  and returns it as a Markdown table."""
+  import csv  # pylint: disable=g-import-not-at-top
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from search import config as config_lib, cross_device, loop  # pylint: disable=g-import-not-at-top
+  config_dict, _ = load_search(results_dir)
+  config = config_lib.SearchConfig.from_dict(config_dict)
+  config = loop.resolve(dataclasses.replace(config, device_kind=None, artifact_format=None,
+                                            onnx_opset=None), log)
+  os.makedirs(out_dir, exist_ok=True)
+  rows = cross_device.remeasure(results_dir, config, out_dir, log)
+  for row in rows:
+    old, new = row["source_time_s"], row["time_s"]
+    row["time_ratio"] = new / old if old and new else None
+  path = os.path.join(out_dir, "remeasured_front.csv")
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["trial_id"])
+    writer.writeheader()
+    writer.writerows(rows)
+  lines = ["| trial | time in search (s) | contended then | time now (s) | contended now | "
+           "now / then |", "|---|---|---|---|---|---|"]
+  lines += ["| #%d | %s | %s | %s | %s | %s |" % (
+      r["trial_id"], _num(r["source_time_s"]), r["source_contended"], _num(r["time_s"]),
+      r["contended"], _num(r["time_ratio"])) for r in rows]
+  return "\n".join(lines) + "\n" + path + "\n"
+
+
+def contention_notice(runs):
+  """A notice naming the searches whose measured times include contended ones."""
+  parts = []
+  for label, (_, trials) in runs.items():
+    count = sum(bool(t["metrics"].get("contended")) for t in trials if t["status"] == "done")
+    if count:
+      parts.append("%s: %d of %d" % (label, count, sum(t["status"] == "done" for t in trials)))
+  if not parts:
+    return None
+  return ("notice: this comparison mixes contended measurements (other processes kept the CPUs "
+          "busy while they were timed; %s). Re-measure the fronts with --figure=remeasure on a "
+          "quiet machine before reading the time axis." % "; ".join(parts))
 
 
 # -- Table II ---------------------------------------------------------------------
@@ -278,6 +341,11 @@ def main(argv):
                   [int(c) for c in FLAGS.checkpoints] if FLAGS.checkpoints else None,
                   FLAGS.out_dir)
       print(json.dumps({k: data[k] for k in ("objectives", "checkpoints")}, indent=1))
+      return
+    if FLAGS.figure == "remeasure":
+      if not FLAGS.results_dir:
+        raise ValueError("--figure=remeasure needs --results_dir.")
+      print(remeasure_front(FLAGS.results_dir, FLAGS.out_dir))
       return
     if not FLAGS.model_dirs:
       raise ValueError("--figure=table2 needs --model_dirs.")

@@ -213,6 +213,23 @@ class PaperFlagfilesTest(tf.test.TestCase):
     with open(self.ncs_log) as f:
       self.assertNotIn("cannot", f.read().lower())
 
+  def test_report_remeasures_the_titanx_front_back_to_back(self):
+    out_dir = os.path.join(self.root, "titanx_front")
+    proc = subprocess.run(
+        [sys.executable, "-m", "search.report", "--figure=remeasure",
+         "--results_dir=" + self.dirs["titanx"], "--out_dir=" + out_dir],
+        capture_output=True, text=True, env=_env("nvml,ort_cuda", [HARDWARE_SITE]), cwd=ROOT,
+        timeout=600)
+    self.assertEqual(proc.returncode, 0, msg=proc.stderr[-3000:])
+    with open(os.path.join(out_dir, "remeasured_front.csv")) as f:
+      rows = list(csv.DictReader(f))
+    self.assertNotEmpty(rows)
+    for row in rows:
+      self.assertGreater(float(row["time_s"]), 0.0)
+      self.assertGreater(float(row["energy_j"]), 0.0)
+      self.assertIn(row["contended"], ("True", "False"))
+    self.assertIn("now / then", proc.stdout)
+
   def test_cross_device_remeasures_titanx_models_on_the_tx2(self):
     out_dir = os.path.join(self.root, "titanx_on_tx2")
     proc = subprocess.run(

@@ -56,6 +56,22 @@ class ReportTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "expected positive sample counts"):
       report.choose_checkpoints([10, 10], [0])
 
+  def test_fig5_says_when_it_compares_contended_times(self):
+    base = self.get_temp_dir()
+    make_search(os.path.join(base, "a"), "pesmo", 1, 6, quality=1.0)
+    make_search(os.path.join(base, "b"), "random", 2, 6, quality=1.0)
+    store = store_lib.TrialStore(os.path.join(base, "b", "trials.db"))
+    tid = store.add(space.sample_many(9, 1)[0], "random")
+    store.mark_running(tid)
+    store.finish(tid, "done", {"val_error": 0.5, "time_s": 0.05, "energy_j": 0.2,
+                               "contended": True})
+    store.close()
+    lines = []
+    data = report.fig5(os.path.join(base, "a"), os.path.join(base, "b"), None,
+                       os.path.join(base, "out"), log=lines.append)
+    self.assertIn("random: 1 of 7", data["contention_notice"])
+    self.assertIn(data["contention_notice"], lines)
+
   def test_fig5_refuses_the_same_search_twice(self):
     d = os.path.join(self.get_temp_dir(), "bo")
     make_search(d, "pesmo", 1, 5, quality=1.0)
