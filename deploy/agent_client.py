@@ -1,16 +1,29 @@
 """Client of the remote measurement agent (``deploy.agent``).
 
-    client = AgentClient("http://tx2.local:8470", token)
+    client = AgentClient("https://tx2.local:8470", token, ca_file="agent-cert.pem")
     result = client.measure("model.onnx", runtime="tensorrt", batch_size=100)
 
-Connection failures (refused, reset, timed out) and 503 answers are retried
-``retries`` times with exponential backoff; after that ``DeviceUnreachableError``
-(a ``ConnectionError``) says which device could not be reached and why.
-HTTP errors the agent answers on purpose (401 token, 413 size, 415 format,
-400 settings, 422 model) raise ``AgentError`` at once with the agent's
-message. Note that a retry after a timeout that hit *during* a measurement
-submits it again (the agent queues it behind the first): give ``timeout_s``
-room for the slowest measurement. Standard library only (Python 3.6+).
+``http://`` talks plain HTTP (the agent on loopback, or through an SSH tunnel:
+``ssh -N -L 8470:127.0.0.1:8470 board`` and ``http://127.0.0.1:8470``);
+``https://`` verifies the agent's certificate and host name against the
+system's CAs, or only against ``ca_file`` (a PEM: the agent's self-signed
+certificate or the CA that signed it). A certificate that does not verify
+raises ``AgentTLSError`` at once (never retried: it is a setting, not the
+network).
+
+Network failures (refused, reset, timed out) and 503 answers are retried
+``retries`` times with exponential backoff; after that a network failure
+raises ``DeviceUnreachableError`` (a ``ConnectionError``) saying which device
+could not be reached and why. Every answer the agent gives on purpose (401
+token, 413 size, 415 format, 400 settings, 422 model, 500 device failure)
+raises ``AgentError`` with the agent's message (503 busy, after the retries:
+``AgentBusyError``, also a ``ConnectionError`` so that a search retries),
+even when the agent refused before reading the upload: the client then reads
+its answer after the broken pipe. Before an upload the client checks its size
+and format against the agent's health answer. Note that a retry after a
+timeout that hit *during* a measurement submits it again (the agent queues it
+behind the first): give ``timeout_s`` room for the slowest measurement.
+Standard library only (Python 3.6+).
 """
 
 import http.client
@@ -18,6 +31,7 @@ import io
 import json
 import os
 import socket
+import ssl
 import time
 import zipfile
 from urllib import parse
@@ -26,6 +40,9 @@ from deploy import devices
 
 _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
               http.client.IncompleteRead, OSError)
+# A send that fails this way may mean the agent answered and closed before
+# reading the whole body: its answer can still be read.
+_SEND_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError)
 
 
 class DeviceUnreachableError(ConnectionError):
@@ -38,6 +55,25 @@ class AgentError(RuntimeError):
   def __init__(self, status, message):
     super(AgentError, self).__init__("agent answered %d: %s" % (status, message))
     self.status, self.message = status, message
+
+
+class AgentBusyError(AgentError, ConnectionError):
+  """The agent answered 503 (its connection limit) to every attempt: its
+  message as an ``AgentError``, and a ``ConnectionError`` so that a search
+  retries the trial later."""
+
+
+class AgentTLSError(ValueError):
+  """The TLS connection to the agent failed verification (or the agent
+  does not serve TLS): fix ``ca_file`` or the URL; retrying cannot help."""
+
+
+def _tls_setting_error(e):
+  """Whether ``e`` is a TLS failure of the settings (certificate, host name,
+  plain HTTP on the other side) rather than of the network."""
+  if isinstance(e, ssl.CertificateError):  # 3.7+: also verification failures
+    return True
+  return getattr(e, "reason", None) in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
 
 
 def artifact_bytes(path, fmt=None):
@@ -59,29 +95,50 @@ def artifact_bytes(path, fmt=None):
 
 
 class AgentClient(object):
+  """ca_file: for ``https://`` URLs, a PEM to trust instead of the system's CAs."""
 
-  def __init__(self, url, token, timeout_s=900.0, retries=3, backoff_s=1.0):
+  def __init__(self, url, token, timeout_s=900.0, retries=3, backoff_s=1.0, ca_file=None):
     parts = parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
       raise ValueError("Invalid value for argument `url`. Expected http://HOST:PORT or "
                        "https://HOST:PORT. Received url=%r" % (url,))
     if not token:
       raise ValueError("Invalid value for argument `token`. Expected the agent's token.")
-    self.url, self.token = url, token
+    if ca_file is not None and parts.scheme != "https":
+      raise ValueError("Invalid value for argument `ca_file`. Expected it only with an "
+                       "https:// url. Received ca_file=%r with url=%r" % (ca_file, url))
+    if ca_file is not None and not os.path.isfile(ca_file):
+      raise ValueError("Invalid value for argument `ca_file`. Expected a PEM file. "
+                       "Received ca_file=%r (no such file)" % (ca_file,))
+    self.url, self.token, self.ca_file = url, token, ca_file
     self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
     self.timeout_s, self.retries, self.backoff_s = float(timeout_s), int(retries), backoff_s
+    self.ssl_context = (ssl.create_default_context(cafile=ca_file)
+                        if parts.scheme == "https" else None)
 
   @classmethod
   def from_token_file(cls, url, token_file, **kwargs):
     with open(token_file) as f:
       return cls(url, f.read().strip(), **kwargs)
 
+  def _connection(self):
+    if self.ssl_context is not None:
+      return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s,
+                                         context=self.ssl_context)
+    return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
+
   def _once(self, method, path, body, headers):
-    cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-    conn = cls(self.host, self.port, timeout=self.timeout_s)
+    conn = self._connection()
     try:
-      conn.request(method, path, body=body, headers=headers)
-      response = conn.getresponse()
+      try:
+        conn.request(method, path, body=body, headers=headers)
+      except _SEND_CUT as cut:  # the agent may have answered and closed early
+        try:
+          response = conn.getresponse()
+        except (http.client.HTTPException, OSError):
+          raise cut
+      else:
+        response = conn.getresponse()
       payload = response.read()
     finally:
       conn.close()
@@ -92,27 +149,38 @@ class AgentClient(object):
     return response.status, obj
 
   def request(self, method, path, body=None, headers=None):
-    """JSON object of a request, retried on connection failures and 503."""
+    """JSON object of a request, retried on network failures and 503."""
     headers = dict(headers or {})
     headers["Authorization"] = "Bearer %s" % self.token
-    last = None
+    last, busy = None, None
     for attempt in range(self.retries + 1):
       if attempt:
         time.sleep(self.backoff_s * 2 ** (attempt - 1))
       try:
         status, obj = self._once(method, path, body, headers)
+      except (ssl.SSLError, ssl.CertificateError) as e:
+        if _tls_setting_error(e):
+          raise AgentTLSError(
+              "TLS to the agent at %s failed: %s. Expected an agent started with --tls_cert/"
+              "--tls_key whose certificate names %s and verifies against %s." % (
+                  self.url, e, self.host, self.ca_file or "the system's CAs (or pass ca_file)"))
+        last, busy = "%s: %s" % (type(e).__name__, e), None
+        continue
       except _RETRYABLE as e:
-        last = "%s: %s" % (type(e).__name__, e)
+        last, busy = "%s: %s" % (type(e).__name__, e), None
         continue
       if status == 503:
-        last = "503 %s" % obj.get("error")
+        last, busy = "503 %s" % obj.get("error"), obj.get("error", obj)
         continue
       if status >= 400:
         raise AgentError(status, obj.get("error", obj))
       return obj
+    if busy is not None:
+      raise AgentBusyError(503, "%s (after %d attempts)" % (busy, self.retries + 1))
     raise DeviceUnreachableError("Measurement agent at %s unreachable after %d attempts "
                                  "(last error: %s). Is `python3 -m deploy.agent` running "
-                                 "there and the port open?" % (self.url, self.retries + 1, last))
+                                 "there and the port open (http:// or https:// as the agent "
+                                 "serves)?" % (self.url, self.retries + 1, last))
 
   def health(self):
     return self.request("GET", "/v1/health")
@@ -121,13 +189,21 @@ class AgentClient(object):
     """Upload ``artifact_path`` and measure it; returns the result dict.
 
     settings: runtime, batch_size, num_images, repeats, warmup_batches,
-    threshold_w, sample_interval_s, idle_s (see ``deploy.agent``).
+    threshold_w, sample_interval_s, idle_s, precision (see ``deploy.agent``).
+    The size and format are checked against the agent's health answer first.
     """
     fmt, body = artifact_bytes(artifact_path, fmt)
-    limit = self.health().get("max_upload_bytes")
+    health = self.health()
+    limit = health.get("max_upload_bytes")
     if limit is not None and len(body) > limit:
       raise AgentError(413, "artifact %s is %d bytes; the agent accepts at most %d."
                        % (artifact_path, len(body), limit))
-    headers = {"X-Artifact-Format": fmt, "X-Measure-Settings": json.dumps(settings),
+    formats = health.get("formats")
+    if formats is not None and fmt not in formats:
+      raise AgentError(415, "artifact %s is %s; the agent reads %s." % (artifact_path, fmt,
+                                                                        formats))
+    name = os.path.basename(artifact_path).encode("ascii", "replace").decode()
+    headers = {"X-Artifact-Format": fmt, "X-Artifact-Name": name,
+               "X-Measure-Settings": json.dumps(settings),
                "Content-Type": "application/octet-stream"}
     return self.request("POST", "/v1/measure", body, headers)

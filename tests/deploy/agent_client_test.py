@@ -1,8 +1,10 @@
 """Tests of deploy/agent_client.py that need no agent."""
 
 import io
+import json
 import os
 import socket
+import threading
 import zipfile
 
 import tensorflow as tf
@@ -10,7 +12,55 @@ import tensorflow as tf
 from deploy import agent_client
 
 
+def _answering_server(status, error, connections):
+  """A server on 127.0.0.1 that answers each of ``connections`` right after
+  the request headers and closes without reading the body (as an agent that
+  refuses early); returns (url, thread)."""
+  listener = socket.socket()
+  listener.bind(("127.0.0.1", 0))
+  listener.listen(connections)
+  listener.settimeout(30)
+  body = json.dumps({"error": error}).encode()
+  answer = (b"HTTP/1.0 %d Refused\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (status, len(body)) + body)
+
+  def serve():
+    try:
+      for _ in range(connections):
+        conn, _ = listener.accept()
+        with conn:
+          conn.settimeout(30)
+          data = b""
+          while b"\r\n\r\n" not in data:
+            data += conn.recv(4096)
+          conn.sendall(answer)
+    finally:
+      listener.close()
+
+  thread = threading.Thread(target=serve, daemon=True)
+  thread.start()
+  return "http://127.0.0.1:%d" % listener.getsockname()[1], thread
+
+
 class AgentClientTest(tf.test.TestCase):
+
+  def test_request_reads_answer_sent_before_upload_finished(self):
+    url, thread = _answering_server(400, "Unknown settings ['x']", 1)
+    client = agent_client.AgentClient(url, "t", retries=0)
+    with self.assertRaises(agent_client.AgentError) as ctx:
+      client.request("POST", "/v1/measure", b"\0" * (32 << 20))  # far past socket buffers
+    self.assertEqual((ctx.exception.status, ctx.exception.message), (400, "Unknown settings ['x']"))
+    thread.join(30)
+
+  def test_request_retries_503_then_raises_agent_busy_error(self):
+    url, thread = _answering_server(503, "busy", 2)
+    client = agent_client.AgentClient(url, "t", retries=1, backoff_s=0.01)
+    with self.assertRaisesRegex(agent_client.AgentError,
+                                "503: busy \\(after 2 attempts\\)") as ctx:
+      client.health()
+    self.assertIsInstance(ctx.exception, agent_client.AgentBusyError)
+    self.assertIsInstance(ctx.exception, ConnectionError)  # a search retries the trial
+    thread.join(30)
 
   def test_unreachable_device_raises_connection_error(self):
     sock = socket.socket()
@@ -47,6 +97,12 @@ class AgentClientTest(tf.test.TestCase):
       agent_client.AgentClient("tx2:8470", "t")
     with self.assertRaisesRegex(ValueError, "token"):
       agent_client.AgentClient("http://tx2:8470", "")
+    with self.assertRaisesRegex(ValueError, "`ca_file`. Expected it only with an https:// url"):
+      agent_client.AgentClient("http://tx2:8470", "t", ca_file="ca.pem")
+    with self.assertRaisesRegex(ValueError, "`ca_file`. Expected a PEM file"):
+      agent_client.AgentClient("https://tx2:8470", "t", ca_file="/nonexistent/ca.pem")
+    client = agent_client.AgentClient("https://tx2:8470", "t")
+    self.assertTrue(client.ssl_context.check_hostname)
 
 
 if __name__ == "__main__":

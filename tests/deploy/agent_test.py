@@ -97,7 +97,9 @@ class AgentTest(tf.test.TestCase):
       client.measure(self.tiny["onnx"], learning_rate=0.1)
     with self.assertRaisesRegex(agent_client.AgentError, "400.*runtime=tensorrt"):
       client.measure(self.tiny["onnx"], runtime="tensorrt")
-    with self.assertRaisesRegex(agent_client.AgentError, "400.*num_images=100: expected 1..64"):
+    with self.assertRaisesRegex(agent_client.AgentError, "400.*Invalid value for setting "
+                                "`num_images`. Expected a JSON integer in 1..64. Received "
+                                "num_images=100"):
       client.measure(self.tiny["onnx"], num_images=100)
 
   def test_corrupt_model_gives_clear_error(self):
