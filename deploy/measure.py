@@ -12,7 +12,11 @@ CLI::
   python -m deploy.measure --device=cpu --runtime=onnxruntime --power_source=none \\
       --model=model.onnx --dataset=cifar10_sample --num_images=5000 --batch_size=100
 
-prints the same object as JSON. ``--write_data=images.npy`` instead writes
+prints the same object as JSON. ``--model`` may be a cascade directory
+(``python -m search.cascade``; ``deploy.cascade``): its point is chosen by
+``--cascade_point`` or a budget (``--max_energy_j``, ``--max_time_s`` per
+image, ``--max_error``), each stage runs on ``--runtime``.
+``--write_data=images.npy`` instead writes
 the normalized images for a device script (``deploy/<device>/measure.py``).
 Images are the validation split (the paper measures on 5,000 validation
 images); when the data set has fewer than ``--num_images`` they are
@@ -26,6 +30,7 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deploy import cascade
 from deploy import contention
 from deploy import device_main
 from deploy import devices
@@ -84,7 +89,15 @@ def define_flags():
   flags.DEFINE_enum("runtime", "onnxruntime", list(devices.RUNTIMES), "Inference runtime.")
   flags.DEFINE_enum("power_source", "none", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "Power instrument (auto: RAPL or none).")
-  flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras).")
+  flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras) or a "
+                      "cascade directory (python -m search.cascade).")
+  flags.DEFINE_integer("cascade_point", None, "Cascade: the point (index in cascade.json) "
+                       "to run.", lower_bound=0)
+  flags.DEFINE_float("max_energy_j", None, "Cascade: pick the lowest-error point within "
+                     "this energy per image (J).")
+  flags.DEFINE_float("max_time_s", None, "Cascade: pick the lowest-error point within "
+                     "this time per image (s).")
+  flags.DEFINE_float("max_error", None, "Cascade: pick the cheapest point within this error.")
   flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py.")
   flags.DEFINE_integer("num_images", 5000, "Images per run (paper: 5000).", lower_bound=1)
@@ -125,6 +138,12 @@ def main(argv):
              "csv_path": FLAGS.usb_csv, "port": FLAGS.usb_port}
   wanted = {"ina3221": ("rail",), "nvml": ("device_index",),
             "usb_meter": ("csv_path", "port")}.get(FLAGS.power_source, ())
+  picks = {"point": FLAGS.cascade_point, "max_energy_j": FLAGS.max_energy_j,
+           "max_time_s": FLAGS.max_time_s, "max_error": FLAGS.max_error}
+  picks = {k: v for k, v in picks.items() if v is not None}
+  if picks and not cascade.is_cascade(FLAGS.model):
+    raise app.UsageError("--cascade_point, --max_energy_j, --max_time_s and --max_error "
+                         "apply to a cascade directory; --model=%s is not one." % FLAGS.model)
   try:
     result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
                      power_source=FLAGS.power_source, images=images,
@@ -132,7 +151,8 @@ def main(argv):
                      sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
                      warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
                      idle_s=FLAGS.idle_s, contention_policy=FLAGS.contention_policy,
-                     power_options={k: options[k] for k in wanted if options[k] is not None})
+                     power_options={k: options[k] for k in wanted if options[k] is not None},
+                     runtime_options=picks)
   except (ImportError, ValueError, power_base.PowerSourceError) as e:
     sys.stderr.write("deploy.measure: %s: %s\n" % (type(e).__name__, e))
     sys.exit(1)

@@ -1,0 +1,380 @@
+"""Run an adaptive cascade of classifiers on the device (LEANets run time).
+
+A cascade directory, written by ``python -m search.cascade``, holds
+``cascade.json`` and one ONNX model per stage (``stages/stage<k>.onnx``),
+ordered by measured cost. Stage k answers an image when its confidence is at
+least its threshold t_k; otherwise the image goes on to stage k + 1; the last
+stage always answers. ``cascade.json`` lists the threshold vectors of the
+front (``points``), each with its predicted error and expected time and
+energy per image, so one is picked at run time by a budget::
+
+  python3 -m deploy.cascade --cascade=DIR --data=images.npy --max_energy_j=0.002
+  python3 -m deploy.cascade --cascade=DIR --data=images.npy --max_error=0.3 --labels=y.npy
+
+``CascadeRuntime`` has the ``Runtime`` interface (``predict(batch)`` ->
+logits), so the measurement protocol times a cascade as it times one model:
+``deploy.runtimes.create(runtime, DIR)`` returns one (each stage loaded by that
+runtime), hence ``python -m deploy.measure --model=DIR`` and the device scripts
+(``python3 -m deploy.cpu.measure --model=DIR``) measure it. ``pack``/``unpack``
+zip a cascade and check a received zip, the way an agent would take it.
+
+Confidence (``confidence``): the largest softmax probability
+(``max_softmax``), or the difference of the two largest (``margin``, the
+"score margin" of Park et al. 2015). A threshold of 1 means the stage never
+answers (so thresholds of 1 reproduce the last stage alone, 0 the first).
+
+References:
+  N. K. Jayakodi, S. Belakaria, A. Deshwal, J. R. Doppa. "Design and
+  Optimization of Energy-Accuracy Tradeoff Networks for Mobile Platforms via
+  Pretrained Deep Models", ACM Transactions on Embedded Computing Systems
+  19(1), article 4, 2020 (LEANets).
+  E. Park, D. Kim, S. Kim, Y.-D. Kim, G. Kim, S. Yoon, S. Yoo. "Big/little
+  deep neural network for ultra low power inference", CODES+ISSS 2015.
+
+Device-side module: Python 3.6 syntax, standard library + numpy + the
+runtime (through ``deploy.runtimes``).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import zipfile
+
+import numpy as np
+
+from deploy import devices
+from deploy import runtimes
+from deploy.runtimes import base
+
+CASCADE_FILE = "cascade.json"
+FORMAT_NAME = "tea-keras-cascade"
+FORMAT_VERSION = 1
+CONFIDENCES = ("max_softmax", "margin")
+# What unpack() lets a received zip expand to (the agent's upload bound is its own).
+MAX_UNPACKED_BYTES = 1 << 30
+
+
+# -- the decision rule (the search's evaluation imports these) ----------------
+def softmax(logits):
+  """Softmax over the last axis in float64 (stable: max subtracted)."""
+  z = np.asarray(logits, np.float64)
+  z = z - z.max(axis=-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+def confidence(logits, kind="max_softmax"):
+  """(N,) float64 confidence in [0, 1) of (N, classes) logits; see module doc.
+  Capped at the largest float below 1, so that a threshold of 1 answers none
+  and every threshold outcome is reached by a threshold equal to some image's
+  confidence (or 1): the search's exact grid relies on it."""
+  if kind not in CONFIDENCES:
+    raise ValueError("Invalid value for argument `kind`. Expected one of %s. Received "
+                     "kind=%r" % ("|".join(CONFIDENCES), kind))
+  p = softmax(logits)
+  if kind == "max_softmax":
+    conf = p.max(axis=-1)
+  else:
+    top2 = np.partition(p, p.shape[-1] - 2, axis=-1)[..., -2:]
+    conf = top2[..., 1] - top2[..., 0]
+  return np.clip(conf, 0.0, np.nextafter(1.0, 0.0))
+
+
+def answers(conf, threshold):
+  """(N,) bool: which images a stage with ``threshold`` answers (conf >= t;
+  a threshold >= 1 answers none)."""
+  conf = np.asarray(conf)
+  if float(threshold) >= 1.0:
+    return np.zeros(conf.shape, bool)
+  return conf >= float(threshold)
+
+
+# -- the directory ----------------------------------------------------------------
+def is_cascade(path):
+  """Whether ``path`` is a cascade directory or its ``cascade.json``."""
+  path = str(path)
+  if os.path.isdir(path):
+    return os.path.isfile(os.path.join(path, CASCADE_FILE))
+  return os.path.basename(path) == CASCADE_FILE and os.path.isfile(path)
+
+
+def load_spec(path):
+  """``(directory, spec dict)`` of a cascade directory or ``cascade.json``."""
+  path = str(path)
+  json_path = os.path.join(path, CASCADE_FILE) if os.path.isdir(path) else path
+  if not os.path.isfile(json_path):
+    raise base.ModelLoadError("%r is not a cascade: expected a directory holding %s "
+                              "(written by python -m search.cascade)." % (path, CASCADE_FILE))
+  with open(json_path) as f:
+    spec = json.load(f)
+  if spec.get("format") != FORMAT_NAME or spec.get("version") != FORMAT_VERSION:
+    raise base.ModelLoadError("%s: expected format %r version %d, found %r version %r."
+                              % (json_path, FORMAT_NAME, FORMAT_VERSION, spec.get("format"),
+                                 spec.get("version")))
+  stages, points = spec.get("stages") or [], spec.get("points") or []
+  if not stages or not points:
+    raise base.ModelLoadError("%s: expected at least one stage and one point; found %d "
+                              "and %d." % (json_path, len(stages), len(points)))
+  for i, p in enumerate(points):
+    if len(p.get("thresholds", ())) != len(stages) - 1:
+      raise base.ModelLoadError("%s: point %d has %d thresholds; expected %d (one per stage "
+                                "but the last)." % (json_path, i, len(p.get("thresholds", ())),
+                                                    len(stages) - 1))
+  return os.path.dirname(os.path.abspath(json_path)), spec
+
+
+def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
+  """Index of the point to run: under the per-image budgets given
+  (``max_energy_j``, ``max_time_s``), the lowest error; with only
+  ``max_error``, the cheapest (energy, else time) within it; with no bound,
+  the lowest error. A ValueError says what the front can reach otherwise."""
+  bounds = (("energy_j_per_image", max_energy_j, "max_energy_j"),
+            ("time_s_per_image", max_time_s, "max_time_s"), ("error", max_error, "max_error"))
+  ok = list(range(len(points)))
+  for key, bound, name in bounds:
+    if bound is None:
+      continue
+    values = [points[i].get(key) for i in ok]
+    if any(v is None for v in values):
+      raise ValueError("--%s: this cascade has no %s (not measured)." % (name, key))
+    kept = [i for i, v in zip(ok, values) if v <= bound]
+    if not kept:
+      raise ValueError("Invalid value for argument `%s`. Expected at least %.6g, the lowest "
+                       "%s of the points within the other bounds. Received %s=%r."
+                       % (name, min(values), key, name, bound))
+    ok = kept
+  cost = "energy_j_per_image" if all(points[i].get("energy_j_per_image") is not None
+                                     for i in ok) else "time_s_per_image"
+  if max_error is not None and max_energy_j is None and max_time_s is None:
+    return min(ok, key=lambda i: (points[i][cost], points[i]["error"]))
+  return min(ok, key=lambda i: (points[i]["error"], points[i][cost]))
+
+
+# -- the runner -------------------------------------------------------------------
+class CascadeRuntime(base.Runtime):
+  """A cascade behind the ``Runtime`` interface (see module doc).
+
+  ``runtime``: the runtime each stage is loaded with; ``point`` (an index of
+  ``spec["points"]``) or the budgets of ``choose_point`` pick the thresholds;
+  ``stage_options`` go to every stage's runtime. ``stage_images`` counts the
+  images each stage has run on; ``last_stages`` is the answering stage of
+  each image of the last batch.
+  """
+  fixed_batch_size = None
+
+  def __init__(self, model_path, device="cpu", runtime="onnxruntime", point=None,
+               max_energy_j=None, max_time_s=None, max_error=None, **stage_options):
+    super(CascadeRuntime, self).__init__(model_path, device)
+    if "onnx" not in devices.runtime(runtime).formats:
+      raise ValueError("Invalid value for argument `runtime` for a cascade. Expected a "
+                       "runtime that reads its ONNX stages (%s). Received runtime=%r"
+                       % ("|".join(r for r, k in devices.RUNTIMES.items() if "onnx" in k.formats),
+                          runtime))
+    self.directory, self.spec = load_spec(model_path)
+    points = self.spec["points"]
+    if point is None:
+      point = choose_point(points, max_energy_j, max_time_s, max_error)
+    if not 0 <= int(point) < len(points):
+      raise ValueError("Invalid value for argument `point`. Expected an index in [0, %d]. "
+                       "Received point=%r" % (len(points) - 1, point))
+    self.point_index, self.point = int(point), points[int(point)]
+    self.thresholds = [float(t) for t in self.point["thresholds"]]
+    self.kind = self.spec.get("confidence", "max_softmax")
+    self.name = runtime
+    self.stages = []
+    try:
+      for stage in self.spec["stages"]:
+        path = os.path.join(self.directory, stage["file"])
+        self.stages.append(runtimes.create(runtime, path, device, **stage_options))
+    except Exception:
+      self.close()
+      raise
+    self.stage_images = [0] * len(self.stages)
+    self.last_stages = np.zeros(0, np.int64)
+
+  def _run(self, rt, x):
+    """Logits of ``x`` by one stage (padded/split to a fixed batch if it has one)."""
+    fixed = rt.fixed_batch_size
+    if not fixed or len(x) == fixed:
+      return np.asarray(rt.predict(x))
+    parts = []
+    for i in range(0, len(x), fixed):
+      chunk = x[i:i + fixed]
+      pad = fixed - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], chunk.dtype)])
+      parts.append(np.asarray(rt.predict(chunk))[:fixed - pad])
+    return np.concatenate(parts)
+
+  def predict(self, batch):
+    """Logits of the answering stage of each image of ``batch``."""
+    batch = np.asarray(batch, np.float32)
+    pending = np.arange(len(batch))
+    out, last = None, np.full(len(batch), -1, np.int64)
+    for s, rt in enumerate(self.stages):
+      x = batch if s == 0 else batch[pending]
+      logits = self._run(rt, x)
+      if out is None:
+        out = np.empty((len(batch),) + logits.shape[1:], logits.dtype)
+      self.stage_images[s] += len(pending)
+      if s == len(self.stages) - 1:
+        done = np.ones(len(pending), bool)
+      else:
+        done = answers(confidence(logits, self.kind), self.thresholds[s])
+      out[pending[done]] = logits[done]
+      last[pending[done]] = s
+      pending = pending[~done]
+      if not len(pending):
+        break
+    self.last_stages = last
+    return out
+
+  def describe(self):
+    out = super(CascadeRuntime, self).describe()
+    total = float(self.stage_images[0]) or 1.0
+    out["cascade"] = {
+        "point": self.point_index, "thresholds": self.thresholds, "confidence": self.kind,
+        "stages": [s["file"] for s in self.spec["stages"]],
+        "stage_runtimes": [rt.describe() for rt in self.stages],
+        "stage_images": list(self.stage_images),
+        "reach_fractions": [n / total for n in self.stage_images],
+        "predicted": dict((k, self.point.get(k)) for k in
+                          ("error", "time_s_per_image", "energy_j_per_image"))}
+    return out
+
+  def close(self):
+    for rt in self.stages:
+      rt.close()
+    self.stages = []
+
+
+# -- a cascade as one upload ------------------------------------------------------
+def pack(cascade_path, zip_path):
+  """Zip ``cascade.json`` and the stage files of a cascade; returns ``zip_path``."""
+  directory, spec = load_spec(cascade_path)
+  with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+    z.write(os.path.join(directory, CASCADE_FILE), CASCADE_FILE)
+    for stage in spec["stages"]:
+      z.write(os.path.join(directory, stage["file"]), stage["file"])
+  return zip_path
+
+
+def _safe_member(name):
+  parts = name.replace("\\", "/").split("/")
+  return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and \
+      ":" not in name
+
+
+def unpack(zip_path, dest, max_bytes=MAX_UNPACKED_BYTES):
+  """Extract a packed cascade into ``dest`` after checking it holds only
+  ``cascade.json`` and the stage files it names (relative paths, at most
+  ``max_bytes`` unpacked); returns ``dest``. ValueError otherwise."""
+  try:
+    with zipfile.ZipFile(zip_path) as z:
+      names = z.namelist()
+      if CASCADE_FILE not in names:
+        raise ValueError("%s: a cascade zip must hold %s." % (zip_path, CASCADE_FILE))
+      spec = json.loads(z.read(CASCADE_FILE).decode("utf-8"))
+      wanted = set([CASCADE_FILE] + [s.get("file", "") for s in spec.get("stages") or []])
+      bad = [n for n in names if n not in wanted or not _safe_member(n)]
+      missing = sorted(wanted - set(names))
+      if bad or missing:
+        raise ValueError("%s: expected exactly %s and the stage files it names; unexpected "
+                         "%s, missing %s." % (zip_path, CASCADE_FILE, bad, missing))
+      size = sum(i.file_size for i in z.infolist())
+      if size > max_bytes:
+        raise ValueError("%s unpacks to %d bytes; expected at most %d bytes."
+                         % (zip_path, size, max_bytes))
+      z.extractall(dest)
+  except zipfile.BadZipFile as e:
+    raise ValueError("%s is not a valid zip: %s" % (zip_path, e))
+  load_spec(dest)
+  return dest
+
+
+# -- command line -----------------------------------------------------------------
+def build_parser():
+  p = argparse.ArgumentParser(description="Classify images with an adaptive cascade "
+                              "(LEANets): the threshold vector is picked by a budget.")
+  p.add_argument("--cascade", required=True, help="cascade directory (or its cascade.json)")
+  p.add_argument("--data", help=".npy/.npz float32 normalized images (python -m "
+                 "deploy.measure --write_data=FILE)")
+  p.add_argument("--labels", default=None, help=".npy integer labels: report the error")
+  p.add_argument("--max_energy_j", type=float, default=None,
+                 help="energy budget per image (J): the lowest-error point within it")
+  p.add_argument("--max_time_s", type=float, default=None,
+                 help="time budget per image (s): the lowest-error point within it")
+  p.add_argument("--max_error", type=float, default=None,
+                 help="error bound: the cheapest point within it")
+  p.add_argument("--point", type=int, default=None, help="run this point (index) instead")
+  p.add_argument("--device", default="cpu", choices=list(devices.DEVICES))
+  p.add_argument("--runtime", default=None, choices=list(devices.RUNTIMES),
+                 help="runtime of the stages (default: the device's)")
+  p.add_argument("--batch_size", type=int, default=100)
+  p.add_argument("--num_images", type=int, default=None)
+  p.add_argument("--out", default=None, help="write the predicted classes to this .npy")
+  p.add_argument("--list", action="store_true", help="print the points and exit")
+  return p
+
+
+def classify(rt, images, batch_size):
+  """(predicted classes, answering stage per image, seconds) over ``images``."""
+  preds, stages = [], []
+  start = time.time()
+  for i in range(0, len(images), int(batch_size)):
+    preds.append(np.argmax(rt.predict(images[i:i + int(batch_size)]), axis=-1))
+    stages.append(rt.last_stages)
+  seconds = time.time() - start
+  return np.concatenate(preds), np.concatenate(stages), seconds
+
+
+def run(args):
+  """The CLI's work; returns the JSON-able result."""
+  from deploy import device_main  # pylint: disable=g-import-not-at-top
+  if args.list:
+    _, spec = load_spec(args.cascade)
+    return {"points": spec["points"], "stages": spec["stages"]}
+  if not args.data:
+    raise ValueError("--data is required (or --list).")
+  images = device_main.load_data(args.data, args.num_images)
+  runtime = args.runtime or devices.default_runtime(args.device)
+  rt = device_main.build_runtime(args.device, runtime, args.cascade, args.batch_size,
+                                 point=args.point, max_energy_j=args.max_energy_j,
+                                 max_time_s=args.max_time_s, max_error=args.max_error)
+  try:
+    preds, stages, seconds = classify(rt, images, args.batch_size)
+    info = rt.describe()["cascade"]
+  finally:
+    rt.close()
+  result = {"point": info["point"], "thresholds": info["thresholds"],
+            "predicted": info["predicted"], "images": int(len(images)),
+            "exit_counts": [int((stages == s).sum()) for s in range(len(info["stages"]))],
+            "stage_images": info["stage_images"], "seconds": seconds,
+            "time_s_per_image": seconds / max(len(images), 1), "device": args.device,
+            "runtime": runtime}
+  if args.labels:
+    labels = np.load(args.labels).reshape(-1)[:len(preds)]
+    if len(labels) != len(preds):
+      raise ValueError("--labels has %d labels for %d images." % (len(labels), len(preds)))
+    result["error"] = float(np.mean(preds != labels))
+  if args.out:
+    np.save(args.out, preds)
+    result["out"] = args.out
+  return result
+
+
+def main(argv=None):
+  args = build_parser().parse_args(argv)
+  try:
+    result = run(args)
+  except (ValueError, ImportError) as e:
+    sys.stderr.write("deploy.cascade: %s: %s\n" % (type(e).__name__, e))
+    return 1
+  print(json.dumps(result, sort_keys=True))
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,209 @@
+"""The report of a cascade: fronts plot, points table, savings, measurements.
+
+* ``cascade_fronts.png`` / ``.csv``: the single models (every measured trial,
+  their front drawn) and the cascade front, error vs time (and vs energy when
+  measured), costs per image;
+* ``cascade_points.csv`` / ``.md``: each point of the front: thresholds,
+  fraction of images answered by each stage, predicted error and cost,
+  held-out (test) error, and with ``--measure`` the cost measured now;
+* ``best_saving``: the largest cost saving of a point whose error is within
+  ``tolerance`` of the best single model's.
+"""
+
+import csv
+import os
+
+import numpy as np
+
+COSTS = (("time", "time_s_per_image", "time per image (s)"),
+         ("energy", "energy_j_per_image", "energy per image (J)"))
+
+
+def single_model_points(trials):
+  """(name, error, time/image, energy/image) of every measured done trial."""
+  rows = []
+  for t in trials:
+    m = t["metrics"]
+    if m.get("val_error") is None or m.get("time_s") is None or not m.get("images"):
+      continue
+    energy = m.get("energy_j")
+    rows.append(("trial #%d" % t["trial_id"], float(m["val_error"]),
+                 m["time_s"] / m["images"], None if energy is None else energy / m["images"]))
+  return rows
+
+
+def plot_fronts(out_dir, singles, stages, points):
+  """Write ``cascade_fronts.png`` (one panel per measured cost) and its CSV."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  from search import outputs  # pylint: disable=g-import-not-at-top
+  panels = [(name, key, label) for name, key, label in COSTS
+            if all(p[key] is not None for p in points)]
+  fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+  for ax, (name, key, label) in zip(axes[0], panels):
+    col = {"time": 2, "energy": 3}[name]
+    single = np.array([[r[col], r[1]] for r in singles if r[col] is not None], float)
+    if len(single):
+      outputs.draw_front(ax, single, "single-model", "C0")
+    cascade = np.array([[p[key], p["error"]] for p in points], float)
+    outputs.draw_front(ax, cascade, "cascade", "C3", all_points=False)
+    for k, s in enumerate(stages, 1):
+      ax.annotate("stage %d" % k, (s[key], s["val_error"]), xytext=(4, -10),
+                  textcoords="offset points", fontsize=7)
+    ax.set_xlabel(label)
+    ax.set_ylabel("validation error")
+    ax.set_title("error vs %s: %d stages, %d front points" % (name, len(stages), len(points)),
+                 fontsize=9)
+    ax.legend(fontsize=8)
+  path = os.path.join(out_dir, "cascade_fronts.png")
+  outputs._save(fig, path)  # pylint: disable=protected-access
+  rows = [{"kind": "single", "name": r[0], "error": r[1], "time_s_per_image": r[2],
+           "energy_j_per_image": r[3], "thresholds": ""} for r in singles]
+  rows += [{"kind": "cascade", "name": "point %d" % i, "error": p["error"],
+            "time_s_per_image": p["time_s_per_image"],
+            "energy_j_per_image": p["energy_j_per_image"],
+            "thresholds": " ".join("%.6g" % t for t in p["thresholds"])}
+           for i, p in enumerate(points)]
+  _write_csv(os.path.join(out_dir, "cascade_fronts.csv"), list(rows[0]), rows)
+
+
+def best_saving(points, best_single, tolerance=0.005):
+  """The largest saving of time and of energy (fractions of the best single
+  model's) among points with error <= best model's error + ``tolerance``.
+
+  best_single: dict with ``val_error``, ``time_s_per_image``,
+  ``energy_j_per_image`` (the most accurate stage). Returns
+  ``{"time": {...}, "energy": {...}}`` with the point index and its numbers.
+  """
+  out = {"tolerance": tolerance, "best_single_error": best_single["val_error"]}
+  bound = best_single["val_error"] + tolerance
+  for name, key, _ in COSTS:
+    base = best_single.get(key)
+    ok = [i for i, p in enumerate(points) if p["error"] <= bound + 1e-12 and
+          p.get(key) is not None]
+    if base is None or not ok:
+      out[name] = None
+      continue
+    i = min(ok, key=lambda k: points[k][key])
+    out[name] = {"point": i, "saving": 1.0 - points[i][key] / base, "error": points[i]["error"],
+                 "cost": points[i][key], "best_single_cost": base}
+  return out
+
+
+def points_table(out_dir, points, stages, measured=None):
+  """Write ``cascade_points.csv`` and ``.md``; returns the Markdown text.
+  measured: ``{point index: row from measure_points}``."""
+  measured = measured or {}
+  rows = []
+  for i, p in enumerate(points):
+    row = {"point": i, "thresholds": " ".join("%.4f" % t for t in p["thresholds"])}
+    for k, f in enumerate(p["exit_fractions"], 1):
+      row["exit_stage%d" % k] = f
+    row.update(error=p["error"], test_error=p.get("test_error"),
+               time_s_per_image=p["time_s_per_image"],
+               energy_j_per_image=p["energy_j_per_image"],
+               found_by=" ".join(p.get("found_by", ())))
+    m = measured.get(i) or {}
+    for key in ("measured_time_s_per_image", "predicted_time_s_per_image_measured_images",
+                "predicted_now_time_s_per_image", "measured_over_predicted",
+                "measured_over_predicted_now", "measured_energy_j_per_image", "other_cpu_share"):
+      row[key] = m.get(key)
+    rows.append(row)
+  _write_csv(os.path.join(out_dir, "cascade_points.csv"), list(rows[0]), rows)
+  head = (["#", "thresholds"] + ["exit %d" % k for k in range(1, len(stages) + 1)] +
+          ["val error", "test error", "time/img (ms)", "energy/img (mJ)"])
+  if measured:
+    head += ["measured time/img (ms)", "measured / predicted"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for row, p in zip(rows, points):
+    cells = [str(row["point"]), row["thresholds"] or "-"]
+    cells += ["%.1f%%" % (100 * f) for f in p["exit_fractions"]]
+    cells += ["%.2f%%" % (100 * p["error"]), _pct(p.get("test_error")),
+              _milli(p["time_s_per_image"]), _milli(p["energy_j_per_image"])]
+    if measured:
+      cells += [_milli(row["measured_time_s_per_image"]), _num(row["measured_over_predicted"])]
+    lines.append("| " + " | ".join(cells) + " |")
+  text = "\n".join(lines) + "\n"
+  with open(os.path.join(out_dir, "cascade_points.md"), "w") as f:
+    f.write(text)
+  return text
+
+
+def measure_indices(points, count):
+  """``count`` points spread evenly along the front by time (both ends kept)."""
+  if count <= 0 or not points:
+    return []
+  order = sorted(range(len(points)), key=lambda i: points[i]["time_s_per_image"])
+  picks = np.unique(np.round(np.linspace(0, len(order) - 1, min(count, len(order)))))
+  return [order[int(k)] for k in picks]
+
+
+def measure_points(cascade_dir, spec, indices, data, images, image_index, settings, log=print):
+  """Measure each stage alone and the cascade at each point of ``indices``
+  with ``deploy.measure`` now; returns ``(stage rows, {index: row})``.
+
+  data: the ``CascadeData`` of the validation images; ``images`` were drawn
+  from them at ``image_index``, so each point's cost is also predicted on
+  exactly the measured images, from the search-time stage costs and from
+  the stage costs measured now. settings: keyword arguments of
+  ``deploy.measure.measure`` (device, runtime, power_source, batch_size,
+  repeats).
+  """
+  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+  from search import cascade_lib  # pylint: disable=g-import-not-at-top
+  stage_rows = []
+  for k, stage in enumerate(spec["stages"], 1):
+    r = measure_lib.measure(os.path.join(cascade_dir, stage["file"]), images=images,
+                            progress=False, **settings)
+    stage_rows.append({"stage": k, "time_s_per_image": r["time_s"] / r["images"],
+                       "energy_j_per_image": _div(r["energy_j"], r["images"]),
+                       "other_cpu_share": r.get("other_cpu_share"),
+                       "time_cv": r.get("time_cv")})
+    log("stage %d alone: %.3f ms/image" % (k, 1e3 * stage_rows[-1]["time_s_per_image"]))
+  subset = data.subset(image_index)
+  now = np.array([s["time_s_per_image"] for s in stage_rows])
+  out = {}
+  for i in indices:
+    p = spec["points"][i]
+    r = measure_lib.measure(cascade_dir, images=images, progress=False,
+                            runtime_options={"point": i}, **settings)
+    ev = cascade_lib.evaluate(subset, [p["thresholds"]])
+    measured = r["time_s"] / r["images"]
+    predicted, predicted_now = float(ev.time_s[0]), float(ev.reach[0] @ now)
+    out[i] = {"point": i, "measured_time_s_per_image": measured,
+              "measured_energy_j_per_image": _div(r["energy_j"], r["images"]),
+              "predicted_time_s_per_image_measured_images": predicted,
+              "predicted_now_time_s_per_image": predicted_now,
+              "measured_over_predicted": measured / predicted,
+              "measured_over_predicted_now": measured / predicted_now,
+              "other_cpu_share": r.get("other_cpu_share"), "contended": r.get("contended"),
+              "time_cv": r.get("time_cv"), "loadavg_at_start": r.get("loadavg_at_start"),
+              "reach_fractions_measured": r["runtime_info"]["cascade"]["reach_fractions"]}
+    log("point %d: measured %.3f ms/image, predicted %.3f (search-time costs) / %.3f (costs "
+        "now), other processes' CPU share %s" % (i, 1e3 * measured, 1e3 * predicted,
+                                                  1e3 * predicted_now, r.get("other_cpu_share")))
+  return stage_rows, out
+
+
+def _div(a, b):
+  return None if a is None or not b else a / b
+
+
+def _pct(v):
+  return "-" if v is None else "%.2f%%" % (100 * v)
+
+
+def _milli(v):
+  return "-" if v is None else "%.3f" % (1e3 * v)
+
+
+def _num(v):
+  return "-" if v is None else "%.3f" % v
+
+
+def _write_csv(path, fields, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
