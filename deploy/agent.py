@@ -80,6 +80,12 @@ untouched for an hour). ``--trace_root`` gets one ``measurement_NNNN`` folder
 per measurement, numbered after the highest already there and created
 exclusively; ``--max_traces`` (1000; 0 = all) keeps the newest.
 
+Modules: ``deploy.agent_server`` (the server: connection bound, header
+deadline, TLS, exposure rules), ``deploy.agent_uploads`` (request bodies,
+the IR zip checks and unpacking) and ``deploy.agent_workdirs`` (the work dir
+and the traces); this one holds the settings, the ``Agent``, the request
+handler and the command line, and re-exports the others' public names.
+
 Device-side module: Python 3.6 syntax, standard library + numpy.
 """
 
@@ -87,31 +93,31 @@ import argparse
 import atexit
 import collections
 import hmac
-import io
-import ipaddress
 import json
 import math
 import os
 import re
 import shutil
 import signal
-import socket
-import socketserver
-import ssl
-import struct
 import sys
 import tempfile
 import threading
 import time
-import zipfile
-import zlib
-from http import server
 
+from deploy import agent_server
+from deploy import agent_uploads
+from deploy import agent_workdirs
 from deploy import capabilities as capabilities_lib
 from deploy import device_main
 from deploy import devices
 from deploy import session
 from deploy.runtimes import base as runtime_base
+# Re-exported: the names callers and tests reach through deploy.agent.
+from deploy.agent_server import check_exposure, is_loopback, server_ssl_context  # noqa: F401
+from deploy.agent_uploads import LINGER_S, BadRequest, artifact_name, unpack_openvino  # noqa: F401
+from deploy.agent_uploads import copy_bounded as _copy_bounded  # noqa: F401
+from deploy.agent_workdirs import (OWNER_FILE, WORK_PREFIX, clean_stale_work_dirs,  # noqa: F401
+                                   make_work_dir, new_trace_dir, prune_traces)
 
 # kind: int (a JSON integer, not a bool), float (a finite JSON number) or str;
 # low/high: inclusive bounds (None: none; num_images: the agent's images);
@@ -123,17 +129,6 @@ SETTINGS = {"runtime": Setting(str, None, None), "batch_size": Setting(int, 1, 1
             "sample_interval_s": Setting(float, 0.001, 10.0),
             "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None)}
 PRECISIONS = ("fp32", "fp16")
-LINGER_S = 2.0  # at most this long reading an unwanted body before closing
-WORK_PREFIX = "tea-agent-"
-OWNER_FILE = "owner"
-LEGACY_WORK_DIR_AGE_S = 3600.0
-TRACE_NAME = re.compile(r"^measurement_(\d+)$")
-
-
-class BadRequest(Exception):
-  def __init__(self, status, message):
-    super(BadRequest, self).__init__(message)
-    self.status = status
 
 
 def _expected(key, spec, high):
@@ -193,152 +188,6 @@ def parse_settings(text, fmt, device, num_images=None):
     raise BadRequest(400, "runtime=%s cannot run a %s artifact on %s; expected one of %s."
                      % (runtime, fmt, device, readers))
   return out
-
-
-def _zip_end_record(path):
-  """(members, central directory size) from a zip's end record, read without
-  parsing the directory (which could hold millions of entries); 422 for Zip64."""
-  size = os.path.getsize(path)
-  with open(path, "rb") as f:
-    f.seek(max(0, size - (22 + 0xFFFF)))
-    tail = f.read()
-  at = tail.rfind(b"PK\x05\x06")
-  if at < 0 or len(tail) - at < 22:
-    raise BadRequest(422, "OpenVINO upload is not a valid zip: no end of central directory.")
-  if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
-    raise BadRequest(422, "OpenVINO upload is a Zip64 archive; expected a plain zip of one "
-                          ".xml and one .bin.")
-  fields = struct.unpack("<4s4H2LH", tail[at:at + 22])
-  return fields[4], fields[5]
-
-
-def _copy_bounded(src, dst, budget, what):
-  """Copy ``src`` to ``dst`` counting bytes; 413 once more than ``budget`` came."""
-  copied = 0
-  while True:
-    chunk = src.read(1 << 20)
-    if not chunk:
-      return copied
-    copied += len(chunk)
-    if copied > budget:
-      raise BadRequest(413, "%s unpacks to more than the limit of %d bytes "
-                            "(--max_unpacked_mb)." % (what, budget))
-    dst.write(chunk)
-
-
-def unpack_openvino(zip_path, work_dir, max_bytes=1 << 30):
-  """The .xml path of an IR zip holding exactly one .xml and one .bin,
-  unpacked into ``work_dir`` writing at most ``max_bytes`` bytes."""
-  members, directory_bytes = _zip_end_record(zip_path)
-  if members != 2:
-    raise BadRequest(422, "OpenVINO upload must zip exactly one .xml and one .bin; its end "
-                          "record declares %d members." % members)
-  if directory_bytes > 2 * (46 + 3 * 0xFFFF):  # two entries' headers, names and comments
-    raise BadRequest(422, "OpenVINO upload declares a central directory of %d bytes, more "
-                          "than two members can need." % directory_bytes)
-  try:
-    with zipfile.ZipFile(zip_path) as z:
-      infos = z.infolist()
-      names = [i.filename for i in infos]
-      xml = [i for i in infos if i.filename.endswith(".xml")]
-      binary = [i for i in infos if i.filename.endswith(".bin")]
-      if len(infos) != 2 or len(xml) != 1 or len(binary) != 1:
-        raise BadRequest(422, "OpenVINO upload must zip exactly one .xml and one .bin; "
-                              "found %s." % (names[:10],))
-      declared = sum(i.file_size for i in infos)
-      if declared > max_bytes:
-        raise BadRequest(413, "OpenVINO upload declares %d bytes unpacked; the limit is %d "
-                              "bytes (--max_unpacked_mb)." % (declared, max_bytes))
-      budget = max_bytes
-      for info, name in ((xml[0], "model.xml"), (binary[0], "model.bin")):
-        with z.open(info) as src, open(os.path.join(work_dir, name), "wb") as dst:
-          budget -= _copy_bounded(src, dst, budget, "OpenVINO upload")
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
-          RuntimeError, ValueError) as e:
-    raise BadRequest(422, "OpenVINO upload is not a valid zip: %s" % e)
-  return os.path.join(work_dir, "model.xml")
-
-
-def _process_start(pid):
-  """The start time of process ``pid`` (Linux /proc), '' where unknown: tells
-  a live owner from a new process that got a dead owner's PID."""
-  try:
-    with open("/proc/%d/stat" % pid) as f:
-      return f.read().rsplit(")", 1)[-1].split()[19]
-  except (OSError, IndexError):
-    return ""
-
-
-def _owner_alive(pid, start):
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except PermissionError:  # another user's live process
-    return True
-  now = _process_start(pid)
-  return not start or not now or now == start
-
-
-def make_work_dir(root=None):
-  """A new ``tea-agent-*`` dir under ``root`` (the temp dir) naming its owner."""
-  path = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=root)
-  with open(os.path.join(path, OWNER_FILE), "w") as f:
-    f.write("%d %s\n" % (os.getpid(), _process_start(os.getpid())))
-  return path
-
-
-def clean_stale_work_dirs(root=None, now=None):
-  """Remove this user's ``tea-agent-*`` dirs under ``root`` whose owner is not
-  alive (without an owner file: untouched for an hour); returns their paths."""
-  root = root or tempfile.gettempdir()
-  now = time.time() if now is None else now
-  removed = []
-  for name in sorted(os.listdir(root)):
-    path = os.path.join(root, name)
-    try:
-      st = os.lstat(path)
-    except OSError:  # gone meanwhile
-      continue
-    if (not name.startswith(WORK_PREFIX) or not os.path.isdir(path) or os.path.islink(path)
-        or st.st_uid != os.getuid()):
-      continue
-    try:
-      with open(os.path.join(path, OWNER_FILE)) as f:
-        fields = f.read().split()
-      stale = not _owner_alive(int(fields[0]), fields[1] if len(fields) > 1 else "")
-    except (OSError, ValueError, IndexError):
-      stale = now - st.st_mtime > LEGACY_WORK_DIR_AGE_S
-    if stale:
-      shutil.rmtree(path, ignore_errors=True)
-      removed.append(path)
-  return removed
-
-
-def new_trace_dir(root):
-  """A new ``measurement_NNNN`` folder under ``root``, numbered after the
-  highest there and created exclusively (two agents never share one)."""
-  if not os.path.isdir(root):
-    os.makedirs(root)
-  numbers = [int(m.group(1)) for m in map(TRACE_NAME.match, os.listdir(root)) if m]
-  number = max(numbers) + 1 if numbers else 1
-  while True:
-    path = os.path.join(root, "measurement_%04d" % number)
-    try:
-      os.mkdir(path)
-      return path
-    except FileExistsError:
-      number += 1
-
-
-def prune_traces(root, keep):
-  """Remove all but the newest ``keep`` measurement folders; their paths."""
-  found = sorted((int(m.group(1)), m.group(0)) for m in map(TRACE_NAME.match, os.listdir(root))
-                 if m and os.path.isdir(os.path.join(root, m.group(0))))
-  old = [os.path.join(root, name) for _, name in found[:max(0, len(found) - keep)]]
-  for path in old:
-    shutil.rmtree(path, ignore_errors=True)
-  return old
 
 
 def scrub_paths(message, replacements):
@@ -457,86 +306,27 @@ class Agent(object):
     finally:
       runtime.close()
       if trace_dir:
-        self._tidy_traces(trace_dir)
-
-  def _tidy_traces(self, trace_dir):
-    try:
-      if os.path.isdir(trace_dir) and not os.listdir(trace_dir):  # failed before writing
-        os.rmdir(trace_dir)
-      if self.max_traces:
-        prune_traces(self.trace_root, self.max_traces)
-    except OSError as e:  # never at the cost of the measurement
-      sys.stderr.write("agent: could not tidy %s: %s\n" % (self.trace_root, e))
+        agent_workdirs.tidy_traces(self.trace_root, trace_dir, self.max_traces)
 
 
-def artifact_name(header, fmt):
-  """The name error messages give the upload: the client's file name
-  (``X-Artifact-Name``, reduced to a safe basename), else a description."""
-  name = re.sub(r"[^A-Za-z0-9._+-]", "_", (header or "").replace("\\", "/").split("/")[-1])
-  return name[:100] if name.strip("._") else "the uploaded %s artifact" % fmt
-
-
-class _DeadlineReader(io.RawIOBase):
-  """Socket reads that fail once ``deadline`` (``time.monotonic()``) passes,
-  however slowly the bytes trickle in; each read waits at most ``timeout``."""
-
-  def __init__(self, sock, timeout):
-    io.RawIOBase.__init__(self)
-    self.sock, self.timeout, self.deadline = sock, timeout, None
-
-  def readable(self):
-    return True
-
-  def readinto(self, buf):
-    wait = self.timeout
-    if self.deadline is not None:
-      wait = min(wait, self.deadline - time.monotonic())
-      if wait <= 0:
-        raise socket.timeout("the request did not arrive within its deadline")
-    self.sock.settimeout(wait)
-    return self.sock.recv_into(buf)
-
-
-class Handler(server.BaseHTTPRequestHandler):
-  """One connection, one request (HTTP/1.0): the headers must arrive within
-  the server's ``header_timeout_s`` of the connection's start (a TLS
-  handshake included), then each body read waits at most ``timeout``.
-  Until its headers are in, the server may evict the connection."""
+class Handler(agent_server.ConnectionHandler):
+  """The API of the module doc on one connection: ``body``, the request's
+  unread body (``agent_uploads.Body``); ``names``, the (directory, name)
+  pairs its error messages show instead of paths; ``trusted``, whether it
+  gave the right token."""
   server_version = "tea-keras-agent/1"
-  timeout = 120  # seconds of inactivity while a body is read
 
   def setup(self):
-    srv = self.server
-    deadline = time.monotonic() + srv.header_timeout_s
-    self.raw_request = self.request
-    if srv.ssl_context is not None:
-      self.request.settimeout(srv.header_timeout_s)  # bounds the whole handshake
-      self.request = srv.ssl_context.wrap_socket(self.request, server_side=True)
-    self.connection = self.request
-    self.reader = _DeadlineReader(self.connection, self.timeout)
-    self.reader.deadline = deadline
-    self.rfile = io.BufferedReader(self.reader, 1 << 16)
-    self.wfile = self.connection.makefile("wb", 0)
-    self.body_left, self.names, self.trusted = 0, [], False
-
-  def finish(self):
-    server.BaseHTTPRequestHandler.finish(self)
-    if self.server.ssl_context is not None:  # the server closes only the raw socket
-      self.server.headers_in(self.raw_request)
-      self.connection.close()
+    agent_server.ConnectionHandler.setup(self)
+    self.body = agent_uploads.Body(self.rfile, self.reader)
+    self.names, self.trusted = [], False
 
   def parse_request(self):
-    ok = server.BaseHTTPRequestHandler.parse_request(self)
-    self.reader.deadline = None  # the headers are in
-    if not self.server.headers_in(self.raw_request):  # evicted: cut short, not a request
-      self.close_connection = True
-      return False
-    length = self.headers.get("Content-Length", "") if ok else ""
-    self.body_left = int(length) if length.isdigit() else None
+    ok = agent_server.ConnectionHandler.parse_request(self)
+    if ok:
+      length = self.headers.get("Content-Length", "")
+      self.body.left = int(length) if length.isdigit() else None
     return ok
-
-  def log_message(self, fmt, *args):
-    sys.stderr.write("agent %s %s\n" % (self.address_string(), fmt % args))
 
   def _reply(self, status, obj):
     body = json.dumps(obj, sort_keys=True).encode()
@@ -550,29 +340,12 @@ class Handler(server.BaseHTTPRequestHandler):
     self.wfile.write(body)
 
   def _refuse(self, status, message):
-    """An error answer without the agent's paths, then the unread body dropped."""
+    """An error answer without the agent's paths, then the unread body
+    dropped: an authorized upload within the limit whole, any other up to
+    the limit for at most LINGER_S (so that the client reads the answer)."""
     message = scrub_paths(message, self.names + self.server.agent.private_dirs())
     self._reply(status, {"error": message})
-    self._discard_body()
-
-  def _discard_body(self):
-    """Read and drop what the client still sends, so that it reads the answer
-    rather than a reset: an authorized upload within the limit whole, any
-    other up to the limit for at most LINGER_S."""
-    limit = self.server.agent.max_upload_bytes
-    left = self.body_left or 0
-    if not (self.trusted and left <= limit):
-      left = min(left, limit)
-      self.reader.deadline = time.monotonic() + LINGER_S
-    try:
-      while left > 0:
-        chunk = self.rfile.read(min(left, 1 << 16))
-        if not chunk:
-          break
-        left -= len(chunk)
-    except OSError:  # a timeout or a reset: the client has had its answer
-      pass
-    self.body_left = 0
+    self.body.discard(self.server.agent.max_upload_bytes, self.trusted)
 
   def _guard(self):
     self.trusted = self.server.agent.authorized(self.headers.get("Authorization"))
@@ -607,18 +380,18 @@ class Handler(server.BaseHTTPRequestHandler):
     if fmt not in devices.FORMATS:
       raise BadRequest(415, "X-Artifact-Format %r is not one of %s."
                        % (fmt[:40], list(devices.FORMATS)))
-    if self.body_left is None:
+    if self.body.left is None:
       raise BadRequest(411, "Content-Length is required.")
-    if self.body_left > agent.max_upload_bytes:
+    if self.body.left > agent.max_upload_bytes:
       raise BadRequest(413, "Upload of %d bytes exceeds the limit of %d bytes."
-                       % (self.body_left, agent.max_upload_bytes))
+                       % (self.body.left, agent.max_upload_bytes))
     settings = parse_settings(self.headers.get("X-Measure-Settings"), fmt, agent.device,
                               len(agent.images))
     work = tempfile.mkdtemp(dir=agent.work_dir)
     self.names = [(work, artifact_name(self.headers.get("X-Artifact-Name"), fmt))]
     try:
       path = os.path.join(work, "model" + devices.FORMATS[fmt].upload_suffix)
-      self._receive(path)
+      self.body.save(path, self.timeout)
       model = agent.prepare(path, fmt)
       waited = time.time()
       with agent.lock:
@@ -629,165 +402,21 @@ class Handler(server.BaseHTTPRequestHandler):
     finally:
       shutil.rmtree(work, ignore_errors=True)
 
-  def _receive(self, path):
-    with open(path, "wb") as f:
-      while self.body_left:
-        try:
-          chunk = self.rfile.read(min(self.body_left, 1 << 20))
-        except socket.timeout:
-          self.body_left = 0  # nothing more to wait for
-          raise BadRequest(408, "Upload stalled: no data for %d s." % self.timeout)
-        if not chunk:
-          left, self.body_left = self.body_left, 0
-          raise BadRequest(400, "Upload ended %d bytes early." % left)
-        f.write(chunk)
-        self.body_left -= len(chunk)
 
-
-_BUSY = json.dumps({"error": "the agent serves its limit of connections; retry later"})
-BUSY_RESPONSE = ("HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                 "Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY), _BUSY)).encode()
-
-
-class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
-  """At most ``max_connections`` connections at once, each on its own
-  thread. When all are taken, a new connection takes the place of the one
-  that has waited longest for its headers if that one waited more than
-  ``evict_after_s`` (a slow client gives way); else it is answered 503 (over
-  TLS: closed) at once by the accepting thread. ``ssl_context``: serve HTTPS."""
-  daemon_threads = True
-  block_on_close = False
-  allow_reuse_address = True
-  request_queue_size = 64
-
-  def __init__(self, address, agent, ssl_context=None, max_connections=16,
-               header_timeout_s=10.0):
-    if int(max_connections) < 1:
-      raise ValueError("Invalid value for argument `max_connections`. Expected a positive "
-                       "integer. Received max_connections=%r" % (max_connections,))
-    if not float(header_timeout_s) > 0:
-      raise ValueError("Invalid value for argument `header_timeout_s`. Expected a positive "
-                       "number of seconds. Received header_timeout_s=%r" % (header_timeout_s,))
-    server.HTTPServer.__init__(self, address, Handler)
-    self.agent, self.ssl_context = agent, ssl_context
-    self.max_connections, self.header_timeout_s = int(max_connections), float(header_timeout_s)
-    self.evict_after_s = min(1.0, self.header_timeout_s / 2)
-    self.slots = threading.BoundedSemaphore(self.max_connections)
-    self.waiting, self.waiting_lock = {}, threading.Lock()  # request -> (accepted, dup)
-    self.refused = self.evicted = 0
-
-  def process_request(self, request, client_address):
-    if not self.slots.acquire(False) and not (self._evict_slowest() and
-                                              self.slots.acquire(True, 1.0)):
-      self.refused += 1
-      return self._refuse_busy(request)
-    with self.waiting_lock:  # a dup of the socket: eviction never meets a reused fd
-      self.waiting[request] = (time.monotonic(), request.dup())
-    try:
-      socketserver.ThreadingMixIn.process_request(self, request, client_address)
-    except Exception:
-      self.headers_in(request)
-      self.slots.release()
-      raise
-
-  def process_request_thread(self, request, client_address):
-    try:
-      socketserver.ThreadingMixIn.process_request_thread(self, request, client_address)
-    finally:
-      self.slots.release()
-
-  def headers_in(self, request):
-    """Mark ``request`` past its headers; False when it was evicted before."""
-    with self.waiting_lock:
-      entry = self.waiting.pop(request, None)
-    if entry is not None:
-      entry[1].close()
-    return entry is not None
-
-  def shutdown_request(self, request):
-    self.headers_in(request)
-    server.HTTPServer.shutdown_request(self, request)
-
-  def _evict_slowest(self):
-    with self.waiting_lock:
-      if not self.waiting:
-        return False
-      request = min(self.waiting, key=lambda r: self.waiting[r][0])
-      accepted, dup = self.waiting[request]
-      if time.monotonic() - accepted <= self.evict_after_s:
-        return False
-      del self.waiting[request]
-    try:
-      dup.shutdown(socket.SHUT_RDWR)  # its thread reads EOF and ends
-    except OSError:
-      pass
-    dup.close()
-    self.evicted += 1
-    return True
-
-  def _refuse_busy(self, request):
-    try:
-      request.setblocking(False)
-      request.recv(1 << 16)  # what already came, so that closing sends no reset
-    except OSError:
-      pass
-    try:
-      if self.ssl_context is None:
-        request.send(BUSY_RESPONSE)
-    except OSError:
-      pass
-    self.shutdown_request(request)
-
-  def handle_error(self, request, client_address):
-    e = sys.exc_info()[1]
-    if not isinstance(e, OSError):  # a bug: the traceback
-      return server.HTTPServer.handle_error(self, request, client_address)
-    sys.stderr.write("agent %s connection failed: %s: %s\n"
-                     % (client_address[0], type(e).__name__, e))
-
-
-def server_ssl_context(cert_file, key_file):
-  """A TLS 1.2+ server context for a PEM certificate (chain) and its key."""
-  context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-  if sys.version_info < (3, 10):  # 3.10+ contexts start at TLS 1.2 already
-    context.options |= ssl.OP_NO_TLSv1 | ssl.OP_NO_TLSv1_1
-  context.load_cert_chain(cert_file, key_file)
-  return context
+def make_server(agent, host="127.0.0.1", port=0, **server_options):
+  """An ``agent_server.AgentServer`` for ``agent`` on (host, port), not yet
+  serving. server_options: its ssl_context, max_connections, header_timeout_s."""
+  return agent_server.AgentServer((host, port), Handler, agent, **server_options)
 
 
 def serve_in_thread(agent, host="127.0.0.1", port=0, **server_options):
   """Start a server on a daemon thread; returns it (``server_address``).
-  server_options: ``AgentServer``'s ssl_context, max_connections, header_timeout_s."""
-  srv = AgentServer((host, port), agent, **server_options)
+  server_options: ``make_server``'s."""
+  srv = make_server(agent, host, port, **server_options)
   thread = threading.Thread(target=srv.serve_forever, name="tea-agent")
   thread.daemon = True
   thread.start()
   return srv
-
-
-def is_loopback(host):
-  if host == "localhost":
-    return True
-  try:
-    return ipaddress.ip_address(host).is_loopback
-  except ValueError:  # a name, or "" (every interface)
-    return False
-
-
-def check_exposure(host, tls, insecure_http):
-  """None, or the warning to print; ValueError when ``host`` is on the
-  network without TLS and without an explicit ``insecure_http``."""
-  if is_loopback(host) or tls:
-    return None
-  if not insecure_http:
-    raise ValueError(
-        "--host=%s serves on the network: give --tls_cert and --tls_key (clients then use "
-        "--device_url=https://...), or keep the default --host=127.0.0.1 and reach the agent "
-        "through an SSH tunnel (ssh -N -L 8470:127.0.0.1:8470 board). --insecure_http serves "
-        "plain HTTP anyway." % (host,))
-  return ("WARNING: --insecure_http: serving plain HTTP on %s. The token and every upload "
-          "cross the network unencrypted: anyone who can see the traffic can take the token "
-          "and run models on this device. Use TLS or an SSH tunnel instead." % (host or "*",))
 
 
 def read_token(path):
@@ -818,15 +447,7 @@ def build_parser():
   p.add_argument("--power_source", default=devices.AUTO,
                  choices=(devices.AUTO,) + devices.POWER_SOURCES,
                  help="default auto: the device kind's first readable source")
-  p.add_argument("--rail", default=None, help="ina3221 rail label(s)")
-  p.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
-  p.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
-  p.add_argument("--usb_port", default=None, help="usb_meter: serial port")
-  p.add_argument("--power_root", default=None,
-                 help="root of the sysfs tree read by ina3221/rapl (default /)")
-  p.add_argument("--engine_cache", default=None,
-                 help="tensorrt: cache of engines built from uploaded ONNX "
-                      "(default ~/.cache/tea-keras/engines)")
+  device_main.add_measurement_arguments(p)
   p.add_argument("--max_upload_mb", type=float, default=256)
   p.add_argument("--max_unpacked_mb", type=float, default=None,
                  help="what an OpenVINO zip may unpack to (default 4x --max_upload_mb)")
@@ -840,9 +461,9 @@ def build_parser():
   return p
 
 
-def main(argv=None):
-  p = build_parser()
-  args = p.parse_args(argv)
+def _check_options(parser, args):
+  """(TLS context or None, exposure warning or None) of the command line;
+  an inconsistent one ends the program with the parser's error."""
   try:
     devices.check_power_source(args.device, args.power_source)
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -850,22 +471,25 @@ def main(argv=None):
     warning = check_exposure(args.host, bool(args.tls_cert), args.insecure_http)
     context = server_ssl_context(args.tls_cert, args.tls_key) if args.tls_cert else None
   except (ValueError, OSError) as e:  # ssl.SSLError is an OSError
-    p.error(str(e))
-  for path in clean_stale_work_dirs():
-    sys.stderr.write("agent: removed %s (its agent is gone)\n" % path)
+    parser.error(str(e))
+  return context, warning
+
+
+def _agent_from_args(args):
   mb = 1 << 20
-  agent = Agent(read_token(args.token_file), device_main.load_data(args.data), args.device,
-                args.power_source, device_main.power_options(args),
-                int(args.max_upload_mb * mb), trace_root=args.trace_root,
-                engine_cache_dir=args.engine_cache,
-                max_unpacked_bytes=int(args.max_unpacked_mb * mb) if args.max_unpacked_mb else None,
-                max_traces=args.max_traces)
-  signal.signal(signal.SIGTERM, _exit_on_signal)
-  srv = AgentServer((args.host, args.port), agent, ssl_context=context,
-                    max_connections=args.max_connections, header_timeout_s=args.header_timeout_s)
+  return Agent(read_token(args.token_file), device_main.load_data(args.data), args.device,
+               args.power_source, device_main.power_options(args),
+               int(args.max_upload_mb * mb), trace_root=args.trace_root,
+               engine_cache_dir=args.engine_cache,
+               max_unpacked_bytes=int(args.max_unpacked_mb * mb) if args.max_unpacked_mb else None,
+               max_traces=args.max_traces)
+
+
+def _announce(agent, srv, host, tls, warning):
+  """Say on stderr where the agent serves and with what (and any warning)."""
   usable = [r for r, a in sorted(agent.capabilities["runtimes"].items()) if a["available"]]
   sys.stderr.write("agent: %s on %s://%s:%d, power %s, runtimes %s\n"
-                   % (args.device, "https" if context else "http", args.host,
+                   % (agent.device, "https" if tls else "http", host,
                       srv.server_address[1], agent.power_source,
                       ", ".join(usable) or "none usable"))
   for name, answer in sorted(agent.capabilities["runtimes"].items()):
@@ -874,6 +498,19 @@ def main(argv=None):
   if warning:
     sys.stderr.write("\n%s\n%s\n%s\n\n" % ("!" * 78, warning, "!" * 78))
   sys.stderr.flush()
+
+
+def main(argv=None):
+  p = build_parser()
+  args = p.parse_args(argv)
+  context, warning = _check_options(p, args)
+  for path in clean_stale_work_dirs():
+    sys.stderr.write("agent: removed %s (its agent is gone)\n" % path)
+  agent = _agent_from_args(args)
+  signal.signal(signal.SIGTERM, _exit_on_signal)
+  srv = make_server(agent, args.host, args.port, ssl_context=context,
+                    max_connections=args.max_connections, header_timeout_s=args.header_timeout_s)
+  _announce(agent, srv, args.host, context is not None, warning)
   try:
     srv.serve_forever()
   finally:

@@ -71,6 +71,21 @@ def load_data(path, num_images=None):
   return data
 
 
+def add_measurement_arguments(parser):
+  """The power sources' options (read by ``power_options``) and the TensorRT
+  engine cache (``runtime_options``): shared by the device scripts and the agent."""
+  parser.add_argument("--rail", default=None, help="ina3221 rail label(s)")
+  parser.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
+  parser.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
+  parser.add_argument("--usb_port", default=None, help="usb_meter: serial port")
+  parser.add_argument("--power_root", default=None,
+                      help="root of the sysfs tree read by ina3221/rapl (default /)")
+  parser.add_argument("--engine_cache", default=None,
+                      help="tensorrt: cache of engines built from ONNX (the agent's: from "
+                           "uploaded ONNX); default $TEA_ENGINE_CACHE, else "
+                           "~/.cache/tea-keras/engines")
+
+
 def parser_for(device):
   kind = devices.device(device)
   p = argparse.ArgumentParser(description="Measure inference time and energy on %s "
@@ -91,14 +106,7 @@ def parser_for(device):
   p.add_argument("--warmup_batches", type=int, default=session.DEFAULT_WARMUP_BATCHES)
   p.add_argument("--idle_s", type=float, default=None)
   p.add_argument("--trace_dir", default=None)
-  p.add_argument("--rail", default=None, help="ina3221 rail label(s)")
-  p.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
-  p.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
-  p.add_argument("--usb_port", default=None, help="usb_meter: serial port")
-  p.add_argument("--power_root", default=None,
-                 help="root of the sysfs tree read by ina3221/rapl (default /)")
-  p.add_argument("--engine_cache", default=None,
-                 help="tensorrt: where engines built from ONNX are cached")
+  add_measurement_arguments(p)
   p.add_argument("--contention_policy", default=contention.DEFAULT_POLICY,
                  choices=contention.POLICIES,
                  help="a repeat timed while other processes kept the CPUs busy: "

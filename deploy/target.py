@@ -23,12 +23,19 @@ class TargetError(ValueError):
   """The target cannot measure this experiment (the message says why and what to do)."""
 
 
-def remote_capabilities(device_url, token, timeout_s=30.0):
-  """The agent's capability answer (``/v1/health``)."""
+def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
+  """The agent's capability answer (``/v1/health``); ca_file: a PEM that
+  verifies an ``https://`` agent instead of the system's CAs."""
   from deploy import agent_client
-  client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1)
+  client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1,
+                                    ca_file=ca_file)
   try:
     health = client.health()
+  except agent_client.AgentTLSError as e:
+    raise TargetError("The agent's certificate could not be verified: %s Pass the agent's "
+                      "certificate, or the CA that signed it, as a PEM file: ca_file=PEM, or "
+                      "add it to this host's trust store. An agent serving plain HTTP takes "
+                      "an http:// URL." % e)
   except agent_client.DeviceUnreachableError as e:
     raise TargetError(str(e))
   except agent_client.AgentError as e:
@@ -52,17 +59,19 @@ def host_versions():
 
 def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives=(),
                      optional_energy=False, threshold_w=None, capabilities=None,
-                     device_url=None, token=None, power_options=None, host=None):
+                     device_url=None, token=None, power_options=None, host=None,
+                     ca_file=None):
   """The ``Plan`` for measuring ``objectives`` on ``device`` (see module doc).
 
   capabilities: a probe answer to use instead of probing (tests, callers
   that already hold one). host: ``host_versions()`` (computed when None).
+  ca_file: a PEM that verifies an ``https://`` agent (``remote_capabilities``).
   """
   notices = []
   where = "the agent at %s" % device_url if device == devices.REMOTE else "this machine"
   if capabilities is None:
     if device == devices.REMOTE:
-      capabilities = remote_capabilities(device_url, token)
+      capabilities = remote_capabilities(device_url, token, ca_file=ca_file)
     else:
       from deploy import capabilities as capabilities_lib
       wanted = runtime or devices.default_runtime(device)

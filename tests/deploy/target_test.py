@@ -110,6 +110,25 @@ class PlanTest(tf.test.TestCase):
     with self.assertRaisesRegex(target.TargetError, "unreachable"):
       target.plan_measurement("remote", device_url=url, token=TOKEN)
 
+  def test_plan_says_how_to_trust_an_agent_whose_certificate_fails(self):
+    the_agent = agent.Agent(TOKEN, tiny_model.artifacts()["images"], "cpu", "none")
+    srv = agent.serve_in_thread(the_agent)  # plain HTTP: no certificate an https client trusts
+    try:
+      url = "https://127.0.0.1:%d" % srv.server_address[1]
+      with self.assertRaisesRegex(target.TargetError, "The agent's certificate could not be "
+                                  "verified: TLS to the agent at https://127.0.0.1:.* "
+                                  "Pass the agent's certificate, or the CA that signed it, as "
+                                  "a PEM file: ca_file=PEM"):
+        target.plan_measurement("remote", device_url=url, token=TOKEN)
+    finally:
+      srv.shutdown()
+      srv.server_close()
+      the_agent.close()
+    missing = "/nonexistent/agent-cert.pem"  # ca_file reaches the client, which checks it
+    with self.assertRaisesRegex(ValueError, "`ca_file`. Expected a PEM file. Received "
+                                "ca_file='/nonexistent/agent-cert.pem'"):
+      target.plan_measurement("remote", device_url=url, token=TOKEN, ca_file=missing)
+
 
 if __name__ == "__main__":
   tf.test.main()
