@@ -92,7 +92,7 @@ def agent(workdir, device, *args, env=None):
     while url is None:
       if proc.poll() is not None or time.time() > deadline:
         raise AssertionError("agent did not start:\n" + open(log_path).read())
-      found = re.search(r"agent: \w+ on 127\.0\.0\.1:(\d+)", open(log_path).read())
+      found = re.search(r"agent: \w+ on http://127\.0\.0\.1:(\d+)", open(log_path).read())
       url = "http://127.0.0.1:%s" % found.group(1) if found else None
       time.sleep(0.2)
     yield url, token_file, log_path
