@@ -23,7 +23,7 @@ EXECUTORS = ("local", "ray")
 # Devices, runtimes, power sources and thresholds: deploy/devices.py.
 RUN_CONTROL_FIELDS = ("num_samples", "max_parallel", "executor", "ray_address", "device_url",
                       "device_token_file", "results_dir", "trial_retries", "artifact_format",
-                      "onnx_opset")
+                      "onnx_opset", "retry_failed", "keep_checkpoints")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,8 @@ class SearchConfig:
   ray_address: Optional[str] = None
   max_parallel: int = 1
   trial_retries: int = 2
+  retry_failed: bool = False      # re-run trials recorded failed (their cause fixed)
+  keep_checkpoints: bool = False  # keep a finished trial's training checkpoints
   search_space: Dict[str, object] = dataclasses.field(default_factory=lambda: {
       "num_blocks": space.NUM_BLOCKS, "ops": list(space.OPS),
       "cardinalities": list(space.cardinalities())})

@@ -15,11 +15,26 @@ give back its result dicts, so the loop does not know which one it drives.
   measures on a local device needs its trials on this machine
   (``single_node``): a cluster of several nodes is refused, since each node
   would measure on its own hardware (use ``--device=remote``).
+
+Local workers die with the search: a ``kill -9`` of the driver must not leave
+a worker finishing its trial while the re-run trains the same trial in the
+same directory. Each worker (``_worker_init``) asks Linux to SIGKILL it when
+its parent dies (``prctl(PR_SET_PDEATHSIG)``; the signal follows the thread
+that started the worker, which is the one driving the search) and runs a
+watchdog thread that exits the worker within ``WATCHDOG_SECONDS`` once its
+parent PID changes (re-parented: the driver is gone), on any platform.
 """
 
 import abc
 import concurrent.futures
+import ctypes
+import ctypes.util
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 
 from search import trial as trial_lib
 
@@ -44,6 +59,30 @@ class Executor(abc.ABC):
     """Release workers."""
 
 
+WATCHDOG_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _worker_init(parent_pid):
+  """Initializer of every local worker: die with the driver ``parent_pid``."""
+  if sys.platform.startswith("linux"):
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+  if os.getppid() != parent_pid:  # the driver died before prctl took effect
+    os._exit(1)  # pylint: disable=protected-access
+  threading.Thread(target=watch_parent, args=(parent_pid,), name="parent-watchdog",
+                   daemon=True).start()
+
+
+def watch_parent(parent_pid, interval_s=WATCHDOG_SECONDS, exit_fn=None):
+  """Poll ``os.getppid()`` every ``interval_s``; once it is not ``parent_pid``
+  call ``exit_fn`` (default: ``os._exit(1)``, no cleanup, no waiting on the
+  trial) and return."""
+  while os.getppid() == parent_pid:
+    time.sleep(interval_s)
+  (exit_fn or (lambda: os._exit(1)))()  # pylint: disable=protected-access
+
+
 def _crash_result(spec, error):
   return {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
           "error": "worker crashed: %s" % error, "retryable": False}
@@ -59,7 +98,8 @@ class LocalExecutor(Executor):
 
   def _new_pool(self):
     return concurrent.futures.ProcessPoolExecutor(
-        max_workers=self._max_parallel, mp_context=multiprocessing.get_context("spawn"))
+        max_workers=self._max_parallel, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init, initargs=(os.getpid(),))
 
   def submit(self, spec):
     self._futures[self._pool.submit(trial_lib.evaluate_trial, spec)] = spec

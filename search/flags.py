@@ -61,6 +61,13 @@ def _define_search_flags(flag_values):
   flags.DEFINE_integer("max_parallel", 1, "Trials evaluated at once.", lower_bound=1, **fv)
   flags.DEFINE_integer("trial_retries", 2, "Retries of a trial whose device was unreachable.",
                        lower_bound=0, **fv)
+  flags.DEFINE_bool("retry_failed", False, "On resume, run the trials recorded as failed "
+                    "again (after fixing their cause, e.g. the data or the device); without "
+                    "it a resumed search keeps them failed and re-runs only interrupted "
+                    "trials.", **fv)
+  flags.DEFINE_bool("keep_checkpoints", False, "Keep each finished trial's training "
+                    "checkpoints (trials/NNNN/model/checkpoints/, needed only to train it "
+                    "further); by default they are deleted once the trial is done.", **fv)
 
 
 def _define_measure_flags(flag_values):
@@ -119,4 +126,5 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,
       device_url=fv.device_url, device_token_file=fv.device_token_file,
       executor=fv.executor, ray_address=fv.ray_address, max_parallel=fv.max_parallel,
-      trial_retries=fv.trial_retries)
+      trial_retries=fv.trial_retries, retry_failed=fv.retry_failed,
+      keep_checkpoints=fv.keep_checkpoints)

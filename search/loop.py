@@ -3,9 +3,18 @@
 ``run_search(config)`` drives one search to ``config.num_samples`` trials
 (``done`` + ``failed``), keeping ``config.max_parallel`` trials in flight:
 
+0. Before any trial: the target's capabilities (``resolve``), the results
+   dir's experiment (``config.check_results_dir``) and the data set
+   (``check_data``: loaded and checked once here, so that a corrupt
+   ``--data_dir`` stops the search instead of failing every trial) are
+   checked; the run then holds the results dir's lock (``store.RunLock``,
+   one search per directory) and the driver renews the leases of its running
+   trials (``store.LeaseKeeper``).
 1. Trials found ``running`` (a crash or ``kill -9`` interrupted them) go back
-   to ``pending``; ``pending`` trials are submitted first, with their own
-   genotypes, so nothing is proposed twice and nothing done is redone.
+   to ``pending`` once their lease has expired (``_take_back_unfinished``),
+   and with ``retry_failed`` so do ``failed`` ones; ``pending`` trials are
+   submitted first, with their own genotypes, so nothing is proposed twice
+   and nothing done is redone.
 2. New trials: the first ``num_initial`` are uniform samples (seeded by the
    search seed and the trial's index, so a resumed search proposes the same
    ones); then the strategy proposes from the ``done`` trials, conditioning
@@ -14,12 +23,15 @@
    is mutated until it is new.
 3. A trial that comes back failed is recorded with its error; one whose device
    was unreachable is retried up to ``trial_retries`` times. Failures never
-   stop the search.
+   stop the search. A ``done`` trial's training checkpoints are deleted
+   unless ``keep_checkpoints`` (its ``model.keras`` is what later steps read).
 4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
    summary and the plots, and a progress line with an ETA is logged.
 """
 
+import dataclasses
 import os
+import shutil
 import time
 
 import numpy as np
@@ -31,6 +43,10 @@ from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
 from tea_keras import space
+
+# The training checkpoints' folder in a model_dir (tea_keras.training.CHECKPOINT_DIR,
+# its model_dir contract; not imported here, which would import Keras into the driver).
+CHECKPOINT_DIR = "checkpoints"
 
 
 def resolve(config, log=print):
@@ -134,18 +150,57 @@ def _spec(config, trial):
 
 
 def run_search(config, log=print):
-  """Run (or resume) the search described by ``config``; returns the summary."""
+  """Run (or resume) the search described by ``config``; returns the summary.
+
+  Refuses before any trial: a results dir of another experiment
+  (``ValueError``), a data set no trial could train on
+  (``tea_keras.data.DataError``), a results dir another live search holds
+  (``store.ResultsDirBusyError``) and a damaged trial store
+  (``store.CorruptStoreError``).
+  """
   config_lib.validate(config)
   if config.device_kind is None:  # not yet checked against the target
     config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
-  config_lib.write_config(config)
-  store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
-  requeued = store.requeue_unfinished()
-  log("%s search in %s: %d/%d trials recorded%s."
+  check_data(config, log)
+  with store_lib.RunLock.acquire(config.results_dir):
+    store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
+    try:
+      config_lib.write_config(config)
+      return _search(store, config, resuming, log)
+    finally:
+      store.close()
+
+
+def check_data(config, log=print):
+  """Load ``config``'s data set once, in the driver, and refuse with a
+  ``DataError`` naming the problem what every trial would fail on: a
+  missing, corrupt or crafted ``--data_dir`` (``tea_keras.data.load``),
+  images or labels of the wrong shape, dtype or range, fewer training images
+  (after ``train_images``) than one batch (``tea_keras.data.check_splits``).
+  A CIFAR-10 folder of other than 50,000 + 10,000 images gets a notice."""
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  from tea_keras import recipes
+  splits = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
+  if config.dataset == "cifar10" and (len(splits.y_train) + len(splits.y_val),
+                                      len(splits.y_test)) != (50000, 10000):
+    log("notice: the CIFAR-10 data (%s) holds %d training and %d test images; CIFAR-10 has "
+        "50,000 and 10,000." % (config.data_dir or "Keras cache",
+                                len(splits.y_train) + len(splits.y_val), len(splits.y_test)))
+  if config.train_images:
+    splits = dataclasses.replace(splits, x_train=splits.x_train[:config.train_images],
+                                 y_train=splits.y_train[:config.train_images])
+  data.check_splits(splits, min_train=recipes.search_recipe(**config.recipe).batch_size)
+
+
+def _search(store, config, resuming, log):
+  requeued = _take_back_unfinished(store, log)
+  retried = store.requeue_failed() if config.retry_failed else []
+  log("%s search in %s: %d/%d trials recorded%s%s."
       % ("resuming" if resuming else "starting", config.results_dir,
          store.count(store_lib.FINAL), config.num_samples,
-         ", re-running interrupted trial(s) %s" % requeued if requeued else ""))
+         ", re-running interrupted trial(s) %s" % requeued if requeued else "",
+         ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
   from search.optimizer import design  # pylint: disable=g-import-not-at-top
   from search.optimizer import strategies
   design_space = design.cell_space()
@@ -160,24 +215,62 @@ def run_search(config, log=print):
       single_node=config.device != "remote")
   nonce = _storage_nonce(config) if config.executor == "ray" else None
   progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log)
-  summary = _refresh(store, config)
-  in_flight = set()
   try:
-    while True:
-      _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce)
-      if executor.in_flight == 0:
-        break
-      for result in executor.wait():
-        in_flight.discard(result["trial_id"])
-        summary = _record(store, config, result, log)
-        progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
-                                config.objectives, summary)
+    with store_lib.LeaseKeeper(store.path):
+      try:
+        summary = _drive(store, strategy, config, design_space, executor, progress, log, nonce)
+      finally:
+        executor.shutdown()
   finally:
-    executor.shutdown()
-    store.close()
+    store.release_leases()  # its trials are stopped: the next run takes them back at once
   log("search finished: %d trials, final hypervolume %s; outputs in %s"
       % (summary["trials"], _fmt(summary["final_hypervolume"]), config.results_dir))
   return summary
+
+
+def _drive(store, strategy, config, design_space, executor, progress, log, nonce):
+  """Keep the executor's slots full and record what comes back until
+  ``num_samples`` trials are final; returns the last summary."""
+  summary = _refresh(store, config)
+  in_flight = set()
+  while True:
+    _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce)
+    if executor.in_flight == 0:
+      return summary
+    for result in executor.wait():
+      in_flight.discard(result["trial_id"])
+      summary = _record(store, config, result, log)
+      progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
+                              config.objectives, summary)
+
+
+def _take_back_unfinished(store, log, sleep=time.sleep):
+  """Put trials an earlier run left ``running`` back to ``pending`` once
+  their lease has expired: at once after a clean stop (``release_leases``),
+  within ``store.LEASE_SECONDS`` after a crash or ``kill -9`` (waited for
+  here). A lease renewed meanwhile belongs to a live search writing this
+  directory although we hold its lock (``flock`` not working across the
+  machines sharing it): refused. Returns the ids put back."""
+  requeued = store.requeue_unfinished()
+  leased = store.trials(["running"])
+  if not leased:
+    return requeued
+  wait_s = min(max(t["lease_until"] for t in leased) - time.time(), store_lib.LEASE_SECONDS)
+  log("waiting %.0f s for the lease(s) of trial(s) %s, held by %s (an interrupted run), to "
+      "expire before re-running them" % (max(wait_s, 0.0), [t["trial_id"] for t in leased],
+                                         ", ".join(sorted({t["lease_holder"] for t in leased}))))
+  sleep(max(wait_s, 0.0) + 0.5)
+  requeued += store.requeue_unfinished()
+  still = store.trials(["running"])
+  if still:
+    raise store_lib.ResultsDirBusyError(
+        "Trial(s) %s in %s are still leased by %s, which renews them although this run holds "
+        "the lock %s: another search writes this results directory (is it on a file system "
+        "whose flock does not work across machines?). Stop that search first."
+        % ([t["trial_id"] for t in still], store.path,
+           ", ".join(sorted({t["lease_holder"] for t in still})),
+           os.path.join(os.path.dirname(store.path), store_lib.LOCK_NAME)))
+  return requeued
 
 
 def _storage_nonce(config):
@@ -222,6 +315,10 @@ def _record(store, config, result, log):
     log("trial #%d failed: %s" % (trial_id, (result["error"] or "").splitlines()[0]))
   store.finish(trial_id, result["status"], result["metrics"], result["artifacts"],
                result["error"])
+  if result["status"] == "done" and not config.keep_checkpoints:
+    model_dir = result["artifacts"].get("model_dir")
+    if model_dir:  # a failed trial keeps them: --retry_failed resumes from there
+      shutil.rmtree(os.path.join(model_dir, CHECKPOINT_DIR), ignore_errors=True)
   return _refresh(store, config)
 
 

@@ -6,7 +6,10 @@
 Every flag is defined in ``search/flags.py`` (``--help`` lists them) and may
 be overridden on the command line after the flagfile. Re-running the same
 command resumes the search in ``--results_dir``: finished trials are kept,
-interrupted ones re-run.
+interrupted ones re-run (failed ones too with ``--retry_failed``). One search
+at a time writes a results directory: a second is refused at once, naming
+the host and PID of the first. The exit status is 1 when the search ends
+with every trial failed.
 """
 
 import logging
@@ -18,6 +21,8 @@ from absl import flags
 from search import config as config_lib
 from search import flags as search_flags
 from search import loop
+from search import store as store_lib
+from tea_keras import data as data_lib
 
 
 def main(argv):
@@ -27,11 +32,20 @@ def main(argv):
   try:
     config = search_flags.config_from_flags()
     config_lib.validate(config)
+    store_lib.check_not_locked(config.results_dir)  # before contacting the target
     config = loop.resolve(config)
     config_lib.check_results_dir(config)
-  except ValueError as e:
+  except (ValueError, store_lib.StoreError) as e:
     sys.exit("error: %s" % e)
-  loop.run_search(config, log=lambda line: print(line, flush=True))
+  try:
+    summary = loop.run_search(config, log=lambda line: print(line, flush=True))
+  except (data_lib.DataError, store_lib.StoreError) as e:
+    sys.exit("error: %s" % e)
+  counts = summary.get("counts", {})
+  if counts.get("failed") and not counts.get("done"):
+    sys.exit("error: all %d trials failed (their errors: results.csv, trials.db in %s); fix "
+             "the cause and run again with --retry_failed." % (counts["failed"],
+                                                                config.results_dir))
 
 
 def define_flags():

@@ -23,8 +23,15 @@ contrast) works on float32 images in [0, 255] and is *stateless*: the random
 draws of an image depend only on ``(seed, epoch, image index)``, so a run is
 reproducible and a resumed run sees the same batches as an uninterrupted one.
 TensorFlow is imported lazily so that ``load``/``normalize`` stay light.
+
+Batch files are unpickled by ``_BatchUnpickler``, which resolves only the
+globals a CIFAR-10 python batch refers to (NumPy array reconstruction and
+``_codecs.encode`` for bytes); a file naming anything else (``os.system``,
+...) is refused with a ``DataError`` before any of it runs. ``check_splits``
+is the driver's check of a whole data set before a search.
 """
 
+import codecs
 import dataclasses
 import os
 import pickle
@@ -154,23 +161,96 @@ def read_batches_folder(data_dir) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
   return train, _read_batch(folder / TEST_FILE)
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+  """A pickle names a global that a CIFAR-10 batch never holds."""
+
+
+def _allowed_globals() -> dict:
+  """``{(module, name): object}``: all a CIFAR-10 python batch refers to.
+
+  The batches are dicts of bytes, lists of ints/bytes and one uint8 array:
+  the array is rebuilt by ``_reconstruct`` (named ``numpy.core.multiarray``
+  by the original Python 2 files, ``numpy._core.multiarray`` by NumPy 2),
+  ``ndarray`` and ``dtype``; a Python 3 protocol-2 pickle writes bytes as
+  ``_codecs.encode(text, "latin1")``. Containers, ints, bytes and str are
+  pickle opcodes, not globals.
+  """
+  reconstruct = np.zeros(0).__reduce__()[0]  # this NumPy's _reconstruct, either name
+  return {("numpy.core.multiarray", "_reconstruct"): reconstruct,
+          ("numpy._core.multiarray", "_reconstruct"): reconstruct,
+          ("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+          ("_codecs", "encode"): codecs.encode}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+  """``pickle.Unpickler`` that resolves only ``_allowed_globals()``."""
+
+  def find_class(self, module, name):
+    found = _allowed_globals().get((module, name))
+    if found is None:
+      raise _ForbiddenGlobal("%s.%s" % (module, name))
+    return found
+
+
 def _read_batch(path: Path):
   """One pickled batch: ``data`` (N, 3072) uint8 in CHW order, ``labels``."""
   try:
     with open(path, "rb") as f:
-      batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8)
-    labels = np.asarray(batch[b"labels"], dtype=np.int32)
-    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
-      raise ValueError("data has shape %s and %d labels" % (data.shape, len(labels)))
+      batch = _BatchUnpickler(f, encoding="bytes").load()
+  except _ForbiddenGlobal as e:
+    raise DataError("CIFAR-10 batch file %s refers to %s, which a CIFAR-10 batch never "
+                    "holds; refusing to unpickle it (it could run code). Expected only "
+                    "NumPy arrays, lists, dicts, bytes and str. %s"
+                    % (path, e, _HOW_TO_GET)) from None
   except Exception as e:  # pylint: disable=broad-except
-    raise DataError("CIFAR-10 batch file %s is corrupt (%s: %s). Expected a pickled "
-                    "dict with b'data' (N, 3072) uint8 and b'labels' (N,). %s"
-                    % (path, type(e).__name__, e, _HOW_TO_GET)) from e
+    raise _corrupt_batch(path, e) from e
+  try:
+    data, labels = batch[b"data"], np.asarray(batch[b"labels"])
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+        or data.shape[1] != 3072:
+      raise ValueError("b'data' is %s %s" % (getattr(data, "dtype", type(data).__name__),
+                                             getattr(data, "shape", "")))
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data):
+      raise ValueError("%d images but b'labels' is %s %s"
+                       % (len(data), labels.dtype, labels.shape))
+  except Exception as e:  # pylint: disable=broad-except
+    raise _corrupt_batch(path, e) from e
   if labels.size and (labels.min() < 0 or labels.max() >= NUM_CLASSES):
     raise DataError("CIFAR-10 batch file %s has labels outside [0, %d]. %s"
                     % (path, NUM_CLASSES - 1, _HOW_TO_GET))
-  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+  return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels.astype(np.int32)
+
+
+def _corrupt_batch(path, e) -> DataError:
+  return DataError("CIFAR-10 batch file %s is corrupt (%s: %s). Expected a pickled "
+                   "dict with b'data' (N, 3072) uint8 and b'labels' (N,) integers. %s"
+                   % (path, type(e).__name__, e, _HOW_TO_GET))
+
+
+def check_splits(splits: Splits, min_train: int = 1) -> None:
+  """Refuse a data set that no trial could train on, before any trial.
+
+  Checks every split: uint8 images (N, 32, 32, 3), as many integer labels in
+  [0, NUM_CLASSES) as images, at least one image (``min_train``, e.g. the
+  batch size, in the training split). Raises ``DataError`` naming the split.
+  """
+  for split in ("train", "val", "test"):
+    x, y = getattr(splits, "x_" + split), np.asarray(getattr(splits, "y_" + split))
+    where = "Data set %r, %s split" % (splits.name, split)
+    if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE:
+      raise DataError("%s: expected uint8 images of shape (N, 32, 32, 3). Received %s %s"
+                      % (where, getattr(x, "dtype", type(x).__name__), getattr(x, "shape", "")))
+    if y.shape != (len(x),) or (len(y) and y.dtype.kind not in "iu"):
+      raise DataError("%s: expected %d integer labels, one per image. Received %s %s"
+                      % (where, len(x), y.dtype, y.shape))
+    if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+      raise DataError("%s: expected labels in [0, %d]. Received labels in [%d, %d]"
+                      % (where, NUM_CLASSES - 1, y.min(), y.max()))
+    needed = min_train if split == "train" else 1
+    if len(x) < needed:
+      raise DataError("%s: expected at least %d image(s)%s. Received %d"
+                      % (where, needed, " (one training batch)" if needed > 1 else "",
+                         len(x)))
 
 
 # -- normalization -------------------------------------------------------------

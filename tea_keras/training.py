@@ -23,8 +23,10 @@ Re-running with the same model_dir resumes from the last checkpoint (also
 after ``kill -9``): data order and augmentation of epoch ``e`` depend only on
 ``(seed, e)`` (``tea_keras.data.train_dataset``) and the optimizer state,
 including its step counter (hence the learning rate), is restored. A
-non-finite loss stops training, keeps the last finite checkpoint and is
-recorded as ``diverged``/``error``; it does not raise.
+non-finite or exploded loss (above ``training_callbacks.DIVERGENCE_FACTOR``
+x the initial loss and ``DIVERGENCE_MIN_LOSS``, i.e. about 1e4 for CIFAR-10)
+stops training, keeps the last finite checkpoint and is recorded as
+``diverged``/``error`` (the reason and the bound); it does not raise.
 """
 
 import dataclasses

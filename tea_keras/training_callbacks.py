@@ -2,8 +2,18 @@
 
 ``RunMonitor`` is one Keras callback that, every epoch, measures the pure
 training time (epoch start to the start of validation), stops the run at the
-first non-finite batch loss, appends the epoch to the run state, hands the
+first diverged batch loss (below), appends the epoch to the run state, hands the
 state to a checkpoint function and prints one progress line with an ETA.
+
+Divergence: training stops, and the run is recorded as diverged, at the first
+batch whose running training loss (Keras' mean over the epoch so far,
+weight decay included) is non-finite, or finite but exploded: above
+``DIVERGENCE_FACTOR`` times the run's initial loss (the first batch's, kept
+in the run state across resumes) *and* above ``DIVERGENCE_MIN_LOSS``. On 10
+classes the initial cross-entropy is about ln 10 = 2.3, so the bound is in
+practice 1e4: ~4,000 times the loss of a uniform guess, which no training
+that is still learning reaches (e.g. ``learning_rate=1e6`` gives 1.4e14),
+while a bad but recovering start (a loss of 10 or 100) is left alone.
 """
 
 import math
@@ -14,6 +24,9 @@ from typing import Callable, Optional
 
 import keras
 import numpy as np
+
+DIVERGENCE_FACTOR = 1e3     # loss above this times the initial loss ...
+DIVERGENCE_MIN_LOSS = 1e4   # ... and above this absolute value: diverged
 
 
 class Logger:
@@ -79,10 +92,22 @@ class RunMonitor(keras.callbacks.Callback):
       self.state["startup_images"] = (self.state.get("startup_images", 0) +
                                       self.recipe.batch_size)
     loss = float(np.asarray((logs or {}).get("loss", 0.0)))
-    if not math.isfinite(loss) and self.diverged_error is None:
-      self.diverged_error = ("diverged: non-finite training loss (%s) at epoch %d, batch "
-                             "%d" % (loss, self.state["epochs_completed"] + 1, batch + 1))
-      self.model.stop_training = True
+    if self.diverged_error is None:
+      self.diverged_error = self.divergence(loss, batch)
+      if self.diverged_error is not None:
+        self.model.stop_training = True
+
+  def divergence(self, loss: float, batch: int) -> Optional[str]:
+    """Why ``loss`` at 0-based ``batch`` means divergence (module doc), or None."""
+    where = "at epoch %d, batch %d" % (self.state["epochs_completed"] + 1, batch + 1)
+    if not math.isfinite(loss):
+      return "diverged: non-finite training loss (%s) %s" % (loss, where)
+    initial = self.state.setdefault("initial_loss", loss)
+    if loss > DIVERGENCE_FACTOR * initial and loss > DIVERGENCE_MIN_LOSS:
+      return ("diverged: training loss %.4g %s exceeds the divergence bound (more than "
+              "%g x the initial loss %.4g and more than %g); lower the learning rate"
+              % (loss, where, DIVERGENCE_FACTOR, initial, DIVERGENCE_MIN_LOSS))
+    return None
 
   def on_test_begin(self, logs=None):
     if self._train_end is None:

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from search import config as config_lib
 from search import loop
 from search import store as store_lib
 from tea_keras import space
+from tea_keras import training
 
 # A tiny but complete search: N=1, F=4 networks, 1 epoch on 256 images, time
 # measured with ONNX Runtime on 100 validation images.
@@ -40,6 +42,41 @@ def run_cli(results_dir, *extra, check=True):
   return subprocess.run(cmd, capture_output=True, text=True, check=check)
 
 
+def _spawned_workers(parent_pid):
+  """PIDs of the multiprocessing workers whose parent is ``parent_pid`` (Linux /proc)."""
+  found = []
+  for name in filter(str.isdigit, os.listdir("/proc")):
+    try:
+      with open("/proc/%s/stat" % name) as f:
+        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+      with open("/proc/%s/cmdline" % name, "rb") as f:
+        cmdline = f.read()
+    except (OSError, ValueError, IndexError):
+      continue
+    if ppid == parent_pid and b"spawn_main" in cmdline:
+      found.append(int(name))
+  return found
+
+
+def _alive(pid):
+  """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not)."""
+  try:
+    with open("/proc/%d/stat" % pid) as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+def _add_failed_trial(results_dir, error):
+  os.makedirs(results_dir, exist_ok=True)
+  store = store_lib.TrialStore(os.path.join(results_dir, "trials.db"))
+  trial_id = store.add(space.sample(np.random.default_rng(7)), "initial")
+  store.mark_running(trial_id)
+  store.finish(trial_id, "failed", error=error)
+  store.close()
+  return trial_id
+
+
 class LoopTest(tf.test.TestCase):
 
   def test_run_search_completes_and_writes_outputs(self):
@@ -60,6 +97,10 @@ class LoopTest(tf.test.TestCase):
       self.assertIsNone(t["metrics"]["energy_j"])
       self.assertTrue(os.path.exists(t["artifacts"]["model"]))
       self.assertTrue(os.path.exists(t["artifacts"]["export"]))
+      # A done trial drops its training checkpoints (no --keep_checkpoints).
+      self.assertEqual(loop.CHECKPOINT_DIR, training.CHECKPOINT_DIR)
+      self.assertFalse(os.path.exists(os.path.join(t["artifacts"]["model_dir"],
+                                                   training.CHECKPOINT_DIR)))
     for name in ("results.csv", "pareto.csv", "summary.json", "config.json",
                  "pareto_error_time.png", "hypervolume.png"):
       self.assertTrue(os.path.exists(os.path.join(d, name)), msg=name)
@@ -86,6 +127,74 @@ class LoopTest(tf.test.TestCase):
     out = run_cli(d, "--num_samples=3", "--num_initial=2", check=False)
     self.assertNotEqual(out.returncode, 0)
     self.assertIn("holds another experiment (recipe", out.stderr)
+
+  def test_cli_refuses_results_dir_held_by_a_live_search(self):
+    d = os.path.join(self.get_temp_dir(), "busy")
+    with store_lib.RunLock.acquire(d):  # this test process is the live search
+      out = run_cli(d, "--num_samples=3", "--num_initial=2", check=False)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("error: --results_dir=%s is in use by another search (host %s, pid %d, "
+                  "started " % (d, socket.gethostname(), os.getpid()), out.stderr)
+    self.assertEqual(os.listdir(d), [store_lib.LOCK_NAME])  # no config.json, no trials.db
+
+  def test_cli_refuses_corrupt_trials_db_saying_what_to_do(self):
+    d = os.path.join(self.get_temp_dir(), "corrupt_db")
+    os.makedirs(d)
+    with open(os.path.join(d, "trials.db"), "wb") as f:
+      f.write(b"garbage" * 1000)
+    out = run_cli(d, "--num_samples=3", "--num_initial=2", check=False)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("error: The trial store %s/trials.db cannot be used: DatabaseError: file is "
+                  "not a database. Restore it" % d, out.stderr)
+    self.assertIn("from a backup, or move the results directory aside", out.stderr)
+    self.assertNotIn("Traceback", out.stderr)
+
+  def test_run_search_refuses_zero_length_trials_db_of_a_search(self):
+    d = os.path.join(self.get_temp_dir(), "truncated_db")
+    config = loop.resolve(tiny_config(d), log=lambda line: None)
+    config_lib.write_config(config)
+    open(os.path.join(d, "trials.db"), "wb").close()
+    with self.assertRaisesRegex(store_lib.CorruptStoreError, r"trials.db cannot be used: it is "
+                                r"empty \(0 bytes\)"):
+      loop.run_search(config, log=lambda line: None)
+    self.assertEqual(os.path.getsize(os.path.join(d, "trials.db")), 0)
+
+  def test_cli_refuses_corrupt_data_dir_before_any_trial(self):
+    d = os.path.join(self.get_temp_dir(), "bad_data")
+    data_dir = os.path.join(self.get_temp_dir(), "cifar-10-batches-py")
+    os.makedirs(data_dir)
+    for name in ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch"]:
+      with open(os.path.join(data_dir, name), "wb") as f:
+        f.write(b"truncated download")
+    out = run_cli(d, "--num_samples=3", "--num_initial=2", "--dataset=cifar10",
+                  "--data_dir=" + data_dir, check=False)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("error: CIFAR-10 batch file %s/data_batch_1 is corrupt" % data_dir, out.stderr)
+    self.assertFalse(os.path.exists(os.path.join(d, "trials.db")))
+
+  def test_take_back_unfinished_waits_for_an_interrupted_runs_lease(self):
+    store = store_lib.TrialStore(os.path.join(self.get_temp_dir(), "lease.db"))
+    trial_id = store.add(space.sample(np.random.default_rng(1)), "initial")
+    store.mark_running(trial_id, lease_s=0.5)  # as left by a run killed just now
+    lines = []
+    start = time.time()
+    self.assertEqual(loop._take_back_unfinished(store, lines.append), [trial_id])
+    self.assertGreaterEqual(time.time() - start, 0.4)
+    self.assertRegex(lines[0], r"waiting 0 s for the lease\(s\) of trial\(s\) \[%d\], held by "
+                     r"%s:%d" % (trial_id, socket.gethostname(), os.getpid()))
+    self.assertEqual(store.trials()[0]["status"], "pending")
+    store.close()
+
+  def test_take_back_unfinished_refuses_a_lease_renewed_meanwhile(self):
+    store = store_lib.TrialStore(os.path.join(self.get_temp_dir(), "renewed.db"))
+    trial_id = store.add(space.sample(np.random.default_rng(2)), "initial")
+    store.mark_running(trial_id, lease_s=5.0)
+    renew = lambda seconds: store.renew_leases(lease_s=60.0)  # a live driver elsewhere
+    with self.assertRaisesRegex(store_lib.ResultsDirBusyError, r"Trial\(s\) \[%d\] in .* are "
+                                r"still leased by .*another search writes" % trial_id):
+      loop._take_back_unfinished(store, lambda line: None, sleep=renew)
+    self.assertEqual(store.trials()[0]["status"], "running")
+    store.close()
 
 
 @pytest.mark.slow
@@ -123,6 +232,60 @@ class LoopResumeTest(tf.test.TestCase, parameterized.TestCase):
     for trial_id, _, finished_at in done_before:  # nothing done was redone
       self.assertEqual(by_id[trial_id]["finished_at"], finished_at)
       self.assertEqual(by_id[trial_id]["attempts"], 1)
+
+  def test_kill_9_of_the_driver_ends_its_worker_and_a_second_run_is_refused(self):
+    d = os.path.join(self.get_temp_dir(), "orphan")
+    cmd = [sys.executable, "-m", "search.run", "--results_dir=" + d, "--num_samples=2",
+           "--num_initial=2", "--strategy=random", "--epochs=3"] + TINY
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    db = os.path.join(d, "trials.db")
+    workers = []
+    try:
+      deadline = time.time() + 300
+      while time.time() < deadline and not workers:
+        time.sleep(0.5)
+        if os.path.exists(db) and sqlite3.connect(db).execute(
+            "SELECT 1 FROM trials WHERE status = 'running'").fetchone():
+          workers = _spawned_workers(proc.pid)
+      self.assertNotEmpty(workers, msg="the search never had a running trial in a worker")
+      second = run_cli(d, "--num_samples=2", "--num_initial=2", "--strategy=random",
+                       "--epochs=3", check=False)
+      self.assertNotEqual(second.returncode, 0)
+      self.assertIn("is in use by another search (host %s, pid %d, started "
+                    % (socket.gethostname(), proc.pid), second.stderr)
+      self.assertTrue(all(_alive(w) for w in workers))
+      os.kill(proc.pid, signal.SIGKILL)  # the driver only, not its process group
+      proc.wait()
+      deadline = time.time() + 10
+      while any(_alive(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+      self.assertFalse([w for w in workers if _alive(w)], msg="workers outlived the driver")
+    finally:
+      try:
+        os.killpg(proc.pid, signal.SIGKILL)
+      except ProcessLookupError:
+        pass
+      proc.wait()
+
+  def test_retry_failed_reruns_failed_trials_once_fixed(self):
+    d = os.path.join(self.get_temp_dir(), "retry")
+    trial_id = _add_failed_trial(d, "DataError: CIFAR-10 batch file data_batch_1 is corrupt")
+    flags = ["--num_samples=1", "--num_initial=1", "--strategy=random"]
+    out = run_cli(d, *flags, check=False)  # resuming keeps failed trials failed
+    self.assertEqual(out.returncode, 1)
+    self.assertIn("error: all 1 trials failed", out.stderr)
+    self.assertIn("run again with --retry_failed", out.stderr)
+    out = run_cli(d, *flags, "--retry_failed", "--keep_checkpoints")
+    self.assertIn("re-running failed trial(s) [%d] (--retry_failed)" % trial_id, out.stdout)
+    store = store_lib.TrialStore(os.path.join(d, "trials.db"))
+    (trial,) = store.trials()
+    store.close()
+    self.assertEqual(trial["status"], "done", msg=trial["error"])
+    self.assertIsNone(trial["error"])
+    self.assertEqual(trial["attempts"], 2)
+    self.assertTrue(os.path.exists(os.path.join(trial["artifacts"]["model_dir"],
+                                                training.CHECKPOINT_DIR, "state.json")))
 
   @parameterized.parameters("ray", "local")
   def test_parallel_search_never_measures_while_another_trial_works(self, executor):

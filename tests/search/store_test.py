@@ -1,12 +1,26 @@
 """Tests for search/store.py (real SQLite)."""
 
+import json
 import os
+import re
+import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
 
+from absl.testing import parameterized
 import tensorflow as tf
 
 from search import store as store_lib
 from tea_keras import space
+
+# A second process that takes the run lock, says so, and holds it until killed.
+_HOLD_LOCK = ("import sys, time; from search import store; "
+              "lock = store.RunLock.acquire(sys.argv[1]); print('locked', flush=True); "
+              "time.sleep(600)")
 
 
 class StoreTest(tf.test.TestCase):
@@ -44,8 +58,9 @@ class StoreTest(tf.test.TestCase):
     self.store.mark_running(ids[1])
     self.store.finish(ids[1], "failed", error="boom")
     self.store.close()
-    self.store = store_lib.TrialStore(self.path)  # as after a crash
-    self.assertEqual(self.store.requeue_unfinished(), [ids[0]])
+    self.store = store_lib.TrialStore(self.path)  # as after a crash, once its lease expired
+    self.assertEqual(self.store.requeue_unfinished(
+        now=time.time() + store_lib.LEASE_SECONDS + 1), [ids[0]])
     self.assertEqual([t["status"] for t in self.store.trials()], ["pending", "failed", "pending"])
     self.assertEqual(self.store.trials(["failed"])[0]["error"], "boom")
 
@@ -60,6 +75,153 @@ class StoreTest(tf.test.TestCase):
     tid = self.store.add(space.sample(2), "initial")
     with self.assertRaisesRegex(ValueError, "Received status='running'"):
       self.store.finish(tid, "running")
+
+  def test_store_requeue_unfinished_keeps_a_live_lease(self):
+    tid = self.store.add(space.sample(3), "initial")
+    self.store.mark_running(tid, lease_s=60.0)
+    (t,) = self.store.trials()
+    self.assertEqual(t["lease_holder"], "%s:%d" % (socket.gethostname(), os.getpid()))
+    self.assertBetween(t["lease_until"] - time.time(), 50.0, 60.0)
+    self.assertEqual(self.store.requeue_unfinished(), [])
+    self.assertEqual(self.store.renew_leases(lease_s=600.0), 1)
+    self.assertEqual(self.store.requeue_unfinished(now=time.time() + 300), [])
+    self.store.release_leases()  # a clean stop: the next run takes it back at once
+    self.assertEqual(self.store.requeue_unfinished(), [tid])
+    self.assertEqual(self.store.trials()[0]["status"], "pending")
+    self.assertIsNone(self.store.trials()[0]["lease_until"])
+
+  def test_store_lease_keeper_renews_in_the_background(self):
+    tid = self.store.add(space.sample(4), "initial")
+    self.store.mark_running(tid, lease_s=1.0)
+    first = self.store.trials()[0]["lease_until"]
+    with store_lib.LeaseKeeper(self.path, interval_s=0.05, lease_s=100.0):
+      time.sleep(0.5)
+    self.assertGreater(self.store.trials()[0]["lease_until"], first + 90.0)
+
+  def test_store_requeue_failed_clears_the_error(self):
+    ids = [self.store.add(g, "initial") for g in space.sample_many(5, 2)]
+    for tid, status in zip(ids, ("failed", "done")):
+      self.store.mark_running(tid)
+      self.store.finish(tid, status, {"val_error": 0.5},
+                        error="boom" if status == "failed" else None)
+    self.assertEqual(self.store.requeue_failed(), [ids[0]])
+    retried, done = self.store.trials()
+    self.assertEqual((retried["status"], retried["error"], retried["metrics"]),
+                     ("pending", None, {}))
+    self.assertEqual(retried["attempts"], 1)
+    self.assertEqual(done["status"], "done")
+
+  def test_store_adds_lease_columns_to_an_older_store(self):
+    path = os.path.join(self.get_temp_dir(), "old", "trials.db")
+    os.makedirs(os.path.dirname(path))
+    old_schema = store_lib._SCHEMA.replace(",\n  lease_until REAL,\n  lease_holder TEXT", "")
+    self.assertNotIn("lease", old_schema)
+    db = sqlite3.connect(path)
+    db.executescript(old_schema)
+    db.execute("INSERT INTO trials (genotype, genotype_key, encoding, status, source, "
+               "created_at) VALUES ('g', 'k', '[]', 'running', 'initial', 0)")
+    db.commit()
+    db.close()
+    store = store_lib.TrialStore(path)
+    try:
+      self.assertEqual(store.requeue_unfinished(), [1])  # no lease recorded: taken back
+      self.assertIn("lease_until", store.trials()[0])
+    finally:
+      store.close()
+
+
+class StoreCorruptionTest(tf.test.TestCase, parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+    self.path = os.path.join(self.dir, "trials.db")
+
+  def _assert_refused(self, reason_regex):
+    with self.assertRaisesRegex(store_lib.CorruptStoreError,
+                                reason_regex + ".*from a backup.*mv " + re.escape(self.dir)):
+      store_lib.TrialStore(self.path)
+
+  def test_store_refuses_a_file_that_is_not_a_database(self):
+    with open(self.path, "wb") as f:
+      f.write(b"garbage" * 1000)
+    self._assert_refused("cannot be used: DatabaseError: file is not a database")
+
+  def test_store_refuses_a_truncated_database(self):
+    store = store_lib.TrialStore(self.path)
+    for g in space.sample_many(0, 200):
+      store.finish(store.add(g, "initial"), "done", {"note": "x" * 500})
+    store.close()
+    with open(self.path, "r+b") as f:
+      f.truncate(os.path.getsize(self.path) // 2)
+    self._assert_refused("malformed")
+
+  def test_store_refuses_a_database_without_trials_table(self):
+    db = sqlite3.connect(self.path)
+    db.execute("CREATE TABLE other (a INTEGER)")
+    db.commit()
+    db.close()
+    self._assert_refused("no trials table")
+
+  @parameterized.parameters("config.json", "trials/0001")
+  def test_store_refuses_zero_length_file_next_to_a_search(self, neighbour):
+    if neighbour.startswith("trials"):
+      os.makedirs(os.path.join(self.dir, neighbour))
+    else:
+      with open(os.path.join(self.dir, neighbour), "w") as f:
+        f.write("{}")
+    open(self.path, "wb").close()
+    self._assert_refused(r"it is empty \(0 bytes\).*would overwrite that search")
+
+  def test_store_zero_length_file_alone_starts_a_new_store(self):
+    open(self.path, "wb").close()
+    store = store_lib.TrialStore(self.path)
+    store.add(space.sample(0), "initial")
+    store.close()
+    self.assertEqual(store_lib.TrialStore(self.path).count(), 1)
+
+  def test_store_refuses_a_missing_file_whose_trials_dir_holds_trials(self):
+    os.makedirs(os.path.join(self.dir, "trials", "0001"))
+    self._assert_refused("it is missing, but .*trials holds 1 trial directories")
+    self.assertFalse(os.path.exists(self.path))
+
+
+class RunLockTest(tf.test.TestCase):
+
+  def test_run_lock_refuses_a_second_holder_naming_host_and_pid(self):
+    d = os.path.join(self.get_temp_dir(), "locked")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, d], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+      self.assertEqual(holder.stdout.readline().strip(), "locked")
+      expected = r"in use by another search \(host %s, pid %d, started " % (
+          socket.gethostname(), holder.pid)
+      with self.assertRaisesRegex(store_lib.ResultsDirBusyError, expected):
+        store_lib.RunLock.acquire(d)
+      with self.assertRaisesRegex(store_lib.ResultsDirBusyError, expected):
+        store_lib.check_not_locked(d)
+    finally:
+      holder.kill()
+      holder.wait()
+    # The holder died (kill -9): its lock file stays, its flock does not.
+    with open(os.path.join(d, store_lib.LOCK_NAME)) as f:
+      self.assertEqual(json.load(f)["pid"], holder.pid)
+    store_lib.check_not_locked(d)
+    with store_lib.RunLock.acquire(d):
+      with open(os.path.join(d, store_lib.LOCK_NAME)) as f:
+        info = json.load(f)
+    self.assertEqual((info["host"], info["pid"]), (socket.gethostname(), os.getpid()))
+    self.assertEqual(holder.returncode, -signal.SIGKILL)
+
+  def test_run_lock_is_exclusive_within_a_process_and_released(self):
+    d = os.path.join(self.get_temp_dir(), "in_process")
+    store_lib.check_not_locked(d)  # no directory yet: nothing to refuse, nothing created
+    self.assertFalse(os.path.exists(d))
+    lock = store_lib.RunLock.acquire(d)
+    with self.assertRaisesRegex(store_lib.ResultsDirBusyError, "pid %d" % os.getpid()):
+      store_lib.RunLock.acquire(d)
+    lock.release()
+    store_lib.RunLock.acquire(d).release()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Tests of tea_keras/data.py: loading, the split, normalization, the tf.data pipelines."""
 
+import dataclasses
 import os
 import pickle
 import tempfile
 
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
@@ -13,8 +15,12 @@ AUG = data.Augmentation(pad=4, flip=True, brightness_max_delta=63.0, contrast_lo
                         contrast_upper=1.8)
 
 
-def _write_batches_folder(root, images, labels, per_file):
-  """A cifar-10-batches-py folder in the real pickle format (bytes keys, CHW rows)."""
+def _write_batches_folder(root, images, labels, per_file, numpy_1_names=False):
+  """A cifar-10-batches-py folder in the real pickle format (bytes keys, CHW rows).
+
+  ``numpy_1_names``: name the array reconstructor ``numpy.core.multiarray``
+  as the original (Python 2, NumPy 1) files do, not NumPy 2's ``numpy._core``.
+  """
   folder = os.path.join(root, data.BATCHES_FOLDER)
   os.makedirs(folder)
   names = data.TRAIN_FILES + (data.TEST_FILE,)
@@ -24,12 +30,26 @@ def _write_batches_folder(root, images, labels, per_file):
     batch = {b"batch_label": name.encode(), b"data": rows,
              b"labels": [int(v) for v in labels[k * per_file:(k + 1) * per_file]],
              b"filenames": [b"%d.png" % i for i in range(len(x))]}
+    raw = pickle.dumps(batch, protocol=2)  # GLOBAL opcodes: "c<module>\n<name>\n"
+    if numpy_1_names:
+      raw = raw.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+      assert b"cnumpy.core.multiarray\n_reconstruct\n" in raw
     with open(os.path.join(folder, name), "wb") as f:
-      pickle.dump(batch, f, protocol=2)
+      f.write(raw)
   return folder
 
 
-class LoadTest(tf.test.TestCase):
+class _RunsCode:
+  """Unpickling this runs ``function(*args)`` (what a crafted batch does)."""
+
+  def __init__(self, function, *args):
+    self.function, self.args = function, args
+
+  def __reduce__(self):
+    return self.function, self.args
+
+
+class LoadTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_load_sample_split_sizes_and_disjoint(self):
     splits = data.load("cifar10_sample", seed=0)
@@ -62,11 +82,13 @@ class LoadTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "takes no data_dir"):
       data.load("cifar10_sample", data_dir=self.get_temp_dir())
 
-  def test_load_data_dir_reads_real_pickle_format(self):
+  @parameterized.parameters(False, True)
+  def test_load_data_dir_reads_real_pickle_format(self, numpy_1_names):
     sample = np.load(data.SAMPLE_PATH)
     images, labels = sample["x_train"][:60], sample["y_train"][:60]
     root = tempfile.mkdtemp(dir=self.get_temp_dir())
-    folder = _write_batches_folder(root, images, labels, per_file=10)
+    folder = _write_batches_folder(root, images, labels, per_file=10,
+                                   numpy_1_names=numpy_1_names)
     (x_tr, y_tr), (x_te, y_te) = data.read_batches_folder(folder)
     self.assertAllEqual(x_tr, images[:50])
     self.assertAllEqual(y_tr, labels[:50])
@@ -98,6 +120,63 @@ class LoadTest(tf.test.TestCase):
       f.write(b"not a pickle")
     with self.assertRaisesRegex(data.DataError, "test_batch is corrupt.*b'data'"):
       data.load("cifar10", data_dir=folder)
+
+  # Protocol 2 writes Python 2's names: posix.system, __builtin__.exec.
+  @parameterized.named_parameters(("os_system", os.system, "posix.system"),
+                                  ("builtins_exec", exec, "__builtin__.exec"))
+  def test_load_refuses_crafted_pickle_without_running_it(self, function, name):
+    root = tempfile.mkdtemp(dir=self.get_temp_dir())
+    folder = _write_batches_folder(root, np.zeros((60, 32, 32, 3), np.uint8),
+                                   np.zeros(60), per_file=10)
+    marker = os.path.join(root, "ran")
+    code = ("touch " + marker) if function is os.system else "open(%r, 'w').close()" % marker
+    with open(os.path.join(folder, "data_batch_2"), "wb") as f:
+      pickle.dump({b"data": _RunsCode(function, code), b"labels": []}, f, protocol=2)
+    with self.assertRaisesRegex(data.DataError, "data_batch_2 refers to %s, which a CIFAR-10 "
+                                "batch never holds; refusing" % name):
+      data.load("cifar10", data_dir=folder)
+    self.assertFalse(os.path.exists(marker))
+
+  def test_load_refuses_batch_of_float_pixels(self):
+    root = tempfile.mkdtemp(dir=self.get_temp_dir())
+    folder = _write_batches_folder(root, np.zeros((60, 32, 32, 3), np.uint8),
+                                   np.zeros(60), per_file=10)
+    with open(os.path.join(folder, "data_batch_1"), "wb") as f:
+      pickle.dump({b"data": np.zeros((10, 3072)), b"labels": [0] * 10}, f, protocol=2)
+    with self.assertRaisesRegex(data.DataError, "data_batch_1 is corrupt.*b'data' is float64"):
+      data.load("cifar10", data_dir=folder)
+
+
+class CheckSplitsTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.splits = data.load("cifar10_sample", seed=0)
+
+  def test_check_splits_accepts_the_sample(self):
+    data.check_splits(self.splits, min_train=32)
+
+  def test_check_splits_refuses_labels_out_of_range(self):
+    y = self.splits.y_val.copy()
+    y[3] = 10
+    with self.assertRaisesRegex(data.DataError, "val split: expected labels in \\[0, 9\\]. "
+                                "Received labels in \\[0, 10\\]"):
+      data.check_splits(dataclasses.replace(self.splits, y_val=y))
+
+  def test_check_splits_refuses_wrong_dtype_or_shape(self):
+    with self.assertRaisesRegex(data.DataError, "train split: expected uint8 images of shape "
+                                "\\(N, 32, 32, 3\\). Received float32"):
+      data.check_splits(dataclasses.replace(
+          self.splits, x_train=self.splits.x_train.astype(np.float32)))
+    with self.assertRaisesRegex(data.DataError, "test split: expected 1017 integer labels"):
+      data.check_splits(dataclasses.replace(self.splits, y_test=self.splits.y_test[:5]))
+
+  def test_check_splits_refuses_fewer_training_images_than_a_batch(self):
+    few = dataclasses.replace(self.splits, x_train=self.splits.x_train[:20],
+                              y_train=self.splits.y_train[:20])
+    with self.assertRaisesRegex(data.DataError, "expected at least 32 image\\(s\\) \\(one "
+                                "training batch\\). Received 20"):
+      data.check_splits(few, min_train=32)
 
 
 class NormalizeTest(tf.test.TestCase):

@@ -14,6 +14,7 @@ from tea_keras import network
 from tea_keras import recipes
 from tea_keras import space
 from tea_keras import training
+from tea_keras import training_callbacks
 
 
 def _tiny_splits(num_train=256, num_val=64):
@@ -168,6 +169,17 @@ class TrainModelTest(tf.test.TestCase):
     self.assertEqual(metrics["epochs_completed"], 0)
     self.assertFalse(os.path.exists(os.path.join(model_dir, "model.keras")))
 
+  def test_train_model_exploding_finite_loss_is_divergence(self):
+    # The reliability probe's case: learning_rate=1e6 gives a huge but finite loss.
+    model_dir = self._dir()
+    result = training.train_model(_tiny_model(), self.recipe.replace(learning_rate=1e6),
+                                  self.splits, model_dir, verbose=0)
+    self.assertTrue(result.diverged)
+    self.assertRegex(result.error, r"diverged: training loss \S+ at epoch 1, batch \d+ exceeds "
+                     r"the divergence bound \(more than 1000 x the initial loss 2\.\d+ and more "
+                     r"than 10000\); lower the learning rate")
+    self.assertFalse(os.path.exists(os.path.join(model_dir, "model.keras")))
+
   def test_train_model_verbose_zero_is_quiet(self):
     with self.captureWritesToStream(__import__("sys").stdout) as captured:
       training.train_model(_tiny_model(), self.recipe.replace(epochs=1), self.splits,
@@ -177,6 +189,40 @@ class TrainModelTest(tf.test.TestCase):
   def test_train_model_rejects_non_recipe(self):
     with self.assertRaisesRegex(ValueError, "Expected a tea_keras.recipes.Recipe"):
       training.train_model(_tiny_model(), {"epochs": 1}, self.splits)
+
+
+class DivergenceTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.monitor = training_callbacks.RunMonitor(recipes.search_recipe(), 10,
+                                                 training.new_state(), log=lambda line: None)
+
+  def test_divergence_bound_is_relative_and_absolute(self):
+    self.assertEqual(training_callbacks.DIVERGENCE_FACTOR, 1e3)
+    self.assertEqual(training_callbacks.DIVERGENCE_MIN_LOSS, 1e4)
+    self.assertIsNone(self.monitor.divergence(2.3, 0))  # the initial loss
+    self.assertEqual(self.monitor.state["initial_loss"], 2.3)
+    self.assertIsNone(self.monitor.divergence(5000.0, 1))  # > 1000 x 2.3, < 1e4
+    self.assertRegex(self.monitor.divergence(2e4, 2),
+                     r"training loss 2e\+04 at epoch 1, batch 3 exceeds the divergence bound")
+
+  def test_divergence_needs_a_thousandfold_rise(self):
+    self.assertIsNone(self.monitor.divergence(50.0, 0))
+    self.assertIsNone(self.monitor.divergence(4e4, 1))  # > 1e4, < 1000 x 50
+    self.assertIsNotNone(self.monitor.divergence(6e4, 2))
+
+  def test_divergence_non_finite_loss(self):
+    self.assertRegex(self.monitor.divergence(float("inf"), 4),
+                     r"non-finite training loss \(inf\) at epoch 1, batch 5")
+    self.assertNotIn("initial_loss", self.monitor.state)
+
+  def test_divergence_initial_loss_survives_a_resume(self):
+    self.monitor.divergence(2.0, 0)
+    resumed = training_callbacks.RunMonitor(recipes.search_recipe(), 10,
+                                            json.loads(json.dumps(self.monitor.state)),
+                                            log=lambda line: None)
+    self.assertIsNotNone(resumed.divergence(2.5e4, 0))
 
 
 class TrainGenotypeTest(tf.test.TestCase):
