@@ -108,6 +108,7 @@ from deploy import agent_server
 from deploy import agent_uploads
 from deploy import agent_workdirs
 from deploy import capabilities as capabilities_lib
+from deploy import contention
 from deploy import device_main
 from deploy import devices
 from deploy import session
@@ -127,8 +128,10 @@ SETTINGS = {"runtime": Setting(str, None, None), "batch_size": Setting(int, 1, 1
             "num_images": Setting(int, 1, None), "repeats": Setting(int, 1, 100),
             "warmup_batches": Setting(int, 0, 1000), "threshold_w": Setting(float, 0.0, None),
             "sample_interval_s": Setting(float, 0.001, 10.0),
-            "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None)}
+            "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None),
+            "contention_policy": Setting(str, None, None)}
 PRECISIONS = ("fp32", "fp16")
+CHOICES = {"precision": PRECISIONS, "contention_policy": contention.POLICIES}
 
 
 def _expected(key, spec, high):
@@ -139,7 +142,7 @@ def _expected(key, spec, high):
     return "a finite number > %g" % spec.low
   if spec.kind is float:
     return "a finite number in [%g, %g]" % (spec.low, high)
-  return "one of %s" % (list(PRECISIONS),) if key == "precision" else "a string"
+  return "one of %s" % (list(CHOICES[key]),) if key in CHOICES else "a string"
 
 
 def check_setting(key, value, high=None):
@@ -158,7 +161,7 @@ def check_setting(key, value, high=None):
     ok = (value is not None and math.isfinite(value) and
           (value > spec.low if high is None else spec.low <= value <= high))
   else:
-    ok = isinstance(value, str) and (key != "precision" or value in PRECISIONS)
+    ok = isinstance(value, str) and (key not in CHOICES or value in CHOICES[key])
   if not ok:
     raise BadRequest(400, "Invalid value for setting `%s`. Expected %s. Received %s=%s"
                      % (key, _expected(key, spec, high), key, json.dumps(given)[:100]))
@@ -300,7 +303,8 @@ class Agent(object):
             sample_interval_s=settings.get("sample_interval_s", 0.02),
             repeats=settings.get("repeats", session.DEFAULT_REPEATS),
             warmup_batches=settings.get("warmup_batches", session.DEFAULT_WARMUP_BATCHES),
-            idle_s=settings.get("idle_s"), trace_dir=trace_dir)
+            idle_s=settings.get("idle_s"), trace_dir=trace_dir,
+            contention_policy=settings.get("contention_policy", contention.DEFAULT_POLICY))
     except ValueError as e:
       raise BadRequest(400, str(e))
     finally:

@@ -23,7 +23,8 @@ EXECUTORS = ("local", "ray")
 # Devices, runtimes, power sources and thresholds: deploy/devices.py.
 RUN_CONTROL_FIELDS = ("num_samples", "max_parallel", "executor", "ray_address", "device_url",
                       "device_token_file", "results_dir", "trial_retries", "artifact_format",
-                      "onnx_opset", "retry_failed", "keep_checkpoints")
+                      "onnx_opset", "retry_failed", "keep_checkpoints",
+                      "max_consecutive_failures", "device_ca_file", "contention_policy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +62,9 @@ class SearchConfig:
   trial_retries: int = 2
   retry_failed: bool = False      # re-run trials recorded failed (their cause fixed)
   keep_checkpoints: bool = False  # keep a finished trial's training checkpoints
+  max_consecutive_failures: int = 10  # stop after this many failures of one cause (0: never)
+  device_ca_file: Optional[str] = None  # PEM of an https:// agent's certificate or CA
+  contention_policy: str = "remeasure"  # deploy/contention.py
   search_space: Dict[str, object] = dataclasses.field(default_factory=lambda: {
       "num_blocks": space.NUM_BLOCKS, "ops": list(space.OPS),
       "cardinalities": list(space.cardinalities())})
@@ -91,6 +95,7 @@ def validate(config: SearchConfig) -> None:
   _choice("strategy", config.strategy, STRATEGIES)
   _choice("device", config.device, list(devices.DEVICES) + [devices.REMOTE])
   _choice("executor", config.executor, EXECUTORS)
+  _choice("contention_policy", config.contention_policy, ("remeasure", "warn", "refuse"))
   _choice("power_source", config.power_source, (devices.AUTO,) + devices.POWER_SOURCES)
   if config.runtime is not None:
     _choice("runtime", config.runtime, list(devices.RUNTIMES))

@@ -14,6 +14,7 @@ import dataclasses
 
 from absl import flags
 
+from deploy import contention
 from deploy import devices
 from search import config as config_lib
 from tea_keras import recipes
@@ -68,6 +69,9 @@ def _define_search_flags(flag_values):
   flags.DEFINE_bool("keep_checkpoints", False, "Keep each finished trial's training "
                     "checkpoints (trials/NNNN/model/checkpoints/, needed only to train it "
                     "further); by default they are deleted once the trial is done.", **fv)
+  flags.DEFINE_integer("max_consecutive_failures", 10, "Stop the search (exit status 1, with "
+                       "the reason) after this many consecutive trials failed with the same "
+                       "cause; 0 never stops.", lower_bound=0, **fv)
 
 
 def _define_measure_flags(flag_values):
@@ -93,6 +97,12 @@ def _define_measure_flags(flag_values):
                        lower_bound=1, **fv)
   flags.DEFINE_string("device_url", None, "http://HOST:PORT of `python -m deploy.agent`.", **fv)
   flags.DEFINE_string("device_token_file", None, "File holding the agent's token.", **fv)
+  flags.DEFINE_string("device_ca_file", None, "PEM file of an https:// agent's certificate "
+                      "(or the CA that signed it), when the system trust store lacks it.", **fv)
+  flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY, list(contention.POLICIES),
+                    "A repeat timed while other processes kept the CPUs busy: re-measure it "
+                    "(then flag it contended), only flag it, or fail the trial "
+                    "(deploy/contention.py).", **fv)
 
 
 def _define_recipe_flags(flag_values):
@@ -127,4 +137,6 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       device_url=fv.device_url, device_token_file=fv.device_token_file,
       executor=fv.executor, ray_address=fv.ray_address, max_parallel=fv.max_parallel,
       trial_retries=fv.trial_retries, retry_failed=fv.retry_failed,
-      keep_checkpoints=fv.keep_checkpoints)
+      keep_checkpoints=fv.keep_checkpoints,
+      max_consecutive_failures=fv.max_consecutive_failures, device_ca_file=fv.device_ca_file,
+      contention_policy=fv.contention_policy)

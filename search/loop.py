@@ -31,6 +31,7 @@
 
 import dataclasses
 import os
+import re
 import shutil
 import time
 
@@ -64,7 +65,7 @@ def resolve(config, log=print):
   plan = target.plan_measurement(
       config.device, config.runtime, config.power_source, config.objectives,
       config.optional_energy, config.power_threshold_w, device_url=config.device_url,
-      token=token)
+      token=token, ca_file=config.device_ca_file)
   for notice in plan.notices:
     log("notice: %s" % notice)
   changes = dict(runtime=plan.runtime, power_source=plan.power_source,
@@ -96,9 +97,52 @@ class Progress:
     values = " ".join("%s=%s" % (o, _fmt(trial_lib.objective_value(metrics, o)))
                       for o in objectives)
     hv = summary.get("final_hypervolume")
-    self.log("[trial %d/%d] #%d %s %s | HV %s | elapsed %s, ETA %s"
-             % (count, self.total, trial_id, status, values, _fmt(hv), _hms(elapsed),
-                _hms(eta)))
+    # Until the initial trials are done the reference point moves with the
+    # trials (search.outputs), so the HV may fall: say so.
+    frozen = summary.get("reference_point_frozen") or hv is None
+    self.log("[trial %d/%d] #%d %s %s | HV %s%s | elapsed %s, ETA %s"
+             % (count, self.total, trial_id, status, values, _fmt(hv),
+                "" if frozen else " (provisional reference point)", _hms(elapsed), _hms(eta)))
+    if metrics.get("contended"):
+      self.log("  warning: trial #%d's time was measured while other processes used %s of the "
+               "CPUs (after %s re-measurement(s)); it is flagged `contended` in results.csv. "
+               "Re-measure the front on a quiet machine: python -m search.report "
+               "--figure=remeasure --results_dir=..." % (
+                   trial_id, "%.0f%%" % (100 * metrics["other_cpu_share"])
+                   if metrics.get("other_cpu_share") is not None else "much",
+                   metrics.get("remeasured", 0)))
+
+
+class SearchStopped(RuntimeError):
+  """Too many consecutive trials failed with the same cause."""
+
+
+class FailureStreak:
+  """Counts consecutive failures with the same cause (the error's first line
+  with numbers and paths blanked, so that the same fault in two trials
+  compares equal); ``record`` raises ``SearchStopped`` at ``limit``."""
+
+  def __init__(self, limit):
+    self.limit, self.cause, self.count = limit, None, 0
+
+  @staticmethod
+  def cause_of(error):
+    first = (error or "unknown error").strip().splitlines()[0] if error else "unknown error"
+    first = re.sub(r"(/[^\s:'\"]+)+", "PATH", first)
+    return re.sub(r"\d+(\.\d+)?", "N", first)
+
+  def record(self, status, error):
+    if status != "failed":
+      self.cause, self.count = None, 0
+      return
+    cause = self.cause_of(error)
+    self.count = self.count + 1 if cause == self.cause else 1
+    self.cause = cause
+    if self.limit and self.count >= self.limit:
+      raise SearchStopped("stopped after %d consecutive trials failed with the same cause: %s "
+                          "(--max_consecutive_failures=%d). Fix it, then run again with "
+                          "--retry_failed." % (self.count, (error or "").strip().splitlines()[0]
+                                               if error else "unknown error", self.limit))
 
 
 def _fmt(value):
@@ -233,6 +277,7 @@ def _drive(store, strategy, config, design_space, executor, progress, log, nonce
   ``num_samples`` trials are final; returns the last summary."""
   summary = _refresh(store, config)
   in_flight = set()
+  streak = FailureStreak(config.max_consecutive_failures)
   while True:
     _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce)
     if executor.in_flight == 0:
@@ -242,6 +287,8 @@ def _drive(store, strategy, config, design_space, executor, progress, log, nonce
       summary = _record(store, config, result, log)
       progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
                               config.objectives, summary)
+      if not result.get("retryable") or result["status"] != "failed":
+        streak.record(result["status"], result["error"])
 
 
 def _take_back_unfinished(store, log, sleep=time.sleep):

@@ -8,8 +8,13 @@ be overridden on the command line after the flagfile. Re-running the same
 command resumes the search in ``--results_dir``: finished trials are kept,
 interrupted ones re-run (failed ones too with ``--retry_failed``). One search
 at a time writes a results directory: a second is refused at once, naming
-the host and PID of the first. The exit status is 1 when the search ends
-with every trial failed.
+the host and PID of the first.
+
+Exit status: 0 when every trial is done; 3 when the search finished with some
+trials failed (listed, with their errors, in results.csv; fix the cause and
+add --retry_failed); 1 when it was refused, every trial failed, or it stopped
+after --max_consecutive_failures failures of one cause. TensorFlow's native
+log lines are kept off the console (``TEA_TF_LOGS=1`` shows them).
 """
 
 import logging
@@ -22,15 +27,19 @@ from search import config as config_lib
 from search import flags as search_flags
 from search import loop
 from search import store as store_lib
+from tea_keras import console
 from tea_keras import data as data_lib
 
 
 def main(argv):
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
+  console.quiet_native_logs()  # the trial workers inherit the filtered stderr
   logging.getLogger("tensorflow").setLevel(logging.ERROR)
   try:
     config = search_flags.config_from_flags()
+    print("search.run: %s search of %d trials in %s; checking the %s target and the data..."
+          % (config.strategy, config.num_samples, config.results_dir, config.device), flush=True)
     config_lib.validate(config)
     store_lib.check_not_locked(config.results_dir)  # before contacting the target
     config = loop.resolve(config)
@@ -39,13 +48,18 @@ def main(argv):
     sys.exit("error: %s" % e)
   try:
     summary = loop.run_search(config, log=lambda line: print(line, flush=True))
-  except (data_lib.DataError, store_lib.StoreError) as e:
+  except (data_lib.DataError, store_lib.StoreError, loop.SearchStopped) as e:
     sys.exit("error: %s" % e)
   counts = summary.get("counts", {})
   if counts.get("failed") and not counts.get("done"):
     sys.exit("error: all %d trials failed (their errors: results.csv, trials.db in %s); fix "
              "the cause and run again with --retry_failed." % (counts["failed"],
                                                                 config.results_dir))
+  if counts.get("failed"):
+    print("warning: the search finished with %d failed trial(s) of %d (their errors: "
+          "results.csv in %s); fix the cause and run again with --retry_failed."
+          % (counts["failed"], summary["trials"], config.results_dir), file=sys.stderr)
+    sys.exit(3)
 
 
 def define_flags():

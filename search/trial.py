@@ -112,8 +112,8 @@ def _train(spec, config, result):
   start = time.time()
   trained = training.train_genotype(
       space.Genotype.parse(spec["genotype"]), recipe, _splits(config), model_dir,
-      num_cells=recipe.num_cells, filters=recipe.filters, verbose=0,
-      seed=config.seed + spec["trial_id"])
+      num_cells=recipe.num_cells, filters=recipe.filters, verbose=1,
+      seed=config.seed + spec["trial_id"], log_label="trial #%d" % spec["trial_id"])
   result["metrics"].update({k: v for k, v in trained.metrics.items()
                             if isinstance(v, (int, float, str, bool)) or v is None})
   result["metrics"]["train_wall_seconds"] = time.time() - start
@@ -123,7 +123,10 @@ def _train(spec, config, result):
   result["artifacts"]["model_dir"] = model_dir
   result["artifacts"]["model"] = os.path.join(model_dir, "model.keras")
   if trained.diverged or trained.error:
-    result["error"] = "training diverged: %s" % (trained.error or "non-finite loss")
+    reason = trained.error or "non-finite loss"
+    result["error"] = reason if reason.startswith("training diverged") else \
+        "training diverged: %s" % (reason[len("diverged: "):] if reason.startswith("diverged: ")
+                                   else reason)
   spec["_model"] = trained.model
 
 
@@ -166,7 +169,8 @@ def export_and_measure(model, work_dir, config, images):
   settings = dict(device=config.device, runtime=config.runtime,
                   power_source=config.power_source, batch_size=config.measure_batch_size,
                   threshold_w=config.power_threshold_w, sample_interval_s=config.sample_interval_s,
-                  repeats=config.measure_repeats)
+                  repeats=config.measure_repeats,
+                  contention_policy=getattr(config, "contention_policy", "remeasure"))
   if config.device == "remote":
     measured = _measure_remote(config, model_path, settings)
   else:
@@ -189,7 +193,8 @@ def _measure_remote(config, model_path, settings):
   from deploy import agent_client  # pylint: disable=g-import-not-at-top
   with open(config.device_token_file) as f:
     token = f.read().strip()
-  client = agent_client.AgentClient(config.device_url, token)
+  client = agent_client.AgentClient(config.device_url, token,
+                                    ca_file=getattr(config, "device_ca_file", None))
   # The agent owns its power source and its copy of the validation images.
   remote = {k: v for k, v in settings.items() if k not in ("device", "power_source")}
   measured = client.measure(model_path, num_images=config.measure_images, **remote)

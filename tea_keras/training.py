@@ -151,7 +151,7 @@ def build_cell_network(genotype, recipe, num_cells, filters, seed=0):
 # -- entry points ------------------------------------------------------------------
 def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
                    filters=None, evaluate_test=False, verbose=1, seed=0,
-                   extra_config=None) -> TrainResult:
+                   extra_config=None, log_label="tea_keras.train") -> TrainResult:
   """Build the cell network of ``genotype`` and train it (``train_model``).
 
   ``genotype``: a ``space.Genotype`` or its string; ``num_cells``/``filters``
@@ -170,16 +170,19 @@ def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
                   "num_cells": num_cells, "filters": filters}
   architecture.update(extra_config or {})
   return train_model(model, recipe, splits, model_dir, evaluate_test=evaluate_test,
-                     verbose=verbose, seed=seed, extra_config=architecture)
+                     verbose=verbose, seed=seed, extra_config=architecture,
+                     log_label=log_label)
 
 
 def train_model(model, recipe, splits, model_dir=None, *, evaluate_test=False,
-                verbose=1, seed=0, extra_config=None) -> TrainResult:
+                verbose=1, seed=0, extra_config=None,
+                log_label="tea_keras.train") -> TrainResult:
   """Train ``model`` (inputs: normalized images, outputs: logits) with ``recipe``.
 
   Returns a ``TrainResult``; writes the model_dir contract when ``model_dir``
   is given and resumes from its checkpoint. ``verbose``: 0 silent, 1 one line
-  per epoch with ETA, 2 also Keras' progress bar.
+  per epoch with ETA (prefixed ``[log_label HH:MM:SS]``), 2 also Keras'
+  progress bar.
   """
   if not isinstance(recipe, recipes_lib.Recipe):
     raise ValueError("Invalid value for argument `recipe`. Expected a "
@@ -202,7 +205,7 @@ def train_model(model, recipe, splits, model_dir=None, *, evaluate_test=False,
     _write_json(run_dir / "config.json", config)
   set_batch_norm(model, recipe.bn_momentum, recipe.bn_epsilon)
   compile_model(model, recipe, steps, jit_compile=execution["jit_compile"])
-  log = cbs.Logger(run_dir / "train.log" if run_dir else None, verbose)
+  log = cbs.Logger(run_dir / "train.log" if run_dir else None, verbose, log_label)
   state = _restore(model, run_dir, log)
   first_epoch = min(state["epochs_completed"], recipe.epochs)
   monitor = cbs.RunMonitor(recipe, steps, state, log,
@@ -290,16 +293,23 @@ def plot_history(history, path) -> None:
   """Training loss and train/validation error per epoch, as a PNG (Agg)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   epochs = [h["epoch"] for h in history]
   fig, (ax_loss, ax_err) = plt.subplots(1, 2, figsize=(9, 3.5))
   ax_loss.plot(epochs, [h["loss"] for h in history], marker="o", label="train loss")
   ax_loss.set_xlabel("epoch")
+  ax_loss.set_ylabel("cross-entropy loss (with weight decay)")
+  ax_loss.set_title("training loss")
   ax_loss.legend()
   ax_err.plot(epochs, [1 - h["accuracy"] for h in history], marker="o", label="train error")
   ax_err.plot(epochs, [h["val_error"] for h in history], marker="o", label="val error")
   ax_err.set_xlabel("epoch")
+  ax_err.set_ylabel("classification error (fraction)")
+  ax_err.set_title("train and validation error")
   ax_err.legend()
+  for ax in (ax_loss, ax_err):
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   fig.tight_layout()
   fig.savefig(str(path), dpi=100)
   plt.close(fig)

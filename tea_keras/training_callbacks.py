@@ -32,12 +32,13 @@ DIVERGENCE_MIN_LOSS = 1e4   # ... and above this absolute value: diverged
 class Logger:
   """Callable writing a line to ``path`` (always) and stdout (``verbose >= 1``)."""
 
-  def __init__(self, path: Optional[Path], verbose: int):
+  def __init__(self, path: Optional[Path], verbose: int, label: str = "tea_keras.train"):
     self.path = path
     self.verbose = verbose
+    self.label = label
 
   def __call__(self, message: str) -> None:
-    line = "[tea_keras.train %s] %s" % (time.strftime("%H:%M:%S"), message)
+    line = "[%s %s] %s" % (self.label, time.strftime("%H:%M:%S"), message)
     if self.verbose >= 1:
       print(line, file=sys.stdout, flush=True)
     if self.path is not None:

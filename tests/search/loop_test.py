@@ -268,6 +268,19 @@ class LoopResumeTest(tf.test.TestCase, parameterized.TestCase):
         pass
       proc.wait()
 
+  def test_cli_stops_after_consecutive_failures_of_one_cause(self):
+    d = os.path.join(self.get_temp_dir(), "diverging")
+    out = run_cli(d, "--num_samples=5", "--num_initial=5", "--strategy=random",
+                  "--learning_rate=1e6", "--max_consecutive_failures=2", check=False)
+    self.assertEqual(out.returncode, 1, msg=out.stdout[-2000:])
+    self.assertIn("error: stopped after 2 consecutive trials failed with the same cause: "
+                  "training diverged", out.stderr)
+    store = store_lib.TrialStore(os.path.join(d, "trials.db"))
+    statuses = [t["status"] for t in store.trials()]
+    store.close()
+    self.assertEqual(statuses.count("failed"), 2)
+    self.assertNotIn("done", statuses)
+
   def test_retry_failed_reruns_failed_trials_once_fixed(self):
     d = os.path.join(self.get_temp_dir(), "retry")
     trial_id = _add_failed_trial(d, "DataError: CIFAR-10 batch file data_batch_1 is corrupt")
@@ -308,6 +321,37 @@ class LoopResumeTest(tf.test.TestCase, parameterized.TestCase):
         if other != trial_id:
           self.assertFalse(t0 < m1 and m0 < t1, msg="trial %d measured during %s of trial %d"
                            % (trial_id, kind, other))
+
+
+class ConsoleLinesTest(tf.test.TestCase):
+
+  def test_failure_streak_stops_on_the_same_cause_only(self):
+    streak = loop.FailureStreak(3)
+    streak.record("failed", "training diverged: loss 1.4e14 at epoch 1")
+    streak.record("failed", "training diverged: loss 2.0e15 at epoch 2")
+    streak.record("done", None)  # a success resets the count
+    streak.record("failed", "training diverged: loss 3e14 at epoch 1")
+    streak.record("failed", "AgentError: agent answered 500: /tmp/tea-agent-x/model.onnx")
+    streak.record("failed", "AgentError: agent answered 500: /tmp/tea-agent-y/model.onnx")
+    with self.assertRaisesRegex(loop.SearchStopped, "stopped after 3 consecutive trials failed "
+                                "with the same cause: AgentError"):
+      streak.record("failed", "AgentError: agent answered 500: /tmp/tea-agent-z/model.onnx")
+    loop.FailureStreak(0).record("failed", "never stops")
+
+  def test_progress_says_provisional_hypervolume_and_contention(self):
+    lines = []
+    progress = loop.Progress(10, 0, 1, lines.append)
+    progress.trial_finished(1, "done", {"val_error": 0.5, "time_s": 0.2, "contended": True,
+                                        "other_cpu_share": 0.61, "remeasured": 2},
+                            ("error", "time"), {"final_hypervolume": 0.05,
+                                                "reference_point_frozen": False})
+    self.assertIn("| HV 0.05 (provisional reference point) |", lines[0])
+    self.assertIn("warning: trial #1's time was measured while other processes used 61% of "
+                  "the CPUs (after 2 re-measurement(s))", lines[1])
+    progress.trial_finished(2, "done", {"val_error": 0.4, "time_s": 0.1}, ("error", "time"),
+                            {"final_hypervolume": 0.07, "reference_point_frozen": True})
+    self.assertIn("| HV 0.07 | elapsed", lines[2])
+    self.assertLen(lines, 3)
 
 
 class RayExecutorTest(tf.test.TestCase):
