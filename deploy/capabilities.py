@@ -52,7 +52,8 @@ def _probe_onnxruntime(kind):
     return out
   # A listed provider can still fail to start (CUDA or cuDNN libraries missing):
   # ONNX Runtime then falls back to the CPU with a warning. Open a real session.
-  session = ort.InferenceSession(_PROBE_MODEL, providers=[need, "CPUExecutionProvider"])
+  fallback = [] if need == "CPUExecutionProvider" else ["CPUExecutionProvider"]
+  session = ort.InferenceSession(_PROBE_MODEL, providers=[need] + fallback)
   started = session.get_providers()
   if not started or started[0] != need:
     out["error"] = ("onnxruntime lists %s but a session on it started only %s (are the CUDA "
