@@ -39,6 +39,7 @@ from search import cascade_stages
 
 FLAGS = flags.FLAGS
 GRID_MODES = ("auto", "on", "off")
+STAGE_COSTS = ("search", "measure")
 MAX_GRID_STAGES = 3
 
 
@@ -73,7 +74,10 @@ def define_flags():
   flags.DEFINE_integer("measure_batch_size", None, "--measure: batch (default: the search's).")
   flags.DEFINE_integer("measure_repeats", 3, "--measure: repeats.", lower_bound=1)
   flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
-                    "--measure: power source.")
+                    "--measure, --stage_costs=measure: power source.")
+  flags.DEFINE_enum("stage_costs", "search", list(STAGE_COSTS), "Stage costs of the cascade's "
+                    "cost model: as the search measured them, or measured again now, back to "
+                    "back on this CPU (when the search's measurements were contended).")
   flags.DEFINE_string("dataset", None, "Data set (default: the search's or model's).")
   flags.DEFINE_string("data_dir", None, "cifar-10-batches-py folder for --dataset=cifar10.")
   flags.DEFINE_integer("split_seed", None, "Validation split seed (default: the search's).")
@@ -103,6 +107,7 @@ class CascadeOptions:
   measure_batch_size: Optional[int] = None
   measure_repeats: int = 3
   power_source: str = "auto"
+  stage_costs: str = "search"
   dataset: Optional[str] = None
   data_dir: Optional[str] = None
   split_seed: Optional[int] = None
@@ -111,6 +116,9 @@ class CascadeOptions:
     if bool(self.results_dir) == bool(self.model_dirs):
       raise ValueError("Expected exactly one of --results_dir and --model_dirs. Received "
                        "results_dir=%r model_dirs=%r" % (self.results_dir, self.model_dirs))
+    if self.stage_costs not in STAGE_COSTS:
+      raise ValueError("Invalid value for argument `stage_costs`. Expected one of %s. Received "
+                       "stage_costs=%r" % ("|".join(STAGE_COSTS), self.stage_costs))
     if self.grid not in GRID_MODES:
       raise ValueError("Invalid value for argument `grid`. Expected one of %s. Received "
                        "grid=%r" % ("|".join(GRID_MODES), self.grid))
@@ -239,6 +247,8 @@ def build(options, log=print):
                      seed=int(settings.get("split_seed") or 0))
   files = cascade_stages.write_stage_models(stages, options.out_dir,
                                             data.normalize(splits.x_val[:8]))
+  if options.stage_costs == "measure":
+    singles = remeasure_stage_costs(stages, files, options, settings, splits, log)
   val, test = stage_data(stages, files, splits, options)
   evaluations, rows, ref_y, grid_info = threshold_searches(val, options, log)
   points = cascade_lib.front_points(val, evaluations, test)
@@ -260,15 +270,35 @@ def build(options, log=print):
   return summary
 
 
-def measure(options, spec, val, splits, settings, log=print):
-  """Measure the stages and ``--measure_points`` points on this CPU."""
+def remeasure_stage_costs(stages, files, options, settings, splits, log=print):
+  """``--stage_costs=measure``: each stage's cost measured now replaces the
+  search's; returns the single-model rows to draw (the stages, as measured now)."""
+  images, _, run = measure_settings(options, settings, splits)
+  for stage, row in zip(stages, cascade_report.measure_stages(options.out_dir, files, images,
+                                                              run, log)):
+    stage.time_s_per_image = row["time_s_per_image"]
+    stage.energy_j_per_image = row["energy_j_per_image"]
+    stage.measurement = row["measurement"]
+  return [(s.name + " (now)", s.val_error, s.time_s_per_image, s.energy_j_per_image)
+          for s in stages]
+
+
+def measure_settings(options, settings, splits):
+  """``(images, their validation indices, deploy.measure.measure settings)``:
+  the search's measurement images (repeated if the split is smaller), on this CPU."""
   from tea_keras import data  # pylint: disable=g-import-not-at-top
   count = int(settings.get("measure_images") or 500)
-  index = np.arange(count) % val.num_images
-  images = data.normalize(splits.x_val[index])
+  index = np.arange(count) % len(splits.y_val)
   run = {"device": "cpu", "runtime": "onnxruntime", "power_source": options.power_source,
          "batch_size": int(settings.get("measure_batch_size") or 100),
          "repeats": options.measure_repeats}
+  return data.normalize(splits.x_val[index]), index, run
+
+
+def measure(options, spec, val, splits, settings, log=print):
+  """Measure the stages and ``--measure_points`` points on this CPU."""
+  images, index, run = measure_settings(options, settings, splits)
+  count = len(index)
   indices = cascade_report.measure_indices(spec["points"], options.measure_points)
   load = os.getloadavg()
   stage_rows, measured = cascade_report.measure_points(
@@ -308,7 +338,8 @@ def options_from_flags(fv):
       grid_max_evaluations=fv.grid_max_evaluations, error_tolerance=fv.error_tolerance,
       measure=fv.measure, measure_points=fv.measure_points, measure_images=fv.measure_images,
       measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,
-      power_source=fv.power_source, dataset=fv.dataset, data_dir=fv.data_dir,
+      power_source=fv.power_source, stage_costs=fv.stage_costs, dataset=fv.dataset,
+      data_dir=fv.data_dir,
       split_seed=fv.split_seed)
 
 

@@ -107,14 +107,17 @@ def points_table(out_dir, points, stages, measured=None):
     m = measured.get(i) or {}
     for key in ("measured_time_s_per_image", "predicted_time_s_per_image_measured_images",
                 "predicted_now_time_s_per_image", "measured_over_predicted",
-                "measured_over_predicted_now", "measured_energy_j_per_image", "other_cpu_share"):
+                "measured_over_predicted_now", "measured_min_time_s_per_image",
+                "predicted_now_min_time_s_per_image", "min_over_predicted_min",
+                "measured_energy_j_per_image", "other_cpu_share"):
       row[key] = m.get(key)
     rows.append(row)
   _write_csv(os.path.join(out_dir, "cascade_points.csv"), list(rows[0]), rows)
   head = (["#", "thresholds"] + ["exit %d" % k for k in range(1, len(stages) + 1)] +
           ["val error", "test error", "time/img (ms)", "energy/img (mJ)"])
   if measured:
-    head += ["measured time/img (ms)", "measured / predicted"]
+    head += ["measured time/img (ms)", "measured / predicted", "measured / predicted (stages now)",
+             "fastest / predicted (fastest stages now)", "others' CPU share"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for row, p in zip(rows, points):
     cells = [str(row["point"]), row["thresholds"] or "-"]
@@ -122,7 +125,9 @@ def points_table(out_dir, points, stages, measured=None):
     cells += ["%.2f%%" % (100 * p["error"]), _pct(p.get("test_error")),
               _milli(p["time_s_per_image"]), _milli(p["energy_j_per_image"])]
     if measured:
-      cells += [_milli(row["measured_time_s_per_image"]), _num(row["measured_over_predicted"])]
+      cells += [_milli(row["measured_time_s_per_image"]), _num(row["measured_over_predicted"]),
+                _num(row["measured_over_predicted_now"]), _num(row["min_over_predicted_min"]),
+                _num(row["other_cpu_share"])]
     lines.append("| " + " | ".join(cells) + " |")
   text = "\n".join(lines) + "\n"
   with open(os.path.join(out_dir, "cascade_points.md"), "w") as f:
@@ -139,51 +144,83 @@ def measure_indices(points, count):
   return [order[int(k)] for k in picks]
 
 
+def measure_stages(cascade_dir, files, images, settings, log=print):
+  """Measure each stage file alone with ``deploy.measure`` now; one row per
+  stage: per-image time and energy, contention, and the measurement's fields."""
+  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+  rows = []
+  for k, file in enumerate(files, 1):
+    r = measure_lib.measure(os.path.join(cascade_dir, file), images=images, progress=False,
+                            **settings)
+    rows.append({"stage": k, "time_s_per_image": r["time_s"] / r["images"],
+                 "min_time_s_per_image": r["time_s_stats"]["min"] / r["images"],
+                 "energy_j_per_image": _div(r["energy_j"], r["images"]),
+                 "other_cpu_share": r.get("other_cpu_share"), "time_cv": r.get("time_cv"),
+                 "measurement": {key: r.get(key) for key in (
+                     "time_s", "energy_j", "images", "batch_size", "device", "runtime",
+                     "power_source", "other_cpu_share", "contended", "time_cv")}})
+    log("stage %d alone: %.3f ms/image (other processes' CPU share %s)"
+        % (k, 1e3 * rows[-1]["time_s_per_image"], r.get("other_cpu_share")))
+  return rows
+
+
 def measure_points(cascade_dir, spec, indices, data, images, image_index, settings, log=print):
   """Measure each stage alone and the cascade at each point of ``indices``
   with ``deploy.measure`` now; returns ``(stage rows, {index: row})``.
 
   data: the ``CascadeData`` of the validation images; ``images`` were drawn
   from them at ``image_index``, so each point's cost is also predicted on
-  exactly the measured images, from the search-time stage costs and from
+  exactly the measured images, from the stage costs of ``spec`` and from
   the stage costs measured now. settings: keyword arguments of
   ``deploy.measure.measure`` (device, runtime, power_source, batch_size,
   repeats).
   """
   from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
   from search import cascade_lib  # pylint: disable=g-import-not-at-top
-  stage_rows = []
-  for k, stage in enumerate(spec["stages"], 1):
-    r = measure_lib.measure(os.path.join(cascade_dir, stage["file"]), images=images,
-                            progress=False, **settings)
-    stage_rows.append({"stage": k, "time_s_per_image": r["time_s"] / r["images"],
-                       "energy_j_per_image": _div(r["energy_j"], r["images"]),
-                       "other_cpu_share": r.get("other_cpu_share"),
-                       "time_cv": r.get("time_cv")})
-    log("stage %d alone: %.3f ms/image" % (k, 1e3 * stage_rows[-1]["time_s_per_image"]))
+  stage_rows = measure_stages(cascade_dir, [s["file"] for s in spec["stages"]], images,
+                              settings, log)
   subset = data.subset(image_index)
   now = np.array([s["time_s_per_image"] for s in stage_rows])
+  now_min = np.array([s["min_time_s_per_image"] for s in stage_rows])
   out = {}
   for i in indices:
-    p = spec["points"][i]
     r = measure_lib.measure(cascade_dir, images=images, progress=False,
                             runtime_options={"point": i}, **settings)
-    ev = cascade_lib.evaluate(subset, [p["thresholds"]])
-    measured = r["time_s"] / r["images"]
-    predicted, predicted_now = float(ev.time_s[0]), float(ev.reach[0] @ now)
-    out[i] = {"point": i, "measured_time_s_per_image": measured,
-              "measured_energy_j_per_image": _div(r["energy_j"], r["images"]),
-              "predicted_time_s_per_image_measured_images": predicted,
-              "predicted_now_time_s_per_image": predicted_now,
-              "measured_over_predicted": measured / predicted,
-              "measured_over_predicted_now": measured / predicted_now,
-              "other_cpu_share": r.get("other_cpu_share"), "contended": r.get("contended"),
-              "time_cv": r.get("time_cv"), "loadavg_at_start": r.get("loadavg_at_start"),
-              "reach_fractions_measured": r["runtime_info"]["cascade"]["reach_fractions"]}
-    log("point %d: measured %.3f ms/image, predicted %.3f (search-time costs) / %.3f (costs "
-        "now), other processes' CPU share %s" % (i, 1e3 * measured, 1e3 * predicted,
-                                                  1e3 * predicted_now, r.get("other_cpu_share")))
+    ev = cascade_lib.evaluate(subset, [spec["points"][i]["thresholds"]])
+    out[i] = _point_row(i, r, ev, now, now_min)
+    log("point %d: measured %.3f ms/image, predicted %.3f (the cascade's stage costs) / %.3f "
+        "(stage costs now); fastest repeat %.3f vs %.3f predicted from the stages' fastest; "
+        "other processes' CPU share %s"
+        % (i, 1e3 * out[i]["measured_time_s_per_image"],
+           1e3 * out[i]["predicted_time_s_per_image_measured_images"],
+           1e3 * out[i]["predicted_now_time_s_per_image"],
+           1e3 * out[i]["measured_min_time_s_per_image"],
+           1e3 * out[i]["predicted_now_min_time_s_per_image"], r.get("other_cpu_share")))
   return stage_rows, out
+
+
+def _point_row(index, result, ev, now, now_min):
+  """One measured point: median and fastest repeat per image against the
+  predictions on the measured images (``ev``) from the cascade's stage
+  costs, the stages' medians measured now and their fastest repeats."""
+  images = result["images"]
+  measured = result["time_s"] / images
+  fastest = result["time_s_stats"]["min"] / images
+  predicted, predicted_now = float(ev.time_s[0]), float(ev.reach[0] @ now)
+  predicted_min = float(ev.reach[0] @ now_min)
+  return {"point": index, "measured_time_s_per_image": measured,
+          "measured_min_time_s_per_image": fastest,
+          "measured_energy_j_per_image": _div(result["energy_j"], images),
+          "predicted_time_s_per_image_measured_images": predicted,
+          "predicted_now_time_s_per_image": predicted_now,
+          "predicted_now_min_time_s_per_image": predicted_min,
+          "measured_over_predicted": measured / predicted,
+          "measured_over_predicted_now": measured / predicted_now,
+          "min_over_predicted_min": fastest / predicted_min,
+          "other_cpu_share": result.get("other_cpu_share"),
+          "contended": result.get("contended"), "time_cv": result.get("time_cv"),
+          "loadavg_at_start": result.get("loadavg_at_start"),
+          "reach_fractions_measured": result["runtime_info"]["cascade"]["reach_fractions"]}
 
 
 def _div(a, b):

@@ -266,6 +266,44 @@ class CliTest(tf.test.TestCase):
     first = min(spec["points"], key=lambda p: p["time_s_per_image"])
     self.assertAllClose(first["time_s_per_image"], 1e-4)  # stage 1 alone: 0.01 s / 100
 
+  def test_build_with_stage_costs_measured_now(self):
+    results = write_toy_search(os.path.join(self.get_temp_dir(), "search_now"), 2)
+    out = os.path.join(self.get_temp_dir(), "cascade_now")
+    summary = cascade_cli.build(cascade_cli.CascadeOptions(
+        out_dir=out, results_dir=results, strategies=("random",), evaluations=5,
+        stage_costs="measure", measure_repeats=1), log=lambda *a: None)
+    for stage in summary["stages"]:
+      self.assertEqual(stage["measured"]["images"], 64)  # the search's measure_images
+      self.assertAllClose(stage["time_s_per_image"],
+                          stage["measured"]["time_s"] / stage["measured"]["images"])
+    self.assertNotAllClose([s["time_s_per_image"] for s in summary["stages"]], [1e-4, 2e-4])
+
+  def test_build_on_model_dirs_uses_their_measurements(self):
+    dirs = []
+    for k in range(2):
+      d = os.path.join(self.get_temp_dir(), "model%d" % k)
+      os.makedirs(os.path.join(d, "measurements"))
+      onnx_path = toy.linear_onnx(os.path.join(d, "model.onnx"), seed=k)
+      for name, obj in (("metrics.json", {"val_error": 0.9 - 0.1 * k}),
+                        ("config.json", {"dataset": "cifar10_sample", "split_seed": 0}),
+                        ("measurements/cpu.json", {"time_s": 0.1 * (k + 1), "images": 100,
+                                                   "artifacts": {"export": onnx_path}})):
+        with open(os.path.join(d, name), "w") as f:
+          json.dump(obj, f)
+      open(os.path.join(d, "model.keras"), "w").close()
+      dirs.append(d)
+    out = os.path.join(self.get_temp_dir(), "from_dirs")
+    summary = cascade_cli.build(cascade_cli.CascadeOptions(
+        out_dir=out, model_dirs=tuple(dirs[::-1]), strategies=("random",), evaluations=5),
+        log=lambda *a: None)
+    self.assertEqual([s["name"] for s in summary["stages"]], ["model0", "model1"])
+    self.assertAllClose([s["time_s_per_image"] for s in summary["stages"]], [1e-3, 2e-3])
+    with open(os.path.join(dirs[0], "measurements", "gpu.json"), "w") as f:
+      json.dump({"time_s": 1.0, "images": 10}, f)
+    with self.assertRaisesRegex(ValueError, "holds measurements \['cpu', 'gpu'\]; expected "
+                                "--measurement_label"):
+      cascade_cli.build(cascade_cli.CascadeOptions(out_dir=out, model_dirs=tuple(dirs)))
+
   def test_options_need_one_source(self):
     with self.assertRaisesRegex(ValueError, "exactly one of --results_dir and --model_dirs"):
       cascade_cli.CascadeOptions(out_dir="x")
