@@ -236,7 +236,8 @@ class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
     result = measure.measure(
         self.tiny["onnx"], device="jetson", runtime="tensorrt", power_source="none",
         images=images, batch_size=16, repeats=1, warmup_batches=0, progress=False,
-        runtime_options={"engine_cache_dir": self.cache_dir, "precision": "fp32"})
+        runtime_options={"engine_cache_dir": self.cache_dir, "precision": "fp32"},
+        contention_policy="warn")  # one timed run, however busy the machine is
     self.assertGreater(result["time_s"], 0.0)
     self.assertEqual((result["runtime"], result["images"]), ("tensorrt", len(images)))
     info = result["runtime_info"]
