@@ -50,39 +50,29 @@ class DeviceLockTest(tf.test.TestCase):
     self.assertEqual(order, ["train1 start", "train1 end", "measure start", "measure end",
                              "train2 start", "train2 end"])
 
-  def test_trainings_share_the_device(self):
-    lock = device_lock.DeviceLock(self.get_temp_dir())
+  def _two_at_once(self, hold):
+    """Order of start/end events of two threads each holding ``hold()``."""
     events, log = self._events()
 
-    def train(name):
-      with lock.training():
+    def work(name):
+      with hold():
         log(name + " start")
-        time.sleep(0.3)
+        time.sleep(0.25)
         log(name + " end")
-    threads = [threading.Thread(target=train, args=("t%d" % i,)) for i in range(2)]
+    threads = [threading.Thread(target=work, args=("w%d" % i,)) for i in range(2)]
     for t in threads:
       t.start()
     for t in threads:
       t.join(10)
-    order = [name.split()[1] for _, name in sorted(events)]
-    self.assertEqual(order, ["start", "start", "end", "end"])
+    return [name.split()[1] for _, name in sorted(events)]
+
+  def test_trainings_share_the_device(self):
+    lock = device_lock.DeviceLock(self.get_temp_dir())
+    self.assertEqual(self._two_at_once(lock.training), ["start", "start", "end", "end"])
 
   def test_two_measurements_never_overlap(self):
     lock = device_lock.DeviceLock(self.get_temp_dir())
-    events, log = self._events()
-
-    def measure(name):
-      with lock.measuring():
-        log(name + " start")
-        time.sleep(0.2)
-        log(name + " end")
-    threads = [threading.Thread(target=measure, args=("m%d" % i,)) for i in range(2)]
-    for t in threads:
-      t.start()
-    for t in threads:
-      t.join(10)
-    order = [name.split()[1] for _, name in sorted(events)]
-    self.assertEqual(order, ["start", "end", "start", "end"])
+    self.assertEqual(self._two_at_once(lock.measuring), ["start", "end", "start", "end"])
 
   def test_remote_devices_need_no_lock(self):
     class Config:
