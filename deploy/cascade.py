@@ -187,7 +187,8 @@ class CascadeRuntime(base.Runtime):
     try:
       for stage in self.spec["stages"]:
         path = os.path.join(self.directory, stage["file"])
-        self.stages.append(runtimes.create(runtime, path, device, **stage_options))
+        self.stages.append(_without_spinning(
+            runtimes.create(runtime, path, device, **stage_options)))
     except Exception:
       self.close()
       raise
@@ -248,6 +249,24 @@ class CascadeRuntime(base.Runtime):
     for rt in self.stages:
       rt.close()
     self.stages = []
+
+
+def _without_spinning(rt):
+  """An ONNX Runtime stage whose session is rebuilt with its intra-op threads
+  not spinning after a run. Each session owns a thread pool whose threads
+  spin-wait for more work after each run; with several stages run in turn,
+  the idle stages' spinning threads take the cores from the one running
+  (measured here: two sessions alternated cost 36% more than their sum; with
+  spinning off, their sum). Other runtimes are returned as they are."""
+  if rt.name != "onnxruntime" or not hasattr(rt, "session"):
+    return rt
+  ort = base.require("onnxruntime", "onnxruntime", rt.name)
+  options = ort.SessionOptions()
+  options.intra_op_num_threads = rt.session.get_session_options().intra_op_num_threads
+  options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+  rt.session = ort.InferenceSession(rt.model_path, options,
+                                    providers=rt.session.get_providers())
+  return rt
 
 
 # -- a cascade as one upload ------------------------------------------------------

@@ -222,7 +222,7 @@ def threshold_searches(val, options, log=print):
   return evaluations, rows, ref_y, grid_info
 
 
-def write_spec(out_dir, stages, files, val, points, settings, options):
+def write_spec(out_dir, stages, files, val, test, points, settings, options):
   spec = {"format": runner.FORMAT_NAME, "version": runner.FORMAT_VERSION,
           "confidence": options.confidence, "objectives": list(val.objectives),
           "dataset": settings["dataset"], "split_seed": settings.get("split_seed"),
@@ -230,6 +230,8 @@ def write_spec(out_dir, stages, files, val, points, settings, options):
           "stages": [cascade_stages.stage_record(s, f, float(1 - val.correct[k].mean()))
                      for k, (s, f) in enumerate(zip(stages, files))],
           "points": points}
+  for k, record in enumerate(spec["stages"]):
+    record["test_error"] = None if test is None else float(1 - test.correct[k].mean())
   with open(os.path.join(out_dir, runner.CASCADE_FILE), "w") as f:
     json.dump(spec, f, indent=2)
   return spec
@@ -252,14 +254,15 @@ def build(options, log=print):
   val, test = stage_data(stages, files, splits, options)
   evaluations, rows, ref_y, grid_info = threshold_searches(val, options, log)
   points = cascade_lib.front_points(val, evaluations, test)
-  spec = write_spec(options.out_dir, stages, files, val, points, settings, options)
+  spec = write_spec(options.out_dir, stages, files, val, test, points, settings, options)
   cascade_report.plot_fronts(options.out_dir, singles, spec["stages"], points)
   summary = {"stages": spec["stages"], "objectives": list(val.objectives),
              "front_points": len(points), "grid": grid_info, "threshold_search": rows,
              "hypervolume_fraction_mean": _means(rows),
              "best_saving": cascade_report.best_saving(
                  points, min(spec["stages"], key=lambda s: s["val_error"]),
-                 options.error_tolerance)}
+                 options.error_tolerance),
+             "front_saving": cascade_report.front_saving(points, singles)}
   measured = None
   if options.measure:
     summary["measurement"], measured = measure(options, spec, val, splits, settings, log)
@@ -352,8 +355,8 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     sys.exit("error: %s" % e)
   print(summary["table"])
-  print(json.dumps({k: summary[k] for k in ("front_points", "grid",
-                                            "hypervolume_fraction_mean", "best_saving")},
+  print(json.dumps({k: summary[k] for k in ("front_points", "grid", "hypervolume_fraction_mean",
+                                            "best_saving", "front_saving")},
                    indent=1))
   print("cascade written to %s (run it: python -m deploy.cascade --cascade=%s --data=...)"
         % (FLAGS.out_dir, FLAGS.out_dir))

@@ -7,7 +7,9 @@
   fraction of images answered by each stage, predicted error and cost,
   held-out (test) error, and with ``--measure`` the cost measured now;
 * ``best_saving``: the largest cost saving of a point whose error is within
-  ``tolerance`` of the best single model's.
+  ``tolerance`` of the best single model's (negative: none is cheaper);
+  ``front_saving``: the largest against the single-model front at equal or
+  lower error.
 """
 
 import csv
@@ -88,6 +90,29 @@ def best_saving(points, best_single, tolerance=0.005):
     i = min(ok, key=lambda k: points[k][key])
     out[name] = {"point": i, "saving": 1.0 - points[i][key] / base, "error": points[i]["error"],
                  "cost": points[i][key], "best_single_cost": base}
+  return out
+
+
+def front_saving(points, singles):
+  """The largest saving of a point against the single-model front at equal
+  or lower error: ``1 - cost(point) / cost(cheapest single model with error
+  <= the point's)``, per cost. singles: rows of ``single_model_points``.
+  Returns ``{"time": {...} or None, "energy": ...}`` (None: no point has a
+  single model that accurate to compare with)."""
+  out = {}
+  for name, key, _ in COSTS:
+    col = {"time": 2, "energy": 3}[name]
+    best = None
+    for i, p in enumerate(points):
+      rivals = [r for r in singles if r[1] <= p["error"] + 1e-12 and r[col] is not None]
+      if p.get(key) is None or not rivals:
+        continue
+      rival = min(rivals, key=lambda r: r[col])
+      saving = 1.0 - p[key] / rival[col]
+      if best is None or saving > best["saving"]:
+        best = {"point": i, "saving": saving, "error": p["error"], "cost": p[key],
+                "single": rival[0], "single_error": rival[1], "single_cost": rival[col]}
+    out[name] = best
   return out
 
 

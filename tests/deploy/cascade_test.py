@@ -201,6 +201,13 @@ class CascadeRuntimeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(rt.predict(self.images), plain, atol=1e-6)
     self.assertTrue(all(n == 16 for s in fixed for n in s.sizes))
 
+  def test_onnxruntime_stages_do_not_spin(self):
+    rt = runtimes.create("onnxruntime", self.dir3, point=1)
+    for stage in rt.stages:
+      options = stage.session.get_session_options()
+      self.assertEqual(options.get_session_config_entry("session.intra_op.allow_spinning"), "0")
+      self.assertEqual(stage.session.get_providers(), ["CPUExecutionProvider"])
+
   def test_create_picks_point_by_budget(self):
     rt = runtimes.create("onnxruntime", self.dir3, max_error=0.45)
     self.assertEqual((rt.point_index, rt.thresholds), (1, [0.3, 0.3]))

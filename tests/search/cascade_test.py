@@ -219,6 +219,16 @@ class ReportTest(tf.test.TestCase):
     self.assertAllClose(saving["time"]["saving"], 0.5)
     self.assertIsNone(saving["energy"])
 
+  def test_front_saving_against_the_single_model_at_equal_error(self):
+    points = [{"error": 0.30, "time_s_per_image": 1.0, "energy_j_per_image": None},
+              {"error": 0.25, "time_s_per_image": 1.5, "energy_j_per_image": None},
+              {"error": 0.10, "time_s_per_image": 9.0, "energy_j_per_image": None}]
+    singles = [("a", 0.30, 1.0, None), ("b", 0.24, 3.0, None), ("c", 0.2, 2.0, None)]
+    saving = cascade_report.front_saving(points, singles)
+    self.assertEqual((saving["time"]["point"], saving["time"]["single"]), (1, "c"))
+    self.assertAllClose(saving["time"]["saving"], 0.25)
+    self.assertIsNone(saving["energy"])
+
   def test_measure_indices_spread_along_the_front(self):
     points = [{"time_s_per_image": t} for t in (5, 1, 3, 2, 4)]
     self.assertEqual(cascade_report.measure_indices(points, 3), [1, 2, 0])
