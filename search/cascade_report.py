@@ -19,6 +19,8 @@ import numpy as np
 
 COSTS = (("time", "time_s_per_image", "time per image (s)"),
          ("energy", "energy_j_per_image", "energy per image (J)"))
+# Errors this close are equal (a search records float32 errors, the cascade float64).
+_SAME_ERROR = 1e-6
 
 
 def single_model_points(trials):
@@ -82,7 +84,7 @@ def best_saving(points, best_single, tolerance=0.005):
   bound = best_single["val_error"] + tolerance
   for name, key, _ in COSTS:
     base = best_single.get(key)
-    ok = [i for i, p in enumerate(points) if p["error"] <= bound + 1e-12 and
+    ok = [i for i, p in enumerate(points) if p["error"] <= bound + _SAME_ERROR and
           p.get(key) is not None]
     if base is None or not ok:
       out[name] = None
@@ -104,7 +106,7 @@ def front_saving(points, singles):
     col = {"time": 2, "energy": 3}[name]
     best = None
     for i, p in enumerate(points):
-      rivals = [r for r in singles if r[1] <= p["error"] + 1e-12 and r[col] is not None]
+      rivals = [r for r in singles if r[1] <= p["error"] + _SAME_ERROR and r[col] is not None]
       if p.get(key) is None or not rivals:
         continue
       rival = min(rivals, key=lambda r: r[col])
