@@ -1,5 +1,7 @@
 """The searchable cell as a serializable Keras layer (PNAS/NASNet style)."""
 
+import dataclasses
+
 import keras
 from keras import layers
 
@@ -17,21 +19,25 @@ class Cell(layers.Layer):
   * Block ``b`` computes ``op1(input1) + op2(input2)``; in a stride-2
     (reduction) cell, ops reading a cell input run at stride 2 and ops reading a
     block output at stride 1, so every sum is shape-consistent.
-  * The output concatenates the block outputs no other block uses
-    (``Genotype.output_blocks``): ``filters * len(output_blocks)`` channels.
+  * The output concatenates ``Genotype.output_blocks``: the block outputs no
+    other block uses (``concat="unused"``, the default) or all of them
+    (``concat="all"``, PNASNet-5), ``filters * len(output_blocks)`` channels.
+    ``concat`` (one of ``space.CONCATS``) overrides the genotype's rule; None
+    keeps it.
 
-  ``get_config`` carries the genotype string, so ``keras.saving`` round-trips
-  the cell. ``weight_decay`` is TF-slim's scale (see ``tea_keras.network``).
+  ``get_config`` carries the genotype string (with its rule), so
+  ``keras.saving`` round-trips the cell. ``weight_decay`` is TF-slim's scale (see ``tea_keras.network``).
   """
 
   def __init__(self, genotype, filters, stride=1, weight_decay=0.0, drop_path_rate=0.0,
-               **kwargs):
+               concat=None, **kwargs):
     super().__init__(**kwargs)
     if isinstance(genotype, str):
       genotype = space.Genotype.parse(genotype)
     if not isinstance(genotype, space.Genotype):
       raise ValueError("Invalid value for argument `genotype`. Expected a Genotype or its "
                        "string form. Received genotype=%r" % (genotype,))
+    genotype = with_concat(genotype, concat)
     if not isinstance(filters, int) or filters < 2:
       raise ValueError("Invalid value for argument `filters`. Expected an integer >= 2. "
                        "Received filters=%r" % (filters,))
@@ -102,3 +108,13 @@ class Cell(layers.Layer):
     config.update(genotype=self.genotype.to_string(), filters=self.filters, stride=self.stride,
                   weight_decay=self.weight_decay, drop_path_rate=self.drop_path_rate)
     return config
+
+
+def with_concat(genotype, concat):
+  """``genotype`` with the output rule ``concat`` (None: unchanged)."""
+  if concat is None:
+    return genotype
+  if concat not in space.CONCATS:
+    raise ValueError("Invalid value for argument `concat`. Expected None or one of %s. "
+                     "Received concat=%r" % (", ".join(space.CONCATS), concat))
+  return dataclasses.replace(genotype, concat=concat)

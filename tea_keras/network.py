@@ -28,14 +28,19 @@ def _check_positive_int(name, value, minimum=1):
 
 
 def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
-                  weight_decay=0.0, drop_path_rate=0.0, stem_multiplier=3, name=None):
+                  weight_decay=0.0, drop_path_rate=0.0, stem_multiplier=3, name=None,
+                  concat=None):
   """Build the cell network for ``genotype`` (a ``Genotype`` or its string).
+
+  ``concat``: the cells' output rule (``space.CONCATS``), overriding the
+  genotype's; None keeps it (``pnasnet5`` carries ``"all"``).
 
   Inputs are float32 NHWC images, normalized per channel
   (``tea_keras.data.normalize``); outputs are logits ``(batch, num_classes)``.
   """
   if isinstance(genotype, str):
     genotype = space.Genotype.parse(genotype)
+  genotype = cells.with_concat(genotype, concat)
   _check_positive_int("num_cells", num_cells)
   _check_positive_int("filters", filters, minimum=2)
   _check_positive_int("num_classes", num_classes, minimum=2)

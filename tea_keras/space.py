@@ -13,9 +13,17 @@ index  string name    hidden state
 2 + j  ``b{j}``       output of block ``j`` of this cell, ``j < b``
 ====== ============== ===========================================
 
-so block ``b`` has ``b + 2`` possible inputs (2, 3, 4, 5, 6 for B = 5). The
-cell output concatenates every block output that no other block of the cell
-uses. Ops are the paper's eight, in the paper's order (``OPS``).
+so block ``b`` has ``b + 2`` possible inputs (2, 3, 4, 5, 6 for B = 5). Note
+that TF-slim's ``nasnet_utils`` numbers the two cell inputs the other way round
+(its hidden state 0 is the previous cell's output). Ops are the paper's eight,
+in the paper's order (``OPS``).
+
+Cell output (``Genotype.concat``, ``CONCATS``): ``"unused"`` (the default, the
+searched cells' convention, PNAS/NASNet's ``_combine_unused_states``)
+concatenates every block output that no other block of the cell uses;
+``"all"`` concatenates all the block outputs, as TF-slim's PNASNet-5 does
+(``used_hiddenstates = [1, 1, 0, 0, 0, 0, 0]``: only the two cell inputs are
+left out).
 
 Encoding seen by the optimizer: 20 integers, block by block,
 ``[in1_0, in2_0, op1_0, op2_0, in1_1, ...]``; ``cardinalities()`` gives the
@@ -28,7 +36,9 @@ String form (``Genotype.to_string`` / ``Genotype.parse``): blocks separated by
 
     sep3x3(prev)+max3x3(prev_prev); conv3x3(b0)+identity(prev); ...
 
-Whitespace is ignored. This module imports no TensorFlow so that the optimizer
+A cell that concatenates all its blocks ends its string with ``| concat=all``
+(the default ``unused`` is not written, so existing strings keep their
+meaning). Whitespace is ignored. This module imports no TensorFlow so that the optimizer
 and the tools that only handle genotypes stay light.
 """
 
@@ -46,6 +56,8 @@ OPS = ("max3x3", "identity", "sep3x3", "conv3x3",
        "sep5x5", "conv5x5", "sep7x7", "conv7x7")
 FIELDS = ("input1", "input2", "op1", "op2")
 _CELL_INPUT_NAMES = ("prev_prev", "prev")
+# Concatenation rules of the cell output, default first (see the module doc).
+CONCATS = ("unused", "all")
 
 
 def num_inputs(block_index: int) -> int:
@@ -88,9 +100,11 @@ class Block:
 
 @dataclasses.dataclass(frozen=True)
 class Genotype:
-  """A cell: a tuple of ``Block``. Construct through ``from_vector``,
-  ``parse``, ``sample`` or directly, then it is validated on creation."""
+  """A cell: a tuple of ``Block`` and the output rule ``concat`` (one of
+  ``CONCATS``). Construct through ``from_vector``, ``parse``, ``sample`` or
+  directly, then it is validated on creation."""
   blocks: Tuple[Block, ...]
+  concat: str = CONCATS[0]
 
   def __post_init__(self):
     object.__setattr__(self, "blocks", tuple(self.blocks))
@@ -101,6 +115,9 @@ class Genotype:
     """Raise ``ValueError`` naming the block and field of the first bad value."""
     if not self.blocks:
       raise ValueError("Invalid genotype: expected at least one block, received none.")
+    if self.concat not in CONCATS:
+      raise ValueError("Invalid genotype: field `concat` must be one of %s, received %r."
+                       % (", ".join(CONCATS), self.concat))
     for b, block in enumerate(self.blocks):
       if not isinstance(block, Block):
         raise ValueError("Invalid genotype: block %d must be a Block, received %r."
@@ -126,8 +143,9 @@ class Genotype:
     return [int(v) for block in self.blocks for v in block.fields()]
 
   @classmethod
-  def from_vector(cls, vector: Sequence[int]) -> "Genotype":
-    """Decode a flat integer encoding; raises ``ValueError`` on bad values."""
+  def from_vector(cls, vector: Sequence[int], concat: str = CONCATS[0]) -> "Genotype":
+    """Decode a flat integer encoding (the blocks; ``concat`` is not encoded);
+    raises ``ValueError`` on bad values."""
     values = list(np.asarray(vector).ravel().tolist())
     if len(values) == 0 or len(values) % 4:
       raise ValueError("Invalid genotype vector: expected a multiple of 4 integers "
@@ -143,14 +161,15 @@ class Genotype:
                            "in [0, %d], received %r." % (b, field, len(OPS) - 1, value))
         ops.append(OPS[int(value)])
       blocks.append(Block(_as_int(in1), _as_int(in2), ops[0], ops[1]))
-    return cls(tuple(blocks))
+    return cls(tuple(blocks), concat)
 
   # -- string form ----------------------------------------------------------
   def to_string(self) -> str:
     """Human-readable form, e.g. ``sep3x3(prev)+max3x3(prev_prev); ...``."""
-    return "; ".join("%s(%s)+%s(%s)" % (blk.op1, input_name(blk.input1),
+    text = "; ".join("%s(%s)+%s(%s)" % (blk.op1, input_name(blk.input1),
                                         blk.op2, input_name(blk.input2))
                      for blk in self.blocks)
+    return text if self.concat == CONCATS[0] else "%s | concat=%s" % (text, self.concat)
 
   __str__ = to_string
 
@@ -160,6 +179,7 @@ class Genotype:
     if not isinstance(text, str) or not text.strip():
       raise ValueError("Invalid genotype string: expected blocks like "
                        "'sep3x3(prev)+max3x3(prev_prev); ...', received %r." % (text,))
+    text, concat = _split_concat(text)
     blocks = []
     for b, chunk in enumerate(text.split(";")):
       chunk = re.sub(r"\s+", "", chunk)
@@ -173,16 +193,17 @@ class Genotype:
           raise ValueError("Invalid genotype string: block %d has unknown op %r; "
                            "expected one of %s." % (b, op, ", ".join(OPS)))
       blocks.append(Block(_parse_input(in1, b), _parse_input(in2, b), op1, op2))
-    return cls(tuple(blocks))
+    return cls(tuple(blocks), concat)
 
   # -- JSON -----------------------------------------------------------------
   def to_json(self) -> str:
-    return json.dumps({"blocks": [dataclasses.asdict(b) for b in self.blocks]})
+    return json.dumps({"blocks": [dataclasses.asdict(b) for b in self.blocks],
+                       "concat": self.concat})
 
   @classmethod
   def from_json(cls, text: str) -> "Genotype":
     data = json.loads(text)
-    return cls(tuple(Block(**b) for b in data["blocks"]))
+    return cls(tuple(Block(**b) for b in data["blocks"]), data.get("concat", CONCATS[0]))
 
   # -- structure ------------------------------------------------------------
   def key(self) -> str:
@@ -191,12 +212,15 @@ class Genotype:
     The two branches of a block are summed, so ``(in1, op1)`` and
     ``(in2, op2)`` commute: the key sorts each block's pair. Two genotypes
     with equal keys build the same network (up to weight initialisation).
+    ``concat="all"`` adds ``|all`` only where it changes the output blocks
+    (some block feeds another), since otherwise both rules build one network.
     """
     parts = []
     for blk in self.blocks:
       pair = sorted([(blk.input1, OPS.index(blk.op1)), (blk.input2, OPS.index(blk.op2))])
       parts.append("%d.%d.%d.%d" % (pair[0][0], pair[0][1], pair[1][0], pair[1][1]))
-    return "-".join(parts)
+    key = "-".join(parts)
+    return key + "|all" if self.concat == "all" and self.used_blocks() else key
 
   def used_blocks(self) -> Tuple[int, ...]:
     """Indices of blocks whose output feeds another block of the cell."""
@@ -208,12 +232,27 @@ class Genotype:
     return tuple(sorted(used))
 
   def output_blocks(self) -> Tuple[int, ...]:
-    """Indices of blocks concatenated into the cell output (the unused ones)."""
+    """Indices of blocks concatenated into the cell output, ascending: the
+    unused ones (``concat="unused"``) or every block (``concat="all"``)."""
+    if self.concat == "all":
+      return tuple(range(len(self.blocks)))
     used = set(self.used_blocks())
     return tuple(b for b in range(len(self.blocks)) if b not in used)
 
 
 _BLOCK_RE = re.compile(r"([A-Za-z0-9_]+)\(([A-Za-z0-9_]+)\)\+([A-Za-z0-9_]+)\(([A-Za-z0-9_]+)\)")
+
+
+def _split_concat(text: str) -> Tuple[str, str]:
+  """``"blocks | concat=all"`` -> ``("blocks", "all")``; no ``|``: the default."""
+  if "|" not in text:
+    return text, CONCATS[0]
+  blocks, _, suffix = text.partition("|")
+  match = re.fullmatch(r"concat=([A-Za-z_]+)", re.sub(r"\s+", "", suffix))
+  if not match or match.group(1) not in CONCATS:
+    raise ValueError("Invalid genotype string: expected the suffix '| concat=RULE' with RULE "
+                     "one of %s, received %r." % (", ".join(CONCATS), "|" + suffix))
+  return blocks, match.group(1)
 
 
 def _parse_input(token: str, block_index: int) -> int:
@@ -260,7 +299,7 @@ def mutate(genotype: Genotype, rng, field: str = None) -> Genotype:
   pos = int(rng.choice(positions))
   choices = [v for v in range(cards[pos]) if v != vector[pos]]
   vector[pos] = int(rng.choice(choices))
-  return Genotype.from_vector(vector)
+  return Genotype.from_vector(vector, genotype.concat)
 
 
 def neighbours(genotype: Genotype) -> Iterable[Genotype]:
@@ -272,16 +311,19 @@ def neighbours(genotype: Genotype) -> Iterable[Genotype]:
       if value != vector[pos]:
         changed = list(vector)
         changed[pos] = value
-        yield Genotype.from_vector(changed)
+        yield Genotype.from_vector(changed, genotype.concat)
 
 
 # Named cells. ``pnasnet5`` is the PNASNet-5 cell (Liu et al., 2018, Fig. 1;
-# TF-slim ``pnasnet.py``), which uses only ops of this space. ``chain`` is a
-# deep, convolution-heavy cell that feeds every block into the next one.
+# TF-slim ``pnasnet.py`` ``PNasNetNormalCell``), which uses only ops of this
+# space: slim's hidden state 0 (the previous cell) is our ``prev``, its state 1
+# our ``prev_prev``, its ``none`` our ``identity``, and it concatenates all
+# five block outputs. ``chain`` is a deep, convolution-heavy cell that feeds
+# every block into the next one.
 NAMED = {
-    "pnasnet5": ("sep5x5(prev)+max3x3(prev); sep7x7(prev_prev)+max3x3(prev_prev); "
-                 "sep5x5(prev_prev)+sep3x3(prev_prev); sep3x3(b2)+max3x3(prev_prev); "
-                 "sep3x3(prev)+identity(prev_prev)"),
+    "pnasnet5": ("sep5x5(prev_prev)+max3x3(prev_prev); sep7x7(prev)+max3x3(prev); "
+                 "sep5x5(prev)+sep3x3(prev); sep3x3(b2)+max3x3(prev); "
+                 "sep3x3(prev_prev)+identity(prev) | concat=all"),
     "chain": ("conv3x3(prev)+identity(prev_prev); conv3x3(b0)+max3x3(prev); "
               "conv5x5(b1)+identity(b0); sep3x3(b2)+conv3x3(prev); "
               "sep7x7(b3)+max3x3(b2)"),

@@ -13,11 +13,43 @@ from tea_keras import space
 
 # Exact parameter counts (trainable + BN statistics) of the named cells.
 PINNED_PARAMS = {
-    ("pnasnet5", 1, 8): 80082,
     ("chain", 1, 8): 169554,
-    ("pnasnet5", 2, 24): 809410,
     ("chain", 2, 24): 2147650,
 }
+
+
+def _op_params(op, f, strided):
+  """Parameters of one op at width ``f`` (BN: gamma, beta, mean, variance)."""
+  bn = 4 * f
+  if op.startswith("sep"):  # (depthwise k*k*f + pointwise f*f + BN) twice
+    k = int(op[3])
+    return 2 * (k * k * f + f * f + bn)
+  if op.startswith("conv"):
+    k = int(op[4])
+    return k * k * f * f + bn
+  if op == "identity" and strided:  # slim's strided 1x1 'none'
+    return f * f + bn
+  return 0  # max pooling, identity
+
+
+def hand_count(genotype, num_cells, filters, num_classes=10, stem_multiplier=3):
+  """Count by hand: stem conv3x3+BN; per cell two 1x1 (or factorized, same
+  count) projections to F, the ops, ``F * len(output_blocks)`` channels out;
+  PNAS CIFAR layout (N cells, stride-2, N, stride-2, N), widths doubling at
+  each stride-2 cell; dense logits."""
+  stem = stem_multiplier * filters
+  params = 3 * 3 * 3 * stem + 4 * stem
+  c_prev_prev = c_prev = stem
+  width = filters
+  strides = ([1] * num_cells + [2]) * 2 + [1] * num_cells
+  for stride in strides:
+    width *= stride
+    params += (c_prev_prev + c_prev) * width + 2 * 4 * width
+    for blk in genotype.blocks:
+      for inp, op in ((blk.input1, blk.op1), (blk.input2, blk.op2)):
+        params += _op_params(op, width, stride == 2 and inp < 2)
+    c_prev_prev, c_prev = c_prev, width * len(genotype.output_blocks())
+  return params + c_prev * num_classes + num_classes
 
 
 class NetworkTest(tf.test.TestCase, parameterized.TestCase):
@@ -36,17 +68,55 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
     model = network.build_network(space.resolve(name), num_cells=n, filters=f)
     self.assertEqual(model.count_params(), expected)
 
-  def test_layout_strides_and_widths(self):
+  @parameterized.parameters(*PINNED_PARAMS.items())
+  def test_hand_count_matches_pinned_counts(self, key, expected):
+    name, n, f = key
+    self.assertEqual(hand_count(space.resolve(name), n, f), expected)
+
+  @parameterized.parameters((1, 8), (2, 24))
+  def test_pnasnet5_param_count_equals_hand_count(self, n, f):
     g = space.resolve("pnasnet5")
+    model = network.build_network(g, num_cells=n, filters=f)
+    self.assertEqual(model.count_params(), hand_count(g, n, f))
+    unused = network.build_network(g, num_cells=n, filters=f, concat="unused")
+    self.assertEqual(unused.count_params(), hand_count(space.Genotype(g.blocks), n, f))
+    self.assertLess(unused.count_params(), model.count_params())
+
+  def test_layout_strides_and_widths(self):
+    g = space.resolve("pnasnet5")  # concat="all": 5 blocks out
     model = network.build_network(g, num_cells=2, filters=8)
     cell_layers = [l for l in model.layers if isinstance(l, cells.Cell)]
     self.assertEqual([c.stride for c in cell_layers], [1, 1, 2, 1, 1, 2, 1, 1])
     self.assertEqual([c.filters for c in cell_layers], [8, 8, 16, 16, 16, 32, 32, 32])
     shapes = [tuple(c.output.shape[1:]) for c in cell_layers]
-    self.assertEqual(shapes[0], (32, 32, 8 * 4))
-    self.assertEqual(shapes[2], (16, 16, 16 * 4))
-    self.assertEqual(shapes[-1], (8, 8, 32 * 4))
+    self.assertEqual(shapes[0], (32, 32, 8 * 5))
+    self.assertEqual(shapes[2], (16, 16, 16 * 5))
+    self.assertEqual(shapes[-1], (8, 8, 32 * 5))
     self.assertEqual(model.get_layer("stem_conv").filters, 24)
+    self.assertEqual(model.get_layer("logits").kernel.shape, (32 * 5, 10))
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    self.assertEqual(tuple(model(x, training=False).shape), (2, 10))
+
+  def test_cell_concat_option_overrides_genotype(self):
+    g = space.resolve("chain")  # unused rule: only block 4 is output
+    cell = cells.Cell(g, 8, concat="all")
+    self.assertEqual(cell.genotype.concat, "all")
+    self.assertEqual(cell.compute_output_shape(((None, 8, 8, 8), (None, 8, 8, 8))), (None, 8, 8, 40))
+    out = cell([keras.ops.zeros((1, 8, 8, 8)), keras.ops.zeros((1, 8, 8, 8))])
+    self.assertEqual(tuple(out.shape), (1, 8, 8, 40))
+    self.assertEqual(cells.Cell.from_config(cell.get_config()).genotype.concat, "all")
+    with self.assertRaisesRegex(ValueError, "Expected None or one of unused, all. "
+                                "Received concat='some'"):
+      cells.Cell(g, 8, concat="some")
+
+  def test_save_load_round_trip_concat_all(self):
+    model = network.build_network(space.resolve("pnasnet5"), 1, 4)
+    x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype("float32")
+    path = os.path.join(self.get_temp_dir(), "pnas.keras")
+    model.save(path)
+    loaded = network.load_model(path)
+    self.assertEqual(loaded.get_layer("cell_0").genotype, space.resolve("pnasnet5"))
+    self.assertAllClose(loaded(x, training=False), model(x, training=False), atol=1e-6)
 
   def test_cell_after_reduction_uses_factorized_reduction(self):
     model = network.build_network(space.resolve("chain"), num_cells=1, filters=8)

@@ -1,5 +1,7 @@
 """Tests for tea_keras/space.py (no TensorFlow needed, but run under tf.test)."""
 
+import dataclasses
+import json
 import subprocess
 import sys
 
@@ -8,6 +10,40 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from tea_keras import space
+
+# TF-slim research/slim/nets/nasnet/pnasnet.py, PNasNetNormalCell, as slim
+# states it (slim's hidden state 0 is the previous cell, 1 the one before).
+SLIM_PNASNET5 = dict(
+    operations=["separable_5x5_2", "max_pool_3x3", "separable_7x7_2", "max_pool_3x3",
+                "separable_5x5_2", "separable_3x3_2", "separable_3x3_2", "max_pool_3x3",
+                "separable_3x3_2", "none"],
+    used_hiddenstates=[1, 1, 0, 0, 0, 0, 0],
+    hiddenstate_indices=[1, 1, 0, 0, 0, 0, 4, 0, 1, 0],
+)
+_SLIM_OPS = {"separable_3x3_2": "sep3x3", "separable_5x5_2": "sep5x5",
+             "separable_7x7_2": "sep7x7", "max_pool_3x3": "max3x3", "none": "identity"}
+
+
+def from_slim(operations, hiddenstate_indices, used_hiddenstates):
+  """Translate a slim ``NasNetABaseCell`` configuration into a Genotype.
+
+  slim's cell: ``net = [prev, prev_prev]``, block ``j`` appends
+  ``op[2j](net[idx[2j]]) + op[2j+1](net[idx[2j+1]])``, and the output
+  concatenates the states whose ``used_hiddenstates`` entry is 0.
+  """
+  swap = {0: 1, 1: 0}  # slim 0 = previous cell = our index 1 (prev)
+  blocks = []
+  for j in range(len(operations) // 2):
+    in1, in2 = (swap.get(i, i) for i in hiddenstate_indices[2 * j:2 * j + 2])
+    blocks.append(space.Block(in1, in2, _SLIM_OPS[operations[2 * j]],
+                              _SLIM_OPS[operations[2 * j + 1]]))
+  assert used_hiddenstates[:2] == [1, 1], "our cells never concatenate a cell input"
+  concatenated = tuple(j for j, used in enumerate(used_hiddenstates[2:]) if not used)
+  for concat in space.CONCATS:
+    genotype = space.Genotype(tuple(blocks), concat)
+    if genotype.output_blocks() == concatenated:
+      return genotype
+  raise ValueError("slim concatenates blocks %s: no rule of ours does" % (concatenated,))
 
 
 class SpaceTest(tf.test.TestCase, parameterized.TestCase):
@@ -121,10 +157,53 @@ class SpaceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLen(list(space.neighbours(g)), expected)
 
   def test_output_blocks_are_unused_ones(self):
-    g = space.resolve("pnasnet5")
+    g = space.Genotype(space.resolve("pnasnet5").blocks)
+    self.assertEqual(g.concat, "unused")
     self.assertEqual(g.used_blocks(), (2,))
     self.assertEqual(g.output_blocks(), (0, 1, 3, 4))
     self.assertEqual(space.resolve("chain").output_blocks(), (4,))
+
+  def test_pnasnet5_preset_is_slims_cell(self):
+    expected = from_slim(**SLIM_PNASNET5)
+    self.assertEqual(expected.concat, "all")
+    self.assertEqual(space.resolve("pnasnet5"), expected)
+    self.assertEqual(space.resolve("pnasnet5").output_blocks(), (0, 1, 2, 3, 4))
+
+  def test_concat_all_round_trips(self):
+    rng = np.random.default_rng(2)
+    for _ in range(200):
+      g = space.Genotype(space.sample(rng).blocks, "all")
+      self.assertEqual(space.Genotype.parse(g.to_string()), g)
+      self.assertEqual(space.Genotype.from_json(g.to_json()), g)
+      self.assertEqual(space.Genotype.from_vector(g.to_vector(), "all"), g)
+      self.assertEqual(space.mutate(g, rng).concat, "all")
+    self.assertTrue(space.resolve("pnasnet5").to_string().endswith("| concat=all"))
+    self.assertNotIn("concat", space.resolve("chain").to_string())
+
+  def test_json_without_concat_is_default(self):
+    g = space.sample(5)
+    legacy = '{"blocks": %s}' % json.dumps([dataclasses.asdict(b) for b in g.blocks])
+    self.assertEqual(space.Genotype.from_json(legacy), g)
+
+  def test_key_separates_concat_only_where_it_changes_the_network(self):
+    chain = space.resolve("chain")  # every block feeds the next: rules differ
+    self.assertNotEqual(dataclasses.replace(chain, concat="all").key(), chain.key())
+    flat = space.Genotype.parse("sep3x3(prev)+max3x3(prev_prev); conv3x3(prev)+identity(prev)")
+    self.assertEqual(flat.used_blocks(), ())  # no block feeds another: one network
+    self.assertEqual(dataclasses.replace(flat, concat="all").key(), flat.key())
+
+  @parameterized.parameters(
+      ("sep3x3(prev)+max3x3(prev_prev) | concat=some", r"suffix '\| concat=RULE'.*'\| concat=some'"),
+      ("sep3x3(prev)+max3x3(prev_prev) | all", r"suffix '\| concat=RULE' with RULE one of unused, all"),
+  )
+  def test_parse_rejects_bad_concat_suffix(self, text, message):
+    with self.assertRaisesRegex(ValueError, message):
+      space.Genotype.parse(text)
+
+  def test_validate_rejects_unknown_concat(self):
+    with self.assertRaisesRegex(ValueError, "field `concat` must be one of unused, all, "
+                                "received 'used'"):
+      space.Genotype(space.sample(0).blocks, "used")
 
   def test_import_does_not_import_tensorflow(self):
     code = "import sys, tea_keras.space; print('tensorflow' in sys.modules)"
