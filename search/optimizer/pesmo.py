@@ -25,7 +25,12 @@ Steps (each a function below, called by the tests):
      NSGA-II (continuous spaces), with points that coincide with evaluated
      ones removed (as Spearmint: the EP updates become singular there), at
      most ``max_pareto`` points.
-  3. ``PESMOAcquisition``: EP on the Pareto set for each sample, then the
+  3. ``PESMOAcquisition``: for each sample, EP on the joint of the observed
+     (and pending) points and the Pareto set, with the factors "no observed
+     latent value and no other Pareto point dominates a Pareto point"
+     (Spearmint's PESM and BoTorch's PES factor graph; observed points that
+     cannot dominate any Pareto point are screened out, ``ep.select_observed``),
+     then the candidate factors once per candidate (test phase) and the
      acquisition on any batch of candidates.
 """
 
@@ -40,8 +45,8 @@ from search.optimizer.pareto import non_dominated_mask
 from search.optimizer.random_features import SampledFunction
 from search.optimizer import trust_region
 from search.optimizer.trust_region import TrustRegion
-from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
-                                   observed_front)
+from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisition,
+                                   new_random_points, observed_front)
 
 
 def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
@@ -62,10 +67,13 @@ def _evaluate(functions, space, x):
 
 
 def _local_search(functions, space, front_x, front_y, rng, rounds, points):
-  """Add the best one-value changes of front points to the front, ``rounds`` times."""
+  """Add the best (feasible) one-value changes of front points to the front,
+  ``rounds`` times."""
   for _ in range(rounds):
     chosen = rng.choice(front_x.shape[0], size=min(points, front_x.shape[0]), replace=False)
     neigh = np.vstack([space.neighbours(front_x[i]) for i in chosen])
+    if neigh.shape[0] == 0:
+      break
     xs = np.vstack([front_x, neigh])
     ys = np.vstack([front_y, _evaluate(functions, space, neigh)])
     keep = non_dominated_mask(ys)
@@ -89,14 +97,17 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
     def _evaluate(self, x, out, *args, **kwargs):
       out["F"] = _evaluate(functions, space, x)
 
-  pool = np.vstack([seeds, space.sample(rng, 1000)])
+  pool = np.vstack([seeds, space.sample(rng, 1000, min_count=1)])
   pool_y = _evaluate(functions, space, pool)
   front = pool[non_dominated_mask(pool_y)]
   front = front[rng.permutation(front.shape[0])[:pop_size]]
-  init = np.vstack([front, space.sample(rng, pop_size)])[:pop_size]
+  init = np.vstack([front, space.sample(rng, pop_size, min_count=1)])
+  init = init[np.arange(pop_size) % init.shape[0]]
   res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
                  ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
   x = np.vstack([np.atleast_2d(res.X), front])
+  if space.restricted:  # NSGA-II searched the box: keep its feasible points
+    x = x[space.feasible(x)]
   y = _evaluate(functions, space, x)
   keep = non_dominated_mask(y)
   return x[keep], y[keep]
@@ -104,20 +115,36 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
 
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
-                      local_points: int = 4) -> np.ndarray:
-  """Native (P, d) Pareto set of the sampled ``functions``, P <= ``max_pareto``.
+                      local_points: int = 4, exhaustive_limit: int = 20000) -> np.ndarray:
+  """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
+  set, P <= ``max_pareto``.
 
-  Evaluated points (``observed_x``) are candidates (the sampled front often
-  passes near them) but are removed from the returned set.
+  A candidate set of at most ``exhaustive_limit`` rows is evaluated whole
+  (the exact Pareto set of the draw); otherwise a pool plus local search
+  (categorical) or NSGA-II (continuous). Evaluated points (``observed_x``)
+  are candidates (the sampled front often passes near them) but are removed
+  from the returned set.
   """
   observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
-  if space.all_continuous:
-    obs_y = _evaluate(functions, space, observed_x)
-    seeds = observed_x[non_dominated_mask(obs_y)]
+  if space.restricted and observed_x.shape[0]:
+    observed_feasible = observed_x[space.feasible(observed_x)]
+  else:
+    observed_feasible = observed_x
+  if exhaustive(space, exhaustive_limit):
+    pool = space.candidates
+    pool_y = np.vstack([_evaluate(functions, space, pool[i:i + 4096])
+                        for i in range(0, pool.shape[0], 4096)])
+    front_x = pool[non_dominated_mask(pool_y)]
+  elif space.all_continuous:
+    seeds = observed_feasible
+    if seeds.shape[0]:
+      seeds = seeds[non_dominated_mask(_evaluate(functions, space, seeds))]
     front_x, front_y = _nsga2_front(functions, space, seeds, rng)
   else:
-    pool = np.vstack([space.sample(rng, pool_size), observed_x,
-                      space.mutate(observed_x, rng, pool_size // 2)])
+    pool = [space.sample(rng, pool_size, min_count=1), observed_feasible]
+    if observed_feasible.shape[0]:
+      pool.append(space.mutate(observed_feasible, rng, pool_size // 2))
+    pool = np.vstack(pool)
     pool_y = _evaluate(functions, space, pool)
     keep = non_dominated_mask(pool_y)
     front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
@@ -136,51 +163,85 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
 
 class _SampleState:
   """Per (hyperparameter sample, Pareto set): the GP samples of each
-  objective, the Pareto points and the EP posterior over f(X*)."""
+  objective, the EP joint (observed points that can dominate a Pareto point,
+  then the Pareto points; ``ep.select_observed``) and its EP posterior.
 
-  def __init__(self, gp_samples, pareto_encoded):
+  Args:
+    gp_samples: one ``GPSample`` per objective, all conditioned on the same
+      (n, D) encoded inputs (observed and pending points).
+    pareto_encoded: (P, D) encoded Pareto points.
+    observed_encoded: (n, D) the GP samples' training inputs.
+    dominance_threshold, max_observed: ``ep.select_observed``'s settings
+      (max_observed=0: Pareto-Pareto factors only, the model before issue 11).
+  """
+
+  def __init__(self, gp_samples, pareto_encoded, observed_encoded,
+               dominance_threshold: float = 1e-4, max_observed: int = 60):
     self.gp_samples = gp_samples
     self.pareto = pareto_encoded
-    k = len(gp_samples)
-    p = pareto_encoded.shape[0]
-    self.prior_mean = np.zeros((k, p))
-    self.prior_cov = np.zeros((k, p, p))
-    self.v_pareto = []
+    k, p = len(gp_samples), pareto_encoded.shape[0]
+    p_mean, p_var = np.zeros((k, p)), np.zeros((k, p))
+    o_mean = np.zeros((k, observed_encoded.shape[0]))
+    o_var = np.zeros_like(o_mean)
     for i, s in enumerate(gp_samples):
-      ks = s.cross(pareto_encoded)
-      v = linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False)
-      self.v_pareto.append(v)
-      mean, cov = s.predict(pareto_encoded, full_cov=True)
-      cov = 0.5 * (cov + cov.T)
+      p_mean[i], p_var[i] = s.predict(pareto_encoded)
+      # Posterior mean at the training inputs: m + K alpha = m + y - noise alpha.
+      y_c = s.chol @ (s.chol.T @ s.alpha)
+      o_mean[i] = s.mean + y_c - s.noise * s.alpha
+      o_var[i] = s.noise  # an upper bound of the posterior variance there
+    chosen = (ep.select_observed(o_mean, o_var, p_mean, p_var, dominance_threshold,
+                                 max_observed)
+              if max_observed > 0 and observed_encoded.shape[0] else np.zeros(0, int))
+    self.joint = np.vstack([observed_encoded[chosen], pareto_encoded])
+    self.num_observed = int(chosen.size)
+    n = self.joint.shape[0]
+    self.prior_mean, self.prior_cov = np.zeros((k, n)), np.zeros((k, n, n))
+    self.prior_chol = np.zeros((k, n, n))
+    self.v_joint = []
+    for i, s in enumerate(gp_samples):
+      ks = s.cross(self.joint)
+      self.v_joint.append(linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False))
+      mean, cov = s.predict(self.joint, full_cov=True)
       self.prior_mean[i] = mean
-      self.prior_cov[i] = cov + 1e-6 * np.max(np.diag(cov)) * np.eye(p)
-    self.prior_chol = [linalg.cholesky(c, lower=True) for c in self.prior_cov]
-    self.ep = ep.run_pareto_ep(self.prior_mean, self.prior_cov)
+      self.prior_cov[i], self.prior_chol[i] = _jittered(0.5 * (cov + cov.T))
+    self.ep = ep.run_ep(self.prior_mean, self.prior_cov, self.num_observed)
+    m = self.num_observed
+    self.pareto_mean = self.ep["mean"][:, m:]
+    self.pareto_cov = self.ep["cov"][:, m:, m:]
+
+
+def _jittered(cov):
+  """(cov + jitter I, its lower Cholesky factor), jitter 1e-6 x max variance,
+  grown 100x per failed Cholesky (nearly coincident joint points)."""
+  scale = max(float(np.max(np.diag(cov))), 1e-12)
+  for jitter in (1e-6, 1e-4, 1e-2):
+    c = cov + jitter * scale * np.eye(cov.shape[0])
+    try:
+      return c, linalg.cholesky(c, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+      continue
+  raise ValueError("PESMO's EP joint covariance is not positive definite even with "
+                   "jitter 1e-2 x max variance (n=%d)." % cov.shape[0])
 
 
 def _candidate_moments(state: _SampleState, z: np.ndarray):
-  """GP (data) variance, and the marginals under q(f(X*)) of f_k at (C, D)
-  candidates. Returns var_data (K,C), mean_q (K,C), var_q (K,C), cross_q (K,C,P)."""
-  k_count = len(state.gp_samples)
-  c, p = z.shape[0], state.pareto.shape[0]
-  var_data, mean_q = np.zeros((k_count, c)), np.zeros((k_count, c))
-  var_q, cross_q = np.zeros((k_count, c)), np.zeros((k_count, c, p))
-  m_ep, v_ep = state.ep["mean"], state.ep["cov"]
+  """GP (data) variance, and the marginals under the EP posterior of f_k at
+  (C, D) candidates (``ep.candidate_marginals``). Returns var_data (K,C),
+  mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto points)."""
+  k_count, c, n = len(state.gp_samples), z.shape[0], state.joint.shape[0]
+  mean, var = np.zeros((k_count, c)), np.zeros((k_count, c))
+  cross = np.zeros((k_count, c, n))
   for k, s in enumerate(state.gp_samples):
     ks = s.cross(z)
     v = linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False)
-    mean = s.mean + ks.T @ s.alpha
-    var = np.maximum(s.amplitude - np.sum(v * v, 0), 1e-12)
-    kxp = kernel_from_sqdist(scaled_sqdist(z / s.lengthscales, state.pareto / s.lengthscales),
+    mean[k] = s.mean + ks.T @ s.alpha
+    var[k] = np.maximum(s.amplitude - np.sum(v * v, 0), 1e-12)
+    kxj = kernel_from_sqdist(scaled_sqdist(z / s.lengthscales, state.joint / s.lengthscales),
                              s.amplitude, s.kernel)
-    cxp = kxp - v.T @ state.v_pareto[k]                          # (C, P)
-    a = linalg.cho_solve((state.prior_chol[k], True), cxp.T)     # (P, C) Sigma^-1 c
-    var_data[k] = var
-    mean_q[k] = mean + a.T @ (m_ep[k] - state.prior_mean[k])
-    var_q[k] = var - np.sum(cxp * a.T, 1) + np.sum((a.T @ v_ep[k]) * a.T, 1)
-    var_q[k] = np.maximum(var_q[k], 1e-12)
-    cross_q[k] = a.T @ v_ep[k]
-  return var_data, mean_q, var_q, cross_q
+    cross[k] = kxj - v.T @ state.v_joint[k]                       # (C, N)
+  mean_q, var_q, cross_q = ep.candidate_marginals(state.ep, state.prior_mean,
+                                                  state.prior_chol, mean, var, cross)
+  return var, mean_q, var_q, cross_q
 
 
 class PESMOAcquisition:
@@ -188,28 +249,50 @@ class PESMOAcquisition:
 
   Args:
     gps: fitted ``ObjectiveGP`` per objective (same number of samples used:
-      the minimum over objectives).
+      the minimum over objectives), conditioned on ``observed_x``.
     space: the ``DesignSpace``.
-    observed_x: (n, d) native points already evaluated (and pending ones).
+    observed_x: (n, d) native points already evaluated (and pending ones):
+      the GPs' training inputs; EP conditions on their latent values not
+      dominating the Pareto points (``search/optimizer/ep.py``).
     rng: numpy Generator.
     num_features, pool_size, max_pareto: Pareto-set sampling settings.
+    pareto_sets: optional list of (P_s, d) native Pareto sets, one per
+      hyperparameter sample, used instead of sampling them (tests, the
+      BoTorch cross-check).
+    dominance_threshold, max_observed: which observed points enter EP
+      (``ep.select_observed``); max_observed=0 drops the observation factors.
+    clip_negative_sites: clip negative test-phase site precisions and
+      negative gains to 0 (default, as Spearmint); False computes BoTorch's
+      unclipped quantity.
   """
 
   def __init__(self, gps, space, observed_x, rng, num_features: int = 500,
-               pool_size: int = 500, max_pareto: int = 30):
+               pool_size: int = 500, max_pareto: int = 30, pareto_sets=None,
+               dominance_threshold: float = 1e-4, max_observed: int = 60,
+               clip_negative_sites: bool = True):
     self.space = space
+    self.clip_negative_sites = bool(clip_negative_sites)
     self.num_objectives = len(gps)
     num = min(len(gp.samples) for gp in gps)
+    if pareto_sets is not None and len(pareto_sets) != num:
+      raise ValueError("Invalid value for argument `pareto_sets`. Expected %d sets (one per "
+                       "hyperparameter sample). Received %d." % (num, len(pareto_sets)))
+    observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
+    observed_z = space.encode(observed_x)
     self.states = []
     self.pareto_sets = []
     for s in range(num):
-      functions = sample_functions(gps, s, num_features, rng)
-      pset = sample_pareto_set(functions, space, observed_x, rng, pool_size=pool_size,
-                               max_pareto=max_pareto)
+      if pareto_sets is None:
+        functions = sample_functions(gps, s, num_features, rng)
+        pset = sample_pareto_set(functions, space, observed_x, rng, pool_size=pool_size,
+                                 max_pareto=max_pareto)
+      else:
+        pset = np.asarray(pareto_sets[s], dtype=float).reshape(-1, space.dim)
       self.pareto_sets.append(pset)
       if pset.shape[0] == 0:
         continue  # every sampled Pareto point was already evaluated: no information
-      self.states.append(_SampleState([gp.samples[s] for gp in gps], space.encode(pset)))
+      self.states.append(_SampleState([gp.samples[s] for gp in gps], space.encode(pset),
+                                      observed_z, dominance_threshold, max_observed))
     self.num_samples = num
 
   def per_objective(self, x: np.ndarray) -> np.ndarray:
@@ -218,11 +301,12 @@ class PESMOAcquisition:
     total = None
     for state in self.states:
       var_data, mean_q, var_q, cross_q = _candidate_moments(state, z)
-      var_cond = ep.candidate_variances(state.ep["mean"], state.ep["cov"], mean_q, var_q,
-                                        cross_q)
+      var_cond = ep.candidate_variances(state.pareto_mean, state.pareto_cov, mean_q, var_q,
+                                        cross_q, self.clip_negative_sites)
       noise = np.array([s.noise for s in state.gp_samples])[:, None]
       gain = 0.5 * (np.log(var_data + noise) - np.log(var_cond + noise))
-      gain = np.maximum(gain, 0.0)
+      if self.clip_negative_sites:
+        gain = np.maximum(gain, 0.0)
       total = gain if total is None else total + gain
     if total is None:
       return np.zeros((z.shape[0], self.num_objectives))
@@ -298,10 +382,11 @@ class PESMOStrategy(Strategy):
     return np.exp(np.mean(logs, axis=0))
 
   def _maximize_in_trust_region(self, acq, gps, x, y, excluded):
-    """Best candidate inside the trust regions (``search/optimizer/trust_region.py``):
-    uniform points in the boxes plus the sampled Pareto points that fall in
-    them, then bounded Powell refinement of the best ``refine`` ones within
-    their own box."""
+    """Best feasible candidate inside the trust regions
+    (``search/optimizer/trust_region.py``): uniform points in the boxes plus
+    the sampled Pareto points that fall in them, then bounded Powell
+    refinement of the best ``refine`` ones within their own box (a refined
+    point that leaves the feasible set is dropped)."""
     from scipy import optimize  # pylint: disable=import-outside-toplevel
     tr = self.trust_region
     ls = self._lengthscales(gps) if self.options.get("trust_region_weights", False) else None
@@ -321,6 +406,8 @@ class PESMOStrategy(Strategy):
       upper = np.vstack([upper, centers_hi[first]])
     keys = self.space.keys(pool)
     keep = np.array([k not in excluded for k in keys])
+    if self.space.restricted:
+      keep &= self.space.feasible(pool)
     if not np.any(keep):
       return new_random_points(self.space, self.rng, excluded, 1)[0]
     pool, lower, upper = pool[keep], lower[keep], upper[keep]
@@ -333,7 +420,8 @@ class PESMOStrategy(Strategy):
                               pool[i], method="Powell", bounds=list(zip(lo, hi)),
                               options={"maxfev": 80, "xtol": 1e-3})
       cand = np.clip(res.x, lo, hi)
-      if -res.fun > best_v and self.space.keys(cand)[0] not in excluded:
+      if (-res.fun > best_v and self.space.keys(cand)[0] not in excluded
+          and self.space.feasible(cand)[0]):
         best_x, best_v = cand, -res.fun
     return best_x
 
