@@ -50,7 +50,7 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("problem", "branin_currin",
-                    ["branin_currin", "zdt2", "dtlz2", "cell_synthetic"], "Benchmark problem.")
+                    ["branin_currin", "zdt1", "zdt2", "dtlz2", "cell_synthetic"], "Benchmark problem.")
   flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
   flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
                        "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).",
@@ -67,7 +67,7 @@ def define_flags():
                        "observations.", lower_bound=2)
 
 
-DEFAULT_BUDGET = {"branin_currin": 36, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60}
+DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60}
 
 
 def initial_design(problem, seed: int) -> np.ndarray:

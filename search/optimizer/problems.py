@@ -4,6 +4,7 @@
 name       d   m   domain                     reference      max HV
 ========== === === ========================== ============== ===========
 branin_currin 2 2  [0, 1]^2                   (18, 6)        59.36011874867746
+zdt1       6   2   [0, 1]^6                   (11, 11)       120 + 2/3
 zdt2       6   2   [0, 1]^6                   (11, 11)       120 + 1/3
 dtlz2      6   3   [0, 1]^6                   (1.1,1.1,1.1)  1.331 - pi/6
 cell_synthetic 20 3 TEA-DNN cell encoding     see below      unknown
@@ -64,6 +65,14 @@ def branin_currin(x: np.ndarray) -> np.ndarray:
   currin = factor * ((2300 * a ** 3 + 1900 * a ** 2 + 2092 * a + 60)
                      / (100 * a ** 3 + 500 * a ** 2 + 4 * a + 20))
   return np.stack([branin, currin], axis=1)
+
+
+def zdt1(x: np.ndarray) -> np.ndarray:
+  """ZDT1 (Zitzler, Deb, Thiele 2000): convex front f2 = 1 - sqrt(f1)."""
+  x = np.atleast_2d(x)
+  f1 = x[:, 0]
+  g = 1.0 + 9.0 / (x.shape[1] - 1) * np.sum(x[:, 1:], axis=1)
+  return np.stack([f1, g * (1.0 - np.sqrt(f1 / g))], axis=1)
 
 
 def zdt2(x: np.ndarray) -> np.ndarray:
@@ -140,6 +149,9 @@ def make_problem(name: str, problem_seed: int = 0) -> Problem:
   if name == "branin_currin":
     return Problem(name, continuous_space([(0.0, 1.0)] * 2), 2, branin_currin,
                    np.array([18.0, 6.0]), 59.36011874867746, 6, (True, True))
+  if name == "zdt1":  # max HV: 121 - int_0^1 (1 - sqrt(t)) dt = 120 + 2/3
+    return Problem(name, continuous_space([(0.0, 1.0)] * 6), 2, zdt1,
+                   np.array([11.0, 11.0]), 120.0 + 2.0 / 3.0, 14)
   if name == "zdt2":
     return Problem(name, continuous_space([(0.0, 1.0)] * 6), 2, zdt2,
                    np.array([11.0, 11.0]), 121.0 - 2.0 / 3.0, 14)
@@ -152,4 +164,4 @@ def make_problem(name: str, problem_seed: int = 0) -> Problem:
     ref = fn(space.sample(np.random.default_rng(problem_seed + 12345), 2000)).max(axis=0)
     return Problem(name, space, 3, fn, ref, None, 10)
   raise ValueError("Invalid value for argument `problem`. Expected one of branin_currin, "
-                   "zdt2, dtlz2, cell_synthetic. Received %r." % (name,))
+                   "zdt1, zdt2, dtlz2, cell_synthetic. Received %r." % (name,))

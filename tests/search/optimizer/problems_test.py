@@ -23,6 +23,14 @@ class ProblemsTest(tf.test.TestCase):
     hv = pareto.hypervolume(p.evaluate(x), p.ref_point)
     self.assertAllClose(hv, p.max_hypervolume, atol=1e-3)
 
+  def test_zdt1_front_reaches_max_hypervolume(self):
+    x = np.zeros((4001, 6))
+    x[:, 0] = np.linspace(0, 1, 4001)
+    p = problems.make_problem("zdt1")
+    self.assertAllClose(p.evaluate(x[:3])[:, 1], 1.0 - np.sqrt(x[:3, 0]))
+    hv = pareto.hypervolume(p.evaluate(x), p.ref_point)
+    self.assertAllClose(hv, p.max_hypervolume, atol=1e-3)
+
   def test_dtlz2_front_is_unit_sphere(self):
     rng = np.random.default_rng(0)
     x = rng.random((50, 6))
