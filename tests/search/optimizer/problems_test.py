@@ -65,7 +65,7 @@ class ProblemsTest(tf.test.TestCase):
 
   def test_unknown_problem_raises(self):
     with self.assertRaisesRegex(ValueError, "Expected one of branin_currin"):
-      problems.make_problem("zdt1")
+      problems.make_problem("zdt3")
 
 
 if __name__ == "__main__":
