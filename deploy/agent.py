@@ -8,7 +8,7 @@ HTTP API (standard library server; JSON responses)::
   GET  /v1/health                      -> {"ok": true, "device": ..., "busy": ...,
                                            "capabilities": {...}}
   POST /v1/measure                     body: the artifact bytes
-       X-Artifact-Format: onnx|openvino|tensorrt|keras
+       X-Artifact-Format: onnx|openvino|tensorrt|keras|cascade
        X-Artifact-Name: model.onnx (optional; named in error messages)
        X-Measure-Settings: {"runtime": ..., "batch_size": 100, ...} (JSON)
        -> the measurement JSON (``deploy.session.run_measurement``)
@@ -54,12 +54,27 @@ the model is loaded:
   sample_interval_s  number in [0.001, 10] (default 0.02)
   idle_s             number in [0, 60] (default: from the power source)
   precision          fp32 | fp16 (TensorRT)
+  cascade_point      cascade only: integer 0..its points - 1, the point to run
+  max_energy_j, max_time_s, max_error
+                     cascade only: numbers > 0, pick the point by a per-image
+                     budget (``deploy.cascade.choose_point``); default: the
+                     lowest-error point
 
 OpenVINO IR travels as a zip holding exactly one ``.xml`` and one ``.bin``.
 Before the measurement lock is taken, the zip's end record must declare two
 members (no Zip64), their declared sizes must fit ``--max_unpacked_mb``
 (default 4x ``--max_upload_mb``) and the bytes are counted while unpacking
 (headers can lie): 413 past the limit, 422 for anything else wrong.
+
+A cascade (``deploy.cascade``, ``python -m search.cascade``) travels as a zip
+of ``cascade.json`` and the stage models it names (``deploy.cascade.pack``;
+the client zips a cascade directory itself), checked and unpacked under the
+same limits (``agent_uploads.unpack_cascade``); then its spec (every stage
+present, one threshold in [0, 1] per stage but the last) and the chosen point
+are checked, all before the measurement lock (422 / 400). It is measured
+with the protocol like one model, its stages on the runtime chosen (one that
+reads ONNX); the result's ``runtime_info.cascade`` gives the point, the
+fraction of images reaching each stage and the predicted cost.
 
 Measurements are serialized by one lock: two never overlap, since they would
 corrupt each other's power trace (a waiting request reports ``queued_s``).
@@ -129,7 +144,12 @@ SETTINGS = {"runtime": Setting(str, None, None), "batch_size": Setting(int, 1, 1
             "warmup_batches": Setting(int, 0, 1000), "threshold_w": Setting(float, 0.0, None),
             "sample_interval_s": Setting(float, 0.001, 10.0),
             "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None),
-            "contention_policy": Setting(str, None, None)}
+            "contention_policy": Setting(str, None, None),
+            "cascade_point": Setting(int, 0, None), "max_energy_j": Setting(float, 0.0, None),
+            "max_time_s": Setting(float, 0.0, None), "max_error": Setting(float, 0.0, None)}
+# Settings that pick a cascade's point, and the CascadeRuntime argument each sets.
+CASCADE_SETTINGS = {"cascade_point": "point", "max_energy_j": "max_energy_j",
+                    "max_time_s": "max_time_s", "max_error": "max_error"}
 PRECISIONS = ("fp32", "fp16")
 CHOICES = {"precision": PRECISIONS, "contention_policy": contention.POLICIES}
 
@@ -185,7 +205,10 @@ def parse_settings(text, fmt, device, num_images=None):
   for key, value in sorted(raw.items()):
     if value is not None:
       out[key] = check_setting(key, value, num_images if key == "num_images" else None)
-  readers = [r for r in devices.device(device).runtimes if fmt in devices.RUNTIMES[r].formats]
+  picks = sorted(set(out) & set(CASCADE_SETTINGS))
+  if picks and fmt != "cascade":
+    raise BadRequest(400, "Settings %s apply to a cascade; this upload is %s." % (picks, fmt))
+  readers = [r for r in devices.device(device).runtimes if devices.reads_format(r, fmt)]
   runtime = out.setdefault("runtime", readers[0] if readers else None)
   if runtime not in readers:
     raise BadRequest(400, "runtime=%s cannot run a %s artifact on %s; expected one of %s."
@@ -201,6 +224,11 @@ def scrub_paths(message, replacements):
     if directory:  # never the root itself
       message = re.sub(re.escape(directory) + r"[^\s'\"(),;]*", name, message)
   return message
+
+
+def cascade_options(settings):
+  """The ``CascadeRuntime`` arguments (point, budgets) of checked settings."""
+  return dict((arg, settings[key]) for key, arg in CASCADE_SETTINGS.items() if key in settings)
 
 
 class Agent(object):
@@ -272,19 +300,43 @@ class Agent(object):
             (self.engine_cache_dir, "<engine_cache>"), (tempfile.gettempdir(), "<tmp>"),
             (os.path.expanduser("~"), "~")]
 
-  def prepare(self, upload_path, fmt):
+  def prepare(self, upload_path, fmt, settings=None):
     """The model file of an upload (an OpenVINO zip unpacked within the
-    limit); runs before the measurement lock is taken."""
-    if fmt != "openvino":
+    limit; a cascade zip unpacked, its spec and chosen point checked); runs
+    before the measurement lock is taken."""
+    if fmt == "openvino":
+      return unpack_openvino(upload_path, os.path.dirname(upload_path),
+                             self.max_unpacked_bytes)
+    if fmt != "cascade":
       return upload_path
-    return unpack_openvino(upload_path, os.path.dirname(upload_path), self.max_unpacked_bytes)
+    from deploy import cascade  # pylint: disable=g-import-not-at-top
+    directory = os.path.join(os.path.dirname(upload_path), "cascade")
+    os.mkdir(directory)
+    agent_uploads.unpack_cascade(upload_path, directory, self.max_unpacked_bytes)
+    try:
+      _, spec = cascade.load_spec(directory)
+    except runtime_base.ModelLoadError as e:
+      raise BadRequest(422, "Cascade upload: %s" % e)
+    picks = cascade_options(settings or {})
+    points = spec["points"]
+    point = picks.pop("point", None)
+    try:
+      if point is None:
+        point = cascade.choose_point(points, **picks)
+    except ValueError as e:
+      raise BadRequest(400, str(e))
+    if point >= len(points):
+      raise BadRequest(400, "Invalid value for setting `cascade_point`. Expected a JSON integer "
+                            "in 0..%d (the cascade's points). Received cascade_point=%d"
+                       % (len(points) - 1, point))
+    return directory
 
   def measure(self, model_path, fmt, settings):
     """Load and measure one prepared model (call with ``lock`` held)."""
     self.count += 1
     batch_size = settings.get("batch_size", 100)
     images = self.images[:settings.get("num_images", len(self.images))]
-    options = {}
+    options = cascade_options(settings) if fmt == "cascade" else {}
     if settings["runtime"] == "tensorrt":
       options.update(precision=settings.get("precision", "fp32"),
                      engine_cache_dir=self.engine_cache_dir)
@@ -396,7 +448,7 @@ class Handler(agent_server.ConnectionHandler):
     try:
       path = os.path.join(work, "model" + devices.FORMATS[fmt].upload_suffix)
       self.body.save(path, self.timeout)
-      model = agent.prepare(path, fmt)
+      model = agent.prepare(path, fmt, settings)
       waited = time.time()
       with agent.lock:
         queued = time.time() - waited

@@ -23,7 +23,8 @@ its answer after the broken pipe. Before an upload the client checks its size
 and format against the agent's health answer. Note that a retry after a
 timeout that hit *during* a measurement submits it again (the agent queues it
 behind the first): give ``timeout_s`` room for the slowest measurement.
-Standard library only (Python 3.6+).
+Standard library only (Python 3.6+), but for zipping a cascade directory
+(``deploy.cascade.pack``: numpy).
 """
 
 import http.client
@@ -77,8 +78,15 @@ def _tls_setting_error(e):
 
 
 def artifact_bytes(path, fmt=None):
-  """(format, bytes) to upload; OpenVINO IR is zipped with its .bin."""
+  """(format, bytes) to upload; OpenVINO IR is zipped with its .bin, a
+  cascade directory (or its cascade.json) with its stage models
+  (``deploy.cascade.pack``, which needs numpy on the host)."""
   fmt = devices.format_of_path(path, fmt)
+  if fmt == "cascade" and not path.endswith(".zip"):
+    from deploy import cascade  # pylint: disable=g-import-not-at-top
+    buf = io.BytesIO()
+    cascade.pack(path, buf)
+    return fmt, buf.getvalue()
   if not os.path.isfile(path):
     raise ValueError("Artifact %r does not exist." % (path,))
   if fmt == "openvino" and path.endswith(".xml"):
@@ -189,7 +197,9 @@ class AgentClient(object):
     """Upload ``artifact_path`` and measure it; returns the result dict.
 
     settings: runtime, batch_size, num_images, repeats, warmup_batches,
-    threshold_w, sample_interval_s, idle_s, precision (see ``deploy.agent``).
+    threshold_w, sample_interval_s, idle_s, precision; for a cascade
+    (a directory, or its zip with ``fmt="cascade"``) cascade_point or the
+    budgets max_energy_j, max_time_s, max_error (see ``deploy.agent``).
     The size and format are checked against the agent's health answer first.
     """
     fmt, body = artifact_bytes(artifact_path, fmt)

@@ -1,16 +1,19 @@
 """What the agent does with an upload before measuring it: receiving the
 body (or dropping one it refuses), naming it in error messages, and checking
-and unpacking an OpenVINO IR zip within the unpacking limit.
+and unpacking an OpenVINO IR zip or a cascade zip within the unpacking limit.
 
 An IR zip must hold exactly one ``.xml`` and one ``.bin``. Its end record
 must declare two members (no Zip64), their declared sizes must fit the limit
 and the bytes are counted while unpacking (headers can lie): 413 past the
-limit, 422 for anything else wrong. All of it runs before the measurement
-lock is taken.
+limit, 422 for anything else wrong. A cascade zip (``deploy.cascade.pack``)
+must hold exactly ``cascade.json`` and the stage files it names (relative
+paths, at most ``MAX_CASCADE_MEMBERS`` members), under the same rules. All of
+it runs before the measurement lock is taken.
 
 Device-side module: Python 3.6 syntax, standard library only.
 """
 
+import json
 import os
 import re
 import socket
@@ -20,6 +23,11 @@ import zipfile
 import zlib
 
 LINGER_S = 2.0  # at most this long reading an unwanted body before closing
+CASCADE_FILE = "cascade.json"
+MAX_CASCADE_MEMBERS = 33  # cascade.json and up to 32 stage models
+MAX_CASCADE_SPEC_BYTES = 1 << 20
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
+               NotImplementedError, RuntimeError, ValueError)
 
 
 class BadRequest(Exception):
@@ -81,7 +89,7 @@ def artifact_name(header, fmt):
   return name[:100] if name.strip("._") else "the uploaded %s artifact" % fmt
 
 
-def _zip_end_record(path):
+def _zip_end_record(path, what="OpenVINO upload", plain="one .xml and one .bin"):
   """(members, central directory size) from a zip's end record, read without
   parsing the directory (which could hold millions of entries); 422 for Zip64."""
   size = os.path.getsize(path)
@@ -90,10 +98,9 @@ def _zip_end_record(path):
     tail = f.read()
   at = tail.rfind(b"PK\x05\x06")
   if at < 0 or len(tail) - at < 22:
-    raise BadRequest(422, "OpenVINO upload is not a valid zip: no end of central directory.")
+    raise BadRequest(422, "%s is not a valid zip: no end of central directory." % what)
   if at >= 20 and tail[at - 20:at - 16] == b"PK\x06\x07":
-    raise BadRequest(422, "OpenVINO upload is a Zip64 archive; expected a plain zip of one "
-                          ".xml and one .bin.")
+    raise BadRequest(422, "%s is a Zip64 archive; expected a plain zip of %s." % (what, plain))
   fields = struct.unpack("<4s4H2LH", tail[at:at + 22])
   return fields[4], fields[5]
 
@@ -139,7 +146,73 @@ def unpack_openvino(zip_path, work_dir, max_bytes=1 << 30):
       for info, name in ((xml[0], "model.xml"), (binary[0], "model.bin")):
         with z.open(info) as src, open(os.path.join(work_dir, name), "wb") as dst:
           budget -= copy_bounded(src, dst, budget, "OpenVINO upload")
-  except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError,
-          RuntimeError, ValueError) as e:
+  except _ZIP_ERRORS as e:
     raise BadRequest(422, "OpenVINO upload is not a valid zip: %s" % e)
   return os.path.join(work_dir, "model.xml")
+
+
+def safe_member(name):
+  """Whether a zip member name is a plain relative path (no root, drive, ..)."""
+  parts = name.replace("\\", "/").split("/")
+  return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and \
+      ":" not in name
+
+
+def _cascade_members(z):
+  """The member names a cascade zip must hold: cascade.json and its stages."""
+  names = z.namelist()
+  if CASCADE_FILE not in names:
+    raise BadRequest(422, "Cascade upload must hold %s (deploy.cascade.pack); found %s."
+                          % (CASCADE_FILE, names[:10]))
+  if z.getinfo(CASCADE_FILE).file_size > MAX_CASCADE_SPEC_BYTES:
+    raise BadRequest(413, "Cascade upload's %s is over %d bytes." % (CASCADE_FILE,
+                                                                      MAX_CASCADE_SPEC_BYTES))
+  try:
+    spec = json.loads(z.read(CASCADE_FILE).decode("utf-8"))
+  except ValueError as e:  # UnicodeDecodeError too
+    raise BadRequest(422, "Cascade upload's %s is not JSON: %s" % (CASCADE_FILE, e))
+  stages = spec.get("stages") if isinstance(spec, dict) else None
+  if not isinstance(stages, list) or not stages:
+    raise BadRequest(422, "Cascade upload's %s lists no stages; expected a list of "
+                          "{\"file\": ...}." % CASCADE_FILE)
+  wanted = [CASCADE_FILE] + [str(s.get("file")) if isinstance(s, dict) else repr(s)
+                             for s in stages]
+  bad = [n for n in names if n not in wanted or not safe_member(n)]
+  missing = sorted(set(wanted) - set(names))
+  if bad or missing or len(set(names)) != len(names):
+    raise BadRequest(422, "Cascade upload: expected exactly %s and the stage files it names, "
+                          "once each; unexpected %s, missing %s." % (CASCADE_FILE, bad[:10],
+                                                                     missing[:10]))
+  return names
+
+
+def unpack_cascade(zip_path, work_dir, max_bytes=1 << 30):
+  """Unpack a cascade zip into ``work_dir`` writing at most ``max_bytes``
+  bytes, after the checks of the module doc; returns ``work_dir``. The
+  stages and thresholds are checked by ``deploy.cascade.load_spec`` after."""
+  members, directory_bytes = _zip_end_record(zip_path, "Cascade upload",
+                                             "%s and its stage models" % CASCADE_FILE)
+  if not 2 <= members <= MAX_CASCADE_MEMBERS:
+    raise BadRequest(422, "Cascade upload's end record declares %d members; expected %s and "
+                          "1 to %d stage models." % (members, CASCADE_FILE,
+                                                     MAX_CASCADE_MEMBERS - 1))
+  if directory_bytes > members * (46 + 3 * 0xFFFF):
+    raise BadRequest(422, "Cascade upload declares a central directory of %d bytes, more "
+                          "than %d members can need." % (directory_bytes, members))
+  try:
+    with zipfile.ZipFile(zip_path) as z:
+      names = _cascade_members(z)
+      declared = sum(i.file_size for i in z.infolist())
+      if declared > max_bytes:
+        raise BadRequest(413, "Cascade upload unpacks to %d bytes; expected at most %d bytes "
+                              "(--max_unpacked_mb)." % (declared, max_bytes))
+      budget = max_bytes
+      for name in names:
+        path = os.path.join(work_dir, *name.replace("\\", "/").split("/"))
+        if not os.path.isdir(os.path.dirname(path)):
+          os.makedirs(os.path.dirname(path))
+        with z.open(name) as src, open(path, "wb") as dst:
+          budget -= copy_bounded(src, dst, budget, "Cascade upload")
+  except _ZIP_ERRORS as e:
+    raise BadRequest(422, "Cascade upload is not a valid zip: %s" % e)
+  return work_dir

@@ -23,6 +23,13 @@ Confidence (``confidence``): the largest softmax probability
 "score margin" of Park et al. 2015). A threshold of 1 means the stage never
 answers (so thresholds of 1 reproduce the last stage alone, 0 the first).
 
+ONNX Runtime stages run without thread spinning (``allow_spinning=False`` of
+``deploy.runtimes.onnxruntime_runtime``): each stage's session owns a thread
+pool whose threads spin-wait after a run, and with the stages taking turns
+the idle ones' spinning threads took the cores from the one running
+(measured here: two sessions alternated cost 36% more than their sum; with
+spinning off, their sum).
+
 References:
   N. K. Jayakodi, S. Belakaria, A. Deshwal, J. R. Doppa. "Design and
   Optimization of Energy-Accuracy Tradeoff Networks for Mobile Platforms via
@@ -44,11 +51,12 @@ import zipfile
 
 import numpy as np
 
+from deploy import agent_uploads
 from deploy import devices
 from deploy import runtimes
 from deploy.runtimes import base
 
-CASCADE_FILE = "cascade.json"
+CASCADE_FILE = agent_uploads.CASCADE_FILE  # also devices.FORMATS["cascade"].suffix
 FORMAT_NAME = "tea-keras-cascade"
 FORMAT_VERSION = 1
 CONFIDENCES = ("max_softmax", "margin")
@@ -117,12 +125,35 @@ def load_spec(path):
   if not stages or not points:
     raise base.ModelLoadError("%s: expected at least one stage and one point; found %d "
                               "and %d." % (json_path, len(stages), len(points)))
+  directory = os.path.dirname(os.path.abspath(json_path))
+  _check_stages(json_path, directory, stages)
+  _check_points(json_path, points, len(stages))
+  return directory, spec
+
+
+def _check_stages(json_path, directory, stages):
+  """Every stage names a relative file that exists (ModelLoadError otherwise)."""
+  for k, stage in enumerate(stages):
+    name = stage.get("file") if isinstance(stage, dict) else None
+    if not isinstance(name, str) or not agent_uploads.safe_member(name):
+      raise base.ModelLoadError("%s: stage %d must name its model as a relative path under the "
+                                "cascade (\"file\"); found %r." % (json_path, k + 1, name))
+    if not os.path.isfile(os.path.join(directory, name)):
+      raise base.ModelLoadError("%s: stage %d's model %s is missing." % (json_path, k + 1, name))
+
+
+def _check_points(json_path, points, num_stages):
+  """Every point holds one threshold in [0, 1] per stage but the last."""
   for i, p in enumerate(points):
-    if len(p.get("thresholds", ())) != len(stages) - 1:
-      raise base.ModelLoadError("%s: point %d has %d thresholds; expected %d (one per stage "
-                                "but the last)." % (json_path, i, len(p.get("thresholds", ())),
-                                                    len(stages) - 1))
-  return os.path.dirname(os.path.abspath(json_path)), spec
+    thresholds = p.get("thresholds") if isinstance(p, dict) else None
+    if not isinstance(thresholds, list) or len(thresholds) != num_stages - 1:
+      raise base.ModelLoadError("%s: point %d has %s thresholds; expected %d (one per stage "
+                                "but the last)." % (json_path, i, len(thresholds) if isinstance(
+                                    thresholds, list) else "no list of", num_stages - 1))
+    for t in thresholds:
+      if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
+        raise base.ModelLoadError("%s: point %d has threshold %r; expected numbers in [0, 1]."
+                                  % (json_path, i, t))
 
 
 def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
@@ -167,11 +198,11 @@ class CascadeRuntime(base.Runtime):
   def __init__(self, model_path, device="cpu", runtime="onnxruntime", point=None,
                max_energy_j=None, max_time_s=None, max_error=None, **stage_options):
     super(CascadeRuntime, self).__init__(model_path, device)
-    if "onnx" not in devices.runtime(runtime).formats:
+    if not devices.reads_format(runtime, "cascade"):
       raise ValueError("Invalid value for argument `runtime` for a cascade. Expected a "
                        "runtime that reads its ONNX stages (%s). Received runtime=%r"
-                       % ("|".join(r for r, k in devices.RUNTIMES.items() if "onnx" in k.formats),
-                          runtime))
+                       % ("|".join(r for r in devices.RUNTIMES
+                                   if devices.reads_format(r, "cascade")), runtime))
     self.directory, self.spec = load_spec(model_path)
     points = self.spec["points"]
     if point is None:
@@ -183,12 +214,13 @@ class CascadeRuntime(base.Runtime):
     self.thresholds = [float(t) for t in self.point["thresholds"]]
     self.kind = self.spec.get("confidence", "max_softmax")
     self.name = runtime
+    if runtime == "onnxruntime":  # the stages take turns on the cores: see module doc
+      stage_options.setdefault("allow_spinning", False)
     self.stages = []
     try:
       for stage in self.spec["stages"]:
         path = os.path.join(self.directory, stage["file"])
-        self.stages.append(_without_spinning(
-            runtimes.create(runtime, path, device, **stage_options)))
+        self.stages.append(runtimes.create(runtime, path, device, **stage_options))
     except Exception:
       self.close()
       raise
@@ -251,24 +283,6 @@ class CascadeRuntime(base.Runtime):
     self.stages = []
 
 
-def _without_spinning(rt):
-  """An ONNX Runtime stage whose session is rebuilt with its intra-op threads
-  not spinning after a run. Each session owns a thread pool whose threads
-  spin-wait for more work after each run; with several stages run in turn,
-  the idle stages' spinning threads take the cores from the one running
-  (measured here: two sessions alternated cost 36% more than their sum; with
-  spinning off, their sum). Other runtimes are returned as they are."""
-  if rt.name != "onnxruntime" or not hasattr(rt, "session"):
-    return rt
-  ort = base.require("onnxruntime", "onnxruntime", rt.name)
-  options = ort.SessionOptions()
-  options.intra_op_num_threads = rt.session.get_session_options().intra_op_num_threads
-  options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-  rt.session = ort.InferenceSession(rt.model_path, options,
-                                    providers=rt.session.get_providers())
-  return rt
-
-
 # -- a cascade as one upload ------------------------------------------------------
 def pack(cascade_path, zip_path):
   """Zip ``cascade.json`` and the stage files of a cascade; returns ``zip_path``."""
@@ -280,35 +294,18 @@ def pack(cascade_path, zip_path):
   return zip_path
 
 
-def _safe_member(name):
-  parts = name.replace("\\", "/").split("/")
-  return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and \
-      ":" not in name
-
-
 def unpack(zip_path, dest, max_bytes=MAX_UNPACKED_BYTES):
   """Extract a packed cascade into ``dest`` after checking it holds only
   ``cascade.json`` and the stage files it names (relative paths, at most
-  ``max_bytes`` unpacked); returns ``dest``. ValueError otherwise."""
+  ``max_bytes`` unpacked, counted while unpacking: the agent's checks,
+  ``deploy.agent_uploads.unpack_cascade``); returns ``dest``. ValueError
+  (or ``ModelLoadError``, a ValueError, for a bad spec) otherwise."""
+  if not os.path.isdir(dest):
+    os.makedirs(dest)
   try:
-    with zipfile.ZipFile(zip_path) as z:
-      names = z.namelist()
-      if CASCADE_FILE not in names:
-        raise ValueError("%s: a cascade zip must hold %s." % (zip_path, CASCADE_FILE))
-      spec = json.loads(z.read(CASCADE_FILE).decode("utf-8"))
-      wanted = set([CASCADE_FILE] + [s.get("file", "") for s in spec.get("stages") or []])
-      bad = [n for n in names if n not in wanted or not _safe_member(n)]
-      missing = sorted(wanted - set(names))
-      if bad or missing:
-        raise ValueError("%s: expected exactly %s and the stage files it names; unexpected "
-                         "%s, missing %s." % (zip_path, CASCADE_FILE, bad, missing))
-      size = sum(i.file_size for i in z.infolist())
-      if size > max_bytes:
-        raise ValueError("%s unpacks to %d bytes; expected at most %d bytes."
-                         % (zip_path, size, max_bytes))
-      z.extractall(dest)
-  except zipfile.BadZipFile as e:
-    raise ValueError("%s is not a valid zip: %s" % (zip_path, e))
+    agent_uploads.unpack_cascade(zip_path, dest, max_bytes)
+  except agent_uploads.BadRequest as e:
+    raise ValueError("%s: %s" % (zip_path, e))
   load_spec(dest)
   return dest
 

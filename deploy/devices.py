@@ -44,7 +44,13 @@ FORMATS = collections.OrderedDict((f.name, f) for f in (
     ArtifactFormat("openvino", ".xml", ".zip"),
     ArtifactFormat("tensorrt", ".engine", ".engine"),
     ArtifactFormat("keras", ".keras", ".keras"),
+    ArtifactFormat("cascade", "cascade.json", ".zip"),
 ))
+# Formats that hold models of another format: a runtime reads the container
+# when it reads what is inside. ``cascade``: a directory (``deploy.cascade``,
+# written by ``python -m search.cascade``) of ``cascade.json`` and ONNX stage
+# models, zipped for upload; measured with its stages on that runtime.
+CONTAINER_FORMATS = {"cascade": "onnx"}
 # Suffixes of files a user may hand to the client or a device script.
 SUFFIX_FORMATS = {".onnx": "onnx", ".xml": "openvino", ".zip": "openvino",
                   ".engine": "tensorrt", ".plan": "tensorrt", ".trt": "tensorrt",
@@ -107,6 +113,13 @@ def runtime(name):
   return RUNTIMES[name]
 
 
+def reads_format(runtime_name, fmt):
+  """Whether ``runtime_name`` reads artifact format ``fmt`` (a container
+  format when it reads the format of its members)."""
+  formats = runtime(runtime_name).formats
+  return fmt in formats or CONTAINER_FORMATS.get(fmt) in formats
+
+
 def default_runtime(device_name):
   return device(device_name).runtimes[0]
 
@@ -144,6 +157,9 @@ def format_of_path(path, fmt=None):
   import os
   if fmt is not None:
     return fmt
+  cascade_file = FORMATS["cascade"].suffix
+  if os.path.basename(path) == cascade_file or os.path.isfile(os.path.join(path, cascade_file)):
+    return "cascade"
   suffix = os.path.splitext(path)[1].lower()
   if suffix not in SUFFIX_FORMATS:
     raise ValueError("Cannot tell the artifact format of %r from its suffix; expected one "

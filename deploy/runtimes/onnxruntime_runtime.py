@@ -1,4 +1,12 @@
-"""ONNX Runtime: CPU here; CUDA (and TensorRT EP) where the GPU build exists."""
+"""ONNX Runtime: CPU here; CUDA (and TensorRT EP) where the GPU build exists.
+
+``allow_spinning=False`` sets the session options
+``session.intra_op.allow_spinning`` and ``session.inter_op.allow_spinning``
+to 0: the session's pool threads then sleep after a run instead of
+spin-waiting for more work. Use it when several sessions take turns on the
+same cores (a cascade's stages, ``deploy.cascade``): an idle session's
+spinning threads otherwise take the cores from the one running.
+"""
 
 import numpy as np
 
@@ -6,10 +14,13 @@ from deploy import devices
 from deploy.runtimes import base
 
 
+SPINNING_ENTRIES = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+
+
 class OnnxRuntime(base.Runtime):
   name = "onnxruntime"
 
-  def __init__(self, model_path, device="cpu", intra_op_threads=0):
+  def __init__(self, model_path, device="cpu", intra_op_threads=0, allow_spinning=True):
     super(OnnxRuntime, self).__init__(model_path, device)
     ort = base.require("onnxruntime", "onnxruntime", self.name)
     if device not in devices.ONNXRUNTIME_PROVIDER:
@@ -25,6 +36,12 @@ class OnnxRuntime(base.Runtime):
                        "(install onnxruntime-gpu)." % (device, wanted[0], available))
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(intra_op_threads)
+    if not isinstance(allow_spinning, bool):
+      raise ValueError("Invalid value for argument `allow_spinning`. Expected True or False. "
+                       "Received allow_spinning=%r" % (allow_spinning,))
+    self.allow_spinning = allow_spinning
+    for entry in SPINNING_ENTRIES if not allow_spinning else ():
+      options.add_session_config_entry(entry, "0")  # unset: ONNX Runtime's default, spinning
     try:
       self.session = ort.InferenceSession(model_path, options,
                                           providers=[p for p in wanted if p in available])
@@ -43,4 +60,5 @@ class OnnxRuntime(base.Runtime):
   def describe(self):
     out = super(OnnxRuntime, self).describe()
     out["providers"] = self.session.get_providers()
+    out["allow_spinning"] = self.allow_spinning
     return out

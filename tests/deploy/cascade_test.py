@@ -26,15 +26,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 VERMIN = [sys.executable, "-c", "import sys; from vermin.main import main; sys.exit(main())"]
 
 
-def linear_onnx(path, seed, scale=0.02, classes=10):
-  """A linear classifier ``images (N, 32, 32, 3) -> logits (N, classes)``."""
+def linear_onnx(path, seed, scale=0.02, classes=10, weights=None):
+  """A linear classifier ``images (N, 32, 32, 3) -> logits (N, classes)``:
+  random, or ``weights`` = (w (3072, classes), b (classes,))."""
   import onnx  # pylint: disable=g-import-not-at-top
   from onnx import helper, numpy_helper, TensorProto  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
+  if weights is None:
+    weights = (scale * rng.normal(size=(3072, classes)), rng.normal(size=classes))
   inits = [numpy_helper.from_array(np.array([-1, 3072], np.int64), "shape"),
-           numpy_helper.from_array((scale * rng.normal(size=(3072, classes))).astype(np.float32),
-                                   "w"),
-           numpy_helper.from_array(rng.normal(size=classes).astype(np.float32), "b")]
+           numpy_helper.from_array(np.asarray(weights[0], np.float32), "w"),
+           numpy_helper.from_array(np.asarray(weights[1], np.float32), "b")]
   nodes = [helper.make_node("Reshape", ["images", "shape"], ["flat"]),
            helper.make_node("MatMul", ["flat", "w"], ["mm"]),
            helper.make_node("Add", ["mm", "b"], ["logits"])]
@@ -205,8 +207,12 @@ class CascadeRuntimeTest(tf.test.TestCase, parameterized.TestCase):
     rt = runtimes.create("onnxruntime", self.dir3, point=1)
     for stage in rt.stages:
       options = stage.session.get_session_options()
-      self.assertEqual(options.get_session_config_entry("session.intra_op.allow_spinning"), "0")
+      for pool in ("intra_op", "inter_op"):
+        self.assertEqual(options.get_session_config_entry("session.%s.allow_spinning" % pool),
+                         "0")
       self.assertEqual(stage.session.get_providers(), ["CPUExecutionProvider"])
+    self.assertEqual([s["allow_spinning"] for s in rt.describe()["cascade"]["stage_runtimes"]],
+                     [False] * 3)
 
   def test_create_picks_point_by_budget(self):
     rt = runtimes.create("onnxruntime", self.dir3, max_error=0.45)
@@ -227,6 +233,20 @@ class CascadeRuntimeTest(tf.test.TestCase, parameterized.TestCase):
                                        "time_s_per_image": 1.0}])
     with self.assertRaisesRegex(base.ModelLoadError, "point 0 has 2 thresholds; expected 1"):
       cascade.load_spec(bad)
+
+  def test_load_spec_rejects_missing_stage_and_bad_thresholds(self):
+    bad = write_toy_cascade(os.path.join(self.root, "missing"), 2)
+    os.remove(os.path.join(bad, "stages", "stage2.onnx"))
+    with self.assertRaisesRegex(base.ModelLoadError, "stage 2's model stages/stage2.onnx is "
+                                "missing"):
+      cascade.load_spec(bad)
+    for thresholds, message in (([1.5], "threshold 1.5; expected numbers in \\[0, 1\\]"),
+                                (["0.3"], "threshold '0.3'; expected numbers"),
+                                (None, "point 0 has no list of thresholds; expected 1")):
+      d = write_toy_cascade(os.path.join(self.root, "bad_t"), 2, points=[
+          {"thresholds": thresholds, "error": 0.1, "time_s_per_image": 1.0}])
+      with self.assertRaisesRegex(base.ModelLoadError, message):
+        cascade.load_spec(d)
 
   def test_run_measurement_times_the_cascade(self):
     rt = runtimes.create("onnxruntime", self.dir3, point=1)

@@ -27,6 +27,20 @@ class OnnxRuntimeTest(tf.test.TestCase):
       self.assertAllClose(out, self.tiny["model"](x, training=False), atol=1e-4)
     self.assertEqual(rt.describe()["providers"], ["CPUExecutionProvider"])
 
+  def test_allow_spinning_false_turns_both_pools_off(self):
+    entries = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
+    quiet = runtimes.create("onnxruntime", self.tiny["onnx"], "cpu", allow_spinning=False)
+    options = quiet.session.get_session_options()
+    self.assertEqual([options.get_session_config_entry(e) for e in entries], ["0", "0"])
+    self.assertFalse(quiet.describe()["allow_spinning"])
+    x = self.tiny["images"][:7]
+    default = runtimes.create("onnxruntime", self.tiny["onnx"], "cpu")
+    self.assertTrue(default.describe()["allow_spinning"])
+    self.assertAllClose(quiet.predict(x), default.predict(x), atol=1e-6)
+    with self.assertRaisesRegex(ValueError, "`allow_spinning`. Expected True or False. "
+                                "Received allow_spinning=0"):
+      runtimes.create("onnxruntime", self.tiny["onnx"], "cpu", allow_spinning=0)
+
   def test_corrupt_model_is_a_model_load_error(self):
     path = os.path.join(self.get_temp_dir(), "corrupt.onnx")
     with open(path, "wb") as f:
