@@ -13,7 +13,8 @@ CLI::
       --model=model.onnx --dataset=cifar10_sample --num_images=5000 --batch_size=100
 
 prints the same object as JSON. ``--model`` may be a cascade directory
-(``python -m search.cascade``; ``deploy.cascade``): its point is chosen by
+(``python -m search.cascade``; ``deploy.cascade``) or its zip
+(``deploy.cascade.pack``, as the agent receives it): its point is chosen by
 ``--cascade_point`` or a budget (``--max_energy_j``, ``--max_time_s`` per
 image, ``--max_error``), each stage runs on ``--runtime``.
 ``--write_data=images.npy`` instead writes
@@ -23,8 +24,12 @@ images); when the data set has fewer than ``--num_images`` they are
 repeated and the result says so (``images_repeated_from``).
 """
 
+import contextlib
 import json
+import shutil
 import sys
+import tempfile
+import zipfile
 
 import numpy as np
 from absl import app
@@ -51,20 +56,43 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
   (``rail``, ``device_index``, ``csv_path``, ``port``, ``root``) and of the
   runtime (``intra_op_threads``, ``inference_precision``...).
   """
-  rt = device_main.build_runtime(device, runtime, model_path, batch_size,
-                                 **(runtime_options or {}))
-  try:
-    with device_main.build_power(power_source, device, **(power_options or {})) as power:
-      result = session.run_measurement(
-          rt, power, images, device, batch_size=batch_size, threshold_w=threshold_w,
-          sample_interval_s=sample_interval_s, repeats=repeats,
-          warmup_batches=warmup_batches, idle_s=idle_s, trace_dir=trace_dir,
-          progress=device_main.progress_printer if progress else None,
-          contention_policy=contention_policy)
-  finally:
-    rt.close()
+  with _unzipped_cascade(model_path) as path:
+    rt = device_main.build_runtime(device, runtime, path, batch_size,
+                                   **(runtime_options or {}))
+    try:
+      with device_main.build_power(power_source, device, **(power_options or {})) as power:
+        result = session.run_measurement(
+            rt, power, images, device, batch_size=batch_size, threshold_w=threshold_w,
+            sample_interval_s=sample_interval_s, repeats=repeats,
+            warmup_batches=warmup_batches, idle_s=idle_s, trace_dir=trace_dir,
+            progress=device_main.progress_printer if progress else None,
+            contention_policy=contention_policy)
+    finally:
+      rt.close()
   result["model"] = model_path
   return result
+
+
+def is_cascade_zip(path):
+  """Whether ``path`` is a zip holding a cascade (``deploy.cascade.pack``)."""
+  if not (str(path).endswith(".zip") and zipfile.is_zipfile(path)):
+    return False
+  with zipfile.ZipFile(path) as z:
+    return cascade.CASCADE_FILE in z.namelist()
+
+
+@contextlib.contextmanager
+def _unzipped_cascade(model_path):
+  """``model_path``, or for a cascade zip its contents unpacked (checked as
+  the agent checks an upload) into a temporary directory, removed after."""
+  if not is_cascade_zip(model_path):
+    yield model_path
+    return
+  directory = tempfile.mkdtemp(prefix="tea-cascade-")
+  try:
+    yield cascade.unpack(model_path, directory)
+  finally:
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def load_images(dataset, num_images, data_dir=None):
@@ -141,7 +169,7 @@ def main(argv):
   picks = {"point": FLAGS.cascade_point, "max_energy_j": FLAGS.max_energy_j,
            "max_time_s": FLAGS.max_time_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
-  if picks and not cascade.is_cascade(FLAGS.model):
+  if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
     raise app.UsageError("--cascade_point, --max_energy_j, --max_time_s and --max_error "
                          "apply to a cascade directory; --model=%s is not one." % FLAGS.model)
   try:

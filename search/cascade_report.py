@@ -171,13 +171,22 @@ def measure_indices(points, count):
   return [order[int(k)] for k in picks]
 
 
+def stage_runtime_options(runtime):
+  """The runtime options the cascade runner gives its stages
+  (``deploy.cascade``: ONNX Runtime without thread spinning), so that a
+  stage measured alone is measured as it runs in the cascade."""
+  return {"allow_spinning": False} if runtime == "onnxruntime" else {}
+
+
 def measure_stages(cascade_dir, files, images, settings, log=print):
-  """Measure each stage file alone with ``deploy.measure`` now; one row per
-  stage: per-image time and energy, contention, and the measurement's fields."""
+  """Measure each stage file alone with ``deploy.measure`` now, with the
+  runner's stage options (``stage_runtime_options``); one row per stage:
+  per-image time and energy, contention, and the measurement's fields."""
   from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
   rows = []
   for k, file in enumerate(files, 1):
     r = measure_lib.measure(os.path.join(cascade_dir, file), images=images, progress=False,
+                            runtime_options=stage_runtime_options(settings["runtime"]),
                             **settings)
     rows.append({"stage": k, "time_s_per_image": r["time_s"] / r["images"],
                  "min_time_s_per_image": r["time_s_stats"]["min"] / r["images"],
@@ -186,6 +195,7 @@ def measure_stages(cascade_dir, files, images, settings, log=print):
                  "measurement": {key: r.get(key) for key in (
                      "time_s", "energy_j", "images", "batch_size", "device", "runtime",
                      "power_source", "other_cpu_share", "contended", "time_cv")}})
+    rows[-1]["measurement"]["runtime_options"] = stage_runtime_options(settings["runtime"])
     log("stage %d alone: %.3f ms/image (other processes' CPU share %s)"
         % (k, 1e3 * rows[-1]["time_s_per_image"], r.get("other_cpu_share")))
   return rows

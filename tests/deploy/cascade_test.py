@@ -337,6 +337,18 @@ class DeviceSideTest(tf.test.TestCase):
     self.assertEqual(result["runtime_info"]["cascade"]["thresholds"], [0.3, 0.3])
     self.assertEqual(result["images"], 64)
 
+  def test_deploy_measure_cli_measures_a_cascade_zip(self):
+    zipped = cascade.pack(self.dir, os.path.join(self.root, "c.zip"))
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--model=" + zipped, "--max_error=0.45",
+         "--num_images=64", "--batch_size=32", "--repeats=1", "--warmup_batches=0"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    self.assertEqual(result["runtime_info"]["cascade"]["point"], 1)
+    self.assertEqual(result["model"], zipped)
+
   def test_deploy_measure_cli_refuses_cascade_flags_for_a_model(self):
     model = os.path.join(self.dir, "stages", "stage1.onnx")
     out = subprocess.run(

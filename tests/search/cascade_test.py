@@ -284,6 +284,7 @@ class CliTest(tf.test.TestCase):
         stage_costs="measure", measure_repeats=1), log=lambda *a: None)
     for stage in summary["stages"]:
       self.assertEqual(stage["measured"]["images"], 64)  # the search's measure_images
+      self.assertEqual(stage["measured"]["runtime_options"], {"allow_spinning": False})
       self.assertAllClose(stage["time_s_per_image"],
                           stage["measured"]["time_s"] / stage["measured"]["images"])
     self.assertNotAllClose([s["time_s_per_image"] for s in summary["stages"]], [1e-4, 2e-4])
