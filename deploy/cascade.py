@@ -16,7 +16,9 @@ logits), so the measurement protocol times a cascade as it times one model:
 ``deploy.runtimes.create(runtime, DIR)`` returns one (each stage loaded by that
 runtime), hence ``python -m deploy.measure --model=DIR`` and the device scripts
 (``python3 -m deploy.cpu.measure --model=DIR``) measure it. ``pack``/``unpack``
-zip a cascade and check a received zip, the way an agent would take it.
+zip a cascade and check a received zip, as the agent does with an upload of
+format ``cascade`` (``deploy.agent``; ``deploy.devices.FORMATS``), and
+``python -m deploy.measure --model=CASCADE.zip`` takes the zip too.
 
 Confidence (``confidence``): the largest softmax probability
 (``max_softmax``), or the difference of the two largest (``margin``, the
