@@ -2,8 +2,11 @@
 
 ``Strategy.propose(observed_x, observed_y, pending_x)`` returns the next point
 in the space's native coordinates. Objectives are MINIMIZED; rows of failed
-trials (NaN) must not be passed. A proposal is never equal to an observed or
-pending point. Keep one instance per search: GP hyperparameter chains are
+trials (NaN) must not be passed. A proposal is never equal to (the same
+design as) an observed or pending point, and in a restricted space (a
+constraint or a candidate set, ``search.optimizer.design``) it is always
+feasible: every strategy searches the feasible set only, and ``propose``
+replaces anything else by a uniform feasible point. Keep one instance per search: GP hyperparameter chains are
 warm-started from the previous call. ``timings`` holds the last call's
 ``fit_seconds`` and ``acquisition_seconds``.
 
@@ -21,7 +24,7 @@ import time
 
 import numpy as np
 
-from search.optimizer.design import DesignSpace
+from search.optimizer.design import DesignSpace, InfeasibleSpaceError
 from search.optimizer.pareto import non_dominated_mask
 
 
@@ -68,9 +71,9 @@ class Strategy(abc.ABC):
                        % (x.shape[0], self.num_objectives, np.shape(observed_y)))
     pending = _as_points(self.space, pending_x, "pending_x")
     self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
-    point = self._propose(x, y, pending)
+    point = np.asarray(self._propose(x, y, pending), dtype=float).reshape(self.space.dim)
     excluded = set(self.space.keys(np.vstack([x, pending])))
-    if self.space.keys(point)[0] in excluded:
+    if self.space.keys(point)[0] in excluded or not self.space.feasible(point)[0]:
       point = new_random_points(self.space, self.rng, excluded, 1)[0]
     return point
 
@@ -80,31 +83,67 @@ class Strategy(abc.ABC):
 
 
 def new_random_points(space, rng, excluded, count, tries: int = 100) -> np.ndarray:
-  """``count`` uniform points whose keys are not in ``excluded`` (a set)."""
+  """``count`` uniform feasible points whose keys are not in ``excluded`` (a
+  set); raises ``InfeasibleSpaceError`` (a ``ValueError``) when none is left."""
+  if space.candidates is not None:
+    left = remaining_candidates(space, excluded)
+    if left.shape[0] < count:
+      raise InfeasibleSpaceError("Could not find %d unevaluated points in %r: only %d "
+                                 "candidates left, the space is exhausted."
+                                 % (count, space, left.shape[0]))
+    return left[rng.choice(left.shape[0], size=count, replace=False)]
   out, keys = [], set(excluded)
   for _ in range(tries):
-    batch = space.sample(rng, 4 * count)
+    batch = space.sample(rng, 4 * count, min_count=1)
     for row, key in zip(batch, space.keys(batch)):
       if key not in keys:
         keys.add(key)
         out.append(row)
         if len(out) == count:
           return np.array(out)
-  raise ValueError("Could not find %d unevaluated points in %r: the space looks exhausted."
-                   % (count, space))
+  raise InfeasibleSpaceError("Could not find %d unevaluated points in %r: the space looks "
+                             "exhausted." % (count, space))
+
+
+def remaining_candidates(space, excluded) -> np.ndarray:
+  """Rows of ``space.candidates`` whose design keys are not in ``excluded``."""
+  keys = space.keys(space.candidates)
+  return space.candidates[np.array([k not in excluded for k in keys], dtype=bool)]
+
+
+def exhaustive(space, limit: int) -> bool:
+  """Whether the candidate set is small enough to score every row."""
+  return space.candidates is not None and space.candidates.shape[0] <= limit
+
+
+def argmax_over(acq, x, chunk: int = 2048):
+  """(index, value) of the largest ``acq`` over the rows of ``x``, in chunks."""
+  values = np.concatenate([acq(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
+  best = int(np.argmax(values))
+  return best, values[best]
 
 
 def maximize_acquisition(acq, space, rng, anchors, excluded, pool_size: int = 1000,
-                         refine: int = 3) -> np.ndarray:
-  """Argmax of ``acq`` ((C, d) native -> (C,)) over points not in ``excluded``.
+                         refine: int = 3, exhaustive_limit: int = 20000) -> np.ndarray:
+  """Argmax of ``acq`` ((C, d) native -> (C,)) over feasible points not in
+  ``excluded``.
 
-  Candidates: ``pool_size`` uniform points plus mutations of ``anchors``
-  (e.g. observed non-dominated points and sampled Pareto points). The
-  ``refine`` best are refined: categorical spaces by hill climbing over all
-  one-value neighbours, continuous ones by bounded Powell search.
+  A candidate set of at most ``exhaustive_limit`` rows is scored whole (in
+  chunks). Otherwise candidates are ``pool_size`` uniform feasible points plus
+  mutations of ``anchors`` (e.g. observed non-dominated points and sampled
+  Pareto points); the ``refine`` best are refined: categorical spaces by hill
+  climbing over all feasible one-value neighbours, continuous ones by bounded
+  Powell search (kept only when feasible).
   """
+  if exhaustive(space, exhaustive_limit):
+    left = remaining_candidates(space, excluded)
+    if left.shape[0] == 0:
+      return new_random_points(space, rng, excluded, 1)[0]  # raises: exhausted
+    return left[argmax_over(acq, left)[0]]
   anchors = np.asarray(anchors, dtype=float).reshape(-1, space.dim)
-  parts = [space.sample(rng, pool_size)]
+  parts = [space.sample(rng, pool_size, min_count=1)]
+  if anchors.shape[0]:
+    anchors = anchors[space.feasible(anchors)] if space.restricted else anchors
   if anchors.shape[0]:
     parts += [anchors, space.mutate(anchors, rng, pool_size // 2),
               space.mutate(anchors, rng, pool_size // 4, scale=0.02)]
@@ -138,7 +177,7 @@ def _refine(acq, space, x, value, excluded, climbs: int = 2):
                             x, method="Powell", bounds=list(zip(space.lower, space.upper)),
                             options={"maxfev": 80, "xtol": 1e-3})
     cand = np.clip(res.x, space.lower, space.upper)
-    if -res.fun > value and space.keys(cand)[0] not in excluded:
+    if -res.fun > value and space.keys(cand)[0] not in excluded and space.feasible(cand)[0]:
       return cand, -res.fun
     return x, value
   for _ in range(climbs):

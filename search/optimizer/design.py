@@ -15,15 +15,52 @@ variable its own lengthscale (``groups``: the variable each encoded column
 belongs to) turns the kernel into a weighted Hamming kernel: the GP can learn
 that ops of block 3 matter more than the second input of block 0. Random
 features (``search/random_features.py``) apply unchanged to this embedding.
+
+Restricted spaces (budgets, tables). A space may carry a feasibility
+constraint and/or a finite candidate set; both return a NEW space (the
+original is unchanged) and compose::
+
+  space = cell_space().with_constraint(
+      lambda x: params_of(x) <= 3e6, "at most 3M parameters")   # fn: (n, d) -> (n,) bool
+  space = space.with_candidates(rows)   # (N, d) native rows; only these may be proposed
+
+``fn`` receives native points as a float (n, d) array and must return a
+boolean array of shape (n,) (anything else is a ``ValueError`` naming the
+constraint). Every point a strategy proposes is feasible: ``sample`` draws
+uniformly from the feasible set (rejection sampling; uniform rows of the
+candidate set, without replacement), ``mutate`` and ``neighbours`` return only
+feasible rows (so possibly fewer than asked), ``feasible(x)`` is the (n,) mask
+and ``candidate_index(x)`` maps rows to indices into ``space.candidates``
+(-1 outside). When rejection sampling finds no feasible point within its draw
+budget, ``InfeasibleSpaceError`` (a ``ValueError``) is raised naming the
+constraint's description; an application can check at once, before any
+training, with ``space.has_feasible_point(rng, tries)`` (bool) or
+``space.check_feasible(rng, tries)`` (raises that error).
+
+Canonical points. ``with_canonical(fn)`` declares that several native points
+are one design (the two branches of a cell block swapped, see
+``tea_keras.space.Genotype.canonical``): ``fn`` maps (n, d) native points to
+one representative each. ``keys`` (de-duplication) and ``canonical`` (what
+the strategies give the GP) then use the representative; ``cell_space()``
+sets it.
 """
 
+import copy
 import dataclasses
-from typing import List, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 CONTINUOUS = "continuous"
 CATEGORICAL = "categorical"
+# Rejection sampling: uniform draws per requested feasible point, and a floor.
+_DRAWS_PER_POINT = 200
+_MIN_DRAWS = 20000
+
+
+class InfeasibleSpaceError(ValueError):
+  """No feasible point could be found (or none is left) in a restricted
+  ``DesignSpace``; the message names the constraint."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +116,11 @@ class DesignSpace:
     self.encoded_dim = int(self.groups.size)
     offsets = np.cumsum([0] + [v.width for v in variables])
     self._offsets = offsets[:-1]
+    self.constraint: Optional[Callable[[np.ndarray], np.ndarray]] = None
+    self.constraint_description: Optional[str] = None
+    self.candidates: Optional[np.ndarray] = None  # (N, d) feasible rows, or None
+    self._candidate_lookup = None                 # key -> index into candidates
+    self._canonical_fn = None
 
   @property
   def all_categorical(self) -> bool:
@@ -88,8 +130,130 @@ class DesignSpace:
   def all_continuous(self) -> bool:
     return not bool(np.any(self.categorical))
 
+  @property
+  def restricted(self) -> bool:
+    """Whether a constraint or a candidate set limits the proposable points."""
+    return self.constraint is not None or self.candidates is not None
+
   def __repr__(self):
-    return "DesignSpace(%d variables, %d categorical)" % (self.dim, int(self.categorical.sum()))
+    extra = ""
+    if self.constraint is not None:
+      extra += ", constraint %r" % self.constraint_description
+    if self.candidates is not None:
+      extra += ", %d candidates" % self.candidates.shape[0]
+    return "DesignSpace(%d variables, %d categorical%s)" % (
+        self.dim, int(self.categorical.sum()), extra)
+
+  # -- restrictions (see the module doc) ------------------------------------
+  def with_constraint(self, fn, description: str) -> "DesignSpace":
+    """A copy whose feasible points also satisfy ``fn`` ((n, d) -> (n,) bool)."""
+    if not callable(fn):
+      raise ValueError("Invalid value for argument `fn`. Expected a callable mapping (n, d) "
+                       "native points to an (n,) bool array. Received %r." % (fn,))
+    if not isinstance(description, str) or not description.strip():
+      raise ValueError("Invalid value for argument `description`. Expected a non-empty "
+                       "string saying what the constraint requires. Received %r."
+                       % (description,))
+    out = copy.copy(self)
+    previous, previous_text = self.constraint, self.constraint_description
+    if previous is None:
+      out.constraint, out.constraint_description = fn, description
+    else:
+      out.constraint = lambda x: previous(x) & fn(x)
+      out.constraint_description = "%s and %s" % (previous_text, description)
+    if out.candidates is not None:
+      out._set_candidates(out.candidates[out._constraint_mask(out.candidates)])
+    return out
+
+  def with_candidates(self, points) -> "DesignSpace":
+    """A copy where only the rows of ``points`` (N, d native, distinct) that are
+    feasible may be proposed (intersected with an existing candidate set)."""
+    points = self.validate(points, "points")
+    keys = self._raw_keys(points)
+    if len(set(keys)) != len(keys):
+      first = next(i for i, k in enumerate(keys) if keys.index(k) != i)
+      raise ValueError("Invalid value for argument `points`. Expected distinct rows. "
+                       "Received row %d equal to row %d (%r)."
+                       % (first, keys.index(keys[first]), points[first].tolist()))
+    out = copy.copy(self)
+    if self.candidates is not None:
+      points = points[self.candidate_index(points) >= 0]
+    out._set_candidates(points[out._constraint_mask(points)] if points.shape[0] else points)
+    return out
+
+  def with_canonical(self, fn) -> "DesignSpace":
+    """A copy whose ``keys`` and ``canonical`` map each point to ``fn``'s
+    representative ((n, d) -> (n, d) native points of the same designs)."""
+    if not callable(fn):
+      raise ValueError("Invalid value for argument `fn`. Expected a callable mapping (n, d) "
+                       "native points to their canonical (n, d) points. Received %r." % (fn,))
+    out = copy.copy(self)
+    out._canonical_fn = fn
+    return out
+
+  def canonical(self, x) -> np.ndarray:
+    """(n, d) representatives of the designs ``x`` (``x`` itself by default)."""
+    x = np.asarray(x, dtype=float).reshape(-1, self.dim)
+    if self._canonical_fn is None or x.shape[0] == 0:
+      return x
+    return np.asarray(self._canonical_fn(x), dtype=float).reshape(x.shape)
+
+  def _set_candidates(self, points):
+    if points.shape[0] == 0:
+      raise InfeasibleSpaceError(
+          "No candidate is feasible in %r%s." % (self, "" if self.constraint is None else
+                                                 ": none satisfies %r"
+                                                 % self.constraint_description))
+    self.candidates = np.array(points, dtype=float)
+    self.candidates.setflags(write=False)
+    self._candidate_lookup = {k: i for i, k in enumerate(self._raw_keys(points))}
+
+  def _constraint_mask(self, x) -> np.ndarray:
+    if self.constraint is None or x.shape[0] == 0:
+      return np.ones(x.shape[0], dtype=bool)
+    mask = np.asarray(self.constraint(np.array(x, dtype=float)))
+    if mask.shape != (x.shape[0],) or mask.dtype != bool:
+      raise ValueError("Invalid constraint %r: expected an (n,) bool array for (n, d) points, "
+                       "received %s of shape %s." % (self.constraint_description, mask.dtype,
+                                                      mask.shape))
+    return mask
+
+  def candidate_index(self, x) -> np.ndarray:
+    """(n,) index of each row of ``x`` in ``candidates`` (-1: not a candidate)."""
+    if self.candidates is None:
+      raise ValueError("Invalid use of `candidate_index`: %r has no candidate set." % (self,))
+    return np.array([self._candidate_lookup.get(k, -1) for k in self._raw_keys(x)], dtype=int)
+
+  def feasible(self, x) -> np.ndarray:
+    """(n,) bool: rows of ``x`` (native, in bounds) that may be proposed."""
+    x = np.asarray(x, dtype=float).reshape(-1, self.dim)
+    if self.candidates is not None:
+      return self.candidate_index(x) >= 0  # candidates satisfy the constraint
+    return self._constraint_mask(x)
+
+  def has_feasible_point(self, rng=0, tries: int = _MIN_DRAWS) -> bool:
+    """Whether up to ``tries`` uniform draws find a feasible point (always true
+    with a candidate set: an empty one is refused when it is made)."""
+    if self.candidates is not None or self.constraint is None:
+      return True
+    return self._rejection(np.random.default_rng(rng), 1, int(tries)).shape[0] > 0
+
+  def check_feasible(self, rng=0, tries: int = _MIN_DRAWS) -> None:
+    """Raises ``InfeasibleSpaceError`` unless ``has_feasible_point``."""
+    if not self.has_feasible_point(rng, tries):
+      raise InfeasibleSpaceError(
+          "No point of %r satisfies the constraint %r: none of %d uniform draws did. "
+          "Relax the constraint." % (self, self.constraint_description, int(tries)))
+
+  def _rejection(self, rng, count, max_draws) -> np.ndarray:
+    """Up to ``count`` feasible uniform points from at most ``max_draws`` draws."""
+    found, drawn = [], 0
+    batch = int(min(max(4 * count, 1024), max_draws))
+    while drawn < max_draws and sum(f.shape[0] for f in found) < count:
+      x = self._uniform(rng, min(batch, max_draws - drawn))
+      drawn += x.shape[0]
+      found.append(x[self._constraint_mask(x)])
+    return np.vstack(found)[:count] if found else np.zeros((0, self.dim))
 
   # -- checking -------------------------------------------------------------
   def validate(self, x, name: str = "x") -> np.ndarray:
@@ -117,8 +281,9 @@ class DesignSpace:
 
   # -- GP inputs ------------------------------------------------------------
   def encode(self, x) -> np.ndarray:
-    """(n, d) native points -> (n, encoded_dim) GP inputs (see module doc)."""
-    x = self.validate(x)
+    """(n, d) native points -> (n, encoded_dim) GP inputs (see module doc) of
+    their canonical points (``with_canonical``)."""
+    x = self.canonical(self.validate(x))
     out = np.zeros((x.shape[0], self.encoded_dim))
     for i, var in enumerate(self.variables):
       off = self._offsets[i]
@@ -129,9 +294,33 @@ class DesignSpace:
     return out
 
   # -- generating points ----------------------------------------------------
-  def sample(self, rng, count: int) -> np.ndarray:
-    """``count`` uniform points (n, d)."""
+  def sample(self, rng, count: int, min_count: Optional[int] = None) -> np.ndarray:
+    """``count`` uniform feasible points (n, d): uniform over the box, over the
+    feasible set (rejection sampling) or over the candidate rows (distinct,
+    without replacement; at most N). Restricted spaces may return fewer, down
+    to ``min_count`` (default ``count``); fewer found raises
+    ``InfeasibleSpaceError``."""
     rng = np.random.default_rng(rng)
+    count = int(count)
+    min_count = count if min_count is None else int(min_count)
+    if self.candidates is not None:
+      n = self.candidates.shape[0]
+      if n < min_count:
+        raise InfeasibleSpaceError("Invalid request: %d points from %r, which has only %d "
+                                   "feasible candidates." % (min_count, self, n))
+      return self.candidates[rng.choice(n, size=min(count, n), replace=False)].copy()
+    if self.constraint is None:
+      return self._uniform(rng, count)
+    out = self._rejection(rng, count, max(_MIN_DRAWS, _DRAWS_PER_POINT * count))
+    if out.shape[0] < min_count:
+      raise InfeasibleSpaceError(
+          "Could not find %d points satisfying the constraint %r in %r: %d of %d uniform "
+          "draws did. Relax the constraint." % (min_count, self.constraint_description, self,
+                                                out.shape[0],
+                                                max(_MIN_DRAWS, _DRAWS_PER_POINT * count)))
+    return out
+
+  def _uniform(self, rng, count: int) -> np.ndarray:
     u = rng.random((int(count), self.dim))
     cat = np.floor(u * np.maximum(self.cardinalities, 1))
     cont = self.lower + u * (self.upper - self.lower)
@@ -140,8 +329,12 @@ class DesignSpace:
   def mutate(self, x, rng, count: int, scale: float = 0.1) -> np.ndarray:
     """``count`` random perturbations of rows of ``x``: each changes 1-2
     categorical values to other values and moves continuous coordinates by a
-    Gaussian step of ``scale`` times the range (clipped)."""
-    x = self.validate(x)
+    Gaussian step of ``scale`` times the range (clipped). A restricted space
+    keeps only the feasible ones (so possibly fewer rows)."""
+    out = self._mutate(self.validate(x), rng, count, scale)
+    return out[self.feasible(out)] if self.restricted else out
+
+  def _mutate(self, x, rng, count, scale):
     rng = np.random.default_rng(rng)
     base = x[rng.integers(x.shape[0], size=int(count))].copy()
     if np.any(self.categorical):
@@ -162,7 +355,11 @@ class DesignSpace:
     return base
 
   def neighbours(self, x) -> np.ndarray:
-    """All points one categorical value away from the single point ``x`` (d,)."""
+    """All feasible points one categorical value away from the single point ``x`` (d,)."""
+    out = self._neighbours(x)
+    return out[self.feasible(out)] if self.restricted and out.shape[0] else out
+
+  def _neighbours(self, x):
     x = self.validate(x)[0]
     out = []
     for i in np.flatnonzero(self.categorical):
@@ -174,8 +371,12 @@ class DesignSpace:
     return np.array(out).reshape(-1, self.dim)
 
   def keys(self, x) -> List[bytes]:
-    """Hashable identity of each row (categoricals exact, continuous to 1e-9 of
-    the range) for de-duplication against evaluated and pending points."""
+    """Hashable identity of each row's design (categoricals exact, continuous
+    to 1e-9 of the range; canonical points, see ``with_canonical``) for
+    de-duplication against evaluated and pending points."""
+    return self._raw_keys(self.canonical(x))
+
+  def _raw_keys(self, x) -> List[bytes]:
     x = np.asarray(x, dtype=float).reshape(-1, self.dim)
     scaled = np.where(self.categorical, x,
                       np.round((x - self.lower) / (self.upper - self.lower) * 1e9))
@@ -199,4 +400,20 @@ def cell_space(num_blocks: int = 5) -> DesignSpace:
                      "integer. Received num_blocks=%r" % (num_blocks,))
   cards = space.cardinalities(int(num_blocks))
   names = ["b%d.%s" % (i // 4, space.FIELDS[i % 4]) for i in range(len(cards))]
-  return DesignSpace([Variable(n, CATEGORICAL, cardinality=c) for n, c in zip(names, cards)])
+  return DesignSpace([Variable(n, CATEGORICAL, cardinality=c) for n, c in zip(names, cards)]
+                    ).with_canonical(canonical_cells)
+
+
+def canonical_cells(x) -> np.ndarray:
+  """(n, 4B) cell vectors with each block's branches in canonical order.
+
+  A block's output is the SUM of its two branches, so ``(input1, op1)`` and
+  ``(input2, op2)`` commute; the representative puts the smaller pair (by
+  input, then op: the order of ``Genotype.key()``) first. Vector layout per
+  block: ``input1, input2, op1, op2``."""
+  x = np.array(x, dtype=float).reshape(np.shape(x)[0] if np.ndim(x) > 1 else 1, -1)
+  blocks = x.reshape(x.shape[0], -1, 4)
+  swap = (blocks[:, :, 0] > blocks[:, :, 1]) | (
+      (blocks[:, :, 0] == blocks[:, :, 1]) & (blocks[:, :, 2] > blocks[:, :, 3]))
+  blocks[swap] = blocks[swap][:, [1, 0, 3, 2]]
+  return blocks.reshape(x.shape)

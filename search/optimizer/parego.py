@@ -10,7 +10,8 @@ References:
 
 import numpy as np
 
-from search.optimizer.base import Strategy, Timer, new_random_points
+from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
+                                   observed_front)
 
 
 def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -> np.ndarray:
@@ -21,6 +22,21 @@ def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -
   scaled = (y - low) / np.where(high > low, high - low, 1.0)
   weighted = scaled * weights
   return weighted.max(axis=1) + rho * weighted.sum(axis=1)
+
+
+def _import_gpyopt():
+  """GPyOpt, or an ImportError carrying the real import error and what to do."""
+  try:
+    import GPyOpt  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    if getattr(e, "name", None) == "pkg_resources" or "pkg_resources" in str(e):
+      hint = ("GPyOpt 1.2.6 imports pkg_resources, which setuptools >= 81 no longer "
+              "ships: pip install 'setuptools<81' (tea-keras declares it)")
+    else:
+      hint = "pip install 'GPyOpt>=1.2.6'"
+    raise ImportError("ParEGO needs GPyOpt, whose import failed: %s: %s. %s."
+                      % (type(e).__name__, e, hint)) from e
+  return GPyOpt
 
 
 class ParEGOStrategy(Strategy):
@@ -47,10 +63,7 @@ class ParEGOStrategy(Strategy):
     excluded = set(self.space.keys(np.vstack([x, pending])))
     if x.shape[0] < 2:
       return new_random_points(self.space, self.rng, excluded, 1)[0]
-    try:
-      import GPyOpt  # pylint: disable=import-outside-toplevel
-    except ImportError as e:
-      raise ImportError("ParEGO needs GPyOpt: pip install 'GPyOpt>=1.2.6'.") from e
+    GPyOpt = _import_gpyopt()  # pylint: disable=invalid-name
     logs = self.options.get("log_objectives") or [False] * self.num_objectives
     y = np.where(np.asarray(logs, dtype=bool), np.log(np.maximum(y, 1e-300)), y)
     weights = self.rng.dirichlet(np.ones(self.num_objectives))
@@ -66,6 +79,25 @@ class ParEGOStrategy(Strategy):
           f=None, domain=self._domain(), X=x, Y=target, acquisition_type="EI",
           normalize_Y=True, exact_feval=False, de_duplication=True)
     with Timer() as acq_timer:
-      point = bo.suggest_next_locations(pending_X=pending if pending.shape[0] else None)[0]
+      if self.space.candidates is not None:
+        point = self._maximize_feasible(bo, x[:x.shape[0] - pending.shape[0]], y, excluded)
+      else:
+        point = bo.suggest_next_locations(pending_X=pending if pending.shape[0] else None)[0]
+        point = np.where(self.space.categorical, np.round(point), point)
+        if self.space.restricted and not self.space.feasible(point)[0]:
+          point = self._maximize_feasible(bo, x[:x.shape[0] - pending.shape[0]], y, excluded)
     self.timings = {"fit_seconds": fit_timer.seconds, "acquisition_seconds": acq_timer.seconds}
-    return np.where(self.space.categorical, np.round(point), point)
+    return point
+
+  def _maximize_feasible(self, bo, x, y, excluded):
+    """Restricted spaces: GPyOpt's own optimizer searches the whole box, so
+    its EI is maximized here over the feasible set instead (every candidate
+    when the set is small, else a feasible pool around the observed front;
+    ``base.maximize_acquisition``)."""
+    if bo.model.model is None:
+      bo._update_model(bo.normalization_type)  # pylint: disable=protected-access
+    def expected_improvement(points):
+      # GPyOpt's acquisition_function is -EI on its (one-hot) model inputs.
+      return -bo.acquisition.acquisition_function(bo.space.unzip_inputs(points)).ravel()
+    return maximize_acquisition(expected_improvement, self.space, self.rng,
+                                observed_front(x, y), excluded)

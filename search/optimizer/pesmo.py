@@ -45,8 +45,8 @@ from search.optimizer.pareto import non_dominated_mask
 from search.optimizer.random_features import SampledFunction
 from search.optimizer import trust_region
 from search.optimizer.trust_region import TrustRegion
-from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
-                                   observed_front)
+from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisition,
+                                   new_random_points, observed_front)
 
 
 def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
@@ -67,10 +67,13 @@ def _evaluate(functions, space, x):
 
 
 def _local_search(functions, space, front_x, front_y, rng, rounds, points):
-  """Add the best one-value changes of front points to the front, ``rounds`` times."""
+  """Add the best (feasible) one-value changes of front points to the front,
+  ``rounds`` times."""
   for _ in range(rounds):
     chosen = rng.choice(front_x.shape[0], size=min(points, front_x.shape[0]), replace=False)
     neigh = np.vstack([space.neighbours(front_x[i]) for i in chosen])
+    if neigh.shape[0] == 0:
+      break
     xs = np.vstack([front_x, neigh])
     ys = np.vstack([front_y, _evaluate(functions, space, neigh)])
     keep = non_dominated_mask(ys)
@@ -94,14 +97,17 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
     def _evaluate(self, x, out, *args, **kwargs):
       out["F"] = _evaluate(functions, space, x)
 
-  pool = np.vstack([seeds, space.sample(rng, 1000)])
+  pool = np.vstack([seeds, space.sample(rng, 1000, min_count=1)])
   pool_y = _evaluate(functions, space, pool)
   front = pool[non_dominated_mask(pool_y)]
   front = front[rng.permutation(front.shape[0])[:pop_size]]
-  init = np.vstack([front, space.sample(rng, pop_size)])[:pop_size]
+  init = np.vstack([front, space.sample(rng, pop_size, min_count=1)])
+  init = init[np.arange(pop_size) % init.shape[0]]
   res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
                  ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
   x = np.vstack([np.atleast_2d(res.X), front])
+  if space.restricted:  # NSGA-II searched the box: keep its feasible points
+    x = x[space.feasible(x)]
   y = _evaluate(functions, space, x)
   keep = non_dominated_mask(y)
   return x[keep], y[keep]
@@ -109,20 +115,36 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
 
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
-                      local_points: int = 4) -> np.ndarray:
-  """Native (P, d) Pareto set of the sampled ``functions``, P <= ``max_pareto``.
+                      local_points: int = 4, exhaustive_limit: int = 20000) -> np.ndarray:
+  """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
+  set, P <= ``max_pareto``.
 
-  Evaluated points (``observed_x``) are candidates (the sampled front often
-  passes near them) but are removed from the returned set.
+  A candidate set of at most ``exhaustive_limit`` rows is evaluated whole
+  (the exact Pareto set of the draw); otherwise a pool plus local search
+  (categorical) or NSGA-II (continuous). Evaluated points (``observed_x``)
+  are candidates (the sampled front often passes near them) but are removed
+  from the returned set.
   """
   observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
-  if space.all_continuous:
-    obs_y = _evaluate(functions, space, observed_x)
-    seeds = observed_x[non_dominated_mask(obs_y)]
+  if space.restricted and observed_x.shape[0]:
+    observed_feasible = observed_x[space.feasible(observed_x)]
+  else:
+    observed_feasible = observed_x
+  if exhaustive(space, exhaustive_limit):
+    pool = space.candidates
+    pool_y = np.vstack([_evaluate(functions, space, pool[i:i + 4096])
+                        for i in range(0, pool.shape[0], 4096)])
+    front_x = pool[non_dominated_mask(pool_y)]
+  elif space.all_continuous:
+    seeds = observed_feasible
+    if seeds.shape[0]:
+      seeds = seeds[non_dominated_mask(_evaluate(functions, space, seeds))]
     front_x, front_y = _nsga2_front(functions, space, seeds, rng)
   else:
-    pool = np.vstack([space.sample(rng, pool_size), observed_x,
-                      space.mutate(observed_x, rng, pool_size // 2)])
+    pool = [space.sample(rng, pool_size, min_count=1), observed_feasible]
+    if observed_feasible.shape[0]:
+      pool.append(space.mutate(observed_feasible, rng, pool_size // 2))
+    pool = np.vstack(pool)
     pool_y = _evaluate(functions, space, pool)
     keep = non_dominated_mask(pool_y)
     front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
@@ -360,10 +382,11 @@ class PESMOStrategy(Strategy):
     return np.exp(np.mean(logs, axis=0))
 
   def _maximize_in_trust_region(self, acq, gps, x, y, excluded):
-    """Best candidate inside the trust regions (``search/optimizer/trust_region.py``):
-    uniform points in the boxes plus the sampled Pareto points that fall in
-    them, then bounded Powell refinement of the best ``refine`` ones within
-    their own box."""
+    """Best feasible candidate inside the trust regions
+    (``search/optimizer/trust_region.py``): uniform points in the boxes plus
+    the sampled Pareto points that fall in them, then bounded Powell
+    refinement of the best ``refine`` ones within their own box (a refined
+    point that leaves the feasible set is dropped)."""
     from scipy import optimize  # pylint: disable=import-outside-toplevel
     tr = self.trust_region
     ls = self._lengthscales(gps) if self.options.get("trust_region_weights", False) else None
@@ -383,6 +406,8 @@ class PESMOStrategy(Strategy):
       upper = np.vstack([upper, centers_hi[first]])
     keys = self.space.keys(pool)
     keep = np.array([k not in excluded for k in keys])
+    if self.space.restricted:
+      keep &= self.space.feasible(pool)
     if not np.any(keep):
       return new_random_points(self.space, self.rng, excluded, 1)[0]
     pool, lower, upper = pool[keep], lower[keep], upper[keep]
@@ -395,7 +420,8 @@ class PESMOStrategy(Strategy):
                               pool[i], method="Powell", bounds=list(zip(lo, hi)),
                               options={"maxfev": 80, "xtol": 1e-3})
       cand = np.clip(res.x, lo, hi)
-      if -res.fun > best_v and self.space.keys(cand)[0] not in excluded:
+      if (-res.fun > best_v and self.space.keys(cand)[0] not in excluded
+          and self.space.feasible(cand)[0]):
         best_x, best_v = cand, -res.fun
     return best_x
 
