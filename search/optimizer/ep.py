@@ -44,22 +44,27 @@ Omega(a, x*_i) in objective k; the self-pairs a = M + i are masked out
 Training phase (``run_ep``): parallel EP over all P(N-1) factors on the
 (K, N, N) joint GP posterior. ``select_observed`` first keeps the observed
 points whose factors can matter (module-level approximation, below).
-Damping: sites move by a fraction ``damping`` (start 0.5) of their update;
-when an update leaves a posterior covariance not positive definite, or
-produces non-finite values, it is rejected and damping halved (BoTorch's
-``_update_damping`` halves per objective in the same way). Convergence:
+Damping: sites move by a fraction ``damping`` of their update, 0.5 x 0.99^t
+at iteration t (Spearmint's schedule); when an update leaves the posterior
+covariance not positive definite, or produces non-finite values, the step
+is halved within that iteration until it is accepted (Spearmint's inner loop;
+BoTorch halves too, but keeps the smaller damping for the later iterations,
+which on the 400-point cell problem left EP crawling at 1/8-1/32 for 100
+iterations). Convergence:
 the largest change of any entry of the posterior mean and covariance below
-``tol`` times the largest entry (BoTorch's relative criterion, its default
-1e-2; ours 1e-3), after at least 3 iterations.
+``tol`` times the largest entry (BoTorch's relative criterion and default,
+1e-2), after at least 3 iterations, or ``max_iter`` = 50 iterations. On the
+400-point cell problem (60 observed + 30 Pareto points) EP then stops after
+~40 iterations; at 1e-3 it drifted on for 100 (changes ~4e-3 per iteration).
 
 Failure modes, and what happens:
   * non-convergence (oscillating sites; typical when a Pareto point is much
     worse than an observation, the factor's normalizer 1 - prod Phi tends to
-    0): after ``max_iter`` iterations, or when damping falls below 1e-3, the
-    last accepted sites are kept and ``converged`` is False. The prior
-    (tau = nu = 0) is always an accepted state.
+    0): after ``max_iter`` iterations, or when no step of at least 1e-3 is
+    accepted, the last accepted sites are kept and ``converged`` is False.
+    The prior (tau = nu = 0) is always an accepted state.
   * non-PSD updates: a damped update whose covariance fails Cholesky is
-    rejected (damping halved), as above.
+    rejected and the step halved, as above.
   * negative site precisions: the non-domination factor is not log-concave,
     so tau < 0 is legitimate EP and is kept in the training phase as long as
     the joint stays positive definite (as BoTorch; Spearmint zeroes them).
@@ -212,8 +217,8 @@ def ep_sweep(mean, cov, tau, nu, num_observed: int = 0):
   return np.where(pair_ok, t_new, tau), np.where(pair_ok, n_new, nu)
 
 
-def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 100,
-           tol: float = 1e-3, damping: float = 0.5):
+def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 50,
+           tol: float = 1e-2, damping: float = 0.5):
   """EP on all the factors of the joint (module doc: damping, convergence, fallback).
 
   Args:
@@ -235,24 +240,37 @@ def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 100,
   tau, nu = np.zeros((k, p, n)), np.zeros((k, p, n))
   mean, cov = joint_posterior(prior_mean, prior_cov, tau, nu, num_observed)
   converged, it = n < 2, 0
-  while not converged and it < max_iter and damping >= 1e-3:
+  while not converged and it < max_iter:
     it += 1
     t_new, n_new = ep_sweep(mean, cov, tau, nu, num_observed)
-    t_try = tau + damping * (t_new - tau)
-    n_try = nu + damping * (n_new - nu)
-    try:
-      m_try, c_try = joint_posterior(prior_mean, prior_cov, t_try, n_try, num_observed)
-      if not (np.all(np.isfinite(m_try)) and np.all(np.isfinite(c_try))):
-        raise np.linalg.LinAlgError("non-finite EP posterior")
-    except np.linalg.LinAlgError:
-      damping *= 0.5
-      continue
+    step = _damped_step(prior_mean, prior_cov, tau, nu, t_new, n_new, num_observed,
+                        damping * 0.99 ** (it - 1))
+    if step is None:
+      break  # no damping >= 1e-3 keeps the joint positive definite
+    t_try, n_try, m_try, c_try = step
     change = max(np.max(np.abs(m_try - mean)) / max(np.max(np.abs(mean)), 1e-12),
                  np.max(np.abs(c_try - cov)) / max(np.max(np.abs(cov)), 1e-12))
     tau, nu, mean, cov = t_try, n_try, m_try, c_try
     converged = change < tol and it >= 3
   return {"mean": mean, "cov": cov, "tau": tau, "nu": nu, "num_observed": num_observed,
           "iterations": it, "converged": bool(converged)}
+
+
+def _damped_step(prior_mean, prior_cov, tau, nu, t_new, n_new, num_observed, damping):
+  """Sites moved by ``damping`` towards the proposal, halving the step (this
+  iteration only, as Spearmint's inner loop) until the joint is positive
+  definite and finite. Returns (tau, nu, mean, cov) or None below 1e-3."""
+  while damping >= 1e-3:
+    t_try = tau + damping * (t_new - tau)
+    n_try = nu + damping * (n_new - nu)
+    try:
+      m_try, c_try = joint_posterior(prior_mean, prior_cov, t_try, n_try, num_observed)
+      if np.all(np.isfinite(m_try)) and np.all(np.isfinite(c_try)):
+        return t_try, n_try, m_try, c_try
+    except np.linalg.LinAlgError:
+      pass
+    damping *= 0.5
+  return None
 
 
 def select_observed(obs_mean, obs_var, pareto_mean, pareto_var, threshold: float = 1e-4,
