@@ -15,8 +15,9 @@ each strategy's hypervolume fraction of it::
 run by ``python -m deploy.cascade`` or measured by ``python -m deploy.measure
 --model=<out_dir>``), ``cascade_fronts.png/.csv``, ``cascade_points.md/.csv``,
 ``threshold_search.csv`` and ``summary.json``. ``--measure`` also measures
-each stage alone and ``--measure_points`` points of the front on this CPU
-with ``deploy.measure`` and compares them with the prediction.
+each stage alone (at the batch size and a tenth of it: its per-call cost) and
+``--measure_points`` points of the front on this CPU with ``deploy.measure``
+and compares them with the prediction.
 """
 
 import csv
@@ -76,8 +77,9 @@ def define_flags():
   flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "--measure, --stage_costs=measure: power source.")
   flags.DEFINE_enum("stage_costs", "search", list(STAGE_COSTS), "Stage costs of the cascade's "
-                    "cost model: as the search measured them, or measured again now, back to "
-                    "back on this CPU (when the search's measurements were contended).")
+                    "cost model: as the search measured them (per image), or measured again "
+                    "now, back to back on this CPU, at the batch size and at a tenth of it, "
+                    "which adds each stage's per-call cost to the model (search.cascade_lib).")
   flags.DEFINE_string("dataset", None, "Data set (default: the search's or model's).")
   flags.DEFINE_string("data_dir", None, "cifar-10-batches-py folder for --dataset=cifar10.")
   flags.DEFINE_integer("split_seed", None, "Validation split seed (default: the search's).")
@@ -176,6 +178,9 @@ def stage_data(stages, files, splits, options):
   times = [s.time_s_per_image for s in stages]
   energies = [s.energy_j_per_image for s in stages]
   energies = energies if all(e is not None for e in energies) else None
+  calls, batch = None, None  # the per-call model where every stage was measured for it
+  if all(s.call_time_s is not None for s in stages):
+    calls, batch = [s.call_time_s for s in stages], int(stages[0].measurement["batch_size"])
   out = []
   for x, y in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
     if not len(y):
@@ -184,7 +189,8 @@ def stage_data(stages, files, splits, options):
     logits = cascade_stages.stage_logits(
         [os.path.join(options.out_dir, f) for f in files], data.normalize(x),
         options.logits_runtime, [s.keras_path for s in stages])
-    out.append(cascade_lib.from_logits(logits, y, times, energies, options.confidence))
+    out.append(cascade_lib.from_logits(logits, y, times, energies, options.confidence,
+                                       calls, batch))
   return out[0], out[1]
 
 
@@ -280,6 +286,7 @@ def remeasure_stage_costs(stages, files, options, settings, splits, log=print):
   for stage, row in zip(stages, cascade_report.measure_stages(options.out_dir, files, images,
                                                               run, log)):
     stage.time_s_per_image = row["time_s_per_image"]
+    stage.call_time_s = row["call_time_s"]
     stage.energy_j_per_image = row["energy_j_per_image"]
     stage.measurement = row["measurement"]
   return [(s.name + " (now)", s.val_error, s.time_s_per_image, s.energy_j_per_image)

@@ -21,10 +21,18 @@ images that reach stage s (r_1 = 1):
 
 Cost model (an assumption, checked by measuring: BENCHMARKS.md "Cascades"):
 a stage costs per image what it cost per image in its measurement at the
-measurement's batch size, whatever number of images reaches it; the softmax
+measurement's batch size B, whatever number of images reaches it; the softmax
 and the gathering of deferred images cost nothing. Later stages see smaller
-batches, so on hardware that needs full batches to be efficient the measured
-time is above the prediction.
+batches, so where a call has a fixed cost the measured time is above that
+prediction. With a per-call cost ``a_s`` (``call_time_s``: measured from the
+stage's per-image cost at two batch sizes, ``per_call_cost``) a call on n
+images costs ``a_s + b_s n`` with ``b_s = tau_s - a_s / B``, and with the N
+images run in order in batches of B, q_s = (1/N) #{batches holding an image
+that reaches stage s}:
+
+  time(t)   = sum_s [r_s b_s + q_s a_s]     (= sum_s r_s tau_s when a_s = 0)
+
+(energy keeps the per-image model).
 
 Exact front (``grid``): the outcome depends on t_s only through the set
 ``{n : c[s, n] >= t_s}``, which changes only at the confidences of stage s, so
@@ -73,11 +81,15 @@ class CascadeData:
   confidence: (S, N) float, c[s, n]. correct: (S, N) bool, ok[s, n].
   time_s: (S,) tau_s, seconds per image. energy_j: (S,) e_s, joules per image,
   or None when a stage was measured without a power instrument.
+  call_time_s: (S,) a_s >= 0, seconds per call, with ``batch_size`` B (the
+  batch of ``time_s``'s measurement and of the run); None: the per-image model.
   """
   confidence: np.ndarray
   correct: np.ndarray
   time_s: np.ndarray
   energy_j: Optional[np.ndarray] = None
+  call_time_s: Optional[np.ndarray] = None
+  batch_size: Optional[int] = None
 
   def __post_init__(self):
     conf = np.asarray(self.confidence, np.float64)
@@ -100,6 +112,19 @@ class CascadeData:
         raise ValueError("Invalid value for argument `%s`. Expected %d positive per-image "
                          "costs (one per stage). Received %r." % (name, conf.shape[0], value))
       object.__setattr__(self, name, value)
+    if self.call_time_s is not None:
+      self._check_calls(conf.shape[0])
+
+  def _check_calls(self, num_stages):
+    calls = np.asarray(self.call_time_s, np.float64).reshape(-1)
+    if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
+      raise ValueError("Invalid value for argument `batch_size`. Expected a positive integer "
+                       "with call_time_s. Received batch_size=%r" % (self.batch_size,))
+    if calls.shape != (num_stages,) or not np.all((calls >= 0) & (
+        calls <= self.time_s * self.batch_size)):
+      raise ValueError("Invalid value for argument `call_time_s`. Expected %d per-call costs "
+                       "in [0, time_s * batch_size]. Received %r." % (num_stages, calls))
+    object.__setattr__(self, "call_time_s", calls)
 
   @property
   def num_stages(self):
@@ -117,11 +142,31 @@ class CascadeData:
   def subset(self, index):
     """The same cascade on images ``index`` (e.g. the measured ones)."""
     index = np.asarray(index, int)
-    return CascadeData(self.confidence[:, index], self.correct[:, index], self.time_s,
-                       self.energy_j)
+    return dataclasses.replace(self, confidence=self.confidence[:, index],
+                               correct=self.correct[:, index])
 
 
-def from_logits(logits, labels, time_s, energy_j=None, kind="max_softmax"):
+def per_call_cost(time_s, small_time_s, batch_size, small_batch_size):
+  """a_s of the module doc from a stage's per-image cost at two batch sizes
+  (tau at B = a/B + b, at b_small = a/b_small + b), clamped to [0, tau * B]."""
+  a = (small_time_s - time_s) / (1.0 / small_batch_size - 1.0 / batch_size)
+  return float(min(max(a, 0.0), time_s * batch_size))
+
+
+def call_fractions(stage, num_stages, batch_size):
+  """(K, S) q_s of the module doc: the fraction of the images (in order, in
+  batches of ``batch_size``) per batch in which some image reaches stage s."""
+  num_images = stage.shape[1]
+  starts = np.arange(0, num_images, batch_size)
+  out = np.empty((stage.shape[0], num_stages))
+  for s in range(num_stages):
+    reached = np.add.reduceat((stage >= s).astype(np.int64), starts, axis=1) > 0
+    out[:, s] = reached.sum(axis=1) / float(num_images)
+  return out
+
+
+def from_logits(logits, labels, time_s, energy_j=None, kind="max_softmax", call_time_s=None,
+                batch_size=None):
   """``CascadeData`` from each stage's (N, classes) logits and the labels."""
   labels = np.asarray(labels).reshape(-1)
   conf, correct = [], []
@@ -132,7 +177,8 @@ def from_logits(logits, labels, time_s, energy_j=None, kind="max_softmax"):
                        "expected (%d, classes)." % (s, z.shape, labels.shape[0]))
     conf.append(runner.confidence(z, kind))
     correct.append(np.argmax(z, axis=-1) == labels)
-  return CascadeData(np.stack(conf), np.stack(correct), time_s, energy_j)
+  return CascadeData(np.stack(conf), np.stack(correct), time_s, energy_j, call_time_s,
+                     batch_size)
 
 
 def check_thresholds(thresholds, num_stages):
@@ -182,17 +228,23 @@ def evaluate(data, thresholds):
   """``Evaluation`` of threshold vectors (K, S-1), exactly, in chunks."""
   t = check_thresholds(thresholds, data.num_stages)
   chunk = max(1, _CHUNK_ENTRIES // max(data.num_images, 1))
-  errors, exits = [], []
+  errors, exits, calls = [], [], []
   cols = np.arange(data.num_images)[None, :]
   for i in range(0, t.shape[0], chunk):
     stage = answering_stage(data, t[i:i + chunk])
     errors.append((~data.correct[stage, cols]).mean(axis=1))
     exits.append(np.stack([(stage == s).mean(axis=1) for s in range(data.num_stages)], 1))
+    if data.call_time_s is not None:
+      calls.append(call_fractions(stage, data.num_stages, data.batch_size))
   exit_fractions = np.concatenate(exits) if exits else np.zeros((0, data.num_stages))
   reach = np.cumsum(exit_fractions[:, ::-1], axis=1)[:, ::-1]
+  time_s = reach @ data.time_s
+  if calls:
+    a = data.call_time_s
+    time_s = reach @ (data.time_s - a / data.batch_size) + np.concatenate(calls) @ a
   return Evaluation(
       thresholds=t, error=np.concatenate(errors) if errors else np.zeros(0),
-      time_s=reach @ data.time_s,
+      time_s=time_s,
       energy_j=None if data.energy_j is None else reach @ data.energy_j,
       exit_fractions=exit_fractions, reach=reach)
 

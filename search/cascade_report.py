@@ -13,12 +13,15 @@
 """
 
 import csv
+import dataclasses
 import os
 
 import numpy as np
 
 COSTS = (("time", "time_s_per_image", "time per image (s)"),
          ("energy", "energy_j_per_image", "energy per image (J)"))
+# Each stage is also measured at batch_size // SMALL_BATCH_DIVISOR: its per-call cost.
+SMALL_BATCH_DIVISOR = 10
 # Errors this close are equal (a search records float32 errors, the cascade float64).
 _SAME_ERROR = 1e-6
 
@@ -178,26 +181,46 @@ def stage_runtime_options(runtime):
   return {"allow_spinning": False} if runtime == "onnxruntime" else {}
 
 
+def small_batch_size(batch_size):
+  """The second batch size each stage is measured at (``per_call_cost``)."""
+  return max(1, int(batch_size) // SMALL_BATCH_DIVISOR)
+
+
 def measure_stages(cascade_dir, files, images, settings, log=print):
   """Measure each stage file alone with ``deploy.measure`` now, with the
-  runner's stage options (``stage_runtime_options``); one row per stage:
-  per-image time and energy, contention, and the measurement's fields."""
+  runner's stage options (``stage_runtime_options``), at the batch size of
+  ``settings`` and at ``small_batch_size`` of it; one row per stage: per-image
+  time and energy, the per-call time (``cascade_lib.per_call_cost``, from the
+  medians; ``min_call_time_s`` from the fastest repeats), contention, and the
+  measurement's fields."""
   from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+  from search import cascade_lib  # pylint: disable=g-import-not-at-top
+  options = stage_runtime_options(settings["runtime"])
+  big, small = int(settings["batch_size"]), small_batch_size(settings["batch_size"])
   rows = []
   for k, file in enumerate(files, 1):
-    r = measure_lib.measure(os.path.join(cascade_dir, file), images=images, progress=False,
-                            runtime_options=stage_runtime_options(settings["runtime"]),
+    path = os.path.join(cascade_dir, file)
+    r = measure_lib.measure(path, images=images, progress=False, runtime_options=options,
                             **settings)
-    rows.append({"stage": k, "time_s_per_image": r["time_s"] / r["images"],
-                 "min_time_s_per_image": r["time_s_stats"]["min"] / r["images"],
+    s = measure_lib.measure(path, images=images, progress=False, runtime_options=options,
+                            **dict(settings, batch_size=small))
+    per, per_s = r["time_s"] / r["images"], s["time_s"] / s["images"]
+    mins = [x["time_s_stats"]["min"] / x["images"] for x in (r, s)]
+    rows.append({"stage": k, "time_s_per_image": per, "min_time_s_per_image": mins[0],
+                 "small_batch_size": small, "small_batch_time_s_per_image": per_s,
+                 "call_time_s": cascade_lib.per_call_cost(per, per_s, big, small),
+                 "min_call_time_s": cascade_lib.per_call_cost(mins[0], mins[1], big, small),
                  "energy_j_per_image": _div(r["energy_j"], r["images"]),
                  "other_cpu_share": r.get("other_cpu_share"), "time_cv": r.get("time_cv"),
                  "measurement": {key: r.get(key) for key in (
                      "time_s", "energy_j", "images", "batch_size", "device", "runtime",
                      "power_source", "other_cpu_share", "contended", "time_cv")}})
-    rows[-1]["measurement"]["runtime_options"] = stage_runtime_options(settings["runtime"])
-    log("stage %d alone: %.3f ms/image (other processes' CPU share %s)"
-        % (k, 1e3 * rows[-1]["time_s_per_image"], r.get("other_cpu_share")))
+    rows[-1]["measurement"].update(runtime_options=options, small_batch_size=small,
+                                   small_batch_time_s=s["time_s"])
+    log("stage %d alone: %.3f ms/image at batch %d, %.3f at batch %d: %.3f ms per call "
+        "(other processes' CPU share %s, %s)"
+        % (k, 1e3 * per, big, 1e3 * per_s, small, 1e3 * rows[-1]["call_time_s"],
+           r.get("other_cpu_share"), s.get("other_cpu_share")))
   return rows
 
 
@@ -217,14 +240,19 @@ def measure_points(cascade_dir, spec, indices, data, images, image_index, settin
   stage_rows = measure_stages(cascade_dir, [s["file"] for s in spec["stages"]], images,
                               settings, log)
   subset = data.subset(image_index)
-  now = np.array([s["time_s_per_image"] for s in stage_rows])
-  now_min = np.array([s["min_time_s_per_image"] for s in stage_rows])
+  now = [dataclasses.replace(subset, time_s=[s[key] for s in stage_rows],
+                             call_time_s=[s[call] for s in stage_rows],
+                             batch_size=int(settings["batch_size"]))
+         for key, call in (("time_s_per_image", "call_time_s"),
+                           ("min_time_s_per_image", "min_call_time_s"))]
   out = {}
   for i in indices:
     r = measure_lib.measure(cascade_dir, images=images, progress=False,
                             runtime_options={"point": i}, **settings)
-    ev = cascade_lib.evaluate(subset, [spec["points"][i]["thresholds"]])
-    out[i] = _point_row(i, r, ev, now, now_min)
+    t = [spec["points"][i]["thresholds"]]
+    out[i] = _point_row(i, r, *[cascade_lib.evaluate(d, t) for d in [subset] + now])
+    out[i]["predicted_now_per_image_model_time_s_per_image"] = float(
+        np.asarray(out[i]["reach_fractions_predicted"]) @ now[0].time_s)  # the model without call costs
     log("point %d: measured %.3f ms/image, predicted %.3f (the cascade's stage costs) / %.3f "
         "(stage costs now); fastest repeat %.3f vs %.3f predicted from the stages' fastest; "
         "other processes' CPU share %s"
@@ -236,15 +264,16 @@ def measure_points(cascade_dir, spec, indices, data, images, image_index, settin
   return stage_rows, out
 
 
-def _point_row(index, result, ev, now, now_min):
+def _point_row(index, result, ev, ev_now, ev_now_min):
   """One measured point: median and fastest repeat per image against the
-  predictions on the measured images (``ev``) from the cascade's stage
-  costs, the stages' medians measured now and their fastest repeats."""
+  predictions on the measured images from the cascade's stage costs
+  (``ev``), the stages' medians measured now and their fastest repeats
+  (with their per-call costs)."""
   images = result["images"]
   measured = result["time_s"] / images
   fastest = result["time_s_stats"]["min"] / images
-  predicted, predicted_now = float(ev.time_s[0]), float(ev.reach[0] @ now)
-  predicted_min = float(ev.reach[0] @ now_min)
+  predicted, predicted_now = float(ev.time_s[0]), float(ev_now.time_s[0])
+  predicted_min = float(ev_now_min.time_s[0])
   return {"point": index, "measured_time_s_per_image": measured,
           "measured_min_time_s_per_image": fastest,
           "measured_energy_j_per_image": _div(result["energy_j"], images),
@@ -257,7 +286,8 @@ def _point_row(index, result, ev, now, now_min):
           "other_cpu_share": result.get("other_cpu_share"),
           "contended": result.get("contended"), "time_cv": result.get("time_cv"),
           "loadavg_at_start": result.get("loadavg_at_start"),
-          "reach_fractions_measured": result["runtime_info"]["cascade"]["reach_fractions"]}
+          "reach_fractions_measured": result["runtime_info"]["cascade"]["reach_fractions"],
+          "reach_fractions_predicted": [float(x) for x in ev.reach[0]]}
 
 
 def _div(a, b):

@@ -33,6 +33,8 @@ class Candidate:
   measurement: dict
   trial_id: Optional[int] = None
   genotype: Optional[str] = None
+  # seconds per call (search.cascade_lib.per_call_cost) when measured at two batch sizes
+  call_time_s: Optional[float] = None
 
 
 def _per_image(value, images):
@@ -200,4 +202,5 @@ def stage_record(stage, file, logits_error):
           "genotype": stage.genotype, "val_error": logits_error,
           "recorded_val_error": stage.val_error,
           "time_s_per_image": stage.time_s_per_image,
-          "energy_j_per_image": stage.energy_j_per_image, "measured": stage.measurement}
+          "energy_j_per_image": stage.energy_j_per_image, "call_time_s": stage.call_time_s,
+          "measured": stage.measurement}

@@ -4,6 +4,7 @@ cascade_report and the CLI search/cascade.py (on a results dir of toy ONNX
 stages, and end to end on a tiny real search, measured with ONNX Runtime)."""
 
 import atexit
+import dataclasses
 import json
 import os
 import shutil
@@ -60,7 +61,46 @@ def brute_force(logits, labels, thresholds, times, energies, kind):
   return wrong / n, time_s / n, energy_j / n, exits / n
 
 
+def brute_force_batched(logits, labels, thresholds, per_call, per_image, batch_size, kind):
+  """The runner's loop over batches in order: stage s runs on the images of a
+  batch still open, costing per_call[s] + per_image[s] * n for n > 0 images."""
+  total = 0.0
+  for start in range(0, len(labels), batch_size):
+    open_ = np.arange(start, min(start + batch_size, len(labels)))
+    for s, z in enumerate(logits):
+      if not len(open_):
+        break
+      total += per_call[s] + per_image[s] * len(open_)
+      if s < len(logits) - 1:
+        open_ = open_[~runner.answers(runner.confidence(z[open_], kind), thresholds[s])]
+  return total / len(labels)
+
+
 class EvaluateTest(tf.test.TestCase, parameterized.TestCase):
+
+  @parameterized.parameters((2, 50), (3, 32), (4, 7))
+  def test_evaluate_with_call_costs_matches_batched_loop(self, stages, batch_size):
+    data, logits, labels = toy_data(stages, 130, seed=stages)
+    per_call = 1e-3 * np.arange(1, stages + 1)
+    per_image = 1e-4 * 2.0 ** np.arange(stages)
+    tau = per_image + per_call / batch_size  # per image as measured at batch_size
+    batched = dataclasses.replace(data, time_s=tau, call_time_s=per_call, batch_size=batch_size)
+    rng = np.random.default_rng(2)
+    vectors = np.vstack([rng.random((6, stages - 1)), np.zeros(stages - 1), np.ones(stages - 1)])
+    ev = cascade_lib.evaluate(batched, vectors)
+    for k, t in enumerate(vectors):
+      self.assertAllClose(ev.time_s[k], brute_force_batched(
+          logits, labels, t, per_call, per_image, batch_size, "max_softmax"), rtol=1e-12)
+    self.assertAllClose(cascade_lib.evaluate(batched.subset(np.arange(40)), vectors[:2]).error,
+                        cascade_lib.evaluate(data.subset(np.arange(40)), vectors[:2]).error)
+
+  def test_per_call_cost_inverts_the_two_batch_model(self):
+    a, b = 4e-3, 2e-4
+    self.assertAllClose(cascade_lib.per_call_cost(a / 100 + b, a / 10 + b, 100, 10), a)
+    self.assertEqual(cascade_lib.per_call_cost(1e-3, 0.9e-3, 100, 10), 0.0)  # clamped
+    with self.assertRaisesRegex(ValueError, "`call_time_s`. Expected 2 per-call costs"):
+      cascade_lib.CascadeData(np.zeros((2, 4)), np.zeros((2, 4), bool), [1.0, 2.0],
+                              call_time_s=[1.0, 500.0], batch_size=100)
 
   @parameterized.named_parameters(
       ("two_max_softmax", 2, "max_softmax"), ("three_max_softmax", 3, "max_softmax"),
@@ -272,6 +312,9 @@ class CliTest(tf.test.TestCase):
     self.assertTrue(summary["grid"]["exact"])
     self.assertBetween(summary["hypervolume_fraction_mean"]["random"], 0.0, 1.0 + 1e-12)
     self.assertLen(summary["measurement"]["points"], 2)
+    for row in summary["measurement"]["points"]:  # now: per-call model, >= per-image model
+      self.assertGreaterEqual(row["predicted_now_time_s_per_image"],
+                              row["predicted_now_per_image_model_time_s_per_image"] - 1e-12)
     self.assertIn("measured / predicted", summary["table"])
     first = min(spec["points"], key=lambda p: p["time_s_per_image"])
     self.assertAllClose(first["time_s_per_image"], 1e-4)  # stage 1 alone: 0.01 s / 100
@@ -285,8 +328,13 @@ class CliTest(tf.test.TestCase):
     for stage in summary["stages"]:
       self.assertEqual(stage["measured"]["images"], 64)  # the search's measure_images
       self.assertEqual(stage["measured"]["runtime_options"], {"allow_spinning": False})
+      self.assertEqual(stage["measured"]["small_batch_size"], 3)  # batch 32 // 10
+      self.assertBetween(stage["call_time_s"], 0.0, 32 * stage["time_s_per_image"])
       self.assertAllClose(stage["time_s_per_image"],
                           stage["measured"]["time_s"] / stage["measured"]["images"])
+    _, spec = runner.load_spec(out)
+    calls = [s["call_time_s"] for s in spec["stages"]]
+    self.assertEqual(calls, [s["call_time_s"] for s in summary["stages"]])
     self.assertNotAllClose([s["time_s_per_image"] for s in summary["stages"]], [1e-4, 2e-4])
 
   def test_build_on_model_dirs_uses_their_measurements(self):
