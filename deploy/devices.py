@@ -95,6 +95,35 @@ STATIC_BATCH = ("myriad",)
 ONNXRUNTIME_PROVIDER = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider",
                         "jetson": "CUDAExecutionProvider"}
 
+# Numerical precisions of a deployed artifact (deploy.export, deploy.quantize).
+# bytes_per_weight: storage of one weight (the budget's size estimate before
+# training, search.budgets); conversion: how each runtime gets the artifact;
+# int8 is post-training static quantization calibrated on training images
+# (TensorRT int8, a calibrator on the device, is not implemented yet).
+Precision = collections.namedtuple("Precision", "name bytes_per_weight conversion")
+PRECISIONS = collections.OrderedDict((p.name, p) for p in (
+    Precision("fp32", 4, {"onnxruntime": "tf2onnx export", "openvino": "IR from the ONNX export",
+                          "tensorrt": "engine from the ONNX export", "keras": ".keras file"}),
+    Precision("fp16", 2, {"onnxruntime": "onnxruntime.transformers.float16 (I/O float32)",
+                          "openvino": "IR with compress_to_fp16",
+                          "tensorrt": "engine built with the FP16 flag"}),
+    Precision("int8", 1, {"onnxruntime": "onnxruntime.quantization.quantize_static (QDQ, "
+                                         "per-channel int8 weights, uint8 activations, "
+                                         "MinMax calibration)",
+                          "openvino": "nncf.quantize (post-training, default preset)"}),
+))
+
+
+def check_precision(runtime_name, precision):
+  """Refuse a precision ``runtime_name`` cannot deploy (``PRECISIONS``)."""
+  runtime(runtime_name)
+  _one_of("precision", precision, list(PRECISIONS))
+  if runtime_name not in PRECISIONS[precision].conversion:
+    raise ValueError("precision=%s cannot be deployed with runtime=%s; it supports: %s."
+                     % (precision, runtime_name,
+                        ", ".join(p for p, spec in PRECISIONS.items()
+                                  if runtime_name in spec.conversion)))
+
 
 def _one_of(name, value, allowed):
   if value not in allowed:

@@ -1,7 +1,7 @@
 """Export a trained Keras model for deployment, with a parity check.
 
 ``python -m deploy.export --model_dir=DIR --format=onnx|openvino|tensorrt|saved_model
---precision=fp32|fp16 --out=PATH``
+--precision=fp32|fp16|int8 --out=PATH [--calibration_images=200]``
 
 * **onnx**: tf2onnx (``convert.from_function`` on a ``tf.function`` with a
   dynamic batch), **opset 13** (``ONNX_OPSET``): the newest opset both
@@ -11,18 +11,26 @@
   weights and compute converted with onnxruntime's float16 tool, I/O kept
   float32.
 * **openvino**: IR ``.xml`` + ``.bin`` converted from the ONNX export;
-  fp16 by ``compress_to_fp16`` at save (weights stored in fp16). The NCS2
+  fp16 by ``compress_to_fp16`` at save (weights stored in fp16). Every ONNX
+  file gets short node and tensor names (``deploy.quantize.compact_names``). The NCS2
   reads the ONNX file directly with OpenVINO 2022.3 (IR from newer releases
   may use a newer IR version).
 * **tensorrt**: an engine built from the ONNX export by
   ``deploy.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
   only where TensorRT exists, else a clear ImportError.
 * **saved_model**: Keras 3 ``model.export(format="tf_saved_model")``.
+* **int8** (onnx, openvino): post-training static quantization of the fp32
+  ONNX export (``deploy.quantize``: ONNX Runtime QDQ, NNCF for OpenVINO),
+  calibrated on ``calibration_images`` (the CLI: the first
+  ``--calibration_images`` images of the bundled sample's TRAINING split).
 
 Every export runs through its runtime on ``check_images`` and the maximum
 absolute logit difference to Keras is reported; fp32 must be within
 ``FP32_TOLERANCE`` (1e-3) or ``ParityError`` is raised. fp16 differences are
-reported, checked against ``FP16_TOLERANCE``.
+reported, checked against ``FP16_TOLERANCE``; int8 ones against
+``INT8_RELATIVE_TOLERANCE`` times the range of Keras' logits (a check for a
+broken conversion only: the error that counts is the one measured on the
+validation split, ``search.trial``).
 """
 
 import dataclasses
@@ -40,10 +48,12 @@ from absl import flags
 from deploy import devices
 
 FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
 ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
+INT8_RELATIVE_TOLERANCE = 0.5
+INT8_FORMATS = ("onnx", "openvino")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
@@ -92,7 +102,12 @@ def keras_logits(model, images):
   return np.asarray(model(images, training=False), dtype=np.float32)
 
 
-def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET):
+def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
+  if precision == "int8":
+    from deploy import quantize
+    with tempfile.TemporaryDirectory() as tmp:
+      fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
+      return quantize.quantize_onnx(fp32, out, calibration_images)
   import tensorflow as tf
   import tf2onnx
   spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name=INPUT_NAME),)
@@ -106,17 +121,21 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET):
     from onnxruntime.transformers import float16
     proto = float16.convert_float_to_float16(proto, keep_io_types=True)
   import onnx
-  onnx.save(proto, out)
+  from deploy import quantize
+  onnx.save(quantize.compact_names(proto), out)
   return out
 
 
-def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET):
+def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
   import openvino as ov
   if not out.endswith(".xml"):
     raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
                      "path ending in .xml (the .bin goes next to it). Received %r" % out)
   with tempfile.TemporaryDirectory() as tmp:
     onnx_path = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
+    if precision == "int8":
+      from deploy import quantize
+      return quantize.quantize_openvino(onnx_path, out, calibration_images)
     ov.save_model(ov.convert_model(onnx_path), out, compress_to_fp16=precision == "fp16")
   return out
 
@@ -148,23 +167,42 @@ def run_artifact(fmt, path, images, batch_size=100):
                                for i in range(0, len(images), batch_size)])
 
 
+def _check_precision_args(fmt, precision, calibration_images):
+  if precision not in PRECISIONS:
+    raise ValueError("Invalid value for argument `precision`. Expected one of %s. "
+                     "Received precision=%r" % ("|".join(PRECISIONS), precision))
+  if precision == "int8" and fmt not in INT8_FORMATS:
+    raise ValueError("precision=int8 is exported for fmt=%s only (TensorRT quantizes on "
+                     "the device, from the fp32 ONNX file). Received fmt=%r"
+                     % ("|".join(INT8_FORMATS), fmt))
+  if precision == "int8" and calibration_images is None:
+    raise ValueError("precision=int8 needs `calibration_images`: normalized images of the "
+                     "TRAINING split (tea_keras.data.normalize(splits.x_train[:200])).")
+
+
+def parity_tolerance(precision, reference):
+  """The largest |logit difference| accepted for ``precision`` (module doc)."""
+  if precision == "int8":
+    return INT8_RELATIVE_TOLERANCE * float(np.ptp(reference)) if reference.size else 0.0
+  return FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
+
+
 def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=None,
-                 opset=ONNX_OPSET, batch_size=100):
-  """Export and parity-check; returns an ``ExportResult`` (see module doc)."""
+                 opset=ONNX_OPSET, batch_size=100, calibration_images=None):
+  """Export and parity-check; returns an ``ExportResult`` (see module doc).
+  ``calibration_images``: training images for ``precision="int8"``."""
   if fmt not in FORMATS:
     raise ValueError("Invalid value for argument `fmt`. Expected one of %s. Received "
                      "fmt=%r" % ("|".join(FORMATS), fmt))
-  if precision not in PRECISIONS:
-    raise ValueError("Invalid value for argument `precision`. Expected fp32 or fp16. "
-                     "Received precision=%r" % (precision,))
+  _check_precision_args(fmt, precision, calibration_images)
   model = load_keras(model_or_model_dir)
   out = os.fspath(out)
   if os.path.dirname(out):
     os.makedirs(os.path.dirname(out), exist_ok=True)
   if fmt == "onnx":
-    export_onnx(model, out, precision, opset)
+    export_onnx(model, out, precision, opset, calibration_images)
   elif fmt == "openvino":
-    export_openvino(model, out, precision, opset)
+    export_openvino(model, out, precision, opset, calibration_images)
   elif fmt == "tensorrt":
     export_tensorrt(model, out, precision, opset, batch_size)
   else:
@@ -174,7 +212,7 @@ def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=No
   reference = keras_logits(model, images)
   runtime_name, logits = run_artifact(fmt, out, images, batch_size)
   diff = float(np.max(np.abs(logits.astype(np.float32) - reference)))
-  tolerance = FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
+  tolerance = parity_tolerance(precision, reference)
   result = ExportResult(out, fmt, precision, diff, opset if fmt != "saved_model" else None,
                         tolerance, int(len(images)), runtime_name)
   with open(out.rstrip("/") + ".export.json", "w") as f:
@@ -202,6 +240,8 @@ def define_flags():
                        "OpenVINO 2022.3).", lower_bound=7)
   flags.DEFINE_integer("batch_size", 100, "TensorRT: largest (and optimal) batch.",
                        lower_bound=1)
+  flags.DEFINE_integer("calibration_images", 200, "--precision=int8: calibrate on the first "
+                       "N training images of the bundled sample.", lower_bound=1)
 
 
 def default_out(model_dir, fmt):
@@ -215,9 +255,15 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   out = FLAGS.out or default_out(FLAGS.model_dir, FLAGS.format)
+  calibration = None
+  if FLAGS.precision == "int8":
+    from tea_keras import data
+    calibration = data.normalize(
+        data.load("cifar10_sample").x_train[:FLAGS.calibration_images])
   try:
     result = export_model(FLAGS.model_dir, FLAGS.format, out, FLAGS.precision,
-                          opset=FLAGS.opset, batch_size=FLAGS.batch_size)
+                          opset=FLAGS.opset, batch_size=FLAGS.batch_size,
+                          calibration_images=calibration)
   except (ImportError, ValueError) as e:   # missing backend, bad input, ParityError
     sys.stderr.write("deploy.export: %s: %s\n" % (type(e).__name__, e))
     sys.exit(1)

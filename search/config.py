@@ -65,6 +65,16 @@ class SearchConfig:
   max_consecutive_failures: int = 10  # stop after this many failures of one cause (0: never)
   device_ca_file: Optional[str] = None  # PEM of an https:// agent's certificate or CA
   contention_policy: str = "remeasure"  # deploy/contention.py
+  # Deployment (issue 12, search/budgets.py): precisions each trained cell is
+  # exported and measured at (the first is the one the optimizer models),
+  # int8 calibration images from the training split, and the budgets.
+  precisions: Tuple[str, ...] = ("fp32",)
+  calibration_images: int = 200
+  max_params: Optional[int] = None
+  max_model_bytes: Optional[int] = None
+  max_peak_activation_bytes: Optional[int] = None
+  max_time_s: Optional[float] = None
+  max_energy_j: Optional[float] = None
   search_space: Dict[str, object] = dataclasses.field(default_factory=lambda: {
       "num_blocks": space.NUM_BLOCKS, "ops": list(space.OPS),
       "cardinalities": list(space.cardinalities())})
@@ -76,6 +86,7 @@ class SearchConfig:
   def from_dict(cls, values) -> "SearchConfig":
     values = dict(values)
     values["objectives"] = tuple(values.get("objectives", OBJECTIVES))
+    values["precisions"] = tuple(values.get("precisions", ("fp32",)))
     return cls(**values)
 
   def identity(self) -> dict:
@@ -133,11 +144,41 @@ def validate(config: SearchConfig) -> None:
           check(config.device, value)
         except ValueError as e:
           raise ValueError("--%s" % e)
+  _validate_deployment(config)
   if ("energy" in config.objectives and config.power_source == "none"
       and not config.optional_energy):
     raise ValueError("--objectives includes energy but --power_source=none measures no "
                      "energy on --device=%s; drop energy from --objectives or name a power "
                      "source." % config.device)
+
+
+def _validate_deployment(config):
+  """Precisions and budgets (search/budgets.py); the known budgets' cells
+  are checked by ``search.budgets.check_space`` before any training."""
+  precisions = tuple(config.precisions)
+  if not precisions or len(set(precisions)) != len(precisions):
+    raise ValueError("--precisions must name distinct precisions among %s; received %s."
+                     % (",".join(devices.PRECISIONS), ",".join(precisions) or "nothing"))
+  for precision in precisions:
+    _choice("precisions", precision, list(devices.PRECISIONS))
+    if config.runtime is not None:
+      try:
+        devices.check_precision(config.runtime, precision)
+      except ValueError as e:
+        raise ValueError("--precisions: %s" % e)
+  if config.calibration_images < 1:
+    raise ValueError("--calibration_images=%d: expected a positive count of training images."
+                     % config.calibration_images)
+  for name in ("max_params", "max_model_bytes", "max_peak_activation_bytes", "max_time_s",
+               "max_energy_j"):
+    value = getattr(config, name)
+    if value is not None and not value > 0:
+      raise ValueError("--%s=%s: expected a positive budget (or unset for none)."
+                       % (name, value))
+  if config.max_time_s is not None and "time" not in config.objectives:
+    raise ValueError("--max_time_s needs time among --objectives (it is measured).")
+  if config.max_energy_j is not None and "energy" not in config.objectives:
+    raise ValueError("--max_energy_j needs energy among --objectives (it is measured).")
 
 
 def check_results_dir(config: SearchConfig) -> bool:

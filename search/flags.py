@@ -103,6 +103,26 @@ def _define_measure_flags(flag_values):
                     "A repeat timed while other processes kept the CPUs busy: re-measure it "
                     "(then flag it contended), only flag it, or fail the trial "
                     "(deploy/contention.py).", **fv)
+  flags.DEFINE_list("precisions", ["fp32"], "Precisions each trained cell is exported and "
+                    "measured at, among %s; a point of the front is a (cell, precision) "
+                    "pair whose error is the deployed artifact's, on the validation split. "
+                    "int8: post-training static quantization (deploy/quantize.py). The "
+                    "optimizer models the first." % ",".join(devices.PRECISIONS), **fv)
+  flags.DEFINE_integer("calibration_images", 200, "int8: calibrate on this many images of "
+                       "the TRAINING split.", lower_bound=1, **fv)
+  flags.DEFINE_integer("max_params", None, "Budget: at most this many parameters "
+                       "(count_params); no cell over it is trained.", lower_bound=1, **fv)
+  flags.DEFINE_integer("max_model_bytes", None, "Budget: the deployed artifact's bytes at "
+                       "its precision (before training: parameters x bytes per weight; "
+                       "after export: the file's size). search/budgets.py", lower_bound=1,
+                       **fv)
+  flags.DEFINE_integer("max_peak_activation_bytes", None, "Budget: activation RAM at batch 1, "
+                       "float32 (tea_keras.profiling); no cell over it is trained.",
+                       lower_bound=1, **fv)
+  flags.DEFINE_float("max_time_s", None, "Measured budget: the protocol's time for "
+                     "--measure_images images (time_s); pairs over it are infeasible.", **fv)
+  flags.DEFINE_float("max_energy_j", None, "Measured budget: the protocol's energy for "
+                     "--measure_images images (energy_j); pairs over it are infeasible.", **fv)
 
 
 def _define_recipe_flags(flag_values):
@@ -139,4 +159,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       trial_retries=fv.trial_retries, retry_failed=fv.retry_failed,
       keep_checkpoints=fv.keep_checkpoints,
       max_consecutive_failures=fv.max_consecutive_failures, device_ca_file=fv.device_ca_file,
-      contention_policy=fv.contention_policy)
+      contention_policy=fv.contention_policy, precisions=tuple(fv.precisions),
+      calibration_images=fv.calibration_images, max_params=fv.max_params,
+      max_model_bytes=fv.max_model_bytes,
+      max_peak_activation_bytes=fv.max_peak_activation_bytes, max_time_s=fv.max_time_s,
+      max_energy_j=fv.max_energy_j)

@@ -17,7 +17,10 @@
    and nothing done is redone.
 2. New trials: the first ``num_initial`` are uniform samples (seeded by the
    search seed and the trial's index, so a resumed search proposes the same
-   ones); then the strategy proposes from the ``done`` trials, conditioning
+   ones; uniform over the cells within the known budgets when some are set,
+   ``search.budgets``: the design space carries them as its constraint, which
+   every strategy honours, so no cell over budget is ever trained, and a
+   budget no cell meets is refused before any work); then the strategy proposes from the ``done`` trials, conditioning
    on the trials still in flight (``pending_x``). A proposal whose canonical
    genotype key is already in the store (the two branches of a block commute)
    is mutated until it is new.
@@ -38,6 +41,7 @@ import time
 import numpy as np
 import threadpoolctl
 
+from search import budgets as budgets_lib
 from search import config as config_lib
 from search import executors
 from search import outputs
@@ -179,12 +183,50 @@ def propose_genotype(store, strategy, config, design_space, log=print):
     else:
       source = "random"  # too few successful trials to fit a model yet
   if source in ("initial", "random"):
-    genotype = space.sample(rng)
+    genotype = _sample(design_space, rng)
   for _ in range(1000):
-    if not store.has_key(genotype.key()):
+    if not store.has_key(genotype.key()) and _feasible(design_space, genotype):
       return genotype, source
     genotype = space.mutate(genotype, rng)
-  raise RuntimeError("Could not find a genotype not yet in the store after 1000 mutations.")
+  raise RuntimeError("Could not find a genotype not yet in the store%s after 1000 mutations."
+                     % (" within the budget (%s)" % design_space.constraint_description
+                        if _restricted(design_space) else ""))
+
+
+def _restricted(design_space):
+  return getattr(design_space, "constraint", None) is not None
+
+
+def _feasible(design_space, genotype):
+  if not _restricted(design_space):
+    return True
+  return bool(design_space.feasible(np.array([genotype.to_vector()], float))[0])
+
+
+def _sample(design_space, rng):
+  """A uniform cell; uniform over the feasible cells of a restricted space."""
+  if not _restricted(design_space):
+    return space.sample(rng)
+  return space.Genotype.from_vector(
+      np.rint(design_space.sample(rng, 1)[0]).astype(int).tolist())
+
+
+def budget_space(design_space, config, log=print):
+  """``design_space`` restricted to the cells within ``config``'s known
+  budgets (unchanged without any); raises ``budgets.InfeasibleBudgetError``
+  when no cell meets them."""
+  if not budgets_lib.has_known(config):
+    return design_space
+  from tea_keras import recipes  # pylint: disable=g-import-not-at-top  (no Keras import)
+  recipe = recipes.search_recipe(**config.recipe)
+  budgets = budgets_lib.budgets_of(config)
+  fraction = budgets_lib.check_space(budgets, recipe.num_cells, recipe.filters,
+                                     config.precisions, seed=config.seed)
+  fn, text = budgets_lib.constraint(budgets, recipe.num_cells, recipe.filters,
+                                    config.precisions)
+  log("budget: %s; %.1f%% of %d uniform cells meet it (N=%d, F=%d): only those are trained."
+      % (text, 100 * fraction, budgets_lib.CHECK_DRAWS, recipe.num_cells, recipe.filters))
+  return design_space.with_constraint(fn, text)
 
 
 def _spec(config, trial):
@@ -203,6 +245,8 @@ def run_search(config, log=print):
   (``store.CorruptStoreError``).
   """
   config_lib.validate(config)
+  from search.optimizer import design  # pylint: disable=g-import-not-at-top
+  design_space = budget_space(design.cell_space(), config, log)  # refused before any work
   if config.device_kind is None:  # not yet checked against the target
     config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
@@ -211,7 +255,7 @@ def run_search(config, log=print):
     store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
     try:
       config_lib.write_config(config)
-      return _search(store, config, resuming, log)
+      return _search(store, config, resuming, log, design_space)
     finally:
       store.close()
 
@@ -237,7 +281,7 @@ def check_data(config, log=print):
   data.check_splits(splits, min_train=recipes.search_recipe(**config.recipe).batch_size)
 
 
-def _search(store, config, resuming, log):
+def _search(store, config, resuming, log, design_space=None):
   requeued = _take_back_unfinished(store, log)
   retried = store.requeue_failed() if config.retry_failed else []
   log("%s search in %s: %d/%d trials recorded%s%s."
@@ -247,7 +291,8 @@ def _search(store, config, resuming, log):
          ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
   from search.optimizer import design  # pylint: disable=g-import-not-at-top
   from search.optimizer import strategies
-  design_space = design.cell_space()
+  if design_space is None:
+    design_space = budget_space(design.cell_space(), config, log)
   # Time and energy are positive and span orders of magnitude: their GPs model
   # log values; the error stays linear.
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
@@ -372,4 +417,5 @@ def _record(store, config, result, log):
 def _refresh(store, config):
   trials = store.trials()
   ref = outputs.freeze_reference_point(store, trials, config.objectives, config.num_initial)
-  return outputs.refresh(config.results_dir, trials, config.objectives, ref)
+  return outputs.refresh(config.results_dir, trials, config.objectives, ref,
+                         budgets_lib.budgets_of(config))

@@ -1,12 +1,18 @@
 """Files a search refreshes after every trial, in its results directory.
 
-* ``results.csv``: one row per trial (every status), objectives and the main
-  metrics, error text for failed trials;
-* ``pareto.csv``: the non-dominated ``done`` trials over the chosen objectives;
+* ``results.csv``: one row per trial and precision (``precision`` column:
+  a trained cell is exported and measured at each of ``--precisions``; a
+  failed trial has one row), objectives and the main metrics, whether the pair
+  meets the budgets (``feasible``, ``over_budget``), error text for failed
+  trials;
+* ``pareto.csv``: the non-dominated feasible (cell, precision) pairs over the
+  chosen objectives (the error is the deployed artifact's);
 * ``summary.json``: counts, hypervolume after each ``done`` trial (in trial
-  order), best value per objective with its trial;
+  order, the first precision's values: what the optimizer models), best value
+  per objective with its trial, the budgets and feasibility counts;
 * PNG plots: ``pareto_error_time.png``, ``pareto_error_energy.png`` (when energy
-  is an objective), ``hypervolume.png``.
+  is an objective; every pair, marked by precision, with the front under the
+  budgets and the front of all pairs), ``hypervolume.png``.
 
 Hypervolume is computed on the objectives as measured, against a reference
 point that is frozen once the search's initial random trials are done:
@@ -25,6 +31,7 @@ import os
 import numpy as np
 
 from search.optimizer import pareto
+from search import budgets as budgets_lib
 from search import trial as trial_lib
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
@@ -36,7 +43,52 @@ _METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "o
                    "train_seconds", "mean_power_w", "idle_power_w", "threshold_w")
 
 
-_PARETO_EXTRA = ("time_cv", "contended", "params", "macs")
+_PARETO_EXTRA = ("time_cv", "contended", "params", "macs", "model_bytes")
+PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
+
+
+def pairs(trials, objectives, budgets=None):
+  """One dict per (done trial, precision): ``trial``, ``precision``,
+  ``metrics`` (the pair's, over the trial's), ``values`` (objectives, None
+  when missing), ``over_budget`` (``budgets.pair_violations`` and the known
+  budgets the trial's recorded cost exceeds) and ``feasible``."""
+  out = []
+  for t in trials:
+    if t["status"] != "done":
+      continue
+    per = t["metrics"].get("precisions") or {"fp32": {}}
+    for precision, own in per.items():
+      metrics = dict(t["metrics"], **{k: v for k, v in own.items() if v is not None})
+      if own:
+        metrics.pop("deployed_val_error", None)  # the pair's own val_error counts
+      values = [trial_lib.objective_value(metrics, o) for o in objectives]
+      over = known_violations(t["metrics"], budgets or {}) + budgets_lib.pair_violations(
+          metrics, budgets or {})
+      out.append({"trial": t, "precision": precision, "metrics": metrics, "values": values,
+                  "over_budget": over, "feasible": not over,
+                  "complete": all(v is not None and np.isfinite(v) for v in values)})
+  return out
+
+
+def known_violations(metrics, budgets):
+  """Known budgets a trained trial's recorded params/peak activations exceed."""
+  out = []
+  for name, key in (("max_params", "params"),
+                    ("max_peak_activation_bytes", "peak_activation_bytes")):
+    if name in budgets and metrics.get(key) is not None and metrics[key] > budgets[name]:
+      out.append(name)
+  return out
+
+
+def pair_front(rows, feasible_only=True):
+  """The non-dominated complete pairs (feasible ones only by default)."""
+  rows = [r for r in rows if r["complete"] and (r["feasible"] or not feasible_only)]
+  if not rows:
+    return []
+  y = np.array([r["values"] for r in rows], float)
+  mask = pareto.non_dominated_mask(y)
+  order = np.lexsort(y[mask].T[::-1])
+  return [rows[i] for i in np.flatnonzero(mask)[order]]
 
 
 def objective_matrix(trials, objectives):
@@ -57,39 +109,65 @@ def hypervolume_curve(y, ref_point):
   return [float(pareto.hypervolume(y[:k], ref_point)) for k in range(1, len(y) + 1)]
 
 
-def write_results_csv(path, trials):
-  fields = ["trial_id", "status", "source", "genotype", "encoding", "attempts", "host",
-            "wall_seconds"] + list(_METRIC_COLUMNS) + ["error"]
+def write_results_csv(path, trials, objectives=("error",), budgets=None):
+  fields = ["trial_id", "precision", "status", "source", "genotype", "encoding", "attempts",
+            "host", "wall_seconds"] + list(_METRIC_COLUMNS) + [
+                "model_bytes", "feasible", "over_budget", "error"]
+  by_trial = {}
+  for row in pairs(trials, objectives, budgets):
+    by_trial.setdefault(row["trial"]["trial_id"], []).append(row)
   rows = []
   for t in trials:
     wall = (t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else None
-    row = {"trial_id": t["trial_id"], "status": t["status"], "source": t["source"],
-           "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
-           "attempts": t["attempts"], "host": t["host"], "wall_seconds": wall,
-           "error": (t["error"] or "").splitlines()[0] if t["error"] else ""}
-    row.update({k: t["metrics"].get(k) for k in _METRIC_COLUMNS})
-    rows.append(row)
+    base = {"trial_id": t["trial_id"], "status": t["status"], "source": t["source"],
+            "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
+            "attempts": t["attempts"], "host": t["host"], "wall_seconds": wall,
+            "error": (t["error"] or "").splitlines()[0] if t["error"] else ""}
+    for pair in by_trial.get(t["trial_id"], [None]):
+      metrics = pair["metrics"] if pair else t["metrics"]
+      row = dict(base, precision=pair["precision"] if pair else "")
+      row.update({k: metrics.get(k) for k in _METRIC_COLUMNS + ("model_bytes",)})
+      row["val_error"] = trial_lib.objective_value(metrics, "error")
+      if pair:
+        row.update(feasible=pair["feasible"], over_budget=" ".join(pair["over_budget"]))
+      rows.append(row)
   _write_csv(path, fields, rows)
 
 
-def write_pareto_csv(path, trials, objectives):
-  ids, y = objective_matrix(trials, objectives)
-  by_id = {t["trial_id"]: t for t in trials}
+def write_pareto_csv(path, trials, objectives, budgets=None):
+  """The feasible non-dominated (cell, precision) pairs."""
   rows = []
-  if len(ids):
-    mask = pareto.non_dominated_mask(y)
-    order = np.lexsort(y[mask].T[::-1])
-    for i in np.asarray(ids)[mask][order]:
-      t = by_id[int(i)]
-      row = {"trial_id": t["trial_id"], "genotype": t["genotype"]}
-      row.update({o: trial_lib.objective_value(t["metrics"], o) for o in objectives})
-      for key in _PARETO_EXTRA:
-        row[key] = t["metrics"].get(key)
-      row["source"] = t["source"]
-      row["model"] = t["artifacts"].get("model")
-      rows.append(row)
-  _write_csv(path, ["trial_id", "source", "genotype"] + list(objectives) + list(_PARETO_EXTRA)
-             + ["model"], rows)
+  for pair in pair_front(pairs(trials, objectives, budgets)):
+    t, metrics = pair["trial"], pair["metrics"]
+    row = {"trial_id": t["trial_id"], "precision": pair["precision"], "genotype": t["genotype"]}
+    row.update(dict(zip(objectives, pair["values"])))
+    for key in _PARETO_EXTRA:
+      row[key] = metrics.get(key)
+    row["source"] = t["source"]
+    row["model"] = t["artifacts"].get("model")
+    row["export"] = metrics.get("export") or t["artifacts"].get("export")
+    rows.append(row)
+  _write_csv(path, ["trial_id", "precision", "source", "genotype"] + list(objectives)
+             + list(_PARETO_EXTRA) + ["model", "export"], rows)
+
+
+def feasibility_summary(trials, objectives, budgets):
+  """Counts for ``summary.json``: pairs, feasible pairs, pairs over each budget,
+  trained trials over a known budget (always 0 when the search honours them)."""
+  rows = pairs(trials, objectives, budgets)
+  over = {}
+  for r in rows:
+    for name in r["over_budget"]:
+      over[name] = over.get(name, 0) + 1
+  trained = [t for t in trials if t["status"] in ("done", "failed") and "params" in t["metrics"]]
+  return {"budgets": dict(budgets or {}), "pairs": len(rows),
+          "feasible_pairs": sum(r["feasible"] for r in rows), "pairs_over_budget": over,
+          "trained_trials": len(trained),
+          "trained_over_known_budgets": sum(bool(known_violations(t["metrics"], budgets or {}))
+                                            for t in trained),
+          "precisions": sorted({r["precision"] for r in rows}),
+          "pareto_pairs": [[r["trial"]["trial_id"], r["precision"]]
+                           for r in pair_front(rows)]}
 
 
 def freeze_reference_point(store, trials, objectives, num_initial):
@@ -127,20 +205,24 @@ def summarize(trials, objectives, ref_point=None):
   return summary
 
 
-def refresh(results_dir, trials, objectives, ref_point=None):
-  """Rewrite every output file of a search; returns the summary dict."""
-  write_results_csv(os.path.join(results_dir, "results.csv"), trials)
-  write_pareto_csv(os.path.join(results_dir, "pareto.csv"), trials, objectives)
+def refresh(results_dir, trials, objectives, ref_point=None, budgets=None):
+  """Rewrite every output file of a search; returns the summary dict.
+  ``budgets``: ``search.budgets.budgets_of(config)``."""
+  write_results_csv(os.path.join(results_dir, "results.csv"), trials, objectives, budgets)
+  write_pareto_csv(os.path.join(results_dir, "pareto.csv"), trials, objectives, budgets)
   summary = summarize(trials, objectives, ref_point)
   summary["reference_point_frozen"] = ref_point is not None
+  summary["feasibility"] = feasibility_summary(trials, objectives, budgets)
   _atomic_write(os.path.join(results_dir, "summary.json"), json.dumps(summary, indent=2))
-  plot_search(results_dir, trials, objectives, summary)
+  plot_search(results_dir, trials, objectives, summary, budgets)
   return summary
 
 
-def plot_search(results_dir, trials, objectives, summary):
+def plot_search(results_dir, trials, objectives, summary, budgets=None):
   """The error-vs-time/energy fronts (initial trials and the optimizer's
-  proposals marked apart, each point labelled with its trial id) and the
+  proposals marked apart, each point labelled with its trial id; with several
+  precisions or budgets, every (cell, precision) pair marked by precision and
+  the front under the budgets beside the front of all pairs) and the
   hypervolume curve (the optimizer's start and the reference point shown)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -151,6 +233,10 @@ def plot_search(results_dir, trials, objectives, summary):
   initial = np.array([source[i] in ("initial", "random") for i in ids], bool)
   for other in ("time", "energy"):
     if "error" in objectives and other in objectives and len(y):
+      rows = pairs(trials, objectives, budgets)
+      if budgets or len({r["precision"] for r in rows}) > 1:
+        _plot_pairs(results_dir, rows, objectives, other, budgets)
+        continue
       pair = y[:, [objectives.index(other), objectives.index("error")]]
       fig, ax = plt.subplots(figsize=(6, 4.4))
       draw_front(ax, pair, label="searched", color="C0", all_points=False)
@@ -183,6 +269,40 @@ def plot_search(results_dir, trials, objectives, summary):
         ref, "" if summary.get("reference_point_frozen") else " (provisional)"), fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
+
+
+def _plot_pairs(results_dir, rows, objectives, other, budgets):
+  """pareto_error_<other>.png of (cell, precision) pairs (see plot_search)."""
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  cols = [objectives.index(other), objectives.index("error")]
+  rows = [r for r in rows if r["complete"]]
+  fig, ax = plt.subplots(figsize=(6.4, 4.6))
+  xy = lambda rs: np.array([[r["values"][c] for c in cols] for r in rs], float).reshape(-1, 2)
+  if rows:
+    draw_front(ax, xy(rows), "all pairs (unconstrained)", "0.6", all_points=False)
+  feasible = [r for r in rows if r["feasible"]]
+  if feasible and budgets:
+    draw_front(ax, xy(feasible), "under the budget", "C0", all_points=False)
+  for precision in sorted({r["precision"] for r in rows}):
+    mine = [r for r in rows if r["precision"] == precision]
+    for ok, face in ((True, "C2"), (False, "none")):
+      sel = [r for r in mine if r["feasible"] == ok]
+      if sel:
+        ax.scatter(*xy(sel).T, marker=PRECISION_MARKERS.get(precision, "D"), s=30,
+                   facecolor=face, edgecolor="C3" if not ok else "k", zorder=4,
+                   label="%s%s" % (precision, "" if ok else " (over budget)"))
+  for r, (px, py) in zip(rows, xy(rows)):
+    ax.annotate("#%d" % r["trial"]["trial_id"], (px, py), xytext=(3, 3),
+                textcoords="offset points", fontsize=7, color="0.3")
+  ax.set_xlabel(OBJECTIVE_LABELS[other])
+  ax.set_ylabel(OBJECTIVE_LABELS["error"] + " (deployed artifact)")
+  title = "error vs %s: %d (cell, precision) pairs" % (other, len(rows))
+  if budgets:
+    title += "\nbudget: %s" % budgets_lib.describe(budgets, sorted({r["precision"]
+                                                                  for r in rows}))
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=7)
+  _save(fig, os.path.join(results_dir, "pareto_error_%s.png" % other))
 
 
 def draw_front(ax, xy, label, color, all_points=True):

@@ -23,6 +23,13 @@ writes ``remeasured_front.csv`` (time and energy then and now, both contention
 flags, the ratio). Fig. 5 prints a notice when a search's times include
 contended measurements.
 
+Per-precision table of a search's Pareto cells (error delta, size, time and
+energy ratios against fp32; ``search.precision_report``), from the search's
+records, or measured again now on each of ``--runtimes``::
+
+  python -m search.report --figure=precisions --results_dir=runs/constrained \
+      --runtimes=onnxruntime,openvino --top=3 --out_dir=reports/constrained
+
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
 
   python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=... \\
@@ -54,10 +61,15 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The CLI's flags; defined only when run as a program (``search.cross_device``
   imports this module and defines some of the same names)."""
-  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure"],
+  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions"],
                     "What to draw (remeasure: the Pareto set of --results_dir measured again, "
                     "back to back, with the search's own settings).")
-  flags.DEFINE_string("results_dir", None, "remeasure: the search whose front is measured.")
+  flags.DEFINE_string("results_dir", None, "remeasure, precisions: the search whose front is "
+                      "measured.")
+  flags.DEFINE_list("runtimes", [], "precisions: export and measure the front's pairs again "
+                    "on these runtimes (default: the search's own records).")
+  flags.DEFINE_integer("top", 3, "precisions: at most this many cells of the front, spread "
+                       "along it (0: all).", lower_bound=0)
   flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
   flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
   flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
@@ -346,6 +358,13 @@ def main(argv):
       if not FLAGS.results_dir:
         raise ValueError("--figure=remeasure needs --results_dir.")
       print(remeasure_front(FLAGS.results_dir, FLAGS.out_dir))
+      return
+    if FLAGS.figure == "precisions":
+      if not FLAGS.results_dir:
+        raise ValueError("--figure=precisions needs --results_dir.")
+      from search import precision_report  # pylint: disable=g-import-not-at-top
+      print(precision_report.precision_table(FLAGS.results_dir, FLAGS.out_dir,
+                                             tuple(FLAGS.runtimes), FLAGS.top))
       return
     if not FLAGS.model_dirs:
       raise ValueError("--figure=table2 needs --model_dirs.")

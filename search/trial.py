@@ -13,9 +13,15 @@ measured while another trains or measures; the wall-clock windows are kept
 (``train_start_time``..``measure_end_time``, and ``measure_lock_wait_s``).
 
 Objectives are what was measured: ``error`` is the validation error after
-search-time training, ``time`` the measured inference time of
+search-time training of the deployed artifact (``deployed_val_error``: the
+export run by its runtime on the whole validation split, after conversion),
+``time`` the measured inference time of
 ``measure_images`` validation images (``time_s``), ``energy`` the measured
-energy over the working span (``energy_j``). A trial that diverges or fails
+energy over the working span (``energy_j``). With several
+``precisions`` the cell is exported, evaluated and measured at each (int8
+calibrated on ``calibration_images`` training images, ``deploy.quantize``):
+``metrics["precisions"][p]`` holds each pair's error, time, energy and
+artifact bytes; the top-level figures are the first precision's. A trial that diverges or fails
 to export or measure comes back ``failed`` with its error text; an
 unreachable remote device is marked ``retryable``.
 """
@@ -94,10 +100,18 @@ def _check_shared_storage(spec):
                        % (spec["config"]["results_dir"], socket.gethostname(), path))
 
 
+# What each (cell, precision) pair keeps of its export and measurement.
+PAIR_KEYS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_cpu_share",
+             "model_bytes", "weight_bytes", "export_max_abs_diff", "mean_power_w", "engine_build_s")
+
+
 def objective_value(metrics, objective):
-  """The measured value of ``objective`` in a trial's metrics (None if absent)."""
+  """The measured value of ``objective`` in a trial's metrics (None if absent):
+  the deployed artifact's error where it was measured, else Keras'. Also
+  reads one pair's entry of ``metrics["precisions"]``."""
   key = {"error": "val_error", "time": "time_s", "energy": "energy_j"}[objective]
-  value = metrics.get(key)
+  value = metrics.get("deployed_val_error") if objective == "error" else None
+  value = metrics.get(key) if value is None else value
   return None if value is None else float(value)
 
 
@@ -131,41 +145,92 @@ def _train(spec, config, result):
 
 
 def _measure(spec, config, result):
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
-  images = data.normalize(_splits(config).x_val[:config.measure_images])
   start = time.time()
-  metrics, artifacts = export_and_measure(spec.pop("_model"), spec["trial_dir"], config, images)
-  metrics["measure_wall_seconds"] = time.time() - start
-  for key, value in metrics.items():  # never overwrite a training figure
+  pairs, first_metrics, first_artifacts = measure_precisions(
+      spec.pop("_model"), spec["trial_dir"], config, _splits(config))
+  first_metrics["deployed_val_error"] = first_metrics.pop("val_error")
+  for key, value in first_metrics.items():  # never overwrite a training figure
     result["metrics"]["measure_" + key if key in result["metrics"] else key] = value
-  result["artifacts"].update(artifacts)
+  result["artifacts"].update(first_artifacts)
+  result["metrics"]["measure_wall_seconds"] = time.time() - start
+  result["metrics"]["precisions"] = pairs
 
 
-def export_and_measure(model, work_dir, config, images):
+def measure_precisions(model, work_dir, config, splits, precisions=None):
+  """Export, evaluate (``deployed_error``) and measure ``model`` at each of
+  ``precisions`` (default ``config.precisions``), int8 calibrated on the first
+  ``config.calibration_images`` TRAINING images. Returns ``(pairs, metrics,
+  artifacts)``: ``{precision: PAIR_KEYS + export}`` and the first precision's
+  full metrics and artifacts."""
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  images = data.normalize(splits.x_val[:config.measure_images])
+  precisions = tuple(precisions or getattr(config, "precisions", None) or ("fp32",))
+  calibration = data.normalize(splits.x_train[:getattr(config, "calibration_images", 200)]) \
+      if "int8" in precisions else None
+  pairs, first = {}, None
+  for precision in precisions:
+    metrics, artifacts = export_and_measure(model, work_dir, config, images,
+                                            precision=precision, calibration_images=calibration)
+    metrics["val_error"] = deployed_error(model, artifacts["export"], splits, config)
+    pairs[precision] = {k: metrics.get(k) for k in PAIR_KEYS}
+    pairs[precision]["export"] = artifacts["export"]
+    first = first or (metrics, artifacts)
+  return pairs, first[0], first[1]
+
+
+def deployed_error(model, path, splits, config):
+  """Top-1 error of the exported artifact at ``path`` on the whole validation
+  split, run on this host by the format's runtime on its CPU (a TensorRT
+  engine, built for its device, is not: Keras' error then)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from deploy import devices  # pylint: disable=g-import-not-at-top
+  from deploy import export as export_lib
+  from tea_keras import data
+  images = data.normalize(splits.x_val)
+  fmt = devices.format_of_path(path)
+  if fmt in ("onnx", "openvino"):
+    _, logits = export_lib.run_artifact(fmt, path, images, config.measure_batch_size)
+  else:
+    logits = export_lib.keras_logits(model, images)
+  return float(np.mean(np.argmax(logits, axis=1) != np.asarray(splits.y_val).ravel()))
+
+
+def export_and_measure(model, work_dir, config, images, precision="fp32",
+                       calibration_images=None):
   """Export ``model`` in the format the target reads into ``work_dir/export``
   and measure it on ``config.device`` (locally or through the remote agent).
 
   ``config``: a ``SearchConfig`` passed through ``search.loop.resolve`` (it
   names the runtime, the artifact format and ONNX opset the target reads).
+  ``precision``: fp32, fp16 or int8 (``calibration_images``: normalized
+  training images); an fp32 export is ``export/model.<suffix>``, others
+  ``export/<precision>/model.<suffix>``.
   Returns ``(metrics, artifacts)``: the measurement's scalar fields (plus
-  ``export_max_abs_diff`` and, for TensorRT, ``engine_build_s``) and the
-  paths of the export and power trace.
+  ``export_max_abs_diff``, ``model_bytes`` and, for TensorRT,
+  ``engine_build_s``) and the paths of the export and power trace.
   """
   from deploy import devices  # pylint: disable=g-import-not-at-top
   from deploy import export as export_lib
   metrics, artifacts = {}, {}
   fmt = config.artifact_format or devices.runtime(config.runtime).formats[0]
-  out = os.path.join(work_dir, "export", "model" + devices.FORMATS[fmt].suffix)
+  from deploy import quantize  # pylint: disable=g-import-not-at-top
+  sub = () if precision == "fp32" else (precision,)
+  out = os.path.join(work_dir, "export", *sub, "model" + devices.FORMATS[fmt].suffix)
   if fmt == "keras":
+    if precision != "fp32":
+      raise ValueError("runtime=keras measures fp32 only; received precision=%s." % precision)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     model.save(out)
     model_path = out
   else:
-    exported = export_lib.export_model(model, fmt, out, check_images=images[:8],
-                                       opset=config.onnx_opset or devices.ONNX_OPSET)
+    exported = export_lib.export_model(model, fmt, out, precision, check_images=images[:8],
+                                       opset=config.onnx_opset or devices.ONNX_OPSET,
+                                       calibration_images=calibration_images)
     model_path = exported.path
     metrics["export_max_abs_diff"] = exported.max_abs_diff
   artifacts["export"] = model_path
+  metrics["model_bytes"] = quantize.artifact_bytes(model_path)
+  metrics["weight_bytes"] = quantize.weight_bytes(model_path)
   settings = dict(device=config.device, runtime=config.runtime,
                   power_source=config.power_source, batch_size=config.measure_batch_size,
                   threshold_w=config.power_threshold_w, sample_interval_s=config.sample_interval_s,
@@ -176,7 +241,8 @@ def export_and_measure(model, work_dir, config, images):
   else:
     from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
     measured = measure_lib.measure(model_path, images=images, progress=False,
-                                   trace_dir=os.path.join(work_dir, "measure"), **settings)
+                                   trace_dir=os.path.join(work_dir, "measure", *sub),
+                                   **settings)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
   runtime_info = measured.get("runtime_info") or {}

@@ -3,6 +3,12 @@
   python -m tea_keras.profile --genotype=pnasnet5 --num_cells=2 --filters=24
   python -m tea_keras.profile --genotype=random --seed=3 --num_cells=1 --filters=8
   python -m tea_keras.profile --model=densenet40
+  python -m tea_keras.profile --random_cells=200 --seed=0 --num_cells=1 --filters=8
+
+``--random_cells=K`` counts K uniform random cells analytically
+(``tea_keras.cost``, no model built) and prints the quantiles of their
+parameters and peak activation bytes: a budget at the median
+(``--max_params`` of ``python -m search.run``) keeps about half the space.
 
 ``--genotype`` takes a string form (see ``tea_keras.space``), a named cell
 (``pnasnet5``, ``chain``) or ``random``. See ``tea_keras.profiling`` for how
@@ -25,10 +31,31 @@ def define_flags():
   flags.DEFINE_integer("seed", 0, "Seed for --genotype=random.", lower_bound=0)
   flags.DEFINE_integer("num_cells", 2, "N: cells per stage.", lower_bound=1)
   flags.DEFINE_integer("filters", 24, "F: initial filters.", lower_bound=2)
+  flags.DEFINE_integer("random_cells", None, "Count this many uniform random cells (seeded "
+                       "by --seed) analytically and print quantiles.", lower_bound=1)
+
+
+def random_cells_summary(count, seed, num_cells, filters):
+  """Quantiles of the analytic costs of ``count`` uniform random cells."""
+  import numpy as np
+  from tea_keras import cost
+  from tea_keras import space
+  cells = space.sample_many(np.random.default_rng(seed), count)
+  costs = [cost.genotype_cost(g, num_cells, filters) for g in cells]
+  out = {"random_cells": count, "seed": seed, "num_cells": num_cells, "filters": filters}
+  for key in ("params", "peak_activation_bytes"):
+    values = np.array([c[key] for c in costs], float)
+    out[key] = {name: float(np.quantile(values, q)) for name, q in
+                (("min", 0.0), ("q25", 0.25), ("median", 0.5), ("q75", 0.75), ("max", 1.0))}
+  return out
 
 
 def main(argv):
   del argv
+  if FLAGS.random_cells:
+    print(json.dumps(random_cells_summary(FLAGS.random_cells, FLAGS.seed, FLAGS.num_cells,
+                                          FLAGS.filters)))
+    return
   from tea_keras import space
   try:
     genotype = space.resolve(FLAGS.genotype, FLAGS.seed) if FLAGS.model == "cell" else None

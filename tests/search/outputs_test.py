@@ -72,6 +72,35 @@ class OutputsTest(tf.test.TestCase):
     self.assertEqual(curve[1], curve[2])  # the worse-than-reference trial adds nothing
     store.close()
 
+  def test_refresh_rows_per_precision_and_feasible_front(self):
+    def pairs(*values):
+      return {p: {"val_error": e, "time_s": t, "model_bytes": b}
+              for p, (e, t, b) in zip(("fp32", "int8"), values)}
+    trials = [_trial(1, "done", 0.30, 1.0), _trial(2, "done", 0.40, 0.5), _trial(3, "failed")]
+    trials[0]["metrics"].update(params=100, precisions=pairs((0.30, 1.0, 400), (0.32, 0.6, 150)))
+    trials[1]["metrics"].update(params=50, precisions=pairs((0.40, 0.5, 200), (0.45, 0.4, 90)))
+    d = self.get_temp_dir()
+    summary = outputs.refresh(d, trials, ("error", "time"), budgets={"max_model_bytes": 300})
+    with open(os.path.join(d, "results.csv")) as f:
+      rows = list(csv.DictReader(f))
+    self.assertEqual([(r["trial_id"], r["precision"], r["feasible"]) for r in rows],
+                     [("1", "fp32", "False"), ("1", "int8", "True"), ("2", "fp32", "True"),
+                      ("2", "int8", "True"), ("3", "", "")])
+    self.assertEqual(rows[0]["over_budget"], "max_model_bytes")
+    self.assertEqual(float(rows[1]["val_error"]), 0.32)
+    with open(os.path.join(d, "pareto.csv")) as f:
+      front = [(r["trial_id"], r["precision"]) for r in csv.DictReader(f)]
+    # (0.30, 1.0) is over budget; of the rest, (0.40, 0.5) is dominated by (0.32, 0.6)? no:
+    # 0.32 < 0.40 but 0.6 > 0.5, so the three feasible pairs are all non-dominated.
+    self.assertEqual(front, [("1", "int8"), ("2", "fp32"), ("2", "int8")])
+    feas = summary["feasibility"]
+    self.assertEqual((feas["pairs"], feas["feasible_pairs"], feas["pairs_over_budget"]),
+                     (4, 3, {"max_model_bytes": 1}))
+    self.assertEqual(feas["trained_over_known_budgets"], 0)
+    self.assertEqual(outputs.refresh(d, trials, ("error", "time"), budgets={"max_params": 60})[
+        "feasibility"]["trained_over_known_budgets"], 1)
+    self.assertGreater(os.path.getsize(os.path.join(d, "pareto_error_time.png")), 1000)
+
   def test_summarize_without_done_trials(self):
     summary = outputs.summarize([_trial(1, "failed")], ("error", "time"))
     self.assertIsNone(summary["final_hypervolume"])

@@ -56,6 +56,17 @@ class ProfilingTest(tf.test.TestCase):
     self.assertNotEqual(bad.returncode, 0)
     self.assertIn("block 0 has input 'b3'", bad.stderr)
 
+  def test_cli_random_cells_median_matches_built_models(self):
+    cmd = [sys.executable, "-m", "tea_keras.profile", "--random_cells=5", "--seed=4",
+           "--num_cells=1", "--filters=4"]
+    result = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True)
+                        .stdout.strip().splitlines()[-1])
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    counts = [network.build_network(g, 1, 4).count_params()
+              for g in space.sample_many(np.random.default_rng(4), 5)]
+    self.assertEqual(result["params"]["median"], float(np.median(counts)))
+    self.assertEqual(result["params"]["max"], float(max(counts)))
+
 
 if __name__ == "__main__":
   tf.test.main()

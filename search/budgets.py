@@ -1,0 +1,153 @@
+"""Deployment budgets of a search, checked on a genotype before any training.
+
+Known budgets (issue 12; Scheidegger et al., "Constrained deep neural network
+architecture search for IoT devices accounting for hardware calibration",
+NeurIPS 2019, search under a memory budget):
+
+* ``max_params``: ``model.count_params()`` of the search's network;
+* ``max_peak_activation_bytes``: RAM for activations at batch 1, float32
+  (``tea_keras.profiling``'s liveness count);
+* ``max_model_bytes``: the deployed artifact's bytes on disk at its precision.
+  Before training it is estimated as ``params * bytes_per_weight`` of the
+  precision (``deploy.devices.PRECISIONS``: 4, 2, 1; a lower bound: the
+  artifact adds the graph and, for int8, scales); a cell is trained when one
+  of ``--precisions`` may fit. After export every (cell, precision) pair is
+  checked on its artifact's real size (``pair_violations``): a pair over the
+  budget is kept and shown, marked infeasible, and left off the feasible front.
+
+All three come from ``tea_keras.cost.genotype_cost`` (exact, tested against
+the built model), computed from the genotype in microseconds without
+TensorFlow, so the constraint runs on every candidate the optimizer looks at
+(``constraint``), and on many uniform cells to refuse at once a budget that
+leaves no cell (``check_space``).
+"""
+
+import functools
+
+import numpy as np
+
+from deploy import devices
+from tea_keras import cost
+from tea_keras import space
+
+KNOWN = ("max_params", "max_model_bytes", "max_peak_activation_bytes")
+MEASURED = ("max_time_s", "max_energy_j")
+_METRIC_OF = {"max_time_s": "time_s", "max_energy_j": "energy_j"}
+CHECK_DRAWS = 2000
+
+
+class InfeasibleBudgetError(ValueError):
+  """No cell of the search space satisfies the budgets."""
+
+
+def budgets_of(config):
+  """``{name: value}`` of the budgets set in ``config`` (a SearchConfig)."""
+  return {name: getattr(config, name) for name in KNOWN + MEASURED
+          if getattr(config, name, None) is not None}
+
+
+def has_known(config):
+  return any(getattr(config, name, None) is not None for name in KNOWN)
+
+
+@functools.lru_cache(maxsize=200000)
+def _cost(vector, num_cells, filters, concat):
+  genotype = space.Genotype.from_vector(list(vector))
+  if concat != genotype.concat:
+    import dataclasses  # pylint: disable=g-import-not-at-top
+    genotype = dataclasses.replace(genotype, concat=concat)
+  return cost.genotype_cost(genotype, num_cells, filters)
+
+
+def cell_cost(genotype, num_cells, filters):
+  """``{"params", "peak_activation_bytes"}`` of ``genotype`` (cached)."""
+  return dict(_cost(tuple(genotype.to_vector()), int(num_cells), int(filters),
+                    genotype.concat))
+
+
+def estimated_model_bytes(params, precision):
+  return int(params) * devices.PRECISIONS[precision].bytes_per_weight
+
+
+def violations(cost_values, budgets, precisions):
+  """Names of the known budgets a cell of ``cost_values`` exceeds."""
+  out = []
+  if "max_params" in budgets and cost_values["params"] > budgets["max_params"]:
+    out.append("max_params")
+  if ("max_peak_activation_bytes" in budgets
+      and cost_values["peak_activation_bytes"] > budgets["max_peak_activation_bytes"]):
+    out.append("max_peak_activation_bytes")
+  if "max_model_bytes" in budgets and min(
+      estimated_model_bytes(cost_values["params"], p) for p in precisions) > \
+      budgets["max_model_bytes"]:
+    out.append("max_model_bytes")
+  return out
+
+
+def describe(budgets, precisions):
+  """``params <= 300000, model_bytes <= 1e6 (at the smallest of fp32,int8)``."""
+  parts = []
+  for name in KNOWN + MEASURED:
+    if name in budgets:
+      note = " (at the smallest of %s)" % ",".join(precisions) \
+          if name == "max_model_bytes" else ""
+      parts.append("%s <= %s%s" % (name[4:], _num(budgets[name]), note))
+  return ", ".join(parts)
+
+
+def _num(value):
+  return "%d" % value if float(value).is_integer() else "%g" % value
+
+
+def constraint(budgets, num_cells, filters, precisions):
+  """``(fn, description)`` for ``DesignSpace.with_constraint``: ``fn`` maps
+  (n, d) cell vectors to the (n,) mask of cells within the known budgets."""
+  known = {k: v for k, v in budgets.items() if k in KNOWN}
+
+  def fn(x):
+    x = np.asarray(x, float).reshape(len(x), -1)
+    return np.array([not violations(cell_cost(space.Genotype.from_vector(
+        np.rint(row).astype(int)), num_cells, filters), known, precisions)
+                     for row in x], dtype=bool)
+  return fn, describe(known, precisions)
+
+
+def check_space(budgets, num_cells, filters, precisions, seed=0):
+  """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
+  the smallest cells of the space (every op a max-pool, one output block:
+  the fewest parameters and activations) and ``CHECK_DRAWS`` uniform cells
+  are tried. Returns the fraction of the uniform cells that meet them."""
+  known = {k: v for k, v in budgets.items() if k in KNOWN}
+  if not known:
+    return 1.0
+  smallest = space.Genotype.parse("; ".join(
+      "max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1),) * 2) for b in range(
+          space.NUM_BLOCKS)))
+  small_cost = cell_cost(smallest, num_cells, filters)
+  fn, text = constraint(known, num_cells, filters, precisions)
+  cells = space.sample_many(np.random.default_rng(seed), CHECK_DRAWS)
+  x = np.array([g.to_vector() for g in cells], float)
+  fraction = float(np.mean(fn(x)))
+  if fraction == 0 and violations(small_cost, known, precisions):
+    raise InfeasibleBudgetError(
+        "No cell of the search space meets the budget (%s): the smallest cell (every op "
+        "max3x3, a chain of blocks) has %d parameters and %d peak activation bytes at "
+        "--num_cells=%d --filters=%d, and none of %d random cells fits. Relax the budget "
+        "or shrink the network (--num_cells, --filters)."
+        % (text, small_cost["params"], small_cost["peak_activation_bytes"], num_cells,
+           filters, CHECK_DRAWS))
+  return fraction
+
+
+def pair_violations(metrics, budgets):
+  """Budgets a measured (cell, precision) pair exceeds: the artifact's bytes
+  (``model_bytes``) and the measured budgets (``time_s``, ``energy_j``)."""
+  out = []
+  if "max_model_bytes" in budgets and metrics.get("model_bytes") is not None and \
+      metrics["model_bytes"] > budgets["max_model_bytes"]:
+    out.append("max_model_bytes")
+  for name in MEASURED:
+    value = metrics.get(_METRIC_OF[name])
+    if name in budgets and value is not None and value > budgets[name]:
+      out.append(name)
+  return out

@@ -1,0 +1,104 @@
+"""Tests for search/budgets.py: known budgets as the design space's constraint."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from search import budgets
+from search import config as config_lib
+from search.optimizer import design
+from search.optimizer import strategies
+from tea_keras import cost
+from tea_keras import space
+
+N, F = 1, 8
+SMALL_PESMO = {"num_samples": 2, "burn_in": 5, "acq_pool": 60, "pool_size": 60,
+               "num_features": 100}
+
+
+def _quantile(key, q, count=300, seed=0):
+  values = [cost.genotype_cost(g, N, F)[key]
+            for g in space.sample_many(np.random.default_rng(seed), count)]
+  return int(np.quantile(values, q))
+
+
+def _brute_force_ok(vector, limits):
+  """Independent check: the cost module's counts against the limits."""
+  c = cost.genotype_cost(space.Genotype.from_vector(np.rint(vector).astype(int)), N, F)
+  return all(c[k[len("max_"):]] <= v for k, v in limits.items())
+
+
+class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
+
+  def test_violations_names_each_budget(self):
+    values = {"params": 1000, "peak_activation_bytes": 5000}
+    self.assertEqual(budgets.violations(values, {"max_params": 999}, ("fp32",)),
+                     ["max_params"])
+    self.assertEqual(budgets.violations(values, {"max_peak_activation_bytes": 4999},
+                                        ("fp32",)), ["max_peak_activation_bytes"])
+    # 1000 weights: 4000 bytes at fp32, 1000 at int8.
+    self.assertEqual(budgets.violations(values, {"max_model_bytes": 3999}, ("fp32",)),
+                     ["max_model_bytes"])
+    self.assertEqual(budgets.violations(values, {"max_model_bytes": 3999},
+                                        ("fp32", "int8")), [])
+    self.assertEqual(budgets.violations(values, {"max_params": 1000}, ("fp32",)), [])
+
+  def test_pair_violations_uses_artifact_bytes_and_measurements(self):
+    limits = {"max_model_bytes": 100, "max_time_s": 1.0}
+    self.assertEqual(budgets.pair_violations({"model_bytes": 101, "time_s": 0.5}, limits),
+                     ["max_model_bytes"])
+    self.assertEqual(budgets.pair_violations({"model_bytes": 100, "time_s": 1.5}, limits),
+                     ["max_time_s"])
+
+  @parameterized.parameters("random", "parego", "pesmo")
+  def test_strategies_never_propose_an_infeasible_cell(self, name):
+    limits = {"max_params": _quantile("params", 0.15),
+              "max_peak_activation_bytes": _quantile("peak_activation_bytes", 0.5)}
+    fn, text = budgets.constraint(limits, N, F, ("fp32",))
+    restricted = design.cell_space().with_constraint(fn, text)
+    seeds = range(2) if name == "pesmo" else range(6)
+    for seed in seeds:
+      rng = np.random.default_rng(seed)
+      x = restricted.sample(rng, 4)
+      for row in x:
+        self.assertTrue(_brute_force_ok(row, limits), msg="initial %s" % row)
+      y = rng.normal(size=(len(x), 2))
+      strategy = strategies.make_strategy(name, restricted, 2, seed=seed,
+                                          **(SMALL_PESMO if name == "pesmo" else {}))
+      for _ in range(3):
+        point = strategy.propose(x, y, np.zeros((0, restricted.dim)))
+        self.assertTrue(_brute_force_ok(point, limits),
+                        msg="%s seed %d proposed %s over %s" % (name, seed, point, limits))
+        x = np.vstack([x, point])
+        y = np.vstack([y, rng.normal(size=(1, 2))])
+
+  def test_check_space_refuses_a_budget_no_cell_meets(self):
+    smallest = budgets.cell_cost(space.Genotype.parse("; ".join(
+        "max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1),) * 2) for b in range(5))), N, F)
+    with self.assertRaisesRegex(budgets.InfeasibleBudgetError, "params <= %d"
+                                % (smallest["params"] - 1)):
+      budgets.check_space({"max_params": smallest["params"] - 1}, N, F, ("fp32",))
+    # At the smallest cell's count the space is not empty (that cell fits).
+    self.assertGreaterEqual(
+        budgets.check_space({"max_params": smallest["params"]}, N, F, ("fp32",)), 0.0)
+
+  def test_check_space_fraction_matches_quantile(self):
+    limit = _quantile("params", 0.5, count=budgets.CHECK_DRAWS, seed=3)
+    fraction = budgets.check_space({"max_params": limit}, N, F, ("fp32",), seed=3)
+    self.assertAllClose(fraction, 0.5, atol=0.01)
+
+  def test_config_validates_budgets_and_precisions(self):
+    base = dict(results_dir="x", objectives=("error", "time"), runtime="onnxruntime")
+    config_lib.validate(config_lib.SearchConfig(precisions=("fp32", "int8"), max_params=10,
+                                                **base))
+    for bad, pattern in (({"precisions": ("fp64",)}, "precisions"),
+                         ({"precisions": ("int8", "int8")}, "distinct"),
+                         ({"max_params": 0}, "max_params"),
+                         ({"max_energy_j": 1.0}, "energy among"),
+                         ({"precisions": ("int8",), "runtime": "keras"}, "keras")):
+      with self.assertRaisesRegex(ValueError, pattern):
+        config_lib.validate(config_lib.SearchConfig(**dict(base, **bad)))
+
+
+if __name__ == "__main__":
+  tf.test.main()
