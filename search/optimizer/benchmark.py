@@ -4,15 +4,29 @@
       --budget=36 --seeds=5 --out=runs/bench/branin_currin_pesmo.json
   python -m search.optimizer.benchmark --problem=cell_synthetic --strategy=pesmo \\
       --time_proposal_at=400
+  python -m search.optimizer.benchmark --problem=table --table=FILE.csv \\
+      --variables=COL,... --objectives=COL,... [--log_objectives=COL,...] \\
+      --strategy=pesmo --budget=100 --seeds=10
 
 Each run starts from ``problem.num_initial`` points (2(d+1) scrambled Sobol
 points for the continuous problems, 10 uniform cells for ``cell_synthetic``)
 and then proposes one point at a time; ``--budget`` counts all evaluations.
-JSON written to ``--out``::
+``--problem=table`` reads any CSV of evaluated designs
+(``search.optimizer.table``: one categorical column per variable, one numeric
+column per minimized objective); its runs start from 10 uniform rows
+(``--num_initial``), may only propose rows of the table and are scored by the
+hypervolume fraction of the table's true front. JSON written to ``--out``::
 
   {"problem", "strategy", "budget", "runs": [{"seed", "log_hv_gap" (or
-   "hypervolume" when the optimum is unknown): one per evaluation,
-   "fit_seconds", "acquisition_seconds": one per proposal}]}
+   "hypervolume" when the optimum is unknown, "hypervolume_fraction" for a
+   table): one per evaluation, "fit_seconds", "acquisition_seconds": one per
+   proposal, "rows" (tables): the table rows evaluated, in order}],
+   "table" (tables): path, columns, reference point, front size}
+
+Public pieces for other runners (``search.optimizer.anchors``):
+``make_problem(name, **kwargs)`` (``search.optimizer.problems``),
+``initial_design(problem, seed)`` (alias ``initial_points``) and
+``quality(problem, y)`` (alias ``score``; its name is ``problem.metric``).
 
 ``--summarize=FOLDER`` prints the median final figures of the JSON files in
 FOLDER and writes one PNG per problem there.
@@ -50,7 +64,17 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("problem", "branin_currin",
-                    ["branin_currin", "zdt1", "zdt2", "dtlz2", "cell_synthetic"], "Benchmark problem.")
+                    ["branin_currin", "zdt1", "zdt2", "dtlz2", "cell_synthetic", "table"],
+                    "Benchmark problem.")
+  flags.DEFINE_string("table", None, "--problem=table: the CSV file (one row per design).")
+  flags.DEFINE_list("variables", None, "--problem=table: the design-variable columns "
+                    "(categorical).")
+  flags.DEFINE_list("objectives", None, "--problem=table: the objective columns "
+                    "(minimized).")
+  flags.DEFINE_list("log_objectives", [], "--problem=table: objectives modelled (and "
+                    "scored) in log space; strictly positive.")
+  flags.DEFINE_integer("num_initial", 10, "--problem=table: uniform initial rows per run.",
+                       lower_bound=1)
   flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
   flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
                        "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).",
@@ -67,12 +91,14 @@ def define_flags():
                        "observations.", lower_bound=2)
 
 
-DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60}
+DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60,
+                  "table": 100}
 
 
 def initial_design(problem, seed: int) -> np.ndarray:
-  """``problem.num_initial`` points: scrambled Sobol in boxes, uniform otherwise."""
-  if problem.space.all_continuous:
+  """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
+  uniform feasible points otherwise (distinct rows of a candidate set)."""
+  if problem.space.all_continuous and not problem.space.restricted:
     from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
       warnings.simplefilter("ignore", UserWarning)
@@ -81,10 +107,16 @@ def initial_design(problem, seed: int) -> np.ndarray:
   return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
 
 
-def quality(problem, y):
+def quality(problem, y) -> float:
+  """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
+  if problem.score is not None:
+    return float(problem.score(y))
   if problem.max_hypervolume is None:
     return hypervolume(y, problem.ref_point)
   return log_hv_gap(y, problem.ref_point, problem.max_hypervolume)
+
+
+initial_points, score = initial_design, quality
 
 
 def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, **options):
@@ -111,8 +143,11 @@ def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, 
     acq.append(strategy.timings["acquisition_seconds"])
     if progress:
       progress(x.shape[0])
-  key = "hypervolume" if problem.max_hypervolume is None else "log_hv_gap"
-  return {"seed": seed, key: scores, "fit_seconds": fit, "acquisition_seconds": acq}
+  record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,
+            "acquisition_seconds": acq}
+  if problem.table is not None:
+    record["rows"] = [int(i) for i in problem.table.rows(x)]
+  return record
 
 
 class Progress:
@@ -130,20 +165,26 @@ class Progress:
     sys.stderr.flush()
 
 
-def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0, **options):
-  problem = make_problem(problem_name)
+def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0,
+                  problem_args=None, **options):
+  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s)."""
+  problem = make_problem(problem_name, **(problem_args or {}))
   budget = budget or DEFAULT_BUDGET[problem_name]
   progress = Progress(seeds * max(budget - problem.num_initial, 0),
                       "%s/%s" % (problem_name, strategy_name))
   runs = [run_one(problem, strategy_name, budget, s, progress.step, **options)
           for s in range(first_seed, first_seed + seeds)]
   sys.stderr.write("\n")
-  return {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": runs}
+  out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": runs}
+  if problem.table is not None:
+    out["table"] = problem.table.describe()
+  return out
 
 
-def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, **options):
+def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_args=None,
+                  **options):
   """Times a cold proposal at ``n`` observations and a warm one at ``n + 1``."""
-  problem = make_problem(problem_name)
+  problem = make_problem(problem_name, **(problem_args or {}))
   x = problem.space.sample(np.random.default_rng(seed), n + 1)
   y = problem.evaluate(x)
   strategy = make_strategy(strategy_name, problem.space, problem.num_objectives, seed=seed,
@@ -155,6 +196,10 @@ def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, **options)
     out[label] = dict(strategy.timings, total_seconds=time.perf_counter() - start,
                       cpu_seconds=time.process_time() - cpu, observations=count)
   return out
+
+
+METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
+           "hypervolume_fraction": "HV fraction of the true front"}
 
 
 def summarize(folder: str):
@@ -171,7 +216,7 @@ def summarize(folder: str):
       data = json.load(f)
     if not isinstance(data, dict) or "runs" not in data or not data["runs"]:
       continue
-    key = "log_hv_gap" if "log_hv_gap" in data["runs"][0] else "hypervolume"
+    key = next(k for k in METRICS if k in data["runs"][0])
     series = np.array([r[key] for r in data["runs"]])
     table.setdefault(data["problem"], {})[data["strategy"]] = (
         float(np.median(series[:, -1])), series.shape[0])
@@ -181,13 +226,30 @@ def summarize(folder: str):
     for strategy, (key, curve) in sorted(by_strategy.items()):
       ax.plot(np.arange(1, curve.size + 1), curve, label=strategy)
     ax.set_xlabel("evaluations")
-    ax.set_ylabel("median " + ("log10 HV gap" if key == "log_hv_gap" else "hypervolume"))
+    ax.set_ylabel("median " + METRICS[key])
     ax.set_title(problem)
     ax.legend()
     fig.tight_layout()
     fig.savefig(os.path.join(folder, problem + ".png"))
     plt.close(fig)
   return table
+
+
+def _problem_args():
+  """make_problem's keyword arguments from the table flags (checked)."""
+  table_flags = {"table": FLAGS.table, "variables": FLAGS.variables,
+                 "objectives": FLAGS.objectives}
+  if FLAGS.problem != "table":
+    given = [k for k, v in table_flags.items() if v] + (["log_objectives"]
+                                                        if FLAGS.log_objectives else [])
+    if given:
+      raise app.UsageError("--%s apply only to --problem=table." % ", --".join(given))
+    return {}
+  missing = [k for k, v in table_flags.items() if not v]
+  if missing:
+    raise app.UsageError("--problem=table needs --%s." % ", --".join(missing))
+  return dict(table_flags, log_objectives=FLAGS.log_objectives,
+              num_initial=FLAGS.num_initial)
 
 
 def main(argv):
@@ -197,23 +259,29 @@ def main(argv):
       print(problem + ": " + ", ".join("%s %.4f (%d runs)" % (s, v, n) for s, (v, n)
                                        in sorted(by_strategy.items())))
     return
-  if FLAGS.time_proposal_at:
-    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
-                           **json.loads(FLAGS.strategy_options))
-    print(json.dumps(result, indent=1))
-    return
   options = json.loads(FLAGS.strategy_options)
   if not isinstance(options, dict):
     raise app.UsageError("--strategy_options must be a JSON object, got %r."
                          % FLAGS.strategy_options)
+  problem_args = _problem_args()
+  try:  # bad tables are refused here, before any run
+    make_problem(FLAGS.problem, **problem_args)
+  except ValueError as e:
+    sys.exit("search.optimizer.benchmark: %s" % e)
+  if FLAGS.time_proposal_at:
+    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
+                           problem_args=problem_args, **options)
+    print(json.dumps(result, indent=1))
+    return
   result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
-                         FLAGS.first_seed, **options)
+                         FLAGS.first_seed, problem_args, **options)
   result["strategy_options"] = options
-  final = [r.get("log_hv_gap", r.get("hypervolume"))[-1] for r in result["runs"]]
-  print("%s %s budget=%d seeds=%d median final %s = %.4f  (per seed: %s)" % (
-      FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds,
-      "log10 HV gap" if "log_hv_gap" in result["runs"][0] else "hypervolume",
-      float(np.median(final)), ", ".join("%.4f" % f for f in final)))
+  key = next(k for k in METRICS if k in result["runs"][0])
+  final = [r[key][-1] for r in result["runs"]]
+  q1, q3 = np.percentile(final, [25, 75])
+  print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f)  (per seed: %s)" % (
+      FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
+      float(np.median(final)), q1, q3, ", ".join("%.4f" % f for f in final)))
   if FLAGS.out:
     os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
     with open(FLAGS.out, "w") as f:

@@ -49,6 +49,14 @@ from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisi
                                    new_random_points, observed_front)
 
 
+# Candidate sets up to this size are scored whole (acquisition and sampled
+# Pareto sets); larger ones use pools and Hamming-neighbourhood search. At the
+# 15,625-row table, n = 90, 3 objectives, 10 hyperparameter samples, one
+# proposal cost 18.8 s CPU exhaustive against 2.7 s CPU pooled (this machine,
+# load ~9): exhaustive scoring there does not fit a 100-evaluation budget.
+EXHAUSTIVE_LIMIT = 5000
+
+
 def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
   """One random-feature posterior sample per objective (hyperparameter sample
   ``sample_index`` of each GP)."""
@@ -115,7 +123,8 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
 
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
-                      local_points: int = 4, exhaustive_limit: int = 20000) -> np.ndarray:
+                      local_points: int = 4,
+                      exhaustive_limit: int = EXHAUSTIVE_LIMIT) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
   set, P <= ``max_pareto``.
 
@@ -326,6 +335,11 @@ class PESMOStrategy(Strategy):
     gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
     num_features (500), pool_size (500), max_pareto (30): Pareto sampling.
     acq_pool (500), refine (3): acquisition maximization.
+    exhaustive_limit, pareto_exhaustive_limit (``EXHAUSTIVE_LIMIT``): a
+      candidate set (``DesignSpace.with_candidates``) of at most this many
+      rows is scored whole by the acquisition / by each sampled function
+      (exact Pareto sets); larger sets use the pools, mutations and
+      Hamming-neighbourhood hill climbing (``base.maximize_acquisition``).
     trust_region: "auto" (default: on in all-continuous spaces), true or
       false. When on, the acquisition is maximized only inside trust regions
       (``search/optimizer/trust_region.py``) around the observed points that contribute
@@ -345,7 +359,8 @@ class PESMOStrategy(Strategy):
   def option_names(cls):
     return ("log_objectives", "gp_mode", "num_samples", "kernel", "num_features",
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
-            "trust_region_length", "trust_region_weights", "reference_point")
+            "trust_region_length", "trust_region_weights", "reference_point",
+            "exhaustive_limit", "pareto_exhaustive_limit")
 
   def __init__(self, space, num_objectives, seed=0, **options):
     super().__init__(space, num_objectives, seed, **options)
@@ -375,6 +390,18 @@ class PESMOStrategy(Strategy):
     if use_tr is True and self.trust_region is None:
       raise ValueError("Invalid value for option `trust_region`: trust regions need an "
                        "all-continuous space; received %r." % (space,))
+
+  def _pareto_sets(self, gps, seen):
+    """One sampled Pareto set per hyperparameter sample (``sample_pareto_set``
+    with this strategy's options)."""
+    out = []
+    for s in range(min(len(gp.samples) for gp in gps)):
+      functions = sample_functions(gps, s, self.options.get("num_features", 500), self.rng)
+      out.append(sample_pareto_set(
+          functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
+          max_pareto=self.options.get("max_pareto", 30),
+          exhaustive_limit=self.options.get("pareto_exhaustive_limit", EXHAUSTIVE_LIMIT)))
+    return out
 
   def _lengthscales(self, gps):
     """(d,) geometric mean over objectives of each GP's median lengthscale."""
@@ -439,9 +466,7 @@ class PESMOStrategy(Strategy):
     with Timer() as acq_timer:
       seen = np.vstack([x, pending])
       acq = PESMOAcquisition(gps, self.space, seen, self.rng,
-                             num_features=self.options.get("num_features", 500),
-                             pool_size=self.options.get("pool_size", 500),
-                             max_pareto=self.options.get("max_pareto", 30))
+                             pareto_sets=self._pareto_sets(gps, seen))
       if self.trust_region is not None:
         self.trust_region.update(y, self.options.get("reference_point"))
         point = self._maximize_in_trust_region(acq, gps, x, y, excluded)
@@ -449,7 +474,9 @@ class PESMOStrategy(Strategy):
         anchors = np.vstack([observed_front(x, y)] + acq.pareto_sets)
         point = maximize_acquisition(acq, self.space, self.rng, anchors, excluded,
                                      pool_size=self.options.get("acq_pool", 500),
-                                     refine=self.options.get("refine", 3))
+                                     refine=self.options.get("refine", 3),
+                                     exhaustive_limit=self.options.get("exhaustive_limit",
+                                                                       EXHAUSTIVE_LIMIT))
     self.last_acquisition = acq
     self.timings = {"fit_seconds": fit_timer.seconds,
                     "acquisition_seconds": acq_timer.seconds}
