@@ -166,18 +166,21 @@ class Progress:
 
 
 def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0,
-                  problem_args=None, **options):
-  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s)."""
+                  problem_args=None, on_run=None, **options):
+  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s);
+  ``on_run(partial_json)`` is called after each finished run."""
   problem = make_problem(problem_name, **(problem_args or {}))
   budget = budget or DEFAULT_BUDGET[problem_name]
   progress = Progress(seeds * max(budget - problem.num_initial, 0),
                       "%s/%s" % (problem_name, strategy_name))
-  runs = [run_one(problem, strategy_name, budget, s, progress.step, **options)
-          for s in range(first_seed, first_seed + seeds)]
-  sys.stderr.write("\n")
-  out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": runs}
+  out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": []}
   if problem.table is not None:
     out["table"] = problem.table.describe()
+  for s in range(first_seed, first_seed + seeds):
+    out["runs"].append(run_one(problem, strategy_name, budget, s, progress.step, **options))
+    if on_run:
+      on_run(out)
+  sys.stderr.write("\n")
   return out
 
 
@@ -273,19 +276,19 @@ def main(argv):
                            problem_args=problem_args, **options)
     print(json.dumps(result, indent=1))
     return
+  def write(result):  # after every seed, so a cut-short run keeps its finished seeds
+    if FLAGS.out:
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      with open(FLAGS.out, "w") as f:
+        json.dump(dict(result, strategy_options=options), f)
   result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
-                         FLAGS.first_seed, problem_args, **options)
-  result["strategy_options"] = options
+                         FLAGS.first_seed, problem_args, on_run=write, **options)
   key = next(k for k in METRICS if k in result["runs"][0])
   final = [r[key][-1] for r in result["runs"]]
   q1, q3 = np.percentile(final, [25, 75])
   print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f)  (per seed: %s)" % (
       FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
       float(np.median(final)), q1, q3, ", ".join("%.4f" % f for f in final)))
-  if FLAGS.out:
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-    with open(FLAGS.out, "w") as f:
-      json.dump(result, f)
 
 
 if __name__ == "__main__":
