@@ -175,11 +175,11 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
   x = benchmark.initial_design(problem, seed)[:budget]
   y = problem.evaluate(x)
   scores = [benchmark.quality(problem, y[:i + 1]) for i in range(x.shape[0])]
-  ref = -np.asarray(problem.ref_point, dtype=float)
+  ref = -_scoring_space(problem, np.asarray(problem.ref_point, dtype=float)[None])[0]
   fit, acq_s = [], []
   while x.shape[0] < budget:
     start = time.perf_counter()
-    model = fit_model(torch, inputs.to_model(x), -y)
+    model = fit_model(torch, inputs.to_model(x), -_scoring_space(problem, y))
     fit.append(time.perf_counter() - start)
     start = time.perf_counter()
     acq = make_acquisition(torch, strategy, model, inputs.to_model(x), ref, settings)
@@ -190,11 +190,25 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
     scores.append(benchmark.quality(problem, y))
     if progress:
       progress(x.shape[0])
-  key = "hypervolume" if problem.max_hypervolume is None else "log_hv_gap"
-  record = {"seed": seed, key: scores, "fit_seconds": fit, "acquisition_seconds": acq_s}
-  if _candidate_set(problem.space) is not None:
-    record["rows"] = [int(i) for i in problem.space.candidate_index(x)]
+  record = {"seed": seed, _metric(problem): scores, "fit_seconds": fit,
+            "acquisition_seconds": acq_s}
+  if getattr(problem, "table", None) is not None:
+    record["rows"] = [int(i) for i in problem.table.rows(x)]
   return record
+
+
+def _metric(problem) -> str:
+  """The JSON key of the problem's figure (as the benchmark writes it)."""
+  default = "hypervolume" if problem.max_hypervolume is None else "log_hv_gap"
+  return getattr(problem, "metric", None) or default
+
+
+def _scoring_space(problem, y):
+  """Objectives in the space the problem is scored in: a table's modelled
+  space (log of its ``log_objectives``, where its hypervolume fraction is
+  computed), raw values otherwise (the benchmark scores raw hypervolume)."""
+  table = getattr(problem, "table", None)
+  return table.transform(y) if table is not None else np.asarray(y, dtype=float)
 
 
 DEFAULT_SETTINGS = {"num_restarts": 10, "raw_samples": 512, "mc_samples": 128,
@@ -216,14 +230,24 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
   runs = [run_one(problem, strategy, budget, s, settings, progress.step)
           for s in range(first_seed, first_seed + seeds)]
   sys.stderr.write("\n")
-  return {"problem": problem.name, "strategy": strategy, "budget": budget, "runs": runs,
-          "settings": settings}
+  result = {"problem": problem.name, "strategy": strategy, "budget": budget, "runs": runs,
+            "settings": settings}
+  if getattr(problem, "table", None) is not None:
+    result["table"] = problem.table.describe()
+  return result
 
 
 def define_flags():
   """The CLI's flags; defined only when run as a program."""
-  flags.DEFINE_enum("problem", "branin_currin", ["branin_currin", "zdt1", "zdt2", "dtlz2"],
+  flags.DEFINE_enum("problem", "branin_currin",
+                    ["branin_currin", "zdt1", "zdt2", "dtlz2", "table"],
                     "Benchmark problem (search.optimizer.problems).")
+  flags.DEFINE_string("table", None, "--problem=table: the CSV (as the benchmark's flag).")
+  flags.DEFINE_list("variables", None, "--problem=table: categorical variable columns.")
+  flags.DEFINE_list("objectives", None, "--problem=table: objective columns (minimized).")
+  flags.DEFINE_list("log_objectives", [], "--problem=table: objectives modelled in log.")
+  flags.DEFINE_integer("num_initial", 10, "--problem=table: uniform initial rows.",
+                       lower_bound=2)
   flags.DEFINE_enum("strategy", "qlognehvi", list(STRATEGIES), "BoTorch strategy.")
   flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
                        "(default: the benchmark's).", lower_bound=2)
@@ -238,14 +262,16 @@ def define_flags():
 def main(argv):
   del argv
   from search.optimizer.problems import make_problem  # pylint: disable=import-outside-toplevel
-  problem = make_problem(FLAGS.problem)
+  # The benchmark's own table-flag checks (same flag names), so both CLIs
+  # build the same problem from the same command line.
+  problem = make_problem(FLAGS.problem, **benchmark._problem_args())  # pylint: disable=protected-access
   check_supported(problem, FLAGS.strategy)
   torch, botorch = import_botorch()
   torch.set_num_threads(FLAGS.threads)
   result = run_anchor(problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds, FLAGS.first_seed,
                       {"num_restarts": FLAGS.num_restarts, "raw_samples": FLAGS.raw_samples})
   result["versions"] = {"botorch": botorch.__version__, "torch": torch.__version__}
-  key = "log_hv_gap" if "log_hv_gap" in result["runs"][0] else "hypervolume"
+  key = _metric(problem)
   final = [r[key][-1] for r in result["runs"]]
   print("%s %s budget=%d seeds=%d median final %s = %.4f  (per seed: %s)" % (
       FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, key,

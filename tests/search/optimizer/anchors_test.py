@@ -2,6 +2,8 @@
 error, and a subprocess run whose JSON follows the benchmark's format from
 the benchmark's own initial points."""
 
+import csv
+import itertools
 import json
 import os
 import pathlib
@@ -73,6 +75,31 @@ class AnchorsTest(tf.test.TestCase):
     expected = pareto.log_hv_gap(y, problem.ref_point, problem.max_hypervolume)
     self.assertAllClose(run["log_hv_gap"][problem.num_initial - 1], expected)
     self.assertTrue(np.all(np.diff(run["log_hv_gap"]) <= 1e-12))  # gaps never grow
+
+  @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
+  def test_table_run_proposes_only_unevaluated_rows(self):
+    path = os.path.join(self.get_temp_dir(), "toy.csv")
+    with open(path, "w", newline="") as f:
+      w = csv.writer(f)
+      w.writerow(["op", "width", "depth", "error", "cost"])
+      for op, width, depth in itertools.product(("conv", "pool", "skip"), (1, 2, 4), (0, 1)):
+        cost = {"conv": 3.0, "pool": 1.0, "skip": 0.5}[op] * width * (1 + depth)
+        error = 40.0 / (1.0 + cost) + 2.0 * depth + (1.5 if op == "skip" else 0.0)
+        w.writerow([op, width, depth, error, cost])
+    problem = make_problem("table", table=path, variables=["op", "width", "depth"],
+                           objectives=["error", "cost"], log_objectives=["cost"],
+                           num_initial=4)
+    result = anchors.run_anchor(problem, "qlognparego", budget=7, seeds=1,
+                                settings={"mc_samples": 16})
+    run = result["runs"][0]
+    self.assertLen(run["rows"], 7)
+    self.assertLen(set(run["rows"]), 7)              # no row twice
+    self.assertEqual(run["rows"][:4], [int(i) for i in problem.table.rows(
+        benchmark.initial_design(problem, 0))])     # the benchmark's initial rows
+    self.assertLen(run["hypervolume_fraction"], 7)
+    self.assertEqual(result["table"]["objectives"], ["error", "cost"])
+    with self.assertRaisesRegex(ValueError, "needs a continuous box"):
+      anchors.check_supported(problem, "pes")
 
 
 if __name__ == "__main__":
