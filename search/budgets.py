@@ -59,6 +59,11 @@ def _cost(vector, num_cells, filters, concat):
   return cost.genotype_cost(genotype, num_cells, filters)
 
 
+@functools.lru_cache(maxsize=200000)
+def _params(vector, num_cells, filters):
+  return cost.genotype_params(space.Genotype.from_vector(list(vector)), num_cells, filters)
+
+
 def cell_cost(genotype, num_cells, filters):
   """``{"params", "peak_activation_bytes"}`` of ``genotype`` (cached)."""
   return dict(_cost(tuple(genotype.to_vector()), int(num_cells), int(filters),
@@ -104,20 +109,35 @@ def constraint(budgets, num_cells, filters, precisions):
   (n, d) cell vectors to the (n,) mask of cells within the known budgets."""
   known = {k: v for k, v in budgets.items() if k in KNOWN}
 
+  needs_peak = "max_peak_activation_bytes" in known
+
+  def one(row):
+    vector = tuple(int(v) for v in np.rint(row))
+    if needs_peak:
+      values = dict(_cost(vector, num_cells, filters, "unused"))
+    else:  # the closed form: what the optimizer's thousands of candidates need
+      values = {"params": _params(vector, num_cells, filters), "peak_activation_bytes": 0}
+    return not violations(values, known, precisions)
+
   def fn(x):
     x = np.asarray(x, float).reshape(len(x), -1)
-    return np.array([not violations(cell_cost(space.Genotype.from_vector(
-        np.rint(row).astype(int)), num_cells, filters), known, precisions)
-                     for row in x], dtype=bool)
+    return np.array([one(row) for row in x], dtype=bool)
   return fn, describe(known, precisions)
 
 
 def check_space(budgets, num_cells, filters, precisions, seed=0):
+  """See ``_check_space``; memoized (``config.validate`` calls it each time)."""
+  return _check_space(tuple(sorted(budgets.items())), int(num_cells), int(filters),
+                      tuple(precisions), int(seed))
+
+
+@functools.lru_cache(maxsize=64)
+def _check_space(budget_items, num_cells, filters, precisions, seed):
   """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
   the smallest cells of the space (every op a max-pool, one output block:
   the fewest parameters and activations) and ``CHECK_DRAWS`` uniform cells
   are tried. Returns the fraction of the uniform cells that meet them."""
-  known = {k: v for k, v in budgets.items() if k in KNOWN}
+  known = {k: v for k, v in budget_items if k in KNOWN}
   if not known:
     return 1.0
   smallest = space.Genotype.parse("; ".join(

@@ -153,8 +153,9 @@ def validate(config: SearchConfig) -> None:
 
 
 def _validate_deployment(config):
-  """Precisions and budgets (search/budgets.py); the known budgets' cells
-  are checked by ``search.budgets.check_space`` before any training."""
+  """Precisions and budgets (search/budgets.py); known budgets that no cell
+  meets are refused here (``search.budgets.check_space``, an
+  ``InfeasibleBudgetError``)."""
   precisions = tuple(config.precisions)
   if not precisions or len(set(precisions)) != len(precisions):
     raise ValueError("--precisions must name distinct precisions among %s; received %s."
@@ -175,6 +176,12 @@ def _validate_deployment(config):
     if value is not None and not value > 0:
       raise ValueError("--%s=%s: expected a positive budget (or unset for none)."
                        % (name, value))
+  from search import budgets  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+  if budgets.has_known(config):
+    from tea_keras import recipes  # pylint: disable=g-import-not-at-top
+    recipe = recipes.search_recipe(**config.recipe)
+    budgets.check_space(budgets.budgets_of(config), recipe.num_cells, recipe.filters,
+                        precisions, seed=config.seed)
   if config.max_time_s is not None and "time" not in config.objectives:
     raise ValueError("--max_time_s needs time among --objectives (it is measured).")
   if config.max_energy_j is not None and "energy" not in config.objectives:

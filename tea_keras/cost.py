@@ -149,6 +149,38 @@ class _Net:
     return (self.g.op([o[0] for o in outs], h * w * width), h, w, width)
 
 
+def _op_params(name, width, stride):
+  if name == "max3x3" or (name == "identity" and stride == 1):
+    return 0
+  if name == "identity":
+    return width * width + 4 * width
+  k = int(name[-1])
+  if name.startswith("sep"):
+    return 2 * (k * k * width + width * width + 4 * width)
+  return k * k * width * width + 4 * width
+
+
+def genotype_params(genotype, num_cells, filters, num_classes=10, input_channels=3,
+                    stem_multiplier=3):
+  """``genotype_cost(...)["params"]`` in closed form (no op list, ~50x
+  faster): stem, per cell the two input projections (``C_in * w + 4w`` each,
+  a factorized reduction included) and the block ops, the dense logits."""
+  stem = stem_multiplier * filters
+  total = 9 * input_channels * stem + 4 * stem
+  c_pp = c_p = stem
+  width = filters
+  outputs = len(genotype.output_blocks())
+  for stride in [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells:
+    if stride == 2:
+      width *= 2
+    total += (c_pp + c_p) * width + 8 * width
+    for block in genotype.blocks:
+      for inp, op in ((block.input1, block.op1), (block.input2, block.op2)):
+        total += _op_params(op, width, stride if inp < 2 else 1)
+    c_pp, c_p = c_p, width * outputs
+  return total + c_p * num_classes + num_classes
+
+
 def genotype_cost(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
                   stem_multiplier=3):
   """``{"params", "peak_activation_bytes"}`` of ``build_network(genotype, num_cells,

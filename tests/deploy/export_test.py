@@ -60,7 +60,9 @@ class ExportTest(tf.test.TestCase):
   def test_export_model_rejects_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "onnx\\|openvino\\|tensorrt\\|saved_model"):
       export.export_model(self.tiny["model"], "tflite", "x")
-    with self.assertRaisesRegex(ValueError, "fp32 or fp16"):
+    with self.assertRaisesRegex(ValueError, "fp32\\|fp16\\|int8"):
+      export.export_model(self.tiny["model"], "onnx", "x", "int4")
+    with self.assertRaisesRegex(ValueError, "calibration_images"):
       export.export_model(self.tiny["model"], "onnx", "x", "int8")
     with self.assertRaisesRegex(ValueError, "model_dir holding model.keras"):
       export.export_model(self.get_temp_dir(), "onnx", "x")

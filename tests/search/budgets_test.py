@@ -89,13 +89,14 @@ class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_config_validates_budgets_and_precisions(self):
     base = dict(results_dir="x", objectives=("error", "time"), runtime="onnxruntime")
-    config_lib.validate(config_lib.SearchConfig(precisions=("fp32", "int8"), max_params=10,
-                                                **base))
+    config_lib.validate(config_lib.SearchConfig(precisions=("fp32", "int8"),
+                                                max_params=10 ** 6, **base))
     for bad, pattern in (({"precisions": ("fp64",)}, "precisions"),
                          ({"precisions": ("int8", "int8")}, "distinct"),
                          ({"max_params": 0}, "max_params"),
                          ({"max_energy_j": 1.0}, "energy among"),
-                         ({"precisions": ("int8",), "runtime": "keras"}, "keras")):
+                         ({"precisions": ("int8",), "runtime": "keras"}, "keras"),
+                         ({"max_params": 10}, "No cell of the search space")):
       with self.assertRaisesRegex(ValueError, pattern):
         config_lib.validate(config_lib.SearchConfig(**dict(base, **bad)))
 
