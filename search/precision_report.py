@@ -26,16 +26,27 @@ COLUMNS = ("trial_id", "runtime", "precision", "val_error", "model_bytes", "weig
 
 def front_cells(trials, objectives, budgets, top=3):
   """Trial ids of the front's cells, in front order, spread over the front
-  when there are more than ``top`` (0: all)."""
+  when there are more than ``top`` (0: all); when the front holds fewer than
+  ``top`` cells, the cells of the next non-dominated layers (the front of
+  the pairs left, and so on) follow, so that ``top`` cells are reported."""
   from search import outputs  # pylint: disable=g-import-not-at-top
-  ids = []
-  for row in outputs.pair_front(outputs.pairs(trials, objectives, budgets)):
-    if row["trial"]["trial_id"] not in ids:
-      ids.append(row["trial"]["trial_id"])
-  if top and len(ids) > top:
-    picks = sorted({int(round(i * (len(ids) - 1) / (top - 1))) for i in range(top)}) \
-        if top > 1 else [0]
-    ids = [ids[i] for i in picks]
+  rows = outputs.pairs(trials, objectives, budgets)
+  ids, layer = [], 0
+  while rows and (layer == 0 or len(ids) < top):
+    front = outputs.pair_front(rows)
+    if not front:
+      break
+    new = []
+    for row in front:
+      if row["trial"]["trial_id"] not in ids + new:
+        new.append(row["trial"]["trial_id"])
+    if layer == 0 and top and len(new) > top:
+      picks = sorted({int(round(i * (len(new) - 1) / (top - 1))) for i in range(top)}) \
+          if top > 1 else [0]
+      new = [new[i] for i in picks]
+    ids += new[:max(top - len(ids), 0)] if top and layer else new
+    rows = [r for r in rows if r not in front]
+    layer += 1
   return ids
 
 

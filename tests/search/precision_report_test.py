@@ -40,7 +40,7 @@ class PrecisionReportTest(tf.test.TestCase):
     out = os.path.join(self.get_temp_dir(), "report")
     make_search(d)
     proc = subprocess.run([sys.executable, "-m", "search.report", "--figure=precisions",
-                           "--results_dir=" + d, "--out_dir=" + out],
+                           "--results_dir=" + d, "--out_dir=" + out, "--top=2"],
                           capture_output=True, text=True)
     self.assertEqual(proc.returncode, 0, msg=proc.stderr)
     self.assertIn("| #1 |", proc.stdout)
@@ -60,6 +60,9 @@ class PrecisionReportTest(tf.test.TestCase):
     _, trials = report.load_search(d)
     self.assertEqual(precision_report.front_cells(trials, ("error", "time"), {}, top=1), [2])
     self.assertEqual(precision_report.front_cells(trials, ("error", "time"), {}, top=0), [2, 1])
+    # Fewer front cells than asked: the next non-dominated layer fills in.
+    self.assertEqual(precision_report.front_cells(trials, ("error", "time"), {}, top=3),
+                     [2, 1, 3])
 
 
 if __name__ == "__main__":
