@@ -23,9 +23,10 @@ TINY = ["--flagfile=" + os.path.join(ROOT, "flags", "constrained.cfg"), "--num_c
 
 
 def _run(results_dir, *extra, timeout=1500):
-  return subprocess.run([sys.executable, "-m", "search.run", "--results_dir=" + results_dir]
-                        + TINY + list(extra), capture_output=True, text=True, cwd=ROOT,
-                        timeout=timeout)
+  # --results_dir after the flagfile, whose own value it overrides.
+  return subprocess.run([sys.executable, "-m", "search.run"] + TINY
+                        + ["--results_dir=" + results_dir] + list(extra), capture_output=True,
+                        text=True, cwd=ROOT, timeout=timeout)
 
 
 def _median_params(count=200, seed=0):
