@@ -11,6 +11,7 @@ device registry ``deploy/devices.py``.
 """
 
 import dataclasses
+import os
 
 from absl import flags
 
@@ -164,3 +165,32 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       max_model_bytes=fv.max_model_bytes,
       max_peak_activation_bytes=fv.max_peak_activation_bytes, max_time_s=fv.max_time_s,
       max_energy_j=fv.max_energy_j)
+
+
+def expand_flagfiles(argv, _stack=()):
+  """``argv`` with every ``--flagfile=FILE`` replaced by FILE's flags, a
+  ``--flagfile=`` line inside FILE resolved against FILE's own directory
+  first (so ``flags/constrained.cfg`` includes ``constrained_baseline.cfg``
+  from any working directory), then against the working directory, as absl
+  reads them. Comments and blank lines are dropped; the order (later wins)
+  is absl's. A missing file is a ValueError naming it and its includer."""
+  out = []
+  for arg in argv:
+    name = arg[len("--flagfile="):] if arg.startswith("--flagfile=") else None
+    if name is None:
+      out.append(arg)
+      continue
+    path = name
+    if _stack and not os.path.isabs(name):
+      local = os.path.join(os.path.dirname(_stack[-1]), os.path.basename(name))
+      path = local if os.path.exists(local) else name
+    if not os.path.exists(path):
+      raise ValueError("--flagfile=%s: no such file%s." % (
+          name, " (included by %s)" % _stack[-1] if _stack else ""))
+    if os.path.realpath(path) in [os.path.realpath(p) for p in _stack]:
+      raise ValueError("--flagfile=%s includes itself (through %s)." % (name, " -> ".join(_stack)))
+    with open(path) as f:
+      lines = [line.strip() for line in f]
+    out += expand_flagfiles([line for line in lines
+                             if line and not line.startswith(("#", "//"))], _stack + (path,))
+  return out

@@ -30,6 +30,12 @@ records, or measured again now on each of ``--runtimes``::
   python -m search.report --figure=precisions --results_dir=runs/constrained \
       --runtimes=onnxruntime,openvino --top=3 --out_dir=reports/constrained
 
+The front under a budget next to an unconstrained search of the same
+settings (``search.budget_report``)::
+
+  python -m search.report --figure=budget --results_dir=runs/constrained \
+      --unconstrained_dir=runs/constrained_baseline --out_dir=reports/budget
+
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
 
   python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=... \\
@@ -61,11 +67,14 @@ FLAGS = flags.FLAGS
 def define_flags():
   """The CLI's flags; defined only when run as a program (``search.cross_device``
   imports this module and defines some of the same names)."""
-  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions"],
+  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions",
+                                        "budget"],
                     "What to draw (remeasure: the Pareto set of --results_dir measured again, "
                     "back to back, with the search's own settings).")
   flags.DEFINE_string("results_dir", None, "remeasure, precisions: the search whose front is "
-                      "measured.")
+                      "measured; budget: the constrained search.")
+  flags.DEFINE_string("unconstrained_dir", None, "budget: a search of the same settings "
+                      "without the budget, scored against --results_dir's budget.")
   flags.DEFINE_list("runtimes", [], "precisions: export and measure the front's pairs again "
                     "on these runtimes (default: the search's own records).")
   flags.DEFINE_integer("top", 3, "precisions: at most this many cells of the front, spread "
@@ -365,6 +374,11 @@ def main(argv):
       from search import precision_report  # pylint: disable=g-import-not-at-top
       print(precision_report.precision_table(FLAGS.results_dir, FLAGS.out_dir,
                                              tuple(FLAGS.runtimes), FLAGS.top))
+      return
+    if FLAGS.figure == "budget":
+      from search import budget_report  # pylint: disable=g-import-not-at-top
+      print(budget_report.markdown(budget_report.compare(
+          FLAGS.results_dir, FLAGS.unconstrained_dir, FLAGS.out_dir)))
       return
     if not FLAGS.model_dirs:
       raise ValueError("--figure=table2 needs --model_dirs.")

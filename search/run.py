@@ -68,6 +68,14 @@ def define_flags():
   flags.adopt_module_key_flags(search_flags)
 
 
+def _argv():
+  """``sys.argv`` with its flagfiles expanded (``search.flags.expand_flagfiles``)."""
+  try:
+    return sys.argv[:1] + search_flags.expand_flagfiles(sys.argv[1:])
+  except ValueError as e:
+    sys.exit("error: %s" % e)
+
+
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, argv=_argv())
