@@ -28,6 +28,22 @@ Public pieces for other runners (``search.optimizer.anchors``):
 ``initial_design(problem, seed)`` (alias ``initial_points``) and
 ``quality(problem, y)`` (alias ``score``; its name is ``problem.metric``).
 
+``--bounds=OBJ=VALUE,...`` (raw units; table objectives by column name,
+other problems ``f1``..``fK``) sets measured budgets (upper bounds): PESMO
+gets them as ``objective_bounds`` (``search.optimizer.feasibility``) unless
+``--nobounds_to_strategy``; ParEGO and random ignore them. The score counts
+only the evaluations that meet every bound: for a table, the hypervolume
+fraction of its true FEASIBLE front (brute force over the rows that meet the
+bounds, same reference point as without bounds; metric
+``feasible_hypervolume_fraction``), otherwise the hypervolume of the
+feasible evaluations (``feasible_hypervolume``). Each run records
+``feasible_evaluations`` (all) and ``feasible_proposals`` (after the
+initial design); the JSON records ``bounds``, ``bounds_to_strategy`` and,
+for a table, ``feasible_rows`` and ``feasible_front_size``. Refused before
+any run: an unknown objective, a value that is not a finite number, an
+objective given twice, a non-positive bound on a log objective, and (tables) bounds that no row meets
+or whose feasible rows do not dominate the reference point.
+
 ``--summarize=FOLDER`` prints the median final figures of the JSON files in
 FOLDER and writes one PNG per problem there.
 
@@ -51,10 +67,13 @@ import sys
 import time
 import warnings
 
+import dataclasses
+
 import numpy as np
 from absl import app, flags
 
-from search.optimizer.pareto import hypervolume, log_hv_gap
+from search.optimizer import feasibility
+from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
 from search.optimizer.problems import make_problem
 from search.optimizer.strategies import make_strategy
 
@@ -87,6 +106,13 @@ def define_flags():
   flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
                       "files; prints the median final figures per problem and strategy and "
                       "writes one PNG per problem (median curve per strategy) there.")
+  flags.DEFINE_list("bounds", [], "Measured budgets OBJ=VALUE,... (raw units; table "
+                    "objectives by column name, otherwise f1..fK): the score counts only "
+                    "evaluations that meet them; PESMO models them (see "
+                    "--bounds_to_strategy).")
+  flags.DEFINE_bool("bounds_to_strategy", True, "With --bounds: give them to PESMO as "
+                    "objective_bounds. False: PESMO proposes unconstrained (the score still "
+                    "counts only feasible evaluations).")
   flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
                        "observations.", lower_bound=2)
 
@@ -119,13 +145,78 @@ def quality(problem, y) -> float:
 initial_points, score = initial_design, quality
 
 
-def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, **options):
+def objective_names(problem):
+  """The names ``--bounds`` uses: a table's objective columns, else f1..fK."""
+  if problem.table is not None:
+    return list(problem.table.objectives)
+  return ["f%d" % (k + 1) for k in range(problem.num_objectives)]
+
+
+def parse_bounds(entries, problem):
+  """``["latency_ms=4", ...]`` -> K entries (None or a float, raw units);
+  ``ValueError`` naming the entry and what was expected."""
+  names = objective_names(problem)
+  bounds = [None] * len(names)
+  for entry in entries or ():
+    name, sep, value = str(entry).partition("=")
+    name = name.strip()
+    if not sep or name not in names:
+      raise ValueError("Invalid value for flag `--bounds`: %r. Expected OBJECTIVE=VALUE with "
+                       "OBJECTIVE one of %s." % (entry, ", ".join(names)))
+    if bounds[names.index(name)] is not None:
+      raise ValueError("Invalid value for flag `--bounds`: %r is bounded twice." % name)
+    try:
+      bounds[names.index(name)] = float(value)
+    except ValueError:
+      bounds[names.index(name)] = np.nan
+    if not np.isfinite(bounds[names.index(name)]):
+      raise ValueError("Invalid value for flag `--bounds`: %r. Expected a finite number "
+                       "after %s=." % (entry, name))
+  logs = problem.log_objectives or (False,) * len(names)
+  feasibility.check_bounds(bounds, len(names), logs)  # positive on log objectives
+  return bounds
+
+
+def with_bounds(problem, bounds):
+  """``problem`` scored on its feasible evaluations only (module doc);
+  returns (problem, info dict for the JSON)."""
+  info = {"bounds": {n: b for n, b in zip(objective_names(problem), bounds) if b is not None}}
+  if problem.table is not None:
+    table = problem.table
+    mask = feasibility.feasible_rows(table.y, bounds)
+    if not np.any(mask):
+      raise ValueError("Invalid value for flag `--bounds`: no row of the table %r meets %s."
+                       % (table.path, info["bounds"]))
+    modelled = table.transform(table.y[mask])
+    front = modelled[non_dominated_mask(modelled)]
+    max_hv = hypervolume(front, table.reference)
+    if not max_hv > 0:
+      raise ValueError("Invalid value for flag `--bounds`: none of the %d rows of %r that meet "
+                       "%s dominates the reference point %s, so the feasible hypervolume is "
+                       "undefined." % (int(mask.sum()), table.path, info["bounds"],
+                                       table.ref_point.tolist()))
+    info.update(feasible_rows=int(mask.sum()), feasible_front_size=int(front.shape[0]),
+                feasible_max_hypervolume_modelled=float(max_hv))
+    fn = lambda y: hypervolume(table.transform(y[feasibility.feasible_rows(y, bounds)]),
+                               table.reference) / max_hv
+    return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume_fraction"), info
+  fn = lambda y: hypervolume(y[feasibility.feasible_rows(y, bounds)], problem.ref_point)
+  return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume"), info
+
+
+def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, bounds=None,
+            bounds_to_strategy: bool = True, **options):
   """One run; returns the run's JSON record. PESMO gets the problem's
   reference point (its trust regions are centred on the points that
-  contribute hypervolume), as qNEHVI does; every strategy gets the problem's
+  contribute hypervolume), as qNEHVI does, and ``bounds`` (K entries, None or
+  a raw upper bound; score them with ``with_bounds``) as ``objective_bounds``
+  when ``bounds_to_strategy``; every strategy gets the problem's
   ``log_objectives`` unless ``options`` sets them."""
   if strategy_name == "pesmo" and "reference_point" not in options:
     options = dict(options, reference_point=[float(r) for r in problem.ref_point])
+  if (strategy_name == "pesmo" and bounds is not None and bounds_to_strategy
+      and "objective_bounds" not in options):
+    options = dict(options, objective_bounds=list(bounds))
   if problem.log_objectives and "log_objectives" not in options:
     options = dict(options, log_objectives=list(problem.log_objectives))
   strategy = make_strategy(strategy_name, problem.space, problem.num_objectives, seed=seed,
@@ -145,6 +236,10 @@ def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, 
       progress(x.shape[0])
   record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,
             "acquisition_seconds": acq}
+  if bounds is not None:
+    ok = feasibility.feasible_rows(y, bounds)
+    record.update(feasible_evaluations=int(ok.sum()),
+                  feasible_proposals=int(ok[min(problem.num_initial, budget):].sum()))
   if problem.table is not None:
     record["rows"] = [int(i) for i in problem.table.rows(x)]
   return record
@@ -166,8 +261,10 @@ class Progress:
 
 
 def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0,
-                  problem_args=None, on_run=None, **options):
-  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s);
+                  problem_args=None, on_run=None, bounds=None, bounds_to_strategy=True,
+                  **options):
+  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s;
+  ``bounds``: ``--bounds`` entries, see the module doc);
   ``on_run(partial_json)`` is called after each finished run."""
   problem = make_problem(problem_name, **(problem_args or {}))
   budget = budget or DEFAULT_BUDGET[problem_name]
@@ -176,8 +273,14 @@ def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=
   out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": []}
   if problem.table is not None:
     out["table"] = problem.table.describe()
+  values = None
+  if bounds:
+    values = parse_bounds(bounds, problem)
+    problem, info = with_bounds(problem, values)
+    out.update(info, bounds_to_strategy=bool(bounds_to_strategy and strategy_name == "pesmo"))
   for s in range(first_seed, first_seed + seeds):
-    out["runs"].append(run_one(problem, strategy_name, budget, s, progress.step, **options))
+    out["runs"].append(run_one(problem, strategy_name, budget, s, progress.step, values,
+                               bounds_to_strategy, **options))
     if on_run:
       on_run(out)
   sys.stderr.write("\n")
@@ -202,7 +305,9 @@ def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_ar
 
 
 METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
-           "hypervolume_fraction": "HV fraction of the true front"}
+           "hypervolume_fraction": "HV fraction of the true front",
+           "feasible_hypervolume": "hypervolume of the feasible evaluations",
+           "feasible_hypervolume_fraction": "HV fraction of the true feasible front"}
 
 
 def summarize(folder: str):
@@ -267,10 +372,15 @@ def main(argv):
     raise app.UsageError("--strategy_options must be a JSON object, got %r."
                          % FLAGS.strategy_options)
   problem_args = _problem_args()
-  try:  # bad tables are refused here, before any run
-    make_problem(FLAGS.problem, **problem_args)
+  try:  # bad tables and bounds are refused here, before any run
+    problem = make_problem(FLAGS.problem, **problem_args)
+    if FLAGS.bounds:
+      with_bounds(problem, parse_bounds(FLAGS.bounds, problem))
   except ValueError as e:
     sys.exit("search.optimizer.benchmark: %s" % e)
+  if FLAGS.bounds and FLAGS.strategy != "pesmo":
+    sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
+                     "uses them.\n" % FLAGS.strategy)
   if FLAGS.time_proposal_at:
     result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
                            problem_args=problem_args, **options)
@@ -282,13 +392,17 @@ def main(argv):
       with open(FLAGS.out, "w") as f:
         json.dump(dict(result, strategy_options=options), f)
   result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
-                         FLAGS.first_seed, problem_args, on_run=write, **options)
+                         FLAGS.first_seed, problem_args, on_run=write, bounds=FLAGS.bounds,
+                         bounds_to_strategy=FLAGS.bounds_to_strategy, **options)
   key = next(k for k in METRICS if k in result["runs"][0])
   final = [r[key][-1] for r in result["runs"]]
   q1, q3 = np.percentile(final, [25, 75])
   print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f)  (per seed: %s)" % (
       FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
       float(np.median(final)), q1, q3, ", ".join("%.4f" % f for f in final)))
+  if FLAGS.bounds:
+    print("feasible evaluations per seed: %s" % ", ".join(
+        str(r["feasible_evaluations"]) for r in result["runs"]))
 
 
 if __name__ == "__main__":

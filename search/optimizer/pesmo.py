@@ -40,6 +40,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from search.optimizer import ep
+from search.optimizer import feasibility
 from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
 from search.optimizer.pareto import non_dominated_mask
 from search.optimizer.random_features import SampledFunction
@@ -74,49 +75,67 @@ def _evaluate(functions, space, x):
   return np.stack([f(z) for f in functions], axis=1)
 
 
-def _local_search(functions, space, front_x, front_y, rng, rounds, points):
+def _within(x, y, bounds):
+  """The rows whose sampled values meet ``bounds`` (all rows when None)."""
+  if bounds is None:
+    return x, y
+  keep = feasibility.feasible_mask(y, bounds)
+  return x[keep], y[keep]
+
+
+def _local_search(functions, space, front_x, front_y, rng, rounds, points, bounds=None):
   """Add the best (feasible) one-value changes of front points to the front,
-  ``rounds`` times."""
+  ``rounds`` times (with ``bounds``: only changes whose sampled values meet them)."""
   for _ in range(rounds):
     chosen = rng.choice(front_x.shape[0], size=min(points, front_x.shape[0]), replace=False)
     neigh = np.vstack([space.neighbours(front_x[i]) for i in chosen])
     if neigh.shape[0] == 0:
       break
+    neigh, neigh_y = _within(neigh, _evaluate(functions, space, neigh), bounds)
     xs = np.vstack([front_x, neigh])
-    ys = np.vstack([front_y, _evaluate(functions, space, neigh)])
+    ys = np.vstack([front_y, neigh_y])
     keep = non_dominated_mask(ys)
     front_x, front_y = xs[keep], ys[keep]
   return front_x, front_y
 
 
-def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
+def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, bounds=None):
   """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
   from the non-dominated points of a 1,000-point uniform pool and ``seeds``
   (so few generations suffice; pymoo's per-generation overhead dominates the
-  cost of evaluating random-feature functions)."""
+  cost of evaluating random-feature functions). With ``bounds`` (modelled
+  units), NSGA-II's constraint handling gets ``f_k - b_k <= 0`` and only
+  points meeting them are returned."""
+  bounded = [] if bounds is None else list(np.flatnonzero(np.isfinite(bounds)))
   from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
   from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
 
   class _Sampled(Problem):
     def __init__(self):
-      super().__init__(n_var=space.dim, n_obj=len(functions), xl=space.lower, xu=space.upper)
+      super().__init__(n_var=space.dim, n_obj=len(functions), n_ieq_constr=len(bounded),
+                       xl=space.lower, xu=space.upper)
 
     def _evaluate(self, x, out, *args, **kwargs):
       out["F"] = _evaluate(functions, space, x)
+      if bounded:
+        out["G"] = out["F"][:, bounded] - np.asarray(bounds)[bounded]
 
   pool = np.vstack([seeds, space.sample(rng, 1000, min_count=1)])
-  pool_y = _evaluate(functions, space, pool)
-  front = pool[non_dominated_mask(pool_y)]
+  pool, pool_y = _within(pool, _evaluate(functions, space, pool), bounds)
+  front = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
   front = front[rng.permutation(front.shape[0])[:pop_size]]
   init = np.vstack([front, space.sample(rng, pop_size, min_count=1)])
   init = init[np.arange(pop_size) % init.shape[0]]
   res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
                  ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
-  x = np.vstack([np.atleast_2d(res.X), front])
+  found = np.zeros((0, space.dim)) if res.X is None else np.atleast_2d(res.X)
+  x = np.vstack([found, front])  # res.X is None when no point met the bounds
   if space.restricted:  # NSGA-II searched the box: keep its feasible points
     x = x[space.feasible(x)]
-  y = _evaluate(functions, space, x)
+  x, y = _within(x, _evaluate(functions, space, x), bounds)
+  if x.shape[0] == 0:
+    return x, y
   keep = non_dominated_mask(y)
   return x[keep], y[keep]
 
@@ -124,9 +143,12 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15):
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
                       local_points: int = 4,
-                      exhaustive_limit: int = EXHAUSTIVE_LIMIT) -> np.ndarray:
+                      exhaustive_limit: int = EXHAUSTIVE_LIMIT, bounds=None) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
-  set, P <= ``max_pareto``.
+  set, P <= ``max_pareto``. ``bounds``: optional (K,) upper bounds in the GPs'
+  modelled units (+inf: none; ``feasibility.model_bounds``): the Pareto set
+  of the draw restricted to the points where the sampled functions meet
+  them (PESMOC's feasible Pareto set; empty when no point of the draw does).
 
   A candidate set of at most ``exhaustive_limit`` rows is evaluated whole
   (the exact Pareto set of the draw); otherwise a pool plus local search
@@ -143,21 +165,25 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
     pool = space.candidates
     pool_y = np.vstack([_evaluate(functions, space, pool[i:i + 4096])
                         for i in range(0, pool.shape[0], 4096)])
-    front_x = pool[non_dominated_mask(pool_y)]
+    pool, pool_y = _within(pool, pool_y, bounds)
+    front_x = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
   elif space.all_continuous:
     seeds = observed_feasible
     if seeds.shape[0]:
       seeds = seeds[non_dominated_mask(_evaluate(functions, space, seeds))]
-    front_x, front_y = _nsga2_front(functions, space, seeds, rng)
+    front_x, front_y = _nsga2_front(functions, space, seeds, rng, bounds=bounds)
   else:
     pool = [space.sample(rng, pool_size, min_count=1), observed_feasible]
     if observed_feasible.shape[0]:
       pool.append(space.mutate(observed_feasible, rng, pool_size // 2))
     pool = np.vstack(pool)
-    pool_y = _evaluate(functions, space, pool)
-    keep = non_dominated_mask(pool_y)
-    front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
-                                     local_rounds, local_points)
+    pool, pool_y = _within(pool, _evaluate(functions, space, pool), bounds)
+    if pool.shape[0]:
+      keep = non_dominated_mask(pool_y)
+      front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
+                                       local_rounds, local_points, bounds)
+    else:
+      front_x = pool
   seen = set(space.keys(observed_x))
   unique, out = set(), []
   for key, row in zip(space.keys(front_x), front_x):
@@ -353,6 +379,11 @@ class PESMOStrategy(Strategy):
     reference_point: K objective values (raw units) bounding the region of
       interest; the trust regions use it to pick centres and to score
       successes (hypervolume gain). Default: none (non-dominance).
+    objective_bounds: K entries, each null or an upper bound in RAW units of
+      that objective (measured budgets: time, energy). Default: none. With
+      bounds, PESMO follows ``search/optimizer/feasibility.py`` (PESMOC-style:
+      feasible sampled Pareto sets, the acquisition weighted by the
+      probability of feasibility, feasible observations as anchors).
   """
 
   @classmethod
@@ -360,7 +391,7 @@ class PESMOStrategy(Strategy):
     return ("log_objectives", "gp_mode", "num_samples", "kernel", "num_features",
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
             "trust_region_length", "trust_region_weights", "reference_point",
-            "exhaustive_limit", "pareto_exhaustive_limit")
+            "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds")
 
   def __init__(self, space, num_objectives, seed=0, **options):
     super().__init__(space, num_objectives, seed, **options)
@@ -375,6 +406,8 @@ class PESMOStrategy(Strategy):
                             log_transform=bool(logs[k]), seed=seed * 1000 + k)
                 for k in range(self.num_objectives)]
     self.last_acquisition = None
+    self.bounds = feasibility.check_bounds(options.get("objective_bounds"),
+                                           self.num_objectives, logs)
     ref = options.get("reference_point")
     if ref is not None and (np.ndim(ref) != 1 or len(ref) != self.num_objectives
                             or not np.all(np.isfinite(ref))):
@@ -391,16 +424,17 @@ class PESMOStrategy(Strategy):
       raise ValueError("Invalid value for option `trust_region`: trust regions need an "
                        "all-continuous space; received %r." % (space,))
 
-  def _pareto_sets(self, gps, seen):
+  def _pareto_sets(self, gps, seen, bounds_model=None):
     """One sampled Pareto set per hyperparameter sample (``sample_pareto_set``
-    with this strategy's options)."""
+    with this strategy's options; feasible ones with ``bounds_model``)."""
     out = []
     for s in range(min(len(gp.samples) for gp in gps)):
       functions = sample_functions(gps, s, self.options.get("num_features", 500), self.rng)
       out.append(sample_pareto_set(
           functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
           max_pareto=self.options.get("max_pareto", 30),
-          exhaustive_limit=self.options.get("pareto_exhaustive_limit", EXHAUSTIVE_LIMIT)))
+          exhaustive_limit=self.options.get("pareto_exhaustive_limit", EXHAUSTIVE_LIMIT),
+          bounds=bounds_model))
     return out
 
   def _lengthscales(self, gps):
@@ -465,13 +499,19 @@ class PESMOStrategy(Strategy):
                for gp in gps]
     with Timer() as acq_timer:
       seen = np.vstack([x, pending])
+      bounds_model = None if self.bounds is None else feasibility.model_bounds(gps, self.bounds)
       acq = PESMOAcquisition(gps, self.space, seen, self.rng,
-                             pareto_sets=self._pareto_sets(gps, seen))
+                             pareto_sets=self._pareto_sets(gps, seen, bounds_model))
+      ax, ay, tr_y = x, y, y
+      if self.bounds is not None:
+        acq = feasibility.FeasibilityWeighted(acq, gps, self.space, bounds_model)
+        rows = feasibility.anchor_rows(y, self.bounds)
+        ax, ay, tr_y = x[rows], y[rows], feasibility.penalized(y, self.bounds)
       if self.trust_region is not None:
-        self.trust_region.update(y, self.options.get("reference_point"))
-        point = self._maximize_in_trust_region(acq, gps, x, y, excluded)
+        self.trust_region.update(tr_y, self.options.get("reference_point"))
+        point = self._maximize_in_trust_region(acq, gps, ax, ay, excluded)
       else:
-        anchors = np.vstack([observed_front(x, y)] + acq.pareto_sets)
+        anchors = np.vstack([observed_front(ax, ay)] + acq.pareto_sets)
         point = maximize_acquisition(acq, self.space, self.rng, anchors, excluded,
                                      pool_size=self.options.get("acq_pool", 500),
                                      refine=self.options.get("refine", 3),
