@@ -20,6 +20,8 @@ quantized model's error and must not tune it. Heavy packages are imported
 here, lazily, with an actionable error.
 """
 
+import contextlib
+import logging
 import os
 
 import numpy as np
@@ -50,6 +52,27 @@ def _import(name, pip_name, what):
                       "\".[deploy]\")." % (what, name, e, pip_name))
 
 
+class _DropAdvice(logging.Filter):
+  def filter(self, record):
+    return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_preprocessing_advice():
+  """ONNX Runtime logs "Please consider pre-processing before quantization"
+  on the root logger after every ``quantize_static`` (once per trial in a
+  search's console); this drops that one line, nothing else."""
+  drop, root = _DropAdvice(), logging.getLogger()
+  targets = [root] + list(root.handlers)
+  for target in targets:
+    target.addFilter(drop)
+  try:
+    yield
+  finally:
+    for target in targets:
+      target.removeFilter(drop)
+
+
 def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BATCH):
   """Write the QDQ int8 model of ``fp32_path`` to ``out``; returns ``out``."""
   images = _check_images(calibration_images)
@@ -63,10 +86,11 @@ def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BAT
       batch = next(self._it, None)
       return None if batch is None else {INPUT_NAME: batch}
 
-  quantization.quantize_static(
-      fp32_path, out, _Reader(), quant_format=quantization.QuantFormat.QDQ,
-      activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
-      per_channel=True, calibrate_method=quantization.CalibrationMethod.MinMax)
+  with _without_preprocessing_advice():
+    quantization.quantize_static(
+        fp32_path, out, _Reader(), quant_format=quantization.QuantFormat.QDQ,
+        activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
+        per_channel=True, calibrate_method=quantization.CalibrationMethod.MinMax)
   import onnx  # pylint: disable=g-import-not-at-top
   onnx.save(compact_names(onnx.load(out)), out)
   return out

@@ -4,6 +4,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -54,13 +55,20 @@ def hand_count(genotype, num_cells, filters, num_classes=10, stem_multiplier=3):
 
 class NetworkTest(tf.test.TestCase, parameterized.TestCase):
 
-  def test_random_genotypes_give_logits(self):
+  def _random_genotypes_give_logits(self, count):
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
-    for g in space.sample_many(123, 50):
+    for g in space.sample_many(123, count):
       model = network.build_network(g, num_cells=1, filters=8)
       logits = model(x, training=False)
       self.assertEqual(tuple(logits.shape), (2, 10), msg=g.to_string())
       self.assertTrue(np.all(np.isfinite(logits)), msg=g.to_string())
+
+  def test_random_genotypes_give_logits(self):
+    self._random_genotypes_give_logits(10)
+
+  @pytest.mark.slow
+  def test_random_genotypes_give_logits_many(self):
+    self._random_genotypes_give_logits(50)
 
   @parameterized.parameters(*PINNED_PARAMS.items())
   def test_named_genotype_param_count_pinned(self, key, expected):
