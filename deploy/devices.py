@@ -99,7 +99,7 @@ ONNXRUNTIME_PROVIDER = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProv
 # bytes_per_weight: storage of one weight (the budget's size estimate before
 # training, search.budgets); conversion: how each runtime gets the artifact;
 # int8 is post-training static quantization calibrated on training images
-# (TensorRT int8, a calibrator on the device, is not implemented yet).
+# (TensorRT: on the device, by deploy.tensorrt_build's calibrator).
 Precision = collections.namedtuple("Precision", "name bytes_per_weight conversion")
 PRECISIONS = collections.OrderedDict((p.name, p) for p in (
     Precision("fp32", 4, {"onnxruntime": "tf2onnx export", "openvino": "IR from the ONNX export",
@@ -110,7 +110,10 @@ PRECISIONS = collections.OrderedDict((p.name, p) for p in (
     Precision("int8", 1, {"onnxruntime": "onnxruntime.quantization.quantize_static (QDQ, "
                                          "per-channel int8 weights, uint8 activations, "
                                          "MinMax calibration)",
-                          "openvino": "nncf.quantize (post-training, default preset)"}),
+                          "openvino": "nncf.quantize (post-training, default preset)",
+                          "tensorrt": "engine built with the INT8 flag, calibrated on the "
+                                      "device by an IInt8EntropyCalibrator2 on training "
+                                      "images"}),
 ))
 
 

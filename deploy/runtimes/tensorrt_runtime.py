@@ -3,14 +3,18 @@
 Model files:
 
 * ``.onnx``: the engine is built on this device with its own TensorRT
-  (``deploy.tensorrt_build``; fp32, or fp16 when asked; optimization profile
-  for batches 1..``max_batch_size``) and cached under ``engine_cache_dir``
-  (default: ``$TEA_ENGINE_CACHE``, else ``~/.cache/tea-keras/engines``) as
-  ``<key>.engine``, key = sha256 of (ONNX bytes, precision, max batch size,
-  TensorRT version, GPU name). A later load with the same key deserializes
-  the cached engine. Building happens in ``__init__``, never inside a timed
-  ``predict``; ``describe()`` reports ``engine_build_s`` (0.0 on a cache
-  hit) and ``engine_cached``.
+  (``deploy.tensorrt_build``; fp32, fp16 or int8 when asked; optimization
+  profile for batches 1..``max_batch_size``) and cached under
+  ``engine_cache_dir`` (default: ``$TEA_ENGINE_CACHE``, else
+  ``~/.cache/tea-keras/engines``) as ``<key>.engine``, key = sha256 of (ONNX
+  bytes, precision, max batch size, TensorRT version, GPU name, and for int8
+  the sha256 of the calibration images). int8 needs ``calibration_images``
+  (float32 normalized NHWC training images; TensorRT's entropy calibrator
+  runs on them during the build). A later load with the same key
+  deserializes the cached engine. Building happens in ``__init__``, never
+  inside a timed ``predict``; ``describe()`` reports ``engine_build_s`` (0.0
+  on a cache hit), ``engine_cached``, ``engine_bytes`` (the serialized
+  engine's size) and ``calibration_images`` (their count, 0 without).
 * anything else: a serialized engine built by this TensorRT for this GPU.
 
 TensorRT Python APIs:
@@ -42,6 +46,14 @@ CACHE_ENV = "TEA_ENGINE_CACHE"
 DEFAULT_MAX_BATCH_SIZE = 100
 #: bumped when the way engines are built changes, to invalidate old caches
 ENGINE_KEY_FORMAT = "tea-keras-tensorrt-engine/1"
+
+
+def images_sha256(images):
+  """sha256 hex of the images' float32 C-order bytes (shape included)."""
+  array = np.ascontiguousarray(images, np.float32)
+  h = hashlib.sha256(json.dumps(list(array.shape)).encode("utf-8"))
+  h.update(array.tobytes())
+  return h.hexdigest()
 
 
 class _PyCuda(object):
@@ -150,13 +162,17 @@ def default_cache_dir():
       os.path.expanduser("~"), ".cache", "tea-keras", "engines")
 
 
-def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name):
-  """sha256 hex digest naming the engine of these build inputs."""
+def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name,
+               calibration_sha256=None):
+  """sha256 hex digest naming the engine of these build inputs
+  (calibration_sha256: ``images_sha256`` of an int8 build's images)."""
   h = hashlib.sha256()
   h.update(("%s\n%d\n" % (ENGINE_KEY_FORMAT, len(onnx_bytes))).encode("utf-8"))
   h.update(onnx_bytes)
-  h.update(json.dumps([precision, int(max_batch_size), str(tensorrt_version),
-                       gpu_name or ""]).encode("utf-8"))
+  fields = [precision, int(max_batch_size), str(tensorrt_version), gpu_name or ""]
+  if calibration_sha256 is not None:
+    fields += [calibration_sha256, tensorrt_build.CALIBRATION_BATCH_SIZE]
+  h.update(json.dumps(fields).encode("utf-8"))
   return h.hexdigest()
 
 
@@ -165,9 +181,7 @@ def is_onnx(model_path):
 
 
 def _check_args(precision, max_batch_size):
-  if precision not in tensorrt_build.PRECISIONS:
-    raise ValueError("Invalid value for argument `precision`. Expected fp32 or fp16. "
-                     "Received precision=%r" % (precision,))
+  tensorrt_build.check_precision(precision)
   if (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, numbers.Integral)
       or max_batch_size < 1):
     raise ValueError("Invalid value for argument `max_batch_size`. Expected a positive "
@@ -187,17 +201,22 @@ class _Tensor(object):
 
 
 class TensorRtRuntime(base.Runtime):
-  """``precision`` and ``max_batch_size`` (default 100) apply to engines built
-  from ``.onnx``; a prebuilt engine keeps those it was built with."""
+  """``precision``, ``max_batch_size`` (default 100) and, for int8,
+  ``calibration_images`` apply to engines built from ``.onnx``; a prebuilt
+  engine keeps those it was built with."""
   name = "tensorrt"
 
   def __init__(self, model_path, device="gpu", precision="fp32", max_batch_size=None,
-               engine_cache_dir=None):
+               engine_cache_dir=None, calibration_images=None):
     super(TensorRtRuntime, self).__init__(model_path, device)
     if max_batch_size is None:
       max_batch_size = DEFAULT_MAX_BATCH_SIZE
     _check_args(precision, max_batch_size)
+    if is_onnx(model_path):
+      tensorrt_build.check_int8_inputs(precision, calibration_images, None)
+    self.calibration_images = calibration_images if precision == "int8" else None
     self.precision, self.max_batch_size = precision, int(max_batch_size)
+    self.engine_bytes = None
     trt = base.require("tensorrt", "tensorrt", self.name)
     self.trt = trt
     self.cuda = cuda_memory()
@@ -209,7 +228,9 @@ class TensorRtRuntime(base.Runtime):
     if is_onnx(model_path):
       self.engine = self._engine_from_onnx(engine_cache_dir or default_cache_dir())
     else:
-      self.engine = self._runtime.deserialize_cuda_engine(_read(model_path))
+      plan = _read(model_path)
+      self.engine_bytes = len(plan)
+      self.engine = self._runtime.deserialize_cuda_engine(plan)
     if self.engine is None:
       raise base.ModelLoadError("TensorRT cannot deserialize %r: not an engine built by "
                                 "this TensorRT version for this GPU." % (model_path,))
@@ -227,13 +248,16 @@ class TensorRtRuntime(base.Runtime):
   def _engine_from_onnx(self, cache_dir):
     """The engine of the ONNX model: the cached one, else built and cached."""
     onnx_bytes = _read(self.model_path)
+    calibration = self.calibration_images
     self.engine_key = engine_key(onnx_bytes, self.precision, self.max_batch_size,
-                                 self.trt.__version__, self.gpu_name)
+                                 self.trt.__version__, self.gpu_name,
+                                 None if calibration is None else images_sha256(calibration))
     self.engine_path = os.path.join(cache_dir, self.engine_key + ".engine")
     if os.path.exists(self.engine_path):
-      engine = self._runtime.deserialize_cuda_engine(_read(self.engine_path))
+      plan = _read(self.engine_path)
+      engine = self._runtime.deserialize_cuda_engine(plan)
       if engine is not None:
-        self.engine_cached = True
+        self.engine_cached, self.engine_bytes = True, len(plan)
         return engine
       warnings.warn("Cached TensorRT engine %s cannot be deserialized; rebuilding it."
                     % self.engine_path)
@@ -241,10 +265,11 @@ class TensorRtRuntime(base.Runtime):
     try:
       serialized = tensorrt_build.build_serialized(
           self.trt, onnx_bytes, self.precision, self.max_batch_size,
-          source=self.model_path, logger=self._logger)
+          source=self.model_path, logger=self._logger, calibration_images=calibration)
     except (ValueError, RuntimeError) as e:
       raise base.ModelLoadError(str(e))
     self.engine_build_s = time.monotonic() - start
+    self.engine_bytes = len(serialized)
     try:
       tensorrt_build.write_atomic(self.engine_path, serialized)
     except OSError as e:
@@ -328,6 +353,9 @@ class TensorRtRuntime(base.Runtime):
     out["engine_cached"] = bool(self.engine_cached)
     out["engine_key"] = self.engine_key
     out["gpu_name"] = self.gpu_name
+    out["engine_bytes"] = None if self.engine_bytes is None else int(self.engine_bytes)
+    out["calibration_images"] = (0 if self.calibration_images is None
+                                 else int(len(self.calibration_images)))
     if self.engine_key is not None:
       out["precision"], out["max_batch_size"] = self.precision, self.max_batch_size
     return out

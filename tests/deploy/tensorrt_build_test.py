@@ -5,9 +5,11 @@ import contextlib
 import io
 import json
 import os
+import stat
 import tempfile
 from unittest import mock
 
+import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -17,6 +19,13 @@ from tests import fakes
 from tests.deploy import tiny_model
 
 VERSIONS = (("trt8_2", "8.2.1"), ("trt10_3", "10.3.0"))
+
+
+def quantize_input(x, amax):
+  """NumPy reference of TensorRT's symmetric int8 input quantization
+  (scale amax / 127, round to nearest even, clip to [-127, 127])."""
+  scale = np.float32(amax) / np.float32(127.0)
+  return (np.clip(np.round(x / scale), -127, 127) * scale).astype(np.float32)
 
 
 class TensorRtBuildTest(tf.test.TestCase, parameterized.TestCase):
@@ -98,6 +107,93 @@ class TensorRtBuildTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "`batch_size`. Expected a positive integer. "
                                 "Received batch_size=0"):
       tensorrt_build.build_engine(self.tiny["onnx"], "m.engine", batch_size=0)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_main_int8_calibrates_writes_the_cache_and_reuses_it(self, version):
+    trt = self._fake(version)
+    calib = self.tiny["images"][:40]
+    calib_path, cache = os.path.join(self.dir, "calib.npy"), os.path.join(self.dir, "c.cache")
+    np.save(calib_path, calib)
+    engine = os.path.join(self.dir, "int8.engine")
+    with mock.patch.object(tensorrt_build, "CALIBRATION_BATCH_SIZE", 16):
+      info = self._main("--onnx=%s" % self.tiny["onnx"], "--engine=%s" % engine,
+                        "--precision=int8", "--batch_size=16", "--calibration=" + calib_path,
+                        "--calibration_cache=" + cache)
+    # 40 images in batches of 16: floor(40 / 16) = 2 batches, the last 8 unused
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 2))
+    self.assertEqual((info["precision"], info["calibration_images"]), ("int8", 40))
+    self.assertTrue(os.path.exists(cache))
+    # a rebuild from the cache alone (or with images) reads no batch
+    again = tensorrt_build.build_serialized(trt, open(self.tiny["onnx"], "rb").read(),
+                                            "int8", 16, calibration_cache=cache)
+    tensorrt_build.build_serialized(trt, open(self.tiny["onnx"], "rb").read(), "int8", 16,
+                                    calibration_images=calib, calibration_cache=cache)
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (3, 2))
+    from_cache = os.path.join(self.dir, "from_cache.engine")
+    tensorrt_build.write_atomic(from_cache, again)
+    # independent reference: Keras on the input quantized by NumPy with the amax
+    # of the images the calibrator fed (the first 32)
+    amax = float(np.max(np.abs(calib[:32])))
+    x = self.tiny["images"][:16]
+    got = runtimes.create("tensorrt", engine, "gpu").predict(x)
+    self.assertAllEqual(runtimes.create("tensorrt", from_cache, "gpu").predict(x), got)
+    keras = self.tiny["model"](x, training=False).numpy()
+    self.assertAllClose(got, self.tiny["model"](quantize_input(x, amax), training=False),
+                        atol=1e-3)
+    # int8 tolerance: each input moves by at most half a step, amax / 254
+    # (~0.008 for these images); the tiny network's logits then move by well under 0.1
+    self.assertAllClose(got, keras, atol=0.1)
+    self.assertGreaterEqual(np.mean(got.argmax(-1) == keras.argmax(-1)), 0.9)
+
+  def test_int8_without_calibration_is_refused_before_any_build(self):
+    trt = self._fake("10.3.0")
+    onnx_bytes = open(self.tiny["onnx"], "rb").read()
+    with self.assertRaisesRegex(ValueError, "`calibration_images`. precision=int8 needs"):
+      tensorrt_build.build_serialized(trt, onnx_bytes, "int8", 16)
+    with self.assertRaisesRegex(ValueError, "`calibration_images`.*float32.*dtype uint8"):
+      tensorrt_build.build_serialized(trt, onnx_bytes, "int8", 16,
+                                      calibration_images=np.zeros((4, 32, 32, 3), np.uint8))
+    with self.assertRaisesRegex(ValueError, "`calibration_images`. Expected images of shape "
+                                r"\(N, 32, 32, 3\).*Received shape \(4, 16, 16, 3\)"):
+      tensorrt_build.build_serialized(trt, onnx_bytes, "int8", 16,
+                                      calibration_images=np.zeros((4, 16, 16, 3), np.float32))
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+      tensorrt_build.main(["--onnx=" + self.tiny["onnx"], "--engine=x.engine",
+                           "--precision=int8"])
+    self.assertIn("--calibration=FILE.npy", err.getvalue())
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (0, 0))
+
+  def test_int8_on_a_gpu_without_fast_int8_is_refused(self):
+    trt = self._fake("8.2.1")
+    self.enter_context(mock.patch.dict(os.environ, {"TEA_FAKE_TENSORRT_FAST_INT8": "0"}))
+    with self.assertRaisesRegex(ValueError, "no fast INT8"):
+      tensorrt_build.build_engine(self.tiny["onnx"], os.path.join(self.dir, "m.engine"),
+                                  "int8", batch_size=4, calibration_images=self.tiny["images"])
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (0, 0))
+    self.assertEqual(os.listdir(self.dir), [])
+
+  def test_trtexec_int8_needs_an_existing_calibration_cache(self):
+    trtexec = os.path.join(self.dir, "trtexec")
+    with open(trtexec, "w") as f:
+      f.write('#!/bin/sh\necho "$@" > "%s.args"\n' % trtexec)
+    os.chmod(trtexec, os.stat(trtexec).st_mode | stat.S_IEXEC)
+    engine = os.path.join(self.dir, "m.engine")
+    with self.assertRaisesRegex(ValueError, "trtexec cannot calibrate int8 from images"):
+      tensorrt_build.build_with_trtexec(trtexec, self.tiny["onnx"], engine, "int8", 16)
+    self.assertFalse(os.path.exists(trtexec + ".args"))         # trtexec never ran
+    cache = os.path.join(self.dir, "calib.cache")
+    open(cache, "wb").close()
+    tensorrt_build.build_with_trtexec(trtexec, self.tiny["onnx"], engine, "int8", 16,
+                                      calibration_cache=cache)
+    with open(trtexec + ".args") as f:
+      self.assertIn("--int8 --calib=%s" % cache, f.read())
+
+  def test_precisions_come_from_the_registry(self):
+    from deploy import devices
+    self.assertEqual(tensorrt_build.PRECISIONS, ("fp32", "fp16", "int8"))
+    self.assertEqual(tensorrt_build.PRECISIONS,
+                     tuple(p for p, spec in devices.PRECISIONS.items()
+                           if "tensorrt" in spec.conversion))
 
   def test_write_atomic_replaces_and_leaves_no_temporary_file(self):
     path = os.path.join(self.dir, "sub", "e.engine")

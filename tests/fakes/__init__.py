@@ -13,7 +13,8 @@ import sys
 GPU_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gpu_site")
 #: top-level packages the fakes replace; dropped from sys.modules around use
 FAKED_PACKAGES = ("tensorrt", "cuda")
-ENV_VARS = ("TEA_FAKE_TENSORRT_VERSION", "TEA_FAKE_GPU_NAME", "TEA_FAKE_TENSORRT_FAST_FP16")
+ENV_VARS = ("TEA_FAKE_TENSORRT_VERSION", "TEA_FAKE_GPU_NAME", "TEA_FAKE_TENSORRT_FAST_FP16",
+            "TEA_FAKE_TENSORRT_FAST_INT8")
 
 
 def drop_modules():

@@ -85,6 +85,44 @@ class GpuFakesTest(tf.test.TestCase, parameterized.TestCase):
                        runtime.cudaError_t.cudaErrorInvalidValue)
       self.assertEqual(int(runtime.cudaFree(ptr)[0]), 0)
 
+  def test_calibrator_must_call_the_base_init_as_pybind_requires(self):
+    with fakes.fake_gpu("8.2.1") as trt:
+
+      class NoBase(trt.IInt8EntropyCalibrator2):
+        def __init__(self):  # pylint: disable=super-init-not-called
+          self.x = 1
+
+      class WithBase(trt.IInt8EntropyCalibrator2):
+        def __init__(self):
+          trt.IInt8EntropyCalibrator2.__init__(self)
+
+      with self.assertRaisesRegex(TypeError, "IInt8EntropyCalibrator2.__init__.. must be "
+                                  "called when overriding __init__"):
+        NoBase()
+      self.assertEqual(WithBase().get_algorithm(),
+                       trt.CalibrationAlgoType.ENTROPY_CALIBRATION_2)
+      config = trt.Builder(trt.Logger()).create_builder_config()
+      with self.assertRaisesRegex(TypeError, "int8_calibrator: incompatible type"):
+        config.int8_calibrator = object()
+
+  def test_int8_build_without_calibrator_fails_like_tensorrt(self):
+    with fakes.fake_gpu("10.3.0") as trt:
+      logger = trt.Logger(trt.Logger.INTERNAL_ERROR)
+      builder = trt.Builder(logger)
+      network = builder.create_network(0)
+      parser = trt.OnnxParser(network, logger)
+      with open(self.onnx, "rb") as f:
+        self.assertTrue(parser.parse(f.read()))
+      config = builder.create_builder_config()
+      profile = builder.create_optimization_profile()
+      dims = list(network.get_input(0).shape)[1:]
+      profile.set_shape(network.get_input(0).name, [1] + dims, [2] + dims, [2] + dims)
+      config.add_optimization_profile(profile)
+      config.set_flag(trt.BuilderFlag.INT8)
+      self.assertIsNone(builder.build_serialized_network(network, config))
+      self.assertIn("no calibrator", logger.messages[-1][1])
+      self.assertEqual(trt.BUILDS, 0)
+
   def test_fakes_leave_no_trace(self):
     before = list(sys.path)
     with fakes.fake_gpu("8.2.1", gpu_name="X"):

@@ -23,6 +23,7 @@ from deploy.runtimes import base
 from deploy.runtimes import tensorrt_runtime
 from tests import fakes
 from tests.deploy import tiny_model
+from tests.deploy.tensorrt_build_test import quantize_input
 
 #: (test name suffix, fake TensorRT version, API the runtime must pick)
 VERSIONS = (("trt8_2", "8.2.1", "bindings"), ("trt10_3", "10.3.0", "named_tensors"))
@@ -67,7 +68,8 @@ class TensorRtRuntimeTest(tf.test.TestCase):
       runtimes.create("tensorrt", path, "gpu")
 
   def test_build_engine_rejects_bad_precision(self):
-    with self.assertRaisesRegex(ValueError, "fp32 or fp16"):
+    with self.assertRaisesRegex(ValueError, "Expected one of fp32, fp16, int8. Received "
+                                "precision='int4'"):
       tensorrt_build.build_engine("m.onnx", "m.engine", "int4")
 
   def test_engine_key_changes_with_each_build_input(self):
@@ -79,6 +81,11 @@ class TensorRtRuntimeTest(tf.test.TestCase):
       changed = list(args)
       changed[i] = other
       self.assertNotEqual(tensorrt_runtime.engine_key(*changed), key, msg=str(i))
+    calib = np.zeros((4, 2, 2, 3), np.float32)
+    sha = tensorrt_runtime.images_sha256(calib)
+    self.assertNotEqual(tensorrt_runtime.engine_key(*args, calibration_sha256=sha), key)
+    calib[0, 0, 0, 0] = 1e-3
+    self.assertNotEqual(tensorrt_runtime.images_sha256(calib), sha)
 
   def test_default_cache_dir_from_env_else_home(self):
     with mock.patch.dict(os.environ, {"TEA_ENGINE_CACHE": "/srv/engines"}):
@@ -224,10 +231,57 @@ class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_invalid_arguments_say_what_was_expected(self):
     self._fake("10.3.0")
-    with self.assertRaisesRegex(ValueError, "Expected fp32 or fp16. Received precision='int8'"):
-      self._create(precision="int8")
+    with self.assertRaisesRegex(ValueError, "Expected one of fp32, fp16, int8. Received "
+                                "precision='int4'"):
+      self._create(precision="int4")
     with self.assertRaisesRegex(ValueError, "`max_batch_size`. Expected a positive integer"):
       self._create(max_batch_size=0)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_int8_engine_is_calibrated_cached_and_close_to_keras(self, version, api):
+    del api
+    trt = self._fake(version)
+    calib = self.tiny["images"]                        # 64: one batch of 50, 14 unused
+    rt = self._create(precision="int8", calibration_images=calib)
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 64 // 50))
+    info = rt.describe()
+    self.assertEqual((info["precision"], info["calibration_images"]), ("int8", 64))
+    self.assertEqual(info["engine_bytes"],
+                     os.path.getsize(os.path.join(self.cache_dir, info["engine_key"] + ".engine")))
+    x = self.tiny["images"][:16]
+    got = rt.predict(x)
+    amax = float(np.max(np.abs(calib[:50])))
+    self.assertAllClose(got, self._keras(quantize_input(x, amax)), atol=1e-3)
+    keras = self._keras(x).numpy()
+    self.assertAllClose(got, keras, atol=0.1)      # justified in tensorrt_build_test
+    self.assertGreaterEqual(np.mean(got.argmax(-1) == keras.argmax(-1)), 0.9)
+    again = self._create(precision="int8", calibration_images=calib)
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 1))
+    self.assertTrue(again.describe()["engine_cached"])
+    self.assertEqual(again.describe()["engine_bytes"], info["engine_bytes"])
+    self.assertAllEqual(again.predict(x), got)
+
+  def test_int8_without_calibration_images_is_refused_before_any_build(self):
+    trt = self._fake("10.3.0")
+    with self.assertRaisesRegex(ValueError, "`calibration_images`. precision=int8 needs"):
+      self._create(precision="int8")
+    with self.assertRaisesRegex(ValueError, "`calibration_images`.*dtype float64"):
+      self._create(precision="int8", calibration_images=np.zeros((2, 32, 32, 3)))
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (0, 0))
+    self.assertEqual(os.listdir(self.cache_dir), [])
+
+  def test_cache_key_changes_with_the_calibration_images(self):
+    trt = self._fake("8.2.1")
+    calib = self.tiny["images"][:50]
+    keys = [self._create(precision="int8", calibration_images=c).describe()["engine_key"]
+            for c in (calib, calib[::-1].copy(), calib)]
+    self.assertNotEqual(keys[0], keys[1])
+    self.assertEqual(keys[0], keys[2])
+    self.assertEqual(trt.BUILDS, 2)
+    fp32 = self._create().describe()
+    self.assertNotIn(fp32["engine_key"], keys)
+    self.assertEqual(fp32["calibration_images"], 0)
+    self.assertGreater(fp32["engine_bytes"], 0)
 
   @parameterized.named_parameters(*VERSIONS)
   def test_measurement_protocol_builds_outside_the_timed_runs(self, version, api):

@@ -18,7 +18,13 @@ Version-true where the project depends on it (``__version__`` from env
 * ``max_workspace_size`` before 10, ``set_memory_pool_limit`` from 8.4;
 * an engine deserializes only under the version that built it.
 
-``BUILDS`` and ``EXECUTIONS`` count successful builds and executions.
+* INT8 (``BuilderFlag.INT8``): an ``IInt8EntropyCalibrator2`` subclass
+  feeds batches from device memory (``_calibrator``); the engine quantizes
+  its input symmetrically to int8 (scale amax / 127), the only int8
+  numerics emulated.
+
+``BUILDS`` and ``EXECUTIONS`` count successful builds and executions,
+``CALIBRATION_BATCHES`` the calibration batches read.
 """
 
 from tensorrt._common import __version__  # noqa: F401
@@ -34,6 +40,7 @@ from tensorrt._common import nptype  # noqa: F401
 
 BUILDS = 0
 EXECUTIONS = 0
+CALIBRATION_BATCHES = 0
 
 from tensorrt._builder import Builder  # noqa: E402,F401
 from tensorrt._builder import IBuilderConfig  # noqa: E402,F401
@@ -41,6 +48,10 @@ from tensorrt._builder import INetworkDefinition  # noqa: E402,F401
 from tensorrt._builder import IOptimizationProfile  # noqa: E402,F401
 from tensorrt._builder import OnnxParser  # noqa: E402,F401
 from tensorrt._builder import ParserError  # noqa: E402,F401
+from tensorrt._calibrator import CalibrationAlgoType  # noqa: E402,F401
+from tensorrt._calibrator import IInt8Calibrator  # noqa: E402,F401
+from tensorrt._calibrator import IInt8EntropyCalibrator2  # noqa: E402,F401
+from tensorrt._calibrator import IInt8MinMaxCalibrator  # noqa: E402,F401
 from tensorrt._engine import ICudaEngine  # noqa: E402,F401
 from tensorrt._engine import IExecutionContext  # noqa: E402,F401
 from tensorrt._engine import Runtime  # noqa: E402,F401

@@ -8,6 +8,7 @@ a header (``_engine.serialize``), run later with ONNX Runtime.
 import os
 
 import tensorrt
+from tensorrt import _calibrator
 from tensorrt import _common
 from tensorrt import _engine
 from tensorrt._common import ErrorCode
@@ -148,11 +149,30 @@ class IOptimizationProfile(object):
 
 
 class _ConfigBase(object):
-  __slots__ = ("_flags", "_profiles", "_pools")
+  __slots__ = ("_flags", "_profiles", "_pools", "_calibrator", "_calibration_profile")
 
   def __init__(self):
     self._flags, self._profiles = set(), []
     self._pools = {_common.MemoryPoolType.WORKSPACE: 0}
+    self._calibrator, self._calibration_profile = None, None
+
+  @property
+  def int8_calibrator(self):
+    return self._calibrator
+
+  @int8_calibrator.setter
+  def int8_calibrator(self, calibrator):
+    if calibrator is not None and not isinstance(calibrator, _calibrator.IInt8Calibrator):
+      raise TypeError("int8_calibrator: incompatible type %s (expected an "
+                      "IInt8Calibrator)" % type(calibrator).__name__)
+    self._calibrator = calibrator
+
+  def set_calibration_profile(self, profile):
+    self._calibration_profile = profile
+    return True
+
+  def get_calibration_profile(self):
+    return self._calibration_profile
 
   def set_flag(self, flag):
     self._flags.add(_common.BuilderFlag(int(flag)))
@@ -224,6 +244,10 @@ class Builder(object):
   def platform_has_fast_fp16(self):
     return os.environ.get("TEA_FAKE_TENSORRT_FAST_FP16", "1") != "0"
 
+  @property
+  def platform_has_fast_int8(self):
+    return os.environ.get("TEA_FAKE_TENSORRT_FAST_INT8", "1") != "0"
+
   def create_network(self, flags=0):
     return INetworkDefinition(flags)
 
@@ -265,6 +289,11 @@ class Builder(object):
                for t in network._outputs]
     header = {"version": tensorrt.__version__, "inputs": inputs, "outputs": outputs,
               "fp16": config.get_flag(_common.BuilderFlag.FP16),
-              "workspace": config._pools[_common.MemoryPoolType.WORKSPACE]}
+              "workspace": config._pools[_common.MemoryPoolType.WORKSPACE], "int8": False}
+    if config.get_flag(_common.BuilderFlag.INT8):
+      fields, error = _calibrator.calibrate(self.logger, network, config)
+      if error:
+        return self._fail(error)
+      header.update(fields)
     tensorrt.BUILDS += 1
     return _engine.serialize(header, network._onnx)

@@ -114,6 +114,10 @@ class _EngineBase(object):
           self._onnx, sess_options=options, providers=["CPUExecutionProvider"])
     if self._header["fp16"]:
       feeds = dict((k, v.astype(np.float16).astype(v.dtype)) for k, v in feeds.items())
+    if self._header.get("int8"):
+      from tensorrt import _calibrator
+      feeds = dict((k, _calibrator.quantize(v, self._header["amax"][k]))
+                   for k, v in feeds.items())
     names = [o.name for o in self._session.get_outputs()]
     values = self._session.run(names, feeds)
     if self._header["fp16"]:
