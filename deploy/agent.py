@@ -1,11 +1,14 @@
 """Remote measurement agent: runs on the device, measures uploaded models.
 
 ``python3 -m deploy.agent --port=8470 --token_file=token.txt --data=images.npy
---device=jetson [--power_source=ina3221] [--max_upload_mb=256]``
+--device=jetson [--power_source=ina3221] [--max_upload_mb=256]
+[--calibration=train_images.npy]``
 
 HTTP API (standard library server; JSON responses)::
 
   GET  /v1/health                      -> {"ok": true, "device": ..., "busy": ...,
+                                           "images": N, "data_sha256": ...,
+                                           "calibration_images": M,
                                            "capabilities": {...}}
   POST /v1/measure                     body: the artifact bytes
        X-Artifact-Format: onnx|openvino|tensorrt|keras|cascade
@@ -20,7 +23,12 @@ and whether it really works here, the power source and whether it reads.
 The host decides from it what to send (``deploy.target``). TensorRT builds
 its engine from an uploaded ONNX file on the device, cached by content hash
 under ``--engine_cache``; the build time is reported apart from inference
-(``runtime_info.engine_build_s``).
+(``runtime_info.engine_build_s``). TensorRT int8 calibrates that build on
+the training images given by ``--calibration`` (``python -m deploy.measure
+--write_calibration=FILE.npy``); health reports their count
+(``calibration_images``, 0 without) and ``data_sha256``, the sha256 of the
+float32 bytes of the images it measures on (so the host can check they are
+the ones it evaluates with).
 
 Exposure. The agent listens on 127.0.0.1 by default: reach it through an SSH
 tunnel (``ssh -N -L 8470:127.0.0.1:8470 board``, then
@@ -53,7 +61,13 @@ the model is loaded:
   threshold_w        number > 0 (default: the device kind's, or derived)
   sample_interval_s  number in [0.001, 10] (default 0.02)
   idle_s             number in [0, 60] (default: from the power source)
-  precision          fp32 | fp16 (TensorRT)
+  precision          fp32 | fp16 | int8: the engine TensorRT builds from ONNX
+                     (int8 needs the agent's --calibration images: without
+                     them 422 before the measurement lock); other runtimes
+                     run the artifact as uploaded
+  predictions        true | false (default false): after the measurement, one
+                     untimed pass over the measured images; the result gets
+                     "top1": [argmax per image] (every runtime)
   cascade_point      cascade only: integer 0..its points - 1, the point to run
   max_energy_j, max_time_s, max_error
                      cascade only: numbers > 0, pick the point by a per-image
@@ -107,6 +121,7 @@ Device-side module: Python 3.6 syntax, standard library + numpy.
 import argparse
 import atexit
 import collections
+import hashlib
 import hmac
 import json
 import math
@@ -127,6 +142,7 @@ from deploy import contention
 from deploy import device_main
 from deploy import devices
 from deploy import session
+from deploy import tensorrt_build
 from deploy.runtimes import base as runtime_base
 # Re-exported: the names callers and tests reach through deploy.agent.
 from deploy.agent_server import check_exposure, is_loopback, server_ssl_context  # noqa: F401
@@ -146,15 +162,18 @@ SETTINGS = {"runtime": Setting(str, None, None), "batch_size": Setting(int, 1, 1
             "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None),
             "contention_policy": Setting(str, None, None),
             "cascade_point": Setting(int, 0, None), "max_energy_j": Setting(float, 0.0, None),
-            "max_time_s": Setting(float, 0.0, None), "max_error": Setting(float, 0.0, None)}
+            "max_time_s": Setting(float, 0.0, None), "max_error": Setting(float, 0.0, None),
+            "predictions": Setting(bool, None, None)}
 # Settings that pick a cascade's point, and the CascadeRuntime argument each sets.
 CASCADE_SETTINGS = {"cascade_point": "point", "max_energy_j": "max_energy_j",
                     "max_time_s": "max_time_s", "max_error": "max_error"}
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = tensorrt_build.PRECISIONS
 CHOICES = {"precision": PRECISIONS, "contention_policy": contention.POLICIES}
 
 
 def _expected(key, spec, high):
+  if spec.kind is bool:
+    return "a JSON boolean (true or false)"
   if spec.kind is int:
     return ("a JSON integer in %d..%d" % (spec.low, high) if high is not None
             else "a JSON integer >= %d" % spec.low)
@@ -170,7 +189,9 @@ def check_setting(key, value, high=None):
   spec, given = SETTINGS[key], value
   high = spec.high if high is None else high
   number = isinstance(value, (int, float)) and not isinstance(value, bool)
-  if spec.kind is int:
+  if spec.kind is bool:
+    ok = isinstance(value, bool)
+  elif spec.kind is int:
     ok = (number and isinstance(value, int) and value >= spec.low and
           (high is None or value <= high))
   elif spec.kind is float:
@@ -226,6 +247,22 @@ def scrub_paths(message, replacements):
   return message
 
 
+def data_sha256(images):
+  """sha256 hex of ``np.ascontiguousarray(images, np.float32).tobytes()``."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  return hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes()).hexdigest()
+
+
+def top1(runtime, images, batch_size):
+  """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = []
+  for start in range(0, len(images), batch_size):
+    scores = np.asarray(runtime.predict(images[start:start + batch_size]))
+    out.extend(int(k) for k in np.argmax(scores.reshape(len(scores), -1), axis=-1))
+  return out
+
+
 def cascade_options(settings):
   """The ``CascadeRuntime`` arguments (point, budgets) of checked settings."""
   return dict((arg, settings[key]) for key, arg in CASCADE_SETTINGS.items() if key in settings)
@@ -238,11 +275,14 @@ class Agent(object):
   ``max_upload_bytes``); max_traces: the measurement folders kept under
   ``trace_root`` (0: all). Without ``work_dir`` the agent makes its own
   ``tea-agent-*`` dir, removed by ``close()`` and at exit.
+  calibration_images: float32 normalized NHWC training images for TensorRT
+  int8 builds (None: int8 on TensorRT is refused).
   """
 
   def __init__(self, token, images, device, power_source="none", power_options=None,
                max_upload_bytes=256 << 20, work_dir=None, trace_root=None,
-               engine_cache_dir=None, max_unpacked_bytes=None, max_traces=1000):
+               engine_cache_dir=None, max_unpacked_bytes=None, max_traces=1000,
+               calibration_images=None):
     if not token:
       raise ValueError("The agent needs a non-empty token.")
     for name, value in (("max_upload_bytes", max_upload_bytes),
@@ -254,6 +294,10 @@ class Agent(object):
       raise ValueError("Invalid value for argument `max_traces`. Expected 0 (keep all) or a "
                        "positive count. Received max_traces=%r" % (max_traces,))
     devices.device(device)
+    if calibration_images is not None:
+      tensorrt_build.check_calibration_images(calibration_images)
+    self.calibration_images = calibration_images
+    self.data_sha256 = data_sha256(images)
     self.token = token.encode() if not isinstance(token, bytes) else token
     self.images, self.device = images, device
     self.power_options = dict(power_options or {})
@@ -286,7 +330,10 @@ class Agent(object):
       finally:
         self.lock.release()
     return {"ok": True, "device": self.device, "power_source": self.power_source,
-            "images": int(len(self.images)), "busy": self.lock.locked(),
+            "images": int(len(self.images)), "data_sha256": self.data_sha256,
+            "calibration_images": (0 if self.calibration_images is None
+                                   else int(len(self.calibration_images))),
+            "busy": self.lock.locked(),
             "formats": list(devices.FORMATS), "max_upload_bytes": self.max_upload_bytes,
             "max_unpacked_bytes": self.max_unpacked_bytes, "capabilities": self.capabilities}
 
@@ -299,6 +346,15 @@ class Agent(object):
     return [(self.work_dir, "<work_dir>"), (self.trace_root, "<trace_root>"),
             (self.engine_cache_dir, "<engine_cache>"), (tempfile.gettempdir(), "<tmp>"),
             (os.path.expanduser("~"), "~")]
+
+  def check_calibration(self, settings):
+    """422 for TensorRT int8 without calibration images (before the lock)."""
+    if (settings.get("runtime") == "tensorrt" and settings.get("precision") == "int8"
+        and self.calibration_images is None):
+      raise BadRequest(422, "precision=int8 on runtime=tensorrt needs calibration images, "
+                            "and this agent has none: restart it with --calibration=FILE.npy "
+                            "(float32 normalized training images: python -m deploy.measure "
+                            "--write_calibration=FILE.npy).")
 
   def prepare(self, upload_path, fmt, settings=None):
     """The model file of an upload (an OpenVINO zip unpacked within the
@@ -340,6 +396,8 @@ class Agent(object):
     if settings["runtime"] == "tensorrt":
       options.update(precision=settings.get("precision", "fp32"),
                      engine_cache_dir=self.engine_cache_dir)
+      if options["precision"] == "int8":
+        options["calibration_images"] = self.calibration_images
     try:
       runtime = device_main.build_runtime(self.device, settings["runtime"], model_path,
                                           batch_size, **options)
@@ -349,7 +407,7 @@ class Agent(object):
     try:
       with device_main.build_power(self.power_source, self.device,
                                    **self.power_options) as power:
-        return session.run_measurement(
+        result = session.run_measurement(
             runtime, power, images, self.device, batch_size=batch_size,
             threshold_w=settings.get("threshold_w"),
             sample_interval_s=settings.get("sample_interval_s", 0.02),
@@ -357,6 +415,9 @@ class Agent(object):
             warmup_batches=settings.get("warmup_batches", session.DEFAULT_WARMUP_BATCHES),
             idle_s=settings.get("idle_s"), trace_dir=trace_dir,
             contention_policy=settings.get("contention_policy", contention.DEFAULT_POLICY))
+      if settings.get("predictions"):
+        result["top1"] = top1(runtime, images, batch_size)
+      return result
     except ValueError as e:
       raise BadRequest(400, str(e))
     finally:
@@ -443,6 +504,7 @@ class Handler(agent_server.ConnectionHandler):
                        % (self.body.left, agent.max_upload_bytes))
     settings = parse_settings(self.headers.get("X-Measure-Settings"), fmt, agent.device,
                               len(agent.images))
+    agent.check_calibration(settings)
     work = tempfile.mkdtemp(dir=agent.work_dir)
     self.names = [(work, artifact_name(self.headers.get("X-Artifact-Name"), fmt))]
     try:
@@ -503,7 +565,7 @@ def build_parser():
   p.add_argument("--power_source", default=devices.AUTO,
                  choices=(devices.AUTO,) + devices.POWER_SOURCES,
                  help="default auto: the device kind's first readable source")
-  device_main.add_measurement_arguments(p)
+  device_main.add_measurement_arguments(p, precision=False)
   p.add_argument("--max_upload_mb", type=float, default=256)
   p.add_argument("--max_unpacked_mb", type=float, default=None,
                  help="what an OpenVINO zip may unpack to (default 4x --max_upload_mb)")
@@ -538,7 +600,9 @@ def _agent_from_args(args):
                int(args.max_upload_mb * mb), trace_root=args.trace_root,
                engine_cache_dir=args.engine_cache,
                max_unpacked_bytes=int(args.max_unpacked_mb * mb) if args.max_unpacked_mb else None,
-               max_traces=args.max_traces)
+               max_traces=args.max_traces,
+               calibration_images=(device_main.load_data(args.calibration)
+                                   if args.calibration else None))
 
 
 def _announce(agent, srv, host, tls, warning):

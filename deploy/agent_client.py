@@ -197,7 +197,9 @@ class AgentClient(object):
     """Upload ``artifact_path`` and measure it; returns the result dict.
 
     settings: runtime, batch_size, num_images, repeats, warmup_batches,
-    threshold_w, sample_interval_s, idle_s, precision; for a cascade
+    threshold_w, sample_interval_s, idle_s, precision (TensorRT: fp32, fp16,
+    int8 with the agent's --calibration), predictions (true: the result's
+    "top1", the argmax per measured image); for a cascade
     (a directory, or its zip with ``fmt="cascade"``) cascade_point or the
     budgets max_energy_j, max_time_s, max_error (see ``deploy.agent``).
     The size and format are checked against the agent's health answer first.

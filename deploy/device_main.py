@@ -25,6 +25,7 @@ from deploy import power as power_lib
 from deploy import protocol
 from deploy import runtimes
 from deploy import session
+from deploy import tensorrt_build
 
 
 def build_runtime(device, runtime, model_path, batch_size, **options):
@@ -71,9 +72,11 @@ def load_data(path, num_images=None):
   return data
 
 
-def add_measurement_arguments(parser):
-  """The power sources' options (read by ``power_options``) and the TensorRT
-  engine cache (``runtime_options``): shared by the device scripts and the agent."""
+def add_measurement_arguments(parser, precision=True):
+  """The power sources' options (read by ``power_options``), the TensorRT
+  engine cache and int8 calibration images (``runtime_options``): shared by
+  the device scripts and the agent; ``--precision`` only when ``precision``
+  (the agent takes it per request)."""
   parser.add_argument("--rail", default=None, help="ina3221 rail label(s)")
   parser.add_argument("--gpu_index", type=int, default=None, help="nvml device index")
   parser.add_argument("--usb_csv", default=None, help="usb_meter: timestamped CSV log")
@@ -84,6 +87,26 @@ def add_measurement_arguments(parser):
                       help="tensorrt: cache of engines built from ONNX (the agent's: from "
                            "uploaded ONNX); default $TEA_ENGINE_CACHE, else "
                            "~/.cache/tea-keras/engines")
+  parser.add_argument("--calibration", default=None,
+                      help="tensorrt int8: .npy float32 normalized NHWC TRAINING images (or "
+                           ".npz with an `images` array) to calibrate on; write them on the "
+                           "host with python -m deploy.measure --write_calibration=FILE.npy")
+  if precision:
+    parser.add_argument("--precision", default="fp32", choices=tensorrt_build.PRECISIONS,
+                        help="tensorrt: precision of the engine built from ONNX (int8 needs "
+                             "--calibration)")
+
+
+def check_measurement_args(parser, args):
+  """Refuse (parser.error) a precision the runtime does not build, or int8
+  without calibration images."""
+  precision = getattr(args, "precision", "fp32")
+  if precision != "fp32" and args.runtime != "tensorrt":
+    parser.error("--precision=%s applies to --runtime=tensorrt (which builds its engine on "
+                 "the device); other runtimes run the artifact as given." % precision)
+  if precision == "int8" and not args.calibration:
+    parser.error("--precision=int8 needs --calibration=FILE.npy: float32 normalized NHWC "
+                 "training images (python -m deploy.measure --write_calibration=FILE.npy).")
 
 
 def parser_for(device):
@@ -134,8 +157,16 @@ def power_options(args, power_source=None):
 
 
 def runtime_options(args):
-  return {"engine_cache_dir": args.engine_cache} if args.runtime == "tensorrt" and \
-      getattr(args, "engine_cache", None) else {}
+  """TensorRT's options from the command line: engine cache, precision and
+  (int8) the calibration images loaded from ``--calibration``."""
+  if args.runtime != "tensorrt":
+    return {}
+  out = {"precision": getattr(args, "precision", "fp32")}
+  if getattr(args, "engine_cache", None):
+    out["engine_cache_dir"] = args.engine_cache
+  if out["precision"] == "int8" and getattr(args, "calibration", None):
+    out["calibration_images"] = load_data(args.calibration)
+  return out
 
 
 def progress_printer(done, total, elapsed):
@@ -145,7 +176,9 @@ def progress_printer(done, total, elapsed):
 
 def main(device, argv=None):
   """Parse args, measure, print one JSON object on stdout."""
-  args = parser_for(device).parse_args(argv)
+  parser = parser_for(device)
+  args = parser.parse_args(argv)
+  check_measurement_args(parser, args)
   args.device = device
   images = load_data(args.data, args.num_images)
   runtime = build_runtime(device, args.runtime, args.model, args.batch_size,

@@ -19,6 +19,13 @@ prints the same object as JSON. ``--model`` may be a cascade directory
 image, ``--max_error``), each stage runs on ``--runtime``.
 ``--write_data=images.npy`` instead writes
 the normalized images for a device script (``deploy/<device>/measure.py``).
+TensorRT builds its engine at ``--precision`` (fp32, fp16, int8); int8
+calibrates on the first ``--calibration_images`` (200) TRAINING images of
+``--dataset``; ``--write_calibration=calib.npy`` writes those for a board's
+``--calibration`` (device scripts, agent) and exits::
+
+  python -m deploy.measure --device=gpu --runtime=tensorrt --precision=int8 \\
+      --model=model.onnx --dataset=cifar10_sample
 Images are the validation split (the paper measures on 5,000 validation
 images); when the data set has fewer than ``--num_images`` they are
 repeated and the result says so (``images_repeated_from``).
@@ -41,6 +48,7 @@ from deploy import device_main
 from deploy import devices
 from deploy import protocol
 from deploy import session
+from deploy import tensorrt_build
 from deploy.power import base as power_base
 
 
@@ -108,6 +116,17 @@ def load_images(dataset, num_images, data_dir=None):
   return data.normalize(x[:num_images]), (available if num_images > available else None)
 
 
+def load_calibration_images(dataset, num_images, data_dir=None):
+  """The first ``num_images`` TRAINING images of ``dataset``, normalized
+  (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
+  from tea_keras import data
+  if num_images < 1:
+    raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
+                     "integer. Received calibration_images=%r" % (num_images,))
+  x = data.load(dataset, data_dir).x_train[:num_images]
+  return np.ascontiguousarray(data.normalize(x), np.float32)
+
+
 # -- CLI: flags are defined only when run as a program (see deploy.export) ----
 FLAGS = flags.FLAGS
 
@@ -147,13 +166,41 @@ def define_flags():
   flags.DEFINE_string("usb_port", None, "usb_meter: serial port of the meter.")
   flags.DEFINE_string("write_data", None, "Write the normalized images to this .npy for "
                       "a device script and exit.")
+  flags.DEFINE_enum("precision", "fp32", list(tensorrt_build.PRECISIONS),
+                    "runtime=tensorrt: precision of the engine built from ONNX on the device "
+                    "(int8: calibrated on --calibration_images training images).")
+  flags.DEFINE_integer("calibration_images", 200, "TensorRT int8: calibrate on the first N "
+                       "training images of --dataset (normalized).", lower_bound=1)
+  flags.DEFINE_string("write_calibration", None, "Write the --calibration_images training "
+                      "images (normalized float32 NHWC) to this .npy for a board's "
+                      "--calibration and exit.")
   flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY,
                     list(contention.POLICIES), "When other processes keep the CPUs busy during a timed repeat: "
                     "re-measure it (then flag), only flag it, or refuse (deploy/contention.py).")
 
 
+def _tensorrt_options():
+  """The TensorRT runtime's precision (and int8 calibration images)."""
+  if FLAGS.runtime != "tensorrt":
+    if FLAGS.precision != "fp32":
+      raise app.UsageError("--precision=%s applies to --runtime=tensorrt; other runtimes "
+                           "run the artifact as given (deploy.quantize)." % FLAGS.precision)
+    return {}
+  out = {"precision": FLAGS.precision}
+  if FLAGS.precision == "int8":
+    out["calibration_images"] = load_calibration_images(
+        FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir)
+  return out
+
+
 def main(argv):
   del argv
+  if FLAGS.write_calibration:
+    calib = load_calibration_images(FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir)
+    np.save(FLAGS.write_calibration, calib)
+    print(json.dumps({"calibration": FLAGS.write_calibration, "images": len(calib),
+                      "split": "train", "dataset": FLAGS.dataset}))
+    return
   images, repeated = load_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir)
   if FLAGS.write_data:
     np.save(FLAGS.write_data, images)
@@ -169,6 +216,7 @@ def main(argv):
   picks = {"point": FLAGS.cascade_point, "max_energy_j": FLAGS.max_energy_j,
            "max_time_s": FLAGS.max_time_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
+  picks.update(_tensorrt_options())
   if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
     raise app.UsageError("--cascade_point, --max_energy_j, --max_time_s and --max_error "
                          "apply to a cascade directory; --model=%s is not one." % FLAGS.model)

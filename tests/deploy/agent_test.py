@@ -2,16 +2,21 @@
 ONNX Runtime measurement: auth, size limit, formats, corrupt models,
 serialization of concurrent requests."""
 
+import hashlib
 import http.client
 import json
 import os
+import tempfile
 import threading
 
+import numpy as np
 import tensorflow as tf
 
 from deploy import agent
 from deploy import agent_client
+from tests import fakes
 from tests.deploy import tiny_model
+from tests.deploy.tensorrt_build_test import quantize_input
 
 TOKEN = "s3cret-token"
 SETTINGS = dict(batch_size=16, repeats=1, warmup_batches=0)
@@ -132,6 +137,68 @@ class AgentTest(tf.test.TestCase):
     for (_, end), (start, _) in zip(windows, windows[1:]):
       self.assertLessEqual(end, start)
     self.assertGreater(max(r["queued_s"] for r in results), 0.0)
+
+
+  def test_predictions_return_the_models_top1(self):
+    result = agent_client.AgentClient(self.url, TOKEN).measure(
+        self.tiny["onnx"], predictions=True, num_images=40, **SETTINGS)
+    keras = self.tiny["model"](self.tiny["images"][:40], training=False).numpy()
+    self.assertEqual(result["top1"], [int(k) for k in keras.argmax(-1)])
+    self.assertNotIn("top1", agent_client.AgentClient(self.url, TOKEN).measure(
+        self.tiny["onnx"], **SETTINGS))
+    with self.assertRaisesRegex(agent_client.AgentError, "400.*`predictions`. Expected a "
+                                "JSON boolean"):
+      agent_client.AgentClient(self.url, TOKEN, retries=0).measure(self.tiny["onnx"],
+                                                                   predictions=1)
+
+
+class TensorRtAgentTest(tf.test.TestCase):
+  """An agent on a (fake) GPU with TensorRT 10.3: int8 needs --calibration."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+
+  def _serve(self, calibration_images):
+    trt = self.enter_context(fakes.fake_gpu("10.3.0"))
+    a = agent.Agent(TOKEN, self.tiny["images"], "gpu", "none",
+                    engine_cache_dir=tempfile.mkdtemp(dir=self.get_temp_dir()),
+                    calibration_images=calibration_images)
+    srv = agent.serve_in_thread(a)
+    self.addCleanup(srv.server_close)
+    self.addCleanup(srv.shutdown)
+    url = "http://127.0.0.1:%d" % srv.server_address[1]
+    return trt, a, agent_client.AgentClient(url, TOKEN, retries=0)
+
+  def test_agent_measures_int8_with_its_calibration_images(self):
+    calib = self.tiny["images"][:50]
+    trt, a, client = self._serve(calib)
+    health = client.health()
+    self.assertEqual((health["images"], health["calibration_images"]), (64, 50))
+    expected = hashlib.sha256(np.ascontiguousarray(self.tiny["images"],
+                                                   np.float32).tobytes()).hexdigest()
+    self.assertEqual(health["data_sha256"], expected)
+    result = client.measure(self.tiny["onnx"], runtime="tensorrt", precision="int8",
+                            predictions=True, **SETTINGS)
+    self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 1))
+    info = result["runtime_info"]
+    self.assertEqual((info["precision"], info["calibration_images"]), ("int8", 50))
+    self.assertGreater(info["engine_bytes"], 0)
+    quantized = quantize_input(self.tiny["images"], float(np.max(np.abs(calib))))
+    keras = self.tiny["model"](quantized, training=False).numpy()
+    self.assertEqual(result["top1"], [int(k) for k in keras.argmax(-1)])
+    self.assertEqual(a.count, 1)
+
+  def test_int8_without_calibration_is_422_before_the_lock(self):
+    trt, a, client = self._serve(None)
+    self.assertEqual(client.health()["calibration_images"], 0)
+    with a.lock:        # a measurement "runs": the refusal must not wait for it
+      with self.assertRaises(agent_client.AgentError) as ctx:
+        client.measure(self.tiny["onnx"], runtime="tensorrt", precision="int8", **SETTINGS)
+    self.assertEqual(ctx.exception.status, 422)
+    self.assertIn("--calibration=FILE.npy", ctx.exception.message)
+    self.assertEqual((a.count, trt.BUILDS), (0, 0))
 
 
 if __name__ == "__main__":

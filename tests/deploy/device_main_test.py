@@ -2,6 +2,8 @@
 compatibility checked by vermin, and a device script run in a fresh
 interpreter that must not import TensorFlow, Keras or tea_keras."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from deploy import device_main
+from tests import fakes
 from tests.deploy import tiny_model
 
 VERMIN = [sys.executable, "-c", "import sys; from vermin.main import main; sys.exit(main())"]
@@ -84,6 +87,31 @@ class DeviceMainTest(tf.test.TestCase):
   def test_build_power_auto_falls_back_to_none_without_rapl(self):
     source = device_main.build_power("auto", root=os.path.join(self.get_temp_dir(), "x"))
     self.assertEqual(source.name, "none")
+
+  def test_main_int8_needs_calibration_and_builds_with_it(self):
+    tiny = tiny_model.artifacts()
+    data = os.path.join(self.get_temp_dir(), "images.npy")
+    calib = os.path.join(self.get_temp_dir(), "calib.npy")
+    np.save(data, tiny["images"])
+    np.save(calib, tiny["images"][:50])
+    argv = ["--model=" + tiny["onnx"], "--data=" + data, "--runtime=tensorrt",
+            "--precision=int8", "--power_source=none", "--batch_size=16", "--repeats=1",
+            "--warmup_batches=0", "--contention_policy=warn",
+            "--engine_cache=" + os.path.join(self.get_temp_dir(), "engines")]
+    with fakes.fake_gpu("8.2.1") as trt:
+      with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+        device_main.main("gpu", argv)
+      self.assertIn("--precision=int8 needs --calibration=FILE.npy", err.getvalue())
+      self.assertEqual(trt.BUILDS, 0)
+      with contextlib.redirect_stdout(io.StringIO()):
+        result = device_main.main("gpu", argv + ["--calibration=" + calib])
+      self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 1))
+    info = result["runtime_info"]
+    self.assertEqual((info["precision"], info["calibration_images"]), ("int8", 50))
+    self.assertGreater(result["time_s"], 0.0)
+    with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
+      device_main.main("cpu", ["--model=m.onnx", "--data=" + data, "--precision=fp16"])
+    self.assertIn("applies to --runtime=tensorrt", err.getvalue())
 
   def test_build_runtime_validates_names(self):
     with self.assertRaisesRegex(ValueError, "cpu\\|gpu\\|jetson\\|myriad"):

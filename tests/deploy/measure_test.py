@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -41,6 +42,29 @@ class MeasureTest(tf.test.TestCase):
     self.assertIsNone(measure.load_images("cifar10_sample", 100)[1])
     with self.assertRaisesRegex(ValueError, "num_images"):
       measure.load_images("cifar10_sample", 0)
+
+  def test_cli_writes_the_first_training_images_for_calibration(self):
+    from tea_keras import data
+    path = os.path.join(self.get_temp_dir(), "calib.npy")
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--write_calibration=" + path,
+         "--calibration_images=30"], capture_output=True, text=True, timeout=300)
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    self.assertEqual(json.loads(out.stdout.strip().splitlines()[-1])["images"], 30)
+    expected = data.normalize(data.load("cifar10_sample").x_train[:30])
+    written = np.load(path)
+    self.assertEqual(written.dtype, np.float32)
+    self.assertAllEqual(written, expected)
+    with self.assertRaisesRegex(ValueError, "`calibration_images`. Expected a positive"):
+      measure.load_calibration_images("cifar10_sample", 0)
+
+  def test_cli_refuses_a_precision_other_runtimes_do_not_build(self):
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--runtime=onnxruntime", "--precision=int8",
+         "--model=" + self.tiny["onnx"], "--num_images=10"],
+        capture_output=True, text=True, timeout=300)
+    self.assertNotEqual(out.returncode, 0)
+    self.assertIn("--precision=int8 applies to --runtime=tensorrt", out.stderr)
 
   @pytest.mark.slow
   def test_cli_prints_result_json(self):
