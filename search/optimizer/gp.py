@@ -20,8 +20,15 @@ as Spearmint does between iterations. ``mode="map"`` instead maximizes the
 log posterior with L-BFGS-B (numerical gradients) from ``map_restarts``
 starting points and keeps one sample. Priors: log l ~ N(0, 1.5^2) on
 [log 0.02, log 50]; log amplitude ~ N(0, 1) on [log 0.01, log 100] (outputs
-are standardized); noise variance has a horseshoe prior of scale 0.1 with
-floor ``min_noise``; mean ~ N(0, 1).
+are standardized); noise variance has a horseshoe prior of scale
+``noise_scale`` (0.1, Spearmint's; p(s2) ~ log(1 + 3 (scale / s2)^2)) with
+floor ``min_noise``; mean ~ N(0, 1). In the log-noise coordinate the slice
+sampler moves in, the 0.1 horseshoe has its mode at 0.09 and 5/50/95%
+quantiles 2.6e-3 / 0.07 / 0.99; BoTorch 0.18's default, LogNormal(-4, 1)
+with floor 1e-4, has 2.5e-3 / 0.018 / 0.094. A scale of 0.01 (quantiles
+2.6e-4 / 7e-3 / 0.11) was tried on DTLZ2 (PESMO, 5 seeds) and was worse:
+median log10 HV gap -0.260 against -0.312 (BENCHMARKS.md, "Optimizer"), so
+the default stays 0.1.
 
 Why not GPy's ``GPRegression``: speed, not expressiveness. GPy shares one
 lengthscale across a one-hot block with a product of per-block kernels over
@@ -130,16 +137,22 @@ class ObjectiveGP:
       to the first fit, later fits continue the chain with ``warm_burn_in``.
     log_transform: model log(y) (requires y > 0).
     min_noise: floor of the noise variance in standardized units.
+    noise_scale: scale of the horseshoe prior on the noise variance
+      (standardized units; see the module docstring for its quantiles).
   """
 
   def __init__(self, groups, kernel: str = "matern52", mode: str = "slice",
                num_samples: int = 10, burn_in: int = 60, warm_burn_in: int = 2,
                thin: int = 1, map_restarts: int = 3, log_transform: bool = False,
-               min_noise: float = 1e-6, seed: int = 0):
+               min_noise: float = 1e-6, noise_scale: float = _HORSESHOE_SCALE,
+               seed: int = 0):
     if mode not in ("slice", "map"):
       raise ValueError("Invalid value for argument `mode`. Expected 'slice' or 'map'. "
                        "Received mode=%r" % (mode,))
     kernel_from_sqdist(np.zeros(1), 1.0, kernel)  # validates `kernel`
+    if not float(noise_scale) > 0:
+      raise ValueError("Invalid value for argument `noise_scale`. Expected a positive "
+                       "number. Received noise_scale=%r" % (noise_scale,))
     if int(num_samples) < 1:
       raise ValueError("Invalid value for argument `num_samples`. Expected >= 1. "
                        "Received num_samples=%r" % (num_samples,))
@@ -149,6 +162,7 @@ class ObjectiveGP:
     self.num_samples, self.burn_in, self.warm_burn_in = int(num_samples), burn_in, warm_burn_in
     self.thin, self.map_restarts = max(1, int(thin)), map_restarts
     self.log_transform, self.min_noise = log_transform, min_noise
+    self.noise_scale = float(noise_scale)
     self.rng = np.random.default_rng(seed)
     self.samples: List[GPSample] = []
     self._state: Optional[np.ndarray] = None
@@ -188,7 +202,7 @@ class ObjectiveGP:
         log_noise < np.log(self.min_noise) or log_noise > np.log(10.0)):
       return -np.inf
     noise = np.exp(log_noise)
-    horseshoe = np.log(np.log1p(3.0 * (_HORSESHOE_SCALE / noise) ** 2)) + log_noise
+    horseshoe = np.log(np.log1p(3.0 * (self.noise_scale / noise) ** 2)) + log_noise
     return float(-0.5 * np.sum(log_l ** 2) / 1.5 ** 2 - 0.5 * log_amp ** 2
                  - 0.5 * mean ** 2 + horseshoe)
 

@@ -94,6 +94,47 @@ class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "Expected 'slice' or 'map'"):
       gplib.ObjectiveGP(np.arange(2), mode="hmc")
 
+  def test_noise_prior_learns_small_noise_on_deterministic_data(self):
+    # Noise-free smooth function: the sampled noise variances (standardized
+    # units) stay far below the signal's variance of 1.
+    x, y = _toy(30)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=10, burn_in=60, seed=0).fit(x, y)
+    self.assertLess(np.median([s.noise for s in model.samples]), 1e-2)
+
+  def test_noise_prior_still_learns_real_noise(self):
+    # Observations with noise of known variance: its standardized value must
+    # be recovered within a factor of 3 (the prior's tail does not forbid it).
+    rng = np.random.default_rng(1)
+    x = rng.random((60, 2))
+    f = np.sin(5 * x[:, 0]) + x[:, 1]
+    y = f + rng.normal(0.0, 0.3, size=60)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=10, burn_in=80, seed=0).fit(x, y)
+    truth = 0.3 ** 2 / np.var(y)
+    learned = np.median([s.noise for s in model.samples])
+    self.assertBetween(learned, truth / 3.0, truth * 3.0)
+
+  @parameterized.parameters(0.1, 0.01)
+  def test_noise_prior_median_scales_with_noise_scale(self, scale):
+    # The horseshoe density is a function of scale / noise only, so the
+    # prior median of the noise variance is proportional to the scale; the
+    # constant, 0.700, is the median of log(1 + 3 / t^2) dt over t > 0, i.e.
+    # the root of its closed-form CDF (t log(1 + 3/t^2) + 2 sqrt(3) atan(t / sqrt(3))
+    # = pi sqrt(3) / 2), solved here with scipy.
+    from scipy import optimize as sopt  # pylint: disable=import-outside-toplevel
+    root = sopt.brentq(lambda t: t * np.log1p(3.0 / t ** 2) + 2 * np.sqrt(3.0)
+                       * np.arctan(t / np.sqrt(3.0)) - np.pi * np.sqrt(3.0) / 2, 1e-3, 10.0)
+    model = gplib.ObjectiveGP(np.arange(2), noise_scale=scale, min_noise=1e-9)
+    log_noise = np.linspace(np.log(1e-9), np.log(10.0), 40001)
+    theta = lambda u: np.array([0.0, 0.0, 0.0, u, 0.0])
+    dens = np.exp([model.log_prior(theta(u)) for u in log_noise])
+    cdf = np.cumsum(dens) / np.sum(dens)
+    median = np.exp(log_noise[np.searchsorted(cdf, 0.5)])
+    self.assertAllClose(median, root * scale, rtol=0.02)
+
+  def test_bad_noise_scale_raises(self):
+    with self.assertRaisesRegex(ValueError, "noise_scale"):
+      gplib.ObjectiveGP(np.arange(2), noise_scale=0.0)
+
   def test_duplicate_inputs_fit_thanks_to_noise(self):
     x = np.repeat(np.array([[0.2, 0.3], [0.7, 0.1]]), 5, axis=0)
     y = np.repeat([1.0, 2.0], 5)
