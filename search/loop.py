@@ -229,6 +229,23 @@ def budget_space(design_space, config, log=print):
   return design_space.with_constraint(fn, text)
 
 
+def measured_bounds(config, log=print):
+  """Strategy options for ``config``'s measured budgets: PESMO gets
+  ``objective_bounds`` (--max_time_s on "time", --max_energy_j on "energy",
+  raw units; ``search.optimizer.feasibility``); the other strategies ignore
+  them when proposing (logged once) and the pairs over them are only marked
+  infeasible after measurement (``budgets.pair_violations``)."""
+  by_objective = {"time": config.max_time_s, "energy": config.max_energy_j}
+  bounds = [by_objective.get(o) for o in config.objectives]
+  if all(b is None for b in bounds):
+    return {}
+  if config.strategy == "pesmo":
+    return {"objective_bounds": bounds}
+  log("note: --strategy=%s does not model the measured budgets (only pesmo does); pairs "
+      "over them are marked infeasible after measurement." % config.strategy)
+  return {}
+
+
 def _spec(config, trial):
   trial_dir = os.path.join(config.results_dir, "trials", "%04d" % trial["trial_id"])
   return {"trial_id": trial["trial_id"], "genotype": trial["genotype"], "trial_dir": trial_dir,
@@ -297,7 +314,8 @@ def _search(store, config, resuming, log, design_space=None):
   # log values; the error stays linear.
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
   strategy = strategies.make_strategy(config.strategy, design_space, len(config.objectives),
-                                      seed=config.seed, log_objectives=log_objectives)
+                                      seed=config.seed, log_objectives=log_objectives,
+                                      **measured_bounds(config, log))
   executor = executors.make_executor(
       config.executor, config.max_parallel, config.ray_address,
       gpus_per_trial=1.0 / config.max_parallel if config.device == "gpu" else 0.0,

@@ -1,7 +1,10 @@
 """Tests for search/optimizer/benchmark.py: run records and the JSON layout."""
 
+import itertools
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -42,6 +45,89 @@ class BenchmarkTest(tf.test.TestCase):
     x = benchmark.initial_design(problem, 3)
     self.assertEqual(x.shape, (14, 6))
     problem.space.validate(x)
+
+
+def _bounded_table(path):
+  """36 designs (a, b in 0..5): cost = 1 + a + b, error = 12 / (1 + a) + b / 2."""
+  rows = ["%d,%d,%.6f,%.6f" % (a, b, 12.0 / (1 + a) + 0.5 * b, 1.0 + a + b)
+          for a, b in itertools.product(range(6), range(6))]
+  with open(path, "w") as f:
+    f.write("a,b,error,cost\n" + "\n".join(rows) + "\n")
+  return path
+
+
+def _brute_force_hv_2d(points, ref):
+  """Area dominated by ``points`` below ``ref`` (union of rectangles)."""
+  pts = [p for p in points if p[0] < ref[0] and p[1] < ref[1]]
+  xs = sorted({p[0] for p in pts} | {ref[0]})
+  area = 0.0
+  for lo, hi in zip(xs[:-1], xs[1:]):
+    area += (hi - lo) * (ref[1] - min([p[1] for p in pts if p[0] <= lo] + [ref[1]]))
+  return area
+
+
+class BoundsTest(tf.test.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.path = _bounded_table(os.path.join(self.get_temp_dir(), "bounded.csv"))
+    self.problem = make_problem("table", table=self.path, variables=["a", "b"],
+                                objectives=["error", "cost"])
+
+  def test_with_bounds_scores_feasible_evaluations_against_feasible_front(self):
+    bounds = benchmark.parse_bounds(["cost=4"], self.problem)
+    self.assertEqual(bounds, [None, 4.0])
+    bounded, info = benchmark.with_bounds(self.problem, bounds)
+    y = self.problem.table.y
+    ref = np.median(y, axis=0)
+    feasible = y[y[:, 1] <= 4.0]
+    self.assertEqual(info["feasible_rows"], 10)  # a + b <= 3
+    best = _brute_force_hv_2d(feasible.tolist(), ref)
+    evaluated = y[[0, 7, 30, 35]]  # (0,0), (1,1) feasible; (5,0), (5,5) not
+    expected = _brute_force_hv_2d(evaluated[evaluated[:, 1] <= 4.0].tolist(), ref) / best
+    self.assertAllClose(benchmark.quality(bounded, evaluated), expected)
+    self.assertAllClose(benchmark.quality(bounded, feasible), 1.0)
+    self.assertEqual(bounded.metric, "feasible_hypervolume_fraction")
+
+  def test_parse_bounds_refuses_bad_entries(self):
+    for entries, message in ((["watts=3"], "Expected OBJECTIVE=VALUE with OBJECTIVE one of "
+                                           "error, cost"),
+                             (["cost=fast"], "Expected a finite number"),
+                             (["cost"], "Expected OBJECTIVE=VALUE"),
+                             (["cost=3", "cost=4"], "bounded twice")):
+      with self.assertRaisesRegex(ValueError, message):
+        benchmark.parse_bounds(entries, self.problem)
+    with self.assertRaisesRegex(ValueError, "no row of the table"):
+      benchmark.with_bounds(self.problem, [None, 0.5])
+
+  def test_cli_bounds_write_feasible_fields_and_refuse_bad_input(self):
+    out = os.path.join(self.get_temp_dir(), "bounded.json")
+    cmd = [sys.executable, "-m", "search.optimizer.benchmark", "--problem=table",
+           "--table=" + self.path, "--variables=a,b", "--objectives=error,cost",
+           "--num_initial=10", "--strategy=pesmo", "--budget=12", "--seeds=1",
+           "--strategy_options={\"num_samples\": 2}", "--out=" + out]
+    for bad, message in (("--bounds=watts=3", "OBJECTIVE one of error, cost"),
+                         ("--bounds=cost=x", "Expected a finite number"),
+                         ("--bounds=cost=0.5", "no row of the table")):
+      done = subprocess.run(cmd + [bad], capture_output=True, text=True, check=False)
+      self.assertNotEqual(done.returncode, 0)
+      self.assertIn(message, done.stderr)
+      self.assertNotIn("proposals", done.stderr)  # refused before any run
+      self.assertFalse(os.path.exists(out))
+    done = subprocess.run(cmd + ["--bounds=cost=4"], capture_output=True, text=True,
+                          check=False)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    with open(out) as f:
+      data = json.load(f)
+    self.assertEqual(data["bounds"], {"cost": 4.0})
+    self.assertEqual(data["feasible_rows"], 10)
+    self.assertTrue(data["bounds_to_strategy"])
+    run = data["runs"][0]
+    cost = self.problem.table.y[run["rows"], 1]
+    self.assertEqual(run["feasible_evaluations"], int(np.sum(cost <= 4.0)))
+    self.assertEqual(run["feasible_proposals"], int(np.sum(cost[10:] <= 4.0)))
+    self.assertLen(run["feasible_hypervolume_fraction"], 12)
+    self.assertIn("HV fraction of the true feasible front", done.stdout)
 
 
 if __name__ == "__main__":
