@@ -276,7 +276,11 @@ class SettingsTest(_AgentCase, tf.test.TestCase, parameterized.TestCase):
       ('{"idle_s": -1}', "idle_s", "a finite number in \\[0, 60\\]", "-1"),
       ('{"idle_s": 1%s}' % ("0" * 400), "idle_s", "a finite number in \\[0, 60\\]", "1000"),
       ('{"idle_s": Infinity}', "idle_s", "a finite number in \\[0, 60\\]", "Infinity"),
-      ('{"precision": "int8"}', "precision", "one of \\['fp32', 'fp16'\\]", '"int8"'),
+      ('{"precision": "int4"}', "precision", "one of \\['fp32', 'fp16', 'int8'\\]",
+       '"int4"'),
+      ('{"predictions": 1}', "predictions", "a JSON boolean \\(true or false\\)", "1"),
+      ('{"predictions": "yes"}', "predictions", "a JSON boolean \\(true or false\\)",
+       '"yes"'),
       ('{"runtime": 5}', "runtime", "a string", "5"))
   def test_parse_settings_refuses_bad_value(self, text, key, expected, received):
     with self.assertRaisesRegex(agent.BadRequest, "Invalid value for setting `%s`. Expected %s. "
@@ -287,7 +291,9 @@ class SettingsTest(_AgentCase, tf.test.TestCase, parameterized.TestCase):
   def test_parse_settings_accepts_bounds_and_integral_numbers(self):
     out = agent.parse_settings(json.dumps(dict(
         batch_size=10000, num_images=64, repeats=100, warmup_batches=0, threshold_w=0.01,
-        sample_interval_s=0.001, idle_s=60, precision="fp16")), "onnx", "cpu", num_images=64)
+        sample_interval_s=0.001, idle_s=60, precision="int8", predictions=False)),
+        "onnx", "cpu", num_images=64)
+    self.assertIs(out["predictions"], False)
     self.assertEqual(out["runtime"], "onnxruntime")
     self.assertEqual((out["idle_s"], type(out["idle_s"])), (60.0, float))
     self.assertEqual((out["batch_size"], out["num_images"]), (10000, 64))

@@ -25,6 +25,7 @@ DEVICE_SIDE = [
     "deploy/protocol.py", "deploy/session.py",
     "deploy/device_main.py", "deploy/trace_plot.py", "deploy/agent.py", "deploy/cascade.py",
     "deploy/agent_server.py", "deploy/agent_uploads.py", "deploy/agent_workdirs.py",
+    "deploy/agent_settings.py",
     "deploy/agent_client.py", "deploy/tensorrt_build.py", "deploy/power",
     "deploy/runtimes/__init__.py", "deploy/runtimes/base.py",
     "deploy/runtimes/onnxruntime_runtime.py", "deploy/runtimes/openvino_runtime.py",
