@@ -216,10 +216,10 @@ def main(argv):
   picks = {"point": FLAGS.cascade_point, "max_energy_j": FLAGS.max_energy_j,
            "max_time_s": FLAGS.max_time_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
-  picks.update(_tensorrt_options())
   if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
     raise app.UsageError("--cascade_point, --max_energy_j, --max_time_s and --max_error "
                          "apply to a cascade directory; --model=%s is not one." % FLAGS.model)
+  picks.update(_tensorrt_options())
   try:
     result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
                      power_source=FLAGS.power_source, images=images,

@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from deploy import measure
+from tests import fakes
 from tests.deploy import tiny_model
 
 
@@ -65,6 +66,21 @@ class MeasureTest(tf.test.TestCase):
         capture_output=True, text=True, timeout=300)
     self.assertNotEqual(out.returncode, 0)
     self.assertIn("--precision=int8 applies to --runtime=tensorrt", out.stderr)
+
+  def test_cli_tensorrt_int8_calibrates_on_training_images(self):
+    env = fakes.subprocess_env("8.2.1")
+    env["TEA_ENGINE_CACHE"] = os.path.join(self.get_temp_dir(), "engines")
+    out = subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--device=gpu", "--runtime=tensorrt",
+         "--precision=int8", "--calibration_images=100", "--power_source=none",
+         "--model=" + self.tiny["onnx"], "--num_images=32", "--batch_size=16",
+         "--repeats=1", "--warmup_batches=0", "--contention_policy=warn"],
+        capture_output=True, text=True, timeout=300, env=env)
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    info = json.loads(out.stdout.strip().splitlines()[-1])["runtime_info"]
+    self.assertEqual((info["precision"], info["calibration_images"], info["api"]),
+                     ("int8", 100, "bindings"))
+    self.assertGreater(info["engine_bytes"], 0)
 
   @pytest.mark.slow
   def test_cli_prints_result_json(self):
