@@ -214,7 +214,9 @@ class TensorRtRuntime(base.Runtime):
     _check_args(precision, max_batch_size)
     if is_onnx(model_path):
       tensorrt_build.check_int8_inputs(precision, calibration_images, None)
-    self.calibration_images = calibration_images if precision == "int8" else None
+    # a prebuilt engine was calibrated when it was built: the images are unused
+    self.calibration_images = (calibration_images if precision == "int8" and
+                               is_onnx(model_path) else None)
     self.precision, self.max_batch_size = precision, int(max_batch_size)
     self.engine_bytes = None
     trt = base.require("tensorrt", "tensorrt", self.name)
