@@ -190,6 +190,21 @@ class TensorRtAgentTest(tf.test.TestCase):
     self.assertEqual(result["top1"], [int(k) for k in keras.argmax(-1)])
     self.assertEqual(a.count, 1)
 
+  def test_agent_command_line_loads_calibration_images(self):
+    root = self.get_temp_dir()
+    paths = dict((name, os.path.join(root, name)) for name in ("token", "d.npy", "c.npz"))
+    with open(paths["token"], "w") as f:
+      f.write(TOKEN)
+    np.save(paths["d.npy"], self.tiny["images"])
+    np.savez(paths["c.npz"], images=self.tiny["images"][:20])
+    args = agent.build_parser().parse_args(
+        ["--token_file=" + paths["token"], "--data=" + paths["d.npy"], "--power_source=none",
+         "--calibration=" + paths["c.npz"]])
+    self.assertFalse(hasattr(args, "precision"))         # a per-request setting
+    a = agent._agent_from_args(args)
+    self.addCleanup(a.close)
+    self.assertEqual(a.health()["calibration_images"], 20)
+
   def test_int8_without_calibration_is_422_before_the_lock(self):
     trt, a, client = self._serve(None)
     self.assertEqual(client.health()["calibration_images"], 0)
