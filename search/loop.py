@@ -81,6 +81,8 @@ def resolve(config, log=print):
     changes["objectives"] = tuple(o for o in config.objectives if o != "energy")
   resolved = config_lib.SearchConfig.from_dict(dict(config.__dict__, **changes))
   config_lib.validate(resolved)
+  from search import trial as trial_lib  # pylint: disable=g-import-not-at-top
+  trial_lib.check_remote_calibration(resolved, token)
   return resolved
 
 

@@ -102,7 +102,8 @@ def _check_shared_storage(spec):
 
 # What each (cell, precision) pair keeps of its export and measurement.
 PAIR_KEYS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_cpu_share",
-             "model_bytes", "weight_bytes", "export_max_abs_diff", "mean_power_w", "engine_build_s")
+             "model_bytes", "weight_bytes", "export_max_abs_diff", "mean_power_w", "engine_build_s",
+             "val_error_source")
 
 
 def objective_value(metrics, objective):
@@ -171,28 +172,63 @@ def measure_precisions(model, work_dir, config, splits, precisions=None):
   for precision in precisions:
     metrics, artifacts = export_and_measure(model, work_dir, config, images,
                                             precision=precision, calibration_images=calibration)
-    metrics["val_error"] = deployed_error(model, artifacts["export"], splits, config)
+    metrics["val_error"], metrics["val_error_source"] = deployed_error(
+        model, artifacts["export"], splits, config, precision, calibration,
+        artifacts.pop("device_top1", None))
     pairs[precision] = {k: metrics.get(k) for k in PAIR_KEYS}
     pairs[precision]["export"] = artifacts["export"]
     first = first or (metrics, artifacts)
   return pairs, first[0], first[1]
 
 
-def deployed_error(model, path, splits, config):
-  """Top-1 error of the exported artifact at ``path`` on the whole validation
-  split, run on this host by the format's runtime on its CPU (a TensorRT
-  engine, built for its device, is not: Keras' error then)."""
+def deployed_error(model, path, splits, config, precision="fp32", calibration_images=None,
+                   device_top1=None):
+  """``(error, source)``: the top-1 error of the deployed artifact and where
+  it was computed.
+
+  * ONNX / OpenVINO artifacts: run on this host by the format's runtime on its
+    CPU, on the whole validation split;
+  * a TensorRT engine (``config.runtime == "tensorrt"``), built at
+    ``precision`` on the device: on a local GPU/Jetson the engine itself (the
+    runtime's engine cache makes it the measured one) on the whole split; on
+    a remote board the predictions the agent returned for the images it
+    measured (``device_top1``, checked to be this search's validation images
+    by ``_measure_remote``), i.e. the first ``measure_images`` of the split;
+  * otherwise (a remote engine without matching predictions, Keras) Keras'
+    error, and ``source`` says so.
+  """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from deploy import devices  # pylint: disable=g-import-not-at-top
   from deploy import export as export_lib
   from tea_keras import data
+  labels = np.asarray(splits.y_val).ravel()
+  if device_top1 is not None:
+    top1 = np.asarray(device_top1, int).ravel()
+    return (float(np.mean(top1 != labels[:top1.size])),
+            "device (%s %s, %d images)" % (config.runtime, precision, top1.size))
   images = data.normalize(splits.x_val)
   fmt = devices.format_of_path(path)
-  if fmt in ("onnx", "openvino"):
-    _, logits = export_lib.run_artifact(fmt, path, images, config.measure_batch_size)
+  if config.runtime == "tensorrt" and fmt == "onnx":
+    if config.device == devices.REMOTE:
+      return (float(np.mean(np.argmax(export_lib.keras_logits(model, images), axis=1)
+                            != labels)), "keras (the agent returned no usable predictions)")
+    from deploy import device_main  # pylint: disable=g-import-not-at-top
+    runtime = device_main.build_runtime(
+        config.device, "tensorrt", path, config.measure_batch_size, precision=precision,
+        calibration_images=calibration_images if precision == "int8" else None)
+    try:
+      logits = np.concatenate([runtime.predict(images[i:i + config.measure_batch_size])
+                               for i in range(0, len(images), config.measure_batch_size)])
+    finally:
+      runtime.close()
+    source = "tensorrt %s engine on %s" % (precision, config.device)
+  elif fmt in ("onnx", "openvino"):
+    name, logits = export_lib.run_artifact(fmt, path, images, config.measure_batch_size)
+    source = "%s %s on this host's CPU" % (name, precision)
   else:
     logits = export_lib.keras_logits(model, images)
-  return float(np.mean(np.argmax(logits, axis=1) != np.asarray(splits.y_val).ravel()))
+    source = "keras"
+  return float(np.mean(np.argmax(logits, axis=1) != labels)), source
 
 
 def export_and_measure(model, work_dir, config, images, precision="fp32",
@@ -214,6 +250,9 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
   metrics, artifacts = {}, {}
   fmt = config.artifact_format or devices.runtime(config.runtime).formats[0]
   from deploy import quantize  # pylint: disable=g-import-not-at-top
+  # TensorRT builds its engine at `precision` on the device, from the fp32
+  # ONNX export (int8: its calibrator on training images, on the device).
+  on_device = config.runtime == "tensorrt" and fmt == "onnx"
   sub = () if precision == "fp32" else (precision,)
   out = os.path.join(work_dir, "export", *sub, "model" + devices.FORMATS[fmt].suffix)
   if fmt == "keras":
@@ -223,9 +262,10 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
     model.save(out)
     model_path = out
   else:
-    exported = export_lib.export_model(model, fmt, out, precision, check_images=images[:8],
-                                       opset=config.onnx_opset or devices.ONNX_OPSET,
-                                       calibration_images=calibration_images)
+    exported = export_lib.export_model(
+        model, fmt, out, "fp32" if on_device else precision, check_images=images[:8],
+        opset=config.onnx_opset or devices.ONNX_OPSET,
+        calibration_images=None if on_device else calibration_images)
     model_path = exported.path
     metrics["export_max_abs_diff"] = exported.max_abs_diff
   artifacts["export"] = model_path
@@ -237,25 +277,61 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
                   repeats=config.measure_repeats,
                   contention_policy=getattr(config, "contention_policy", "remeasure"))
   if config.device == "remote":
-    measured = _measure_remote(config, model_path, settings)
+    if on_device:
+      settings.update(precision=precision, predictions=True)
+    measured = _measure_remote(config, model_path, settings, images)
   else:
     from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+    options = dict(precision=precision, calibration_images=calibration_images
+                   if precision == "int8" else None) if on_device else None
     measured = measure_lib.measure(model_path, images=images, progress=False,
                                    trace_dir=os.path.join(work_dir, "measure", *sub),
-                                   **settings)
+                                   runtime_options=options, **settings)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
   runtime_info = measured.get("runtime_info") or {}
   for key in ("engine_build_s", "engine_cached"):
     if key in runtime_info:
       metrics[key] = runtime_info[key]
+  if on_device and runtime_info.get("engine_bytes"):
+    # The engine is the deployed artifact; its weights are not counted apart.
+    metrics["model_bytes"], metrics["weight_bytes"] = int(runtime_info["engine_bytes"]), None
   for key in ("trace", "trace_png"):
     if measured.get(key):
       artifacts[key] = measured[key]
+  if measured.get("top1") is not None:
+    artifacts["device_top1"] = measured["top1"]
   return metrics, artifacts
 
 
-def _measure_remote(config, model_path, settings):
+def check_remote_calibration(config, token):
+  """Before any trial: a search that deploys TensorRT int8 on a remote board
+  needs an agent started with calibration images (``--calibration``): the
+  engine's calibrator runs there. Raises ValueError otherwise."""
+  if not (config.device == "remote" and config.runtime == "tensorrt"
+          and "int8" in tuple(config.precisions)):
+    return
+  from deploy import agent_client  # pylint: disable=g-import-not-at-top
+  health = agent_client.AgentClient(config.device_url, token,
+                                    ca_file=getattr(config, "device_ca_file", None)).health()
+  if not health.get("calibration_images"):
+    raise ValueError(
+        "--precisions includes int8 with --runtime=tensorrt, but the agent at %s holds no "
+        "calibration images: TensorRT calibrates its int8 engine on the board. Write the "
+        "TRAINING images on the host (python -m deploy.measure --dataset=%s "
+        "--calibration_images=%d --write_calibration=calibration.npy), copy the file to the "
+        "board and restart the agent with --calibration=calibration.npy."
+        % (config.device_url, config.dataset, config.calibration_images))
+
+
+def _measure_remote(config, model_path, settings, images):
+  """The agent's measurement of ``model_path``. With ``predictions`` asked
+  for, its ``top1`` is kept only when the agent measured exactly ``images``
+  (this search's validation images: same count and sha256 of the float32
+  bytes as its health's ``data_sha256``); otherwise it is dropped with a
+  warning (the deployed error then falls back, ``deployed_error``)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
   from deploy import agent_client  # pylint: disable=g-import-not-at-top
   with open(config.device_token_file) as f:
     token = f.read().strip()
@@ -268,4 +344,15 @@ def _measure_remote(config, model_path, settings):
       settings["power_source"] not in ("auto", "none"):
     raise ValueError("The agent at %s measures with power source %r, the search asked for %r."
                      % (config.device_url, measured.get("power_source"), settings["power_source"]))
+  if measured.get("top1") is not None:
+    own = np.ascontiguousarray(images, np.float32)
+    health = client.health()
+    if (health.get("images") != len(own) or health.get("data_sha256")
+        != hashlib.sha256(own.tobytes()).hexdigest() or len(measured["top1"]) != len(own)):
+      print("warning: the agent at %s holds %s images that are not this search's %d validation "
+            "images (sha256 differs); its predictions are not used for the deployed error. "
+            "Start it with --data written by: python -m deploy.measure --dataset=%s "
+            "--num_images=%d --write_data=images.npy"
+            % (config.device_url, health.get("images"), len(own), config.dataset, len(own)))
+      measured.pop("top1")
   return measured

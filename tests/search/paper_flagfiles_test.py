@@ -149,12 +149,18 @@ class PaperFlagfilesTest(tf.test.TestCase):
     sysfs = os.path.join(cls.root, "tx2_sysfs")
     env = _env("ina3221=" + sysfs, [GPU_SITE, HARDWARE_SITE],
                TEA_FAKE_TENSORRT_VERSION="8.2.1")
+    # int8 engines calibrate on the board, on training images the agent holds.
+    from tea_keras import data  # pylint: disable=g-import-not-at-top
+    os.makedirs(cls.root, exist_ok=True)
+    calibration = os.path.join(cls.root, "tx2_calibration.npy")
+    np.save(calibration, data.normalize(data.load("cifar10_sample").x_train[:50]))
     cls.jetson_url, cls.jetson_token, cls.jetson_log = cls.stack.enter_context(agent(
         os.path.join(cls.root, "tx2_agent"), "jetson", "--power_source=ina3221",
         "--power_root=" + sysfs, "--engine_cache=" + os.path.join(cls.root, "engines"),
-        env=env))
+        "--calibration=" + calibration, env=env))
     cls._search("jetson", "paper_jetson_tx2.cfg", "--device_url=" + cls.jetson_url,
-                "--device_token_file=" + cls.jetson_token)
+                "--device_token_file=" + cls.jetson_token, "--precisions=fp32,int8",
+                "--calibration_images=50")
 
   @classmethod
   def _movidius(cls):
@@ -202,6 +208,34 @@ class PaperFlagfilesTest(tf.test.TestCase):
       self.assertGreater(t["metrics"]["engine_build_s"], 0.0)
       self.assertFalse(t["metrics"]["engine_cached"])
       self.assertTrue(t["artifacts"]["export"].endswith(".onnx"))
+      self._check_engine_pairs(t)
+    # One engine per (cell, precision): int8 has its own cache key.
+    engines = [n for n in os.listdir(os.path.join(self.root, "engines")) if n.endswith(".engine")]
+    self.assertLen(engines, 4)
+
+  def _check_engine_pairs(self, t):
+    """Each precision's engine was built on the board from the fp32 ONNX
+    export, and its error is the engine's on the measured validation images:
+    the fake engine runs that ONNX (int8: its input quantized with the
+    calibrated scale), so ONNX Runtime on the same export gives the fp32
+    figure independently."""
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+    from tea_keras import data  # pylint: disable=g-import-not-at-top
+    pairs = t["metrics"]["precisions"]
+    self.assertEqual(sorted(pairs), ["fp32", "int8"])
+    splits = data.load("cifar10_sample")
+    x, y = data.normalize(splits.x_val[:200]), np.asarray(splits.y_val[:200]).ravel()
+    session = onnxruntime.InferenceSession(pairs["fp32"]["export"],
+                                           providers=["CPUExecutionProvider"])
+    ort_error = float(np.mean(np.argmax(session.run(None, {session.get_inputs()[0].name: x})[0],
+                                        axis=1) != y))
+    self.assertAlmostEqual(pairs["fp32"]["val_error"], ort_error, places=6)
+    for precision, pair in pairs.items():
+      self.assertEqual(pair["val_error_source"],
+                       "device (tensorrt %s, 200 images)" % precision)
+      self.assertTrue(pair["export"].endswith(".onnx"))
+      self.assertGreater(pair["engine_build_s"], 0.0)
+      self.assertGreater(pair["time_s"], 0.0)
 
   def test_paper_movidius_sends_onnx_that_openvino_2022_3_reads(self):
     for name in ("movidius", "random_movidius"):
