@@ -349,6 +349,17 @@ class RefusalTest(tf.test.TestCase):
                     "--runtime=onnxruntime", expected=("measures with power source none",
                                                        "--power_source=usb_meter"))
 
+  def test_search_refuses_tensorrt_int8_on_an_agent_without_calibration_images(self):
+    sysfs = os.path.join(self.get_temp_dir(), "tx2_sysfs_refused")
+    env = _env("ina3221=" + sysfs, [GPU_SITE, HARDWARE_SITE], TEA_FAKE_TENSORRT_VERSION="8.2.1")
+    workdir = os.path.join(self.get_temp_dir(), "agent_tx2_no_calibration")
+    with agent(workdir, "jetson", "--power_source=ina3221", "--power_root=" + sysfs,
+               env=env) as (url, token, _):
+      self._refused("paper_jetson_tx2.cfg", "--device_url=" + url, "--device_token_file=" + token,
+                    "--precisions=fp32,int8",
+                    expected=("holds no calibration images", "--write_calibration=",
+                              "--calibration=calibration.npy"))
+
   def test_search_refuses_unreachable_agent(self):
     token = os.path.join(self.get_temp_dir(), "token")
     with open(token, "w") as f:
