@@ -106,8 +106,10 @@ class Progress:
     # Until the initial trials are done the reference point moves with the
     # trials (search.outputs), so the HV may fall: say so.
     frozen = summary.get("reference_point_frozen") or hv is None
-    self.log("[trial %d/%d] #%d %s %s | HV %s%s | elapsed %s, ETA %s"
+    feasible = (summary.get("feasibility") or {}).get("feasible_hypervolume")
+    self.log("[trial %d/%d] #%d %s %s | HV %s%s%s | elapsed %s, ETA %s"
              % (count, self.total, trial_id, status, values, _fmt(hv),
+                "" if feasible is None else ", under the budget %s" % _fmt(feasible),
                 "" if frozen else " (provisional reference point)", _hms(elapsed), _hms(eta)))
     if metrics.get("contended"):
       self.log("  warning: trial #%d's time was measured while other processes used %s of the "

@@ -170,6 +170,14 @@ def feasibility_summary(trials, objectives, budgets):
                            for r in pair_front(rows)]}
 
 
+def feasible_hypervolume(trials, objectives, budgets, ref_point):
+  """Hypervolume of the feasible (cell, precision) pairs against
+  ``ref_point``: what the search found that meets its budgets."""
+  y = np.array([r["values"] for r in pairs(trials, objectives, budgets)
+                if r["complete"] and r["feasible"]], float).reshape(-1, len(objectives))
+  return float(pareto.hypervolume(y, np.asarray(ref_point, float))) if len(y) else 0.0
+
+
 def freeze_reference_point(store, trials, objectives, num_initial):
   """The frozen reference point (list), freezing it when the first
   ``num_initial`` trials are all finished; None before that."""
@@ -213,6 +221,9 @@ def refresh(results_dir, trials, objectives, ref_point=None, budgets=None):
   summary = summarize(trials, objectives, ref_point)
   summary["reference_point_frozen"] = ref_point is not None
   summary["feasibility"] = feasibility_summary(trials, objectives, budgets)
+  if budgets and summary["reference_point"] is not None:
+    summary["feasibility"]["feasible_hypervolume"] = feasible_hypervolume(
+        trials, objectives, budgets, summary["reference_point"])
   _atomic_write(os.path.join(results_dir, "summary.json"), json.dumps(summary, indent=2))
   plot_search(results_dir, trials, objectives, summary, budgets)
   return summary

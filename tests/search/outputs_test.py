@@ -97,6 +97,16 @@ class OutputsTest(tf.test.TestCase):
     self.assertEqual((feas["pairs"], feas["feasible_pairs"], feas["pairs_over_budget"]),
                      (4, 3, {"max_model_bytes": 1}))
     self.assertEqual(feas["trained_over_known_budgets"], 0)
+    # The feasible pairs' hypervolume against the summary's reference point,
+    # by a grid sum over the distinct coordinates.
+    ref = summary["reference_point"]
+    points = [(0.32, 0.6), (0.40, 0.5), (0.45, 0.4)]
+    xs = sorted({p[0] for p in points if p[0] < ref[0]} | {ref[0]})
+    ys = sorted({p[1] for p in points if p[1] < ref[1]} | {ref[1]})
+    area = sum((x1 - x0) * (y1 - y0) for x0, x1 in zip(xs, xs[1:]) for y0, y1 in zip(ys, ys[1:])
+               if any(p[0] <= x0 and p[1] <= y0 for p in points))
+    self.assertAllClose(feas["feasible_hypervolume"], area)
+    self.assertGreater(area, 0.0)
     self.assertEqual(outputs.refresh(d, trials, ("error", "time"), budgets={"max_params": 60})[
         "feasibility"]["trained_over_known_budgets"], 1)
     self.assertGreater(os.path.getsize(os.path.join(d, "pareto_error_time.png")), 1000)
