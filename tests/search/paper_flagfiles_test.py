@@ -209,9 +209,6 @@ class PaperFlagfilesTest(tf.test.TestCase):
       self.assertFalse(t["metrics"]["engine_cached"])
       self.assertTrue(t["artifacts"]["export"].endswith(".onnx"))
       self._check_engine_pairs(t)
-    # One engine per (cell, precision): int8 has its own cache key.
-    engines = [n for n in os.listdir(os.path.join(self.root, "engines")) if n.endswith(".engine")]
-    self.assertLen(engines, 4)
 
   def _check_engine_pairs(self, t):
     """Each precision's engine was built on the board from the fp32 ONNX
@@ -234,6 +231,7 @@ class PaperFlagfilesTest(tf.test.TestCase):
       self.assertEqual(pair["val_error_source"],
                        "device (tensorrt %s, 200 images)" % precision)
       self.assertTrue(pair["export"].endswith(".onnx"))
+      # Built for this pair (a cache hit reports 0.0): int8 has its own engine.
       self.assertGreater(pair["engine_build_s"], 0.0)
       self.assertGreater(pair["time_s"], 0.0)
 
