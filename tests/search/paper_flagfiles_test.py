@@ -31,7 +31,9 @@ HARDWARE_SITE = os.path.join(ROOT, "tests", "fakes", "hardware_site")
 GPU_SITE = os.path.join(ROOT, "tests", "fakes", "gpu_site")
 TINY = ["--num_samples=2", "--num_initial=2", "--dataset=cifar10_sample", "--num_cells=1",
         "--filters=4", "--epochs=1", "--train_images=256", "--measure_images=200",
-        "--measure_repeats=1"]
+        "--measure_repeats=1", "--contention_policy=warn"]
+# --contention_policy=warn: two searches share the 2 cores here, so every repeat is contended;
+# re-measuring each up to 6 times would test nothing more (deploy/contention_test.py does).
 TOKEN = "e2e-token"
 
 
