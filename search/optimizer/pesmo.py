@@ -34,6 +34,7 @@ Steps (each a function below, called by the tests):
      acquisition on any batch of candidates.
 """
 
+import weakref
 from typing import List
 
 import numpy as np
@@ -43,19 +44,25 @@ from search.optimizer import ep
 from search.optimizer import feasibility
 from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
 from search.optimizer.pareto import non_dominated_mask
-from search.optimizer.random_features import SampledFunction
+from search.optimizer.random_features import ProductGrid, SampledFunction
 from search.optimizer import trust_region
 from search.optimizer.trust_region import TrustRegion
 from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisition,
                                    new_random_points, observed_front)
 
 
-# Candidate sets up to this size are scored whole (acquisition and sampled
-# Pareto sets); larger ones use pools and Hamming-neighbourhood search. At the
-# 15,625-row table, n = 90, 3 objectives, 10 hyperparameter samples, one
-# proposal cost 18.8 s CPU exhaustive against 2.7 s CPU pooled (this machine,
-# load ~9): exhaustive scoring there does not fit a 100-evaluation budget.
+# Candidate sets up to this size are scored whole by the acquisition; larger
+# ones use pools and Hamming-neighbourhood search. At the 15,625-row table,
+# n = 90, 3 objectives, 10 hyperparameter samples, the acquisition on every
+# row costs ~14 s CPU per proposal (the Woodbury solve over 30 Pareto points
+# for each row): it does not fit a 100-evaluation budget on a 2-core machine.
 EXHAUSTIVE_LIMIT = 5000
+# Candidate sets up to this size give each sampled function's exact Pareto
+# set (every row evaluated; product-structured tables through
+# ``random_features.ProductGrid``: ~0.05 s per sample at the 15,625-row table
+# against ~0.5 s row by row).
+PARETO_EXHAUSTIVE_LIMIT = 20000
+_GRIDS = weakref.WeakKeyDictionary()
 
 
 def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
@@ -73,6 +80,20 @@ def _evaluate(functions, space, x):
   if not space.all_continuous:
     z = sparse.csr_matrix(z)
   return np.stack([f(z) for f in functions], axis=1)
+
+
+def _evaluate_candidates(functions, space):
+  """(N, K) values of the sampled functions on every row of ``space.candidates``:
+  through the space's ``ProductGrid`` (built once per space) when its rows
+  have few distinct halves, else row by row."""
+  grid = _GRIDS.get(space)
+  if grid is None:
+    grid = _GRIDS[space] = ProductGrid(space.encode(space.candidates), space.groups)
+  if grid.worthwhile():
+    return np.stack([grid.values(f) for f in functions], axis=1)
+  rows = space.candidates
+  return np.vstack([_evaluate(functions, space, rows[i:i + 4096])
+                    for i in range(0, rows.shape[0], 4096)])
 
 
 def _within(x, y, bounds):
@@ -143,7 +164,8 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
 def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
                       local_points: int = 4,
-                      exhaustive_limit: int = EXHAUSTIVE_LIMIT, bounds=None) -> np.ndarray:
+                      exhaustive_limit: int = PARETO_EXHAUSTIVE_LIMIT,
+                      bounds=None) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
   set, P <= ``max_pareto``. ``bounds``: optional (K,) upper bounds in the GPs'
   modelled units (+inf: none; ``feasibility.model_bounds``): the Pareto set
@@ -163,9 +185,7 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
     observed_feasible = observed_x
   if exhaustive(space, exhaustive_limit):
     pool = space.candidates
-    pool_y = np.vstack([_evaluate(functions, space, pool[i:i + 4096])
-                        for i in range(0, pool.shape[0], 4096)])
-    pool, pool_y = _within(pool, pool_y, bounds)
+    pool, pool_y = _within(pool, _evaluate_candidates(functions, space), bounds)
     front_x = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
   elif space.all_continuous:
     seeds = observed_feasible
@@ -361,11 +381,12 @@ class PESMOStrategy(Strategy):
     gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
     num_features (500), pool_size (500), max_pareto (30): Pareto sampling.
     acq_pool (500), refine (3): acquisition maximization.
-    exhaustive_limit, pareto_exhaustive_limit (``EXHAUSTIVE_LIMIT``): a
-      candidate set (``DesignSpace.with_candidates``) of at most this many
-      rows is scored whole by the acquisition / by each sampled function
-      (exact Pareto sets); larger sets use the pools, mutations and
-      Hamming-neighbourhood hill climbing (``base.maximize_acquisition``).
+    exhaustive_limit (``EXHAUSTIVE_LIMIT``), pareto_exhaustive_limit
+      (``PARETO_EXHAUSTIVE_LIMIT``): a candidate set
+      (``DesignSpace.with_candidates``) of at most this many rows is scored
+      whole by the acquisition / by each sampled function (exact Pareto
+      sets); larger sets use the pools, mutations and Hamming-neighbourhood
+      hill climbing (``base.maximize_acquisition``).
     trust_region: "auto" (default: on in all-continuous spaces), true or
       false. When on, the acquisition is maximized only inside trust regions
       (``search/optimizer/trust_region.py``) around the observed points that contribute
@@ -433,7 +454,8 @@ class PESMOStrategy(Strategy):
       out.append(sample_pareto_set(
           functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
           max_pareto=self.options.get("max_pareto", 30),
-          exhaustive_limit=self.options.get("pareto_exhaustive_limit", EXHAUSTIVE_LIMIT),
+          exhaustive_limit=self.options.get("pareto_exhaustive_limit",
+                                            PARETO_EXHAUSTIVE_LIMIT),
           bounds=bounds_model))
     return out
 

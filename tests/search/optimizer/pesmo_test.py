@@ -61,6 +61,30 @@ class PESMOTest(tf.test.TestCase):
     self.assertEmpty(set(space.keys(pset)) & set(space.keys(x)))
     space.validate(pset)
 
+  def test_pareto_set_of_a_large_table_is_the_exact_front_of_the_draw(self):
+    # 6,000 rows: above the acquisition's exhaustive limit, below the Pareto sets'.
+    cards = (10, 10, 6, 10)
+    rows = np.array(np.meshgrid(*[np.arange(c) for c in cards], indexing="ij")).reshape(
+        4, -1).T.astype(float)
+    self.assertGreater(rows.shape[0], pesmo.EXHAUSTIVE_LIMIT)
+    space = design.DesignSpace([design.Variable("v%d" % i, design.CATEGORICAL, cardinality=c)
+                                for i, c in enumerate(cards)]).with_candidates(rows)
+    x = space.sample(np.random.default_rng(0), 25)
+    y = np.stack([x[:, 0] + 0.3 * x[:, 1], -x[:, 0] + 0.2 * x[:, 2]], axis=1)
+    gps = [gplib.ObjectiveGP(space.groups, num_samples=1, burn_in=5).fit(space.encode(x), v)
+           for v in y.T]
+    functions = pesmo.sample_functions(gps, 0, 200, np.random.default_rng(1))
+    pset = pesmo.sample_pareto_set(functions, space, x, np.random.default_rng(2),
+                                   max_pareto=10 ** 6)
+    # Brute force: every row's values row by row, then the non-dominated unevaluated rows.
+    values = np.stack([f(space.encode(rows)) for f in functions], axis=1)
+    dominated = np.array([np.any(np.all(values <= v, 1) & np.any(values < v, 1))
+                          for v in values])
+    seen = set(space.keys(x))
+    expected = {k for k, d in zip(space.keys(rows), dominated) if not d and k not in seen}
+    self.assertNotEmpty(expected)
+    self.assertEqual(set(space.keys(pset)), expected)
+
   def test_strategy_reports_timings_and_proposes_new_point(self):
     strategy = pesmo.PESMOStrategy(self.space, 2, seed=0, num_samples=2, burn_in=5,
                                    acq_pool=100, pool_size=100)

@@ -48,6 +48,35 @@ class RandomFeaturesTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "Expected 'matern52' or 'rbf'"):
       rf.spectral_frequencies("linear", 3, 2, np.random.default_rng(0))
 
+  def _table_function(self, cardinalities, rows, seed=0):
+    """A posterior sample over one-hot rows of a categorical space, and the rows' encodings."""
+    from search.optimizer import design  # pylint: disable=g-import-not-at-top
+    space = design.DesignSpace([design.Variable("v%d" % i, design.CATEGORICAL, cardinality=c)
+                                for i, c in enumerate(cardinalities)])
+    rng = np.random.default_rng(seed)
+    z = space.encode(rows)
+    model = gplib.ObjectiveGP(space.groups, kernel="matern52", mode="map")
+    model.fit(z[:12], rng.normal(size=12))
+    return rf.SampledFunction(model.samples[0], 300, rng), space, z
+
+  def test_product_grid_values_equal_row_by_row_evaluation(self):
+    grid_rows = np.array(np.meshgrid(*[np.arange(c) for c in (5, 4, 3, 5)],
+                                     indexing="ij")).reshape(4, -1).T.astype(float)
+    rows = grid_rows[np.random.default_rng(3).permutation(grid_rows.shape[0])]
+    function, space, z = self._table_function((5, 4, 3, 5), rows)
+    grid = rf.ProductGrid(z, space.groups)
+    self.assertTrue(grid.worthwhile())
+    self.assertEqual(grid.cells, rows.shape[0])  # a full product: no wasted cell
+    self.assertAllClose(grid.values(function), function(z), atol=1e-10, rtol=0)
+
+  def test_product_grid_sparse_subset_is_not_worthwhile_but_exact(self):
+    rng = np.random.default_rng(4)
+    rows = np.unique(rng.integers(0, 9, size=(40, 6)), axis=0).astype(float)
+    function, space, z = self._table_function((9,) * 6, rows)
+    grid = rf.ProductGrid(z, space.groups)
+    self.assertFalse(grid.worthwhile())  # 40 rows of a 9^6 grid: halves barely repeat
+    self.assertAllClose(grid.values(function), function(z), atol=1e-10, rtol=0)
+
 
 if __name__ == "__main__":
   tf.test.main()
