@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import unittest
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +32,34 @@ def _python(*args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   return subprocess.run([sys.executable] + list(args), cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300, check=False)
+
+
+def _toy_problem(folder, sizes=(1, 2, 4)):
+  """A small made-up table problem: 3 ops x len(sizes) widths x 2 depths."""
+  path = os.path.join(folder, "toy_%d.csv" % len(sizes))
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["op", "width", "depth", "error", "cost"])
+    for op, width, depth in itertools.product(("conv", "pool", "skip"), sizes, (0, 1)):
+      cost = {"conv": 3.0, "pool": 1.0, "skip": 0.5}[op] * width * (1 + depth)
+      error = 40.0 / (1.0 + cost) + 2.0 * depth + (1.5 if op == "skip" else 0.0)
+      w.writerow([op, width, depth, error, cost])
+  return make_problem("table", table=path, variables=["op", "width", "depth"],
+                      objectives=["error", "cost"], log_objectives=["cost"], num_initial=4)
+
+
+class _StopAfter:
+  """Wraps ``anchors.maximize``: raises KeyboardInterrupt (a stopped process)
+  on call number ``calls + 1``."""
+
+  def __init__(self, calls):
+    self.calls, self.real = calls, anchors.maximize
+
+  def __call__(self, *args, **kwargs):
+    if self.calls == 0:
+      raise KeyboardInterrupt("stopped")
+    self.calls -= 1
+    return self.real(*args, **kwargs)
 
 
 class AnchorsTest(tf.test.TestCase):
@@ -78,17 +107,7 @@ class AnchorsTest(tf.test.TestCase):
 
   @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
   def test_table_run_proposes_only_unevaluated_rows(self):
-    path = os.path.join(self.get_temp_dir(), "toy.csv")
-    with open(path, "w", newline="") as f:
-      w = csv.writer(f)
-      w.writerow(["op", "width", "depth", "error", "cost"])
-      for op, width, depth in itertools.product(("conv", "pool", "skip"), (1, 2, 4), (0, 1)):
-        cost = {"conv": 3.0, "pool": 1.0, "skip": 0.5}[op] * width * (1 + depth)
-        error = 40.0 / (1.0 + cost) + 2.0 * depth + (1.5 if op == "skip" else 0.0)
-        w.writerow([op, width, depth, error, cost])
-    problem = make_problem("table", table=path, variables=["op", "width", "depth"],
-                           objectives=["error", "cost"], log_objectives=["cost"],
-                           num_initial=4)
+    problem = _toy_problem(self.get_temp_dir())
     result = anchors.run_anchor(problem, "qlognparego", budget=7, seeds=1,
                                 settings={"mc_samples": 16})
     run = result["runs"][0]
@@ -100,6 +119,68 @@ class AnchorsTest(tf.test.TestCase):
     self.assertEqual(result["table"]["objectives"], ["error", "cost"])
     with self.assertRaisesRegex(ValueError, "needs a continuous box"):
       anchors.check_supported(problem, "pes")
+
+
+  @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
+  def test_score_rows_matches_one_row_at_a_time_for_every_batch_size(self):
+    # The reference: BoTorch's qLogNEHVI called on each row alone (q = 1),
+    # the definition of the value the anchor maximizes; the batched scorer
+    # must give the same value on every row, whatever the batch size.
+    torch, _ = anchors.import_botorch()
+    problem = _toy_problem(self.get_temp_dir(), sizes=(1, 2, 4, 8, 16))   # 30 rows
+    inputs = anchors._Inputs(problem.space)  # pylint: disable=protected-access
+    x = benchmark.initial_design(problem, 0)
+    x = np.vstack([x, problem.space.candidates[[5, 17, 25]]])
+    y = problem.evaluate(x)
+    ref = -problem.table.transform(np.asarray(problem.ref_point, dtype=float)[None])[0]
+    torch.manual_seed(0)
+    model = anchors.fit_model(torch, inputs.to_model(x), -problem.table.transform(y))
+    acq = anchors.make_acquisition(torch, "qlognehvi", model, inputs.to_model(x), ref,
+                                   anchors.DEFAULT_SETTINGS)
+    rows, z = inputs.candidates(torch)
+    self.assertEqual(z.dtype, torch.float64)
+    with torch.no_grad():
+      reference = torch.stack([acq(z[i:i + 1].unsqueeze(-2))[0] for i in range(z.shape[0])])
+    for batch in (1, 5, 128, 2048):
+      values = anchors.score_rows(torch, acq, z, batch)
+      self.assertEqual(values.shape, (rows.shape[0],))
+      self.assertAllClose(values.numpy(), reference.numpy(), atol=1e-10, rtol=0)
+      self.assertEqual(int(torch.argmax(values)), int(torch.argmax(reference)))
+    # maximize: the best row among those not yet evaluated.
+    keys = set(problem.space.keys(x))
+    free = np.array([k not in keys for k in problem.space.keys(rows)])
+    best = rows[free][int(np.argmax(reference.numpy()[free]))]
+    self.assertAllEqual(anchors.maximize(torch, "qlognehvi", acq, inputs, keys,
+                                         anchors.DEFAULT_SETTINGS), best)
+
+  @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
+  def test_run_anchor_resumes_a_stopped_seed_as_if_never_stopped(self):
+    problem = _toy_problem(self.get_temp_dir())
+    settings = {"mc_samples": 16}
+    whole = anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=1, settings=settings)
+    out = os.path.join(self.get_temp_dir(), "resumed.json")
+    with mock.patch.object(anchors, "maximize", _StopAfter(2)):
+      with self.assertRaises(KeyboardInterrupt):
+        anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=1, settings=settings, out=out)
+    with open(out) as f:
+      stopped = json.load(f)
+    self.assertEmpty(stopped["runs"])
+    self.assertLen(stopped["partial"]["x"], 6)       # 4 initial + the 2 proposals made
+    resumed = anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=2, settings=settings,
+                                 out=out)
+    self.assertEqual([r["seed"] for r in resumed["runs"]], [0, 1])
+    self.assertNotIn("partial", resumed)
+    self.assertEqual(resumed["runs"][0]["rows"], whole["runs"][0]["rows"])
+    self.assertAllClose(resumed["runs"][0]["hypervolume_fraction"],
+                        whole["runs"][0]["hypervolume_fraction"])
+    self.assertLen(resumed["runs"][0]["fit_seconds"], 4)
+    with open(out) as f:
+      self.assertEqual(json.load(f)["runs"][1]["rows"], resumed["runs"][1]["rows"])
+    again = anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=2, settings=settings,
+                               out=out)                # both seeds there: nothing re-run
+    self.assertEqual(again["runs"], resumed["runs"])
+    with self.assertRaisesRegex(ValueError, "holds runs with budget=8"):
+      anchors.run_anchor(problem, "qlognehvi", budget=9, seeds=1, settings=settings, out=out)
 
 
 if __name__ == "__main__":
