@@ -87,6 +87,39 @@ class WeightDecayTest(tf.test.TestCase):
     self.assertLen(model.losses, len(kernels))
 
 
+class CompileModelTest(tf.test.TestCase):
+
+  def _train_step_traces(self, compile_fn):
+    """How many times Keras traces the train step in a 2-step fit."""
+    model = _tiny_model()
+    compile_fn(model)
+    traces, step = [], model.train_step
+
+    def counting_step(batch):
+      traces.append(1)
+      return step(batch)
+
+    model.train_step = counting_step
+    splits = _tiny_splits(num_train=16)
+    model.fit(data.normalize(splits.x_train), splits.y_train, batch_size=8, epochs=1,
+              verbose=0)
+    return len(traces), model
+
+  def test_compile_model_builds_optimizer_so_train_step_traces_once(self):
+    recipe = recipes.search_recipe()
+    count, model = self._train_step_traces(
+        lambda m: training.compile_model(m, recipe, 2, jit_compile=False))
+    self.assertEqual(count, 1)
+    # One velocity and one momentum slot per trainable variable, built at compile time.
+    self.assertLen(model.optimizer._velocities, len(model.trainable_variables))  # pylint: disable=protected-access
+    self.assertLen(model.optimizer._momentums, len(model.trainable_variables))  # pylint: disable=protected-access
+    # Keras alone (optimizer left unbuilt) traces twice: the first trace creates the slots.
+    plain, _ = self._train_step_traces(
+        lambda m: m.compile(optimizer=training.make_optimizer(recipe, 2), jit_compile=False,
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)))
+    self.assertEqual(plain, 2)
+
+
 class TrainModelTest(tf.test.TestCase):
 
   def setUp(self):
