@@ -5,7 +5,11 @@ agent on loopback for the boards, `search.cross_device` and `search.report
 for the TITAN X, a fake `tensorrt` + CUDA runtime and an INA3221 sysfs tree
 for the Jetson TX2, an OpenVINO 2022.3 MYRIAD device and a USB meter log for
 the Movidius. Budgets are tiny (2 trials, N=1, F=4, 1 epoch on 256 images,
-200 images measured); everything else comes from the flagfile.
+200 images measured); everything else comes from the flagfile. The random
+baseline (paper_random_movidius.cfg) is paper_movidius.cfg with another
+strategy: with 2 initial trials its search would train and measure the very
+same two cells, so it is resolved against the same agent instead and its
+settings compared with those the PESMO search ran with.
 
 Then the refusals: on this machine (no GPU, no TensorRT, no MYRIAD) each
 misconfiguration is refused in seconds, before any trial, naming the
@@ -24,6 +28,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from absl import flags as absl_flags
+
+from search import flags as search_flags
+from search import loop
 from search import store as store_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,6 +61,15 @@ def _search_cmd(flagfile, results_dir, *extra):
   return [sys.executable, "-m", "search.run",
           "--flagfile=" + os.path.join(ROOT, "flags", flagfile),
           "--results_dir=" + results_dir] + TINY + list(extra)
+
+
+def parsed_config(flagfile, results_dir, *extra):
+  """The ``SearchConfig`` that ``_search_cmd(flagfile, results_dir, *extra)`` runs."""
+  values = absl_flags.FlagValues()
+  search_flags.define_flags(values)
+  values(["search.run"] + search_flags.expand_flagfiles(_search_cmd(flagfile, results_dir,
+                                                                    *extra)[3:]))
+  return search_flags.config_from_flags(values)
 
 
 def run_search(flagfile, results_dir, *extra, env=None, timeout=600):
@@ -105,7 +122,7 @@ def agent(workdir, device, *args, env=None):
 
 
 class PaperFlagfilesTest(tf.test.TestCase):
-  """Runs the four paper searches once; each test checks one of them."""
+  """Runs the three paper searches once; each test checks one of them."""
 
   @classmethod
   def setUpClass(cls):
@@ -114,11 +131,10 @@ class PaperFlagfilesTest(tf.test.TestCase):
     cls.dirs, cls.outputs = {}, {}
     cls.stack = contextlib.ExitStack()
     cls.running = {}
-    # Two searches at a time (this machine has 2 cores): the GPU and the
-    # TX2 ones, then the two Movidius ones against one agent.
+    # The three searches at once: each trial's training is mostly single-threaded
+    # tracing, so three processes keep both cores of a CI machine busy.
     cls._titanx()
     cls._jetson()
-    cls._wait()
     cls._movidius()
     cls._wait()
 
@@ -168,12 +184,11 @@ class PaperFlagfilesTest(tf.test.TestCase):
   def _movidius(cls):
     meter = os.path.join(cls.root, "ncs_meter.csv")
     env = _env("myriad,usb_meter=" + meter, [HARDWARE_SITE])
-    url, token, cls.ncs_log = cls.stack.enter_context(agent(
+    cls.ncs_url, cls.ncs_token, cls.ncs_log = cls.stack.enter_context(agent(
         os.path.join(cls.root, "ncs_agent"), "myriad", "--power_source=usb_meter",
         "--usb_csv=" + meter, env=env))
-    for name, flagfile in (("movidius", "paper_movidius.cfg"),
-                           ("random_movidius", "paper_random_movidius.cfg")):
-      cls._search(name, flagfile, "--device_url=" + url, "--device_token_file=" + token)
+    cls._search("movidius", "paper_movidius.cfg", "--device_url=" + cls.ncs_url,
+                "--device_token_file=" + cls.ncs_token)
 
   def _check_done(self, name, power_source, threshold_w):
     out = self.outputs[name]
@@ -238,14 +253,32 @@ class PaperFlagfilesTest(tf.test.TestCase):
       self.assertGreater(pair["time_s"], 0.0)
 
   def test_paper_movidius_sends_onnx_that_openvino_2022_3_reads(self):
-    for name in ("movidius", "random_movidius"):
-      trials, config = self._check_done(name, "usb_meter", 0.45)
-      self.assertEqual(config["device_kind"], "myriad")
-      self.assertEqual(config["artifact_format"], "onnx", msg=name)
-      self.assertIn("sending ONNX (opset 13) to OpenVINO 2022.3", self.outputs[name].stdout)
-      self.assertEqual([t["source"] for t in trials], ["initial", "initial"])
+    trials, config = self._check_done("movidius", "usb_meter", 0.45)
+    self.assertEqual(config["device_kind"], "myriad")
+    self.assertEqual(config["artifact_format"], "onnx")
+    self.assertIn("sending ONNX (opset 13) to OpenVINO 2022.3", self.outputs["movidius"].stdout)
+    self.assertEqual([t["source"] for t in trials], ["initial", "initial"])
     with open(self.ncs_log) as f:
       self.assertNotIn("cannot", f.read().lower())
+
+  def test_paper_random_movidius_is_the_movidius_search_with_random_strategy(self):
+    """Resolved against the same agent, the random baseline's settings are
+    those the PESMO search ran with (its config.json), but the strategy."""
+    lines = []
+    resolved = loop.resolve(parsed_config(
+        "paper_random_movidius.cfg", os.path.join(self.root, "random_movidius"),
+        "--device_url=" + self.ncs_url, "--device_token_file=" + self.ncs_token),
+                            log=lines.append)
+    self.assertIn("sending ONNX (opset 13) to OpenVINO 2022.3", "\n".join(lines))
+    self.assertEqual((resolved.device_kind, resolved.artifact_format, resolved.power_source,
+                      resolved.power_threshold_w), ("myriad", "onnx", "usb_meter", 0.45))
+    with open(os.path.join(self.dirs["movidius"], "config.json")) as f:
+      pesmo = json.load(f)
+    random = json.loads(resolved.to_json())
+    self.assertEqual((random.pop("strategy"), pesmo.pop("strategy")), ("random", "pesmo"))
+    self.assertEqual((random.pop("results_dir"), pesmo.pop("results_dir")),
+                     (os.path.join(self.root, "random_movidius"), self.dirs["movidius"]))
+    self.assertEqual(random, pesmo)
 
   def test_report_remeasures_the_titanx_front_back_to_back(self):
     out_dir = os.path.join(self.root, "titanx_front")
