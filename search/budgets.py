@@ -113,10 +113,13 @@ def constraint(budgets, num_cells, filters, precisions):
 
   def one(row):
     vector = tuple(int(v) for v in np.rint(row))
+    # The closed form first (what the optimizer's thousands of candidates
+    # need); the op-list liveness count only for a cell within the others.
+    values = {"params": _params(vector, num_cells, filters), "peak_activation_bytes": 0}
+    if violations(values, known, precisions):
+      return False
     if needs_peak:
       values = dict(_cost(vector, num_cells, filters, "unused"))
-    else:  # the closed form: what the optimizer's thousands of candidates need
-      values = {"params": _params(vector, num_cells, filters), "peak_activation_bytes": 0}
     return not violations(values, known, precisions)
 
   def fn(x):

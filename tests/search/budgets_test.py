@@ -51,6 +51,23 @@ class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(budgets.pair_violations({"model_bytes": 100, "time_s": 1.5}, limits),
                      ["max_time_s"])
 
+  def test_constraint_mask_equals_brute_force(self):
+    limits = {"max_params": _quantile("params", 0.5),
+              "max_peak_activation_bytes": _quantile("peak_activation_bytes", 0.5)}
+    fn, text = budgets.constraint(limits, N, F, ("fp32",))
+    rows = np.array([g.to_vector() for g in space.sample_many(np.random.default_rng(9), 300)],
+                    float)
+    mask = fn(rows)
+    costs = [cost.genotype_cost(space.Genotype.from_vector(row.astype(int)), N, F)
+             for row in rows]
+    by_params = [c["params"] <= limits["max_params"] for c in costs]
+    by_peak = [c["peak_activation_bytes"] <= limits["max_peak_activation_bytes"] for c in costs]
+    self.assertEqual(mask.tolist(), [p and q for p, q in zip(by_params, by_peak)])
+    # Each budget rejects some rows the other lets through (both are checked).
+    self.assertTrue(any(p and not q for p, q in zip(by_params, by_peak)))
+    self.assertTrue(any(q and not p for p, q in zip(by_params, by_peak)))
+    self.assertIn("peak_activation_bytes <=", text)
+
   def _never_infeasible(self, name, seeds):
     limits = {"max_params": _quantile("params", 0.15),
               "max_peak_activation_bytes": _quantile("peak_activation_bytes", 0.5)}
