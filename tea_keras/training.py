@@ -268,7 +268,9 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
   diverged = monitor.diverged_error is not None
   val_error = test_error = None
   if not diverged:
-    val_error = evaluate_error(model, splits.x_val, splits.y_val)
+    val_error = _last_validation(state, recipe, monitor)
+    if val_error is None:
+      val_error = evaluate_error(model, splits.x_val, splits.y_val)
     if evaluate_test:
       test_error = evaluate_error(model, splits.x_test, splits.y_test)
   metrics = {
@@ -294,6 +296,17 @@ def _finish(model, recipe, splits, run_dir, monitor, evaluate_test, config, log)
   return TrainResult(val_error=math.nan if val_error is None else val_error,
                      test_error=test_error, model=model, metrics=metrics,
                      diverged=diverged, error=monitor.diverged_error)
+
+
+def _last_validation(state, recipe, monitor):
+  """The final epoch's validation error when this session ran that epoch:
+  Keras validated the final weights on the whole of ``splits.x_val`` at
+  batch 256, which is what ``evaluate_error`` would compute again. None
+  otherwise (resumed with nothing left to train, or no validation logged)."""
+  history = state["history"]
+  if not monitor.epochs_run or not history or history[-1]["epoch"] != recipe.epochs:
+    return None
+  return history[-1]["val_error"]
 
 
 def plot_history(history, path) -> None:

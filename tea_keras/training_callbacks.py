@@ -76,6 +76,11 @@ class RunMonitor(keras.callbacks.Callback):
     self._epoch_start = self._train_end = None
     self._first_batch = True  # the session's first step includes tracing/compiling
 
+  @property
+  def epochs_run(self) -> int:
+    """Epochs that ended (finite) in this session."""
+    return len(self._epoch_walls)
+
   def on_train_begin(self, logs=None):
     if self.state["epochs_completed"]:
       self.log("continuing at epoch %d/%d" % (self.state["epochs_completed"] + 1,

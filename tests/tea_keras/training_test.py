@@ -145,6 +145,14 @@ class TrainModelTest(tf.test.TestCase):
     self.assertEqual(metrics["epochs_completed"], 2)
     self.assertEqual(metrics["params"], result.model.count_params())
     self.assertAllClose(metrics["val_error"], result.val_error)
+    # The final epoch's validation is the final val_error (not computed twice)...
+    self.assertEqual(metrics["val_error"], metrics["history"][-1]["val_error"])
+    self.assertAllClose(metrics["val_error"], training.evaluate_error(
+        result.model, self.splits.x_val, self.splits.y_val), atol=1e-7)
+    # ...and a re-run with nothing left to train evaluates the restored weights.
+    again = training.train_model(_tiny_model(seed=3), self.recipe, self.splits, model_dir,
+                                 verbose=0)
+    self.assertAllClose(again.val_error, result.val_error, atol=1e-7)
     self.assertBetween(metrics["test_error"], 0.0, 1.0)
     self.assertGreater(metrics["train_images_per_second"], 0)
     self.assertGreater(metrics["steady_images_per_second"],
