@@ -28,6 +28,9 @@ def trained():
   model = network.build_network(space.resolve("random", 3), num_cells=1, filters=4)
   model.compile(optimizer=keras.optimizers.Adam(3e-3),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  # Slots built before fit: the train step is then traced once, not twice
+  # (tea_keras.training.compile_model does the same).
+  model.optimizer.build(model.trainable_variables)
   model.fit(data.normalize(splits.x_train[:256]), splits.y_train[:256], epochs=1,
             batch_size=64, verbose=0)
   _TRAINED.update(model=model, val=data.normalize(splits.x_val[:64]),
