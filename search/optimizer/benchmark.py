@@ -312,23 +312,38 @@ METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
 
 def summarize(folder: str):
   """Median final figure per (problem, strategy) over the JSON files in
-  ``folder``; writes ``<problem>.png`` (median curve per strategy) there.
-  Returns {problem: {strategy: (median final, number of runs)}}."""
+  ``folder``, the runs of one (problem, strategy, options, budget) merged
+  across files by seed (per-seed files, resumed runs); writes
+  ``<problem>.png`` (median curve per strategy) there. A strategy run with
+  options is labelled ``strategy {options}``. Returns {problem: {strategy:
+  (median final, number of runs)}}; a seed found twice with different
+  figures is a ValueError naming both files."""
   import glob  # pylint: disable=import-outside-toplevel
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  table, curves = {}, {}
+  merged = {}  # (problem, label) -> (metric, budget, {seed: (series, path)})
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     with open(path) as f:
       data = json.load(f)
     if not isinstance(data, dict) or "runs" not in data or not data["runs"]:
       continue
     key = next(k for k in METRICS if k in data["runs"][0])
-    series = np.array([r[key] for r in data["runs"]])
-    table.setdefault(data["problem"], {})[data["strategy"]] = (
-        float(np.median(series[:, -1])), series.shape[0])
-    curves.setdefault(data["problem"], {})[data["strategy"]] = (key, np.median(series, 0))
+    options = data.get("strategy_options") or {}
+    label = data["strategy"] + (" " + json.dumps(options, sort_keys=True) if options else "")
+    entry = merged.setdefault((data["problem"], label, data.get("budget")), (key, {}))
+    for run in data["runs"]:
+      seen = entry[1].get(run["seed"])
+      if seen is not None and seen[0] != run[key]:
+        raise ValueError("Conflicting runs for %s/%s seed %d in %s and %s: expected one "
+                         "figure per seed." % (data["problem"], label, run["seed"], seen[1],
+                                               path))
+      entry[1][run["seed"]] = (run[key], path)
+  table, curves = {}, {}
+  for (problem, label, _), (key, by_seed) in sorted(merged.items(), key=str):
+    series = np.array([by_seed[s][0] for s in sorted(by_seed)])
+    table.setdefault(problem, {})[label] = (float(np.median(series[:, -1])), series.shape[0])
+    curves.setdefault(problem, {})[label] = (key, np.median(series, 0))
   for problem, by_strategy in curves.items():
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for strategy, (key, curve) in sorted(by_strategy.items()):

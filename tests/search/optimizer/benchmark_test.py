@@ -40,6 +40,27 @@ class BenchmarkTest(tf.test.TestCase):
     self.assertEqual(table, {"zdt2": {"random": (0.3, 3)}})
     self.assertTrue(os.path.exists(os.path.join(folder, "zdt2.png")))
 
+  def test_summarize_merges_per_seed_files_and_refuses_conflicts(self):
+    folder = self.get_temp_dir() + "/merge"
+    os.makedirs(folder)
+    def write(name, seeds_values, **extra):
+      result = dict({"problem": "zdt2", "strategy": "pesmo", "budget": 2,
+                     "runs": [{"seed": s, "log_hv_gap": [1.0, v]} for s, v in seeds_values]},
+                    **extra)
+      with open(os.path.join(folder, name), "w") as f:
+        json.dump(result, f)
+    write("a.json", [(0, 0.4), (1, 0.2)])
+    write("b.json", [(1, 0.2), (2, 0.9), (3, 0.1)])   # seed 1 again, same figures
+    write("c.json", [(0, 5.0)], strategy_options={"refine": 1})
+    table = benchmark.summarize(folder)
+    median, count = table["zdt2"]["pesmo"]
+    self.assertAlmostEqual(median, 0.3)  # median of 0.4, 0.2, 0.9, 0.1
+    self.assertEqual(count, 4)
+    self.assertEqual(table["zdt2"]['pesmo {"refine": 1}'], (5.0, 1))
+    write("d.json", [(2, 0.8)])
+    with self.assertRaisesRegex(ValueError, "seed 2 in .*b.json and .*d.json"):
+      benchmark.summarize(folder)
+
   def test_initial_design_is_sobol_in_box(self):
     problem = make_problem("zdt2")
     x = benchmark.initial_design(problem, 3)
