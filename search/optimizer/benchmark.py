@@ -322,7 +322,7 @@ def summarize(folder: str):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  merged = {}  # (problem, label) -> (metric, budget, {seed: (series, path)})
+  merged = {}  # (problem, label, budget) -> (metric, {seed: (series, path)})
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     with open(path) as f:
       data = json.load(f)
