@@ -379,6 +379,9 @@ class PESMOStrategy(Strategy):
     log_objectives: sequence of bools, model log(y_k) (strictly positive
       objectives: time, energy). Default: no log transform.
     gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
+    output_warping: "none" (default) or "yeo-johnson" (``ObjectiveGP``): a
+      monotone power transform of each objective fitted to its observations;
+      Pareto sets, and so PESMO's target, do not change under it.
     num_features (500), pool_size (500), max_pareto (30): Pareto sampling.
     acq_pool (500), refine (3): acquisition maximization.
     exhaustive_limit (``EXHAUSTIVE_LIMIT``), pareto_exhaustive_limit
@@ -412,7 +415,8 @@ class PESMOStrategy(Strategy):
     return ("log_objectives", "gp_mode", "num_samples", "kernel", "num_features",
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
             "trust_region_length", "trust_region_weights", "reference_point",
-            "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds")
+            "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds",
+            "output_warping")
 
   def __init__(self, space, num_objectives, seed=0, **options):
     super().__init__(space, num_objectives, seed, **options)
@@ -424,7 +428,9 @@ class PESMOStrategy(Strategy):
                             mode=options.get("gp_mode", "slice"),
                             num_samples=options.get("num_samples", 10),
                             burn_in=options.get("burn_in", 60),
-                            log_transform=bool(logs[k]), seed=seed * 1000 + k)
+                            log_transform=bool(logs[k]),
+                            output_warping=options.get("output_warping", "none"),
+                            seed=seed * 1000 + k)
                 for k in range(self.num_objectives)]
     self.last_acquisition = None
     self.bounds = feasibility.check_bounds(options.get("objective_bounds"),

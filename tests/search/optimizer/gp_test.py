@@ -141,6 +141,66 @@ class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
     model = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=10).fit(x, y)
     self.assertTrue(np.all(np.isfinite(model.samples[0].alpha)))
 
+  def _skewed(self):
+    # A smooth function plus three far outliers (broken networks at 99 %).
+    rng = np.random.default_rng(3)
+    x = rng.random((30, 2))
+    y = 30.0 + 5.0 * x[:, 0] + 2.0 * np.sin(6.0 * x[:, 1])
+    y[:3] = 99.0
+    return x, y
+
+  def test_output_warping_uses_the_maximum_likelihood_yeo_johnson_exponent(self):
+    x, y = self._skewed()
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=5,
+                              output_warping="yeo-johnson").fit(x, y)
+    t = (y - np.mean(y)) / np.std(y)
+
+    def yeo_johnson(v, lam):  # Yeo and Johnson (2000), eq. 2.1
+      pos, neg = v >= 0, v < 0
+      out = np.empty_like(v)
+      out[pos] = np.log1p(v[pos]) if lam == 0 else ((v[pos] + 1) ** lam - 1) / lam
+      out[neg] = (-np.log1p(-v[neg]) if lam == 2
+                  else -((1 - v[neg]) ** (2 - lam) - 1) / (2 - lam))
+      return out
+
+    def log_likelihood(lam):  # the profile Gaussian log likelihood of the exponent
+      return (-0.5 * len(t) * np.log(np.var(yeo_johnson(t, lam)))
+              + (lam - 1) * np.sum(np.sign(t) * np.log1p(np.abs(t))))
+
+    grid = np.linspace(-3.0, 3.0, 6001)
+    best = grid[np.argmax([log_likelihood(lam) for lam in grid])]
+    lam = model.warp[0]
+    self.assertAllClose(lam, best, atol=2e-3)
+    self.assertLess(lam, 0.0)  # outliers to the right: a compressing exponent
+    w = yeo_johnson(t, lam)
+    self.assertAllClose(model.standardize(y), (w - w.mean()) / w.std(), atol=1e-9)
+    self.assertAllClose(model._y, model.standardize(y), atol=1e-12)
+
+  def test_output_warping_is_increasing_so_pareto_sets_stay(self):
+    from search.optimizer import pareto  # pylint: disable=import-outside-toplevel
+    x, y = self._skewed()
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=5,
+                              output_warping="yeo-johnson").fit(x, y)
+    grid = np.linspace(25.0, 120.0, 500)
+    self.assertTrue(np.all(np.diff(model.standardize(grid)) > 0))
+    other = np.random.default_rng(0).random(30)
+    raw = np.stack([y, other], axis=1)
+    warped = np.stack([model.standardize(y), other], axis=1)
+    self.assertAllEqual(pareto.non_dominated_mask(raw), pareto.non_dominated_mask(warped))
+
+  def test_output_warping_spreads_the_range_outliers_compress(self):
+    x, y = self._skewed()
+    plain = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=5).fit(x, y)
+    warped = gplib.ObjectiveGP(np.arange(2), num_samples=2, burn_in=5,
+                               output_warping="yeo-johnson").fit(x, y)
+    inliers = y < 99.0
+    self.assertGreater(np.ptp(warped.standardize(y[inliers])),
+                       1.5 * np.ptp(plain.standardize(y[inliers])))
+
+  def test_bad_output_warping_raises(self):
+    with self.assertRaisesRegex(ValueError, "output_warping.*yeo-johnson.*'box'"):
+      gplib.ObjectiveGP(np.arange(2), output_warping="box")
+
 
 if __name__ == "__main__":
   tf.test.main()

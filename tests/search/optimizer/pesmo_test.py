@@ -103,7 +103,22 @@ class PESMOTest(tf.test.TestCase):
         self.x, y, first[None])
     self.assertGreater(abs(second[0] - first[0]), 0.03)
 
+  def test_strategy_output_warping_reaches_every_objective_gp(self):
+    strategy = pesmo.PESMOStrategy(self.space, 2, seed=0, num_samples=2, burn_in=5,
+                                   acq_pool=100, pool_size=100, output_warping="yeo-johnson")
+    y = np.stack(self.ys, 1)
+    y[0, 0] = 50.0  # one far outlier in the first objective
+    point = strategy.propose(self.x, y)
+    self.assertNotIn(self.space.keys(point)[0], self.space.keys(self.x))
+    lambdas = [gp.warp[0] for gp in strategy.gps]
+    self.assertLess(lambdas[0], 0.0)  # the outlier is compressed
+    for k, gp in enumerate(strategy.gps):
+      order = np.argsort(y[:, k])
+      self.assertTrue(np.all(np.diff(gp.standardize(y[order, k])) > 0))
+
   def test_strategy_rejects_bad_options(self):
+    with self.assertRaisesRegex(ValueError, "output_warping"):
+      pesmo.PESMOStrategy(self.space, 2, output_warping="boxcox")
     with self.assertRaisesRegex(ValueError, "Unknown options"):
       pesmo.PESMOStrategy(self.space, 2, not_an_option=1)
     with self.assertRaisesRegex(ValueError, "Expected 2 booleans"):
