@@ -279,7 +279,10 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
   done = {r["seed"] for r in result["runs"]}
   todo = [s for s in range(first_seed, first_seed + seeds) if s not in done]
   _load_fused_kernel()  # BoTorch compiles its C++ qLogEHVI kernel once: not timed
-  progress = benchmark.Progress(len(todo) * max(budget - problem.num_initial, 0),
+  partial_seed = (result.get("partial") or {}).get("seed")
+  left = [budget - (len(result["partial"]["x"]) if s == partial_seed else problem.num_initial)
+          for s in todo]  # a stopped seed's proposals already made are not counted again
+  progress = benchmark.Progress(sum(max(n, 0) for n in left),
                                 "%s/%s" % (problem.name, strategy))
   for seed in todo:
     partial = result.get("partial")

@@ -2,7 +2,9 @@
 error, and a subprocess run whose JSON follows the benchmark's format from
 the benchmark's own initial points."""
 
+import contextlib
 import csv
+import io
 import itertools
 import json
 import os
@@ -166,8 +168,12 @@ class AnchorsTest(tf.test.TestCase):
       stopped = json.load(f)
     self.assertEmpty(stopped["runs"])
     self.assertLen(stopped["partial"]["x"], 6)       # 4 initial + the 2 proposals made
-    resumed = anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=2, settings=settings,
-                                 out=out)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+      resumed = anchors.run_anchor(problem, "qlognehvi", budget=8, seeds=2, settings=settings,
+                                   out=out)
+    # Progress counts only what is left: 2 proposals of seed 0 and 4 of seed 1.
+    self.assertRegex(err.getvalue(), r"qlognehvi 6/6 proposals")
     self.assertEqual([r["seed"] for r in resumed["runs"]], [0, 1])
     self.assertNotIn("partial", resumed)
     self.assertEqual(resumed["runs"][0]["rows"], whole["runs"][0]["rows"])
