@@ -403,6 +403,13 @@ class PESMOStrategy(Strategy):
     reference_point: K objective values (raw units) bounding the region of
       interest; the trust regions use it to pick centres and to score
       successes (hypervolume gain). Default: none (non-dominance).
+    pareto_in_reference (true): with a ``reference_point``, each sampled
+      Pareto set keeps only the points whose sampled values dominate it (the
+      front inside the region of interest: for a box ``f <= r`` that is the
+      Pareto set of the in-box points), so the information gained is about
+      the part of the front the hypervolume counts, the region qLogNEHVI is
+      given by the same reference point. A draw with no point in the region
+      keeps its whole Pareto set.
     objective_bounds: K entries, each null or an upper bound in RAW units of
       that objective (measured budgets: time, energy). Default: none. With
       bounds, PESMO follows ``search/optimizer/feasibility.py`` (PESMOC-style:
@@ -416,7 +423,7 @@ class PESMOStrategy(Strategy):
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
             "trust_region_length", "trust_region_weights", "reference_point",
             "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds",
-            "output_warping")
+            "output_warping", "pareto_in_reference")
 
   def __init__(self, space, num_objectives, seed=0, **options):
     super().__init__(space, num_objectives, seed, **options)
@@ -440,6 +447,10 @@ class PESMOStrategy(Strategy):
                             or not np.all(np.isfinite(ref))):
       raise ValueError("Invalid value for option `reference_point`. Expected %d finite "
                        "numbers. Received %r." % (self.num_objectives, ref))
+    if ref is not None and any(log and r <= 0 for log, r in zip(logs, ref)):
+      raise ValueError("Invalid value for option `reference_point`. Expected positive "
+                       "values for the log-modelled objectives (log_objectives=%r). "
+                       "Received %r." % (list(logs), ref))
     use_tr = options.get("trust_region", "auto")
     if use_tr not in (True, False, "auto"):
       raise ValueError("Invalid value for option `trust_region`. Expected true, false or "
@@ -453,17 +464,32 @@ class PESMOStrategy(Strategy):
 
   def _pareto_sets(self, gps, seen, bounds_model=None):
     """One sampled Pareto set per hyperparameter sample (``sample_pareto_set``
-    with this strategy's options; feasible ones with ``bounds_model``)."""
+    with this strategy's options; feasible ones with ``bounds_model``; inside
+    the reference point with ``pareto_in_reference``)."""
+    region = self._region(gps, bounds_model)
     out = []
     for s in range(min(len(gp.samples) for gp in gps)):
       functions = sample_functions(gps, s, self.options.get("num_features", 500), self.rng)
-      out.append(sample_pareto_set(
-          functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
+      sample = lambda bounds, fns=functions: sample_pareto_set(
+          fns, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
           max_pareto=self.options.get("max_pareto", 30),
           exhaustive_limit=self.options.get("pareto_exhaustive_limit",
                                             PARETO_EXHAUSTIVE_LIMIT),
-          bounds=bounds_model))
+          bounds=bounds)
+      pset = sample(bounds_model if region is None else region)
+      if region is not None and pset.shape[0] == 0:
+        pset = sample(bounds_model)  # no point of this draw in the region
+      out.append(pset)
     return out
+
+  def _region(self, gps, bounds_model):
+    """Modelled-unit upper bounds of the region of interest (the reference
+    point, met by the measured bounds too), or None."""
+    ref = self.options.get("reference_point")
+    if ref is None or not self.options.get("pareto_in_reference", True):
+      return None
+    region = feasibility.model_bounds(gps, [float(r) for r in ref])
+    return region if bounds_model is None else np.minimum(region, bounds_model)
 
   def _lengthscales(self, gps):
     """(d,) geometric mean over objectives of each GP's median lengthscale."""

@@ -1,5 +1,7 @@
 """Tests for search/optimizer/pesmo.py: acquisition properties and proposals."""
 
+import copy
+
 import numpy as np
 import tensorflow as tf
 
@@ -85,6 +87,48 @@ class PESMOTest(tf.test.TestCase):
     self.assertNotEmpty(expected)
     self.assertEqual(set(space.keys(pset)), expected)
 
+  def _front_keys(self, space, values, rows, seen, upper):
+    """Brute force: the unevaluated rows on the front of those with values <= upper."""
+    inside = np.all(values <= upper, axis=1)
+    keys = space.keys(rows)
+    out = set()
+    for i in np.flatnonzero(inside):
+      v = values[i]
+      if not np.any(inside & np.all(values <= v, 1) & np.any(values < v, 1)):
+        out.add(keys[i])
+    return out - seen
+
+  def test_pareto_sets_keep_the_front_inside_the_reference_point(self):
+    cards = (5, 5, 4, 5)
+    rows = np.array(np.meshgrid(*[np.arange(c) for c in cards], indexing="ij")).reshape(
+        4, -1).T.astype(float)
+    space = design.DesignSpace([design.Variable("v%d" % i, design.CATEGORICAL, cardinality=c)
+                                for i, c in enumerate(cards)]).with_candidates(rows)
+    x = space.sample(np.random.default_rng(0), 25)
+    y = np.stack([x[:, 0] + 0.3 * x[:, 1] + 0.1 * x[:, 3], -x[:, 0] + 0.2 * x[:, 2]], axis=1)
+    gps = [gplib.ObjectiveGP(space.groups, num_samples=1, burn_in=5).fit(space.encode(x), v)
+           for v in y.T]
+    seen = set(space.keys(x))
+    ref = np.median(y, axis=0)
+    # The region in the GPs' units by hand: no log, no warping, so (r - mean) / std.
+    upper = (ref - y.mean(axis=0)) / y.std(axis=0)
+    for restrict, ref_point in ((True, ref), (False, ref), (True, ref - 100.0)):
+      strategy = pesmo.PESMOStrategy(space, 2, seed=3, max_pareto=10 ** 6,
+                                     reference_point=list(ref_point),
+                                     pareto_in_reference=restrict)
+      rng = copy.deepcopy(strategy.rng)
+      functions = pesmo.sample_functions(gps, 0, 500, rng)
+      values = np.stack([f(space.encode(rows)) for f in functions], axis=1)
+      whole = self._front_keys(space, values, rows, seen, np.full(2, np.inf))
+      pset = strategy._pareto_sets(gps, x)[0]
+      if restrict and ref_point is ref:
+        expected = self._front_keys(space, values, rows, seen, upper)
+        self.assertNotEmpty(expected)
+        self.assertLess(len(expected), len(whole))  # the region cuts the front
+      else:  # not restricted, or no point of the draw in the region: the whole front
+        expected = whole
+      self.assertEqual(set(space.keys(pset)), expected)
+
   def test_strategy_reports_timings_and_proposes_new_point(self):
     strategy = pesmo.PESMOStrategy(self.space, 2, seed=0, num_samples=2, burn_in=5,
                                    acq_pool=100, pool_size=100)
@@ -117,6 +161,8 @@ class PESMOTest(tf.test.TestCase):
       self.assertTrue(np.all(np.diff(gp.standardize(y[order, k])) > 0))
 
   def test_strategy_rejects_bad_options(self):
+    with self.assertRaisesRegex(ValueError, "reference_point.*positive.*log"):
+      pesmo.PESMOStrategy(self.space, 2, log_objectives=[True, False], reference_point=[0, 1])
     with self.assertRaisesRegex(ValueError, "output_warping"):
       pesmo.PESMOStrategy(self.space, 2, output_warping="boxcox")
     with self.assertRaisesRegex(ValueError, "Unknown options"):
