@@ -403,13 +403,14 @@ class PESMOStrategy(Strategy):
     reference_point: K objective values (raw units) bounding the region of
       interest; the trust regions use it to pick centres and to score
       successes (hypervolume gain). Default: none (non-dominance).
-    pareto_in_reference (true): with a ``reference_point``, each sampled
+    pareto_in_reference (false): with a ``reference_point``, each sampled
       Pareto set keeps only the points whose sampled values dominate it (the
       front inside the region of interest: for a box ``f <= r`` that is the
       Pareto set of the in-box points), so the information gained is about
       the part of the front the hypervolume counts, the region qLogNEHVI is
       given by the same reference point. A draw with no point in the region
-      keeps its whole Pareto set.
+      keeps its whole Pareto set. Off by default: on DTLZ2 (a tuning
+      problem) it was worse on 3 seeds of 3 (BENCHMARKS.md).
     objective_bounds: K entries, each null or an upper bound in RAW units of
       that objective (measured budgets: time, energy). Default: none. With
       bounds, PESMO follows ``search/optimizer/feasibility.py`` (PESMOC-style:
@@ -486,7 +487,7 @@ class PESMOStrategy(Strategy):
     """Modelled-unit upper bounds of the region of interest (the reference
     point, met by the measured bounds too), or None."""
     ref = self.options.get("reference_point")
-    if ref is None or not self.options.get("pareto_in_reference", True):
+    if ref is None or not self.options.get("pareto_in_reference", False):
       return None
     region = feasibility.model_bounds(gps, [float(r) for r in ref])
     return region if bounds_model is None else np.minimum(region, bounds_model)

@@ -112,10 +112,10 @@ class PESMOTest(tf.test.TestCase):
     ref = np.median(y, axis=0)
     # The region in the GPs' units by hand: no log, no warping, so (r - mean) / std.
     upper = (ref - y.mean(axis=0)) / y.std(axis=0)
-    for restrict, ref_point in ((True, ref), (False, ref), (True, ref - 100.0)):
+    for restrict, ref_point in ((True, ref), (None, ref), (True, ref - 100.0)):
+      options = {} if restrict is None else {"pareto_in_reference": restrict}  # None: default
       strategy = pesmo.PESMOStrategy(space, 2, seed=3, max_pareto=10 ** 6,
-                                     reference_point=list(ref_point),
-                                     pareto_in_reference=restrict)
+                                     reference_point=list(ref_point), **options)
       rng = copy.deepcopy(strategy.rng)
       functions = pesmo.sample_functions(gps, 0, 500, rng)
       values = np.stack([f(space.encode(rows)) for f in functions], axis=1)
