@@ -471,17 +471,19 @@ class PESMOStrategy(Strategy):
     out = []
     for s in range(min(len(gp.samples) for gp in gps)):
       functions = sample_functions(gps, s, self.options.get("num_features", 500), self.rng)
-      sample = lambda bounds, fns=functions: sample_pareto_set(
-          fns, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
-          max_pareto=self.options.get("max_pareto", 30),
-          exhaustive_limit=self.options.get("pareto_exhaustive_limit",
-                                            PARETO_EXHAUSTIVE_LIMIT),
-          bounds=bounds)
-      pset = sample(bounds_model if region is None else region)
+      pset = self._sample_pareto(functions, seen, bounds_model if region is None else region)
       if region is not None and pset.shape[0] == 0:
-        pset = sample(bounds_model)  # no point of this draw in the region
+        pset = self._sample_pareto(functions, seen, bounds_model)  # none in the region
       out.append(pset)
     return out
+
+  def _sample_pareto(self, functions, seen, bounds):
+    """``sample_pareto_set`` with this strategy's options."""
+    return sample_pareto_set(
+        functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
+        max_pareto=self.options.get("max_pareto", 30),
+        exhaustive_limit=self.options.get("pareto_exhaustive_limit", PARETO_EXHAUSTIVE_LIMIT),
+        bounds=bounds)
 
   def _region(self, gps, bounds_model):
     """Modelled-unit upper bounds of the region of interest (the reference
