@@ -19,7 +19,7 @@ on all data; later fits continue the chain from its last state (warm start),
 as Spearmint does between iterations. ``mode="map"`` instead maximizes the
 log posterior with L-BFGS-B (numerical gradients) from ``map_restarts``
 starting points and keeps one sample. Priors: log l ~ N(0, 1.5^2) on
-[log 0.02, log 50]; log amplitude ~ N(0, 1) on [log 0.01, log 100] (outputs
+[log 0.02, log 50] (or the dimension-scaled prior, ``lengthscale_prior``); log amplitude ~ N(0, 1) on [log 0.01, log 100] (outputs
 are standardized); noise variance has a horseshoe prior of scale
 ``noise_scale`` (0.1, Spearmint's; p(s2) ~ log(1 + 3 (scale / s2)^2)) with
 floor ``min_noise``; mean ~ N(0, 1). In the log-noise coordinate the slice
@@ -58,6 +58,7 @@ from scipy import linalg, optimize, stats
 _LOG_L_BOUNDS = (np.log(0.02), np.log(50.0))
 _LOG_AMP_BOUNDS = (np.log(1e-2), np.log(1e2))
 _HORSESHOE_SCALE = 0.1
+LENGTHSCALE_PRIORS = ("lognormal", "dimension_scaled")
 OUTPUT_WARPINGS = ("none", "yeo-johnson")
 # Yeo-Johnson exponents beyond these make the transform numerically flat or
 # explosive at the far ends of standardized data.
@@ -152,13 +153,20 @@ class ObjectiveGP:
       increasing, so it keeps every Pareto set (dominance compares each
       objective's order only) while a few far outliers (broken networks at
       99 % error) stop compressing the range the front lies in.
+    lengthscale_prior: "lognormal" (default: log l ~ N(0, 1.5^2), initial
+      log l = 0 with one-hot groups, log 0.3 without) or "dimension_scaled"
+      (Hvarfner, Hellsten and Nardi 2024, "Vanilla Bayesian optimization
+      performs great in high dimensions", ICML; BoTorch's default since
+      0.12): log l ~ N(sqrt(2) + log(G) / 2, 3) over the G lengthscales,
+      the chain started at its mean. Both are truncated to [log 0.02, log 50].
   """
 
   def __init__(self, groups, kernel: str = "matern52", mode: str = "slice",
                num_samples: int = 10, burn_in: int = 60, warm_burn_in: int = 2,
                thin: int = 1, map_restarts: int = 3, log_transform: bool = False,
                min_noise: float = 1e-6, noise_scale: float = _HORSESHOE_SCALE,
-               output_warping: str = "none", seed: int = 0):
+               output_warping: str = "none", lengthscale_prior: str = "lognormal",
+               seed: int = 0):
     if mode not in ("slice", "map"):
       raise ValueError("Invalid value for argument `mode`. Expected 'slice' or 'map'. "
                        "Received mode=%r" % (mode,))
@@ -173,6 +181,11 @@ class ObjectiveGP:
       raise ValueError("Invalid value for argument `output_warping`. Expected one of %s. "
                        "Received output_warping=%r" % (", ".join(OUTPUT_WARPINGS),
                                                        output_warping))
+    if lengthscale_prior not in LENGTHSCALE_PRIORS:
+      raise ValueError("Invalid value for argument `lengthscale_prior`. Expected one of %s. "
+                       "Received lengthscale_prior=%r" % (", ".join(LENGTHSCALE_PRIORS),
+                                                          lengthscale_prior))
+    self.lengthscale_prior = lengthscale_prior
     self.output_warping = output_warping
     self.warp = None  # (lambda, shift, scale) of the fitted Yeo-Johnson transform
     self.groups = np.asarray(groups, dtype=int)
@@ -239,8 +252,15 @@ class ObjectiveGP:
       return -np.inf
     noise = np.exp(log_noise)
     horseshoe = np.log(np.log1p(3.0 * (self.noise_scale / noise) ** 2)) + log_noise
-    return float(-0.5 * np.sum(log_l ** 2) / 1.5 ** 2 - 0.5 * log_amp ** 2
+    loc, scale = self._lengthscale_loc_scale()
+    return float(-0.5 * np.sum((log_l - loc) ** 2) / scale ** 2 - 0.5 * log_amp ** 2
                  - 0.5 * mean ** 2 + horseshoe)
+
+  def _lengthscale_loc_scale(self):
+    """(mean, sd) of the Gaussian prior on each log lengthscale."""
+    if self.lengthscale_prior == "dimension_scaled":
+      return np.sqrt(2.0) + 0.5 * np.log(self.num_groups), np.sqrt(3.0)
+    return 0.0, 1.5
 
   def _condition(self, theta, x, y, strict: bool = False) -> Optional[GPSample]:
     lengths, amp, noise, mean = self._unpack(theta)
@@ -271,8 +291,11 @@ class ObjectiveGP:
 
   def _initial_theta(self):
     g = self.num_groups
-    return np.concatenate([np.full(g, np.log(1.0 if self.groups.size > g else 0.3)),
-                           [0.0, np.log(1e-2), 0.0]])
+    if self.lengthscale_prior == "dimension_scaled":
+      start = float(np.clip(self._lengthscale_loc_scale()[0], *_LOG_L_BOUNDS))
+    else:
+      start = np.log(1.0 if self.groups.size > g else 0.3)
+    return np.concatenate([np.full(g, start), [0.0, np.log(1e-2), 0.0]])
 
   # -- fitting --------------------------------------------------------------
   def fit(self, x_encoded, y) -> "ObjectiveGP":

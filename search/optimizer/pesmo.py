@@ -379,6 +379,9 @@ class PESMOStrategy(Strategy):
     log_objectives: sequence of bools, model log(y_k) (strictly positive
       objectives: time, energy). Default: no log transform.
     gp_mode: "slice" (default) or "map"; num_samples (10), kernel ("matern52").
+    lengthscale_prior: "lognormal" (default) or "dimension_scaled"
+      (``ObjectiveGP``: Hvarfner et al. 2024, centred at long lengthscales
+      that grow with the number of design variables).
     output_warping: "none" (default) or "yeo-johnson" (``ObjectiveGP``): a
       monotone power transform of each objective fitted to its observations;
       Pareto sets, and so PESMO's target, do not change under it.
@@ -424,7 +427,7 @@ class PESMOStrategy(Strategy):
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
             "trust_region_length", "trust_region_weights", "reference_point",
             "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds",
-            "output_warping", "pareto_in_reference")
+            "output_warping", "pareto_in_reference", "lengthscale_prior")
 
   def __init__(self, space, num_objectives, seed=0, **options):
     super().__init__(space, num_objectives, seed, **options)
@@ -438,6 +441,7 @@ class PESMOStrategy(Strategy):
                             burn_in=options.get("burn_in", 60),
                             log_transform=bool(logs[k]),
                             output_warping=options.get("output_warping", "none"),
+                            lengthscale_prior=options.get("lengthscale_prior", "lognormal"),
                             seed=seed * 1000 + k)
                 for k in range(self.num_objectives)]
     self.last_acquisition = None

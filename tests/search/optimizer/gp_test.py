@@ -197,6 +197,46 @@ class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
     self.assertGreater(np.ptp(warped.standardize(y[inliers])),
                        1.5 * np.ptp(plain.standardize(y[inliers])))
 
+  @parameterized.parameters(2, 6, 20)
+  def test_dimension_scaled_prior_equals_botorch_lengthscale_prior(self, num_groups):
+    try:
+      import torch  # pylint: disable=import-outside-toplevel
+      from botorch.models.utils import gpytorch_modules  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      self.skipTest("needs the bench extra (BoTorch): %s" % e)
+    prior = gpytorch_modules.get_covar_module_with_dim_scaled_prior(
+        ard_num_dims=num_groups).lengthscale_prior
+    model = gplib.ObjectiveGP(np.repeat(np.arange(num_groups), 3),
+                              lengthscale_prior="dimension_scaled")
+    rng = np.random.default_rng(num_groups)
+    base = model._initial_theta()
+    self.assertAllClose(np.exp(base[:num_groups]),
+                        np.full(num_groups, np.exp(float(prior.loc))), rtol=1e-5)
+    for _ in range(5):
+      theta = base.copy()
+      theta[:num_groups] = rng.uniform(np.log(0.05), np.log(40.0), num_groups)
+      log_l = torch.tensor(theta[:num_groups], dtype=torch.float64)
+      # BoTorch's prior is a density on l; in log l (the sampler's coordinate)
+      # it gains the Jacobian log l.
+      reference = float(torch.sum(prior.log_prob(torch.exp(log_l)) + log_l)
+                        - torch.sum(prior.log_prob(torch.exp(torch.tensor(
+                            base[:num_groups], dtype=torch.float64)))
+                                    + torch.tensor(base[:num_groups])))
+      self.assertAllClose(model.log_prior(theta) - model.log_prior(base), reference,
+                          rtol=1e-6, atol=1e-8)
+
+  def test_dimension_scaled_prior_prefers_longer_lengthscales_than_default(self):
+    x, y = _toy(n=25)
+    lengths = []
+    for prior in gplib.LENGTHSCALE_PRIORS:
+      model = gplib.ObjectiveGP(np.arange(2), lengthscale_prior=prior, mode="map").fit(x, y)
+      lengths.append(np.exp(model.samples[0].theta[:2]))
+    self.assertAllGreater(lengths[1] / lengths[0], 1.0)
+
+  def test_bad_lengthscale_prior_raises(self):
+    with self.assertRaisesRegex(ValueError, "lengthscale_prior.*dimension_scaled.*'gamma'"):
+      gplib.ObjectiveGP(np.arange(2), lengthscale_prior="gamma")
+
   def test_bad_output_warping_raises(self):
     with self.assertRaisesRegex(ValueError, "output_warping.*yeo-johnson.*'box'"):
       gplib.ObjectiveGP(np.arange(2), output_warping="box")
