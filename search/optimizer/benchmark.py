@@ -70,6 +70,7 @@ import warnings
 import dataclasses
 
 import numpy as np
+from scipy import stats
 from absl import app, flags
 
 from search.optimizer import feasibility
@@ -115,6 +116,13 @@ def define_flags():
                     "counts only feasible evaluations).")
   flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
                        "observations.", lower_bound=2)
+  flags.DEFINE_integer("gp_fit_check", None, "Instead of running: fit PESMO's GPs (the GP "
+                       "options of --strategy_options) to this many uniform points per seed "
+                       "and print each objective's Spearman rank correlation between the "
+                       "posterior mean and the truth on --gp_check_holdout other points.",
+                       lower_bound=2)
+  flags.DEFINE_integer("gp_check_holdout", 200, "--gp_fit_check: held-out points per seed.",
+                       lower_bound=3)
 
 
 DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60,
@@ -304,6 +312,44 @@ def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_ar
   return out
 
 
+def gp_fit_check(problem_name, n: int, seeds: int = 5, first_seed: int = 0,
+                 holdout: int = 200, problem_args=None, **options):
+  """How well PESMO's GP ranks unseen designs: per seed, ``n`` uniform
+  training points and ``holdout`` other uniform points; per objective, the
+  Spearman correlation between the posterior mean (averaged over the
+  hyperparameter samples) and the true values on the held-out points. A rank
+  statistic, so the GP's monotone output transforms do not matter. Returns
+  ``{"spearman": [[per objective] per seed], "median": [per objective],
+  "lengthscales": [[per objective: mean over samples, per variable] per seed]}``."""
+  problem = make_problem(problem_name, **(problem_args or {}))
+  if problem.log_objectives and "log_objectives" not in options:  # as run_one
+    options = dict(options, log_objectives=list(problem.log_objectives))
+  rhos, lengths = [], []
+  for seed in range(first_seed, first_seed + seeds):
+    size = problem.space.candidates.shape[0] if problem.space.candidates is not None else None
+    if size is not None and size < n + 3:
+      raise ValueError("Invalid value for argument `gp_fit_check`: %d training points and "
+                       "at least 3 held-out ones need %d designs; %s has %d."
+                       % (n, n + 3, problem_name, size))
+    x = problem.space.sample(np.random.default_rng(seed), n + holdout, min_count=n + 3)
+    y = problem.evaluate(x)
+    strategy = make_strategy("pesmo", problem.space, problem.num_objectives, seed=seed,
+                             **options)
+    z = problem.space.encode(x)
+    row, row_l = [], []
+    for k, model in enumerate(strategy.gps):
+      model.fit(z[:n], y[:n, k])
+      mean = np.mean([s.predict(z[n:])[0] for s in model.samples], axis=0)
+      row.append(float(stats.spearmanr(mean, y[n:, k])[0]))
+      row_l.append(np.mean([np.exp(s.theta[:model.num_groups]) for s in model.samples],
+                           axis=0).tolist())
+    rhos.append(row)
+    lengths.append(row_l)
+  return {"problem": problem_name, "n": n, "holdout": holdout, "options": options,
+          "seeds": list(range(first_seed, first_seed + seeds)), "spearman": rhos,
+          "median": np.median(rhos, axis=0).tolist(), "lengthscales": lengths}
+
+
 METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
            "hypervolume_fraction": "HV fraction of the true front",
            "feasible_hypervolume": "hypervolume of the feasible evaluations",
@@ -396,6 +442,22 @@ def main(argv):
   if FLAGS.bounds and FLAGS.strategy != "pesmo":
     sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
                      "uses them.\n" % FLAGS.strategy)
+  if FLAGS.gp_fit_check:
+    try:
+      result = gp_fit_check(FLAGS.problem, FLAGS.gp_fit_check, FLAGS.seeds, FLAGS.first_seed,
+                            FLAGS.gp_check_holdout, problem_args, **options)
+    except ValueError as e:
+      sys.exit("search.optimizer.benchmark: %s" % e)
+    if FLAGS.out:
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      with open(FLAGS.out, "w") as f:
+        json.dump(result, f)
+    for seed, row in zip(result["seeds"], result["spearman"]):
+      print("seed %d: Spearman %s" % (seed, ", ".join("%.3f" % r for r in row)))
+    print("%s n=%d holdout=%d: median Spearman per objective %s" % (
+        FLAGS.problem, FLAGS.gp_fit_check, FLAGS.gp_check_holdout,
+        ", ".join("%.3f" % r for r in result["median"])))
+    return
   if FLAGS.time_proposal_at:
     result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
                            problem_args=problem_args, **options)

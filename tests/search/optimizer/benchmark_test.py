@@ -151,5 +151,31 @@ class BoundsTest(tf.test.TestCase):
     self.assertIn("HV fraction of the true feasible front", done.stdout)
 
 
+  def test_gp_fit_check_ranks_held_out_rows_of_a_smooth_table(self):
+    result = benchmark.gp_fit_check("table", 20, seeds=2, holdout=16, problem_args=dict(
+        table=self.path, variables=["a", "b"], objectives=["error", "cost"]), num_samples=3)
+    self.assertEqual(np.shape(result["spearman"]), (2, 2))
+    self.assertEqual(np.shape(result["lengthscales"]), (2, 2, 2))
+    # Both objectives are monotone in a and b; 20 of the 36 rows pin the order
+    # of the other 16 (a model that ignored the inputs would score about 0).
+    self.assertAllGreater(np.asarray(result["spearman"]), 0.8)
+
+  def test_cli_gp_fit_check_prints_spearman_and_refuses_too_many_points(self):
+    out = os.path.join(self.get_temp_dir(), "check.json")
+    cmd = [sys.executable, "-m", "search.optimizer.benchmark", "--problem=table",
+           "--table=" + self.path, "--variables=a,b", "--objectives=error,cost", "--seeds=1",
+           "--gp_check_holdout=10", "--strategy_options={\"num_samples\": 2}", "--out=" + out]
+    done = subprocess.run(cmd + ["--gp_fit_check=34"], capture_output=True, text=True,
+                          check=False)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("need 37 designs; table has 36", done.stderr)
+    done = subprocess.run(cmd + ["--gp_fit_check=20"], capture_output=True, text=True,
+                          check=False)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertIn("median Spearman per objective", done.stdout)
+    with open(out) as f:
+      self.assertEqual(json.load(f)["holdout"], 10)
+
+
 if __name__ == "__main__":
   tf.test.main()
