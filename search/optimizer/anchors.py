@@ -28,7 +28,9 @@ The BoTorch setup is the one of BoTorch's multi-objective tutorials
   * ``pes``: ``qMultiObjectivePredictiveEntropySearch`` (Garrido-Merchan and
     Hernandez-Lobato 2019) on 10 Pareto sets of 10 points from
     ``sample_optimal_points`` (random-feature paths, random search), its
-    acquisition maximized without gradients as BoTorch recommends.
+    acquisition maximized without gradients as BoTorch recommends; where a
+    sampled front has fewer than 10 points, 5, 2 or 1 per set
+    (``sample_pareto_sets``; each run records ``pes_pareto_points``).
 Continuous spaces: ``optimize_acqf`` with ``--num_restarts`` L-BFGS-B starts
 from ``--raw_samples`` points. Spaces with a finite candidate set (the
 tabular problem): the acquisition on every row not yet evaluated (one-hot
@@ -62,7 +64,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 from search.optimizer import benchmark
 
@@ -156,11 +158,36 @@ def make_acquisition(torch, strategy, model, train_x, ref_point, settings):
   from botorch.acquisition.multi_objective.utils import (  # pylint: disable=import-outside-toplevel
       random_search_optimizer, sample_optimal_points)
   bounds = torch.stack([torch.zeros(x.shape[-1]), torch.ones(x.shape[-1])]).double()
-  pareto_sets, _ = sample_optimal_points(
-      model=model, bounds=bounds, num_samples=settings["pes_pareto_sets"],
-      num_points=settings["pes_pareto_points"], optimizer=random_search_optimizer,
-      optimizer_kwargs={"pop_size": 2000, "max_tries": 10})
-  return qMultiObjectivePredictiveEntropySearch(model, pareto_sets)
+  pareto_sets = sample_pareto_sets(
+      lambda n: sample_optimal_points(
+          model=model, bounds=bounds, num_samples=settings["pes_pareto_sets"], num_points=n,
+          optimizer=random_search_optimizer,
+          optimizer_kwargs={"pop_size": 2000, "max_tries": 10})[0],
+      settings["pes_pareto_points"])
+  acq = qMultiObjectivePredictiveEntropySearch(model, pareto_sets)
+  acq.num_pareto_points = int(pareto_sets.shape[-2])
+  return acq
+
+
+def sample_pareto_sets(sample, num_points: int):
+  """``sample(n)`` (BoTorch's ``sample_optimal_points``: a (S, n, d) tensor of
+  n Pareto points per sampled function), halving n while it fails.
+
+  BoTorch needs the same n for every sample and raises "Only found k optimal
+  points instead of n" when a sampled front has fewer than n points after its
+  random search grew the population ``max_tries`` times: early in a run, a
+  sampled BraninCurrin or ZDT2 front can have 5 or 6. Retrying with n // 2
+  (down to 1) keeps PES running on those fronts with the points they have;
+  any other error is raised as it is."""
+  n = int(num_points)
+  while True:
+    try:
+      return sample(n)
+    except RuntimeError as e:
+      if n <= 1 or "optimal points instead of" not in str(e):
+        raise
+      logging.warning("PES anchor: %s Retrying with %d Pareto points per sample.", e, n // 2)
+      n //= 2
 
 
 def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
@@ -205,11 +232,13 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
   if resume:
     x = np.asarray(resume["x"], dtype=float)
     fit, acq_s = resume["fit_seconds"], resume["acquisition_seconds"]
+    pes_points = resume.get("pes_pareto_points", [])
     torch.set_rng_state(torch.tensor(resume["torch_rng_state"], dtype=torch.uint8))
     load = resume["load_average"]
   else:
     torch.manual_seed(seed)
     x, fit, acq_s = benchmark.initial_design(problem, seed)[:budget], [], []
+    pes_points = []
     load = {"start": list(os.getloadavg())}
   y = problem.evaluate(x)
   scores = [benchmark.quality(problem, y[:i + 1]) for i in range(x.shape[0])]
@@ -222,16 +251,23 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
     acq = make_acquisition(torch, strategy, model, inputs.to_model(x), ref, settings)
     point = maximize(torch, strategy, acq, inputs, set(problem.space.keys(x)), settings)
     acq_s.append(time.perf_counter() - start)
+    if strategy == "pes":
+      pes_points.append(acq.num_pareto_points)
     x = np.vstack([x, point])
     y = np.vstack([y, problem.evaluate(point[None])])
     scores.append(benchmark.quality(problem, y))
     if checkpoint:
-      checkpoint({"seed": seed, "x": x.tolist(), "fit_seconds": fit, "acquisition_seconds": acq_s,
-                  "torch_rng_state": torch.get_rng_state().tolist(), "load_average": load})
+      state = {"seed": seed, "x": x.tolist(), "fit_seconds": fit, "acquisition_seconds": acq_s,
+               "torch_rng_state": torch.get_rng_state().tolist(), "load_average": load}
+      if strategy == "pes":
+        state["pes_pareto_points"] = pes_points
+      checkpoint(state)
     if progress:
       progress(x.shape[0])
   record = {"seed": seed, _metric(problem): scores, "fit_seconds": fit,
             "acquisition_seconds": acq_s, "load_average": dict(load, end=list(os.getloadavg()))}
+  if strategy == "pes":  # Pareto points per sampled set, per proposal (sample_pareto_sets)
+    record["pes_pareto_points"] = pes_points
   if getattr(problem, "table", None) is not None:
     record["rows"] = [int(i) for i in problem.table.rows(x)]
   return record

@@ -122,6 +122,41 @@ class AnchorsTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "needs a continuous box"):
       anchors.check_supported(problem, "pes")
 
+  @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
+  def test_sample_pareto_sets_halves_points_when_botorch_finds_too_few(self):
+    # BoTorch's own sampler: a random search over 20 inputs cannot return 64
+    # Pareto points, so BoTorch raises; the anchor retries with 32, 16, ...
+    # and returns sets BoTorch produced with a count it could fill.
+    torch, _ = anchors.import_botorch()
+    from botorch.acquisition.multi_objective.utils import (  # pylint: disable=g-import-not-at-top
+        random_search_optimizer, sample_optimal_points)
+    torch.manual_seed(0)
+    x = torch.rand(8, 1, dtype=torch.float64)
+    y = torch.cat([torch.sin(6 * x), torch.cos(6 * x)], -1)
+    model = anchors.fit_model(torch, x.numpy(), y.numpy())
+    bounds = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    sample = lambda n: sample_optimal_points(
+        model=model, bounds=bounds, num_samples=3, num_points=n,
+        optimizer=random_search_optimizer, optimizer_kwargs={"pop_size": 20, "max_tries": 1})[0]
+    with self.assertRaisesRegex(RuntimeError, "optimal points instead of 64"):
+      sample(64)
+    sets = anchors.sample_pareto_sets(sample, 64)
+    self.assertEqual(sets.shape[0], 3)
+    self.assertEqual(sets.shape[2], 1)
+    self.assertIn(sets.shape[1], (1, 2, 4, 8, 16))  # at most the 20 searched inputs
+
+  def test_sample_pareto_sets_raises_other_errors_and_at_one_point(self):
+    def other(n):
+      raise RuntimeError("CUDA out of memory (n=%d)" % n)
+    with self.assertRaisesRegex(RuntimeError, "out of memory"):
+      anchors.sample_pareto_sets(other, 10)
+    calls = []
+    def never(n):
+      calls.append(n)
+      raise RuntimeError("Only found 0 optimal points instead of %d." % n)
+    with self.assertRaisesRegex(RuntimeError, "instead of 1"):
+      anchors.sample_pareto_sets(never, 10)
+    self.assertEqual(calls, [10, 5, 2, 1])
 
   @unittest.skipUnless(_HAVE_BOTORCH, "BoTorch is not installed (pip install -e \".[bench]\")")
   def test_score_rows_matches_one_row_at_a_time_for_every_batch_size(self):
