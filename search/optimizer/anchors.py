@@ -240,6 +240,8 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
     x, fit, acq_s = benchmark.initial_design(problem, seed)[:budget], [], []
     pes_points = []
     load = {"start": list(os.getloadavg())}
+  # Pareto points per sampled set, per proposal (sample_pareto_sets): PES runs only.
+  pes_record = {"pes_pareto_points": pes_points} if strategy == "pes" else {}
   y = problem.evaluate(x)
   scores = [benchmark.quality(problem, y[:i + 1]) for i in range(x.shape[0])]
   ref = -_scoring_space(problem, np.asarray(problem.ref_point, dtype=float)[None])[0]
@@ -257,17 +259,15 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
     y = np.vstack([y, problem.evaluate(point[None])])
     scores.append(benchmark.quality(problem, y))
     if checkpoint:
-      state = {"seed": seed, "x": x.tolist(), "fit_seconds": fit, "acquisition_seconds": acq_s,
-               "torch_rng_state": torch.get_rng_state().tolist(), "load_average": load}
-      if strategy == "pes":
-        state["pes_pareto_points"] = pes_points
-      checkpoint(state)
+      checkpoint(dict({"seed": seed, "x": x.tolist(), "fit_seconds": fit,
+                       "acquisition_seconds": acq_s,
+                       "torch_rng_state": torch.get_rng_state().tolist(), "load_average": load},
+                      **pes_record))
     if progress:
       progress(x.shape[0])
-  record = {"seed": seed, _metric(problem): scores, "fit_seconds": fit,
-            "acquisition_seconds": acq_s, "load_average": dict(load, end=list(os.getloadavg()))}
-  if strategy == "pes":  # Pareto points per sampled set, per proposal (sample_pareto_sets)
-    record["pes_pareto_points"] = pes_points
+  record = dict({"seed": seed, _metric(problem): scores, "fit_seconds": fit,
+                 "acquisition_seconds": acq_s,
+                 "load_average": dict(load, end=list(os.getloadavg()))}, **pes_record)
   if getattr(problem, "table", None) is not None:
     record["rows"] = [int(i) for i in problem.table.rows(x)]
   return record
