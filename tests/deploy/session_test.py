@@ -102,7 +102,8 @@ class SessionTest(tf.test.TestCase):
     cls.rt = runtimes.create("onnxruntime", cls.tiny["onnx"], "cpu", intra_op_threads=1)
 
   def _assert_energy_within_sampling_bound(self, result, busy_w, idle_w):
-    """Each repeat's energy against BUSY x its working time, within what its
+    """Each repeat's working time against its host-timed window, and its
+    energy against BUSY x that time, within what its
     own trace's sampling allows. The load reads ``busy_w`` while inference
     runs and ``idle_w`` otherwise; the trapezoid rule interpolates linearly
     between samples, so over the working span it falls short of BUSY x time
@@ -110,10 +111,15 @@ class SessionTest(tf.test.TestCase):
     length: the intervals touching a working sample with an idle end (the
     two edges, and any dip between batches the meter caught). Sampler or
     meter-thread delays on a loaded machine lengthen those intervals and the
-    bound with them, so it holds however late the sampling ran."""
+    bound with them, so it holds however late the sampling ran. The span's
+    ends are threshold crossings inside the intervals around the first and
+    last working samples, and the load switches inside them too: the time
+    differs from the host window by at most those two intervals (plus 10 ms
+    between a switch and the host clock's read)."""
     ratios = []
-    for path, t_s, e_j in zip(result["traces"], result["time_s_stats"]["values"],
-                              result["energy_j_stats"]["values"]):
+    for path, t_s, host_s, e_j in zip(result["traces"], result["time_s_stats"]["values"],
+                                      result["host_time_s_stats"]["values"],
+                                      result["energy_j_stats"]["values"]):
       with open(path) as f:
         rows = list(csv.DictReader(f))
       t = np.array([float(r["t_s"]) for r in rows])
@@ -122,6 +128,9 @@ class SessionTest(tf.test.TestCase):
       idle_end = (p[:-1] < busy_w - 1e-6) | (p[1:] < busy_w - 1e-6)
       touching = working[:-1] | working[1:]
       short_s = float(np.sum(np.diff(t)[idle_end & touching]))
+      first, last = np.flatnonzero(working)[[0, -1]]
+      edges_s = (t[first] - t[max(first - 1, 0)]) + (t[min(last + 1, len(t) - 1)] - t[last])
+      self.assertLessEqual(abs(t_s - host_s), edges_s + 0.01)
       self.assertLessEqual(e_j, busy_w * t_s + 1e-6)
       self.assertGreaterEqual(e_j, busy_w * t_s - (busy_w - idle_w) * short_s - 1e-6)
       ratios.append(e_j / t_s)
@@ -158,11 +167,6 @@ class SessionTest(tf.test.TestCase):
     self.assertEqual(result["threshold_w"], 1.0)           # the paper's TX2 value
     self.assertEqual(result["threshold_source"], "paper")
     self.assertEqual(result["time_source"], "power_threshold")
-    # Each repeat's working span matches its host-timed window. Edges: up to
-    # one 20 ms interval each, plus sampler scheduling delays on a loaded
-    # 2-core machine.
-    self.assertAllClose(result["time_s_stats"]["values"],
-                        result["host_time_s_stats"]["values"], atol=0.08)
     self._assert_energy_within_sampling_bound(result, BUSY_MW / 1000.0, IDLE_MW / 1000.0)
     self.assertAllClose(result["idle_power_w"], IDLE_MW / 1000.0)
     self.assertAllClose(result["energy_above_idle_j"],
@@ -184,8 +188,6 @@ class SessionTest(tf.test.TestCase):
           trace_dir=os.path.join(self.get_temp_dir(), "meter_traces"))
     self.assertEqual((result["threshold_w"], result["power_source"]), (0.45, "usb_meter"))
     self.assertEqual(result["time_source"], "power_threshold")
-    self.assertAllClose(result["time_s_stats"]["values"],
-                        result["host_time_s_stats"]["values"], atol=0.08)
     self._assert_energy_within_sampling_bound(result, 1.5, 0.2)
     self.assertAllClose(result["idle_power_w"], 0.2)
 
