@@ -103,8 +103,8 @@ class SessionTest(tf.test.TestCase):
 
   def _assert_energy_within_sampling_bound(self, result, busy_w, idle_w):
     """Each repeat's working time against its host-timed window, and its
-    energy against BUSY x that time, within what its
-    own trace's sampling allows. The load reads ``busy_w`` while inference
+    energy against BUSY x that time, within what its own trace's sampling
+    allows. The load reads ``busy_w`` while inference
     runs and ``idle_w`` otherwise; the trapezoid rule interpolates linearly
     between samples, so over the working span it falls short of BUSY x time
     only on intervals with an idle end, by at most (busy - idle) x their
