@@ -6,9 +6,12 @@ messages before absl::InitializeLog() is called are written to STDERR`` and
 the like straight to file descriptor 2, some of them before any setting of
 ``TF_CPP_MIN_LOG_LEVEL`` is read. ``quiet_native_logs()`` routes this
 process's fd 2 through a pipe and a thread that drops exactly those lines
-(the absl/glog prefix ``[IWEF]mmdd hh:mm:ss.micros thread file:line]`` and
-the two banner lines) and passes everything else through: Python tracebacks,
-warnings and the project's own messages are untouched. Set
+(the absl/glog prefix ``[IWEF]mmdd hh:mm:ss.micros thread file:line]`` whose
+file is a C/C++ source or header, ``port.cc:153]``, and the known banner
+lines) and passes everything else through: Python tracebacks, warnings and
+the project's own messages are untouched, and so are absl's and the
+``logging`` module's Python log lines, which carry the same prefix with a
+Python file (``W1207 00:41:51.123456 140234 cascade.py:123] ...``). Set
 ``TEA_TF_LOGS=1`` to see everything.
 """
 
@@ -18,8 +21,11 @@ import re
 import sys
 import threading
 
+# C, C++ and CUDA sources and headers: the files TensorFlow's native core logs from.
+NATIVE_SUFFIXES = ("c", "cc", "cpp", "cxx", "cu", "h", "hh", "hpp", "hxx", "inc")
 NATIVE_LINE = re.compile(
-    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]\s]+:\d+\] "
+    r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [^\]\s]+\.(?:"
+    + "|".join(NATIVE_SUFFIXES) + r"):\d+\] "
     r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|To enable the following instructions: .* rebuild TensorFlow"
     r"|This TensorFlow binary is optimized to use available CPU instructions)")
