@@ -83,12 +83,21 @@ members (no Zip64), their declared sizes must fit ``--max_unpacked_mb``
 A cascade (``deploy.cascade``, ``python -m search.cascade``) travels as a zip
 of ``cascade.json`` and the stage models it names (``deploy.cascade.pack``;
 the client zips a cascade directory itself), checked and unpacked under the
-same limits (``agent_uploads.unpack_cascade``); then its spec (every stage
-present, one threshold in [0, 1] per stage but the last) and the chosen point
-are checked, all before the measurement lock (422 / 400). It is measured
+same limits (``agent_uploads.unpack_cascade``); then its spec
+(``deploy.cascade.check_spec``: every stage present, ``confidence`` known,
+``points`` a list whose points have one threshold in [0, 1] per stage but
+the last, an ``error`` in [0, 1] and costs >= 0 or null) and the chosen point
+are checked, all before the measurement lock (422 / 400). A stage that fails
+to load is named by its file. It is measured
 with the protocol like one model, its stages on the runtime chosen (one that
 reads ONNX); the result's ``runtime_info.cascade`` gives the point, the
 fraction of images reaching each stage and the predicted cost.
+
+The first input of an ONNX model, an IR's Parameter layer and every
+cascade stage's input are read without their runtime
+(``deploy.model_inputs``) and checked against the agent's images before the
+lock: a float32 input of shape (N, H, W, C) as the images (a symbolic or
+unknown dim matches anything), else 422 naming the shape expected.
 
 Measurements are serialized by one lock: two never overlap, since they would
 corrupt each other's power trace (a waiting request reports ``queued_s``).
@@ -139,6 +148,7 @@ from deploy import capabilities as capabilities_lib
 from deploy import contention
 from deploy import device_main
 from deploy import devices
+from deploy import model_inputs
 from deploy import session
 from deploy import tensorrt_build
 from deploy.runtimes import base as runtime_base
@@ -253,14 +263,27 @@ class Agent(object):
                             "(float32 normalized training images: python -m deploy.measure "
                             "--write_calibration=FILE.npy).")
 
+  def check_input(self, path, what):
+    """422 when the first input of the model file ``path`` (ONNX or an IR
+    .xml; ``deploy.model_inputs``) cannot take this agent's images; a file
+    that cannot be read so is left to its runtime, which says why."""
+    try:
+      found = model_inputs.model_input(path)
+    except (model_inputs.ModelHeaderError, OSError):
+      return
+    problem = model_inputs.check_image_input(found, self.images.shape[1:], what)
+    if problem:
+      raise BadRequest(422, problem)
+
   def prepare(self, upload_path, fmt, settings=None):
     """The model file of an upload (an OpenVINO zip unpacked within the
-    limit; a cascade zip unpacked, its spec and chosen point checked); runs
-    before the measurement lock is taken."""
+    limit; a cascade zip unpacked, its spec and chosen point checked), its
+    input checked against the images; runs before the measurement lock."""
     if fmt == "openvino":
-      return unpack_openvino(upload_path, os.path.dirname(upload_path),
-                             self.max_unpacked_bytes)
+      upload_path = unpack_openvino(upload_path, os.path.dirname(upload_path),
+                                    self.max_unpacked_bytes)
     if fmt != "cascade":
+      self.check_input(upload_path, "'%s'" % upload_path)
       return upload_path
     from deploy import cascade  # pylint: disable=g-import-not-at-top
     directory = os.path.join(os.path.dirname(upload_path), "cascade")
@@ -282,6 +305,9 @@ class Agent(object):
       raise BadRequest(400, "Invalid value for setting `cascade_point`. Expected a JSON integer "
                             "in 0..%d (the cascade's points). Received cascade_point=%d"
                        % (len(points) - 1, point))
+    for k, stage in enumerate(spec["stages"]):
+      self.check_input(os.path.join(directory, stage["file"]),
+                       "cascade stage %d (%s)" % (k + 1, stage["file"]))
     return directory
 
   def measure(self, model_path, fmt, settings):

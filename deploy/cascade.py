@@ -46,6 +46,7 @@ runtime (through ``deploy.runtimes``).
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -111,51 +112,93 @@ def is_cascade(path):
 
 
 def load_spec(path):
-  """``(directory, spec dict)`` of a cascade directory or ``cascade.json``."""
+  """``(directory, spec dict)`` of a cascade directory or ``cascade.json``,
+  after checking the spec's types (``check_spec``) and that every stage's
+  file is there; ``ModelLoadError`` (a ValueError) naming the field
+  otherwise."""
   path = str(path)
   json_path = os.path.join(path, CASCADE_FILE) if os.path.isdir(path) else path
   if not os.path.isfile(json_path):
     raise base.ModelLoadError("%r is not a cascade: expected a directory holding %s "
                               "(written by python -m search.cascade)." % (path, CASCADE_FILE))
   with open(json_path) as f:
-    spec = json.load(f)
-  if spec.get("format") != FORMAT_NAME or spec.get("version") != FORMAT_VERSION:
-    raise base.ModelLoadError("%s: expected format %r version %d, found %r version %r."
-                              % (json_path, FORMAT_NAME, FORMAT_VERSION, spec.get("format"),
-                                 spec.get("version")))
-  stages, points = spec.get("stages") or [], spec.get("points") or []
-  if not stages or not points:
-    raise base.ModelLoadError("%s: expected at least one stage and one point; found %d "
-                              "and %d." % (json_path, len(stages), len(points)))
+    try:
+      spec = json.load(f)
+    except ValueError as e:
+      raise base.ModelLoadError("%s is not JSON: %s" % (json_path, e))
+  check_spec(spec, json_path)
   directory = os.path.dirname(os.path.abspath(json_path))
-  _check_stages(json_path, directory, stages)
-  _check_points(json_path, points, len(stages))
+  for k, stage in enumerate(spec["stages"]):
+    if not os.path.isfile(os.path.join(directory, stage["file"])):
+      raise base.ModelLoadError("%s: stage %d's model %s is missing."
+                                % (json_path, k + 1, stage["file"]))
   return directory, spec
 
 
-def _check_stages(json_path, directory, stages):
-  """Every stage names a relative file that exists (ModelLoadError otherwise)."""
+def _invalid(where, field, expected, value):
+  return base.ModelLoadError("%s: invalid `%s`. Expected %s. Received %s=%s"
+                             % (where, field, expected, field.split(".")[-1],
+                                json.dumps(value)[:100]))
+
+
+def _number(value, low=0.0, high=None):
+  """Whether ``value`` is a finite JSON number in [low, high]."""
+  return (isinstance(value, (int, float)) and not isinstance(value, bool) and
+          math.isfinite(value) and low <= value <= (float("inf") if high is None else high))
+
+
+def check_spec(spec, where=CASCADE_FILE):
+  """ModelLoadError naming the field unless ``spec`` (``cascade.json``'s
+  object) has the format and version, a ``confidence`` of CONFIDENCES, a
+  non-empty list of stages each naming a relative file, and a non-empty list
+  of points each with one threshold in [0, 1] per stage but the last, an
+  ``error`` in [0, 1] and, where given, costs per image >= 0
+  (``time_s_per_image``, ``energy_j_per_image``; null: not measured)."""
+  if not isinstance(spec, dict):
+    raise _invalid(where, "cascade", "a JSON object", spec)
+  if spec.get("format") != FORMAT_NAME or spec.get("version") != FORMAT_VERSION:
+    raise base.ModelLoadError("%s: expected format %r version %d, found %r version %r."
+                              % (where, FORMAT_NAME, FORMAT_VERSION, spec.get("format"),
+                                 spec.get("version")))
+  if spec.get("confidence", "max_softmax") not in CONFIDENCES:
+    raise _invalid(where, "confidence", "one of %s" % "|".join(CONFIDENCES),
+                   spec.get("confidence"))
+  stages, points = spec.get("stages"), spec.get("points")
+  if not isinstance(stages, list) or not stages:
+    raise _invalid(where, "stages", "a non-empty list of {\"file\": ...}", stages)
+  if not isinstance(points, list) or not points:
+    raise _invalid(where, "points", "a non-empty list of {\"thresholds\": [...], "
+                   "\"error\": ...}", points)
   for k, stage in enumerate(stages):
     name = stage.get("file") if isinstance(stage, dict) else None
     if not isinstance(name, str) or not agent_uploads.safe_member(name):
       raise base.ModelLoadError("%s: stage %d must name its model as a relative path under the "
-                                "cascade (\"file\"); found %r." % (json_path, k + 1, name))
-    if not os.path.isfile(os.path.join(directory, name)):
-      raise base.ModelLoadError("%s: stage %d's model %s is missing." % (json_path, k + 1, name))
+                                "cascade (\"file\"); found %r." % (where, k + 1, name))
+  for i, point in enumerate(points):
+    _check_point(where, i, point, len(stages))
 
 
-def _check_points(json_path, points, num_stages):
-  """Every point holds one threshold in [0, 1] per stage but the last."""
-  for i, p in enumerate(points):
-    thresholds = p.get("thresholds") if isinstance(p, dict) else None
-    if not isinstance(thresholds, list) or len(thresholds) != num_stages - 1:
-      raise base.ModelLoadError("%s: point %d has %s thresholds; expected %d (one per stage "
-                                "but the last)." % (json_path, i, len(thresholds) if isinstance(
-                                    thresholds, list) else "no list of", num_stages - 1))
-    for t in thresholds:
-      if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 <= t <= 1.0:
-        raise base.ModelLoadError("%s: point %d has threshold %r; expected numbers in [0, 1]."
-                                  % (json_path, i, t))
+def _check_point(where, i, point, num_stages):
+  """One point of ``check_spec``."""
+  field = "points[%d]" % i
+  if not isinstance(point, dict):
+    raise _invalid(where, field, "a JSON object", point)
+  thresholds = point.get("thresholds")
+  if not isinstance(thresholds, list) or len(thresholds) != num_stages - 1:
+    raise base.ModelLoadError("%s: point %d has %s thresholds; expected %d (one per stage "
+                              "but the last)." % (where, i, len(thresholds) if isinstance(
+                                  thresholds, list) else "no list of", num_stages - 1))
+  for t in thresholds:
+    if not _number(t, 0.0, 1.0):
+      raise base.ModelLoadError("%s: point %d has threshold %r; expected numbers in [0, 1]."
+                                % (where, i, t))
+  if not _number(point.get("error"), 0.0, 1.0):
+    raise _invalid(where, field + ".error", "a number in [0, 1] (the point's error)",
+                   point.get("error"))
+  for key in ("time_s_per_image", "energy_j_per_image"):
+    if point.get(key) is not None and not _number(point[key]):
+      raise _invalid(where, "%s.%s" % (field, key), "a finite number >= 0, or null (not "
+                     "measured)", point[key])
 
 
 def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
@@ -178,11 +221,12 @@ def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
                        "%s of the points within the other bounds. Received %s=%r."
                        % (name, min(values), key, name, bound))
     ok = kept
-  cost = "energy_j_per_image" if all(points[i].get("energy_j_per_image") is not None
-                                     for i in ok) else "time_s_per_image"
+  by = "energy_j_per_image" if all(points[i].get("energy_j_per_image") is not None
+                                   for i in ok) else "time_s_per_image"
+  cost = dict((i, float("inf") if points[i].get(by) is None else points[i][by]) for i in ok)
   if max_error is not None and max_energy_j is None and max_time_s is None:
-    return min(ok, key=lambda i: (points[i][cost], points[i]["error"]))
-  return min(ok, key=lambda i: (points[i]["error"], points[i][cost]))
+    return min(ok, key=lambda i: (cost[i], points[i]["error"]))
+  return min(ok, key=lambda i: (points[i]["error"], cost[i]))
 
 
 # -- the runner -------------------------------------------------------------------
@@ -220,9 +264,13 @@ class CascadeRuntime(base.Runtime):
       stage_options.setdefault("allow_spinning", False)
     self.stages = []
     try:
-      for stage in self.spec["stages"]:
+      for k, stage in enumerate(self.spec["stages"]):
         path = os.path.join(self.directory, stage["file"])
-        self.stages.append(runtimes.create(runtime, path, device, **stage_options))
+        try:
+          self.stages.append(runtimes.create(runtime, path, device, **stage_options))
+        except base.ModelLoadError as e:  # named by the stage, not the cascade
+          raise base.ModelLoadError("cascade stage %d (%s): %s"
+                                    % (k + 1, stage["file"], str(e).replace(path, stage["file"])))
     except Exception:
       self.close()
       raise

@@ -33,16 +33,18 @@ IMAGES = np.random.RandomState(0).rand(64, 32, 32, 3).astype(np.float32)
 QUICK = dict(batch_size=16, repeats=1, warmup_batches=0, idle_s=0)
 
 
-def _linear_onnx(path):
-  """A (N,32,32,3) -> (N,10) ONNX model, opset 13: measurable in milliseconds."""
+def _linear_onnx(path, image_shape=(32, 32, 3)):
+  """A (N,)+image_shape -> (N,10) ONNX model, opset 13: measurable in milliseconds."""
   import onnx
   from onnx import helper, numpy_helper
-  weights = numpy_helper.from_array(np.ones((3072, 10), np.float32), "w")
-  shape = helper.make_tensor("shape", onnx.TensorProto.INT64, [2], [-1, 3072])
+  size = int(np.prod(image_shape))
+  weights = numpy_helper.from_array(np.ones((size, 10), np.float32), "w")
+  shape = helper.make_tensor("shape", onnx.TensorProto.INT64, [2], [-1, size])
   graph = helper.make_graph(
       [helper.make_node("Reshape", ["images", "shape"], ["flat"]),
        helper.make_node("MatMul", ["flat", "w"], ["logits"])], "linear",
-      [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT, ["N", 32, 32, 3])],
+      [helper.make_tensor_value_info("images", onnx.TensorProto.FLOAT,
+                                     ["N"] + list(image_shape))],
       [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 10])],
       [weights, shape])
   model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -98,8 +100,8 @@ class _AgentCase(object):
     shutil.rmtree(cls.dir, ignore_errors=True)
     super().tearDownClass()
 
-  def _post(self, body, fmt="openvino", settings=None, token=TOKEN):
-    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+  def _post(self, body, fmt="openvino", settings=None, token=TOKEN, timeout=60):
+    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
     try:
       conn.request("POST", "/v1/measure", body=body, headers={
           "Authorization": "Bearer " + token, "X-Artifact-Format": fmt,
@@ -437,6 +439,120 @@ class RefusedUploadTest(_AgentCase, tf.test.TestCase):
                                          ("onnx", None, "wrong", 401)):
       self.assertEqual(self._post(body, fmt, settings, token)[0], status)
     self.assertEqual(self.agent.count, 0)
+
+
+def _toy_cascade(directory, stage_shapes=((32, 32, 3), (32, 32, 3))):
+  """(spec, {stage file: bytes}) of a cascade of linear ONNX stages."""
+  stages, files = [], {}
+  for k, shape in enumerate(stage_shapes):
+    name = "stages/stage%d.onnx" % (k + 1)
+    path = _linear_onnx(os.path.join(directory, "stage%d.onnx" % (k + 1)), shape)
+    with open(path, "rb") as f:
+      files[name] = f.read()
+    stages.append({"file": name})
+  points = [{"thresholds": [t], "error": e, "time_s_per_image": c, "energy_j_per_image": None}
+            for t, e, c in ((0.0, 0.5, 1e-4), (1.0, 0.3, 4e-4))]
+  return {"format": "tea-keras-cascade", "version": 1, "confidence": "max_softmax",
+          "stages": stages, "points": points}, files
+
+
+class ClientFaultTest(_AgentCase, tf.test.TestCase, parameterized.TestCase):
+  """Faults of the client's upload answered 4xx before the measurement lock,
+  the message naming the field and what was expected (issue 28)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.spec, cls.stages = _toy_cascade(cls.dir)
+
+  def _refused_before_lock(self, body, fmt, settings=None):
+    """(status, error) of an upload posted while a measurement holds the lock."""
+    before = self.agent.count
+    with self.agent.lock:  # a request that reached the lock would wait: the post times out
+      status, answer = self._post(body, fmt, settings or QUICK, timeout=15)
+    self.assertEqual(self.agent.count, before)  # nothing was measured
+    return status, answer["error"]
+
+  def _cascade(self, spec, stages=None):
+    return _zip([("cascade.json", json.dumps(spec))] + sorted((stages or self.stages).items()))
+
+  def _point(self, **changes):
+    points = [dict(p) for p in self.spec["points"]]
+    points[0].update(changes)
+    return dict(self.spec, points=points)
+
+  @parameterized.named_parameters(
+      ("points_number", dict(points=7), "invalid `points`. Expected a non-empty list of "
+       "\\{\"thresholds\": \\[...\\], \"error\": ...\\}. Received points=7"),
+      ("points_object", dict(points={"thresholds": [0.5]}), "invalid `points`. Expected a "
+       "non-empty list.*Received points=\\{\"thresholds\": \\[0.5\\]\\}"),
+      ("confidence", dict(confidence="entropy"), "invalid `confidence`. Expected one of "
+       "max_softmax\\|margin. Received confidence=\"entropy\""))
+  def test_cascade_spec_fault_is_422_before_the_lock(self, changes, message):
+    status, error = self._refused_before_lock(self._cascade(dict(self.spec, **changes)),
+                                              "cascade")
+    self.assertEqual(status, 422)
+    self.assertRegex(error, "Cascade upload: .*" + message)
+
+  def test_cascade_point_without_error_is_422_before_the_lock(self):
+    spec = self._point()
+    del spec["points"][0]["error"]
+    status, error = self._refused_before_lock(self._cascade(spec), "cascade")
+    self.assertEqual(status, 422)
+    self.assertIn("invalid `points[0].error`. Expected a number in [0, 1] (the point's "
+                  "error). Received error=null", error)
+
+  def test_cascade_string_error_is_422_before_the_lock(self):
+    settings = dict(QUICK, max_error=0.4)
+    status, error = self._refused_before_lock(self._cascade(self._point(error="0.1")),
+                                              "cascade", settings)
+    self.assertEqual(status, 422)
+    self.assertIn("invalid `points[0].error`. Expected a number in [0, 1] (the point's "
+                  "error). Received error=\"0.1\"", error)
+
+  def test_cascade_string_cost_is_422_before_the_lock(self):
+    status, error = self._refused_before_lock(
+        self._cascade(self._point(time_s_per_image="fast")), "cascade")
+    self.assertEqual(status, 422)
+    self.assertIn("invalid `points[0].time_s_per_image`. Expected a finite number >= 0, or "
+                  "null (not measured). Received time_s_per_image=\"fast\"", error)
+
+  def test_onnx_for_other_images_is_422_before_the_lock(self):
+    path = _linear_onnx(os.path.join(self.get_temp_dir(), "mnist.onnx"), (28, 28, 1))
+    with open(path, "rb") as f:
+      status, error = self._refused_before_lock(f.read(), "onnx")
+    self.assertEqual(status, 422)
+    self.assertIn("Invalid input shape of 'the uploaded onnx artifact'. Expected (N, 32, 32, "
+                  "3), the agent's images (N, H, W, C): export the model for 32x32x3 inputs. "
+                  "Received input `images` of shape (N, 28, 28, 1)", error)
+
+  def test_openvino_ir_for_other_images_is_422_before_the_lock(self):
+    import openvino as ov
+    onnx_path = _linear_onnx(os.path.join(self.get_temp_dir(), "mnist.onnx"), (28, 28, 1))
+    xml = os.path.join(self.get_temp_dir(), "mnist.xml")
+    ov.save_model(ov.convert_model(onnx_path), xml)
+    with open(xml, "rb") as f, open(xml[:-4] + ".bin", "rb") as g:
+      body = _zip([("model.xml", f.read()), ("model.bin", g.read())])
+    status, error = self._refused_before_lock(body, "openvino")
+    self.assertEqual(status, 422)
+    self.assertIn("Invalid input shape of 'the uploaded openvino artifact'. Expected (N, 32, "
+                  "32, 3)", error)
+    self.assertIn("Received input `images` of shape (N, 28, 28, 1)", error)
+
+  def test_cascade_stage_for_other_images_is_422_before_the_lock(self):
+    spec, stages = _toy_cascade(tempfile.mkdtemp(dir=self.get_temp_dir()),
+                                ((32, 32, 3), (28, 28, 1)))
+    status, error = self._refused_before_lock(self._cascade(spec, stages), "cascade")
+    self.assertEqual(status, 422)
+    self.assertIn("Invalid input shape of cascade stage 2 (stages/stage2.onnx). Expected "
+                  "(N, 32, 32, 3)", error)
+
+  def test_cascade_stage_that_fails_to_load_is_named(self):
+    stages = dict(self.stages, **{"stages/stage2.onnx": b"not an onnx protobuf" * 50})
+    status, answer = self._post(self._cascade(self.spec, stages), "cascade")
+    self.assertEqual(status, 422)
+    self.assertIn("cascade stage 2 (stages/stage2.onnx): onnxruntime cannot load "
+                  "'stages/stage2.onnx'", answer["error"])
 
 
 class WorkDirTest(tf.test.TestCase):
