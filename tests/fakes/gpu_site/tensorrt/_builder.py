@@ -5,8 +5,7 @@ its inputs/outputs; the "engine" it leads to is the ONNX model itself plus
 a header (``_engine.serialize``), run later with ONNX Runtime.
 """
 
-import os
-
+import tea_fake_gpu
 import tensorrt
 from tensorrt import _calibrator
 from tensorrt import _common
@@ -242,11 +241,11 @@ class Builder(object):
 
   @property
   def platform_has_fast_fp16(self):
-    return os.environ.get("TEA_FAKE_TENSORRT_FAST_FP16", "1") != "0"
+    return tea_fake_gpu.board().fast_fp16
 
   @property
   def platform_has_fast_int8(self):
-    return os.environ.get("TEA_FAKE_TENSORRT_FAST_INT8", "1") != "0"
+    return tea_fake_gpu.board().fast_int8
 
   def create_network(self, flags=0):
     return INetworkDefinition(flags)

@@ -3,9 +3,11 @@
 A fake engine is ``MAGIC + JSON header + b"\\n" + ONNX bytes``. Executing it
 reads each input from its device pointer, runs the ONNX model with ONNX
 Runtime (CPUExecutionProvider) and writes each output to its device pointer.
-When the fake ``cuda`` runtime is loaded, pointers are checked against its
-live allocations first (an invalid one fails the execution, as on a GPU);
-otherwise they are trusted as host addresses.
+Pointers are checked against the fake GPU's live allocations
+(``tea_fake_gpu``) of the context the calling thread runs in (its current
+one, else the primary context, as TensorRT's CUDA runtime calls do): an
+invalid pointer, or one of another context, fails the execution, as a GPU
+faults on it.
 """
 
 import ctypes
@@ -14,6 +16,7 @@ import sys
 
 import numpy as np
 
+import tea_fake_gpu
 import tensorrt
 from tensorrt import _common
 
@@ -71,8 +74,7 @@ class _Io(object):
 
 
 def _device_ok(ptr, nbytes):
-  check = getattr(sys.modules.get("cuda.bindings.runtime"), "device_range_ok", None)
-  return check is None or check(ptr, nbytes)
+  return tea_fake_gpu.range_ok(ptr, nbytes, tea_fake_gpu.effective())
 
 
 class _EngineBase(object):

@@ -3,22 +3,18 @@
 Covers the calls of ``deploy.runtimes.tensorrt_runtime._CudaPython``, with
 cuda-python's conventions: every function returns a tuple whose first item
 is a ``cudaError_t`` (``(err,)`` or ``(err, value)``), pointers are ints.
-"Device memory" is host memory from ctypes buffers kept alive in
-``_ALLOCATIONS``, so a device pointer is a real address the fake TensorRT
-(and ``ctypes.memmove``) can read and write. Copies check that the device
-side lies inside one live allocation and answer ``cudaErrorInvalidValue``
-otherwise, so a wrong pointer or size fails instead of corrupting memory.
-
-Environment: ``TEA_FAKE_GPU_NAME`` (default "Fake GPU (host memory)") is the
-name ``cudaGetDeviceProperties`` reports.
+"Device memory" and contexts are ``tea_fake_gpu``'s: as the real runtime
+API, every call works in the thread's current context, else the primary one.
+Copies check that the device side lies inside one live allocation of that
+context and answer ``cudaErrorInvalidValue`` otherwise, so a wrong pointer or
+size fails instead of corrupting memory. The device's name and compute
+capability are the board's (``tea_fake_gpu.board()``).
 """
 
 import ctypes
 import enum
-import itertools
-import os
 
-DEFAULT_GPU_NAME = "Fake GPU (host memory)"
+import tea_fake_gpu
 
 
 class cudaError_t(enum.IntEnum):
@@ -54,48 +50,36 @@ class cudaStream_t(object):
 
 
 class cudaDeviceProp(object):
-  def __init__(self, name):
-    self.name = name.encode("utf-8")
-    self.major, self.minor = 8, 7
+  def __init__(self, board):
+    self.name = board.gpu_name.encode("utf-8")
+    self.major, self.minor = board.compute_capability
     self.totalGlobalMem = 8 << 30
     self.multiProcessorCount = 1
 
 
 _SUCCESS = cudaError_t.cudaSuccess
 _INVALID = cudaError_t.cudaErrorInvalidValue
-#: device pointer -> the ctypes buffer that backs it (kept alive here)
-_ALLOCATIONS = {}
-_STREAMS = set()
-_STREAM_IDS = itertools.count(0x5000)
 
 
 def device_range_ok(ptr, nbytes):
-  """Whether [ptr, ptr + nbytes) lies inside one live allocation."""
-  ptr, nbytes = int(ptr), int(nbytes)
-  for start, buf in _ALLOCATIONS.items():
-    if start <= ptr and ptr + nbytes <= start + ctypes.sizeof(buf):
-      return True
-  return False
+  """Whether [ptr, ptr + nbytes) lies inside one live allocation of the
+  context this thread's runtime calls use."""
+  return tea_fake_gpu.range_ok(ptr, nbytes, tea_fake_gpu.effective())
 
 
 def cudaMalloc(size):
   size = int(size)
   if size < 0:
     return (_INVALID, 0)
-  buf = ctypes.create_string_buffer(max(1, size))
-  ptr = ctypes.addressof(buf)
-  _ALLOCATIONS[ptr] = buf
-  return (_SUCCESS, ptr)
+  return (_SUCCESS, tea_fake_gpu.alloc(size, tea_fake_gpu.effective()))
 
 
 def cudaFree(ptr):
-  if _ALLOCATIONS.pop(int(ptr), None) is None:
-    return (_INVALID,)
-  return (_SUCCESS,)
+  return (_SUCCESS,) if tea_fake_gpu.free(ptr) else (_INVALID,)
 
 
 def _stream_ok(stream):
-  return int(stream) == 0 or int(stream) in _STREAMS
+  return int(stream) == 0 or tea_fake_gpu.STREAMS.get(int(stream)) is tea_fake_gpu.effective()
 
 
 def cudaMemcpy(dst, src, count, kind):
@@ -119,15 +103,12 @@ def cudaMemcpyAsync(dst, src, count, kind, stream):
 
 
 def cudaStreamCreate():
-  handle = next(_STREAM_IDS)
-  _STREAMS.add(handle)
-  return (_SUCCESS, cudaStream_t(handle))
+  return (_SUCCESS, cudaStream_t(tea_fake_gpu.new_stream(tea_fake_gpu.effective())))
 
 
 def cudaStreamDestroy(stream):
-  if int(stream) not in _STREAMS:
+  if not tea_fake_gpu.destroy_stream(stream):
     return (cudaError_t.cudaErrorInvalidResourceHandle,)
-  _STREAMS.discard(int(stream))
   return (_SUCCESS,)
 
 
@@ -156,7 +137,7 @@ def cudaSetDevice(device):
 def cudaGetDeviceProperties(device):
   if int(device) != 0:
     return (cudaError_t.cudaErrorInvalidDevice, None)
-  return (_SUCCESS, cudaDeviceProp(os.environ.get("TEA_FAKE_GPU_NAME", DEFAULT_GPU_NAME)))
+  return (_SUCCESS, cudaDeviceProp(tea_fake_gpu.board()))
 
 
 def cudaGetErrorString(error):
