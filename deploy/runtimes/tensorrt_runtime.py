@@ -30,10 +30,12 @@ Python 3.6 syntax, standard library + numpy. The tests run this module
 around a fake TensorRT and CUDA (``tests/fakes/gpu_site``).
 """
 
+import contextlib
 import hashlib
 import json
 import numbers
 import os
+import threading
 import time
 import warnings
 
@@ -57,43 +59,90 @@ def images_sha256(images):
 
 
 class _PyCuda(object):
+  """Device memory and a stream through pycuda (JetPack's CUDA library).
+
+  pycuda's contexts are per thread: a context is current only on the thread
+  that pushed it, and ``import pycuda.autoinit`` makes a new one current on
+  the importing thread alone. The agent probes on its main thread and serves
+  each request on a thread of its own, so this class never relies on a
+  current context: it retains the device's *primary* context (the one
+  TensorRT's own CUDA runtime calls use on a thread with none current) and
+  makes it current around every call (``active()``), on whichever thread.
+  """
+
   def __init__(self):
-    import pycuda.autoinit  # noqa: F401  (creates the context)
     import pycuda.driver as driver
+    driver.init()
     self.driver = driver
-    self.stream = driver.Stream()
-    self.stream_handle = self.stream.handle
+    self._depth = threading.local()
+    self.context = driver.Device(0).retain_primary_context()
+    with self.active():
+      self.stream = driver.Stream()
+      self.stream_handle = self.stream.handle
     self._keep = []
+
+  @contextlib.contextmanager
+  def active(self):
+    """The primary context current on this thread for the block (nests)."""
+    depth = getattr(self._depth, "n", 0)
+    if depth == 0:
+      self.context.push()
+    self._depth.n = depth + 1
+    try:
+      yield
+    finally:
+      self._depth.n = depth
+      if depth == 0:
+        self.driver.Context.pop()
 
   def device_name(self):
     try:
-      return str(self.driver.Context.get_device().name()).strip()
+      with self.active():
+        return str(self.driver.Context.get_device().name()).strip()
     except Exception:  # pylint: disable=broad-except
       return ""
 
   def alloc(self, nbytes):
-    mem = self.driver.mem_alloc(max(1, int(nbytes)))
+    with self.active():
+      mem = self.driver.mem_alloc(max(1, int(nbytes)))
     self._keep.append(mem)
     return int(mem)
 
   def free_all(self):
-    for mem in self._keep:
-      mem.free()
+    with self.active():
+      for mem in self._keep:
+        mem.free()
     self._keep = []
 
   # Synchronous copies: the host arrays are ordinary (pageable) numpy memory,
   # which pycuda's *_async copies do not accept.
   def htod(self, ptr, array):
-    self.driver.memcpy_htod(ptr, array)
+    with self.active():
+      self.driver.memcpy_htod(ptr, array)
 
   def dtoh(self, array, ptr):
-    self.driver.memcpy_dtoh(array, ptr)
+    with self.active():
+      self.driver.memcpy_dtoh(array, ptr)
 
   def sync(self):
-    self.stream.synchronize()
+    with self.active():
+      self.stream.synchronize()
+
+  def close(self):
+    """Free the buffers, destroy the stream (pycuda does so when the object
+    goes, with its context current) and release the primary context."""
+    self.free_all()
+    if self.stream is not None:
+      with self.active():
+        self.stream = None
+    self.context.detach()
 
 
 class _CudaPython(object):
+  """Device memory and a stream through NVIDIA's cuda-python (runtime API:
+  every call uses the thread's current context, else the primary one, the
+  same as TensorRT's, so no context handling is needed)."""
+
   def __init__(self):
     try:
       from cuda.bindings import runtime as cudart
@@ -102,6 +151,10 @@ class _CudaPython(object):
     self.rt = cudart
     self.stream_handle = int(self._check(cudart.cudaStreamCreate()))
     self._keep = []
+
+  @contextlib.contextmanager
+  def active(self):
+    yield
 
   def _check(self, result):
     err, rest = result[0], result[1:]
@@ -141,6 +194,13 @@ class _CudaPython(object):
 
   def sync(self):
     self._check(self.rt.cudaStreamSynchronize(self.stream_handle))
+
+  def close(self):
+    """Free the buffers and destroy the stream."""
+    self.free_all()
+    if self.stream_handle is not None:
+      self.rt.cudaStreamDestroy(self.stream_handle)
+      self.stream_handle = None
 
 
 def cuda_memory():
@@ -222,6 +282,15 @@ class TensorRtRuntime(base.Runtime):
     trt = base.require("tensorrt", "tensorrt", self.name)
     self.trt = trt
     self.cuda = cuda_memory()
+    try:
+      with self.cuda.active():  # TensorRT works in the thread's current context
+        self._load(model_path, engine_cache_dir)
+    except BaseException:
+      self.cuda.close()
+      raise
+
+  def _load(self, model_path, engine_cache_dir):
+    trt = self.trt
     self.gpu_name = self.cuda.device_name()
     self._logger = trt.Logger(trt.Logger.WARNING)
     self._runtime = trt.Runtime(self._logger)
@@ -333,6 +402,10 @@ class TensorRtRuntime(base.Runtime):
     if n > self.max_batch:
       raise ValueError("Batch of %d exceeds the engine's maximum batch %d."
                        % (n, self.max_batch))
+    with self.cuda.active():
+      return self._run(batch, n)
+
+  def _run(self, batch, n):
     self._set_input_shape(batch.shape)
     self.cuda.htod(self.input.ptr, batch)
     if self.named_api:
@@ -363,7 +436,9 @@ class TensorRtRuntime(base.Runtime):
     return out
 
   def close(self):
-    """Drop the context and engine, then free the device buffers."""
-    self.context = None
-    self.engine = None
-    self.cuda.free_all()
+    """Drop the execution context and engine, then free the device buffers
+    and the stream (a long-lived agent closes one runtime per request)."""
+    with self.cuda.active():
+      self.context = None
+      self.engine = None
+    self.cuda.close()

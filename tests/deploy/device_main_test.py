@@ -99,7 +99,7 @@ class DeviceMainTest(tf.test.TestCase):
             "--precision=int8", "--power_source=none", "--batch_size=16", "--repeats=1",
             "--warmup_batches=0", "--contention_policy=warn",
             "--engine_cache=" + os.path.join(self.get_temp_dir(), "engines")]
-    with fakes.fake_gpu("8.2.1") as trt:
+    with fakes.fake_gpu("8.2.1", board="jetson_xavier") as trt:  # the TX2 has no fast INT8
       with self.assertRaises(SystemExit), contextlib.redirect_stderr(io.StringIO()) as err:
         device_main.main("gpu", argv)
       self.assertIn("--precision=int8 needs --calibration=FILE.npy", err.getvalue())

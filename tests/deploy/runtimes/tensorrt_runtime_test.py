@@ -9,6 +9,7 @@ restored afterwards).
 
 import os
 import tempfile
+import threading
 from unittest import mock
 
 import numpy as np
@@ -25,8 +26,11 @@ from tests import fakes
 from tests.deploy import tiny_model
 from tests.deploy.tensorrt_build_test import quantize_input
 
-#: (test name suffix, fake TensorRT version, API the runtime must pick)
+#: (test name suffix, fake TensorRT version, API the runtime must pick); 8.2.1 is
+#: JetPack 4.6 on a TX2 (pycuda only), 10.3.0 a GPU server (cuda-python)
 VERSIONS = (("trt8_2", "8.2.1", "bindings"), ("trt10_3", "10.3.0", "named_tensors"))
+#: boards with fast INT8 for each version (the TX2 has none: tests/fakes/README.md)
+INT8_BOARD = {"8.2.1": "jetson_xavier", "10.3.0": "gpu_server"}
 _OPSET17 = {}
 
 
@@ -240,7 +244,7 @@ class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(*VERSIONS)
   def test_int8_engine_is_calibrated_cached_and_close_to_keras(self, version, api):
     del api
-    trt = self._fake(version)
+    trt = self._fake(version, board=INT8_BOARD[version])
     calib = self.tiny["images"]                        # 64: one batch of 50, 14 unused
     rt = self._create(precision="int8", calibration_images=calib)
     self.assertEqual((trt.BUILDS, trt.CALIBRATION_BATCHES), (1, 64 // 50))
@@ -271,7 +275,7 @@ class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(os.listdir(self.cache_dir), [])
 
   def test_cache_key_changes_with_the_calibration_images(self):
-    trt = self._fake("8.2.1")
+    trt = self._fake("8.2.1", board="jetson_xavier")
     calib = self.tiny["images"][:50]
     keys = [self._create(precision="int8", calibration_images=c).describe()["engine_key"]
             for c in (calib, calib[::-1].copy(), calib)]
@@ -300,6 +304,47 @@ class FakeTensorRtRuntimeTest(tf.test.TestCase, parameterized.TestCase):
     self.assertFalse(info["engine_cached"])
     self.assertEqual(trt.BUILDS, 1)
     self.assertEqual(trt.EXECUTIONS, len(images) // 16)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_runtime_works_on_a_fresh_thread_after_the_probe(self, version, api):
+    """The agent's situation: its start-up probe imports the CUDA library on
+    the main thread, then each request builds and runs an engine on its own
+    connection thread. pycuda's contexts are per thread (JetPack 4.6)."""
+    del api
+    self._fake(version)
+    from deploy import capabilities  # pylint: disable=g-import-not-at-top
+    answer = capabilities.probe_runtime("jetson", "tensorrt")
+    self.assertTrue(answer["available"], msg=answer["error"])
+    x = self.tiny["images"][:16]
+    outcome = {}
+
+    def request():
+      try:
+        rt = self._create()
+        outcome["logits"] = rt.predict(x)
+        rt.close()
+      except Exception as e:  # pylint: disable=broad-except  (reported below)
+        outcome["error"] = "%s: %s" % (type(e).__name__, e)
+
+    for _ in range(2):  # two requests, two threads, one engine cache
+      thread = threading.Thread(target=request)
+      thread.start()
+      thread.join()
+      self.assertNotIn("error", outcome, msg=outcome.get("error"))
+      self.assertAllClose(outcome.pop("logits"), self._keras(x), atol=1e-3)
+
+  @parameterized.named_parameters(*VERSIONS)
+  def test_close_frees_the_buffers_and_destroys_the_stream(self, version, api):
+    del api
+    self._fake(version)
+    import tea_fake_gpu  # pylint: disable=g-import-not-at-top  (the fake GPU's state)
+    streams, buffers = tea_fake_gpu.live_streams(), len(tea_fake_gpu.ALLOCATIONS)
+    for _ in range(3):  # a long-lived agent creates and closes one runtime per request
+      rt = self._create()
+      rt.predict(self.tiny["images"][:4])
+      rt.close()
+    self.assertEqual(tea_fake_gpu.live_streams(), streams)
+    self.assertLen(tea_fake_gpu.ALLOCATIONS, buffers)
 
 
 if __name__ == "__main__":
