@@ -14,7 +14,13 @@ HTTP API (standard library server; JSON responses)::
        X-Artifact-Format: onnx|openvino|tensorrt|keras|cascade
        X-Artifact-Name: model.onnx (optional; named in error messages)
        X-Measure-Settings: {"runtime": ..., "batch_size": 100, ...} (JSON)
+       X-Request-Id: one id per measurement, the same on its retries (optional)
        -> the measurement JSON (``deploy.session.run_measurement``)
+
+A retry (same ``X-Request-Id``, same upload and settings) waits for the
+first attempt and gets its answer, marked ``"replayed": true``, instead of
+measuring again; the last 64 answers are kept for 10 minutes
+(``deploy.agent_requests``).
 
 ``capabilities`` is ``deploy.capabilities.probe``'s answer, taken at start
 (the power source is read again on each health request while no measurement
@@ -141,6 +147,7 @@ import tempfile
 import threading
 import time
 
+from deploy import agent_requests
 from deploy import agent_server
 from deploy import agent_uploads
 from deploy import agent_workdirs
@@ -221,6 +228,7 @@ class Agent(object):
     self.engine_cache_dir = engine_cache_dir
     self.lock = threading.Lock()
     self.count = 0
+    self.requests = agent_requests.RequestLog()
 
   def close(self):
     """Remove the work dir the agent made (not one it was given)."""
@@ -349,6 +357,11 @@ class Agent(object):
         agent_workdirs.tidy_traces(self.trace_root, trace_dir, self.max_traces)
 
 
+def _device_failure(e):
+  """The 500 message of an unexpected exception during a measurement."""
+  return "measurement failed on the device: %s: %s" % (type(e).__name__, e)
+
+
 class Handler(agent_server.ConnectionHandler):
   """The API of the module doc on one connection: ``body``, the request's
   unread body (``agent_uploads.Body``); ``names``, the (directory, name)
@@ -379,12 +392,14 @@ class Handler(agent_server.ConnectionHandler):
     self.end_headers()
     self.wfile.write(body)
 
+  def _scrub(self, message):
+    return scrub_paths(message, self.names + self.server.agent.private_dirs())
+
   def _refuse(self, status, message):
     """An error answer without the agent's paths, then the unread body
     dropped: an authorized upload within the limit whole, any other up to
     the limit for at most LINGER_S (so that the client reads the answer)."""
-    message = scrub_paths(message, self.names + self.server.agent.private_dirs())
-    self._reply(status, {"error": message})
+    self._reply(status, {"error": self._scrub(message)})
     self.body.discard(self.server.agent.max_upload_bytes, self.trusted)
 
   def _guard(self):
@@ -408,8 +423,7 @@ class Handler(agent_server.ConnectionHandler):
     except BadRequest as e:
       return self._refuse(e.status, str(e))
     except Exception as e:  # a failure on the device: say what, keep serving
-      return self._refuse(500, "measurement failed on the device: %s: %s"
-                          % (type(e).__name__, e))
+      return self._refuse(500, _device_failure(e))
     self._reply(200, result)
 
   def _measure(self):
@@ -427,21 +441,41 @@ class Handler(agent_server.ConnectionHandler):
                        % (self.body.left, agent.max_upload_bytes))
     settings = parse_settings(self.headers.get("X-Measure-Settings"), fmt, agent.device,
                               len(agent.images))
+    request_id = agent_requests.check_id(self.headers.get(agent_requests.HEADER))
     agent.check_calibration(settings)
     work = tempfile.mkdtemp(dir=agent.work_dir)
     self.names = [(work, artifact_name(self.headers.get("X-Artifact-Name"), fmt))]
     try:
       path = os.path.join(work, "model" + devices.FORMATS[fmt].upload_suffix)
-      self.body.save(path, self.timeout)
-      model = agent.prepare(path, fmt, settings)
-      waited = time.time()
-      with agent.lock:
-        queued = time.time() - waited
-        result = agent.measure(model, fmt, settings)
-      result["queued_s"] = queued
-      return result
+      digest = self.body.save(path, self.timeout)
+      entry, first = agent.requests.begin(
+          request_id, (fmt, json.dumps(settings, sort_keys=True), digest))
+      if not first:  # a retry: the first attempt's answer, measured once
+        return agent.requests.wait(entry)
+      outcome = {"error": (500, "the first attempt of this request ended without an answer")}
+      try:
+        outcome = {"result": self._prepare_and_measure(path, fmt, settings)}
+      except BadRequest as e:
+        outcome = {"error": (e.status, self._scrub(str(e)))}
+        raise
+      except Exception as e:  # pylint: disable=broad-except  (re-raised: do_POST answers)
+        outcome = {"error": (500, self._scrub(_device_failure(e)))}
+        raise
+      finally:
+        agent.requests.finish(entry, **outcome)
+      return outcome["result"]
     finally:
       shutil.rmtree(work, ignore_errors=True)
+
+  def _prepare_and_measure(self, path, fmt, settings):
+    agent = self.server.agent
+    model = agent.prepare(path, fmt, settings)
+    waited = time.time()
+    with agent.lock:
+      queued = time.time() - waited
+      result = agent.measure(model, fmt, settings)
+    result["queued_s"] = queued
+    return result
 
 
 def make_server(agent, host="127.0.0.1", port=0, **server_options):

@@ -20,13 +20,17 @@ raises ``AgentError`` with the agent's message (503 busy, after the retries:
 ``AgentBusyError``, also a ``ConnectionError`` so that a search retries),
 even when the agent refused before reading the upload: the client then reads
 its answer after the broken pipe. Before an upload the client checks its size
-and format against the agent's health answer. Note that a retry after a
-timeout that hit *during* a measurement submits it again (the agent queues it
-behind the first): give ``timeout_s`` room for the slowest measurement.
+and format against the agent's health answer. Every attempt of one
+``measure()`` carries the same random ``X-Request-Id``: a retry after a
+timeout that hit *during* a measurement waits on the agent for that
+measurement and gets its result (``"replayed": true``) instead of measuring
+again (``deploy.agent_requests``; an agent keeps the last 64 answers for 10
+minutes).
 Standard library only (Python 3.6+), but for zipping a cascade directory
 (``deploy.cascade.pack``: numpy).
 """
 
+import binascii
 import http.client
 import io
 import json
@@ -217,5 +221,6 @@ class AgentClient(object):
     name = os.path.basename(artifact_path).encode("ascii", "replace").decode()
     headers = {"X-Artifact-Format": fmt, "X-Artifact-Name": name,
                "X-Measure-Settings": json.dumps(settings),
+               "X-Request-Id": binascii.hexlify(os.urandom(16)).decode(),  # same on retries
                "Content-Type": "application/octet-stream"}
     return self.request("POST", "/v1/measure", body, headers)

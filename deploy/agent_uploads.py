@@ -13,6 +13,7 @@ it runs before the measurement lock is taken.
 Device-side module: Python 3.6 syntax, standard library only.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -48,8 +49,10 @@ class Body(object):
     self.rfile, self.reader, self.left = rfile, reader, left
 
   def save(self, path, stall_s):
-    """Write the body to ``path``: 408 once a read waited ``stall_s`` (the
-    reader's timeout) in vain, 400 when the body ends early."""
+    """Write the body to ``path``; returns its sha256 (hex). 408 once a read
+    waited ``stall_s`` (the reader's timeout) in vain, 400 when the body
+    ends early."""
+    digest = hashlib.sha256()
     with open(path, "wb") as f:
       while self.left:
         try:
@@ -61,7 +64,9 @@ class Body(object):
           left, self.left = self.left, 0
           raise BadRequest(400, "Upload ended %d bytes early." % left)
         f.write(chunk)
+        digest.update(chunk)
         self.left -= len(chunk)
+    return digest.hexdigest()
 
   def discard(self, limit, whole):
     """Read and drop what the client still sends, so that it reads the answer

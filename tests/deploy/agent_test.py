@@ -152,6 +152,82 @@ class AgentTest(tf.test.TestCase):
                                                                    predictions=1)
 
 
+class RequestIdTest(tf.test.TestCase):
+  """A retried measurement is measured once (X-Request-Id, deploy.agent_requests)."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.tiny = tiny_model.artifacts()
+
+  def _serve(self):
+    a = agent.Agent(TOKEN, self.tiny["images"], "cpu", "none")
+    srv = agent.serve_in_thread(a)
+    self.addCleanup(a.close)
+    self.addCleanup(srv.server_close)
+    self.addCleanup(srv.shutdown)
+    return a, srv.server_address[1]
+
+  def test_client_retry_after_timeout_gets_the_one_measurement(self):
+    a, port = self._serve()
+    # each attempt waits 1.5 s for an answer; the measurement idles 2 x 1.5 s
+    client = agent_client.AgentClient("http://127.0.0.1:%d" % port, TOKEN, timeout_s=1.5,
+                                      retries=2, backoff_s=1.0)
+    result = client.measure(self.tiny["onnx"], idle_s=1.5, contention_policy="warn",
+                            **SETTINGS)
+    self.assertGreaterEqual(result["idle_padding_s"], 1.5)
+    self.assertIs(result["replayed"], True)
+    with a.lock:  # any measurement queued behind the first has run by now
+      self.assertEqual(a.count, 1)
+
+  def _post(self, port, body, settings, request_id):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+      conn.request("POST", "/v1/measure", body=body, headers={
+          "Authorization": "Bearer " + TOKEN, "X-Artifact-Format": "onnx",
+          "X-Measure-Settings": json.dumps(settings), "X-Request-Id": request_id})
+      response = conn.getresponse()
+      return response.status, json.loads(response.read().decode())
+    finally:
+      conn.close()
+
+  def test_same_request_id_replays_and_other_upload_with_it_is_409(self):
+    a, port = self._serve()
+    with open(self.tiny["onnx"], "rb") as f:
+      body = f.read()
+    status, first = self._post(port, body, SETTINGS, "retry-id-0001")
+    self.assertEqual((status, a.count), (200, 1))
+    self.assertNotIn("replayed", first)
+    status, again = self._post(port, body, SETTINGS, "retry-id-0001")
+    self.assertEqual((status, again.pop("replayed"), a.count), (200, True, 1))
+    self.assertEqual(again, first)
+    status, answer = self._post(port, body, dict(SETTINGS, batch_size=8), "retry-id-0001")
+    self.assertEqual(status, 409)
+    self.assertIn("X-Request-Id retry-id-0001 was sent with another upload or other "
+                  "settings", answer["error"])
+    status, answer = self._post(port, body, SETTINGS, "short")
+    self.assertEqual(status, 400)
+    self.assertIn("Invalid value for header `X-Request-Id`. Expected 8 to 128 characters",
+                  answer["error"])
+    self.assertEqual(a.count, 1)
+
+  def test_request_log_keeps_the_last_answers_for_a_while(self):
+    from deploy import agent_requests
+    now = [0.0]
+    log = agent_requests.RequestLog(keep=64, keep_s=300.0, clock=lambda: now[0])
+    for k in range(65):
+      entry, first = log.begin("request-%04d" % k, k)
+      self.assertTrue(first)
+      log.finish(entry, result={"k": k})
+    self.assertLen(log, 64)  # the oldest was forgotten
+    self.assertTrue(log.begin("request-0000", 0)[1])
+    entry, first = log.begin("request-0064", 64)
+    self.assertEqual((first, log.wait(entry)), (False, {"k": 64, "replayed": True}))
+    now[0] = 301.0
+    self.assertTrue(log.begin("request-0064", 64)[1])  # expired: measured again
+    self.assertLen(log, 2)  # request-0000 and request-0064, both in flight
+
+
 class TensorRtAgentTest(tf.test.TestCase):
   """An agent on a (fake) GPU with TensorRT 10.3: int8 needs --calibration."""
 
