@@ -22,10 +22,13 @@ first attempt and gets its answer, marked ``"replayed": true``, instead of
 measuring again; the last 64 answers are kept for 10 minutes
 (``deploy.agent_requests``).
 
-``capabilities`` is ``deploy.capabilities.probe``'s answer, taken at start
-(the power source is read again on each health request while no measurement
-runs): the device kind, each runtime with its version, the formats it reads
-and whether it really works here, the power source and whether it reads.
+``capabilities`` is ``deploy.capabilities.probe``'s answer, taken at start:
+the device kind, each runtime with its version, the formats it reads and
+whether it really works here, the power source and whether it reads. The
+power source (``auto``: the kind's first that reads) is resolved again under
+the measurement lock, by each measurement before it runs and by a health
+request while none runs, so ``power_source`` and ``capabilities.power`` are
+what the next measurement uses (a meter plugged in after start is used).
 The host decides from it what to send (``deploy.target``). TensorRT builds
 its engine from an uploaded ONNX file on the device, cached by content hash
 under ``--engine_cache``; the build time is reported apart from inference
@@ -216,8 +219,6 @@ class Agent(object):
     self.images, self.device = images, device
     self.power_options = dict(power_options or {})
     self.capabilities = capabilities_lib.probe(device, power_source, self.power_options)
-    power = self.capabilities["power"]
-    self.power_source = power["name"] if power["readable"] else "none"
     self.max_upload_bytes = int(max_upload_bytes)
     self.max_unpacked_bytes = int(max_unpacked_bytes or 4 * self.max_upload_bytes)
     self.own_work_dir = not work_dir
@@ -235,22 +236,37 @@ class Agent(object):
     if self.own_work_dir:
       shutil.rmtree(self.work_dir, ignore_errors=True)
 
+  @property
+  def power_source(self):
+    """The power source the last probe resolved: what the next measurement
+    uses unless a probe under the lock finds otherwise ("none": none reads)."""
+    return _power_name(self.capabilities["power"])
+
+  def resolve_power(self):
+    """Probe the requested power source again and keep the answer (call
+    with ``lock`` held: health when idle, each measurement before it runs);
+    returns the source's name."""
+    self.capabilities["power"] = capabilities_lib.probe_power(
+        self.device, self.capabilities["power"]["requested"], self.power_options)
+    return self.power_source
+
   def health(self):
-    """The health answer; the power source is read again when idle."""
+    """The health answer; the power source is probed again when idle, else
+    it is the one the running measurement resolved."""
     if self.lock.acquire(False):
       try:
-        power = capabilities_lib.probe_power(self.device, self.capabilities["power"]["requested"],
-                                             self.power_options)
-        self.capabilities["power"] = power
+        self.resolve_power()
       finally:
         self.lock.release()
-    return {"ok": True, "device": self.device, "power_source": self.power_source,
+    power = self.capabilities["power"]  # one read: power_source and capabilities agree
+    return {"ok": True, "device": self.device, "power_source": _power_name(power),
             "images": int(len(self.images)), "data_sha256": self.data_sha256,
             "calibration_images": (0 if self.calibration_images is None
                                    else int(len(self.calibration_images))),
             "busy": self.lock.locked(),
             "formats": list(devices.FORMATS), "max_upload_bytes": self.max_upload_bytes,
-            "max_unpacked_bytes": self.max_unpacked_bytes, "capabilities": self.capabilities}
+            "max_unpacked_bytes": self.max_unpacked_bytes,
+            "capabilities": dict(self.capabilities, power=power)}
 
   def authorized(self, header):
     given = (header or "").encode()
@@ -336,7 +352,7 @@ class Agent(object):
       raise BadRequest(422, str(e))
     trace_dir = new_trace_dir(self.trace_root) if self.trace_root else None
     try:
-      with device_main.build_power(self.power_source, self.device,
+      with device_main.build_power(self.resolve_power(), self.device,
                                    **self.power_options) as power:
         result = session.run_measurement(
             runtime, power, images, self.device, batch_size=batch_size,
@@ -355,6 +371,11 @@ class Agent(object):
       runtime.close()
       if trace_dir:
         agent_workdirs.tidy_traces(self.trace_root, trace_dir, self.max_traces)
+
+
+def _power_name(power):
+  """The source a probe answer (``capabilities.probe_power``) resolves to."""
+  return power["name"] if power["readable"] else "none"
 
 
 def _device_failure(e):

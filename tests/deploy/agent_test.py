@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import tempfile
 import threading
 
@@ -16,6 +17,7 @@ from deploy import agent
 from deploy import agent_client
 from tests import fakes
 from tests.deploy import tiny_model
+from tests.deploy.power import sysfs_fakes
 from tests.deploy.tensorrt_build_test import quantize_input
 
 TOKEN = "s3cret-token"
@@ -226,6 +228,40 @@ class RequestIdTest(tf.test.TestCase):
     now[0] = 301.0
     self.assertTrue(log.begin("request-0064", 64)[1])  # expired: measured again
     self.assertLen(log, 2)  # request-0000 and request-0064, both in flight
+
+
+class PowerStateTest(tf.test.TestCase):
+  """One power-source truth: what health reports is what the next measurement uses."""
+
+  def test_meter_appearing_after_start_is_reported_and_used(self):
+    tiny = tiny_model.artifacts()
+    root = os.path.join(self.get_temp_dir(), "sysroot")  # RAPL's powercap tree goes here
+    a = agent.Agent(TOKEN, tiny["images"], "cpu", "auto", power_options={"root": root})
+    srv = agent.serve_in_thread(a)
+    self.addCleanup(a.close)
+    self.addCleanup(srv.server_close)
+    self.addCleanup(srv.shutdown)
+    client = agent_client.AgentClient("http://127.0.0.1:%d" % srv.server_address[1], TOKEN)
+    settings = dict(SETTINGS, idle_s=0.2, contention_policy="warn")
+    health = client.health()
+    self.assertEqual((health["power_source"], health["capabilities"]["power"]["name"]),
+                     ("none", "none"))  # auto on cpu: rapl does not read, so none
+    zone = os.path.join(root, "sys/class/powercap/intel-rapl:0")
+    os.makedirs(zone)
+    for name, text in (("name", "package-0"), ("max_energy_range_uj", "1000000000000")):
+      sysfs_fakes.write_atomic(os.path.join(zone, name), text + "\n")
+    counter = os.path.join(zone, "energy_uj")
+    with sysfs_fakes.Writer(lambda t: sysfs_fakes.write_atomic(counter, "%d\n" % (5e6 * t))):
+      health = client.health()
+      power = health["capabilities"]["power"]
+      self.assertEqual((health["power_source"], power["name"], power["readable"]),
+                       ("rapl", "rapl", True))
+      result = client.measure(tiny["onnx"], **settings)
+    self.assertEqual(result["power_source"], "rapl")
+    self.assertEqual(result["power_info"]["zones"], [zone])
+    shutil.rmtree(os.path.join(root, "sys"))  # the meter is gone again
+    self.assertEqual(client.health()["power_source"], "none")
+    self.assertEqual(client.measure(tiny["onnx"], **settings)["power_source"], "none")
 
 
 class TensorRtAgentTest(tf.test.TestCase):
