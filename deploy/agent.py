@@ -78,10 +78,11 @@ the model is loaded:
                      untimed pass over the measured images; the result gets
                      "top1": [argmax per image] (every runtime)
   cascade_point      cascade only: integer 0..its points - 1, the point to run
-  max_energy_j, max_time_s, max_error
-                     cascade only: numbers > 0, pick the point by a per-image
-                     budget (``deploy.cascade.choose_point``); default: the
-                     lowest-error point
+  max_energy_per_image_j, max_time_per_image_s, max_error
+                     cascade only: numbers > 0, pick the point by a budget
+                     per image (``deploy.cascade.choose_point``); default:
+                     the lowest-error point. The old names max_energy_j and
+                     max_time_s (a search's totals) are refused (400)
 
 OpenVINO IR travels as a zip holding exactly one ``.xml`` and one ``.bin``.
 Before the measurement lock is taken, the zip's end record must declare two

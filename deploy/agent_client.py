@@ -205,7 +205,8 @@ class AgentClient(object):
     int8 with the agent's --calibration), predictions (true: the result's
     "top1", the argmax per measured image); for a cascade
     (a directory, or its zip with ``fmt="cascade"``) cascade_point or the
-    budgets max_energy_j, max_time_s, max_error (see ``deploy.agent``).
+    budgets per image max_energy_per_image_j, max_time_per_image_s, max_error
+    (see ``deploy.agent``).
     The size and format are checked against the agent's health answer first.
     """
     fmt, body = artifact_bytes(artifact_path, fmt)

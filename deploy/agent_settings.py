@@ -27,12 +27,15 @@ SETTINGS = {"runtime": Setting(str, None, None), "batch_size": Setting(int, 1, 1
             "sample_interval_s": Setting(float, 0.001, 10.0),
             "idle_s": Setting(float, 0.0, 60.0), "precision": Setting(str, None, None),
             "contention_policy": Setting(str, None, None),
-            "cascade_point": Setting(int, 0, None), "max_energy_j": Setting(float, 0.0, None),
-            "max_time_s": Setting(float, 0.0, None), "max_error": Setting(float, 0.0, None),
-            "predictions": Setting(bool, None, None)}
+            "cascade_point": Setting(int, 0, None),
+            "max_energy_per_image_j": Setting(float, 0.0, None),
+            "max_time_per_image_s": Setting(float, 0.0, None),
+            "max_error": Setting(float, 0.0, None), "predictions": Setting(bool, None, None)}
 # Settings that pick a cascade's point, and the CascadeRuntime argument each sets.
-CASCADE_SETTINGS = {"cascade_point": "point", "max_energy_j": "max_energy_j",
-                    "max_time_s": "max_time_s", "max_error": "max_error"}
+CASCADE_SETTINGS = {"cascade_point": "point", "max_energy_per_image_j": "max_energy_per_image_j",
+                    "max_time_per_image_s": "max_time_per_image_s", "max_error": "max_error"}
+# Old names of the per-image budgets (a search's max_time_s/max_energy_j are totals).
+RENAMED = {"max_time_s": "max_time_per_image_s", "max_energy_j": "max_energy_per_image_j"}
 PRECISIONS = tensorrt_build.PRECISIONS
 CHOICES = {"precision": PRECISIONS, "contention_policy": contention.POLICIES}
 
@@ -84,6 +87,13 @@ def parse_settings(text, fmt, device, num_images=None):
     raise BadRequest(400, "X-Measure-Settings is not JSON: %s" % e)
   if not isinstance(raw, dict):
     raise BadRequest(400, "X-Measure-Settings must be a JSON object.")
+  renamed = sorted(set(raw) & set(RENAMED))
+  if renamed:
+    key = renamed[0]
+    raise BadRequest(400, "Invalid setting `%s`. Expected `%s`: a cascade's budget per image "
+                          "(a search's `%s` is the total for its --measure_images images). "
+                          "Received %s=%s" % (key, RENAMED[key], key, key,
+                                              json.dumps(raw[key])[:100]))
   unknown = sorted(set(raw) - set(SETTINGS))
   if unknown:
     raise BadRequest(400, "Unknown settings %s; expected some of %s."

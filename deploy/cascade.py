@@ -8,7 +8,7 @@ stage always answers. ``cascade.json`` lists the threshold vectors of the
 front (``points``), each with its predicted error and expected time and
 energy per image, so one is picked at run time by a budget::
 
-  python3 -m deploy.cascade --cascade=DIR --data=images.npy --max_energy_j=0.002
+  python3 -m deploy.cascade --cascade=DIR --data=images.npy --max_energy_per_image_j=0.002
   python3 -m deploy.cascade --cascade=DIR --data=images.npy --max_error=0.3 --labels=y.npy
 
 ``CascadeRuntime`` has the ``Runtime`` interface (``predict(batch)`` ->
@@ -201,20 +201,23 @@ def _check_point(where, i, point, num_stages):
                      "measured)", point[key])
 
 
-def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
-  """Index of the point to run: under the per-image budgets given
-  (``max_energy_j``, ``max_time_s``), the lowest error; with only
-  ``max_error``, the cheapest (energy, else time) within it; with no bound,
-  the lowest error. A ValueError says what the front can reach otherwise."""
-  bounds = (("energy_j_per_image", max_energy_j, "max_energy_j"),
-            ("time_s_per_image", max_time_s, "max_time_s"), ("error", max_error, "max_error"))
+def choose_point(points, max_energy_per_image_j=None, max_time_per_image_s=None,
+                 max_error=None):
+  """Index of the point to run: under the budgets per image given
+  (``max_energy_per_image_j``, ``max_time_per_image_s``), the lowest error;
+  with only ``max_error``, the cheapest (energy, else time) within it; with
+  no bound, the lowest error. A ValueError says what the front can reach
+  otherwise."""
+  bounds = (("energy_j_per_image", max_energy_per_image_j, "max_energy_per_image_j"),
+            ("time_s_per_image", max_time_per_image_s, "max_time_per_image_s"),
+            ("error", max_error, "max_error"))
   ok = list(range(len(points)))
   for key, bound, name in bounds:
     if bound is None:
       continue
     values = [points[i].get(key) for i in ok]
     if any(v is None for v in values):
-      raise ValueError("--%s: this cascade has no %s (not measured)." % (name, key))
+      raise ValueError("`%s`: this cascade has no %s (not measured)." % (name, key))
     kept = [i for i, v in zip(ok, values) if v <= bound]
     if not kept:
       raise ValueError("Invalid value for argument `%s`. Expected at least %.6g, the lowest "
@@ -224,7 +227,7 @@ def choose_point(points, max_energy_j=None, max_time_s=None, max_error=None):
   by = "energy_j_per_image" if all(points[i].get("energy_j_per_image") is not None
                                    for i in ok) else "time_s_per_image"
   cost = dict((i, float("inf") if points[i].get(by) is None else points[i][by]) for i in ok)
-  if max_error is not None and max_energy_j is None and max_time_s is None:
+  if max_error is not None and max_energy_per_image_j is None and max_time_per_image_s is None:
     return min(ok, key=lambda i: (cost[i], points[i]["error"]))
   return min(ok, key=lambda i: (points[i]["error"], cost[i]))
 
@@ -242,7 +245,8 @@ class CascadeRuntime(base.Runtime):
   fixed_batch_size = None
 
   def __init__(self, model_path, device="cpu", runtime="onnxruntime", point=None,
-               max_energy_j=None, max_time_s=None, max_error=None, **stage_options):
+               max_energy_per_image_j=None, max_time_per_image_s=None, max_error=None,
+               **stage_options):
     super(CascadeRuntime, self).__init__(model_path, device)
     if not devices.reads_format(runtime, "cascade"):
       raise ValueError("Invalid value for argument `runtime` for a cascade. Expected a "
@@ -252,7 +256,7 @@ class CascadeRuntime(base.Runtime):
     self.directory, self.spec = load_spec(model_path)
     points = self.spec["points"]
     if point is None:
-      point = choose_point(points, max_energy_j, max_time_s, max_error)
+      point = choose_point(points, max_energy_per_image_j, max_time_per_image_s, max_error)
     if not 0 <= int(point) < len(points):
       raise ValueError("Invalid value for argument `point`. Expected an index in [0, %d]. "
                        "Received point=%r" % (len(points) - 1, point))
@@ -368,9 +372,9 @@ def build_parser():
   p.add_argument("--data", help=".npy/.npz float32 normalized images (python -m "
                  "deploy.measure --write_data=FILE)")
   p.add_argument("--labels", default=None, help=".npy integer labels: report the error")
-  p.add_argument("--max_energy_j", type=float, default=None,
+  p.add_argument("--max_energy_per_image_j", type=float, default=None,
                  help="energy budget per image (J): the lowest-error point within it")
-  p.add_argument("--max_time_s", type=float, default=None,
+  p.add_argument("--max_time_per_image_s", type=float, default=None,
                  help="time budget per image (s): the lowest-error point within it")
   p.add_argument("--max_error", type=float, default=None,
                  help="error bound: the cheapest point within it")
@@ -407,8 +411,10 @@ def run(args):
   images = device_main.load_data(args.data, args.num_images)
   runtime = args.runtime or devices.default_runtime(args.device)
   rt = device_main.build_runtime(args.device, runtime, args.cascade, args.batch_size,
-                                 point=args.point, max_energy_j=args.max_energy_j,
-                                 max_time_s=args.max_time_s, max_error=args.max_error)
+                                 point=args.point,
+                                 max_energy_per_image_j=args.max_energy_per_image_j,
+                                 max_time_per_image_s=args.max_time_per_image_s,
+                                 max_error=args.max_error)
   try:
     preds, stages, seconds = classify(rt, images, args.batch_size)
     info = rt.describe()["cascade"]

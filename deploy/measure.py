@@ -15,8 +15,8 @@ CLI::
 prints the same object as JSON. ``--model`` may be a cascade directory
 (``python -m search.cascade``; ``deploy.cascade``) or its zip
 (``deploy.cascade.pack``, as the agent receives it): its point is chosen by
-``--cascade_point`` or a budget (``--max_energy_j``, ``--max_time_s`` per
-image, ``--max_error``), each stage runs on ``--runtime``.
+``--cascade_point`` or a budget (``--max_energy_per_image_j``,
+``--max_time_per_image_s``, ``--max_error``), each stage runs on ``--runtime``.
 ``--write_data=images.npy`` instead writes
 the normalized images for a device script (``deploy/<device>/measure.py``).
 TensorRT builds its engine at ``--precision`` (fp32, fp16, int8); int8
@@ -140,10 +140,10 @@ def define_flags():
                       "cascade directory (python -m search.cascade).")
   flags.DEFINE_integer("cascade_point", None, "Cascade: the point (index in cascade.json) "
                        "to run.", lower_bound=0)
-  flags.DEFINE_float("max_energy_j", None, "Cascade: pick the lowest-error point within "
-                     "this energy per image (J).")
-  flags.DEFINE_float("max_time_s", None, "Cascade: pick the lowest-error point within "
-                     "this time per image (s).")
+  flags.DEFINE_float("max_energy_per_image_j", None, "Cascade: pick the lowest-error point "
+                     "within this energy per image (J).")
+  flags.DEFINE_float("max_time_per_image_s", None, "Cascade: pick the lowest-error point "
+                     "within this time per image (s).")
   flags.DEFINE_float("max_error", None, "Cascade: pick the cheapest point within this error.")
   flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py.")
@@ -213,12 +213,13 @@ def main(argv):
              "csv_path": FLAGS.usb_csv, "port": FLAGS.usb_port}
   wanted = {"ina3221": ("rail",), "nvml": ("device_index",),
             "usb_meter": ("csv_path", "port")}.get(FLAGS.power_source, ())
-  picks = {"point": FLAGS.cascade_point, "max_energy_j": FLAGS.max_energy_j,
-           "max_time_s": FLAGS.max_time_s, "max_error": FLAGS.max_error}
+  picks = {"point": FLAGS.cascade_point, "max_energy_per_image_j": FLAGS.max_energy_per_image_j,
+           "max_time_per_image_s": FLAGS.max_time_per_image_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
   if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
-    raise app.UsageError("--cascade_point, --max_energy_j, --max_time_s and --max_error "
-                         "apply to a cascade directory; --model=%s is not one." % FLAGS.model)
+    raise app.UsageError("--cascade_point, --max_energy_per_image_j, --max_time_per_image_s "
+                         "and --max_error apply to a cascade directory; --model=%s is not one."
+                         % FLAGS.model)
   picks.update(_tensorrt_options())
   try:
     result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,

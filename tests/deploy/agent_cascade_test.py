@@ -131,7 +131,7 @@ class AgentCascadeTest(tf.test.TestCase):
   def test_cascade_budget_setting_picks_point(self):
     _, spec = cascade.load_spec(self.cascade)
     cheapest = min(p["time_s_per_image"] for p in spec["points"])
-    result = self.client.measure(self.cascade, max_time_s=cheapest, **SETTINGS)
+    result = self.client.measure(self.cascade, max_time_per_image_s=cheapest, **SETTINGS)
     point = spec["points"][result["runtime_info"]["cascade"]["point"]]
     self.assertEqual(point["time_s_per_image"], cheapest)
 

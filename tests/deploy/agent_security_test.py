@@ -300,6 +300,20 @@ class SettingsTest(_AgentCase, tf.test.TestCase, parameterized.TestCase):
     self.assertEqual((out["idle_s"], type(out["idle_s"])), (60.0, float))
     self.assertEqual((out["batch_size"], out["num_images"]), (10000, 64))
 
+  def test_parse_settings_refuses_old_budget_names_naming_the_new(self):
+    for old, new in (("max_time_s", "max_time_per_image_s"),
+                     ("max_energy_j", "max_energy_per_image_j")):
+      with self.assertRaises(agent.BadRequest) as ctx:
+        agent.parse_settings(json.dumps({old: 0.001}), "cascade", "cpu", num_images=64)
+      self.assertEqual(ctx.exception.status, 400)
+      self.assertIn("Invalid setting `%s`. Expected `%s`: a cascade's budget per image (a "
+                    "search's `%s` is the total for its --measure_images images). Received "
+                    "%s=0.001" % (old, new, old, old), str(ctx.exception))
+    out = agent.parse_settings('{"max_time_per_image_s": 0.001, "max_energy_per_image_j": 2}',
+                               "cascade", "cpu", num_images=64)
+    self.assertEqual(agent.cascade_options(out),
+                     {"max_time_per_image_s": 0.001, "max_energy_per_image_j": 2.0})
+
   def test_bad_setting_refused_before_warm_up(self):
     client = agent_client.AgentClient(self.url, TOKEN, retries=0)
     for settings in (dict(idle_s=-1, warmup_batches=1000), dict(num_images=1e400),

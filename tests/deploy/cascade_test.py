@@ -129,9 +129,9 @@ class ChoosePointTest(tf.test.TestCase):
     self.points = toy_points(3)
 
   def test_choose_point_budgets_pick_lowest_error_within(self):
-    self.assertEqual(cascade.choose_point(self.points, max_energy_j=2.5e-3), 1)
-    self.assertEqual(cascade.choose_point(self.points, max_time_s=1e-4), 0)
-    self.assertEqual(cascade.choose_point(self.points, max_time_s=1.0), 2)
+    self.assertEqual(cascade.choose_point(self.points, max_energy_per_image_j=2.5e-3), 1)
+    self.assertEqual(cascade.choose_point(self.points, max_time_per_image_s=1e-4), 0)
+    self.assertEqual(cascade.choose_point(self.points, max_time_per_image_s=1.0), 2)
 
   def test_choose_point_max_error_picks_cheapest_within(self):
     self.assertEqual(cascade.choose_point(self.points, max_error=0.45), 1)
@@ -141,8 +141,9 @@ class ChoosePointTest(tf.test.TestCase):
     self.assertEqual(cascade.choose_point(self.points), 2)
 
   def test_choose_point_infeasible_says_what_front_reaches(self):
-    with self.assertRaisesRegex(ValueError, "max_energy_j.*at least 0.001.*max_energy_j=1e-05"):
-      cascade.choose_point(self.points, max_energy_j=1e-5)
+    with self.assertRaisesRegex(ValueError, "`max_energy_per_image_j`. Expected at least "
+                                "0.001.*max_energy_per_image_j=1e-05"):
+      cascade.choose_point(self.points, max_energy_per_image_j=1e-5)
     with self.assertRaisesRegex(ValueError, "max_error.*at least 0.3"):
       cascade.choose_point(self.points, max_error=0.1)
 
@@ -150,7 +151,7 @@ class ChoosePointTest(tf.test.TestCase):
     for p in self.points:
       p["energy_j_per_image"] = None
     with self.assertRaisesRegex(ValueError, "no energy_j_per_image"):
-      cascade.choose_point(self.points, max_energy_j=1.0)
+      cascade.choose_point(self.points, max_energy_per_image_j=1.0)
     self.assertEqual(cascade.choose_point(self.points, max_error=0.45), 1)  # by time
 
 
@@ -339,15 +340,25 @@ class DeviceSideTest(tf.test.TestCase):
 
   def test_deploy_measure_cli_measures_a_cascade_zip(self):
     zipped = cascade.pack(self.dir, os.path.join(self.root, "c.zip"))
-    out = subprocess.run(
+    out = subprocess.run(  # the lowest error within both budgets: point 1 (0.4, 2e-4 s)
         [sys.executable, "-m", "deploy.measure", "--model=" + zipped, "--max_error=0.45",
-         "--num_images=64", "--batch_size=32", "--repeats=1", "--warmup_batches=0"],
+         "--max_time_per_image_s=2.5e-4", "--num_images=64", "--batch_size=32", "--repeats=1",
+         "--warmup_batches=0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     self.assertEqual(out.returncode, 0, out.stderr[-2000:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
     self.assertEqual(result["runtime_info"]["cascade"]["point"], 1)
     self.assertEqual(result["model"], zipped)
+
+  def test_cascade_cli_budget_flags_are_per_image(self):
+    args = cascade.build_parser().parse_args(
+        ["--cascade=c", "--max_time_per_image_s=1e-4", "--max_energy_per_image_j=2.5e-3"])
+    self.assertEqual((args.max_time_per_image_s, args.max_energy_per_image_j), (1e-4, 2.5e-3))
+    for old in ("--max_time_s=1e-4", "--max_energy_j=2.5e-3"):  # a search's totals
+      with self.assertRaises(SystemExit, msg=old) as ctx:
+        cascade.build_parser().parse_args(["--cascade=c", old])
+      self.assertEqual(ctx.exception.code, 2)
 
   def test_deploy_measure_cli_refuses_cascade_flags_for_a_model(self):
     model = os.path.join(self.dir, "stages", "stage1.onnx")
