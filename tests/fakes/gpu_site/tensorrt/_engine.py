@@ -12,7 +12,6 @@ faults on it.
 
 import ctypes
 import json
-import sys
 
 import numpy as np
 
