@@ -6,11 +6,18 @@ assuming it from the registry:
 
 * onnxruntime: its version and ``get_available_providers()``; a GPU/Jetson
   needs ``CUDAExecutionProvider`` (the CPU wheel lacks it);
-* openvino: its version and ``Core().available_devices``; MYRIAD needs the
-  2022.3 release (the last with that plugin) and a plugged-in stick;
-* tensorrt: importable, its version, and a CUDA memory library (pycuda or
-  cuda-python) for the runtime's buffers;
+* openvino: its version, ``Core().available_devices`` and the device's
+  ``OPTIMIZATION_CAPABILITIES``; MYRIAD needs the 2022.3 release (the last
+  with that plugin) and a plugged-in stick, and computes in FP16 only;
+* tensorrt: importable, its version, a CUDA memory library (pycuda or
+  cuda-python) for the runtime's buffers, the GPU's name and whether its
+  builder has fast FP16 and INT8 (``platform_has_fast_fp16/int8``: a Jetson
+  TX2 has no fast INT8, a Pascal TITAN X no fast FP16);
 * keras: importable (host only).
+
+Each runtime's answer names the ``precisions`` (``deploy.devices.PRECISIONS``)
+it can deploy here, so that a search refuses one the target cannot run
+before any training (``deploy.target``).
 
 and reads one sample of the power source (``auto``: the first of the kind's
 sources that reads). The answer is a JSON-able dict; the agent serves it on
@@ -38,11 +45,17 @@ _PROBE_MODEL = (b'\x08\x07:7\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probeZ\x0f\n\
                 b'\n\x02\x08\x01B\x04\n\x00\x10\r')
 
 
+def _registry_precisions(name):
+  """The precisions the registry knows how to deploy with runtime ``name``."""
+  return [p for p, spec in devices.PRECISIONS.items() if name in spec.conversion]
+
+
 def _probe_onnxruntime(kind):
   import onnxruntime as ort
   providers = list(ort.get_available_providers())
   need = devices.ONNXRUNTIME_PROVIDER.get(kind)
-  out = {"version": ort.__version__, "providers": providers}
+  out = {"version": ort.__version__, "providers": providers,
+         "precisions": _registry_precisions("onnxruntime")}
   if need not in providers:
     hint = ("install the CUDA build of ONNX Runtime (pip install 'tea-keras[gpu]', i.e. "
             "onnxruntime-gpu, in place of onnxruntime; on a Jetson the wheel from NVIDIA's "
@@ -75,11 +88,27 @@ def _openvino_core():
   return core_cls(), get_version()
 
 
+def openvino_precisions(capabilities):
+  """(precisions deployable, compute note) from a device's
+  ``OPTIMIZATION_CAPABILITIES`` (None: unknown, the registry's). A device
+  that computes in FP16 only (MYRIAD: ``["FP16", ...]``) runs an fp32
+  artifact in FP16; INT8 needs the ``INT8`` capability."""
+  registry = _registry_precisions("openvino")
+  if capabilities is None:
+    return registry, None
+  caps = set(str(c).upper() for c in capabilities)
+  out = [p for p in registry if (p == "int8" and "INT8" in caps) or
+         (p != "int8" and caps & set(["FP32", "FP16"]))]
+  note = ("computes in FP16 only: an fp32 artifact runs in FP16 there"
+          if "FP16" in caps and "FP32" not in caps else None)
+  return out, note
+
+
 def _probe_openvino(kind):
   core, version = _openvino_core()
   available = list(core.available_devices)
   need = devices.OPENVINO_DEVICE.get(kind)
-  out = {"version": version, "devices": available}
+  out = {"version": version, "devices": available, "precisions": []}
   if need is None or need not in [d.split(".")[0] for d in available]:
     hint = ""
     if kind == "myriad":
@@ -87,25 +116,43 @@ def _probe_openvino(kind):
               "'openvino==2022.3.*' on Python <= 3.10) and needs the stick plugged in "
               "with its udev rules (deploy/README.md).")
     out["error"] = "OpenVINO %s sees devices %s, not %s.%s" % (version, available, need, hint)
+    return out
+  try:
+    caps = list(core.get_property(need, "OPTIMIZATION_CAPABILITIES"))
+  except Exception:  # pylint: disable=broad-except  (a plugin without the property)
+    caps = None
+  out["optimization_capabilities"] = caps
+  out["precisions"], out["compute_note"] = openvino_precisions(caps)
   return out
 
 
 def _probe_tensorrt(kind):
   del kind
   import tensorrt as trt
-  out = {"version": trt.__version__}
+  out = {"version": trt.__version__, "precisions": []}
   from deploy.runtimes import tensorrt_runtime
   try:
-    tensorrt_runtime.cuda_memory()
+    memory = tensorrt_runtime.cuda_memory()
   except ImportError as e:
     out["error"] = str(e)
+    return out
+  try:
+    with memory.active():
+      builder = trt.Builder(trt.Logger(trt.Logger.WARNING))
+      fast = {"fp16": bool(builder.platform_has_fast_fp16),
+              "int8": bool(builder.platform_has_fast_int8)}
+    out["gpu"] = memory.device_name()
+  finally:
+    memory.close()
+  out["fast"] = fast
+  out["precisions"] = ["fp32"] + [p for p in ("fp16", "int8") if fast[p]]
   return out
 
 
 def _probe_keras(kind):
   del kind
   import keras
-  return {"version": keras.__version__}
+  return {"version": keras.__version__, "precisions": ["fp32"]}
 
 
 _PROBES = {"onnxruntime": _probe_onnxruntime, "openvino": _probe_openvino,
@@ -113,10 +160,11 @@ _PROBES = {"onnxruntime": _probe_onnxruntime, "openvino": _probe_openvino,
 
 
 def probe_runtime(kind, name):
-  """``{"available", "version", "reads", "max_onnx_opset", "error", ...}``."""
+  """``{"available", "version", "reads", "max_onnx_opset", "precisions",
+  "error", ...}``."""
   spec = devices.runtime(name)
   out = {"available": False, "reads": list(spec.formats), "max_onnx_opset": spec.max_onnx_opset,
-         "version": None, "error": None}
+         "version": None, "error": None, "precisions": []}
   try:
     out.update(_PROBES[name](kind))
   except ImportError as e:

@@ -8,6 +8,20 @@ and refuses with one ``TargetError`` naming the missing piece and how to get
 it when the experiment cannot be measured there. A search calls it once
 before its first trial; the reports and the cross-device evaluation call it
 before they re-measure anything.
+
+What it checks, before any training:
+
+* the runtime exists and works there, and reads a format the host can send;
+* the power source (and energy among the objectives);
+* every precision asked for is one the runtime deploys *on that device*
+  (``capabilities``' ``precisions``: TensorRT without fast INT8 on a TX2,
+  MYRIAD computing in FP16 only);
+* a static-batch device (``deploy.devices.STATIC_BATCH``) measures whole
+  batches: ``measure_images`` a multiple of ``batch_size``;
+* a remote agent holds at least ``measure_images`` images, and they are the
+  search's own validation images (the sha256 of their float32 bytes, as the
+  agent's health reports it, against the host's first images), and, for
+  TensorRT int8, calibration images.
 """
 
 import collections
@@ -43,7 +57,10 @@ def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
   if "capabilities" not in health:
     raise TargetError("The agent at %s answers no capabilities (an older deploy/ copy?); "
                       "update the deploy package on the device." % device_url)
-  return health["capabilities"]
+  capabilities = dict(health["capabilities"])
+  capabilities["agent_data"] = dict((k, health.get(k)) for k in
+                                    ("images", "data_sha256", "calibration_images"))
+  return capabilities
 
 
 def host_versions():
@@ -60,12 +77,18 @@ def host_versions():
 def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives=(),
                      optional_energy=False, threshold_w=None, capabilities=None,
                      device_url=None, token=None, power_options=None, host=None,
-                     ca_file=None):
+                     ca_file=None, precisions=("fp32",), measure_images=None,
+                     batch_size=None, validation_images=None, data_hint=None):
   """The ``Plan`` for measuring ``objectives`` on ``device`` (see module doc).
 
   capabilities: a probe answer to use instead of probing (tests, callers
   that already hold one). host: ``host_versions()`` (computed when None).
   ca_file: a PEM that verifies an ``https://`` agent (``remote_capabilities``).
+  precisions: those each model is deployed at. measure_images / batch_size:
+  the images run per measurement and the batch. validation_images: the
+  search's normalized validation images (float32 NHWC, at least the agent's
+  count when it has them), checked against a remote agent's; data_hint: the
+  ``deploy.measure`` flags that write them (``--dataset=...``), for the message.
   """
   notices = []
   where = "the agent at %s" % device_url if device == devices.REMOTE else "this machine"
@@ -120,8 +143,78 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
     raise TargetError("The objectives include energy but %s reads no power source for a %s "
                       "(%s). Name a readable power source, drop energy from --objectives, or "
                       "pass --optional_energy." % (where, kind, tried or "none configured"))
+  _check_precisions(where, kind, runtime, answer, precisions)
+  _check_batches(kind, measure_images, batch_size)
+  if device == devices.REMOTE:
+    _check_agent_data(where, capabilities.get("agent_data"), measure_images, validation_images,
+                      data_hint, runtime, precisions)
   if threshold_w is None:
     threshold_w = devices.paper_threshold_w(kind)
   return Plan(kind, runtime, source, bool(power["readable"]) and source != "none", fmt,
               devices.onnx_opset(runtime, answer.get("max_onnx_opset")), threshold_w,
               capabilities, notices)
+
+
+def _check_precisions(where, kind, runtime, answer, precisions):
+  """Every precision asked for is one the runtime deploys there."""
+  if "precisions" not in answer:  # an agent older than the precision probe
+    return
+  missing = [p for p in precisions if p not in answer["precisions"]]
+  if not missing:
+    return
+  why = ""
+  fast = answer.get("fast") or {}
+  if runtime == "tensorrt":
+    why = "; ".join("TensorRT %s on %s has no fast %s (platform_has_fast_%s is False)"
+                    % (answer.get("version"), answer.get("gpu") or "this GPU", p.upper(), p)
+                    for p in missing if p in fast and not fast[p])
+  elif answer.get("optimization_capabilities") is not None:
+    why = "its OPTIMIZATION_CAPABILITIES are %s" % answer["optimization_capabilities"]
+  raise TargetError("%s (device %s) cannot deploy precision %s with runtime=%s%s; it deploys "
+                    "%s. Drop %s from --precisions." % (
+                        where, kind, ", ".join(missing), runtime, ": " + why if why else "",
+                        ", ".join(answer["precisions"]) or "none", ",".join(missing)))
+
+
+def _check_batches(kind, measure_images, batch_size):
+  """A static-batch device runs whole batches only."""
+  if kind not in devices.STATIC_BATCH or not measure_images or not batch_size:
+    return
+  if measure_images % batch_size:
+    raise TargetError("device %s compiles one static batch (--measure_batch_size=%d), so "
+                      "--measure_images=%d would end with a batch padded with %d blank images, "
+                      "timed and predicted as if they were images. Use a multiple of %d."
+                      % (kind, batch_size, measure_images,
+                         batch_size - measure_images % batch_size, batch_size))
+
+
+def _check_agent_data(where, agent_data, measure_images, validation_images, data_hint,
+                      runtime, precisions):
+  """The agent holds enough images, the search's own, and calibration
+  images for TensorRT int8."""
+  if not agent_data or agent_data.get("images") is None:
+    return
+  count = int(agent_data["images"])
+  write = ("python -m deploy.measure %s--num_images=%d --write_data=images.npy, copy it to "
+           "the device and restart the agent with --data=images.npy"
+           % (data_hint + " " if data_hint else "", measure_images or count))
+  if measure_images and count < measure_images:
+    raise TargetError("%s holds %d images; each measurement runs --measure_images=%d. Write "
+                      "them on this host: %s." % (where, count, measure_images, write))
+  if validation_images is not None and agent_data.get("data_sha256"):
+    from deploy import agent_settings
+    ours = validation_images[:count]
+    if len(ours) != count or agent_settings.data_sha256(ours) != agent_data["data_sha256"]:
+      raise TargetError("%s holds %d images that are not this search's validation images "
+                        "(the sha256 of their float32 bytes differs from this host's first "
+                        "%d%s): its measurements would time other images and its predictions "
+                        "could not give the deployed error. Write them on this host: %s."
+                        % (where, count, len(ours), " (%s)" % data_hint if data_hint else "",
+                           write))
+  if runtime == "tensorrt" and "int8" in precisions and not agent_data.get("calibration_images"):
+    raise TargetError(
+        "%s holds no calibration images, and precision int8 on runtime=tensorrt calibrates "
+        "its engine on the board. Write the TRAINING images on this host (python -m "
+        "deploy.measure %s--write_calibration=calibration.npy), copy the file to the board "
+        "and restart the agent with --calibration=calibration.npy."
+        % (where, data_hint + " " if data_hint else ""))
