@@ -30,7 +30,7 @@ DEVICE_SIDE = [
     "deploy/runtimes/__init__.py", "deploy/runtimes/base.py",
     "deploy/runtimes/onnxruntime_runtime.py", "deploy/runtimes/openvino_runtime.py",
     "deploy/runtimes/tensorrt_runtime.py", "deploy/cpu", "deploy/gpu", "deploy/jetson",
-    "deploy/myriad",
+    "deploy/myriad", "deploy/selfcheck.py", "deploy/selfcheck_model.py",
 ]
 
 
