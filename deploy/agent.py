@@ -365,6 +365,8 @@ class Agent(object):
             contention_policy=settings.get("contention_policy", contention.DEFAULT_POLICY))
       if settings.get("predictions"):
         result["top1"] = top1(runtime, images, batch_size)
+      # Which images were measured: the host checks they are its own.
+      result["images_sha256"] = data_sha256(images)
       return result
     except ValueError as e:
       raise BadRequest(400, str(e))

@@ -13,6 +13,7 @@ import math
 
 from deploy import contention
 from deploy import devices
+from deploy import session
 from deploy import tensorrt_build
 from deploy.agent_uploads import BadRequest
 
@@ -120,13 +121,9 @@ def data_sha256(images):
 
 
 def top1(runtime, images, batch_size):
-  """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints)."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  out = []
-  for start in range(0, len(images), batch_size):
-    scores = np.asarray(runtime.predict(images[start:start + batch_size]))
-    out.extend(int(k) for k in np.argmax(scores.reshape(len(scores), -1), axis=-1))
-  return out
+  """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints;
+  whole batches for a static-batch runtime: ``session.predict_top1``)."""
+  return session.predict_top1(runtime, images, batch_size)
 
 
 def cascade_options(settings):

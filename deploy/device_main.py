@@ -134,12 +134,10 @@ def parser_for(device):
                  choices=contention.POLICIES,
                  help="a repeat timed while other processes kept the CPUs busy: "
                       "re-measure it, flag it, or refuse (deploy/contention.py)")
+  p.add_argument("--predictions", action="store_true",
+                 help="after the measurement, one untimed pass: the result's top1 is the "
+                      "argmax per measured image (the deployed artifact's own predictions)")
   return p
-
-
-# power source keyword (deploy.devices.POWER_OPTIONS) -> command-line attribute
-_OPTION_ARGS = {"rail": "rail", "root": "power_root", "device_index": "gpu_index",
-                "csv_path": "usb_csv", "port": "usb_port"}
 
 
 def power_options(args, power_source=None):
@@ -151,8 +149,9 @@ def power_options(args, power_source=None):
   out = {}
   for name in names:
     for key in devices.POWER_OPTIONS.get(name, ()):
-      if getattr(args, _OPTION_ARGS[key], None) is not None:
-        out[key] = getattr(args, _OPTION_ARGS[key])
+      flag = devices.POWER_OPTION_FLAGS[key]
+      if getattr(args, flag, None) is not None:
+        out[key] = getattr(args, flag)
   return out
 
 
@@ -190,6 +189,15 @@ def main(device, argv=None):
         repeats=args.repeats, warmup_batches=args.warmup_batches, idle_s=args.idle_s,
         trace_dir=args.trace_dir, progress=progress_printer,
         contention_policy=args.contention_policy)
+  try:
+    if args.predictions:
+      result["top1"] = session.predict_top1(runtime, images, args.batch_size)
+  finally:
+    runtime.close()
   result["model"] = args.model
+  # Where it was measured: a GPU measurement must run in a process that never
+  # loaded TensorFlow (which would hold the GPU's memory).
+  result["process"] = {"pid": os.getpid(), "python": sys.version.split()[0],
+                       "tensorflow_imported": "tensorflow" in sys.modules}
   print(json.dumps(result, sort_keys=True))
   return result

@@ -56,13 +56,15 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
             threshold_w=None, sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
             repeats=session.DEFAULT_REPEATS, warmup_batches=session.DEFAULT_WARMUP_BATCHES,
             trace_dir=None, idle_s=None, power_options=None, runtime_options=None,
-            progress=True, contention_policy=contention.DEFAULT_POLICY):
+            progress=True, contention_policy=contention.DEFAULT_POLICY, predictions=False):
   """Measure ``model_path`` with the protocol; returns the result dict.
 
   images: float32 normalized NHWC (``tea_keras.data.normalize``).
   power_options / runtime_options: keyword arguments of the power source
   (``rail``, ``device_index``, ``csv_path``, ``port``, ``root``) and of the
   runtime (``intra_op_threads``, ``inference_precision``...).
+  predictions: after the measurement, one untimed pass; the result's
+  ``top1`` is the runtime's argmax per image (``session.predict_top1``).
   """
   with _unzipped_cascade(model_path) as path:
     rt = device_main.build_runtime(device, runtime, path, batch_size,
@@ -75,6 +77,8 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
             warmup_batches=warmup_batches, idle_s=idle_s, trace_dir=trace_dir,
             progress=device_main.progress_printer if progress else None,
             contention_policy=contention_policy)
+      if predictions:
+        result["top1"] = session.predict_top1(rt, images, batch_size)
     finally:
       rt.close()
   result["model"] = model_path

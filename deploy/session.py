@@ -46,6 +46,19 @@ def make_batches(images, batch_size, fixed_batch_size=None):
   return batches
 
 
+def predict_top1(runtime, images, batch_size):
+  """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints):
+  the deployed artifact's own predictions, on the device. A runtime compiled
+  for a fixed batch (MYRIAD, a static TensorRT engine) gets whole batches,
+  the last one padded, whose padding is dropped from the answer."""
+  out = []
+  for batch in make_batches(images, int(batch_size), runtime.fixed_batch_size):
+    scores = np.asarray(runtime.predict(batch))
+    take = min(len(scores), len(images) - len(out))
+    out.extend(int(k) for k in np.argmax(scores.reshape(len(scores), -1), axis=-1)[:take])
+  return out
+
+
 def choose_threshold(device, threshold_w):
   """(threshold_w or None, source): user value, the paper's per-device
   value, or None = decided from the trace (``protocol.auto_threshold``)."""

@@ -51,13 +51,20 @@ def pairs(trials, objectives, budgets=None):
   """One dict per (done trial, precision): ``trial``, ``precision``,
   ``metrics`` (the pair's, over the trial's), ``values`` (objectives, None
   when missing), ``over_budget`` (``budgets.pair_violations`` and the known
-  budgets the trial's recorded cost exceeds) and ``feasible``."""
+  budgets the trial's recorded cost exceeds) and ``feasible``. A precision
+  that failed (``search.trial.measure_precisions``) is a pair with no values
+  and ``failed`` holding its error."""
   out = []
   for t in trials:
     if t["status"] != "done":
       continue
     per = t["metrics"].get("precisions") or {"fp32": {}}
     for precision, own in per.items():
+      if own.get("status") == "failed":
+        out.append({"trial": t, "precision": precision, "metrics": {},
+                    "values": [None] * len(objectives), "over_budget": [], "feasible": False,
+                    "complete": False, "failed": own.get("error") or "failed"})
+        continue
       metrics = dict(t["metrics"], **{k: v for k, v in own.items() if v is not None})
       if own:
         metrics.pop("deployed_val_error", None)  # the pair's own val_error counts
@@ -128,7 +135,9 @@ def write_results_csv(path, trials, objectives=("error",), budgets=None):
       row = dict(base, precision=pair["precision"] if pair else "")
       row.update({k: metrics.get(k) for k in _METRIC_COLUMNS + ("model_bytes",)})
       row["val_error"] = trial_lib.objective_value(metrics, "error")
-      if pair:
+      if pair and pair.get("failed"):
+        row.update(status="failed", error=pair["failed"].splitlines()[0])
+      elif pair:
         row.update(feasible=pair["feasible"], over_budget=" ".join(pair["over_budget"]))
       rows.append(row)
   _write_csv(path, fields, rows)
@@ -154,7 +163,7 @@ def write_pareto_csv(path, trials, objectives, budgets=None):
 def feasibility_summary(trials, objectives, budgets):
   """Counts for ``summary.json``: pairs, feasible pairs, pairs over each budget,
   trained trials over a known budget (always 0 when the search honours them)."""
-  rows = pairs(trials, objectives, budgets)
+  rows = [r for r in pairs(trials, objectives, budgets) if not r.get("failed")]
   over = {}
   for r in rows:
     for name in r["over_budget"]:

@@ -90,7 +90,7 @@ def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
   for runtime in runtimes:
     settings = loop.resolve(dataclasses.replace(
         config, runtime=runtime, device_kind=None, artifact_format=None, onnx_opset=None), log)
-    splits = trial_lib._splits(settings)  # pylint: disable=protected-access
+    splits = trial_lib.load_splits(settings)
     for trial_id in ids:
       model = network.load_model(by_id[trial_id]["artifacts"]["model"])
       work = os.path.join(out_dir, runtime, "%04d" % trial_id)
@@ -98,6 +98,9 @@ def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
       for precision, pair in pairs.items():
         out.append(dict({k: pair.get(k) for k in COLUMNS if k in pair}, trial_id=trial_id,
                         runtime=runtime, precision=precision))
+        if pair.get("status") == "failed":
+          log("#%d %s %s: failed: %s" % (trial_id, runtime, precision, pair["error"]))
+          continue
         log("#%d %s %s: error %.4f, %d bytes, time %.4g s" % (
             trial_id, runtime, precision, pair["val_error"], pair["model_bytes"],
             pair["time_s"] or float("nan")))

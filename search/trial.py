@@ -37,7 +37,9 @@ from search import device_lock
 _SPLITS_CACHE = {}
 
 
-def _splits(config):
+def load_splits(config):
+  """The data set's splits for ``config`` (training images cut to
+  ``train_images``), loaded once per process."""
   from tea_keras import data  # pylint: disable=g-import-not-at-top
   key = (config.dataset, config.data_dir, config.seed, config.train_images)
   if key not in _SPLITS_CACHE:
@@ -126,7 +128,7 @@ def _train(spec, config, result):
   model_dir = os.path.join(spec["trial_dir"], "model")
   start = time.time()
   trained = training.train_genotype(
-      space.Genotype.parse(spec["genotype"]), recipe, _splits(config), model_dir,
+      space.Genotype.parse(spec["genotype"]), recipe, load_splits(config), model_dir,
       num_cells=recipe.num_cells, filters=recipe.filters, verbose=1,
       seed=config.seed + spec["trial_id"], log_label="trial #%d" % spec["trial_id"])
   result["metrics"].update({k: v for k, v in trained.metrics.items()
@@ -148,13 +150,17 @@ def _train(spec, config, result):
 def _measure(spec, config, result):
   start = time.time()
   pairs, first_metrics, first_artifacts = measure_precisions(
-      spec.pop("_model"), spec["trial_dir"], config, _splits(config))
+      spec.pop("_model"), spec["trial_dir"], config, load_splits(config))
+  result["metrics"]["precisions"] = pairs
+  if first_metrics is None:  # the first precision, the one the optimizer models, failed
+    result["error"] = "precision %s failed: %s" % (
+        config.precisions[0], pairs[config.precisions[0]]["error"])
+    return
   first_metrics["deployed_val_error"] = first_metrics.pop("val_error")
   for key, value in first_metrics.items():  # never overwrite a training figure
     result["metrics"]["measure_" + key if key in result["metrics"] else key] = value
   result["artifacts"].update(first_artifacts)
   result["metrics"]["measure_wall_seconds"] = time.time() - start
-  result["metrics"]["precisions"] = pairs
 
 
 def measure_precisions(model, work_dir, config, splits, precisions=None):
@@ -162,40 +168,53 @@ def measure_precisions(model, work_dir, config, splits, precisions=None):
   ``precisions`` (default ``config.precisions``), int8 calibrated on the first
   ``config.calibration_images`` TRAINING images. Returns ``(pairs, metrics,
   artifacts)``: ``{precision: PAIR_KEYS + export}`` and the first precision's
-  full metrics and artifacts."""
+  full metrics and artifacts (None when it failed).
+
+  A precision that fails (its export, conversion or measurement) is recorded
+  as a failed pair, ``{"status": "failed", "error": ...}``, and the others
+  are still measured: one int8 conversion the device refuses does not throw
+  away the fp32 pair. An unreachable device (``ConnectionError``) is not a
+  pair's fault: it propagates, and the trial is retried."""
   from tea_keras import data  # pylint: disable=g-import-not-at-top
   images = data.normalize(splits.x_val[:config.measure_images])
   precisions = tuple(precisions or getattr(config, "precisions", None) or ("fp32",))
   calibration = data.normalize(splits.x_train[:getattr(config, "calibration_images", 200)]) \
       if "int8" in precisions else None
   pairs, first = {}, None
-  for precision in precisions:
-    metrics, artifacts = export_and_measure(model, work_dir, config, images,
-                                            precision=precision, calibration_images=calibration)
-    metrics["val_error"], metrics["val_error_source"] = deployed_error(
-        model, artifacts["export"], splits, config, precision, calibration,
-        artifacts.pop("device_top1", None))
+  for index, precision in enumerate(precisions):
+    try:
+      metrics, artifacts = export_and_measure(model, work_dir, config, images,
+                                              precision=precision,
+                                              calibration_images=calibration)
+      metrics["val_error"], metrics["val_error_source"] = deployed_error(
+          model, artifacts["export"], splits, config, precision,
+          artifacts.pop("device_top1", None))
+    except ConnectionError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (recorded as the pair's failure)
+      pairs[precision] = {"status": "failed", "error": "%s: %s" % (type(e).__name__, e)}
+      continue
     pairs[precision] = {k: metrics.get(k) for k in PAIR_KEYS}
-    pairs[precision]["export"] = artifacts["export"]
-    first = first or (metrics, artifacts)
-  return pairs, first[0], first[1]
+    pairs[precision].update(status="done", export=artifacts["export"])
+    if index == 0:
+      first = (metrics, artifacts)
+  return pairs, first[0] if first else None, first[1] if first else None
 
 
-def deployed_error(model, path, splits, config, precision="fp32", calibration_images=None,
-                   device_top1=None):
+def deployed_error(model, path, splits, config, precision="fp32", device_top1=None):
   """``(error, source)``: the top-1 error of the deployed artifact and where
-  it was computed.
+  it was computed (the pair's ``val_error_source``).
 
-  * ONNX / OpenVINO artifacts: run on this host by the format's runtime on its
-    CPU, on the whole validation split;
-  * a TensorRT engine (``config.runtime == "tensorrt"``), built at
-    ``precision`` on the device: on a local GPU/Jetson the engine itself (the
-    runtime's engine cache makes it the measured one) on the whole split; on
-    a remote board the predictions the agent returned for the images it
-    measured (``device_top1``, checked to be this search's validation images
-    by ``_measure_remote``), i.e. the first ``measure_images`` of the split;
-  * otherwise (a remote engine without matching predictions, Keras) Keras'
-    error, and ``source`` says so.
+  * on the device that measured it, whenever that device is not this host's
+    CPU (a remote agent, a local GPU, Jetson or MYRIAD): the predictions it
+    returned for the images it measured (``device_top1``: the first
+    ``measure_images`` validation images, which the handshake checked are
+    this search's), so the numerics are the device's own (TensorRT's engine,
+    ONNX Runtime's CUDA kernels, MYRIAD's FP16);
+  * on this host's CPU (``device=cpu``): the artifact run by its runtime on
+    the whole validation split;
+  * otherwise (a device that returned no predictions) Keras' error, and
+    ``source`` says so.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   from deploy import devices  # pylint: disable=g-import-not-at-top
@@ -205,30 +224,17 @@ def deployed_error(model, path, splits, config, precision="fp32", calibration_im
   if device_top1 is not None:
     top1 = np.asarray(device_top1, int).ravel()
     return (float(np.mean(top1 != labels[:top1.size])),
-            "device (%s %s, %d images)" % (config.runtime, precision, top1.size))
+            "device (%s %s on %s, %d images)" % (config.runtime, precision,
+                                                 config.device_kind or config.device, top1.size))
   images = data.normalize(splits.x_val)
   fmt = devices.format_of_path(path)
-  if config.runtime == "tensorrt" and fmt == "onnx":
-    if config.device == devices.REMOTE:
-      return (float(np.mean(np.argmax(export_lib.keras_logits(model, images), axis=1)
-                            != labels)), "keras (the agent returned no usable predictions)")
-    from deploy import device_main  # pylint: disable=g-import-not-at-top
-    runtime = device_main.build_runtime(
-        config.device, "tensorrt", path, config.measure_batch_size, precision=precision,
-        calibration_images=calibration_images if precision == "int8" else None)
-    try:
-      logits = np.concatenate([runtime.predict(images[i:i + config.measure_batch_size])
-                               for i in range(0, len(images), config.measure_batch_size)])
-    finally:
-      runtime.close()
-    source = "tensorrt %s engine on %s" % (precision, config.device)
-  elif fmt in ("onnx", "openvino"):
+  if config.device == "cpu" and fmt in ("onnx", "openvino"):
     name, logits = export_lib.run_artifact(fmt, path, images, config.measure_batch_size)
-    source = "%s %s on this host's CPU" % (name, precision)
-  else:
-    logits = export_lib.keras_logits(model, images)
-    source = "keras"
-  return float(np.mean(np.argmax(logits, axis=1) != labels)), source
+    return (float(np.mean(np.argmax(logits, axis=1) != labels)),
+            "%s %s on this host's CPU (%d images)" % (name, precision, len(labels)))
+  logits = export_lib.keras_logits(model, images)
+  return (float(np.mean(np.argmax(logits, axis=1) != labels)),
+          "keras (the device returned no predictions)")
 
 
 def export_and_measure(model, work_dir, config, images, precision="fp32",
@@ -276,17 +282,25 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
                   threshold_w=config.power_threshold_w, sample_interval_s=config.sample_interval_s,
                   repeats=config.measure_repeats,
                   contention_policy=getattr(config, "contention_policy", "remeasure"))
-  if config.device == "remote":
+  trace_dir = os.path.join(work_dir, "measure", *sub)
+  if config.device == devices.REMOTE:
+    # Every runtime returns its predictions: the deployed error is the device's.
+    settings.update(predictions=True)
     if on_device:
-      settings.update(precision=precision, predictions=True)
+      settings.update(precision=precision)
     measured = _measure_remote(config, model_path, settings, images)
   else:
-    from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
     options = dict(precision=precision, calibration_images=calibration_images
-                   if precision == "int8" else None) if on_device else None
-    measured = measure_lib.measure(model_path, images=images, progress=False,
-                                   trace_dir=os.path.join(work_dir, "measure", *sub),
-                                   runtime_options=options, **settings)
+                   if precision == "int8" else None) if on_device else {}
+    if config.device in devices.CUDA_DEVICES:
+      measured = _measure_in_device_process(config, model_path, settings, images, trace_dir,
+                                            options)
+    else:
+      from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
+      measured = measure_lib.measure(model_path, images=images, progress=False,
+                                     trace_dir=trace_dir, runtime_options=options or None,
+                                     power_options=getattr(config, "power_options", None),
+                                     predictions=config.device != "cpu", **settings)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
   runtime_info = measured.get("runtime_info") or {}
@@ -301,58 +315,89 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
       artifacts[key] = measured[key]
   if measured.get("top1") is not None:
     artifacts["device_top1"] = measured["top1"]
+  process = measured.get("process")
+  if process:  # measured by a device script in a process of its own
+    metrics["measure_pid"] = process.get("pid")
+    metrics["measure_tensorflow_loaded"] = process.get("tensorflow_imported")
   return metrics, artifacts
 
 
-def check_remote_calibration(config, token):
-  """Before any trial: a search that deploys TensorRT int8 on a remote board
-  needs an agent started with calibration images (``--calibration``): the
-  engine's calibrator runs there. Raises ValueError otherwise."""
-  if not (config.device == "remote" and config.runtime == "tensorrt"
-          and "int8" in tuple(config.precisions)):
-    return
-  from deploy import agent_client  # pylint: disable=g-import-not-at-top
-  health = agent_client.AgentClient(config.device_url, token,
-                                    ca_file=getattr(config, "device_ca_file", None)).health()
-  if not health.get("calibration_images"):
-    raise ValueError(
-        "--precisions includes int8 with --runtime=tensorrt, but the agent at %s holds no "
-        "calibration images: TensorRT calibrates its int8 engine on the board. Write the "
-        "TRAINING images on the host (python -m deploy.measure --dataset=%s "
-        "--calibration_images=%d --write_calibration=calibration.npy), copy the file to the "
-        "board and restart the agent with --calibration=calibration.npy."
-        % (config.device_url, config.dataset, config.calibration_images))
+def _measure_in_device_process(config, model_path, settings, images, trace_dir, options):
+  """Measure on a local CUDA device (GPU, Jetson) in a process of its own, by
+  the device script the board would run (``python -m deploy.<kind>.measure``),
+  which never imports TensorFlow: the trial's process trained with
+  TensorFlow, which keeps the GPU memory it took (growth only) and would
+  share the GPU with the measured runtime. Returns the script's JSON (with
+  ``top1``); a failure raises RuntimeError with the script's last lines."""
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess
+  import sys
+  import numpy as np
+  from deploy import devices  # pylint: disable=g-import-not-at-top
+  os.makedirs(trace_dir, exist_ok=True)
+  data = os.path.join(trace_dir, "images.npy")
+  np.save(data, np.ascontiguousarray(images, np.float32))
+  cmd = [sys.executable, "-m", "deploy.%s.measure" % config.device, "--model=" + model_path,
+         "--data=" + data, "--runtime=" + settings["runtime"],
+         "--power_source=" + settings["power_source"],
+         "--batch_size=%d" % settings["batch_size"], "--repeats=%d" % settings["repeats"],
+         "--sample_interval_s=%r" % settings["sample_interval_s"],
+         "--contention_policy=" + settings["contention_policy"], "--trace_dir=" + trace_dir,
+         "--predictions"]
+  if settings["threshold_w"] is not None:
+    cmd.append("--threshold_w=%r" % settings["threshold_w"])
+  for key, value in sorted((getattr(config, "power_options", None) or {}).items()):
+    cmd.append("--%s=%s" % (devices.POWER_OPTION_FLAGS[key], value))
+  calibration = None
+  if options:
+    cmd.append("--precision=" + options["precision"])
+    if options.get("calibration_images") is not None:
+      calibration = os.path.join(trace_dir, "calibration.npy")
+      np.save(calibration, np.ascontiguousarray(options["calibration_images"], np.float32))
+      cmd.append("--calibration=" + calibration)
+  try:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+  finally:
+    for path in (data, calibration):
+      if path and os.path.exists(path):
+        os.remove(path)
+  lines = proc.stdout.strip().splitlines()
+  if proc.returncode != 0 or not lines:
+    raise RuntimeError("the measurement on the %s (%s) failed with exit status %d: %s"
+                       % (config.device, " ".join(cmd[:3]), proc.returncode,
+                          " | ".join(proc.stderr.strip().splitlines()[-5:])))
+  return json.loads(lines[-1])
 
 
 def _measure_remote(config, model_path, settings, images):
   """The agent's measurement of ``model_path``. With ``predictions`` asked
   for, its ``top1`` is kept only when the agent measured exactly ``images``
-  (this search's validation images: same count and sha256 of the float32
-  bytes as its health's ``data_sha256``); otherwise it is dropped with a
-  warning (the deployed error then falls back, ``deployed_error``)."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
+  (this search's validation images: the sha256 of the float32 bytes it
+  measured, as its result reports them, equals ours; the handshake checked
+  its images already, this catches an agent restarted with others since);
+  otherwise it is dropped with a warning and the deployed error falls back
+  to Keras' (``deployed_error``, which says so)."""
   from deploy import agent_client  # pylint: disable=g-import-not-at-top
+  from deploy import agent_settings
   with open(config.device_token_file) as f:
     token = f.read().strip()
   client = agent_client.AgentClient(config.device_url, token,
                                     ca_file=getattr(config, "device_ca_file", None))
   # The agent owns its power source and its copy of the validation images.
   remote = {k: v for k, v in settings.items() if k not in ("device", "power_source")}
-  measured = client.measure(model_path, num_images=config.measure_images, **remote)
+  measured = client.measure(model_path, num_images=len(images), **remote)
   if measured.get("power_source") != settings["power_source"] and \
       settings["power_source"] not in ("auto", "none"):
     raise ValueError("The agent at %s measures with power source %r, the search asked for %r."
                      % (config.device_url, measured.get("power_source"), settings["power_source"]))
-  if measured.get("top1") is not None:
-    own = np.ascontiguousarray(images, np.float32)
-    health = client.health()
-    if (health.get("images") != len(own) or health.get("data_sha256")
-        != hashlib.sha256(own.tobytes()).hexdigest() or len(measured["top1"]) != len(own)):
-      print("warning: the agent at %s holds %s images that are not this search's %d validation "
-            "images (sha256 differs); its predictions are not used for the deployed error. "
-            "Start it with --data written by: python -m deploy.measure --dataset=%s "
-            "--num_images=%d --write_data=images.npy"
-            % (config.device_url, health.get("images"), len(own), config.dataset, len(own)))
+  top1 = measured.get("top1")
+  if top1 is not None:
+    seen = measured.get("images_sha256")
+    if len(top1) != len(images) or (seen and seen != agent_settings.data_sha256(images)):
+      print("warning: the agent at %s measured %d images that are not this search's %d "
+            "validation images (sha256 differs); its predictions are not used for the "
+            "deployed error. Restart it with --data written by: python -m deploy.measure "
+            "--dataset=%s --num_images=%d --write_data=images.npy"
+            % (config.device_url, len(top1), len(images), config.dataset, len(images)))
       measured.pop("top1")
   return measured
