@@ -71,6 +71,10 @@ POWER_SOURCES = ("nvml", "ina3221", "rapl", "usb_meter", "none")
 # The keyword arguments each power source's constructor takes (deploy.power).
 POWER_OPTIONS = {"nvml": ("device_index",), "ina3221": ("rail", "root"), "rapl": ("root",),
                  "usb_meter": ("csv_path", "port"), "none": ()}
+# The command-line flag of each power-source keyword, the same in every CLI
+# (device scripts, the agent, deploy.measure, search.run).
+POWER_OPTION_FLAGS = {"rail": "rail", "root": "power_root", "device_index": "gpu_index",
+                      "csv_path": "usb_csv", "port": "usb_port"}
 
 DEVICES = collections.OrderedDict((d.name, d) for d in (
     DeviceKind("cpu", ("onnxruntime", "openvino", "keras"), ("rapl", "none"), None,
@@ -91,6 +95,9 @@ AUTO = "auto"
 OPENVINO_DEVICE = {"cpu": "CPU", "gpu": "GPU", "myriad": "MYRIAD"}
 # Kinds whose runtime compiles for one static batch size (MYRIAD: static shapes).
 STATIC_BATCH = ("myriad",)
+# Kinds measured through CUDA: a search measures them in a process of its own
+# that never imported TensorFlow (which holds the GPU's memory once it ran).
+CUDA_DEVICES = ("gpu", "jetson")
 # The ONNX Runtime execution provider that must be present for each kind.
 ONNXRUNTIME_PROVIDER = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider",
                         "jetson": "CUDAExecutionProvider"}

@@ -21,10 +21,16 @@ OBJECTIVES = ("error", "time", "energy")
 STRATEGIES = ("pesmo", "parego", "random")
 EXECUTORS = ("local", "ray")
 # Devices, runtimes, power sources and thresholds: deploy/devices.py.
+# How to reach the device and its instrument may change between runs (an
+# agent's new address, a meter on another port); what is measured may not:
+# the artifact sent (format, ONNX opset), decided by the target at each run,
+# is part of the experiment (a resumed search whose agent now reads IR where
+# its trials were measured from ONNX is refused, not mixed).
 RUN_CONTROL_FIELDS = ("num_samples", "max_parallel", "executor", "ray_address", "device_url",
-                      "device_token_file", "results_dir", "trial_retries", "artifact_format",
-                      "onnx_opset", "retry_failed", "keep_checkpoints",
-                      "max_consecutive_failures", "device_ca_file", "contention_policy")
+                      "device_token_file", "results_dir", "trial_retries",
+                      "retry_failed", "keep_checkpoints",
+                      "max_consecutive_failures", "device_ca_file", "contention_policy",
+                      "power_options")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +54,9 @@ class SearchConfig:
   onnx_opset: Optional[int] = None
   runtime: Optional[str] = None
   power_source: str = "auto"
+  # The local power source's keyword arguments (deploy.devices.POWER_OPTIONS:
+  # rail, root, device_index, csv_path, port); a remote agent has its own.
+  power_options: Dict[str, object] = dataclasses.field(default_factory=dict)
   optional_energy: bool = False
   power_threshold_w: Optional[float] = None
   sample_interval_s: float = 0.02
@@ -129,7 +138,16 @@ def validate(config: SearchConfig) -> None:
   if config.measure_images < config.measure_batch_size:
     raise ValueError("--measure_images=%d is smaller than --measure_batch_size=%d."
                      % (config.measure_images, config.measure_batch_size))
+  unknown = sorted(set(config.power_options) - set(devices.POWER_OPTION_FLAGS))
+  if unknown:
+    raise ValueError("power_options %s are not power-source options; expected some of %s."
+                     % (unknown, sorted(devices.POWER_OPTION_FLAGS)))
   if config.device == "remote":
+    if config.power_options:
+      raise ValueError("--%s: the agent reads its own power source; give these options to "
+                       "`python -m deploy.agent` on the device instead."
+                       % ", --".join(devices.POWER_OPTION_FLAGS[k]
+                                     for k in sorted(config.power_options)))
     if not config.device_url:
       raise ValueError("--device=remote needs --device_url (the address of "
                        "`python -m deploy.agent` on the device).")

@@ -83,6 +83,13 @@ def _define_measure_flags(flag_values):
                     "Inference runtime (default: per device, see search/config.py).", **fv)
   flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "Power source; auto = the device's own if readable, else none.", **fv)
+  flags.DEFINE_string("rail", None, "Local ina3221: rail label(s), comma-separated (default: "
+                      "the board's input rail).", **fv)
+  flags.DEFINE_integer("gpu_index", None, "Local nvml: the GPU's index.", lower_bound=0, **fv)
+  flags.DEFINE_string("usb_csv", None, "Local usb_meter: the meter's timestamped CSV log.", **fv)
+  flags.DEFINE_string("usb_port", None, "Local usb_meter: its serial port (/dev/ttyUSB0).", **fv)
+  flags.DEFINE_string("power_root", None, "Local ina3221/rapl: root of the sysfs tree "
+                      "(default /).", **fv)
   flags.DEFINE_bool("optional_energy", False, "Drop the energy objective (with a notice) "
                     "instead of refusing when no power source is readable.", **fv)
   flags.DEFINE_float("power_threshold_w", None, "Working/idle threshold in watts "
@@ -152,6 +159,8 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       dataset=fv.dataset, data_dir=fv.data_dir, recipe=recipe,
       train_images=fv.train_images, device=fv.device,
       runtime=fv.runtime, power_source=fv.power_source,
+      power_options={key: getattr(fv, flag) for key, flag in devices.POWER_OPTION_FLAGS.items()
+                     if getattr(fv, flag) is not None},
       optional_energy=fv.optional_energy, power_threshold_w=fv.power_threshold_w,
       sample_interval_s=fv.sample_interval_s, measure_images=fv.measure_images,
       measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,
