@@ -126,8 +126,28 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
   return out
 
 
+def save_openvino_ir(onnx_path, out, fp16=False):
+  """Convert ``onnx_path`` to IR at ``out`` (.xml, the .bin beside it) with
+  this host's OpenVINO: ``convert_model``/``save_model`` from 2023.1, else
+  the 2022.x API (``openvino.runtime``: ``Core.read_model``, ``serialize``;
+  fp16 by ``offline_transformations.compress_model_transformation``), as on
+  the OpenVINO 2022.3 host of a Movidius stick."""
+  try:
+    import openvino as ov
+    convert, save = ov.convert_model, ov.save_model
+  except (ImportError, AttributeError):
+    from openvino.runtime import Core, serialize  # 2022.x
+    model = Core().read_model(onnx_path)
+    if fp16:
+      from openvino.offline_transformations import compress_model_transformation
+      compress_model_transformation(model)
+    serialize(model, out, os.path.splitext(out)[0] + ".bin")
+    return out
+  save(convert(onnx_path), out, compress_to_fp16=fp16)
+  return out
+
+
 def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
-  import openvino as ov
   if not out.endswith(".xml"):
     raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
                      "path ending in .xml (the .bin goes next to it). Received %r" % out)
@@ -136,7 +156,7 @@ def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_
     if precision == "int8":
       from deploy import quantize
       return quantize.quantize_openvino(onnx_path, out, calibration_images)
-    ov.save_model(ov.convert_model(onnx_path), out, compress_to_fp16=precision == "fp16")
+    save_openvino_ir(onnx_path, out, fp16=precision == "fp16")
   return out
 
 

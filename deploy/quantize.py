@@ -103,6 +103,11 @@ def quantize_openvino(fp32_onnx_path, out, calibration_images, batch_size=CALIBR
     raise ValueError("Invalid value for argument `out`. Expected a path ending in .xml. "
                      "Received %r" % (out,))
   ov = _import("openvino", "openvino", "int8 for openvino")
+  if not hasattr(ov, "convert_model"):
+    raise ImportError("int8 for openvino quantizes with NNCF on OpenVINO 2023.1 or newer; this "
+                      "host has an older OpenVINO (2022.x API, the MYRIAD plugin's, whose stick "
+                      "computes in FP16 only): quantize on a host with a current OpenVINO, or "
+                      "drop int8.")
   nncf = _import("nncf", "nncf", "int8 for openvino (NNCF post-training quantization)")
   model = ov.convert_model(fp32_onnx_path)
   dataset = nncf.Dataset(_batches(images, batch_size))
