@@ -172,14 +172,18 @@ def choose(candidates, options, log=print):
   return stages
 
 
-def stage_data(stages, files, splits, options):
-  """``(validation CascadeData, test CascadeData or None)`` of the stage files."""
+def stage_data(stages, files, splits, options, static_batch=None):
+  """``(validation CascadeData, test CascadeData or None)`` of the stage files.
+  static_batch: the batch of a device compiled for one static batch size,
+  where the stage costs were measured (every call then costs a whole batch)."""
   from tea_keras import data  # pylint: disable=g-import-not-at-top
   times = [s.time_s_per_image for s in stages]
   energies = [s.energy_j_per_image for s in stages]
   energies = energies if all(e is not None for e in energies) else None
   calls, batch = None, None  # the per-call model where every stage was measured for it
-  if all(s.call_time_s is not None for s in stages):
+  if static_batch:
+    calls, batch = cascade_lib.static_batch_calls(times, static_batch), int(static_batch)
+  elif all(s.call_time_s is not None for s in stages):
     calls, batch = [s.call_time_s for s in stages], int(stages[0].measurement["batch_size"])
   out = []
   for x, y in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
@@ -255,9 +259,14 @@ def build(options, log=print):
                      seed=int(settings.get("split_seed") or 0))
   files = cascade_stages.write_stage_models(stages, options.out_dir,
                                             data.normalize(splits.x_val[:8]))
+  static = None  # costs measured by the search on a static-batch device (MYRIAD)
   if options.stage_costs == "measure":
     singles = remeasure_stage_costs(stages, files, options, settings, splits, log)
-  val, test = stage_data(stages, files, splits, options)
+  elif settings.get("device_kind") in devices.STATIC_BATCH:
+    static = int(settings.get("measure_batch_size") or 100)
+    log("stage costs: measured on a %s, which runs whole batches: a stage costs a whole batch "
+        "of %d per call, however few images reach it" % (settings["device_kind"], static))
+  val, test = stage_data(stages, files, splits, options, static)
   evaluations, rows, ref_y, grid_info = threshold_searches(val, options, log)
   points = cascade_lib.front_points(val, evaluations, test)
   spec = write_spec(options.out_dir, stages, files, val, test, points, settings, options)

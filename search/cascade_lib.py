@@ -32,7 +32,11 @@ that reaches stage s}:
 
   time(t)   = sum_s [r_s b_s + q_s a_s]     (= sum_s r_s tau_s when a_s = 0)
 
-(energy keeps the per-image model).
+(energy keeps the per-image model). On a device compiled for one static
+batch (MYRIAD: ``deploy.devices.STATIC_BATCH``) the runner pads every call
+to a whole batch, so a call costs the same whatever number of images reaches
+the stage: ``a_s = tau_s B``, ``b_s = 0`` (``static_batch_calls``), and
+time(t) = sum_s q_s tau_s B.
 
 Exact front (``grid``): the outcome depends on t_s only through the set
 ``{n : c[s, n] >= t_s}``, which changes only at the confidences of stage s, so
@@ -151,6 +155,12 @@ def per_call_cost(time_s, small_time_s, batch_size, small_batch_size):
   (tau at B = a/B + b, at b_small = a/b_small + b), clamped to [0, tau * B]."""
   a = (small_time_s - time_s) / (1.0 / small_batch_size - 1.0 / batch_size)
   return float(min(max(a, 0.0), time_s * batch_size))
+
+
+def static_batch_calls(time_s, batch_size):
+  """``call_time_s`` of stages measured on a static-batch device at batch
+  ``batch_size``: every call runs, padded, and costs a whole batch."""
+  return [float(t) * int(batch_size) for t in time_s]
 
 
 def call_fractions(stage, num_stages, batch_size):

@@ -94,6 +94,25 @@ class EvaluateTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(cascade_lib.evaluate(batched.subset(np.arange(40)), vectors[:2]).error,
                         cascade_lib.evaluate(data.subset(np.arange(40)), vectors[:2]).error)
 
+  @parameterized.parameters((2, 50), (3, 32))
+  def test_static_batch_costs_a_whole_batch_per_call(self, stages, batch_size):
+    """MYRIAD pads every call to its static batch: the runner's loop with a
+    per-call cost of a whole batch and nothing per image."""
+    data, logits, labels = toy_data(stages, 130, seed=stages + 7)
+    tau = 1e-4 * 2.0 ** np.arange(stages)      # per image, measured at full batches
+    calls = cascade_lib.static_batch_calls(tau, batch_size)
+    batched = dataclasses.replace(data, time_s=tau, call_time_s=calls, batch_size=batch_size)
+    rng = np.random.default_rng(5)
+    vectors = np.vstack([rng.random((6, stages - 1)), np.zeros(stages - 1), np.ones(stages - 1)])
+    ev = cascade_lib.evaluate(batched, vectors)
+    for k, t in enumerate(vectors):
+      self.assertAllClose(ev.time_s[k], brute_force_batched(
+          logits, labels, t, tau * batch_size, np.zeros(stages), batch_size, "max_softmax"),
+                          rtol=1e-12)
+    # padding makes a deferring cascade dearer than the per-image model says
+    per_image = cascade_lib.evaluate(dataclasses.replace(data, time_s=tau), vectors)
+    self.assertTrue(np.all(ev.time_s >= per_image.time_s - 1e-15))
+
   def test_per_call_cost_inverts_the_two_batch_model(self):
     a, b = 4e-3, 2e-4
     self.assertAllClose(cascade_lib.per_call_cost(a / 100 + b, a / 10 + b, 100, 10), a)
