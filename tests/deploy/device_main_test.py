@@ -31,6 +31,7 @@ DEVICE_SIDE = [
     "deploy/runtimes/onnxruntime_runtime.py", "deploy/runtimes/openvino_runtime.py",
     "deploy/runtimes/tensorrt_runtime.py", "deploy/cpu", "deploy/gpu", "deploy/jetson",
     "deploy/myriad", "deploy/selfcheck.py", "deploy/selfcheck_model.py",
+    "deploy/model_inputs.py", "deploy/agent_requests.py",
 ]
 
 

@@ -75,16 +75,20 @@ NVML_IDLE_W, NVML_DYNAMIC_W = 60.0, 200.0
 
 
 def gpu_occupancy():
-  """How much of the fake GPU the running model keeps busy (0..1): a model
-  of ``TEA_FAKE_GPU_SATURATING_WEIGHTS`` (default 100,000) weights or more
-  fills it; a smaller one is launch-bound, its kernels too small to load the
-  GPU, so the board's power stays near idle (as a tiny CNN on a TITAN X
-  stays below the paper's 80 W). Without a CUDA session: fully busy (the
-  process's own work is all there is)."""
+  """How much of the fake GPU the running model keeps busy (0.05..1): a
+  model of up to ``TEA_FAKE_GPU_LAUNCH_BOUND_WEIGHTS`` (200,000) weights is
+  launch-bound, its kernels too small to fill the GPU, and loads it only by
+  the launches (0.05: the board stays near idle, as a tiny CNN on a TITAN X
+  stays below the paper's 80 W); from there the load grows linearly to a
+  full GPU at ``TEA_FAKE_GPU_SATURATING_WEIGHTS`` (1,000,000; the paper's
+  N=2, F=24 cells have 1-9.5 million). Without a CUDA session: fully busy
+  (the process's own work is all there is)."""
   weights = GPU["weights"]
   if weights is None:
     return 1.0
-  return min(1.0, weights / float(os.environ.get("TEA_FAKE_GPU_SATURATING_WEIGHTS", "100000")))
+  knee = float(os.environ.get("TEA_FAKE_GPU_LAUNCH_BOUND_WEIGHTS", "200000"))
+  full = float(os.environ.get("TEA_FAKE_GPU_SATURATING_WEIGHTS", "1000000"))
+  return 0.05 + 0.95 * min(1.0, max(0.0, (weights - knee) / (full - knee)))
 
 
 def _onnx_weights(path_or_bytes):
