@@ -48,8 +48,11 @@ def pareto_trials(trials, objectives):
 
 
 def remeasure(source_dir, target_config, out_dir, log=print):
-  """Measure the source's Pareto models with ``target_config``; returns rows."""
-  from search import report, trial as trial_lib  # pylint: disable=g-import-not-at-top
+  """Measure the source's Pareto models with ``target_config``; returns rows.
+  Each model is exported and measured holding the local device's lock
+  exclusive (``search.device_lock``), as a search's trial is: no search on
+  this machine trains, proposes or measures meanwhile."""
+  from search import device_lock, report, trial as trial_lib  # pylint: disable=g-import-not-at-top
   from tea_keras import data, network
   source_config, trials = report.load_search(source_dir)
   models = pareto_trials(trials, source_config["objectives"])
@@ -61,7 +64,8 @@ def remeasure(source_dir, target_config, out_dir, log=print):
                                                     target_config.device))
     model = network.load_model(t["artifacts"]["model"])
     work = os.path.join(out_dir, "models", "%04d" % t["trial_id"])
-    metrics, _ = trial_lib.export_and_measure(model, work, target_config, images)
+    with device_lock.measuring(device_lock.for_config(target_config)):
+      metrics, _ = trial_lib.export_and_measure(model, work, target_config, images)
     with open(os.path.join(work, "measurement.json"), "w") as f:
       json.dump(metrics, f, indent=2)
     rows.append({"trial_id": t["trial_id"], "genotype": t["genotype"],

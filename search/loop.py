@@ -30,6 +30,11 @@
    unless ``keep_checkpoints`` (its ``model.keras`` is what later steps read).
 4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
    summary and the plots, and a progress line with an ETA is logged.
+
+The driver's own work, proposing (GP fit, acquisition) and writing outputs
+and plots, holds the local device's machine-wide lock shared, as training
+does (``search.device_lock``): none of it runs while a trial, or another
+search on this machine, measures.
 """
 
 import dataclasses
@@ -43,6 +48,7 @@ import threadpoolctl
 
 from search import budgets as budgets_lib
 from search import config as config_lib
+from search import device_lock
 from search import executors
 from search import outputs
 from search import store as store_lib
@@ -164,7 +170,13 @@ def _hms(seconds):
 
 
 def propose_genotype(store, strategy, config, design_space, log=print):
-  """The next genotype (and its source tag), new to the store."""
+  """The next genotype (and its source tag), new to the store; proposed with
+  the local device held shared (``search.device_lock``)."""
+  with device_lock.shared(device_lock.for_config(config)):
+    return _propose(store, strategy, config, design_space, log)
+
+
+def _propose(store, strategy, config, design_space, log):
   trials = store.trials()
   index = len(trials)
   rng = np.random.default_rng([config.seed, index])
@@ -437,7 +449,9 @@ def _record(store, config, result, log):
 
 
 def _refresh(store, config):
-  trials = store.trials()
-  ref = outputs.freeze_reference_point(store, trials, config.objectives, config.num_initial)
-  return outputs.refresh(config.results_dir, trials, config.objectives, ref,
-                         budgets_lib.budgets_of(config))
+  """``search.outputs.refresh``, with the local device held shared."""
+  with device_lock.shared(device_lock.for_config(config)):
+    trials = store.trials()
+    ref = outputs.freeze_reference_point(store, trials, config.objectives, config.num_initial)
+    return outputs.refresh(config.results_dir, trials, config.objectives, ref,
+                           budgets_lib.budgets_of(config))

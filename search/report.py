@@ -21,7 +21,10 @@ measured while other processes were busy are flagged ``contended`` in
 
 writes ``remeasured_front.csv`` (time and energy then and now, both contention
 flags, the ratio). Fig. 5 prints a notice when a search's times include
-contended measurements.
+contended measurements. Every measurement made here (remeasure, precisions
+with ``--runtimes``, Table II with ``--measure_label``) holds the local
+device's machine-wide lock exclusive (``search.device_lock``): no search on
+this machine trains, proposes or measures on that device meanwhile.
 
 Per-precision table of a search's Pareto cells (error delta, size, time and
 energy ratios against fp32; ``search.precision_report``), from the search's
@@ -282,13 +285,14 @@ def contention_notice(runs):
 def measure_model_dir(model_dir, label, settings):
   """Export and measure ``<model_dir>/model.keras``; keep the JSON under
   ``<model_dir>/measurements/<label>.json`` and return it."""
-  from search import trial as trial_lib  # pylint: disable=g-import-not-at-top
+  from search import device_lock, trial as trial_lib  # pylint: disable=g-import-not-at-top
   from tea_keras import data, network
   model = network.load_model(os.path.join(model_dir, "model.keras"))
   splits = data.load(settings.dataset, data_dir=settings.data_dir)
   images = data.normalize(splits.x_val[:settings.measure_images])
   work = os.path.join(model_dir, "measurements", label)
-  metrics, artifacts = trial_lib.export_and_measure(model, work, settings, images)
+  with device_lock.measuring(device_lock.for_config(settings)):  # no search works meanwhile
+    metrics, artifacts = trial_lib.export_and_measure(model, work, settings, images)
   metrics.update(artifacts=artifacts)
   with open(work + ".json", "w") as f:
     json.dump(metrics, f, indent=2)
@@ -350,6 +354,17 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
   return loop.resolve(config, log)
 
 
+def _measuring_for(results_dir):
+  """The local device of the search in ``results_dir`` held exclusive while
+  its cells are measured again (``search.device_lock``); nothing for None."""
+  from search import config as config_lib, device_lock  # pylint: disable=g-import-not-at-top
+  if results_dir is None:
+    return device_lock.measuring(None)
+  config_dict, _ = load_search(results_dir)
+  return device_lock.measuring(device_lock.for_config(
+      config_lib.SearchConfig.from_dict(config_dict)))
+
+
 def main(argv):
   del argv
   from tea_keras import console  # pylint: disable=g-import-not-at-top
@@ -372,8 +387,9 @@ def main(argv):
       if not FLAGS.results_dir:
         raise ValueError("--figure=precisions needs --results_dir.")
       from search import precision_report  # pylint: disable=g-import-not-at-top
-      print(precision_report.precision_table(FLAGS.results_dir, FLAGS.out_dir,
-                                             tuple(FLAGS.runtimes), FLAGS.top))
+      with _measuring_for(FLAGS.results_dir if FLAGS.runtimes else None):
+        print(precision_report.precision_table(FLAGS.results_dir, FLAGS.out_dir,
+                                               tuple(FLAGS.runtimes), FLAGS.top))
       return
     if FLAGS.figure == "budget":
       from search import budget_report  # pylint: disable=g-import-not-at-top

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
@@ -355,6 +356,36 @@ class ConsoleLinesTest(tf.test.TestCase):
                             {"final_hypervolume": 0.07, "reference_point_frozen": True})
     self.assertIn("| HV 0.07 | elapsed", lines[2])
     self.assertLen(lines, 3)
+
+
+class DriverDeviceLockTest(tf.test.TestCase, parameterized.TestCase):
+  """The driver's own work (proposal: GP fit, acquisition; outputs and plots)
+  holds the device shared, as training does: a measurement in another process,
+  for another search on this machine, delays it."""
+
+  @parameterized.parameters("propose_genotype", "refresh")
+  def test_driver_work_waits_for_a_measurement_in_another_process(self, work_name):
+    from search.optimizer import design  # pylint: disable=g-import-not-at-top
+    from tests.search import device_lock_test  # pylint: disable=g-import-not-at-top
+    temp = self.get_temp_dir()
+    config = tiny_config(os.path.join(temp, "driver_" + work_name), strategy="random")
+    os.makedirs(config.results_dir)
+    design_space = design.cell_space()
+
+    def work():  # in a thread of its own: its own store connection
+      store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
+      try:
+        if work_name == "propose_genotype":
+          loop.propose_genotype(store, None, config, design_space, log=lambda line: None)
+        else:
+          loop._refresh(store, config)
+      finally:
+        store.close()
+    with mock.patch.dict(os.environ, TEA_LOCK_DIR=os.path.join(temp, "locks_" + work_name)):
+      finished, released = device_lock_test.finish_time_behind(
+          "cpu", os.path.join(temp, "measuring_search"), work)
+    self.assertGreater(finished, released, msg="expected the driver's %s to wait for the "
+                       "measurement of another search on this machine" % work_name)
 
 
 class RayExecutorTest(tf.test.TestCase):
