@@ -16,7 +16,14 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
     return config_lib.SearchConfig(**kw)
 
   def test_validate_accepts_defaults(self):
-    config_lib.validate(self._config())
+    config = self._config()
+    # The defaults are the paper's experiment: PESMO over error, time and energy.
+    self.assertEqual((config.strategy, config.objectives, config.power_source),
+                     ("pesmo", ("error", "time", "energy"), "auto"))
+    try:
+      config_lib.validate(config)
+    except ValueError as e:
+      self.fail("expected the default config to be valid; validate() refused it: %s" % e)
 
   @parameterized.parameters(
       (dict(device="tpu"), "--device=tpu is not supported. Expected one of: cpu, gpu"),
@@ -37,7 +44,15 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
       config_lib.validate(self._config(**kwargs))
 
   def test_validate_allows_energy_dropped_when_optional(self):
-    config_lib.validate(self._config(power_source="none", optional_energy=True))
+    no_meter = dict(objectives=("error", "time", "energy"), power_source="none")
+    with self.assertRaisesRegex(ValueError, "--objectives includes energy but "
+                                "--power_source=none"):
+      config_lib.validate(self._config(**no_meter))
+    try:
+      config_lib.validate(self._config(optional_energy=True, **no_meter))
+    except ValueError as e:
+      self.fail("expected --optional_energy to allow energy among the objectives with "
+                "--power_source=none (it is dropped); validate() refused it: %s" % e)
 
   def test_check_results_dir_refuses_other_experiment(self):
     config = self._config(objectives=("error", "time"))
