@@ -65,17 +65,26 @@ def resolve(config, log=print):
   adopt ``auto`` values (runtime, power source), the paper's threshold, the
   artifact format and ONNX opset to send, and drop energy (``optional_energy``)
   when no power source reads. Raises ``ValueError`` (a ``TargetError``) naming
-  what is missing when the experiment cannot be measured there."""
+  what is missing when the experiment cannot be measured there: a precision
+  the target cannot deploy, a static-batch device's partial batch, and for a
+  remote agent fewer images than ``measure_images``, images that are not
+  this search's validation images, or no calibration images for TensorRT
+  int8."""
   from deploy import target  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
-  token = None
+  token, validation = None, None
   if config.device == "remote":
     with open(config.device_token_file) as f:
       token = f.read().strip()
+    validation = _validation_images(config)
   plan = target.plan_measurement(
       config.device, config.runtime, config.power_source, config.objectives,
       config.optional_energy, config.power_threshold_w, device_url=config.device_url,
-      token=token, ca_file=config.device_ca_file)
+      token=token, ca_file=config.device_ca_file, power_options=config.power_options,
+      precisions=config.precisions, measure_images=config.measure_images,
+      batch_size=config.measure_batch_size, validation_images=validation,
+      data_hint="--dataset=%s%s" % (config.dataset, " --data_dir=%s" % config.data_dir
+                                    if config.data_dir else ""))
   for notice in plan.notices:
     log("notice: %s" % notice)
   changes = dict(runtime=plan.runtime, power_source=plan.power_source,
@@ -87,9 +96,14 @@ def resolve(config, log=print):
     changes["objectives"] = tuple(o for o in config.objectives if o != "energy")
   resolved = config_lib.SearchConfig.from_dict(dict(config.__dict__, **changes))
   config_lib.validate(resolved)
-  from search import trial as trial_lib  # pylint: disable=g-import-not-at-top
-  trial_lib.check_remote_calibration(resolved, token)
   return resolved
+
+
+def _validation_images(config):
+  """The search's normalized validation images, as a remote agent must hold
+  them (``deploy.measure --write_data``)."""
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  return data.normalize(trial_lib.load_splits(config).x_val)
 
 
 class Progress:
