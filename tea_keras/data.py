@@ -1,4 +1,4 @@
-"""CIFAR-10 data: loading, the paper's train/validation/test split, tf.data pipelines.
+"""Data: loading, the train/validation/test split, tf.data pipelines.
 
 Data sets (``load(name)``):
 
@@ -8,15 +8,29 @@ Data sets (``load(name)``):
 * ``cifar10_sample``: 6,102 real CIFAR-10 images shipped in this package
   (``resources/cifar10_sample.npz``, provenance in ``cifar10_sample.md``) so
   that the quickstart and the tests run offline.
+* ``folder``: your own images (``data_dir``, required), one sub-folder per
+  class, read by ``read_image_folder`` (layout and rules there): class names
+  are the folder names, sorted; every image is converted to RGB and resized
+  to 32x32 (``IMAGE_SHAPE``, the network's input); ``Splits.class_names``
+  carries the classes, hence the number of logits.
 
 Split (Cai et al., 2018, section IV-A): a seeded random ``VAL_FRACTION``
-(5,000 of the 50,000) of the training images is held out for validation;
-the test images are kept apart for final evaluation only.
+(5,000 of the 50,000) of the CIFAR-10 training images is held out for
+validation; the test images are kept apart for final evaluation only. An
+image folder holds out ``FOLDER_VAL_FRACTION`` of each class
+(``split_per_class``): own data sets are small, and a per-class draw keeps
+every class in both splits.
 
 Normalization contract: ``normalize`` (NumPy, uint8 -> float32, per-channel
-CIFAR-10 mean/std) is the one function training and deployment both use to
-prepare images; ``normalize_tensor`` is the same arithmetic on tensors, inside
-the tf.data pipeline.
+mean/std) is the one function training and deployment both use to prepare
+images; ``normalize_tensor`` is the same arithmetic on tensors, inside the
+tf.data pipeline. ``MEAN``/``STD`` are CIFAR-10's, for EVERY data set, image
+folders included: the preparation of a deployed network's input is one
+fixed formula that needs no statistics of the training data (an agent's
+images, ``deploy.measure --write_data``, a board's own camera code), and the
+network's first layers (a convolution, then batch normalization) absorb any
+per-channel offset and scale of the input, so per-data-set statistics would
+only change the conditioning of the stem's weights.
 
 Augmentation (``augment``, paper IV-A: random crops, flips, brightness and
 contrast) works on float32 images in [0, 255] and is *stateless*: the random
@@ -40,11 +54,17 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-NAMES = ("cifar10", "cifar10_sample")
-NUM_CLASSES = 10
+NAMES = ("cifar10", "cifar10_sample", "folder")
+NUM_CLASSES = 10  # CIFAR-10's; an image folder's come from its sub-folders
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                   "ship", "truck")
 IMAGE_SHAPE = (32, 32, 3)
 # Held-out validation fraction: 5,000 of CIFAR-10's 50,000 training images.
 VAL_FRACTION = 5000 / 50000
+# Held-out validation fraction of each class of an image folder: own data sets
+# are small (hundreds of images), and the search's error objective is measured
+# on this split; 20% is also Keras' usual validation_split.
+FOLDER_VAL_FRACTION = 0.2
 # Per-channel (RGB) mean and standard deviation of the 50,000 CIFAR-10
 # training images, in pixel units [0, 255].
 MEAN = np.array([125.307, 122.950, 113.865], dtype=np.float32)
@@ -74,6 +94,12 @@ class Splits:
   x_test: np.ndarray
   y_test: np.ndarray
   name: str
+  class_names: Tuple[str, ...] = CIFAR10_CLASSES  # label i is class_names[i]
+  source: Optional[str] = None  # the folder read (None: the bundled or cached data)
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.class_names)
 
   def sizes(self) -> dict:
     return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
@@ -84,9 +110,11 @@ def load(name: str, data_dir: Optional[str] = None, seed: int = 0) -> Splits:
   """Load data set ``name`` (one of ``NAMES``) and split it (see module doc).
 
   ``data_dir``: for ``cifar10``, a ``cifar-10-batches-py`` folder or its
-  parent; without it the Keras cache/download is used. ``seed`` picks the
-  validation images.
+  parent; without it the Keras cache/download is used. For ``folder``, the
+  image folder (required). ``seed`` picks the validation images.
   """
+  if name == "folder":
+    return _load_folder(data_dir, seed)
   if name == "cifar10":
     if data_dir is not None:
       train, test = read_batches_folder(data_dir)
@@ -120,6 +148,45 @@ def split_validation(x: np.ndarray, y: np.ndarray, seed: int = 0,
   val = np.sort(order[:num_val])
   train = np.sort(order[num_val:])
   y = np.asarray(y).astype(np.int32).ravel()
+  return (x[train], y[train]), (x[val], y[val])
+
+
+def _load_folder(data_dir, seed) -> Splits:
+  if data_dir is None:
+    raise ValueError("Invalid value for argument `data_dir`: the data set 'folder' reads "
+                     "your images from data_dir. Expected %s Received data_dir=None"
+                     % FOLDER_LAYOUT)
+  train, test, class_names = read_image_folder(data_dir)
+  (x_tr, y_tr), (x_val, y_val) = split_per_class(train[0], train[1], seed)
+  order = np.random.default_rng([seed, 1]).permutation(len(test[1]))
+  return Splits(x_tr, y_tr, x_val, y_val, test[0][order], test[1][order], "folder",
+                class_names=class_names,
+                source=str(Path(os.fspath(data_dir)).expanduser()))
+
+
+def split_per_class(x: np.ndarray, y: np.ndarray, seed: int = 0,
+                    fraction: float = FOLDER_VAL_FRACTION):
+  """Seeded hold-out of ``max(1, round(fraction * n_c))`` images of each class.
+
+  Returns ``((x_train, y_train), (x_val, y_val))``, each in a seeded random
+  order (not grouped by class), so that a prefix (``train_images``,
+  ``measure_images``) is a random subset of every class. Every class needs
+  at least 2 images (one per split).
+  """
+  if not 0 < fraction < 1:
+    raise ValueError("Invalid value for argument `fraction`. Expected a number in "
+                     "(0, 1). Received fraction=%r" % (fraction,))
+  y = np.asarray(y).astype(np.int32).ravel()
+  rng = np.random.default_rng(seed)
+  val = []
+  for c in np.unique(y):
+    members = np.flatnonzero(y == c)
+    if len(members) < 2:
+      raise ValueError("Invalid labels: class %d has %d image(s). Expected at least 2 "
+                       "per class (one for training, one for validation)." % (c, len(members)))
+    val.append(rng.permutation(members)[:max(1, int(round(fraction * len(members))))])
+  val = rng.permutation(np.concatenate(val))
+  train = rng.permutation(np.setdiff1d(np.arange(len(y)), val))
   return (x[train], y[train]), (x[val], y[val])
 
 
@@ -159,6 +226,116 @@ def read_batches_folder(data_dir) -> Tuple[Tuple[np.ndarray, np.ndarray], ...]:
   parts = [_read_batch(folder / f) for f in TRAIN_FILES]
   train = (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
   return train, _read_batch(folder / TEST_FILE)
+
+
+# -- image folders -------------------------------------------------------------
+FOLDER_LAYOUT = ("an image folder with one sub-folder of images per class "
+                 "(DIR/<class>/<image>), or DIR/train/<class>/<image> and optionally "
+                 "DIR/test/<class>/<image> for a test split.")
+
+
+def read_image_folder(data_dir):
+  """Read an image folder into uint8 arrays, once (see ``FOLDER_LAYOUT``).
+
+  Layouts: ``DIR/<class>/...`` (no test split) or ``DIR/train/<class>/...``
+  with an optional ``DIR/test/<class>/...`` holding the same classes. Class
+  names are the sub-folder names, sorted (label i is the i-th). A class
+  folder's files are read recursively in sorted order; names starting with
+  '.' (``.DS_Store``, ``.ipynb_checkpoints``) are skipped, files directly in
+  DIR are ignored. Every other file must be an image that PIL reads (PNG,
+  JPEG, BMP, GIF, ...; decided by content, not extension): it is converted
+  to RGB (grayscale replicated, alpha dropped, palette expanded) and resized
+  to 32x32 with bilinear filtering, ignoring the aspect ratio: exactly what
+  ``keras.utils.load_img(path, color_mode="rgb", target_size=(32, 32),
+  interpolation="bilinear")`` gives, without importing Keras (TensorFlow)
+  into ``deploy.measure``. 8 bits per channel are expected.
+
+  Returns ``((x_train, y_train), (x_test, y_test), class_names)``; images
+  uint8 (N, 32, 32, 3), labels int32. Raises ``DataError`` naming the folder
+  or file: a missing folder, fewer than 2 classes, a class without images (or
+  with 1, none left for validation), test classes other than the training
+  ones, a file that is not an image.
+  """
+  folder = Path(os.fspath(data_dir)).expanduser()
+  if not folder.is_dir():
+    raise DataError("Image folder %s does not exist. Expected %s" % (folder, FOLDER_LAYOUT))
+  subdirs = _visible(p.name for p in folder.iterdir() if p.is_dir())
+  train_root, test_root = folder, None
+  if "train" in subdirs:
+    others = [d for d in subdirs if d not in ("train", "test")]
+    if others:
+      raise DataError("Image folder %s holds train/ and also %s. Expected %s The validation "
+                      "split is held out of train/ (seeded): merge a validation folder into "
+                      "train/." % (folder, ", ".join(d + "/" for d in others), FOLDER_LAYOUT))
+    train_root = folder / "train"
+    test_root = folder / "test" if "test" in subdirs else None
+  elif "test" in subdirs:
+    raise DataError("Image folder %s holds test/ but no train/. Expected %s"
+                    % (folder, FOLDER_LAYOUT))
+  classes = _class_files(train_root, min_images=2)
+  class_names = tuple(name for name, _ in classes)
+  train = _read_classes(classes)
+  if test_root is None:
+    return train, (np.zeros((0,) + IMAGE_SHAPE, np.uint8), np.zeros(0, np.int32)), class_names
+  test_classes = _class_files(test_root, min_images=1, expected=class_names)
+  return train, _read_classes(test_classes), class_names
+
+
+def _visible(names):
+  return sorted(n for n in names if not n.startswith("."))
+
+
+def _class_files(root: Path, min_images: int, expected=None):
+  """``[(class name, [image paths])]`` of ``root``'s sub-folders, checked."""
+  names = _visible(p.name for p in root.iterdir() if p.is_dir())
+  if expected is not None and tuple(names) != tuple(expected):
+    raise DataError("Image folder %s has classes %s; expected the training classes %s."
+                    % (root, ", ".join(names) or "none", ", ".join(expected)))
+  if len(names) < 2:
+    raise DataError("Image folder %s has %d class folder(s)%s; a classifier needs at least 2. "
+                    "Expected %s" % (root, len(names), " (%s)" % names[0] if names else "",
+                                     FOLDER_LAYOUT))
+  out = []
+  for name in names:
+    files = []
+    for parent, dirs, found in os.walk(root / name):
+      dirs[:] = _visible(dirs)
+      files += [Path(parent) / f for f in _visible(found)]
+    if len(files) < min_images:
+      raise DataError("Class folder %s holds %d image(s); expected at least %d%s."
+                      % (root / name, len(files), min_images,
+                         " (one for training, one for validation)" if min_images == 2 else ""))
+    out.append((name, files))
+  return out
+
+
+def _read_classes(classes):
+  count = sum(len(files) for _, files in classes)
+  x = np.empty((count,) + IMAGE_SHAPE, np.uint8)
+  y = np.empty(count, np.int32)
+  i = 0
+  for label, (_, files) in enumerate(classes):
+    for path in files:
+      x[i], y[i] = read_image(path), label
+      i += 1
+  return x, y
+
+
+def read_image(path) -> np.ndarray:
+  """One image file as uint8 (32, 32, 3) RGB (see ``read_image_folder``)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  try:
+    with Image.open(path) as image:
+      if image.mode != "RGB":
+        image = image.convert("RGB")
+      size = (IMAGE_SHAPE[1], IMAGE_SHAPE[0])
+      if image.size != size:
+        image = image.resize(size, Image.BILINEAR)
+      return np.asarray(image, dtype=np.uint8)
+  except Exception as e:  # pylint: disable=broad-except  (PIL raises many kinds)
+    raise DataError("File %s is not an image that can be read (%s: %s). Expected only "
+                    "image files (PNG, JPEG, ...) in class folders: remove it, or hide it "
+                    "with a name starting with '.'." % (path, type(e).__name__, e)) from None
 
 
 class _ForbiddenGlobal(pickle.UnpicklingError):
@@ -231,22 +408,26 @@ def check_splits(splits: Splits, min_train: int = 1) -> None:
   """Refuse a data set that no trial could train on, before any trial.
 
   Checks every split: uint8 images (N, 32, 32, 3), as many integer labels in
-  [0, NUM_CLASSES) as images, at least one image (``min_train``, e.g. the
-  batch size, in the training split). Raises ``DataError`` naming the split.
+  [0, num_classes) as images, at least ``min_train`` images (e.g. the batch
+  size) in the training split and one in the validation split; the test
+  split may be empty (an image folder without ``test/``). Raises
+  ``DataError`` naming the split and the folder read.
   """
+  num_classes = splits.num_classes
   for split in ("train", "val", "test"):
     x, y = getattr(splits, "x_" + split), np.asarray(getattr(splits, "y_" + split))
-    where = "Data set %r, %s split" % (splits.name, split)
+    where = "Data set %r%s, %s split" % (splits.name, " (%s)" % splits.source
+                                          if splits.source else "", split)
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.shape[1:] != IMAGE_SHAPE:
       raise DataError("%s: expected uint8 images of shape (N, 32, 32, 3). Received %s %s"
                       % (where, getattr(x, "dtype", type(x).__name__), getattr(x, "shape", "")))
     if y.shape != (len(x),) or (len(y) and y.dtype.kind not in "iu"):
       raise DataError("%s: expected %d integer labels, one per image. Received %s %s"
                       % (where, len(x), y.dtype, y.shape))
-    if len(y) and (y.min() < 0 or y.max() >= NUM_CLASSES):
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
       raise DataError("%s: expected labels in [0, %d]. Received labels in [%d, %d]"
-                      % (where, NUM_CLASSES - 1, y.min(), y.max()))
-    needed = min_train if split == "train" else 1
+                      % (where, num_classes - 1, y.min(), y.max()))
+    needed = {"train": min_train, "val": 1, "test": 0}[split]
     if len(x) < needed:
       raise DataError("%s: expected at least %d image(s)%s. Received %d"
                       % (where, needed, " (one training batch)" if needed > 1 else "",
