@@ -1,4 +1,5 @@
-r"""Train a TEA-DNN cell network (or DenseNet-40) on CIFAR-10: ``python -m tea_keras.train``.
+r"""Train a TEA-DNN cell network (or DenseNet-40) on CIFAR-10 or your own image folder
+(``--dataset=folder --data_dir=DIR``): ``python -m tea_keras.train``.
 
 Examples::
 
@@ -40,9 +41,13 @@ def define_flags(flag_values=FLAGS) -> None:
                     "the DenseNet-40 baseline.", **fv)
   flags.DEFINE_enum("recipe", "search", sorted(recipes.RECIPES), "Training preset "
                     "(tea_keras.recipes): search (paper IV-A) or final (V-C).", **fv)
-  flags.DEFINE_enum("dataset", "cifar10", list(data.NAMES), "Data set.", **fv)
-  flags.DEFINE_string("data_dir", None, "cifar-10-batches-py folder (or its parent) for "
-                      "--dataset=cifar10; default: the Keras cache/download.", **fv)
+  flags.DEFINE_enum("dataset", "cifar10", list(data.NAMES), "Data set: CIFAR-10, the "
+                    "bundled CIFAR-10 sample, or your own images (folder, with --data_dir).",
+                    **fv)
+  flags.DEFINE_string("data_dir", None, "--dataset=cifar10: a cifar-10-batches-py folder (or "
+                      "its parent; default: the Keras cache/download). --dataset=folder "
+                      "(required): one sub-folder of images per class, or train/<class>/ "
+                      "and test/<class>/ (tea_keras.data.read_image_folder).", **fv)
   flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard logs, "
                       "config.json, metrics.json, model.keras. Required.", **fv)
   flags.DEFINE_integer("seed", 0, "Seed of --genotype=random, weight init and data "
@@ -114,10 +119,15 @@ def run(flag_values):
                        "'random' (with --model=cell)." % ", ".join(sorted(space.NAMED)))
     genotype = space.resolve(flag_values.genotype, flag_values.seed)
   splits = data.load(flag_values.dataset, flag_values.data_dir, seed=flag_values.split_seed)
+  data.check_splits(splits, min_train=recipe.batch_size)
+  evaluate_test = flag_values.evaluate_test and len(splits.y_test) > 0
+  if flag_values.evaluate_test and not evaluate_test:
+    print("tea_keras.train: notice: %s has no test split (no test/ folder); no test error."
+          % splits.source)
   from tea_keras import training  # pylint: disable=g-import-not-at-top  (imports TF)
   extra = {"split_seed": flag_values.split_seed, "model": flag_values.model,
            "data_dir": flag_values.data_dir}
-  kwargs = dict(evaluate_test=flag_values.evaluate_test, verbose=flag_values.verbose,
+  kwargs = dict(evaluate_test=evaluate_test, verbose=flag_values.verbose,
                 seed=flag_values.seed, extra_config=extra)
   if genotype is not None:
     return training.train_genotype(genotype, recipe, splits, flag_values.model_dir,
@@ -125,7 +135,7 @@ def run(flag_values):
   import keras  # pylint: disable=g-import-not-at-top
   from tea_keras import densenet  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(flag_values.seed)
-  model = densenet.build_densenet40(num_classes=data.NUM_CLASSES,
+  model = densenet.build_densenet40(num_classes=splits.num_classes,
                                     weight_decay=recipe.weight_decay)
   return training.train_model(model, recipe, splits, flag_values.model_dir, **kwargs)
 

@@ -136,9 +136,10 @@ def set_batch_norm(model, momentum=None, epsilon=None) -> int:
   return count
 
 
-def build_cell_network(genotype, recipe, num_cells, filters, seed=0):
+def build_cell_network(genotype, recipe, num_cells, filters, seed=0, num_classes=None):
   """The cell network of ``genotype`` with the recipe's weight decay, drop path
-  and precision, weights initialised from ``seed``."""
+  and precision, weights initialised from ``seed``; ``num_classes`` logits
+  (default: CIFAR-10's 10)."""
   import keras  # pylint: disable=g-import-not-at-top
   from tea_keras import network  # pylint: disable=g-import-not-at-top
   execution = resolve_execution(recipe)
@@ -148,7 +149,7 @@ def build_cell_network(genotype, recipe, num_cells, filters, seed=0):
                                                  execution["device"]))
   try:
     return network.build_network(genotype, num_cells, filters,
-                                 num_classes=data_lib.NUM_CLASSES,
+                                 num_classes=num_classes or data_lib.NUM_CLASSES,
                                  weight_decay=recipe.weight_decay,
                                  drop_path_rate=recipe.drop_path_rate)
   finally:
@@ -163,7 +164,7 @@ def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
 
   ``genotype``: a ``space.Genotype`` or its string; ``num_cells``/``filters``
   default to the recipe's N and F. ``seed`` seeds weight initialisation and the
-  data pipeline.
+  data pipeline. The network has one logit per class of ``splits``.
   """
   if isinstance(genotype, str):
     genotype = space.Genotype.parse(genotype)
@@ -172,7 +173,8 @@ def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
                      "its string form. Received %r" % (genotype,))
   num_cells = recipe.num_cells if num_cells is None else num_cells
   filters = recipe.filters if filters is None else filters
-  model = build_cell_network(genotype, recipe, num_cells, filters, seed)
+  model = build_cell_network(genotype, recipe, num_cells, filters, seed,
+                             num_classes=getattr(splits, "num_classes", None))
   architecture = {"genotype": genotype.to_string(), "genotype_key": genotype.key(),
                   "num_cells": num_cells, "filters": filters}
   architecture.update(extra_config or {})
