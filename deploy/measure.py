@@ -149,8 +149,11 @@ def define_flags():
   flags.DEFINE_float("max_time_per_image_s", None, "Cascade: pick the lowest-error point "
                      "within this time per image (s).")
   flags.DEFINE_float("max_error", None, "Cascade: pick the cheapest point within this error.")
-  flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
-  flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py.")
+  from tea_keras import data  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_enum("dataset", "cifar10_sample", list(data.NAMES), "Images: the validation "
+                    "split of this data set, normalized as the search does.")
+  flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py; folder "
+                      "(required): your image folder, as given to search.run.")
   flags.DEFINE_integer("num_images", 5000, "Images per run (paper: 5000).", lower_bound=1)
   flags.DEFINE_integer("batch_size", 100, "Batch size (paper: 100).", lower_bound=1)
   flags.DEFINE_float("threshold_w", None, "Working/idle threshold (default: paper's "

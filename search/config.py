@@ -15,6 +15,7 @@ import os
 from typing import Dict, Optional, Tuple
 
 from deploy import devices
+from tea_keras import data
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
@@ -119,6 +120,12 @@ def validate(config: SearchConfig) -> None:
   _choice("power_source", config.power_source, (devices.AUTO,) + devices.POWER_SOURCES)
   if config.runtime is not None:
     _choice("runtime", config.runtime, list(devices.RUNTIMES))
+  _choice("dataset", config.dataset, data.NAMES)
+  if config.dataset == "folder" and not config.data_dir:
+    raise ValueError("--dataset=folder needs --data_dir: %s" % data.FOLDER_LAYOUT)
+  if config.dataset == "cifar10_sample" and config.data_dir:
+    raise ValueError("--dataset=cifar10_sample ships with tea_keras and takes no --data_dir; "
+                     "received --data_dir=%s." % config.data_dir)
   if not config.objectives or len(set(config.objectives)) != len(config.objectives):
     raise ValueError("--objectives must name distinct objectives among %s; received %s."
                      % (",".join(OBJECTIVES), ",".join(config.objectives) or "nothing"))

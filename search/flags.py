@@ -18,6 +18,7 @@ from absl import flags
 from deploy import contention
 from deploy import devices
 from search import config as config_lib
+from tea_keras import data
 from tea_keras import recipes
 
 FLAGS = flags.FLAGS
@@ -51,10 +52,12 @@ def _define_search_flags(flag_values):
                     "Objectives to minimize, a subset of error,time,energy.", **fv)
   flags.DEFINE_integer("seed", 0, "Seed of the search (initial points, optimizer, training).",
                        lower_bound=0, **fv)
-  flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "cifar10_sample"],
-                    "Training data; cifar10_sample is the bundled 6,102-image sample.", **fv)
-  flags.DEFINE_string("data_dir", None, "A cifar-10-batches-py folder (else the Keras cache).",
-                      **fv)
+  flags.DEFINE_enum("dataset", "cifar10", list(data.NAMES),
+                    "Training data; cifar10_sample is the bundled 6,102-image sample, folder "
+                    "your own images (--data_dir; README, 'Your own data').", **fv)
+  flags.DEFINE_string("data_dir", None, "--dataset=cifar10: a cifar-10-batches-py folder (else "
+                      "the Keras cache). --dataset=folder (required): one sub-folder of "
+                      "images per class, or train/<class>/ and test/<class>/.", **fv)
   flags.DEFINE_integer("train_images", None, "Train on the first N training images only "
                        "(smoke tests; default: the whole training split).", lower_bound=1, **fv)
   flags.DEFINE_enum("executor", "local", config_lib.EXECUTORS, "Where trials run.", **fv)

@@ -322,6 +322,16 @@ def check_data(config, log=print):
     log("notice: the CIFAR-10 data (%s) holds %d training and %d test images; CIFAR-10 has "
         "50,000 and 10,000." % (config.data_dir or "Keras cache",
                                 len(splits.y_train) + len(splits.y_val), len(splits.y_test)))
+  if config.dataset == "folder":
+    log("data: %s: %d classes (%s); %d training, %d validation, %d test images."
+        % (splits.source, splits.num_classes, ", ".join(splits.class_names),
+           len(splits.y_train), len(splits.y_val), len(splits.y_test)))
+    if {"time", "energy"} & set(config.objectives) and len(splits.y_val) < config.measure_images:
+      raise data.DataError("--measure_images=%d: the image folder %s has only %d validation "
+                           "images; expected --measure_images at most %d (and "
+                           "--measure_batch_size too), or more images."
+                           % (config.measure_images, splits.source, len(splits.y_val),
+                              len(splits.y_val)))
   if config.train_images:
     splits = dataclasses.replace(splits, x_train=splits.x_train[:config.train_images],
                                  y_train=splits.y_train[:config.train_images])

@@ -397,7 +397,8 @@ def _measure_remote(config, model_path, settings, images):
       print("warning: the agent at %s measured %d images that are not this search's %d "
             "validation images (sha256 differs); its predictions are not used for the "
             "deployed error. Restart it with --data written by: python -m deploy.measure "
-            "--dataset=%s --num_images=%d --write_data=images.npy"
-            % (config.device_url, len(top1), len(images), config.dataset, len(images)))
+            "--dataset=%s%s --num_images=%d --write_data=images.npy"
+            % (config.device_url, len(top1), len(images), config.dataset,
+               " --data_dir=%s" % config.data_dir if config.data_dir else "", len(images)))
       measured.pop("top1")
   return measured
