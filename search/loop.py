@@ -109,8 +109,9 @@ def _validation_images(config):
 class Progress:
   """Per-trial progress lines with an ETA from this run's trial rate."""
 
-  def __init__(self, total, already, max_parallel, log):
+  def __init__(self, total, already, max_parallel, log, num_initial=0):
     self.total, self.already, self.max_parallel, self.log = total, already, max_parallel, log
+    self.num_initial = num_initial
     self.start = time.time()
     self.finished_here = 0
 
@@ -122,15 +123,17 @@ class Progress:
     eta = elapsed / self.finished_here * remaining
     values = " ".join("%s=%s" % (o, _fmt(trial_lib.objective_value(metrics, o)))
                       for o in objectives)
-    hv = summary.get("final_hypervolume")
     # Until the initial trials are done the reference point moves with the
-    # trials (search.outputs), so the HV may fall: say so.
-    frozen = summary.get("reference_point_frozen") or hv is None
-    feasible = (summary.get("feasibility") or {}).get("feasible_hypervolume")
-    self.log("[trial %d/%d] #%d %s %s | HV %s%s%s | elapsed %s, ETA %s"
-             % (count, self.total, trial_id, status, values, _fmt(hv),
-                "" if feasible is None else ", under the budget %s" % _fmt(feasible),
-                "" if frozen else " (provisional reference point)", _hms(elapsed), _hms(eta)))
+    # trials (search.outputs), so an HV then would not compare with the later
+    # ones (it may even fall): none is shown before it is frozen.
+    if summary.get("reference_point_frozen"):
+      feasible = (summary.get("feasibility") or {}).get("feasible_hypervolume")
+      hv = "HV %s%s" % (_fmt(summary.get("final_hypervolume")),
+                        "" if feasible is None else ", under the budget %s" % _fmt(feasible))
+    else:
+      hv = "HV after the %d initial trials" % self.num_initial
+    self.log("[trial %d/%d] #%d %s %s | %s | elapsed %s, ETA %s"
+             % (count, self.total, trial_id, status, values, hv, _hms(elapsed), _hms(eta)))
     if metrics.get("contended"):
       self.log("  warning: trial #%d's time was measured while other processes used %s of the "
                "CPUs (after %s re-measurement(s)); it is flagged `contended` in results.csv. "
@@ -361,7 +364,8 @@ def _search(store, config, resuming, log, design_space=None):
       gpus_per_trial=1.0 / config.max_parallel if config.device == "gpu" else 0.0,
       single_node=config.device != "remote")
   nonce = _storage_nonce(config) if config.executor == "ray" else None
-  progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log)
+  progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log,
+                      config.num_initial)
   try:
     with store_lib.LeaseKeeper(store.path):
       try:
@@ -372,7 +376,28 @@ def _search(store, config, resuming, log, design_space=None):
     store.release_leases()  # its trials are stopped: the next run takes them back at once
   log("search finished: %d trials, final hypervolume %s; outputs in %s"
       % (summary["trials"], _fmt(summary["final_hypervolume"]), config.results_dir))
+  report_front(store.trials(), config, log)
   return summary
+
+
+def report_front(trials, config, log=print):
+  """Print the front as a table and the next steps for its best trade-offs."""
+  front = outputs.front_points(trials, config)
+  if not front:
+    log("no trial has every objective measured: no front yet (see results.csv).")
+    return
+  log("")
+  log("Pareto front (%d of %d trials; time and energy per %d images, ms/img per image):"
+      % (len({p.trial_id for p in front}), len(trials), config.measure_images))
+  log(outputs.front_table(front, config.objectives, config.measure_images))
+  if any(p.contended for p in front):
+    log("contended: timed while other processes used the CPUs; re-measure on a quiet "
+        "machine: python -m search.report --figure=remeasure --results_dir=%s"
+        % config.results_dir)
+  log("")
+  log("Next steps for the best trade-offs:")
+  for line in outputs.next_commands(front, config):
+    log(line)
 
 
 def _drive(store, strategy, config, design_space, executor, progress, log, nonce):

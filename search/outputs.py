@@ -25,8 +25,11 @@ recomputes hypervolume with one shared point to compare searches.
 """
 
 import csv
+import dataclasses
 import json
 import os
+import shlex
+from typing import List, Optional
 
 import numpy as np
 
@@ -36,6 +39,23 @@ from search import trial as trial_lib
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
+CONTENDED_STYLE = dict(marker="x", s=60, color="C3", linewidths=1.4, zorder=5,
+                       label="contended: timed under other load")
+
+
+def objective_label(objective, images=None):
+  """An axis label with its unit, saying per how many images a time or an
+  energy is (the protocol's totals for ``--measure_images`` images)."""
+  if objective == "error" or not images:
+    return OBJECTIVE_LABELS[objective]
+  unit = {"time": "s", "energy": "J"}[objective]
+  return "%s (%s per %d images)" % (OBJECTIVE_LABELS[objective].split(" (")[0], unit, images)
+
+
+def measured_images(trials):
+  """The image count of the trials' measurements (None when none measured)."""
+  counts = {t["metrics"].get("images") for t in trials if t["metrics"].get("images")}
+  return counts.pop() if len(counts) == 1 else None
 # time_cv: spread of the repeats; contended / other_cpu_share: whether other
 # processes kept the CPUs busy while the time was measured (deploy/contention.py).
 _METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_cpu_share",
@@ -250,12 +270,15 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   ids, y = objective_matrix(trials, objectives)
   source = {t["trial_id"]: t["source"] for t in trials}
+  contended_ids = {t["trial_id"] for t in trials if t["metrics"].get("contended")}
+  images = measured_images(trials)
   initial = np.array([source[i] in ("initial", "random") for i in ids], bool)
+  contended = np.array([i in contended_ids for i in ids], bool)
   for other in ("time", "energy"):
     if "error" in objectives and other in objectives and len(y):
       rows = pairs(trials, objectives, budgets)
       if budgets or len({r["precision"] for r in rows}) > 1:
-        _plot_pairs(results_dir, rows, objectives, other, budgets)
+        _plot_pairs(results_dir, rows, objectives, other, budgets, images)
         continue
       pair = y[:, [objectives.index(other), objectives.index("error")]]
       fig, ax = plt.subplots(figsize=(6, 4.4))
@@ -265,10 +288,12 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
         if mask.any():
           ax.scatter(pair[mask, 0], pair[mask, 1], marker=marker, s=26, facecolor="none",
                      edgecolor="C1" if marker == "s" else "C2", label=name, zorder=4)
+      if contended.any():
+        ax.scatter(pair[contended, 0], pair[contended, 1], **CONTENDED_STYLE)
       for trial_id, (px, py) in zip(ids, pair):
         ax.annotate("#%d" % trial_id, (px, py), xytext=(3, 3), textcoords="offset points",
                     fontsize=7, color="0.3")
-      ax.set_xlabel(OBJECTIVE_LABELS[other])
+      ax.set_xlabel(objective_label(other, images))
       ax.set_ylabel(OBJECTIVE_LABELS["error"])
       ax.set_title("error vs %s (%d trials)" % (other, len(y)))
       ax.legend(fontsize=8)
@@ -281,17 +306,23 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
                if source.get(i) not in ("initial", "random")]
     if started:
       ax.axvline(started[0] - 0.5, color="C2", ls="--", label="optimizer takes over")
+    marked = [k for k, i in enumerate(summary["hypervolume_trial_ids"]) if i in contended_ids]
+    if marked:
+      ax.scatter(count[marked], np.asarray(summary["hypervolume"])[marked], **CONTENDED_STYLE)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("completed trials")
-    ax.set_ylabel("hypervolume (%s)" % ", ".join(objectives))
+    ax.set_ylabel("hypervolume (%s)" % " x ".join(
+        "%s%s" % (o, "" if o == "error" or not images else
+                  " %s/%d img" % ({"time": "s", "energy": "J"}[o], images)) for o in objectives))
     ref = ", ".join("%s %.4g" % (o, v) for o, v in zip(objectives, summary["reference_point"]))
     ax.set_title("hypervolume vs trials\nreference point: %s%s" % (
-        ref, "" if summary.get("reference_point_frozen") else " (provisional)"), fontsize=9)
+        ref, "" if summary.get("reference_point_frozen") else
+        " (provisional until the initial trials are done)"), fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
 
 
-def _plot_pairs(results_dir, rows, objectives, other, budgets):
+def _plot_pairs(results_dir, rows, objectives, other, budgets, images=None):
   """pareto_error_<other>.png of (cell, precision) pairs (see plot_search)."""
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
@@ -311,10 +342,13 @@ def _plot_pairs(results_dir, rows, objectives, other, budgets):
         ax.scatter(*xy(sel).T, marker=PRECISION_MARKERS.get(precision, "D"), s=30,
                    facecolor=face, edgecolor="C3" if not ok else "k", zorder=4,
                    label="%s%s" % (precision, "" if ok else " (over budget)"))
+  contended = [r for r in rows if r["metrics"].get("contended")]
+  if contended:
+    ax.scatter(*xy(contended).T, **CONTENDED_STYLE)
   for r, (px, py) in zip(rows, xy(rows)):
     ax.annotate("#%d" % r["trial"]["trial_id"], (px, py), xytext=(3, 3),
                 textcoords="offset points", fontsize=7, color="0.3")
-  ax.set_xlabel(OBJECTIVE_LABELS[other])
+  ax.set_xlabel(objective_label(other, images))
   ax.set_ylabel(OBJECTIVE_LABELS["error"] + " (deployed artifact)")
   title = "error vs %s: %d (cell, precision) pairs" % (other, len(rows))
   if budgets:
@@ -359,3 +393,130 @@ def _atomic_write(path, text):
   with open(tmp, "w") as f:
     f.write(text)
   os.replace(tmp, path)
+
+
+# -- the front, for people and for Python ------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class FrontPoint:
+  """One non-dominated (cell, precision) pair. ``time_s`` and ``energy_j``
+  are the protocol's totals for the search's ``measure_images`` images;
+  ``time_per_image_s`` divides by them. None where not measured."""
+  trial_id: int
+  precision: str
+  genotype: str
+  error: Optional[float]
+  time_s: Optional[float]
+  energy_j: Optional[float]
+  time_per_image_s: Optional[float]
+  contended: bool
+  source: str
+  model: Optional[str]
+  export: Optional[str]
+
+
+def front_points(trials, config) -> List[FrontPoint]:
+  """The non-dominated feasible (cell, precision) pairs of ``trials``,
+  sorted by error."""
+  out = []
+  for row in pair_front(pairs(trials, config.objectives, budgets_lib.budgets_of(config))):
+    t, m = row["trial"], row["metrics"]
+    time_s = trial_lib.objective_value(m, "time")
+    images = m.get("images") or config.measure_images
+    out.append(FrontPoint(
+        trial_id=t["trial_id"], precision=row["precision"], genotype=t["genotype"],
+        error=trial_lib.objective_value(m, "error"), time_s=time_s,
+        energy_j=trial_lib.objective_value(m, "energy"),
+        time_per_image_s=None if time_s is None or not images else time_s / images,
+        contended=bool(m.get("contended")), source=t["source"],
+        model=t["artifacts"].get("model"),
+        export=m.get("export") or t["artifacts"].get("export")))
+  return sorted(out, key=lambda p: (p.error is None, p.error))
+
+
+def _cell(value, spec):
+  return "-" if value is None else spec % value
+
+
+def front_table(front, objectives, measure_images) -> str:
+  """The front as a text table: one line per point (see ``FrontPoint``)."""
+  header = ["trial", "prec", "error"]
+  if "time" in objectives:
+    header += ["time (s/%d img)" % measure_images, "ms/img"]
+  if "energy" in objectives:
+    header += ["energy (J/%d img)" % measure_images]
+  header += ["flags", "genotype"]
+  rows = []
+  for p in front:
+    row = ["#%d" % p.trial_id, p.precision, _cell(p.error, "%.4f")]
+    if "time" in objectives:
+      row += [_cell(p.time_s, "%.4g"), _cell(None if p.time_per_image_s is None
+                                              else 1000 * p.time_per_image_s, "%.3g")]
+    if "energy" in objectives:
+      row += [_cell(p.energy_j, "%.4g")]
+    row += ["contended" if p.contended else "", p.genotype]
+    rows.append(row)
+  widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header) - 1)]
+  lines = []
+  for r in [header] + rows:
+    lines.append("  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1])
+  return "\n".join(lines)
+
+
+def trade_offs(front):
+  """The points worth a next step: the lowest error, the cheapest (first
+  cost objective) and the knee (closest to the ideal point after scaling
+  each objective to [0, 1]), without repeats."""
+  if not front:
+    return []
+  def cost(p):
+    return p.time_s if p.time_s is not None else p.energy_j
+  picked = [("lowest error", min(front, key=lambda p: p.error))]
+  costed = [p for p in front if cost(p) is not None]
+  if costed:
+    picked.append(("cheapest", min(costed, key=cost)))
+    y = np.array([[p.error, cost(p)] for p in costed], float)
+    span = np.where(np.ptp(y, axis=0) > 0, np.ptp(y, axis=0), 1.0)
+    scaled = (y - y.min(axis=0)) / span
+    picked.append(("knee", costed[int(np.argmin(np.hypot(scaled[:, 0], scaled[:, 1])))]))
+  out, seen = [], set()
+  for label, point in picked:
+    key = (point.trial_id, point.precision)
+    if key not in seen:
+      seen.add(key)
+      out.append((label, point))
+  return out
+
+
+def next_commands(front, config) -> List[str]:
+  """What to run next for the best trade-offs: the full training with the
+  paper's final recipe, the export, and the measurement on the target."""
+  from tea_keras import recipes  # pylint: disable=g-import-not-at-top  (no TensorFlow)
+  recipe = recipes.search_recipe(**config.recipe)
+  data = "--dataset=%s%s" % (config.dataset, " --data_dir=%s" % shlex.quote(config.data_dir)
+                             if config.data_dir else "")
+  target = ("--device=remote --runtime=%s --device_url=%s --device_token_file=%s" % (
+      config.runtime, config.device_url, config.device_token_file)
+            if config.device == "remote" else "--device=%s --runtime=%s --power_source=%s" % (
+                config.device, config.runtime, config.power_source))
+  lines = []
+  for label, p in trade_offs(front):
+    model_dir = "final/trial_%04d" % p.trial_id
+    lines += [
+        "%s: trial #%d (%s), error %s%s" % (
+            label, p.trial_id, p.precision, _cell(p.error, "%.4f"),
+            "" if p.time_per_image_s is None else ", %.3g ms per image" % (
+                1000 * p.time_per_image_s)),
+        "  train:   python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=%s "
+        "--num_cells=%d --filters=%d %s --model_dir=%s" % (
+            shlex.quote(p.genotype), recipe.num_cells, recipe.filters, data, model_dir),
+        "  export:  python -m deploy.export --model_dir=%s --format=onnx --precision=%s" % (
+            model_dir, p.precision),
+        "  measure: python -m search.report --figure=table2 --model_dirs=%s --measure_label=%s "
+        "%s %s --measure_images=%d --out_dir=%s/report" % (
+            model_dir, config.device_kind or config.device, target, data,
+            config.measure_images, model_dir)]
+  if lines:
+    lines.append("(the search trained N=%d, F=%d; the paper trains its final models larger: "
+                 "raise --num_cells/--filters for the final training, Table II)"
+                 % (recipe.num_cells, recipe.filters))
+  return lines

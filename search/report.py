@@ -16,10 +16,9 @@ The front measured again, back to back with the search's own settings (times
 measured while other processes were busy are flagged ``contended`` in
 ``results.csv``; this puts the front on one footing)::
 
-  python -m search.report --figure=remeasure --results_dir=runs/quickstart \
-      --out_dir=reports/quickstart_front
+  python -m search.report --figure=remeasure --results_dir=runs/quickstart
 
-writes ``remeasured_front.csv`` (time and energy then and now, both contention
+writes ``runs/quickstart/remeasure/remeasured_front.csv`` (``--out_dir`` elsewhere) (time and energy then and now, both contention
 flags, the ratio). Fig. 5 prints a notice when a search's times include
 contended measurements. Every measurement made here (remeasure, precisions
 with ``--runtimes``, Table II with ``--measure_label``) holds the local
@@ -82,7 +81,9 @@ def define_flags():
                     "on these runtimes (default: the search's own records).")
   flags.DEFINE_integer("top", 3, "precisions: at most this many cells of the front, spread "
                        "along it (0: all).", lower_bound=0)
-  flags.DEFINE_string("out_dir", "reports", "Where figures and tables are written.")
+  flags.DEFINE_string("out_dir", None, "Where figures and tables are written. Default: "
+                      "under the search's results dir for remeasure, precisions and budget "
+                      "(<results_dir>/<figure>), else reports/<figure>.")
   flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
   flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
   flags.DEFINE_list("checkpoints", None, "fig5: sample counts (default: the paper's "
@@ -365,10 +366,20 @@ def _measuring_for(results_dir):
       config_lib.SearchConfig.from_dict(config_dict)))
 
 
+def default_out_dir(figure, results_dir=None):
+  """Where a figure goes without --out_dir: a search's own figures stay in
+  its results dir, comparisons across searches go under reports/."""
+  if figure in ("remeasure", "precisions", "budget") and results_dir:
+    return os.path.join(results_dir, figure)
+  return os.path.join("reports", figure)
+
+
 def main(argv):
   del argv
   from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
+  if FLAGS.out_dir is None:
+    FLAGS.out_dir = default_out_dir(FLAGS.figure, FLAGS.results_dir)
   try:
     if FLAGS.figure == "fig5":
       if not FLAGS.pesmo_dir or not FLAGS.random_dir:

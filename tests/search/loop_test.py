@@ -342,14 +342,15 @@ class ConsoleLinesTest(tf.test.TestCase):
       streak.record("failed", "AgentError: agent answered 500: /tmp/tea-agent-z/model.onnx")
     loop.FailureStreak(0).record("failed", "never stops")
 
-  def test_progress_says_provisional_hypervolume_and_contention(self):
+  def test_progress_shows_no_hypervolume_before_the_reference_point_and_contention(self):
     lines = []
-    progress = loop.Progress(10, 0, 1, lines.append)
+    progress = loop.Progress(10, 0, 1, lines.append, num_initial=5)
     progress.trial_finished(1, "done", {"val_error": 0.5, "time_s": 0.2, "contended": True,
                                         "other_cpu_share": 0.61, "remeasured": 2},
                             ("error", "time"), {"final_hypervolume": 0.05,
                                                 "reference_point_frozen": False})
-    self.assertIn("| HV 0.05 (provisional reference point) |", lines[0])
+    self.assertIn("| HV after the 5 initial trials |", lines[0])
+    self.assertNotIn("0.05", lines[0])
     self.assertIn("warning: trial #1's time was measured while other processes used 61% of "
                   "the CPUs (after 2 re-measurement(s))", lines[1])
     progress.trial_finished(2, "done", {"val_error": 0.4, "time_s": 0.1}, ("error", "time"),

@@ -46,6 +46,14 @@ class ReportTest(tf.test.TestCase):
     with open(os.path.join(out, "fig5.json")) as f:
       self.assertEqual(json.load(f)["reference_point"], data["reference_point"])
 
+  def test_a_searchs_own_figures_default_to_its_results_dir(self):
+    self.assertEqual(report.default_out_dir("remeasure", "runs/q"), os.path.join("runs/q",
+                                                                                "remeasure"))
+    self.assertEqual(report.default_out_dir("precisions", "runs/q"), os.path.join(
+        "runs/q", "precisions"))
+    self.assertEqual(report.default_out_dir("fig5"), os.path.join("reports", "fig5"))
+    self.assertEqual(report.default_out_dir("table2"), os.path.join("reports", "table2"))
+
   def test_fig5_checkpoints_default_to_the_runs_size(self):
     self.assertEqual(report.choose_checkpoints([400, 412]), [100, 200, 300, 400])
     self.assertEqual(report.choose_checkpoints([10, 12]), [3, 5, 8, 10])
