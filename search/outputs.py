@@ -58,12 +58,16 @@ def measured_images(trials):
   return counts.pop() if len(counts) == 1 else None
 # time_cv: spread of the repeats; contended / other_cpu_share: whether other
 # processes kept the CPUs busy while the time was measured (deploy/contention.py).
-_METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_cpu_share",
+# time_s / energy_j: the protocol's totals for the `images` measured (the
+# search's --measure_images); time_per_image_s divides by them.
+_METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "images", "time_per_image_s", "time_cv",
+                   "contended", "other_cpu_share",
                    "params", "macs", "peak_activation_bytes", "epochs_completed",
                    "train_seconds", "mean_power_w", "idle_power_w", "threshold_w")
 
 
-_PARETO_EXTRA = ("time_cv", "contended", "params", "macs", "model_bytes")
+_PARETO_EXTRA = ("images", "time_per_image_s", "time_cv", "contended", "params", "macs",
+                 "model_bytes")
 PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
 
@@ -88,6 +92,8 @@ def pairs(trials, objectives, budgets=None):
       metrics = dict(t["metrics"], **{k: v for k, v in own.items() if v is not None})
       if own:
         metrics.pop("deployed_val_error", None)  # the pair's own val_error counts
+      if metrics.get("time_s") is not None and metrics.get("images"):
+        metrics["time_per_image_s"] = float(metrics["time_s"]) / int(metrics["images"])
       values = [trial_lib.objective_value(metrics, o) for o in objectives]
       over = known_violations(t["metrics"], budgets or {}) + budgets_lib.pair_violations(
           metrics, budgets or {})
