@@ -12,11 +12,17 @@ Examples::
 
 ``--recipe`` picks the preset (``search`` or ``final``); every field of
 ``tea_keras.recipes.Recipe`` is also a flag of the same name that overrides it.
-Re-running the same command with the same ``--model_dir`` resumes. Only
+Re-running the same command with the same ``--model_dir`` resumes; other
+settings are refused, naming only those that differ. The run prints the cell
+it trains first (the one drawn, with ``--genotype=random``) and keeps
+TensorFlow's native log lines off the console (``tea_keras.console``).
+``--train_images=N`` trains on the first N training images only. Only
 ``main`` reads flags; the work is done by ``tea_keras.training``.
 """
 
 import dataclasses
+import json
+import os
 import sys
 import typing
 
@@ -54,6 +60,8 @@ def define_flags(flag_values=FLAGS) -> None:
                        "order.", **fv)
   flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split (keep it "
                        "fixed to compare runs).", **fv)
+  flags.DEFINE_integer("train_images", None, "Train on the first N training images only "
+                       "(default: all), as search.run's --train_images.", lower_bound=1, **fv)
   flags.DEFINE_bool("evaluate_test", True, "Also report the test error at the end.", **fv)
   flags.DEFINE_integer("verbose", 1, "0: quiet, 1: one line per epoch with ETA, 2: and "
                        "a progress bar.", **fv)
@@ -118,7 +126,12 @@ def run(flag_values):
       raise ValueError("Missing --genotype. Expected a genotype string, one of %s, or "
                        "'random' (with --model=cell)." % ", ".join(sorted(space.NAMED)))
     genotype = space.resolve(flag_values.genotype, flag_values.seed)
+  if flag_values.verbose:
+    print(_describe_model(flag_values, recipe, genotype), flush=True)
   splits = data.load(flag_values.dataset, flag_values.data_dir, seed=flag_values.split_seed)
+  if flag_values.train_images:
+    splits = dataclasses.replace(splits, x_train=splits.x_train[:flag_values.train_images],
+                                 y_train=splits.y_train[:flag_values.train_images])
   data.check_splits(splits, min_train=recipe.batch_size)
   evaluate_test = flag_values.evaluate_test and len(splits.y_test) > 0
   if flag_values.evaluate_test and not evaluate_test:
@@ -129,6 +142,7 @@ def run(flag_values):
            "data_dir": flag_values.data_dir}
   kwargs = dict(evaluate_test=evaluate_test, verbose=flag_values.verbose,
                 seed=flag_values.seed, extra_config=extra)
+  _check_same_run(flag_values, recipe, genotype, splits, training.RESUMABLE_CHANGES)
   if genotype is not None:
     return training.train_genotype(genotype, recipe, splits, flag_values.model_dir,
                                    **kwargs)
@@ -140,7 +154,68 @@ def run(flag_values):
   return training.train_model(model, recipe, splits, flag_values.model_dir, **kwargs)
 
 
+def _describe_model(flag_values, recipe, genotype):
+  """The line naming what this run trains (the drawn cell with --genotype=random)."""
+  if genotype is None:
+    return "tea_keras.train: model %s" % flag_values.model
+  how = flag_values.genotype
+  if how == "random":
+    how = "random, drawn with --seed=%d" % flag_values.seed
+  elif how in space.NAMED:
+    how = "named %s" % how
+  else:
+    how = "given"
+  return ("tea_keras.train: genotype (%s): %s; N=%d cells per stage, F=%d filters"
+          % (how, genotype.to_string(), recipe.num_cells, recipe.filters))
+
+
+def _flatten(config, prefix=""):
+  """``{"recipe": {"epochs": 2}}`` -> ``{"recipe.epochs": 2}``."""
+  out = {}
+  for key, value in config.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, prefix + key + "."))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def _check_same_run(flag_values, recipe, genotype, splits, resumable):
+  """Refuse, naming only the settings that differ, to resume a model_dir
+  whose checkpoint was trained with other settings (``tea_keras.training``
+  checks the full config.json again when it starts)."""
+  run_dir = flag_values.model_dir
+  path = os.path.join(run_dir, "config.json")
+  if not (os.path.exists(path) and
+          os.path.exists(os.path.join(run_dir, "checkpoints", "state.json"))):
+    return
+  with open(path) as f:
+    saved = _flatten(json.load(f))
+  now = {"recipe": recipe.to_dict(), "dataset": splits.name, "seed": flag_values.seed,
+         "data_sizes": splits.sizes(), "split_seed": flag_values.split_seed,
+         "model": flag_values.model,
+         "steps_per_epoch": data.steps_per_epoch(len(splits.x_train), recipe.batch_size)}
+  if genotype is not None:
+    now.update(genotype=genotype.to_string(), num_cells=recipe.num_cells,
+               filters=recipe.filters)
+  now = _flatten(json.loads(json.dumps(now)))
+  differ = [k for k in sorted(now) if k.split(".")[-1] not in resumable
+            and saved.get(k) != now[k]]
+  if differ:
+    raise ValueError(
+        "--model_dir=%s holds a checkpoint of another run; these settings differ (saved -> "
+        "now): %s. Use the same settings to resume, or a new --model_dir."
+        % (run_dir, "; ".join("%s %s -> %s" % (k, _show(saved.get(k)), _show(now[k]))
+                              for k in differ)))
+
+
+def _show(value):
+  return "unset" if value is None else json.dumps(value)
+
+
 def main(argv):
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   if len(argv) > 1:
     sys.exit("tea_keras.train: error: unexpected arguments %s; expected only --flags."
              % " ".join(argv[1:]))

@@ -13,7 +13,9 @@ from absl import flags
 import pytest
 import tensorflow as tf
 
+from tea_keras import console
 from tea_keras import recipes
+from tea_keras import space
 from tea_keras import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,6 +88,46 @@ class ErrorsTest(tf.test.TestCase):
   def test_main_missing_model_dir_one_line(self):
     proc = _cli("--genotype=random")
     self._assert_one_error_line(proc, "Missing --model_dir")
+
+
+# The smallest run that trains and checkpoints: 2 steps of 32 images.
+TINY = ("--dataset=cifar10_sample", "--num_cells=1", "--filters=4", "--epochs=1",
+        "--train_images=64", "--batch_size=32", "--noevaluate_test")
+
+
+class ConsoleTest(tf.test.TestCase):
+  """What a user sees: the genotype first, no TensorFlow native line, short refusals."""
+
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.model_dir = os.path.join(tempfile.mkdtemp(), "run")
+    cls.first = _cli("--genotype=random", "--seed=1", "--model_dir=" + cls.model_dir, *TINY,
+                     timeout=600)
+
+  def test_main_prints_the_drawn_genotype_first(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-2000:])
+    drawn = space.resolve("random", 1).to_string()
+    self.assertEqual(self.first.stdout.splitlines()[0],
+                     "tea_keras.train: genotype (random, drawn with --seed=1): %s; N=1 cells "
+                     "per stage, F=4 filters" % drawn)
+
+  def test_main_prints_no_native_tensorflow_line(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-2000:])
+    lines = (self.first.stdout + self.first.stderr).splitlines()
+    self.assertEqual([l for l in lines if console.is_native_log(l) or "cuInit" in l], [])
+
+  def test_main_refusal_names_only_the_changed_settings(self):
+    self.assertEqual(self.first.returncode, 0, self.first.stderr[-2000:])
+    proc = _cli("--genotype=random", "--seed=1", "--model_dir=" + self.model_dir,
+                "--learning_rate=0.05", *TINY)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    self.assertLen(lines, 1, proc.stderr)
+    self.assertIn("recipe.learning_rate 0.01 -> 0.05", lines[0])
+    for unchanged in ("rmsprop_decay", "weight_decay", "genotype", "batch_size"):
+      self.assertNotIn(unchanged, lines[0])
+    self.assertLess(len(lines[0]), 300, lines[0])
 
 
 @pytest.mark.slow
