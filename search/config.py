@@ -229,11 +229,24 @@ def check_results_dir(config: SearchConfig) -> bool:
   current = {k: v for k, v in config.identity().items() if k in raw}
   diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
   if diff:
-    details = "; ".join("%s: %r there, %r now" % (k, previous.get(k), current.get(k))
-                        for k in diff)
+    details = "; ".join(_differences(previous.get(k), current.get(k), k) for k in diff)
     raise ValueError("--results_dir=%s holds another experiment (%s). Use a new "
                      "--results_dir, or the same settings to resume." % (config.results_dir, details))
   return True
+
+
+def _differences(there, now, name):
+  """``name: X there, Y now`` for each differing leaf (``recipe.epochs``) of
+  two values, so that a refusal names what changed, not whole dicts."""
+  if isinstance(there, dict) or isinstance(now, dict):
+    there, now = there or {}, now or {}
+    return "; ".join(_differences(there.get(k), now.get(k), "%s.%s" % (name, k))
+                     for k in sorted(set(there) | set(now)) if there.get(k) != now.get(k))
+  return "%s: %s there, %s now" % (name, _shown(there), _shown(now))
+
+
+def _shown(value):
+  return "unset" if value is None else repr(value)
 
 
 def write_config(config: SearchConfig) -> None:

@@ -67,6 +67,19 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "search_space"):
       config_lib.check_results_dir(dataclasses.replace(config, search_space=changed_space))
 
+  def test_check_results_dir_names_only_the_differing_fields(self):
+    config = self._config(objectives=("error", "time"), recipe={"epochs": 2})
+    config_lib.write_config(config)
+    other = dataclasses.replace(config, recipe={"epochs": 3},
+                                search_space=dict(config.search_space, num_blocks=4))
+    with self.assertRaises(ValueError) as refused:
+      config_lib.check_results_dir(other)
+    message = str(refused.exception)
+    self.assertIn("(recipe.epochs: 2 there, 3 now; search_space.num_blocks: 5 there, 4 now)",
+                  message)
+    for unchanged in ("ops", "sep7x7", "cardinalities", "objectives", "dataset"):
+      self.assertNotIn(unchanged, message)
+
   def test_check_results_dir_refuses_foreign_config(self):
     d = os.path.join(self.get_temp_dir(), "foreign")
     os.makedirs(d)
