@@ -12,7 +12,10 @@ CLI::
   python -m deploy.measure --device=cpu --runtime=onnxruntime --power_source=none \\
       --model=model.onnx --dataset=cifar10_sample --num_images=5000 --batch_size=100
 
-prints the same object as JSON. ``--model`` may be a cascade directory
+prints a short summary (model, runtime, device, images, time and energy per
+``--num_images`` and per image, time source, contention), the warnings on
+stderr, one line each; ``--json`` prints the whole result dict as JSON
+instead, ``--out=FILE`` writes it to FILE. ``--model`` may be a cascade directory
 (``python -m search.cascade``; ``deploy.cascade``) or its zip
 (``deploy.cascade.pack``, as the agent receives it): its point is chosen by
 ``--cascade_point`` or a budget (``--max_energy_per_image_j``,
@@ -184,6 +187,9 @@ def define_flags():
   flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY,
                     list(contention.POLICIES), "When other processes keep the CPUs busy during a timed repeat: "
                     "re-measure it (then flag), only flag it, or refuse (deploy/contention.py).")
+  flags.DEFINE_bool("json", False, "Print the full result as one JSON object instead of the "
+                    "summary.")
+  flags.DEFINE_string("out", None, "Also write the full result as JSON to this file.")
 
 
 def _tensorrt_options():
@@ -200,8 +206,73 @@ def _tensorrt_options():
   return out
 
 
+def summary_lines(result):
+  """A few lines a person reads: what was measured, time and energy per
+  ``images`` and per image, the time source and the contention."""
+  n = result["images"]
+  info = result.get("runtime_info") or {}
+  runtime = "%s on %s" % (result["runtime"], result["device"])
+  if info.get("precision"):
+    runtime += " at %s" % info["precision"]
+  lines = [("model", result["model"]), ("runtime", runtime)]
+  point = info.get("cascade")
+  if point:
+    lines.append(("cascade", "point %s, thresholds %s" % (
+        point.get("point"), " ".join("%.4g" % t for t in point.get("thresholds", ())))))
+  source = "%d of %s's validation images" % (n, result.get("dataset") or "the data set")
+  if result.get("images_repeated_from"):
+    source += " (the split's %d, repeated)" % result["images_repeated_from"]
+  lines.append(("images", "%s, batch %d, median of %d repeats"
+                % (source, result["batch_size"], result["repeats"])))
+  lines.append(("time", "%.4g s per %d images, %.4g ms per image (time source: %s)"
+                % (result["time_s"], n, 1e3 * result["time_s"] / n,
+                   str(result.get("time_source")).replace("_", " "))))
+  if result.get("energy_j") is None:
+    lines.append(("energy", "not measured (power source: %s)" % result["power_source"]))
+  else:
+    power = "" if result.get("mean_power_w") is None else "; mean power %.3g W" % (
+        result["mean_power_w"])
+    if power and result.get("idle_power_w") is not None:
+      power += " (idle %.3g W)" % result["idle_power_w"]
+    lines.append(("energy", "%.4g J per %d images, %.4g mJ per image (%s)%s"
+                  % (result["energy_j"], n, 1e3 * result["energy_j"] / n,
+                     result["power_source"], power)))
+  lines.append(("contention", _contention(result)))
+  return ["%-11s %s" % pair for pair in lines]
+
+
+def _contention(result):
+  share = result.get("other_cpu_share")
+  if share is None:
+    return "unknown (no /proc/stat)"
+  text = "other processes used up to %.0f%% of the CPUs while timing (limit %.0f%%)" % (
+      100 * share, 100 * result.get("contention_threshold", contention.DEFAULT_THRESHOLD))
+  if result.get("contended"):
+    return text + ": contended, not comparable with a quiet measurement"
+  return text + ": quiet"
+
+
+def _report(result):
+  """Print the summary (or ``--json``), write ``--out``; warnings to stderr."""
+  if FLAGS.out:
+    with open(FLAGS.out, "w") as f:
+      json.dump(result, f, indent=2, sort_keys=True)
+  if FLAGS.json:
+    json.dump(result, sys.stdout, sort_keys=True)
+    print()
+  else:
+    print("\n".join(summary_lines(result)))
+    print("%-11s %s" % ("full result", FLAGS.out if FLAGS.out else
+                        "not kept (--json prints it, --out=FILE writes it)"))
+  sys.stdout.flush()
+  for warning in result.get("warnings") or ():
+    sys.stderr.write("deploy.measure: warning: %s\n" % " ".join(str(warning).split()))
+
+
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   if FLAGS.write_calibration:
     calib = load_calibration_images(FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir)
     np.save(FLAGS.write_calibration, calib)
@@ -242,8 +313,7 @@ def main(argv):
     sys.exit(1)
   result["dataset"] = FLAGS.dataset
   result["images_repeated_from"] = repeated
-  json.dump(result, sys.stdout, sort_keys=True)
-  print()
+  _report(result)
 
 
 if __name__ == "__main__":

@@ -74,7 +74,7 @@ class MeasureTest(tf.test.TestCase):
         [sys.executable, "-m", "deploy.measure", "--device=gpu", "--runtime=tensorrt",
          "--precision=int8", "--calibration_images=100", "--power_source=none",
          "--model=" + self.tiny["onnx"], "--num_images=32", "--batch_size=16",
-         "--repeats=1", "--warmup_batches=0", "--contention_policy=warn"],
+         "--repeats=1", "--warmup_batches=0", "--contention_policy=warn", "--json"],
         capture_output=True, text=True, timeout=300, env=env)
     self.assertEqual(out.returncode, 0, out.stderr[-2000:])
     info = json.loads(out.stdout.strip().splitlines()[-1])["runtime_info"]
@@ -82,12 +82,52 @@ class MeasureTest(tf.test.TestCase):
                      ("int8", 100, "bindings"))
     self.assertGreater(info["engine_bytes"], 0)
 
+  def _cli_measure(self, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.measure", "--device=cpu", "--runtime=onnxruntime",
+         "--power_source=none", "--model=" + self.tiny["onnx"], "--num_images=64",
+         "--batch_size=32", "--repeats=1", "--warmup_batches=0", "--contention_policy=warn"]
+        + list(extra), capture_output=True, text=True, timeout=300)
+
+  def test_cli_prints_a_summary_and_warnings_on_stderr(self):
+    path = os.path.join(self.get_temp_dir(), "result.json")
+    out = self._cli_measure("--out=" + path)
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    lines = out.stdout.splitlines()
+    self.assertEqual([l.split()[0] for l in lines],
+                     ["model", "runtime", "images", "time", "energy", "contention", "full"])
+    self.assertEqual(lines[1], "runtime     onnxruntime on cpu")
+    self.assertRegex(lines[3], r"^time +\S+ s per 64 images, \S+ ms per image \(time source: "
+                     r"host clock\)$")
+    self.assertEqual(lines[4], "energy      not measured (power source: none)")
+    self.assertEqual(lines[-1], "full result " + path)
+    self.assertLess(max(len(l) for l in lines), 160, out.stdout)
+    self.assertNotIn("{", out.stdout)
+    self.assertIn("deploy.measure: warning: power_source=none: energy is not measured "
+                  "(energy_j is null).", out.stderr.splitlines())
+    with open(path) as f:
+      result = json.load(f)
+    self.assertEqual((result["images"], result["runtime"]), (64, "onnxruntime"))
+    self.assertIn("%.4g s per 64 images" % result["time_s"], lines[3])
+
+  def test_cli_json_prints_the_whole_result(self):
+    out = self._cli_measure("--json")
+    self.assertEqual(out.returncode, 0, out.stderr[-2000:])
+    self.assertLen(out.stdout.strip().splitlines(), 1)
+    result = json.loads(out.stdout)
+    self.assertEqual((result["images"], result["batch_size"]), (64, 32))
+    self.assertGreater(result["time_s"], 0.0)
+    self.assertEqual(len([l for l in out.stderr.splitlines()
+                          if l.startswith("deploy.measure: warning: ")]),
+                     len(result["warnings"]))
+
   @pytest.mark.slow
   def test_cli_prints_result_json(self):
     out = subprocess.run(
         [sys.executable, "-m", "deploy.measure", "--device=cpu", "--runtime=openvino",
          "--power_source=none", "--model=" + self.tiny["onnx"], "--num_images=200",
-         "--batch_size=100", "--repeats=2"], capture_output=True, text=True, timeout=300)
+         "--batch_size=100", "--repeats=2", "--json"], capture_output=True, text=True,
+        timeout=300)
     self.assertEqual(out.returncode, 0, out.stderr[-2000:])
     result = json.loads(out.stdout.strip().splitlines()[-1])
     self.assertGreater(result["time_s"], 0.0)
