@@ -3,10 +3,13 @@
 Stages are a search's Pareto models ordered by measured cost (at most
 ``--max_stages``), or any trained, measured models (``--model_dirs``); each
 stage's validation (and test) logits are computed once, then every threshold
-vector is evaluated exactly (``search.cascade_lib``). PESMO, ParEGO and random
-search look for the vectors of the error/time(/energy) front within
-``--evaluations``; for 2-3 stages an exhaustive grid gives the true front and
-each strategy's hypervolume fraction of it::
+vector is evaluated exactly (``search.cascade_lib``). For 2-3 stages an
+exhaustive grid gives the true error/time(/energy) front in seconds, and that
+is all that runs by default; ``--compare_strategies`` also lets PESMO, ParEGO
+and random search look for it within ``--evaluations`` and scores each by its
+hypervolume fraction of the grid's front (minutes per strategy). Without an
+exact grid (more stages, or a thinned grid) the strategies search the front
+themselves. Progress and an ETA are printed while they run::
 
   python -m search.cascade --results_dir=runs/quickstart --out_dir=runs/quickstart_cascade
   python -m search.cascade --model_dirs=final/a,final/b --out_dir=cascades/ab --measure
@@ -14,7 +17,10 @@ each strategy's hypervolume fraction of it::
 ``<out_dir>`` holds the run-time cascade (``cascade.json`` + ``stages/*.onnx``,
 run by ``python -m deploy.cascade`` or measured by ``python -m deploy.measure
 --model=<out_dir>``), ``cascade_fronts.png/.csv``, ``cascade_points.md/.csv``,
-``threshold_search.csv`` and ``summary.json``. ``--measure`` also measures
+``threshold_search.csv`` and ``summary.json``; the console gets a short
+summary explaining the savings (``cascade_report.summary_lines``). A
+``--results_dir`` that is not a search's is refused before anything is
+written. ``--measure`` also measures
 each stage alone (at the batch size and a tenth of it: its per-call cost) and
 ``--measure_points`` points of the front on this CPU with ``deploy.measure``
 and compares them with the prediction.
@@ -35,6 +41,7 @@ from absl import flags
 from deploy import cascade as runner
 from deploy import devices
 from search import cascade_lib
+from search import config as config_lib
 from search import cascade_report
 from search import cascade_stages
 
@@ -57,7 +64,11 @@ def define_flags():
                     "Largest softmax probability, or top-1 minus top-2 probability.")
   flags.DEFINE_enum("logits_runtime", "onnxruntime", ["onnxruntime", "keras"],
                     "What computes the validation logits (the stage ONNX files or model.keras).")
-  flags.DEFINE_list("strategies", ["pesmo", "parego", "random"], "Threshold search strategies.")
+  flags.DEFINE_list("strategies", ["pesmo", "parego", "random"], "Threshold search strategies: "
+                    "they search the front when there is no exact grid; with an exact grid "
+                    "they run only with --compare_strategies.")
+  flags.DEFINE_bool("compare_strategies", False, "With an exact grid, also run --strategies "
+                    "and score each against the grid's front (minutes per strategy).")
   flags.DEFINE_integer("evaluations", 50, "Threshold vectors each strategy evaluates.",
                        lower_bound=1)
   flags.DEFINE_integer("num_initial", 5, "Seeded uniform vectors before a strategy proposes.",
@@ -97,6 +108,7 @@ class CascadeOptions:
   confidence: str = "max_softmax"
   logits_runtime: str = "onnxruntime"
   strategies: Tuple[str, ...] = ("pesmo", "parego", "random")
+  compare_strategies: bool = False
   evaluations: int = 50
   num_initial: int = 5
   seeds: Tuple[int, ...] = (0,)
@@ -126,10 +138,42 @@ class CascadeOptions:
                        "grid=%r" % ("|".join(GRID_MODES), self.grid))
 
 
+def check_search_dir(results_dir):
+  """Refuse a directory that is not a ``python -m search.run`` results dir
+  (a config.json of a search and a trials.db), naming what it is instead."""
+  path = os.path.join(results_dir, "config.json")
+  if not os.path.isdir(results_dir):
+    raise ValueError("--results_dir=%s does not exist; expected the --results_dir of a "
+                     "python -m search.run." % results_dir)
+  what = "it has no config.json"
+  if os.path.exists(path):
+    try:
+      with open(path) as f:
+        raw = json.load(f)
+    except ValueError:
+      raw = None
+    if not isinstance(raw, dict):
+      what = "its config.json is not a search's"
+    elif "steps_per_epoch" in raw or "model_name" in raw:
+      what = ("it is a tea_keras.train model_dir (give such directories, two or more, as "
+              "--model_dirs=A,B)")
+    else:
+      try:
+        config_lib.SearchConfig.from_dict(raw)
+        what = None if os.path.exists(os.path.join(results_dir, "trials.db")) else (
+            "it has no trials.db")
+      except (TypeError, ValueError):
+        what = "its config.json is not a search's"
+  if what:
+    raise ValueError("--results_dir=%s is not a search results directory: %s. Expected the "
+                     "--results_dir of a python -m search.run." % (results_dir, what))
+
+
 def load_candidates(options):
   """``(settings, candidates, single-model rows)``; settings: dataset,
   data_dir, split_seed, measure_images, measure_batch_size."""
   if options.results_dir:
+    check_search_dir(options.results_dir)
     config, candidates, done = cascade_stages.candidates_from_results(
         options.results_dir, list(options.stages))
     settings = {"dataset": config["dataset"], "data_dir": config.get("data_dir"),
@@ -199,7 +243,8 @@ def stage_data(stages, files, splits, options, static_batch=None):
 
 
 def threshold_searches(val, options, log=print):
-  """``({label: Evaluation}, rows, reference front y, grid info)``."""
+  """``({label: Evaluation}, rows, reference front y, grid info)``: the grid,
+  then the strategies when the grid is not exact or ``compare_strategies``."""
   evaluations, rows, grid_info = {}, [], None
   use_grid = options.grid == "on" or (options.grid == "auto" and
                                       val.num_stages <= MAX_GRID_STAGES)
@@ -211,14 +256,20 @@ def threshold_searches(val, options, log=print):
                  "seconds": time.perf_counter() - start}
     log("grid: %d vectors (%s) in %.1f s" % (len(thresholds), "exact" if exact else "thinned",
                                             grid_info["seconds"]))
-  for name in options.strategies:
-    for seed in options.seeds:
-      ev, seconds = cascade_lib.search_thresholds(val, name, options.evaluations, seed,
-                                                  options.num_initial)
-      evaluations["%s:%d" % (name, seed)] = ev
-      rows.append({"strategy": name, "seed": seed, "evaluations": len(ev.error),
-                   "seconds": seconds})
-      log("%s (seed %d): %d vectors in %.1f s" % (name, seed, len(ev.error), seconds))
+  runs = [(name, seed) for name in options.strategies for seed in options.seeds]
+  if grid_info and grid_info["exact"] and not options.compare_strategies:
+    log("strategy comparison skipped: the exact grid is the front (--compare_strategies "
+        "also runs %s and scores each against it)" % ", ".join(options.strategies))
+    runs = []
+  progress = _Progress(len(runs), options.num_initial, log)
+  for k, (name, seed) in enumerate(runs):
+    progress.start("[%d/%d] %s (seed %d)" % (k + 1, len(runs), name, seed))
+    ev, seconds = cascade_lib.search_thresholds(val, name, options.evaluations, seed,
+                                                options.num_initial, progress=progress.update)
+    evaluations["%s:%d" % (name, seed)] = ev
+    rows.append({"strategy": name, "seed": seed, "evaluations": len(ev.error),
+                 "seconds": seconds})
+    progress.finish(len(ev.error))
   reference = evaluations["grid"] if use_grid else None
   objectives = val.objectives
   if reference is not None:
@@ -230,6 +281,51 @@ def threshold_searches(val, options, log=print):
     y = evaluations["%s:%d" % (row["strategy"], row["seed"])].objective_matrix(objectives)
     row["hypervolume_fraction"] = cascade_lib.hypervolume_fraction(y, ref_y)
   return evaluations, rows, ref_y, grid_info
+
+
+class _Progress:
+  """Lines ``label: i/n vectors | elapsed, ETA`` of the threshold searches,
+  at most one per ``every_s`` seconds and one at the end of each run. The ETA
+  extrapolates the current run from its proposals (the ``num_initial``
+  uniform vectors cost nothing; later proposals cost more, so it errs low)
+  and counts each run still to come as long as the mean run so far."""
+
+  def __init__(self, runs, num_initial, log, every_s=15.0):
+    self.runs, self.num_initial, self.log, self.every_s = runs, num_initial, log, every_s
+    self.begin = time.perf_counter()
+    self.durations, self.label, self.run_start, self.last = [], "", self.begin, self.begin
+
+  def start(self, label):
+    self.label, self.run_start = label, time.perf_counter()
+
+  def update(self, done, total, force=False):
+    """``done`` of this run's ``total`` vectors are evaluated."""
+    now = time.perf_counter()
+    if not (force or now - self.last >= self.every_s):
+      return
+    self.last, spent = now, now - self.run_start
+    proposals = done - min(self.num_initial, total)
+    if done >= total:
+      left = 0.0
+    elif proposals > 0:
+      left = spent / proposals * (total - done)
+    else:
+      left = None
+    later = self.runs - len(self.durations) - 1
+    if left is not None and later:
+      left += later * float(np.mean(self.durations + [spent + left]))
+    self.log("%s: %d/%d vectors | elapsed %s, ETA %s" % (
+        self.label, done, total, _hms(now - self.begin), "?" if left is None else _hms(left)))
+
+  def finish(self, total):
+    self.update(total, total, force=True)
+    self.durations.append(time.perf_counter() - self.run_start)
+
+
+def _hms(seconds):
+  seconds = int(round(seconds))
+  return "%dh%02dm%02ds" % (seconds // 3600, seconds % 3600 // 60, seconds % 60) \
+      if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
 
 
 def write_spec(out_dir, stages, files, val, test, points, settings, options):
@@ -248,12 +344,13 @@ def write_spec(out_dir, stages, files, val, test, points, settings, options):
 
 
 def build(options, log=print):
-  """Everything the CLI does (module doc); returns the summary dict."""
+  """Everything the CLI does (module doc); returns the summary dict. Bad
+  inputs are refused before ``out_dir`` is created."""
+  settings, candidates, singles = load_candidates(options)
+  stages = choose(candidates, options, log)
   os.makedirs(options.out_dir, exist_ok=True)
   with open(os.path.join(options.out_dir, "cascade_config.json"), "w") as f:
     json.dump(dataclasses.asdict(options), f, indent=2)
-  settings, candidates, singles = load_candidates(options)
-  stages = choose(candidates, options, log)
   from tea_keras import data  # pylint: disable=g-import-not-at-top
   splits = data.load(settings["dataset"], settings.get("data_dir"),
                      seed=int(settings.get("split_seed") or 0))
@@ -272,6 +369,7 @@ def build(options, log=print):
   spec = write_spec(options.out_dir, stages, files, val, test, points, settings, options)
   cascade_report.plot_fronts(options.out_dir, singles, spec["stages"], points)
   summary = {"stages": spec["stages"], "objectives": list(val.objectives),
+             "validation_images": val.num_images, "stage_costs": options.stage_costs,
              "front_points": len(points), "grid": grid_info, "threshold_search": rows,
              "hypervolume_fraction_mean": _means(rows),
              "best_saving": cascade_report.best_saving(
@@ -352,7 +450,7 @@ def options_from_flags(fv):
       measurement_label=fv.measurement_label, max_stages=fv.max_stages,
       stages=tuple(int(s) for s in fv.stages), confidence=fv.confidence,
       logits_runtime=fv.logits_runtime, strategies=tuple(fv.strategies),
-      evaluations=fv.evaluations, num_initial=fv.num_initial,
+      compare_strategies=fv.compare_strategies, evaluations=fv.evaluations, num_initial=fv.num_initial,
       seeds=tuple(int(s) for s in fv.seeds), grid=fv.grid,
       grid_max_evaluations=fv.grid_max_evaluations, error_tolerance=fv.error_tolerance,
       measure=fv.measure, measure_points=fv.measure_points, measure_images=fv.measure_images,
@@ -370,12 +468,7 @@ def main(argv):
     summary = build(options_from_flags(FLAGS))
   except (ValueError, FileNotFoundError) as e:
     sys.exit("error: %s" % e)
-  print(summary["table"])
-  print(json.dumps({k: summary[k] for k in ("front_points", "grid", "hypervolume_fraction_mean",
-                                            "best_saving", "front_saving")},
-                   indent=1))
-  print("cascade written to %s (run it: python -m deploy.cascade --cascade=%s --data=...)"
-        % (FLAGS.out_dir, FLAGS.out_dir))
+  print("\n".join(cascade_report.summary_lines(summary, FLAGS.out_dir)))
 
 
 if __name__ == "__main__":

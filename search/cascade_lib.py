@@ -360,13 +360,14 @@ def threshold_space(num_stages):
 
 
 def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
-                      objectives=None):
+                      objectives=None, progress=None):
   """Threshold vectors found by a ``search.optimizer`` strategy.
 
   The first ``num_initial`` vectors are uniform draws seeded by ``seed``
   (the same for every strategy), then ``strategy`` (a name of
   ``search.optimizer.strategies.STRATEGIES``) proposes one at a time until
-  ``evaluations``. Returns ``(Evaluation of all vectors in order, seconds)``.
+  ``evaluations``; ``progress(vectors evaluated, evaluations)`` is called
+  after each. Returns ``(Evaluation of all vectors in order, seconds)``.
   """
   from search.optimizer import strategies  # pylint: disable=g-import-not-at-top
   objectives = tuple(objectives or data.objectives)
@@ -381,9 +382,13 @@ def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
   x = space.sample(np.random.default_rng(seed), min(int(num_initial), int(evaluations)))
   y = evaluate(data, x).objective_matrix(objectives)
   while len(x) < int(evaluations):
+    if progress:
+      progress(len(x), int(evaluations))
     point = chooser.propose(x, y)
     x = np.vstack([x, point[None, :]])
     y = np.vstack([y, evaluate(data, point[None, :]).objective_matrix(objectives)])
+  if progress:
+    progress(len(x), int(evaluations))
   return evaluate(data, x), time.perf_counter() - start
 
 

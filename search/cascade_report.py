@@ -9,7 +9,8 @@
 * ``best_saving``: the largest cost saving of a point whose error is within
   ``tolerance`` of the best single model's (negative: none is cheaper);
   ``front_saving``: the largest against the single-model front at equal or
-  lower error.
+  lower error;
+* ``summary_lines``: the console's summary, saying the same in words.
 """
 
 import csv
@@ -118,6 +119,74 @@ def front_saving(points, singles):
         best = {"point": i, "saving": saving, "error": p["error"], "cost": p[key],
                 "single": rival[0], "single_error": rival[1], "single_cost": rival[col]}
     out[name] = best
+  return out
+
+
+def summary_lines(summary, out_dir):
+  """The console's account of a cascade build: how its front was found,
+  what it saves per image and against what, and where the details are."""
+  stages = summary["stages"]
+  grid, rows = summary.get("grid"), summary.get("threshold_search") or []
+  found = "%d points" % summary["front_points"]
+  if grid and grid["exact"]:
+    found += (" of the exact error/cost front: all {:,} threshold vectors evaluated "
+              "({:.1f} s)".format(grid["evaluations"], grid["seconds"]))
+  elif grid:
+    found += " from a thinned grid of {:,} threshold vectors".format(grid["evaluations"])
+  if rows:
+    found += "; threshold searches, each scored by the share of the %s front's hypervolume " \
+        "it reached (1 = all): %s" % ("grid's" if grid else "joint", ", ".join(
+            "%s %.3f" % kv for kv in sorted(summary["hypervolume_fraction_mean"].items())))
+  lines = ["cascade front: " + found]
+  lines.append("savings per image, costs predicted from each stage's measured cost %s on "
+               "the %d validation images:" % (
+                   "as the search measured it" if summary.get("stage_costs") == "search"
+                   else "measured now", summary["validation_images"]))
+  best_single = min(stages, key=lambda s: s["val_error"])
+  for name, key, _ in COSTS:
+    best, front = summary["best_saving"].get(name), summary["front_saving"].get(name)
+    if best is None and front is None:
+      continue
+    lines += ["  " + line for line in _saving_lines(name, key, best, front, best_single,
+                                                    summary["best_saving"]["tolerance"])]
+  lines.append("details: %s (every point: thresholds, share of images each stage answers, "
+               "errors, costs), cascade_fronts.png, summary.json" % os.path.join(
+                   out_dir, "cascade_points.md"))
+  lines.append("run it: python -m deploy.cascade --cascade=%s --data=images.npy "
+               "--max_time_per_image_s=..." % out_dir)
+  return lines
+
+
+def _saving_lines(name, key, best, front, best_single, tolerance):
+  """What ``best_saving`` and ``front_saving`` of one cost mean, in words."""
+  unit = {"time": "ms", "energy": "mJ"}[name]
+
+  def cost(value):
+    return "%.3f %s" % (1e3 * value, unit)
+
+  out = []
+  if best is not None:
+    text = ("%s, as accurate as the most accurate stage (%s, error %s, %s per image): the "
+            "cheapest point within %.1f percentage points of its error (point %d, error %s) costs %s: "
+            % (name, best_single["name"], _pct(best_single["val_error"]),
+               cost(best["best_single_cost"]), 100 * tolerance, best["point"],
+               _pct(best["error"]), cost(best["cost"])))
+    if best["saving"] > 0:
+      out.append(text + "%.1f%% less." % (100 * best["saving"]))
+    else:
+      out.append(text + "%.1f%% MORE: no saving at that accuracy, since nearly every image "
+                 "must reach the last stage and pays for the stages before it too."
+                 % (-100 * best["saving"]))
+  if front is not None:
+    text = ("%s, anywhere on the front: point %d (error %s, %s per image) against %s, the "
+            "cheapest single model at least as accurate (error %s, %s): "
+            % (name, front["point"], _pct(front["error"]), cost(front["cost"]),
+               front["single"], _pct(front["single_error"]), cost(front["single_cost"])))
+    if front["saving"] > 0:
+      out.append(text + "%.1f%% less." % (100 * front["saving"]))
+    else:
+      out.append(text + "no point is cheaper than such a single model (%.1f%%)."
+                 % (100 * front["saving"]))
   return out
 
 

@@ -288,6 +288,30 @@ class ReportTest(tf.test.TestCase):
     self.assertAllClose(saving["time"]["saving"], 0.25)
     self.assertIsNone(saving["energy"])
 
+  def test_summary_lines_explain_a_negative_saving(self):
+    stages = [{"name": "trial #%d" % k, "val_error": e, "time_s_per_image": t}
+              for k, e, t in ((2, 0.30, 1e-4), (5, 0.20, 4e-4))]
+    summary = {"stages": stages, "front_points": 7, "validation_images": 500,
+               "stage_costs": "search", "threshold_search": [],
+               "grid": {"evaluations": 1000, "exact": True, "seconds": 0.5},
+               "best_saving": {"tolerance": 0.005, "best_single_error": 0.2, "energy": None,
+                               "time": {"point": 6, "saving": -0.25, "error": 0.2,
+                                        "cost": 5e-4, "best_single_cost": 4e-4}},
+               "front_saving": {"energy": None, "time": {
+                   "point": 2, "saving": 0.4, "error": 0.25, "cost": 1.5e-4,
+                   "single": "trial #7", "single_error": 0.24, "single_cost": 2.5e-4}}}
+    lines = cascade_report.summary_lines(summary, "out")
+    self.assertIn("  time, as accurate as the most accurate stage (trial #5, error 20.00%, "
+                  "0.400 ms per image): the cheapest point within 0.5 percentage points of its error "
+                  "(point 6, error 20.00%) costs 0.500 ms: 25.0% MORE: no saving at that "
+                  "accuracy, since nearly every image must reach the last stage and pays for "
+                  "the stages before it too.", lines)
+    self.assertIn("  time, anywhere on the front: point 2 (error 25.00%, 0.150 ms per image) "
+                  "against trial #7, the cheapest single model at least as accurate (error "
+                  "24.00%, 0.250 ms): 40.0% less.", lines)
+    self.assertEqual(lines[0], "cascade front: 7 points of the exact error/cost front: all "
+                     "1,000 threshold vectors evaluated (0.5 s)")
+
   def test_measure_indices_spread_along_the_front(self):
     points = [{"time_s_per_image": t} for t in (5, 1, 3, 2, 4)]
     self.assertEqual(cascade_report.measure_indices(points, 3), [1, 2, 0])
@@ -319,9 +343,13 @@ class CliTest(tf.test.TestCase):
     results = write_toy_search(os.path.join(self.get_temp_dir(), "search"))
     out = os.path.join(self.get_temp_dir(), "cascade")
     options = cascade_cli.CascadeOptions(out_dir=out, results_dir=results,
-                                         strategies=("random",), evaluations=12, measure=True,
+                                         strategies=("random",), compare_strategies=True,
+                                         evaluations=12, measure=True,
                                          measure_points=2, measure_repeats=1)
-    summary = cascade_cli.build(options, log=lambda *a: None)
+    logged = []
+    summary = cascade_cli.build(options, log=logged.append)
+    self.assertRegex("\n".join(logged), r"\[1/1\] random \(seed 0\): 12/12 vectors \| elapsed "
+                     r"\dm\d\ds, ETA 0m00s")
     for name in ("cascade.json", "cascade_fronts.png", "cascade_fronts.csv",
                  "cascade_points.md", "cascade_points.csv", "threshold_search.csv",
                  "summary.json", "stages/stage3.onnx"):
@@ -381,6 +409,48 @@ class CliTest(tf.test.TestCase):
     with self.assertRaisesRegex(ValueError, "holds measurements \['cpu', 'gpu'\]; expected "
                                 "--measurement_label"):
       cascade_cli.build(cascade_cli.CascadeOptions(out_dir=out, model_dirs=tuple(dirs)))
+
+  def test_cli_default_skips_the_strategy_comparison_when_the_grid_is_exact(self):
+    results = write_toy_search(os.path.join(self.get_temp_dir(), "search_default"))
+    out = os.path.join(self.get_temp_dir(), "cascade_default")
+    proc = subprocess.run([sys.executable, "-m", "search.cascade", "--results_dir=" + results,
+                           "--out_dir=" + out], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    with open(os.path.join(out, "summary.json")) as f:
+      summary = json.load(f)
+    self.assertTrue(summary["grid"]["exact"])
+    self.assertEqual(summary["threshold_search"], [])
+    self.assertIn("strategy comparison skipped: the exact grid is the front "
+                  "(--compare_strategies also runs pesmo, parego, random and scores each "
+                  "against it)", proc.stdout)
+    self.assertIn("savings per image, costs predicted from each stage's measured cost as the "
+                  "search measured it on the 508 validation images:", proc.stdout)
+    self.assertNotIn("{", proc.stdout)
+    self.assertLess(len(proc.stdout.splitlines()), 12, proc.stdout)
+
+  def test_cli_refuses_a_training_dir_with_one_line_and_writes_nothing(self):
+    model_dir = os.path.join(self.get_temp_dir(), "trained")
+    os.makedirs(model_dir)
+    for name, obj in (("config.json", {  # the keys tea_keras.training writes
+        "recipe": {"epochs": 1}, "dataset": "cifar10_sample", "seed": 0,
+        "data_sizes": {"train": 64, "val": 508, "test": 508}, "steps_per_epoch": 2,
+        "model_name": "tea_net", "params": 1234, "evaluate_test": False,
+        "genotype": space.resolve("random", 1).to_string(), "num_cells": 1, "filters": 4}),
+                      ("metrics.json", {"val_error": 0.9})):
+      with open(os.path.join(model_dir, name), "w") as f:
+        json.dump(obj, f)
+    out = os.path.join(self.get_temp_dir(), "cascade_of_trained")
+    proc = subprocess.run([sys.executable, "-m", "search.cascade", "--results_dir=" + model_dir,
+                           "--out_dir=" + out], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)
+    self.assertEqual(proc.returncode, 1)
+    self.assertEqual(proc.stderr.strip().splitlines(), [
+        "error: --results_dir=%s is not a search results directory: it is a tea_keras.train "
+        "model_dir (give such directories, two or more, as --model_dirs=A,B). Expected the "
+        "--results_dir of a python -m search.run." % model_dir])
+    self.assertFalse(os.path.exists(out))
+    self.assertEqual(sorted(os.listdir(model_dir)), ["config.json", "metrics.json"])
 
   def test_options_need_one_source(self):
     with self.assertRaisesRegex(ValueError, "exactly one of --results_dir and --model_dirs"):
