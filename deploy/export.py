@@ -272,6 +272,8 @@ def default_out(model_dir, fmt):
 
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   out = FLAGS.out or default_out(FLAGS.model_dir, FLAGS.format)

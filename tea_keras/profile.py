@@ -52,6 +52,8 @@ def random_cells_summary(count, seed, num_cells, filters):
 
 def main(argv):
   del argv
+  from tea_keras import console  # pylint: disable=g-import-not-at-top
+  console.quiet_native_logs()
   if FLAGS.random_cells:
     print(json.dumps(random_cells_summary(FLAGS.random_cells, FLAGS.seed, FLAGS.num_cells,
                                           FLAGS.filters)))
