@@ -329,7 +329,7 @@ class DeviceSideTest(tf.test.TestCase):
 
   def test_deploy_measure_cli_measures_a_cascade_point(self):
     out = subprocess.run(
-        [sys.executable, "-m", "deploy.measure", "--model=" + self.dir, "--cascade_point=1",
+        [sys.executable, "-m", "deploy.measure", "--model=" + self.dir, "--cascade_point=1", "--json",
          "--num_images=64", "--batch_size=32", "--repeats=1", "--warmup_batches=0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
@@ -341,7 +341,7 @@ class DeviceSideTest(tf.test.TestCase):
   def test_deploy_measure_cli_measures_a_cascade_zip(self):
     zipped = cascade.pack(self.dir, os.path.join(self.root, "c.zip"))
     out = subprocess.run(  # the lowest error within both budgets: point 1 (0.4, 2e-4 s)
-        [sys.executable, "-m", "deploy.measure", "--model=" + zipped, "--max_error=0.45",
+        [sys.executable, "-m", "deploy.measure", "--model=" + zipped, "--max_error=0.45", "--json",
          "--max_time_per_image_s=2.5e-4", "--num_images=64", "--batch_size=32", "--repeats=1",
          "--warmup_batches=0"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
