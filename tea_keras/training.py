@@ -398,10 +398,13 @@ def _check_resumable(run_dir: Path, config: dict) -> None:
   changed = []
   for key in sorted(set(saved) | set(config)):
     old, new = saved.get(key), json.loads(json.dumps(config.get(key)))
-    if key == "recipe":
-      old = {k: v for k, v in (old or {}).items() if k not in RESUMABLE_CHANGES}
-      new = {k: v for k, v in new.items() if k not in RESUMABLE_CHANGES}
-    if key not in RESUMABLE_CHANGES and old != new:
+    if key in RESUMABLE_CHANGES:
+      continue
+    if key == "recipe" and isinstance(old, dict) and isinstance(new, dict):
+      for field in sorted((set(old) | set(new)) - set(RESUMABLE_CHANGES)):
+        if old.get(field) != new.get(field):  # only the fields that differ, not whole dicts
+          changed.append("recipe.%s: %r -> %r" % (field, old.get(field), new.get(field)))
+    elif old != new:
       changed.append("%s: %r -> %r" % (key, old, new))
   if changed:
     raise ValueError("model_dir %s holds a checkpoint of a different run (%s). Expected "
