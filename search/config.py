@@ -227,6 +227,7 @@ def check_results_dir(config: SearchConfig) -> bool:
                        "--results_dir." % (path, e))
   # A field that an older tea-keras did not write is not a difference.
   current = {k: v for k, v in config.identity().items() if k in raw}
+  previous = {k: v for k, v in previous.items() if k in raw}
   diff = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
   if diff:
     details = "; ".join(_differences(previous.get(k), current.get(k), k) for k in diff)

@@ -80,6 +80,30 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
     for unchanged in ("ops", "sep7x7", "cardinalities", "objectives", "dataset"):
       self.assertNotIn(unchanged, message)
 
+  def test_check_results_dir_resumes_a_config_written_before_new_fields(self):
+    """An older tea-keras did not write `precisions` (nor later fields): the
+    same experiment resumes, whatever their defaults."""
+    import json  # pylint: disable=g-import-not-at-top
+    config = self._config(objectives=("error", "time"))
+    config_lib.write_config(config)
+    path = os.path.join(config.results_dir, "config.json")
+    with open(path) as f:
+      raw = json.load(f)
+    for field in ("precisions", "calibration_images", "power_options"):
+      raw.pop(field)
+    with open(path, "w") as f:
+      json.dump(raw, f)
+    self.assertTrue(config_lib.check_results_dir(config))
+    with self.assertRaisesRegex(ValueError, "objectives"):
+      config_lib.check_results_dir(dataclasses.replace(config, objectives=("error", "energy")))
+
+  def test_check_results_dir_refuses_a_changed_artifact_format(self):
+    config = self._config(objectives=("error", "time"), device_kind="myriad",
+                          artifact_format="onnx", onnx_opset=13)
+    config_lib.write_config(config)
+    with self.assertRaisesRegex(ValueError, "artifact_format: 'onnx' there, 'openvino' now"):
+      config_lib.check_results_dir(dataclasses.replace(config, artifact_format="openvino"))
+
   def test_check_results_dir_refuses_foreign_config(self):
     d = os.path.join(self.get_temp_dir(), "foreign")
     os.makedirs(d)
