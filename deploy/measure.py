@@ -110,27 +110,28 @@ def _unzipped_cascade(model_path):
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def load_images(dataset, num_images, data_dir=None):
-  """(normalized float32 validation images, note) for ``dataset``."""
+def load_images(dataset, num_images, data_dir=None, split_seed=0):
+  """(normalized float32 validation images, note) for ``dataset``, split as
+  a search with ``--seed=split_seed`` splits it."""
   from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `num_images`. Expected a positive "
                      "integer. Received num_images=%r" % (num_images,))
-  x = data.load(dataset, data_dir).x_val
+  x = data.load(dataset, data_dir, seed=split_seed).x_val
   available = len(x)
   if num_images > available:
     x = np.concatenate([x] * (-(-num_images // available)))
   return data.normalize(x[:num_images]), (available if num_images > available else None)
 
 
-def load_calibration_images(dataset, num_images, data_dir=None):
+def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
   from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
                      "integer. Received calibration_images=%r" % (num_images,))
-  x = data.load(dataset, data_dir).x_train[:num_images]
+  x = data.load(dataset, data_dir, seed=split_seed).x_train[:num_images]
   return np.ascontiguousarray(data.normalize(x), np.float32)
 
 
@@ -158,6 +159,9 @@ def define_flags():
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py; folder "
                       "(required): your image folder, as given to search.run.")
   flags.DEFINE_integer("num_images", 5000, "Images per run (paper: 5000).", lower_bound=1)
+  flags.DEFINE_integer("split_seed", 0, "Seed of the train/validation split: the search's "
+                       "--seed, so that --write_data writes the search's own validation images.",
+                       lower_bound=0)
   flags.DEFINE_integer("batch_size", 100, "Batch size (paper: 100).", lower_bound=1)
   flags.DEFINE_float("threshold_w", None, "Working/idle threshold (default: paper's "
                      "per-device value; automatic on CPU).")
@@ -171,6 +175,7 @@ def define_flags():
                      "3x the source's averaging window; 0 without power).")
   flags.DEFINE_string("trace_dir", None, "Write trace CSVs, trace.png and result.json here.")
   flags.DEFINE_string("rail", None, "ina3221 rail label(s), comma-separated.")
+  flags.DEFINE_string("power_root", None, "ina3221/rapl: root of the sysfs tree (default /).")
   flags.DEFINE_integer("gpu_index", None, "nvml GPU index.")
   flags.DEFINE_string("usb_csv", None, "usb_meter: timestamped CSV log of the meter.")
   flags.DEFINE_string("usb_port", None, "usb_meter: serial port of the meter.")
@@ -202,7 +207,7 @@ def _tensorrt_options():
   out = {"precision": FLAGS.precision}
   if FLAGS.precision == "int8":
     out["calibration_images"] = load_calibration_images(
-        FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir)
+        FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir, FLAGS.split_seed)
   return out
 
 
@@ -273,13 +278,18 @@ def main(argv):
   del argv
   from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
-  if FLAGS.write_calibration:
-    calib = load_calibration_images(FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir)
-    np.save(FLAGS.write_calibration, calib)
-    print(json.dumps({"calibration": FLAGS.write_calibration, "images": len(calib),
-                      "split": "train", "dataset": FLAGS.dataset}))
-    return
-  images, repeated = load_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir)
+  try:
+    if FLAGS.write_calibration:
+      calib = load_calibration_images(FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir,
+                                      FLAGS.split_seed)
+      np.save(FLAGS.write_calibration, calib)
+      print(json.dumps({"calibration": FLAGS.write_calibration, "images": len(calib),
+                        "split": "train", "dataset": FLAGS.dataset}))
+      return
+    images, repeated = load_images(FLAGS.dataset, FLAGS.num_images, FLAGS.data_dir,
+                                   FLAGS.split_seed)
+  except ValueError as e:  # tea_keras.data.DataError included: a bad data set, one line
+    sys.exit("deploy.measure: error: %s" % e)
   if FLAGS.write_data:
     np.save(FLAGS.write_data, images)
     print(json.dumps({"data": FLAGS.write_data, "images": len(images),
@@ -287,10 +297,8 @@ def main(argv):
     return
   if not FLAGS.model:
     raise app.UsageError("--model is required (or --write_data).")
-  options = {"rail": FLAGS.rail, "device_index": FLAGS.gpu_index,
-             "csv_path": FLAGS.usb_csv, "port": FLAGS.usb_port}
-  wanted = {"ina3221": ("rail",), "nvml": ("device_index",),
-            "usb_meter": ("csv_path", "port")}.get(FLAGS.power_source, ())
+  options = {key: getattr(FLAGS, flag, None) for key, flag in devices.POWER_OPTION_FLAGS.items()}
+  wanted = devices.POWER_OPTIONS.get(FLAGS.power_source, ())
   picks = {"point": FLAGS.cascade_point, "max_energy_per_image_j": FLAGS.max_energy_per_image_j,
            "max_time_per_image_s": FLAGS.max_time_per_image_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}

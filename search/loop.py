@@ -83,8 +83,9 @@ def resolve(config, log=print):
       token=token, ca_file=config.device_ca_file, power_options=config.power_options,
       precisions=config.precisions, measure_images=config.measure_images,
       batch_size=config.measure_batch_size, validation_images=validation,
-      data_hint="--dataset=%s%s" % (config.dataset, " --data_dir=%s" % config.data_dir
-                                    if config.data_dir else ""))
+      data_hint="--dataset=%s%s%s" % (
+          config.dataset, " --data_dir=%s" % config.data_dir if config.data_dir else "",
+          " --split_seed=%d" % config.seed if config.seed else ""))
   for notice in plan.notices:
     log("notice: %s" % notice)
   changes = dict(runtime=plan.runtime, power_source=plan.power_source,
