@@ -200,13 +200,20 @@ def check_power(device, answer, power_options, runtime_name, model_path, thresho
   if len(load_trace) >= 2:
     out["integrated_j"] = protocol.trapezoid_energy(load_trace, inner[0], inner[1])
     out["counter_j"] = protocol.counter_energy(load_trace, inner[0], inner[1])
-    if out["counter_j"]:
-      out["counter_ratio"] = out["integrated_j"] / out["counter_j"]
-  idle, load = out["idle_w"], out["load_w"]
+  return _judge(out)
+
+
+def _judge(out):
+  """The counter's agreement and the threshold's verdict of a power check:
+  ``separates`` when idle < threshold < load; else, when the load raises the
+  power measurably (by 2%), the midpoint of idle and load is suggested."""
+  if out["integrated_j"] and out["counter_j"]:
+    out["counter_ratio"] = out["integrated_j"] / out["counter_j"]
+  idle, load, threshold = out["idle_w"], out["load_w"], out["threshold_w"]
   if idle is not None and load is not None:
-    if threshold_w is not None:
-      out["separates"] = bool(idle < threshold_w < load)
-    if load > idle * 1.02 and (threshold_w is None or not out["separates"]):
+    if threshold is not None:
+      out["separates"] = bool(idle < threshold < load)
+    if load > idle * 1.02 and (threshold is None or not out["separates"]):
       out["suggested_threshold_w"] = 0.5 * (idle + load)
   return out
 
@@ -294,14 +301,7 @@ def _agent_power(result, threshold):
          "separates": None, "suggested_threshold_w": None,
          "integrated_j": result.get("energy_j"), "counter_j": result.get("counter_energy_j"),
          "counter_ratio": None, "samples": result.get("samples", 0)}
-  if out["integrated_j"] and out["counter_j"]:
-    out["counter_ratio"] = out["integrated_j"] / out["counter_j"]
-  if idle is not None and load is not None:
-    if threshold is not None:
-      out["separates"] = bool(idle < threshold < load)
-    if load > idle * 1.02 and (threshold is None or not out["separates"]):
-      out["suggested_threshold_w"] = 0.5 * (idle + load)
-  return out
+  return _judge(out)
 
 
 # -- experiments -----------------------------------------------------------------
