@@ -40,9 +40,42 @@ A cell that concatenates all its blocks ends its string with ``| concat=all``
 (the default ``unused`` is not written, so existing strings keep their
 meaning). Whitespace is ignored. This module imports no TensorFlow so that the optimizer
 and the tools that only handle genotypes stay light.
+
+The network around the cells (``network_layout``, built by
+``tea_keras.network``): a stem, then ``3N + 2`` cells (N at stride 1, one at
+stride 2, N, one at stride 2, N); cell ``k`` reads the outputs of cells
+``k - 2`` (its ``prev_prev``) and ``k - 1`` (its ``prev``), the stem standing
+in for both before cell 0; the logits read the last cell.
+
+Dead cells. The space, like the paper's and PNAS's, contains cells whose
+blocks never read ``prev`` (or never ``prev_prev``): 1 in 36 uniform
+encodings each (the product of ``((b + 1) / (b + 2))**2`` over the blocks
+``b``). With the same
+cell in every position, a cell that never reads ``prev`` leaves the output of
+cell ``k`` to cell ``k + 2`` alone, so every other cell, counted back from
+the last, reaches no logit; one that never reads ``prev_prev`` leaves every
+cell's projection of it unused. Such cells are neither excluded nor rewritten:
+
+* excluding them would take cells out of the paper's space and break the
+  encoding box above (every encoding a valid cell), which the optimizer's
+  design space, ``sample``, ``mutate`` and ``neighbours`` rely on;
+* no canonical form exists: a cell that reads ``prev`` builds every cell,
+  so no rewrite reading ``prev`` builds the half-depth network of one that
+  does not (and a cell that never reads ``prev_prev`` is already its own).
+
+Instead the network is what a compiler keeps of it, as the ONNX export
+does: ``live_cells`` walks ``network_layout`` back from the last cell over the
+inputs the cell reads (``Genotype.inputs_read``), ``tea_keras.network``
+builds only the live cells and the projections of the inputs a cell reads,
+and ``tea_keras.cost`` counts the same. The network that is trained,
+exported, measured, profiled and budgeted is then one network. A cell that
+never reads ``prev`` thus gets a network of about half the depth (N = 1:
+cells 0, 2 and 4 of 5, the downsampling done by the factorized reductions of
+cells 2 and 4), which is all its export ever ran.
 """
 
 import dataclasses
+import functools
 import json
 import re
 from typing import Iterable, List, Sequence, Tuple
@@ -222,6 +255,13 @@ class Genotype:
     key = "-".join(parts)
     return key + "|all" if self.concat == "all" and self.used_blocks() else key
 
+  def inputs_read(self) -> Tuple[int, ...]:
+    """The cell inputs some block reads, ascending: ``0`` (``prev_prev``)
+    and/or ``1`` (``prev``). Every block is live (it is an output or feeds
+    one), so these are exactly the inputs the cell output depends on."""
+    return tuple(sorted({i for blk in self.blocks for i in (blk.input1, blk.input2)
+                         if i < len(_CELL_INPUT_NAMES)}))
+
   def used_blocks(self) -> Tuple[int, ...]:
     """Indices of blocks whose output feeds another block of the cell."""
     used = set()
@@ -269,6 +309,58 @@ def _is_int(value) -> bool:
 
 def _as_int(value):
   return int(value) if _is_int(value) else value
+
+
+# -- the network around the cells --------------------------------------------
+STEM = -1  # the state index of the stem's output in ``CellSlot.inputs``
+
+
+@dataclasses.dataclass(frozen=True)
+class CellSlot:
+  """Cell ``index`` of the network: its ``stride``, its width as a multiple of
+  F (doubling at each stride-2 cell), the states it reads as
+  ``(prev_prev, prev)`` (``STEM`` or an earlier cell's index) and whether
+  ``prev_prev`` has twice the resolution of ``prev`` (the cell right after a
+  stride-2 cell), which a factorized reduction then halves."""
+  index: int
+  stride: int
+  width: int
+  inputs: Tuple[int, int]
+  reduce_prev_prev: bool
+
+
+def cell_strides(num_cells: int) -> List[int]:
+  """Stride of every cell: N ones, a 2, N ones, a 2, N ones."""
+  return [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells
+
+
+@functools.lru_cache(maxsize=64)
+def network_layout(num_cells: int) -> Tuple[CellSlot, ...]:
+  """The cells of the network with N = ``num_cells`` (see the module doc), as
+  ``tea_keras.network`` wires them and ``tea_keras.cost`` counts them."""
+  slots, scale, width = [], {STEM: 1}, 1
+  for k, stride in enumerate(cell_strides(num_cells)):
+    width *= stride
+    inputs = (max(k - 2, STEM), max(k - 1, STEM))
+    scale[k] = scale[inputs[1]] * stride
+    slots.append(CellSlot(k, stride, width, inputs, scale[inputs[0]] != scale[inputs[1]]))
+  return tuple(slots)
+
+
+def live_cells(genotype: Genotype, num_cells: int) -> Tuple[bool, ...]:
+  """Whether each cell's output reaches the logits, walking ``network_layout``
+  back from the last cell over the inputs ``genotype`` reads."""
+  return _live_cells(genotype.inputs_read(), int(num_cells))
+
+
+@functools.lru_cache(maxsize=256)
+def _live_cells(inputs_read, num_cells):
+  layout = network_layout(num_cells)
+  needed = {layout[-1].index}
+  for slot in reversed(layout):
+    if slot.index in needed:
+      needed.update(slot.inputs[i] for i in inputs_read)
+  return tuple(slot.index in needed for slot in layout)
 
 
 # -- sampling and mutation --------------------------------------------------

@@ -205,6 +205,32 @@ class SpaceTest(tf.test.TestCase, parameterized.TestCase):
                                 "received 'used'"):
       space.Genotype(space.sample(0).blocks, "used")
 
+  def test_network_layout_wiring(self):
+    """N=1 by hand: cell k reads the states of cells k-2 and k-1 (the stem,
+    -1, before cell 0); widths double at the stride-2 cells 1 and 3; a cell
+    right after a stride-2 cell gets prev_prev at twice prev's resolution."""
+    layout = space.network_layout(1)
+    self.assertEqual([c.stride for c in layout], [1, 2, 1, 2, 1])
+    self.assertEqual([c.inputs for c in layout],
+                     [(-1, -1), (-1, 0), (0, 1), (1, 2), (2, 3)])
+    self.assertEqual([c.width for c in layout], [1, 2, 2, 4, 4])
+    self.assertEqual([c.reduce_prev_prev for c in layout], [False, False, True, False, True])
+    self.assertEqual([c.index for c in space.network_layout(2)], list(range(8)))
+
+  @parameterized.parameters(
+      ("sep3x3(prev)+max3x3(prev_prev)", (0, 1), 1, (True,) * 5),
+      ("sep3x3(prev)+max3x3(prev); conv3x3(b0)+identity(prev)", (1,), 1, (True,) * 5),
+      # Only prev_prev read: the last cell (3N+1) reads cell 3N-1, which reads
+      # 3N-3, ... down to the stem; the cells in between reach no logit.
+      ("sep3x3(prev_prev)+max3x3(prev_prev); conv3x3(b0)+identity(prev_prev)", (0,), 1,
+       (True, False, True, False, True)),
+      ("sep3x3(prev_prev)+max3x3(prev_prev)", (0,), 2, (False, True) * 4),
+  )
+  def test_live_cells_walk_back_from_the_last_cell(self, text, reads, n, expected):
+    genotype = space.Genotype.parse(text)
+    self.assertEqual(genotype.inputs_read(), reads)
+    self.assertEqual(space.live_cells(genotype, n), expected)
+
   def test_import_does_not_import_tensorflow(self):
     code = "import sys, tea_keras.space; print('tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
