@@ -3,11 +3,17 @@
 ``genotype_cost(genotype, num_cells, filters)`` returns the numbers
 ``tea_keras.profiling.profile_model`` reads from a built Keras model, without
 building one, so that a search can check budgets on thousands of candidate
-cells (``search.budgets``):
+cells (``search.budgets``). It counts the network ``tea_keras.network`` builds:
+the live cells only (``space.live_cells`` over ``space.network_layout``), each
+with the projections of the inputs it reads, so a cell that never reads
+``prev`` is charged for the half of the network its export holds, not the
+dead other half (``tea_keras.space``, "Dead cells"):
 
 * ``params``: ``model.count_params()`` of ``tea_keras.network.build_network``
   (batch-norm moving statistics included, 4 numbers per channel), summed
-  layer by layer from the recipe of ``tea_keras.network``/``cells``/``ops``:
+  layer by layer from the recipe of ``tea_keras.network``/``cells``/``ops``;
+  the weights of the ONNX export as well, read from its initializers
+  (``tests/tea_keras/onnx_params.py`` says how BN folding is accounted for):
 
   ================== ============================================
   layer              parameters (``C_in`` -> ``C_out``)
@@ -18,13 +24,15 @@ cells (``search.budgets``):
   dense              ``C_in*C_out + C_out``
   ================== ============================================
 
+* ``macs``: multiply-accumulates of the convolutions (depthwise and pointwise
+  apart) and the dense layer, ``profiling.profile_model``'s ``flops``;
 * ``peak_activation_bytes``: the liveness count of ``profiling.peak_live_bytes``
   (ops in execution order, a tensor freed after its last consumer, float32,
   batch 1) replayed on the op sequence the network's TensorFlow graph has:
   a convolution is one op, a separable one two (depthwise, pointwise), a
   batch norm in inference seven (``add, rsqrt, mul`` on the C-vector, ``x*scale``,
   ``mean*scale``, ``beta - mean*scale``, ``+``), a factorized reduction
-  ``relu, conv, pad, slice, conv, concat, bn``. Tests compare both numbers with
+  ``relu, conv, pad, slice, conv, concat, bn``. Tests compare the three numbers with
   ``profiling.profile_model`` on random cells.
 
 Shapes follow Keras ``padding="same"`` (``ceil(H / stride)``) and the
@@ -40,12 +48,13 @@ class _Graph:
   """An op list ``(outputs, inputs)`` with tensors as integer ids and sizes."""
 
   def __init__(self):
-    self.size, self.ops, self.params = [], [], 0
+    self.size, self.ops, self.params, self.macs = [], [], 0, 0
 
-  def op(self, inputs, numel, params=0):
+  def op(self, inputs, numel, params=0, macs=0):
     self.size.append(int(numel) * FLOAT_BYTES)
     self.ops.append((len(self.size) - 1, tuple(inputs)))
     self.params += int(params)
+    self.macs += int(macs)
     return len(self.size) - 1
 
   def peak_live_bytes(self):
@@ -92,13 +101,15 @@ class _Net:
     t, h, w, c = x
     h2, w2 = ((h - 1) // stride + 1, (w - 1) // stride + 1) if valid else (
         -(-h // stride), -(-w // stride))
-    return (self.g.op([t], h2 * w2 * cout, params=k * k * c * cout), h2, w2, cout)
+    return (self.g.op([t], h2 * w2 * cout, params=k * k * c * cout,
+                      macs=h2 * w2 * k * k * c * cout), h2, w2, cout)
 
   def separable(self, x, k, cout, stride):
     t, h, w, c = x
     h2, w2 = -(-h // stride), -(-w // stride)
-    depth = self.g.op([t], h2 * w2 * c, params=k * k * c)
-    return (self.g.op([depth], h2 * w2 * cout, params=c * cout), h2, w2, cout)
+    depth = self.g.op([t], h2 * w2 * c, params=k * k * c, macs=h2 * w2 * k * k * c)
+    return (self.g.op([depth], h2 * w2 * cout, params=c * cout, macs=h2 * w2 * c * cout),
+            h2, w2, cout)
 
   def relu_conv_bn(self, x, k, cout, stride):
     return self.bn(self.conv(self.relu(x), k, cout, stride))
@@ -130,12 +141,15 @@ class _Net:
     cat = self.g.op([a[0], b[0]], a[1] * a[2] * filters)
     return self.bn((cat, a[1], a[2], filters))
 
-  def cell(self, genotype, filters, stride, prev_prev, prev):
-    if prev_prev[1] != prev[1]:
-      states = [self.factorized_reduction(prev_prev, filters)]
-    else:
-      states = [self.relu_conv_bn(prev_prev, 1, filters, 1)]
-    states.append(self.relu_conv_bn(prev, 1, filters, 1))
+  def cell(self, genotype, filters, stride, prev_prev, prev, reduce_prev_prev):
+    """A cell's ops; an input it does not read (None) gets no projection."""
+    states = [None, None]
+    read = genotype.inputs_read()
+    if 0 in read:
+      states[0] = (self.factorized_reduction(prev_prev, filters) if reduce_prev_prev
+                   else self.relu_conv_bn(prev_prev, 1, filters, 1))
+    if 1 in read:
+      states[1] = self.relu_conv_bn(prev, 1, filters, 1)
     for block in genotype.blocks:
       branches = [self.block_op(op, states[inp], filters, stride if inp < 2 else 1)
                   for inp, op in ((block.input1, block.op1), (block.input2, block.op2))]
@@ -163,29 +177,32 @@ def _op_params(name, width, stride):
 def genotype_params(genotype, num_cells, filters, num_classes=10, input_channels=3,
                     stem_multiplier=3):
   """``genotype_cost(...)["params"]`` in closed form (no op list, ~50x
-  faster): stem, per cell the two input projections (``C_in * w + 4w`` each,
-  a factorized reduction included) and the block ops, the dense logits."""
+  faster): stem, per live cell the projections of the inputs it reads
+  (``C_in * w + 4w`` each, a factorized reduction included) and the block
+  ops, the dense logits."""
   stem = stem_multiplier * filters
   total = 9 * input_channels * stem + 4 * stem
-  c_pp = c_p = stem
-  width = filters
+  channels = {space.STEM: stem}
   outputs = len(genotype.output_blocks())
-  for stride in [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells:
-    if stride == 2:
-      width *= 2
-    total += (c_pp + c_p) * width + 8 * width
+  read = genotype.inputs_read()
+  live = space.live_cells(genotype, num_cells)
+  for slot in space.network_layout(num_cells):
+    width = filters * slot.width
+    channels[slot.index] = width * outputs
+    if not live[slot.index]:
+      continue
+    total += sum(channels[slot.inputs[i]] * width + 4 * width for i in read)
     for block in genotype.blocks:
       for inp, op in ((block.input1, block.op1), (block.input2, block.op2)):
-        total += _op_params(op, width, stride if inp < 2 else 1)
-    c_pp, c_p = c_p, width * outputs
-  return total + c_p * num_classes + num_classes
+        total += _op_params(op, width, slot.stride if inp < 2 else 1)
+  return total + channels[len(live) - 1] * num_classes + num_classes
 
 
 def genotype_cost(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
                   stem_multiplier=3):
-  """``{"params", "peak_activation_bytes"}`` of ``build_network(genotype, num_cells,
-  filters, ...)`` at batch 1, float32 (see module doc). ``genotype``: a
-  ``space.Genotype`` or its string form."""
+  """``{"params", "macs", "peak_activation_bytes"}`` of ``build_network(genotype,
+  num_cells, filters, ...)`` at batch 1, float32 (see module doc). ``genotype``:
+  a ``space.Genotype`` or its string form."""
   if isinstance(genotype, str):
     genotype = space.Genotype.parse(genotype)
   for name, value, low in (("num_cells", num_cells, 1), ("filters", filters, 2)):
@@ -195,15 +212,17 @@ def genotype_cost(genotype, num_cells, filters, num_classes=10, input_shape=(32,
   net = _Net()
   h, w, c = input_shape
   image = (net.g.op([], h * w * c), h, w, c)
-  x = net.bn(net.conv(image, 3, stem_multiplier * filters, 1))
-  prev_prev, prev, width = x, x, filters
-  for stride in [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells:
-    if stride == 2:
-      width *= 2
-    prev_prev, prev = prev, net.cell(genotype, width, stride, prev_prev, prev)
-  t, h, w, c = net.relu(prev)
+  states = {space.STEM: net.bn(net.conv(image, 3, stem_multiplier * filters, 1))}
+  live = space.live_cells(genotype, num_cells)
+  for slot in space.network_layout(num_cells):
+    if live[slot.index]:
+      prev_prev, prev = (states.get(i) for i in slot.inputs)
+      states[slot.index] = net.cell(genotype, filters * slot.width, slot.stride, prev_prev,
+                                    prev, slot.reduce_prev_prev)
+  t, h, w, c = net.relu(states[len(live) - 1])
   pooled = net.g.op([t], c)
-  logits = net.g.op([pooled], num_classes, params=c * num_classes)
+  logits = net.g.op([pooled], num_classes, params=c * num_classes, macs=c * num_classes)
   bias = net.g.op([logits], num_classes, params=num_classes)
   net.g.op([bias], num_classes)  # the graph's output identity keeps the logits alive
-  return {"params": net.g.params, "peak_activation_bytes": net.g.peak_live_bytes()}
+  return {"params": net.g.params, "macs": net.g.macs,
+          "peak_activation_bytes": net.g.peak_live_bytes()}

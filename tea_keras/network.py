@@ -3,6 +3,17 @@
 stem conv 3x3 -> N cells -> stride-2 cell -> N cells -> stride-2 cell ->
 N cells -> ReLU -> global average pooling -> dense logits.
 
+Cell ``k`` reads the outputs of cells ``k - 2`` and ``k - 1`` (the stem before
+cell 0): ``space.network_layout``, which this builder follows. Only the live
+part is built (``space.live_cells``; why: ``tea_keras.space``, "Dead cells"):
+a cell whose output reaches no logit is left out, and a cell gets no
+projection of an input it does not read, so every weight of the model gets a
+gradient and ``count_params`` is the weights of its export, as
+``tea_keras.cost`` counts them. Cells keep their position's name
+(``cell_2``, ``cell_3_reduce``), so a left-out cell leaves a gap.
+``live_only=False`` builds every cell and projection (the network as built
+before, whose dead part computes nothing that reaches the logits).
+
 ``filters`` (F) is the per-block width of the first stage; it doubles at each
 stride-2 cell. The stem has ``stem_multiplier * F`` channels, as in TF-slim's
 ``pnasnet``/``nasnet`` CIFAR models.
@@ -29,11 +40,12 @@ def _check_positive_int(name, value, minimum=1):
 
 def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
                   weight_decay=0.0, drop_path_rate=0.0, stem_multiplier=3, name=None,
-                  concat=None):
+                  concat=None, live_only=True):
   """Build the cell network for ``genotype`` (a ``Genotype`` or its string).
 
   ``concat``: the cells' output rule (``space.CONCATS``), overriding the
-  genotype's; None keeps it (``pnasnet5`` carries ``"all"``).
+  genotype's; None keeps it (``pnasnet5`` carries ``"all"``). ``live_only``:
+  build only the live cells and projections (module doc).
 
   Inputs are float32 NHWC images, normalized per channel
   (``tea_keras.data.normalize``); outputs are logits ``(batch, num_classes)``.
@@ -52,17 +64,20 @@ def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32,
   inputs = keras.Input(shape=input_shape, name="images")
   x = layers.Conv2D(stem_multiplier * filters, 3, padding="same", use_bias=False,
                     kernel_regularizer=reg, name="stem_conv")(inputs)
-  x = ops.batch_norm("stem_bn")(x)
-  prev_prev, prev = x, x
-  width = filters
-  for i, stride in enumerate(cell_strides(num_cells)):
-    if stride == 2:
-      width *= 2
-    out = cells.Cell(genotype, width, stride, weight_decay=weight_decay,
-                     drop_path_rate=drop_path_rate, name="cell_%d%s" % (i, "_reduce" * (stride == 2)))(
-                         [prev_prev, prev])
-    prev_prev, prev = prev, out
-  x = layers.ReLU(name="final_relu")(prev)
+  states = {space.STEM: ops.batch_norm("stem_bn")(x)}
+  live = space.live_cells(genotype, num_cells)
+  read = genotype.inputs_read()
+  for slot in space.network_layout(num_cells):
+    if live_only and not live[slot.index]:
+      continue
+    cell_inputs = [states[state] if i in read or not live_only else None
+                   for i, state in enumerate(slot.inputs)]
+    states[slot.index] = cells.Cell(
+        genotype, filters * slot.width, slot.stride, weight_decay=weight_decay,
+        drop_path_rate=drop_path_rate, reduce_prev_prev=slot.reduce_prev_prev,
+        project_unread_inputs=not live_only,
+        name="cell_%d%s" % (slot.index, "_reduce" * (slot.stride == 2)))(cell_inputs)
+  x = layers.ReLU(name="final_relu")(states[len(live) - 1])
   x = layers.GlobalAveragePooling2D(name="global_pool")(x)
   logits = layers.Dense(num_classes, kernel_regularizer=reg, name="logits")(x)
   return keras.Model(inputs, logits, name=name or "tea_cell_net")
@@ -70,7 +85,7 @@ def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32,
 
 def cell_strides(num_cells):
   """Stride of every cell: N ones, a 2, N ones, a 2, N ones."""
-  return [1] * num_cells + [2] + [1] * num_cells + [2] + [1] * num_cells
+  return space.cell_strides(num_cells)
 
 
 def load_model(path):

@@ -13,6 +13,9 @@ parameters and peak activation bytes: a budget at the median
 ``--genotype`` takes a string form (see ``tea_keras.space``), a named cell
 (``pnasnet5``, ``chain``) or ``random``. See ``tea_keras.profiling`` for how
 ``flops`` (multiply-accumulates) and ``peak_activation_bytes`` are counted.
+Every count is of the network that is built and exported: its live cells
+only; ``dead_cells`` lists the positions left out (a cell that never reads
+``prev`` leaves every other one dead; ``tea_keras.space``, "Dead cells").
 """
 
 import json
@@ -72,7 +75,9 @@ def main(argv):
   else:
     model = network.build_network(genotype, FLAGS.num_cells, FLAGS.filters)
     result = {"model": "cell", "genotype": genotype.to_string(), "num_cells": FLAGS.num_cells,
-              "filters": FLAGS.filters}
+              "filters": FLAGS.filters, "dead_cells": [
+                  i for i, live in enumerate(space.live_cells(genotype, FLAGS.num_cells))
+                  if not live]}
   result.update(profiling.profile_model(model))
   print(json.dumps(result))
 

@@ -1,7 +1,15 @@
 """Static cost of a Keras model: parameters, multiply-accumulates, activations.
 
 Counted on the TensorFlow graph of one inference at batch 1 (float32), so every
-layer, including those nested inside ``Cell`` layers, is seen:
+layer, including those nested inside ``Cell`` layers, is seen. Only the ops the
+logits depend on count (walking the graph back from its outputs), as only they
+are exported and run: a branch a layer computes and drops, such as the cells
+of a saved pre-live-cells model (``tea_keras.space``, "Dead cells"), adds no
+MACs, activations or parameters.
+
+* ``params`` / ``trainable_params``: the model's (trainable) weights that a
+  counted op reads; for a model of ``tea_keras.network.build_network``,
+  ``model.count_params()``.
 
 * ``flops``: multiply-accumulates (MACs) of ``Conv2D`` (``H_out * W_out * k_h *
   k_w * C_in * C_out``), ``DepthwiseConv2dNative`` (``H_out * W_out * k_h * k_w
@@ -52,9 +60,29 @@ def _tensor_bytes(tensor):
   return int(np.prod(shape.as_list(), dtype=np.int64)) * tensor.dtype.size
 
 
-def peak_live_bytes(graph):
-  """Peak of live activation bytes over the ops of ``graph`` in order."""
-  ops = graph.get_operations()
+def live_ops(graph):
+  """The ops of ``graph`` its outputs depend on (data inputs), in graph order."""
+  needed, stack = set(), [t.op for t in graph.outputs]
+  while stack:
+    op = stack.pop()
+    if op.name not in needed:
+      needed.add(op.name)
+      stack.extend(t.op for t in op.inputs)
+  return [op for op in graph.get_operations() if op.name in needed]
+
+
+def live_weights(model, graph, ops):
+  """The weights of ``model`` that some op of ``ops`` reads (a variable is
+  captured by the function graph as a resource placeholder)."""
+  read = {t.ref() for op in ops for t in op.inputs if t.dtype == tf.resource}
+  handles = {id(external) for external, internal in graph.captures if internal.ref() in read}
+  return [w for w in model.weights
+          if getattr(w.value, "handle", None) is None or id(w.value.handle) in handles]
+
+
+def peak_live_bytes(graph, ops=None):
+  """Peak of live activation bytes over ``ops`` (default: ``live_ops(graph)``) in order."""
+  ops = live_ops(graph) if ops is None else ops
   last_use = {}
   for i, op in enumerate(ops):
     for t in op.inputs:
@@ -76,9 +104,11 @@ def peak_live_bytes(graph):
 def profile_model(model):
   """``{"params", "trainable_params", "flops", "peak_activation_bytes"}``."""
   graph = _graph(model)
+  ops = live_ops(graph)
+  weights = live_weights(model, graph, ops)
   return {
-      "params": int(model.count_params()),
-      "trainable_params": int(sum(np.prod(v.shape) for v in model.trainable_weights)),
-      "flops": int(sum(op_macs(op) for op in graph.get_operations())),
-      "peak_activation_bytes": int(peak_live_bytes(graph)),
+      "params": int(sum(np.prod(w.shape) for w in weights)),
+      "trainable_params": int(sum(np.prod(w.shape) for w in weights if w.trainable)),
+      "flops": int(sum(op_macs(op) for op in ops)),
+      "peak_activation_bytes": int(peak_live_bytes(graph, ops)),
   }

@@ -9,6 +9,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from tea_keras import cells
+from tea_keras import cost
 from tea_keras import network
 from tea_keras import space
 
@@ -17,6 +18,14 @@ PINNED_PARAMS = {
     ("chain", 1, 8): 169554,
     ("chain", 2, 24): 2147650,
 }
+
+# Cells that leave a cell input unread: with the same cell repeated, no block
+# reading ``prev`` leaves every other cell dead, none reading ``prev_prev``
+# leaves every cell's prev_prev projection dead.
+NO_PREV = ("sep3x3(prev_prev)+conv3x3(prev_prev); max3x3(b0)+identity(prev_prev); "
+           "conv5x5(b1)+sep5x5(b0); identity(b2)+max3x3(prev_prev); sep7x7(b3)+conv3x3(b1)")
+NO_PREV_PREV = ("conv3x3(prev)+sep3x3(prev); identity(b0)+max3x3(prev); "
+                "sep5x5(b1)+conv3x3(prev); max3x3(b2)+identity(b0); sep3x3(b3)+conv5x5(prev)")
 
 
 def _op_params(op, f, strided):
@@ -177,6 +186,71 @@ class NetworkTest(tf.test.TestCase, parameterized.TestCase):
     args.update(kwargs)
     with self.assertRaisesRegex(ValueError, message):
       network.build_network(space.sample(0), **args)
+
+  @parameterized.parameters((NO_PREV, 1), (NO_PREV, 2), (NO_PREV_PREV, 1))
+  def test_build_network_unread_cell_input_leaves_no_dead_weight(self, text, num_cells):
+    """Every trainable weight of the built network gets a gradient from the
+    logits (TensorFlow's autodiff decides what is live), and the cost model
+    counts that network: ``count_params`` of the model that is built."""
+    genotype = space.Genotype.parse(text)
+    model = network.build_network(genotype, num_cells, 4)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(model(x, training=True))
+    grads = tape.gradient(loss, model.trainable_weights)
+    self.assertEqual([w.path for w, g in zip(model.trainable_weights, grads) if g is None], [])
+    self.assertEqual(cost.genotype_cost(genotype, num_cells, 4)["params"], model.count_params())
+
+  @parameterized.parameters((NO_PREV, 1), (NO_PREV, 2), (NO_PREV_PREV, 1))
+  def test_build_network_live_network_computes_the_full_networks_logits(self, text, n):
+    """The network of live cells computes what the full one (every cell, every
+    input projected: ``live_only=False``) does with the same weights: what is
+    left out is dead. Weights are matched by layer name, and within a cell by
+    part (a projection, a block op)."""
+    genotype = space.Genotype.parse(text)
+    full = network.build_network(genotype, n, 4, live_only=False)
+    live = network.build_network(genotype, n, 4)
+    for layer in live.layers:
+      other = full.get_layer(layer.name)
+      pairs = [(layer, other)]
+      if isinstance(layer, cells.Cell):
+        pairs = [(getattr(layer, part), getattr(other, part))
+                 for part in ("prev_prev_proj", "prev_proj")
+                 if getattr(layer, part) is not None]
+        pairs += zip(sum(layer.block_ops, []), sum(other.block_ops, []))
+      for source, target in pairs:
+        for a, b in zip(source.weights, target.weights, strict=True):
+          b.assign(a)
+    self.assertLess(live.count_params(), full.count_params())
+    x = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype("float32")
+    self.assertAllClose(live(x, training=False), full(x, training=False), rtol=1e-5, atol=1e-5)
+    index = lambda layer: int(layer.name.split("_")[1])
+    kept = {index(l) for l in live.layers if isinstance(l, cells.Cell)}
+    dead = [index(l) for l in full.layers if isinstance(l, cells.Cell) and index(l) not in kept]
+    self.assertEqual(dead, [i for i, alive in enumerate(space.live_cells(genotype, n))
+                            if not alive])
+
+  def test_save_load_round_trip_with_dead_cells(self):
+    model = network.build_network(NO_PREV, 1, 4)
+    x = np.random.default_rng(3).normal(size=(2, 32, 32, 3)).astype("float32")
+    path = os.path.join(self.get_temp_dir(), "dead.keras")
+    model.save(path)
+    loaded = network.load_model(path)
+    self.assertAllClose(loaded(x, training=False), model(x, training=False), atol=1e-6)
+    self.assertEqual(loaded.count_params(), model.count_params())
+
+  def test_cell_config_saved_before_live_cells_projects_every_input(self):
+    """A cell config without ``project_unread_inputs`` comes from a network
+    that projected both inputs; loading it must create those weights."""
+    config = cells.Cell(NO_PREV, 8, name="c").get_config()
+    del config["project_unread_inputs"], config["reduce_prev_prev"]
+    old = cells.Cell.from_config(config)
+    old([keras.ops.zeros((1, 8, 8, 8)), keras.ops.zeros((1, 8, 8, 8))])
+    new = cells.Cell(NO_PREV, 8, reduce_prev_prev=False)
+    new([keras.ops.zeros((1, 8, 8, 8)), None])
+    self.assertIsNotNone(old.prev_proj)
+    self.assertIsNone(new.prev_proj)
+    self.assertEqual(old.count_params() - new.count_params(), 8 * 8 + 4 * 8)
 
   def test_cell_rejects_bad_genotype(self):
     with self.assertRaisesRegex(ValueError, "block 0 has unknown op"):

@@ -25,6 +25,29 @@ class ProfilingTest(tf.test.TestCase):
     self.assertEqual(result["flops"], 8 * 8 * 27 * 4 + 4 * 4 * 9 * 4 + 64 * 5)
     self.assertEqual(result["params"], 3 * 3 * 3 * 4 + (9 * 4 + 4) + (64 * 5 + 5))
 
+  def test_profile_counts_only_what_the_output_depends_on(self):
+    """A layer that computes a branch and drops it (as a cell that never reads
+    one of its inputs did): the branch's weights and MACs are not counted."""
+
+    class Discarding(layers.Layer):
+
+      def build(self, input_shape):
+        self.used = layers.Conv2D(4, 1, use_bias=False)
+        self.dropped = layers.Conv2D(6, 3, use_bias=False)
+        self.used.build(input_shape)
+        self.dropped.build(input_shape)
+
+      def call(self, x):
+        self.dropped(x)
+        return self.used(x)
+
+    inputs = keras.Input((8, 8, 2))
+    model = keras.Model(inputs, Discarding()(inputs))
+    result = profiling.profile_model(model)
+    self.assertEqual((result["params"], result["trainable_params"]), (2 * 4, 2 * 4))
+    self.assertEqual(result["flops"], 8 * 8 * 2 * 4)
+    self.assertEqual(result["peak_activation_bytes"], 4 * 64 * (2 + 4))
+
   def test_peak_activation_bytes_of_chain(self):
     inputs = keras.Input((8, 8, 2))
     x = layers.Conv2D(4, 1, use_bias=False)(inputs)
