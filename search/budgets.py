@@ -16,10 +16,13 @@ NeurIPS 2019, search under a memory budget):
   budget is kept and shown, marked infeasible, and left off the feasible front.
 
 All three come from ``tea_keras.cost.genotype_cost`` (exact, tested against
-the built model), computed from the genotype in microseconds without
-TensorFlow, so the constraint runs on every candidate the optimizer looks at
-(``constraint``), and on many uniform cells to refuse at once a budget that
-leaves no cell (``check_space``).
+the built model and the weights of its ONNX export), computed from the
+genotype in microseconds without TensorFlow, so the constraint runs on every
+candidate the optimizer looks at (``constraint``), and on many uniform cells to
+refuse at once a budget that leaves no cell (``check_space``). They count the
+network that is built, trained and exported: its live cells only (a cell that
+never reads ``prev`` leaves every other cell dead; ``tea_keras.space``, "Dead
+cells").
 """
 
 import functools
@@ -134,18 +137,25 @@ def check_space(budgets, num_cells, filters, precisions, seed=0):
                       tuple(precisions), int(seed))
 
 
+def smallest_cell():
+  """The cell whose network has the fewest parameters, MACs and activations:
+  every op a max-pool, the blocks a chain from ``prev_prev`` (one output block;
+  only every other cell live, each projecting one input)."""
+  return space.Genotype.parse("; ".join(
+      "max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1 if b else 0),) * 2)
+      for b in range(space.NUM_BLOCKS)))
+
+
 @functools.lru_cache(maxsize=64)
 def _check_space(budget_items, num_cells, filters, precisions, seed):
   """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
-  the smallest cells of the space (every op a max-pool, one output block:
-  the fewest parameters and activations) and ``CHECK_DRAWS`` uniform cells
-  are tried. Returns the fraction of the uniform cells that meet them."""
+  the smallest cell of the space (``smallest_cell``) and ``CHECK_DRAWS``
+  uniform cells are tried. Returns the fraction of the uniform cells that
+  meet them."""
   known = {k: v for k, v in budget_items if k in KNOWN}
   if not known:
     return 1.0
-  smallest = space.Genotype.parse("; ".join(
-      "max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1),) * 2) for b in range(
-          space.NUM_BLOCKS)))
+  smallest = smallest_cell()
   small_cost = cell_cost(smallest, num_cells, filters)
   fn, text = constraint(known, num_cells, filters, precisions)
   cells = space.sample_many(np.random.default_rng(seed), CHECK_DRAWS)
@@ -154,8 +164,8 @@ def _check_space(budget_items, num_cells, filters, precisions, seed):
   if fraction == 0 and violations(small_cost, known, precisions):
     raise InfeasibleBudgetError(
         "No cell of the search space meets the budget (%s): the smallest cell (every op "
-        "max3x3, a chain of blocks) has %d parameters and %d peak activation bytes at "
-        "--num_cells=%d --filters=%d, and none of %d random cells fits. Relax the budget "
+        "max3x3, a chain of blocks from prev_prev) has %d parameters and %d peak activation "
+        "bytes at --num_cells=%d --filters=%d, and none of %d random cells fits. Relax the budget "
         "or shrink the network (--num_cells, --filters)."
         % (text, small_cost["params"], small_cost["peak_activation_bytes"], num_cells,
            filters, CHECK_DRAWS))

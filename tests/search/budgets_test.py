@@ -10,9 +10,18 @@ from search import config as config_lib
 from search.optimizer import design
 from search.optimizer import strategies
 from tea_keras import cost
+from tea_keras import network
 from tea_keras import space
+from tests.tea_keras import onnx_params
 
 N, F = 1, 8
+# A cell that never reads ``prev``: every other cell of its network is dead.
+NO_PREV = ("sep3x3(prev_prev)+conv3x3(prev_prev); max3x3(b0)+identity(prev_prev); "
+           "conv5x5(b1)+sep5x5(b0); identity(b2)+max3x3(prev_prev); sep7x7(b3)+conv3x3(b1)")
+# The cell with the fewest live weights: max pools in a chain from prev_prev
+# (only every other cell live, each projecting one input, one output block).
+LEAST = "; ".join("max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1 if b else 0),) * 2)
+                  for b in range(space.NUM_BLOCKS))
 SMALL_PESMO = {"num_samples": 2, "burn_in": 5, "acq_pool": 60, "pool_size": 60,
                "num_features": 100}
 
@@ -101,14 +110,32 @@ class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
     self._never_infeasible(name, range(2, 8))
 
   def test_check_space_refuses_a_budget_no_cell_meets(self):
-    smallest = budgets.cell_cost(space.Genotype.parse("; ".join(
-        "max3x3(%s)+max3x3(%s)" % ((space.input_name(b + 1),) * 2) for b in range(5))), N, F)
+    smallest = budgets.cell_cost(space.Genotype.parse(LEAST), N, F)
     with self.assertRaisesRegex(budgets.InfeasibleBudgetError, "params <= %d"
                                 % (smallest["params"] - 1)):
       budgets.check_space({"max_params": smallest["params"] - 1}, N, F, ("fp32",))
     # At the smallest cell's count the space is not empty (that cell fits).
     self.assertGreaterEqual(
         budgets.check_space({"max_params": smallest["params"]}, N, F, ("fp32",)), 0.0)
+
+  def test_constraint_and_check_space_count_the_exported_network(self):
+    """The budgets count the weights of the exported ONNX file (read from its
+    initializers), not those of cells whose output reaches no logit."""
+    n, f = 1, 4
+    genotype = space.Genotype.parse(NO_PREV)
+    exported = onnx_params.exported_params(network.build_network(genotype, n, f),
+                                           self.get_temp_dir())
+    self.assertEqual(budgets.cell_cost(genotype, n, f)["params"], exported)
+    row = np.array([genotype.to_vector()], float)
+    for limit, fits in ((exported, True), (exported - 1, False)):
+      fn, _ = budgets.constraint({"max_params": limit}, n, f, ("fp32",))
+      self.assertEqual(fn(row).tolist(), [fits], msg="max_params=%d" % limit)
+    least = onnx_params.exported_params(
+        network.build_network(space.Genotype.parse(LEAST), n, f, name="least"),
+        self.get_temp_dir())
+    self.assertGreaterEqual(budgets.check_space({"max_params": least}, n, f, ("fp32",)), 0.0)
+    with self.assertRaisesRegex(budgets.InfeasibleBudgetError, "params <= %d" % (least - 1)):
+      budgets.check_space({"max_params": least - 1}, n, f, ("fp32",))
 
   def test_check_space_fraction_matches_quantile(self):
     limit = _quantile("params", 0.5, count=budgets.CHECK_DRAWS, seed=3)
