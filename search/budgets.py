@@ -54,23 +54,24 @@ def has_known(config):
 
 
 @functools.lru_cache(maxsize=200000)
-def _cost(vector, num_cells, filters, concat):
+def _cost(vector, num_cells, filters, concat, num_classes=10):
   genotype = space.Genotype.from_vector(list(vector))
   if concat != genotype.concat:
     import dataclasses  # pylint: disable=g-import-not-at-top
     genotype = dataclasses.replace(genotype, concat=concat)
-  return cost.genotype_cost(genotype, num_cells, filters)
+  return cost.genotype_cost(genotype, num_cells, filters, num_classes=num_classes)
 
 
 @functools.lru_cache(maxsize=200000)
-def _params(vector, num_cells, filters):
-  return cost.genotype_params(space.Genotype.from_vector(list(vector)), num_cells, filters)
+def _params(vector, num_cells, filters, num_classes=10):
+  return cost.genotype_params(space.Genotype.from_vector(list(vector)), num_cells, filters,
+                              num_classes=num_classes)
 
 
-def cell_cost(genotype, num_cells, filters):
+def cell_cost(genotype, num_cells, filters, num_classes=10):
   """``{"params", "peak_activation_bytes"}`` of ``genotype`` (cached)."""
   return dict(_cost(tuple(genotype.to_vector()), int(num_cells), int(filters),
-                    genotype.concat))
+                    genotype.concat, int(num_classes)))
 
 
 def estimated_model_bytes(params, precision):
@@ -107,9 +108,10 @@ def _num(value):
   return "%d" % value if float(value).is_integer() else "%g" % value
 
 
-def constraint(budgets, num_cells, filters, precisions):
+def constraint(budgets, num_cells, filters, precisions, num_classes=10):
   """``(fn, description)`` for ``DesignSpace.with_constraint``: ``fn`` maps
-  (n, d) cell vectors to the (n,) mask of cells within the known budgets."""
+  (n, d) cell vectors to the (n,) mask of cells within the known budgets
+  (of a network with ``num_classes`` outputs)."""
   known = {k: v for k, v in budgets.items() if k in KNOWN}
 
   needs_peak = "max_peak_activation_bytes" in known
@@ -118,11 +120,12 @@ def constraint(budgets, num_cells, filters, precisions):
     vector = tuple(int(v) for v in np.rint(row))
     # The closed form first (what the optimizer's thousands of candidates
     # need); the op-list liveness count only for a cell within the others.
-    values = {"params": _params(vector, num_cells, filters), "peak_activation_bytes": 0}
+    values = {"params": _params(vector, num_cells, filters, num_classes),
+              "peak_activation_bytes": 0}
     if violations(values, known, precisions):
       return False
     if needs_peak:
-      values = dict(_cost(vector, num_cells, filters, "unused"))
+      values = dict(_cost(vector, num_cells, filters, "unused", num_classes))
     return not violations(values, known, precisions)
 
   def fn(x):
@@ -131,10 +134,10 @@ def constraint(budgets, num_cells, filters, precisions):
   return fn, describe(known, precisions)
 
 
-def check_space(budgets, num_cells, filters, precisions, seed=0):
+def check_space(budgets, num_cells, filters, precisions, seed=0, num_classes=10):
   """See ``_check_space``; memoized (``config.validate`` calls it each time)."""
   return _check_space(tuple(sorted(budgets.items())), int(num_cells), int(filters),
-                      tuple(precisions), int(seed))
+                      tuple(precisions), int(seed), int(num_classes))
 
 
 def smallest_cell():
@@ -147,7 +150,7 @@ def smallest_cell():
 
 
 @functools.lru_cache(maxsize=64)
-def _check_space(budget_items, num_cells, filters, precisions, seed):
+def _check_space(budget_items, num_cells, filters, precisions, seed, num_classes=10):
   """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
   the smallest cell of the space (``smallest_cell``) and ``CHECK_DRAWS``
   uniform cells are tried. Returns the fraction of the uniform cells that
@@ -156,8 +159,8 @@ def _check_space(budget_items, num_cells, filters, precisions, seed):
   if not known:
     return 1.0
   smallest = smallest_cell()
-  small_cost = cell_cost(smallest, num_cells, filters)
-  fn, text = constraint(known, num_cells, filters, precisions)
+  small_cost = cell_cost(smallest, num_cells, filters, num_classes)
+  fn, text = constraint(known, num_cells, filters, precisions, num_classes)
   cells = space.sample_many(np.random.default_rng(seed), CHECK_DRAWS)
   x = np.array([g.to_vector() for g in cells], float)
   fraction = float(np.mean(fn(x)))

@@ -203,10 +203,11 @@ def _validate_deployment(config):
                        % (name, value))
   from search import budgets  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   if budgets.has_known(config):
-    from tea_keras import recipes  # pylint: disable=g-import-not-at-top
+    from tea_keras import data, recipes  # pylint: disable=g-import-not-at-top
     recipe = recipes.search_recipe(**config.recipe)
     budgets.check_space(budgets.budgets_of(config), recipe.num_cells, recipe.filters,
-                        precisions, seed=config.seed)
+                        precisions, seed=config.seed,
+                        num_classes=data.num_classes(config.dataset, config.data_dir))
   if config.max_time_s is not None and "time" not in config.objectives:
     raise ValueError("--max_time_s needs time among --objectives (it is measured).")
   if config.max_energy_j is not None and "energy" not in config.objectives:

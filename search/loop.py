@@ -251,13 +251,15 @@ def budget_space(design_space, config, log=print):
   when no cell meets them."""
   if not budgets_lib.has_known(config):
     return design_space
-  from tea_keras import recipes  # pylint: disable=g-import-not-at-top  (no Keras import)
+  from tea_keras import data  # pylint: disable=g-import-not-at-top  (no Keras import)
+  from tea_keras import recipes
   recipe = recipes.search_recipe(**config.recipe)
   budgets = budgets_lib.budgets_of(config)
+  classes = data.num_classes(config.dataset, config.data_dir)
   fraction = budgets_lib.check_space(budgets, recipe.num_cells, recipe.filters,
-                                     config.precisions, seed=config.seed)
+                                     config.precisions, seed=config.seed, num_classes=classes)
   fn, text = budgets_lib.constraint(budgets, recipe.num_cells, recipe.filters,
-                                    config.precisions)
+                                    config.precisions, num_classes=classes)
   log("budget: %s; %.1f%% of %d uniform cells meet it (N=%d, F=%d): only those are trained."
       % (text, 100 * fraction, budgets_lib.CHECK_DRAWS, recipe.num_cells, recipe.filters))
   return design_space.with_constraint(fn, text)

@@ -234,6 +234,18 @@ FOLDER_LAYOUT = ("an image folder with one sub-folder of images per class "
                  "DIR/test/<class>/<image> for a test split.")
 
 
+def num_classes(name: str, data_dir: Optional[str] = None) -> int:
+  """The number of classes of data set ``name``, without reading its images
+  (an image folder: its class sub-folders, ``FOLDER_LAYOUT``)."""
+  if name != "folder":
+    return NUM_CLASSES
+  folder = Path(os.fspath(data_dir or "")).expanduser()
+  if (folder / "train").is_dir():
+    folder = folder / "train"
+  return len(_visible(p.name for p in folder.iterdir() if p.is_dir())) if folder.is_dir() \
+      else NUM_CLASSES
+
+
 def read_image_folder(data_dir):
   """Read an image folder into uint8 arrays, once (see ``FOLDER_LAYOUT``).
 

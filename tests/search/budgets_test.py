@@ -1,5 +1,7 @@
 """Tests for search/budgets.py: known budgets as the design space's constraint."""
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -158,3 +160,26 @@ class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class NumClassesTest(tf.test.TestCase):
+
+  def test_budgets_count_the_classifier_of_the_data_sets_classes(self):
+    """An image folder of 3 classes: the budget counts a 3-way classifier."""
+    folder = os.path.join(self.get_temp_dir(), "three")
+    for name in ("cat", "dog", "owl", ".hidden"):
+      os.makedirs(os.path.join(folder, name), exist_ok=True)
+    from tea_keras import data  # pylint: disable=g-import-not-at-top
+    self.assertEqual(data.num_classes("folder", folder), 3)
+    self.assertEqual(data.num_classes("cifar10_sample"), 10)
+    genotype = space.sample(np.random.default_rng(4))
+    ten = cost.genotype_params(genotype, 1, 4)
+    three = cost.genotype_params(genotype, 1, 4, num_classes=3)
+    self.assertLess(three, ten)
+    vector = np.array([genotype.to_vector()], float)
+    for classes, params in ((10, ten), (3, three)):
+      fn, _ = budgets.constraint({"max_params": params}, 1, 4, ("fp32",), num_classes=classes)
+      self.assertTrue(fn(vector)[0])
+      fn, _ = budgets.constraint({"max_params": params - 1}, 1, 4, ("fp32",),
+                                 num_classes=classes)
+      self.assertFalse(fn(vector)[0])

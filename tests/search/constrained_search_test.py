@@ -38,9 +38,9 @@ class ConstrainedSearchTest(tf.test.TestCase):
 
   def test_cli_refuses_a_budget_no_cell_meets_before_any_work(self):
     d = os.path.join(self.get_temp_dir(), "none_fits")
-    proc = _run(d, "--max_params=1000", timeout=300)
+    proc = _run(d, "--max_params=800", timeout=300)
     self.assertEqual(proc.returncode, 1, msg=proc.stderr[-2000:])
-    self.assertIn("No cell of the search space meets the budget (params <= 1000", proc.stderr)
+    self.assertIn("No cell of the search space meets the budget (params <= 800", proc.stderr)
     self.assertFalse(os.path.exists(os.path.join(d, "trials")))
 
   @pytest.mark.slow
