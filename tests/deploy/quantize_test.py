@@ -66,9 +66,17 @@ class QuantizeTest(tf.test.TestCase):
     self.assertLess(np.max(np.abs(logits32 - self.reference)), export.FP32_TOLERANCE)
     self.assertLess(np.max(np.abs(logits16 - self.reference)), 0.02)
     self.assertGreaterEqual(_agreement(logits16, self.reference), 0.95)
-    # int8: bounded logit error relative to the logit range, and top-1 kept.
-    self.assertLess(np.max(np.abs(logits8 - self.reference)), 0.25 * np.ptp(self.reference))
-    self.assertGreaterEqual(_agreement(logits8, self.reference), 0.85)
+    # int8: bounded logit error relative to the logit range, and top-1 kept
+    # where the network is decided (top-1 ahead of top-2 by a tenth of the
+    # logit range); a one-epoch network has many near ties, which int8 may
+    # flip (a quarter of the images here, depending on the CPU's kernels).
+    ptp = np.ptp(self.reference)
+    self.assertLess(np.max(np.abs(logits8 - self.reference)), 0.25 * ptp)
+    top2 = np.sort(self.reference, 1)[:, -2:]
+    decided = top2[:, 1] - top2[:, 0] > 0.1 * ptp
+    self.assertGreaterEqual(int(np.sum(decided)), 10)
+    self.assertGreaterEqual(_agreement(logits8[decided], self.reference[decided]), 0.95)
+    self.assertGreaterEqual(_agreement(logits8, self.reference), 0.7)
     w32, w16, w8 = (quantize.weight_bytes(p) for p in (fp32, fp16, int8))
     self.assertLess(w16, 0.55 * w32)
     self.assertLess(w8, 0.45 * w32)
