@@ -15,7 +15,9 @@ HTTP API (standard library server; JSON responses)::
        X-Artifact-Name: model.onnx (optional; named in error messages)
        X-Measure-Settings: {"runtime": ..., "batch_size": 100, ...} (JSON)
        X-Request-Id: one id per measurement, the same on its retries (optional)
-       -> the measurement JSON (``deploy.session.run_measurement``)
+       X-Return-Traces: 1 (optional): the answer carries the trace files
+       -> the measurement JSON (``deploy.session.run_measurement``, with
+          ``host``: the agent's host name)
 
 A retry (same ``X-Request-Id``, same upload and settings) waits for the
 first attempt and gets its answer, marked ``"replayed": true``, instead of
@@ -128,6 +130,15 @@ untouched for an hour). ``--trace_root`` gets one ``measurement_NNNN`` folder
 per measurement, numbered after the highest already there and created
 exclusively; ``--max_traces`` (1000; 0 = all) keeps the newest.
 
+Traces with the result. With ``X-Return-Traces: 1`` the answer carries the
+measurement's trace files (``trace_repeatN.csv``, ``trace.png``,
+``result.json``) as ``"trace_files": {name: base64}``, at most
+``MAX_RETURNED_TRACE_BYTES`` in all (the rest is named in ``warnings``), so
+that the host keeps them with its own records (``agent_client.save_traces``).
+Without ``--trace_root`` they are written in the request's work folder and
+removed with it: the agent keeps nothing, and the answer's ``trace``,
+``traces`` and ``trace_png`` name the files only.
+
 Modules: ``deploy.agent_server`` (the server: connection bound, header
 deadline, TLS, exposure rules), ``deploy.agent_uploads`` (request bodies,
 the IR zip checks and unpacking), ``deploy.agent_workdirs`` (the work dir
@@ -140,12 +151,14 @@ Device-side module: Python 3.6 syntax, standard library + numpy.
 
 import argparse
 import atexit
+import base64
 import hmac
 import json
 import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -174,6 +187,26 @@ from deploy.agent_workdirs import (OWNER_FILE, WORK_PREFIX, clean_stale_work_dir
 from deploy.agent_settings import (CASCADE_SETTINGS, CHOICES, PRECISIONS, SETTINGS,  # noqa: E402,F401
                                    Setting, cascade_options, check_setting, data_sha256,
                                    parse_settings, top1)
+
+
+MAX_RETURNED_TRACE_BYTES = 32 << 20
+TRACES_HEADER = "X-Return-Traces"
+
+
+def trace_files(trace_dir, limit=MAX_RETURNED_TRACE_BYTES):
+  """``({name: base64 text}, [names left out])`` of the files in
+  ``trace_dir``, smallest first, at most ``limit`` bytes before encoding."""
+  names = sorted((os.path.getsize(os.path.join(trace_dir, n)), n) for n in os.listdir(trace_dir)
+                 if os.path.isfile(os.path.join(trace_dir, n)))
+  out, left, total = {}, [], 0
+  for size, name in names:
+    if total + size > limit:
+      left.append(name)
+      continue
+    with open(os.path.join(trace_dir, name), "rb") as f:
+      out[name] = base64.b64encode(f.read()).decode("ascii")
+    total += size
+  return out, left
 
 
 def scrub_paths(message, replacements):
@@ -335,8 +368,11 @@ class Agent(object):
                        "cascade stage %d (%s)" % (k + 1, stage["file"]))
     return directory
 
-  def measure(self, model_path, fmt, settings):
-    """Load and measure one prepared model (call with ``lock`` held)."""
+  def measure(self, model_path, fmt, settings, return_traces=False, scratch_dir=None):
+    """Load and measure one prepared model (call with ``lock`` held);
+    ``return_traces``: the answer carries the trace files (see the module
+    doc), written under ``scratch_dir`` (the request's, removed with it)
+    when the agent keeps no traces."""
     self.count += 1
     batch_size = settings.get("batch_size", 100)
     images = self.images[:settings.get("num_images", len(self.images))]
@@ -352,6 +388,8 @@ class Agent(object):
     except runtime_base.ModelLoadError as e:
       raise BadRequest(422, str(e))
     trace_dir = new_trace_dir(self.trace_root) if self.trace_root else None
+    if trace_dir is None and return_traces and scratch_dir:
+      trace_dir = os.path.join(scratch_dir, "traces")
     try:
       with device_main.build_power(self.resolve_power(), self.device,
                                    **self.power_options) as power:
@@ -367,6 +405,9 @@ class Agent(object):
         result["top1"] = top1(runtime, images, batch_size)
       # Which images were measured: the host checks they are its own.
       result["images_sha256"] = data_sha256(images)
+      result["host"] = socket.gethostname()
+      if return_traces and trace_dir:
+        self._attach_traces(result, trace_dir)
       return result
     except ValueError as e:
       raise BadRequest(400, str(e))
@@ -374,6 +415,20 @@ class Agent(object):
       runtime.close()
       if trace_dir:
         agent_workdirs.tidy_traces(self.trace_root, trace_dir, self.max_traces)
+
+
+  def _attach_traces(self, result, trace_dir):
+    """Put the trace files into ``result`` (module doc); without a trace
+    root the paths, of a folder about to go, become file names."""
+    result["trace_files"], left = trace_files(trace_dir)
+    if left:
+      result.setdefault("warnings", []).append(
+          "trace files %s not returned: over %d bytes in all" % (left, MAX_RETURNED_TRACE_BYTES))
+    if not self.trace_root:
+      for key in ("trace", "trace_png"):
+        if result.get(key):
+          result[key] = os.path.basename(result[key])
+      result["traces"] = [os.path.basename(p) for p in result.get("traces") or []]
 
 
 def _power_name(power):
@@ -478,7 +533,8 @@ class Handler(agent_server.ConnectionHandler):
         return agent.requests.wait(entry)
       outcome = {"error": (500, "the first attempt of this request ended without an answer")}
       try:
-        outcome = {"result": self._prepare_and_measure(path, fmt, settings)}
+        outcome = {"result": self._prepare_and_measure(
+            path, fmt, settings, self.headers.get(TRACES_HEADER, "") in ("1", "true"), work)}
       except BadRequest as e:
         outcome = {"error": (e.status, self._scrub(str(e)))}
         raise
@@ -491,13 +547,13 @@ class Handler(agent_server.ConnectionHandler):
     finally:
       shutil.rmtree(work, ignore_errors=True)
 
-  def _prepare_and_measure(self, path, fmt, settings):
+  def _prepare_and_measure(self, path, fmt, settings, return_traces=False, work=None):
     agent = self.server.agent
     model = agent.prepare(path, fmt, settings)
     waited = time.time()
     with agent.lock:
       queued = time.time() - waited
-      result = agent.measure(model, fmt, settings)
+      result = agent.measure(model, fmt, settings, return_traces, work)
     result["queued_s"] = queued
     return result
 

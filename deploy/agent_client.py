@@ -26,15 +26,23 @@ timeout that hit *during* a measurement waits on the agent for that
 measurement and gets its result (``"replayed": true``) instead of measuring
 again (``deploy.agent_requests``; an agent keeps the last 64 answers for 10
 minutes).
+
+``measure(..., trace_dir=DIR)`` asks the agent for the measurement's trace
+files with its answer (``X-Return-Traces``) and keeps them in ``DIR``
+(``save_traces``: plain file names only); the answer's ``trace``, ``traces``
+and ``trace_png`` then name the files there. An agent that returns none
+(older than this) leaves the answer as it was.
 Standard library only (Python 3.6+), but for zipping a cascade directory
 (``deploy.cascade.pack``: numpy).
 """
 
+import base64
 import binascii
 import http.client
 import io
 import json
 import os
+import re
 import socket
 import ssl
 import time
@@ -48,6 +56,39 @@ _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
 # A send that fails this way may mean the agent answered and closed before
 # reading the whole body: its answer can still be read.
 _SEND_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.SSLEOFError)
+
+
+_TRACE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+def save_traces(result, trace_dir):
+  """Write the agent's ``trace_files`` (popped from ``result``) into
+  ``trace_dir`` and point ``result``'s ``trace``, ``traces`` and
+  ``trace_png`` there; returns ``result``. Every name is checked before
+  anything is written: a name that is not a plain file name raises
+  ``ValueError``."""
+  files = result.pop("trace_files", None)
+  if files is None:
+    return result
+  for name in files:
+    if not isinstance(name, str) or not _TRACE_NAME.match(name) or name in (".", ".."):
+      raise ValueError("Invalid trace file name %r from the agent. Expected a plain file name "
+                       "(letters, digits, _ . -)." % (name,))
+  if not os.path.isdir(trace_dir):
+    os.makedirs(trace_dir)
+  for name, text in files.items():
+    with open(os.path.join(trace_dir, name), "wb") as f:
+      f.write(base64.b64decode(text))
+
+  def local(path):
+    name = os.path.basename(path or "")
+    return os.path.join(trace_dir, name) if name in files else path
+  for key in ("trace", "trace_png"):
+    if result.get(key):
+      result[key] = local(result[key])
+  if result.get("traces"):
+    result["traces"] = [local(p) for p in result["traces"]]
+  return result
 
 
 class DeviceUnreachableError(ConnectionError):
@@ -197,8 +238,9 @@ class AgentClient(object):
   def health(self):
     return self.request("GET", "/v1/health")
 
-  def measure(self, artifact_path, fmt=None, **settings):
+  def measure(self, artifact_path, fmt=None, trace_dir=None, **settings):
     """Upload ``artifact_path`` and measure it; returns the result dict.
+    ``trace_dir``: keep the measurement's traces there (module doc).
 
     settings: runtime, batch_size, num_images, repeats, warmup_batches,
     threshold_w, sample_interval_s, idle_s, precision (TensorRT: fp32, fp16,
@@ -224,4 +266,7 @@ class AgentClient(object):
                "X-Measure-Settings": json.dumps(settings),
                "X-Request-Id": binascii.hexlify(os.urandom(16)).decode(),  # same on retries
                "Content-Type": "application/octet-stream"}
-    return self.request("POST", "/v1/measure", body, headers)
+    if trace_dir:
+      headers["X-Return-Traces"] = "1"
+    result = self.request("POST", "/v1/measure", body, headers)
+    return save_traces(result, trace_dir) if trace_dir else result

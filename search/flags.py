@@ -61,10 +61,13 @@ def _define_search_flags(flag_values):
   flags.DEFINE_integer("train_images", None, "Train on the first N training images only "
                        "(smoke tests; default: the whole training split).", lower_bound=1, **fv)
   flags.DEFINE_enum("executor", "local", config_lib.EXECUTORS, "Where trials run.", **fv)
-  flags.DEFINE_string("ray_address", None, "Address of an existing Ray cluster "
-                      "(default: start a local Ray instance).", **fv)
+  flags.DEFINE_string("ray_address", None, "Address of an existing Ray cluster (HOST:PORT "
+                      "of its head; default: start a new local Ray instance). With token "
+                      "authentication export RAY_AUTH_MODE=token and the cluster's token.", **fv)
   flags.DEFINE_integer("max_parallel", 1, "Trials evaluated at once.", lower_bound=1, **fv)
-  flags.DEFINE_integer("trial_retries", 2, "Retries of a trial whose device was unreachable.",
+  flags.DEFINE_integer("trial_retries", 2, "Retries of a trial whose device was unreachable "
+                       "or whose attempt was lost with its Ray node or worker (a trial's own "
+                       "failure is not retried).",
                        lower_bound=0, **fv)
   flags.DEFINE_bool("retry_failed", False, "On resume, run the trials recorded as failed "
                     "again (after fixing their cause, e.g. the data or the device); without "

@@ -4,10 +4,12 @@
 (``done`` + ``failed``), keeping ``config.max_parallel`` trials in flight:
 
 0. Before any trial: the target's capabilities (``resolve``), the results
-   dir's experiment (``config.check_results_dir``) and the data set
+   dir's experiment (``config.check_results_dir``), the data set
    (``check_data``: loaded and checked once here, so that a corrupt
-   ``--data_dir`` stops the search instead of failing every trial) are
-   checked; the run then holds the results dir's lock (``store.RunLock``,
+   ``--data_dir`` stops the search instead of failing every trial) and, for
+   ``--executor=ray``, the cluster (``check_cluster``: nodes, GPUs, shared
+   results dir, authentication) are checked, nothing written yet; the run
+   then holds the results dir's lock (``store.RunLock``,
    one search per directory) and the driver renews the leases of its running
    trials (``store.LeaseKeeper``).
 1. Trials found ``running`` (a crash or ``kill -9`` interrupted them) go back
@@ -25,9 +27,14 @@
    genotype key is already in the store (the two branches of a block commute)
    is mutated until it is new.
 3. A trial that comes back failed is recorded with its error; one whose device
-   was unreachable is retried up to ``trial_retries`` times. Failures never
-   stop the search. A ``done`` trial's training checkpoints are deleted
-   unless ``keep_checkpoints`` (its ``model.keras`` is what later steps read).
+   was unreachable, or whose attempt was lost with its Ray node or worker
+   (``search.executors``), is retried up to ``trial_retries`` times, each
+   retry recorded in the store with its reason and node (``retries``; the
+   ``retried`` column of results.csv) and said on the console. A trial's own
+   failure is not retried. Failures never stop the search. Each finished
+   trial records where it trained and was measured (``store.WHERE_COLUMNS``).
+   A ``done`` trial's training checkpoints are deleted unless
+   ``keep_checkpoints`` (its ``model.keras`` is what later steps read).
 4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
    summary and the plots, and a progress line with an ETA is logged.
 
@@ -282,10 +289,34 @@ def measured_bounds(config, log=print):
   return {}
 
 
-def _spec(config, trial):
-  trial_dir = os.path.join(config.results_dir, "trials", "%04d" % trial["trial_id"])
-  return {"trial_id": trial["trial_id"], "genotype": trial["genotype"], "trial_dir": trial_dir,
-          "config": dict(config.__dict__)}
+def _spec(config, trial, attempt=None):
+  """A trial's spec; for Ray with absolute paths (a node's working
+  directory is not the driver's)."""
+  values = dict(config.__dict__)
+  if config.executor == "ray":
+    values["results_dir"] = os.path.abspath(config.results_dir)
+  return {"trial_id": trial["trial_id"], "genotype": trial["genotype"],
+          "trial_dir": _trial_dir(values["results_dir"], trial["trial_id"]), "config": values,
+          "attempt": attempt}
+
+
+def _trial_dir(results_dir, trial_id):
+  return os.path.join(results_dir, "trials", "%04d" % trial_id)
+
+
+def _gpus_per_trial(config):
+  return 1.0 / config.max_parallel if config.device == "gpu" else 0.0
+
+
+def check_cluster(config, log=print):
+  """The cluster checks of a ``--executor=ray`` search, before anything is
+  written (``search.executors.check_cluster``; nothing for local workers):
+  raises ``executors.ClusterError`` naming what to do."""
+  if config.executor != "ray":
+    return None
+  return executors.check_cluster(config.ray_address, config.results_dir, config.max_parallel,
+                                 single_node=config.device != "remote",
+                                 gpus_per_trial=_gpus_per_trial(config), log=log)
 
 
 def run_search(config, log=print):
@@ -293,7 +324,8 @@ def run_search(config, log=print):
 
   Refuses before any trial: a results dir of another experiment
   (``ValueError``), a data set no trial could train on
-  (``tea_keras.data.DataError``), a results dir another live search holds
+  (``tea_keras.data.DataError``), a Ray cluster that cannot run it
+  (``executors.ClusterError``), a results dir another live search holds
   (``store.ResultsDirBusyError``) and a damaged trial store
   (``store.CorruptStoreError``).
   """
@@ -304,6 +336,7 @@ def run_search(config, log=print):
     config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
   check_data(config, log)
+  check_cluster(config, log)
   with store_lib.RunLock.acquire(config.results_dir):
     store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))
     try:
@@ -364,8 +397,7 @@ def _search(store, config, resuming, log, design_space=None):
                                       **measured_bounds(config, log))
   executor = executors.make_executor(
       config.executor, config.max_parallel, config.ray_address,
-      gpus_per_trial=1.0 / config.max_parallel if config.device == "gpu" else 0.0,
-      single_node=config.device != "remote")
+      gpus_per_trial=_gpus_per_trial(config), single_node=config.device != "remote")
   nonce = _storage_nonce(config) if config.executor == "ray" else None
   progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log,
                       config.num_initial)
@@ -415,7 +447,9 @@ def _drive(store, strategy, config, design_space, executor, progress, log, nonce
       return summary
     for result in executor.wait():
       in_flight.discard(result["trial_id"])
-      summary = _record(store, config, result, log)
+      summary, retried = _record(store, config, result, log)
+      if retried:  # back to pending: not finished, no progress line
+        continue
       progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
                               config.objectives, summary)
       if not result.get("retryable") or result["status"] != "failed":
@@ -473,31 +507,64 @@ def _fill_slots(store, strategy, config, design_space, executor, in_flight, log,
     trial = waiting[0]
     store.mark_running(trial["trial_id"])
     in_flight.add(trial["trial_id"])
-    log("trial #%d (%s): %s" % (trial["trial_id"], trial["source"], trial["genotype"]))
-    spec = _spec(config, trial)
+    attempt = trial["attempts"] + 1
+    log("trial #%d (%s%s): %s" % (trial["trial_id"], trial["source"],
+                                  ", attempt %d" % attempt if trial["retries"] else "",
+                                  trial["genotype"]))
+    spec = _spec(config, trial, attempt)
     if nonce:
       spec["storage_nonce"] = nonce
     executor.submit(spec)
 
 
 def _record(store, config, result, log):
+  """Record ``result``; returns ``(summary, retried)``: ``retried`` when the
+  trial went back to ``pending`` to be retried (a lost attempt)."""
   trial_id = result["trial_id"]
-  attempts = [t["attempts"] for t in store.trials(["running"]) if t["trial_id"] == trial_id]
-  if result["status"] == "failed" and result.get("retryable") and attempts and \
-      attempts[0] <= config.trial_retries:
-    log("trial #%d: %s; retrying (attempt %d of %d)"
-        % (trial_id, result["error"], attempts[0] + 1, config.trial_retries + 1))
-    store.requeue(trial_id)
-    return _refresh(store, config)
+  running = [t for t in store.trials(["running"]) if t["trial_id"] == trial_id]
+  where = _where(config, running[0] if running else None, result)
+  error = result["error"]
+  if result["status"] == "failed" and result.get("retryable") and running:
+    reason = result.get("retry_reason") or (error or "").strip().splitlines()[0]
+    node = _node_text(where)
+    if len(running[0]["retries"]) < config.trial_retries:
+      count = store.requeue(trial_id, reason=reason, node=node)
+      log("trial #%d: attempt %d%s lost: %s; retrying it (retry %d of %d)"
+          % (trial_id, running[0]["attempts"], " on " + node if node else "", reason, count,
+             config.trial_retries))
+      return _refresh(store, config), True
+    error = "%s (after %d retries: --trial_retries=%d)" % (error, len(running[0]["retries"]),
+                                                          config.trial_retries)
   if result["status"] == "failed":
-    log("trial #%d failed: %s" % (trial_id, (result["error"] or "").splitlines()[0]))
-  store.finish(trial_id, result["status"], result["metrics"], result["artifacts"],
-               result["error"])
+    log("trial #%d failed: %s" % (trial_id, (error or "").splitlines()[0]))
+  store.finish(trial_id, result["status"], result["metrics"], result["artifacts"], error,
+               where={k: v for k, v in where.items() if k in store_lib.WHERE_COLUMNS})
   if result["status"] == "done" and not config.keep_checkpoints:
     model_dir = result["artifacts"].get("model_dir")
     if model_dir:  # a failed trial keeps them: --retry_failed resumes from there
       shutil.rmtree(os.path.join(model_dir, CHECKPOINT_DIR), ignore_errors=True)
-  return _refresh(store, config)
+  return _refresh(store, config), False
+
+
+def _where(config, trial, result):
+  """Where the attempt behind ``result`` ran: the result's own ``where``, or
+  for an attempt lost with its worker what its ``worker.json`` says
+  (``search.trial``), if it is this attempt's."""
+  where = dict(result.get("where") or {})
+  if not where.get("train_host") and trial is not None:
+    worker = trial_lib.read_worker(_trial_dir(os.path.abspath(config.results_dir),
+                                              trial["trial_id"]))
+    if worker and worker.get("attempt") == trial["attempts"]:
+      where.update(train_host=worker.get("hostname"), train_node=worker.get("node_id"))
+  return {k: v for k, v in where.items() if v}
+
+
+def _node_text(where):
+  """``host (node 1a2b3c4d)``, ``host`` or None."""
+  host, node = where.get("train_host"), where.get("train_node")
+  if node:
+    return "%s (node %s)" % (host, node[:8])
+  return host
 
 
 def _refresh(store, config):

@@ -142,9 +142,22 @@ def hypervolume_curve(y, ref_point):
   return [float(pareto.hypervolume(y[:k], ref_point)) for k in range(1, len(y) + 1)]
 
 
+def retried_text(trial):
+  """``attempt 1 on host (node 1a2b3c4d): reason; ...``: a trial's retries
+  (``store.TrialStore.requeue``), empty when it was never retried."""
+  return "; ".join("attempt %s%s: %s" % (r.get("attempt"), " on %s" % r["node"] if r.get("node")
+                                         else "", r.get("reason") or "no reason recorded")
+                   for r in trial.get("retries") or [])
+
+
 def write_results_csv(path, trials, objectives=("error",), budgets=None):
+  """One row per (trial, precision). ``host``: the driver that ran the
+  trial; ``train_host``/``train_node``: the machine (and Ray node) that
+  trained it; ``measure_host``: the one that measured it; ``retried``: each
+  lost attempt that was retried, where and why (``retried_text``)."""
   fields = ["trial_id", "precision", "status", "source", "genotype", "encoding", "attempts",
-            "host", "wall_seconds"] + list(_METRIC_COLUMNS) + [
+            "host", "train_host", "train_node", "measure_host", "retried",
+            "wall_seconds"] + list(_METRIC_COLUMNS) + [
                 "model_bytes", "feasible", "over_budget", "error"]
   by_trial = {}
   for row in pairs(trials, objectives, budgets):
@@ -154,7 +167,9 @@ def write_results_csv(path, trials, objectives=("error",), budgets=None):
     wall = (t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else None
     base = {"trial_id": t["trial_id"], "status": t["status"], "source": t["source"],
             "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
-            "attempts": t["attempts"], "host": t["host"], "wall_seconds": wall,
+            "attempts": t["attempts"], "host": t["host"], "train_host": t.get("train_host"),
+            "train_node": t.get("train_node"), "measure_host": t.get("measure_host"),
+            "retried": retried_text(t), "wall_seconds": wall,
             "error": (t["error"] or "").splitlines()[0] if t["error"] else ""}
     for pair in by_trial.get(t["trial_id"], [None]):
       metrics = pair["metrics"] if pair else t["metrics"]

@@ -10,6 +10,12 @@ interrupted ones re-run (failed ones too with ``--retry_failed``). One search
 at a time writes a results directory: a second is refused at once, naming
 the host and PID of the first.
 
+With ``--executor=ray --ray_address=...`` the cluster is checked with the
+target, before anything is written (``search.loop.check_cluster``): a local
+device on several nodes, GPUs, a results directory some node does not see
+and a connection refused by Ray's token authentication are refused with one
+``error:`` line.
+
 Exit status: 0 when every trial is done; 3 when the search finished with some
 trials failed (listed, with their errors, in results.csv; fix the cause and
 add --retry_failed); 1 when it was refused, every trial failed, or it stopped
@@ -24,6 +30,7 @@ from absl import app
 from absl import flags
 
 from search import config as config_lib
+from search import executors
 from search import flags as search_flags
 from search import loop
 from search import store as store_lib
@@ -44,11 +51,13 @@ def main(argv):
     store_lib.check_not_locked(config.results_dir)  # before contacting the target
     config = loop.resolve(config)
     config_lib.check_results_dir(config)
-  except (ValueError, store_lib.StoreError) as e:
+    loop.check_cluster(config, log=lambda line: print(line, flush=True))
+  except (ValueError, store_lib.StoreError) as e:  # executors.ClusterError included
     sys.exit("error: %s" % e)
   try:
     summary = loop.run_search(config, log=lambda line: print(line, flush=True))
-  except (data_lib.DataError, store_lib.StoreError, loop.SearchStopped) as e:
+  except (data_lib.DataError, store_lib.StoreError, loop.SearchStopped,
+          executors.ClusterError) as e:
     sys.exit("error: %s" % e)
   counts = summary.get("counts", {})
   if counts.get("failed") and not counts.get("done"):

@@ -11,6 +11,14 @@ Metrics and artifact paths are stored as JSON columns so that every figure a
 trial produced (training time, measurement JSON, paths to the model, exports
 and power trace) is kept without a schema change.
 
+Where a trial ran: ``host`` is the driver that started it; ``train_host``
+and ``train_node`` (a Ray node id, or none for a local worker) the machine
+that trained its final attempt, ``measure_host`` the one that measured it (a
+remote agent's host). ``retries`` (JSON) lists each attempt that was retried
+(a lost Ray node or worker, an unreachable device): its number, the reason,
+the node it ran on and when. Columns added since the first release are added
+to an older store when it is opened.
+
 One writer per results directory: a search holds ``RunLock`` (an
 ``fcntl.flock`` on ``<results_dir>/.search.lock``, which names its host and
 PID) for its whole run; a second is refused. The kernel drops the lock when
@@ -62,12 +70,20 @@ CREATE TABLE IF NOT EXISTS trials (
   artifacts TEXT NOT NULL DEFAULT '{}',
   error TEXT,
   lease_until REAL,
-  lease_holder TEXT
+  lease_holder TEXT,
+  train_host TEXT,
+  train_node TEXT,
+  measure_host TEXT,
+  retries TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added after the first release, added to an older store on open.
-_ADDED_COLUMNS = (("lease_until", "REAL"), ("lease_holder", "TEXT"))
+_ADDED_COLUMNS = (("lease_until", "REAL"), ("lease_holder", "TEXT"), ("train_host", "TEXT"),
+                  ("train_node", "TEXT"), ("measure_host", "TEXT"), ("retries", "TEXT"))
+# Where a trial ran (``finish(where=...)``): the host and Ray node id that
+# trained it (the last attempt's), and the host that measured it.
+WHERE_COLUMNS = ("train_host", "train_node", "measure_host")
 
 
 class StoreError(RuntimeError):
@@ -271,21 +287,38 @@ class TrialStore:
       db.execute("UPDATE trials SET lease_until = 0 WHERE status = 'running' AND "
                  "lease_holder = ?", (holder(),))
 
-  def finish(self, trial_id, status, metrics=None, artifacts=None, error=None):
+  def finish(self, trial_id, status, metrics=None, artifacts=None, error=None, where=None):
+    """Record a trial's final ``status`` with its figures; ``where``: some of
+    ``WHERE_COLUMNS`` (the machines that trained and measured it)."""
     if status not in FINAL:
       raise ValueError("Invalid value for argument `status`. Expected one of %s. "
                        "Received status=%r" % (FINAL, status))
+    where = dict(where or {})
+    unknown = sorted(set(where) - set(WHERE_COLUMNS))
+    if unknown:
+      raise ValueError("Invalid keys %s in argument `where`. Expected some of %s."
+                       % (unknown, list(WHERE_COLUMNS)))
+    sets = "".join(", %s = ?" % k for k in sorted(where))
     with self._transaction() as db:
       db.execute("UPDATE trials SET status = ?, metrics = ?, artifacts = ?, error = ?, "
-                 "finished_at = ? WHERE trial_id = ?",
+                 "finished_at = ?%s WHERE trial_id = ?" % sets,
                  (status, json.dumps(metrics or {}), json.dumps(artifacts or {}), error,
-                  time.time(), trial_id))
+                  time.time()) + tuple(where[k] for k in sorted(where)) + (trial_id,))
 
-  def requeue(self, trial_id):
-    """Put one ``running`` trial back to ``pending`` (to be retried)."""
+  def requeue(self, trial_id, reason=None, node=None):
+    """Put one ``running`` trial back to ``pending`` (to be retried), adding
+    ``{"attempt", "reason", "node", "at"}`` to its ``retries`` in the same
+    transaction; returns how many times it has been retried."""
     with self._transaction() as db:
-      db.execute("UPDATE trials SET status = 'pending', lease_until = NULL, lease_holder = NULL "
-                 "WHERE trial_id = ? AND status = 'running'", (trial_id,))
+      row = db.execute("SELECT attempts, retries FROM trials WHERE trial_id = ? AND "
+                       "status = 'running'", (trial_id,)).fetchone()
+      if row is None:
+        return 0
+      retries = json.loads(row[1] or "[]")
+      retries.append({"attempt": row[0], "reason": reason, "node": node, "at": time.time()})
+      db.execute("UPDATE trials SET status = 'pending', lease_until = NULL, lease_holder = NULL, "
+                 "retries = ? WHERE trial_id = ?", (json.dumps(retries), trial_id))
+      return len(retries)
 
   def requeue_unfinished(self, now=None):
     """Put ``running`` trials whose lease has expired (a crash or ``kill -9``
@@ -411,4 +444,5 @@ def _decode(row):
   trial = Trial(dict(row))
   for key in ("metrics", "artifacts", "encoding"):
     trial[key] = json.loads(trial[key])
+  trial["retries"] = json.loads(trial.get("retries") or "[]")
   return trial

@@ -3,9 +3,20 @@
 ``evaluate_trial(spec)`` runs in a worker (a local process or a Ray task); it
 takes and returns plain JSON-able dicts so that any executor can carry them:
 
-  spec   = {"trial_id", "genotype", "trial_dir", "config": SearchConfig as dict}
+  spec   = {"trial_id", "genotype", "trial_dir", "config": SearchConfig as dict,
+            optional "attempt", "node": {"hostname", "node_id", "ip"} (a Ray
+            task's node, ``search.executors``), "storage_nonce"}
   result = {"trial_id", "status": "done"|"failed", "metrics": {...},
-            "artifacts": {...}, "error": str|None, "retryable": bool}
+            "artifacts": {...}, "error": str|None, "retryable": bool,
+            "where": {"train_host", "train_node", "measure_host"}}
+
+Where it runs: once the results dir is known to be shared, the trial writes
+``trial_dir/worker.json`` (its attempt, host, Ray node id and PID), so that
+the driver (and a person) can tell on which node an attempt runs before it
+ends, and name that node when the attempt is lost with it. The result's
+``where`` names the host and node that trained the trial and the host that
+measured it (a remote agent's, which returns the measurement's traces with
+its answer: they are kept under ``trial_dir/measure``).
 
 With several trials in flight on a local device, training holds the device
 lock shared and measurement exclusive (``search.device_lock``): no trial is
@@ -27,7 +38,9 @@ unreachable remote device is marked ``retryable``.
 """
 
 import dataclasses
+import json
 import os
+import socket
 import time
 import traceback
 
@@ -57,8 +70,11 @@ def evaluate_trial(spec):
   result = {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
             "error": None, "retryable": False}
   lock = device_lock.for_config(config)
+  node = dict(spec.get("node") or {"hostname": socket.gethostname()})
+  result["where"] = {"train_host": node.get("hostname"), "train_node": node.get("node_id")}
   try:
     _check_shared_storage(spec)
+    _announce_worker(spec, node)
     metrics = result["metrics"]
     with device_lock.training(lock):
       metrics["train_start_time"] = time.time()
@@ -73,6 +89,8 @@ def evaluate_trial(spec):
     result.update(error="device unreachable: %s" % e, retryable=True)
   except Exception as e:  # pylint: disable=broad-except
     result["error"] = "%s: %s\n%s" % (type(e).__name__, e, traceback.format_exc(limit=4))
+  if result["metrics"].get("measure_host"):
+    result["where"]["measure_host"] = result["metrics"]["measure_host"]
   if result["error"] is None:
     missing = [o for o in config.objectives if objective_value(result["metrics"], o) is None]
     if missing:
@@ -80,6 +98,28 @@ def evaluate_trial(spec):
     else:
       result["status"] = "done"
   return result
+
+
+WORKER_FILE = "worker.json"
+
+
+def _announce_worker(spec, node):
+  """Write ``trial_dir/worker.json``: which attempt runs where (module doc)."""
+  os.makedirs(spec["trial_dir"], exist_ok=True)
+  path = os.path.join(spec["trial_dir"], WORKER_FILE)
+  with open(path + ".tmp", "w") as f:
+    json.dump(dict(node, trial_id=spec["trial_id"], attempt=spec.get("attempt"),
+                   pid=os.getpid(), started_at=time.time()), f)
+  os.replace(path + ".tmp", path)
+
+
+def read_worker(trial_dir):
+  """The last ``worker.json`` of ``trial_dir`` (None when absent or unreadable)."""
+  try:
+    with open(os.path.join(trial_dir, WORKER_FILE)) as f:
+      return json.load(f)
+  except (OSError, ValueError):
+    return None
 
 
 def _check_shared_storage(spec):
@@ -288,7 +328,7 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
     settings.update(predictions=True)
     if on_device:
       settings.update(precision=precision)
-    measured = _measure_remote(config, model_path, settings, images)
+    measured = _measure_remote(config, model_path, settings, images, trace_dir)
   else:
     options = dict(precision=precision, calibration_images=calibration_images
                    if precision == "int8" else None) if on_device else {}
@@ -301,8 +341,12 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
                                      trace_dir=trace_dir, runtime_options=options or None,
                                      power_options=getattr(config, "power_options", None),
                                      predictions=config.device != "cpu", **settings)
+  host = measured.pop("host", None)
   metrics.update({k: v for k, v in measured.items()
                   if isinstance(v, (int, float, str, bool)) or v is None})
+  remote = config.device == devices.REMOTE
+  metrics["measure_host"] = (host or _url_host(config.device_url)) if remote else \
+      socket.gethostname()
   runtime_info = measured.get("runtime_info") or {}
   for key in ("engine_build_s", "engine_cached"):
     if key in runtime_info:
@@ -369,8 +413,14 @@ def _measure_in_device_process(config, model_path, settings, images, trace_dir, 
   return json.loads(lines[-1])
 
 
-def _measure_remote(config, model_path, settings, images):
-  """The agent's measurement of ``model_path``. With ``predictions`` asked
+def _url_host(url):
+  from urllib import parse  # pylint: disable=g-import-not-at-top
+  return parse.urlsplit(url or "").hostname
+
+
+def _measure_remote(config, model_path, settings, images, trace_dir=None):
+  """The agent's measurement of ``model_path``, its trace files kept in
+  ``trace_dir`` (``agent_client.save_traces``). With ``predictions`` asked
   for, its ``top1`` is kept only when the agent measured exactly ``images``
   (this search's validation images: the sha256 of the float32 bytes it
   measured, as its result reports them, equals ours; the handshake checked
@@ -385,7 +435,7 @@ def _measure_remote(config, model_path, settings, images):
                                     ca_file=getattr(config, "device_ca_file", None))
   # The agent owns its power source and its copy of the validation images.
   remote = {k: v for k, v in settings.items() if k not in ("device", "power_source")}
-  measured = client.measure(model_path, num_images=len(images), **remote)
+  measured = client.measure(model_path, num_images=len(images), trace_dir=trace_dir, **remote)
   if measured.get("power_source") != settings["power_source"] and \
       settings["power_source"] not in ("auto", "none"):
     raise ValueError("The agent at %s measures with power source %r, the search asked for %r."

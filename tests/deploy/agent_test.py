@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import tempfile
 import threading
 
@@ -152,6 +153,32 @@ class AgentTest(tf.test.TestCase):
                                 "JSON boolean"):
       agent_client.AgentClient(self.url, TOKEN, retries=0).measure(self.tiny["onnx"],
                                                                    predictions=1)
+
+
+  def test_measure_with_trace_dir_brings_the_traces_back(self):
+    trace_dir = os.path.join(self.get_temp_dir(), "trial", "measure")
+    result = agent_client.AgentClient(self.url, TOKEN).measure(
+        self.tiny["onnx"], trace_dir=trace_dir, **SETTINGS)
+    self.assertNotIn("trace_files", result)
+    self.assertEqual(result["trace"], os.path.join(trace_dir, "trace_repeat0.csv"))
+    self.assertEqual(result["traces"], [result["trace"]])
+    with open(result["trace"]) as f:
+      self.assertTrue(f.readline().startswith("t_s,"))
+    with open(os.path.join(trace_dir, "result.json")) as f:
+      self.assertEqual(json.load(f)["time_s"], result["time_s"])
+    self.assertEqual(result["host"], socket.gethostname())
+    # The agent has no --trace_root: it kept nothing of them.
+    self.assertEqual(sorted(os.listdir(self.agent.work_dir)), [agent.OWNER_FILE])
+    # Without trace_dir the answer carries no files, as before.
+    self.assertNotIn("trace_files", agent_client.AgentClient(self.url, TOKEN).measure(
+        self.tiny["onnx"], **SETTINGS))
+
+  def test_client_keeps_trace_files_only_under_their_folder(self):
+    trace_dir = os.path.join(self.get_temp_dir(), "evil")
+    for name in ("../escape.csv", "/etc/x.csv", "a/b.csv", ".hidden", ""):
+      with self.assertRaisesRegex(ValueError, "Expected a plain file name"):
+        agent_client.save_traces({"trace_files": {name: "eA=="}}, trace_dir)
+    self.assertFalse(os.path.exists(os.path.join(self.get_temp_dir(), "escape.csv")))
 
 
 class RequestIdTest(tf.test.TestCase):

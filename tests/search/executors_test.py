@@ -73,6 +73,25 @@ class WatchdogTest(tf.test.TestCase):
     self.assertFalse(watcher.is_alive())
 
 
+class InfrastructureFailureTest(tf.test.TestCase):
+
+  def test_infrastructure_reason_retries_lost_nodes_and_workers_only(self):
+    from ray import exceptions  # pylint: disable=g-import-not-at-top
+    died = exceptions.NodeDiedError(
+        "Task failed because the node it was running on is dead or unavailable. Node IP: "
+        "10.0.0.2, node ID: 4f2dcb333c9553ef86b8b81b201acce77d77f740748133d9f907902e. This "
+        "can happen if the node was preempted.")
+    self.assertEqual(executors.infrastructure_reason(died),
+                     "NodeDiedError: Task failed because the node it was running on is dead or "
+                     "unavailable (node 4f2dcb33)")
+    self.assertStartsWith(executors.infrastructure_reason(exceptions.WorkerCrashedError()),
+                          "WorkerCrashedError: The worker died unexpectedly")
+    self.assertStartsWith(executors.infrastructure_reason(exceptions.OwnerDiedError(
+        "ff" * 28, "", "")), "OwnerDiedError: ")
+    for own in (exceptions.TaskCancelledError(), ValueError("the trial's own bug")):
+      self.assertIsNone(executors.infrastructure_reason(own), msg=repr(own))
+
+
 class LocalWorkerTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_local_worker_sets_death_signal_and_watchdog(self):

@@ -1,5 +1,6 @@
 """End-to-end tests of the search loop: real training, export, measurement."""
 
+import csv
 import os
 import signal
 import socket
@@ -357,6 +358,47 @@ class ConsoleLinesTest(tf.test.TestCase):
                             {"final_hypervolume": 0.07, "reference_point_frozen": True})
     self.assertIn("| HV 0.07 | elapsed", lines[2])
     self.assertLen(lines, 3)
+
+
+class RetryTest(tf.test.TestCase):
+
+  def test_record_retries_a_lost_attempt_at_most_trial_retries_times_and_says_why(self):
+    d = os.path.join(self.get_temp_dir(), "retries")
+    os.makedirs(d)
+    config = tiny_config(d, trial_retries=2)
+    store = store_lib.TrialStore(os.path.join(d, "trials.db"))
+    self.addCleanup(store.close)
+    lost_id, own_id = [store.add(g, "initial") for g in space.sample_many(11, 2)]
+    node = "0a1b2c3d" + "e" * 48
+    lines, retried = [], []
+    for _ in range(3):
+      store.mark_running(lost_id)
+      retried.append(loop._record(store, config, {  # pylint: disable=protected-access
+          "trial_id": lost_id, "status": "failed", "metrics": {}, "artifacts": {},
+          "error": "attempt lost: NodeDiedError: the node died", "retryable": True,
+          "retry_reason": "NodeDiedError: the node died",
+          "where": {"train_host": "n1", "train_node": node}}, lines.append)[1])
+    store.mark_running(own_id)
+    loop._record(store, config, {  # pylint: disable=protected-access
+        "trial_id": own_id, "status": "failed", "metrics": {}, "artifacts": {},
+        "error": "training diverged: loss is nan", "retryable": False,
+        "where": {"train_host": "n2"}}, lines.append)
+    lost, own = store.trials()
+    self.assertEqual(retried, [True, True, False])
+    self.assertEqual((lost["status"], lost["attempts"], len(lost["retries"])), ("failed", 3, 2))
+    self.assertEqual(lost["error"], "attempt lost: NodeDiedError: the node died (after 2 "
+                     "retries: --trial_retries=2)")
+    self.assertEqual((lost["train_host"], lost["train_node"]), ("n1", node))
+    self.assertIn("trial #%d: attempt 1 on n1 (node 0a1b2c3d) lost: NodeDiedError: the node "
+                  "died; retrying it (retry 1 of 2)" % lost_id, lines)
+    self.assertIn("retrying it (retry 2 of 2)", lines[1])
+    self.assertEqual((own["status"], own["attempts"], own["retries"]), ("failed", 1, []))
+    with open(os.path.join(d, "results.csv")) as f:
+      rows = {int(r["trial_id"]): r for r in csv.DictReader(f)}
+    self.assertEqual(rows[lost_id]["retried"],
+                     "attempt 1 on n1 (node 0a1b2c3d): NodeDiedError: the node died; "
+                     "attempt 2 on n1 (node 0a1b2c3d): NodeDiedError: the node died")
+    self.assertEqual((rows[own_id]["retried"], rows[own_id]["train_host"]), ("", "n2"))
 
 
 class DriverDeviceLockTest(tf.test.TestCase, parameterized.TestCase):

@@ -130,6 +130,53 @@ class StoreTest(tf.test.TestCase):
       store.close()
 
 
+  def test_store_records_where_a_trial_ran_and_why_it_was_retried(self):
+    tid = self.store.add(space.sample(6), "initial")
+    self.store.mark_running(tid, host="driver")
+    self.assertEqual(self.store.requeue(tid, reason="node died (NodeDiedError)",
+                                        node="n1 (node 0a1b2c3d)"), 1)
+    (t,) = self.store.trials()
+    self.assertEqual((t["status"], t["lease_holder"]), ("pending", None))
+    self.store.mark_running(tid, host="driver")
+    self.store.finish(tid, "done", {"val_error": 0.5}, {},
+                      where={"train_host": "n2", "train_node": "9f8e7d6c", "measure_host": "tx2"})
+    (t,) = self.store.trials()
+    self.assertEqual((t["status"], t["attempts"], t["host"]), ("done", 2, "driver"))
+    self.assertEqual((t["train_host"], t["train_node"], t["measure_host"]),
+                     ("n2", "9f8e7d6c", "tx2"))
+    self.assertLen(t["retries"], 1)
+    self.assertEqual({k: t["retries"][0][k] for k in ("attempt", "reason", "node")},
+                     {"attempt": 1, "reason": "node died (NodeDiedError)",
+                      "node": "n1 (node 0a1b2c3d)"})
+
+  def test_store_adds_node_and_retry_columns_to_an_older_store(self):
+    path = os.path.join(self.get_temp_dir(), "older", "trials.db")
+    os.makedirs(os.path.dirname(path))
+    db = sqlite3.connect(path)
+    db.executescript(  # the schema before the nodes and retries were recorded
+        "CREATE TABLE trials (trial_id INTEGER PRIMARY KEY, genotype TEXT NOT NULL, "
+        "genotype_key TEXT NOT NULL UNIQUE, encoding TEXT NOT NULL, status TEXT NOT NULL, "
+        "source TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, host TEXT, "
+        "created_at REAL NOT NULL, started_at REAL, finished_at REAL, "
+        "metrics TEXT NOT NULL DEFAULT '{}', artifacts TEXT NOT NULL DEFAULT '{}', error TEXT, "
+        "lease_until REAL, lease_holder TEXT);"
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);")
+    db.execute("INSERT INTO trials (genotype, genotype_key, encoding, status, source, attempts, "
+               "host, created_at) VALUES ('g', 'k', '[]', 'done', 'initial', 1, 'h', 0)")
+    db.execute("INSERT INTO trials (genotype, genotype_key, encoding, status, source, "
+               "created_at) VALUES ('g2', 'k2', '[]', 'running', 'initial', 0)")
+    db.commit()
+    db.close()
+    store = store_lib.TrialStore(path)
+    try:
+      old, running = store.trials()
+      self.assertEqual((old["retries"], old["train_host"], old["measure_host"]), ([], None, None))
+      self.assertEqual(store.requeue(running["trial_id"], reason="worker crashed"), 1)
+      self.assertEqual(store.trials()[1]["retries"][0]["reason"], "worker crashed")
+    finally:
+      store.close()
+
+
 class StoreCorruptionTest(tf.test.TestCase, parameterized.TestCase):
 
   def setUp(self):
