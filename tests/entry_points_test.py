@@ -36,6 +36,7 @@ ENTRY_POINTS = (
     ("search.report", "pesmo_dir", ABSL),
     ("search.cross_device", "source_dir", ABSL),
     ("search.cascade", "max_stages", ABSL),
+    ("search.dnas", "size_targets", ABSL),
     ("search.optimizer.benchmark", "problem", ABSL),
     ("search.optimizer.anchors", "strategy", ABSL),
     ("deploy.export", "model_dir", ABSL),
@@ -97,7 +98,8 @@ class EntryPointsTest(tf.test.TestCase, parameterized.TestCase):
     for package in PACKAGES:
       for path in (ROOT / package).rglob("*.py"):
         if re.search(r"(?m)^if __name__ == .__main__.:", path.read_text()):
-          found.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+          parts = path.relative_to(ROOT).with_suffix("").parts
+          found.add(".".join(parts[:-1] if parts[-1] == "__main__" else parts))
     self.assertEqual(found, {m for m, _, _ in ENTRY_POINTS})
 
   def test_import_report_with_cross_device_succeeds(self):

@@ -57,18 +57,24 @@ def _stack(x, filters, strides, weight_decay, name):
 
 
 def resnet8_v05(num_classes=10, input_shape=(32, 32, 3), weight_decay=1e-4, logits=True,
-                name="resnet8_v05"):
+                name="resnet8_v05", filters=RESNET8_V05_FILTERS):
   """ResNet-8 of MLPerf Tiny v0.5 (module doc); outputs logits unless
-  ``logits=False`` (then softmax probabilities, as the reference)."""
+  ``logits=False`` (then softmax probabilities, as the reference).
+  ``filters``: the three stacks' widths (v0.5: 16, 32, 64; a uniformly
+  scaled ResNet-8 is the baseline of a channel search)."""
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
     raise ValueError("Invalid value for argument `num_classes`. Expected an integer >= 2. "
                      "Received num_classes=%r" % (num_classes,))
+  filters = tuple(int(f) for f in filters)
+  if len(filters) != 3 or min(filters) < 1:
+    raise ValueError("Invalid value for argument `filters`. Expected three positive widths. "
+                     "Received filters=%r" % (filters,))
   inputs = keras.Input(shape=input_shape, name="images")
-  x = _conv(RESNET8_V05_FILTERS[0], 3, 1, weight_decay, "stem_conv")(inputs)
+  x = _conv(filters[0], 3, 1, weight_decay, "stem_conv")(inputs)
   x = layers.BatchNormalization(name="stem_bn")(x)
   x = layers.Activation("relu", name="stem_relu")(x)
-  for i, filters in enumerate(RESNET8_V05_FILTERS):
-    x = _stack(x, filters, 1 if i == 0 else 2, weight_decay, "stack%d" % (i + 1))
+  for i, width in enumerate(filters):
+    x = _stack(x, width, 1 if i == 0 else 2, weight_decay, "stack%d" % (i + 1))
   x = layers.AveragePooling2D(pool_size=int(np.amin(x.shape[1:3])), name="avg_pool")(x)
   x = layers.Flatten(name="flatten")(x)
   outputs = layers.Dense(num_classes, activation=None if logits else "softmax",

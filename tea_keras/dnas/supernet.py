@@ -27,7 +27,8 @@ through the straight-through estimator of ``tea_keras.dnas.masks``.
 Training: ``Supernet.compile``/``fit`` as any Keras model; with a
 ``complexity`` (``tea_keras.dnas.losses.ComplexityLoss``), ``compute_loss``
 adds its term to the task loss and the logs gain ``size`` and ``cost``. The
-masks are ``mask_variables``, the rest ``network_variables`` (the paper's
+masks are ``mask_variables`` (divided by ``mask_speed``: ``mask_values``),
+the rest ``network_variables`` (the paper's
 code gives the masks no weight decay: exclude them from an optimizer's decay
 with ``optimizer.exclude_from_weight_decay(var_list=supernet.mask_variables)``).
 """
@@ -61,16 +62,23 @@ class Supernet(keras.Model):
   ``threshold``, ``mask_variables`` (one per ``channel_graph.groups``),
   ``complexity`` (None or a ``ComplexityLoss``)."""
 
-  def __init__(self, model, threshold=masks_lib.THRESHOLD, complexity=None, name=None):
+  def __init__(self, model, threshold=masks_lib.THRESHOLD, complexity=None, name=None,
+               mask_speed=1.0):
     super().__init__(name=name or "%s_supernet" % model.name)
     self.threshold = masks_lib.check_threshold(threshold)
+    if isinstance(mask_speed, bool) or not isinstance(mask_speed, (int, float)) or \
+        not mask_speed > 0:
+      raise ValueError("Invalid value for argument `mask_speed`. Expected a number > 0. "
+                       "Received mask_speed=%r" % (mask_speed,))
+    self.mask_speed = float(mask_speed)
     self.channel_graph = graph_lib.analyze(model)
     graph = self.channel_graph
     self.step_layers = [_clone(s.layer, None if isinstance(s.args, list)
                                else tuple(s.layer.input.shape)) for s in graph.steps]
     self._training_arg = [_takes_training(layer) for layer in self.step_layers]
     self.mask_variables = [
-        self.add_weight(name=g.name, shape=(g.size,), initializer="ones", trainable=True)
+        self.add_weight(name=g.name, shape=(g.size,), trainable=True,
+                        initializer=keras.initializers.Constant(1.0 / self.mask_speed))
         for g in graph.groups]
     self._keep_alive = []
     for g in graph.groups:
@@ -96,10 +104,20 @@ class Supernet(keras.Model):
   def theta(self):
     """The binarized masks of all groups, concatenated, and a trailing 1:
     shape ``(theta_size,)``, straight-through gradient to the masks."""
-    parts = [masks_lib.keep_alive_theta(v, keep, self.threshold)
+    parts = [masks_lib.keep_alive_theta(self.mask_speed * v, keep, self.threshold)
              for v, keep in zip(self.mask_variables, self._keep_alive)]
     one = ops.ones((1,), dtype=self.compute_dtype)
     return ops.concatenate([ops.cast(p, self.compute_dtype) for p in parts] + [one], axis=0)
+
+  def mask_values(self):
+    """The real-valued masks ``alpha`` of every group (NumPy, ``mask_speed``
+    times the stored variables)."""
+    return [self.mask_speed * np.asarray(v.numpy(), dtype="float64")
+            for v in self.mask_variables]
+
+  def set_mask_values(self, group, alpha):
+    """Set group ``group``'s real-valued masks to ``alpha``."""
+    self.mask_variables[group].assign(np.asarray(alpha, dtype="float32") / self.mask_speed)
 
   def theta_numpy(self):
     """``theta()`` as a NumPy array of 0/1."""
@@ -163,11 +181,19 @@ class Supernet(keras.Model):
     return loss + ops.cast(term, loss.dtype)
 
 
-def make_supernet(model, threshold=masks_lib.THRESHOLD, complexity=None, name=None):
+def make_supernet(model, threshold=masks_lib.THRESHOLD, complexity=None, name=None,
+                  mask_speed=1.0):
   """A ``Supernet`` over a copy of the functional ``model`` (module doc).
 
   ``threshold``: a mask is kept while above it (0.5, the paper's).
   ``complexity``: None, or the ``losses.ComplexityLoss`` that training adds.
+  ``mask_speed``: the masks are stored divided by it (``alpha = mask_speed *
+  v``, ``v`` the variable): with an optimizer whose steps do not scale with
+  the gradient (RMSProp, Adam) the masks then move ``mask_speed`` times
+  faster than the weights, as the released code's separate mask optimizer
+  lets them; the loss, its STE gradient in ``alpha`` and every count are
+  unchanged (the gradient in ``v`` is ``mask_speed`` times that in ``alpha``).
   Raises ValueError, naming the layer, for a model ``graph.analyze`` refuses.
   """
-  return Supernet(model, threshold=threshold, complexity=complexity, name=name)
+  return Supernet(model, threshold=threshold, complexity=complexity, name=name,
+                  mask_speed=mask_speed)

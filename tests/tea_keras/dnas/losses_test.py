@@ -131,5 +131,46 @@ class TrainingTest(tf.test.TestCase):
     self.assertEqual(export.export_model(net).count_params(), size)
 
 
+class MaskSpeedTest(tf.test.TestCase):
+
+  def test_mask_speed_keeps_theta_and_scales_the_adam_step_of_the_masks(self):
+    """With ``mask_speed`` k the masks are stored as alpha / k: the binarized
+    masks and every count are those of alpha, and one Adam step (whose size
+    does not depend on the gradient's scale) moves alpha k times as far."""
+    rng = np.random.default_rng(1)
+    seed = fixtures.residual_model()
+    nets = [supernet.make_supernet(seed, mask_speed=k) for k in (1.0, 10.0)]
+    alphas = [rng.uniform(0.2, 0.9, size=g.size) for g in nets[0].channel_graph.groups]
+    for net in nets:
+      for group, alpha in enumerate(alphas):
+        net.set_mask_values(group, alpha)
+      for got, alpha in zip(net.mask_values(), alphas):
+        self.assertAllClose(got, alpha, atol=1e-6)
+    self.assertAllEqual(nets[0].theta_numpy(), nets[1].theta_numpy())
+    self.assertEqual(float(nets[0].size()), float(nets[1].size()))
+    x = rng.normal(size=(4, 8, 8, 3)).astype("float32")
+    y = np.array([0, 1, 2, 0])
+    moved = []
+    for net in nets:
+      optimizer = keras.optimizers.Adam(1e-3)
+      with tf.GradientTape() as tape:
+        logits = net(x, training=True)
+        value = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
+            y, logits, from_logits=True)) + 1e-4 * keras.ops.cast(net.size(), "float32")
+      grads = tape.gradient(value, net.mask_variables)
+      before = net.mask_values()
+      optimizer.apply_gradients(zip(grads, net.mask_variables))
+      moved.append(np.concatenate([a - b for a, b in zip(net.mask_values(), before)]))
+    live = np.abs(moved[0]) > 1e-5
+    self.assertGreater(int(np.sum(live)), 0)
+    self.assertAllClose(moved[1][live] / moved[0][live], np.full(int(np.sum(live)), 10.0),
+                        rtol=1e-2)
+
+  def test_mask_speed_must_be_positive(self):
+    for bad in (0, -1.0, True, "fast"):
+      with self.assertRaisesRegex(ValueError, "mask_speed"):
+        supernet.make_supernet(fixtures.residual_model(), mask_speed=bad)
+
+
 if __name__ == "__main__":
   tf.test.main()

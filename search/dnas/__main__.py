@@ -1,0 +1,129 @@
+"""``python -m search.dnas --flagfile=flags/dnas_quick.cfg``: a DNAS sweep.
+
+Every flag of ``python -m search.run`` (``search/flags.py``) that describes
+the data, the training recipe and the measurement applies (``--dataset``,
+``--epochs`` is unused: the phases have their own, ``--device``,
+``--measure_images``, ...); ``--strategy``, ``--num_samples`` and the
+budgets do not. The sweep's own flags are below (``search/dnas/sweep.py``).
+Re-running the same command resumes; a results directory of another sweep
+or of a search is refused. Exit status: 0 every point done, 3 some failed,
+1 refused.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from search import config as config_lib
+from search import flags as search_flags
+from search import store as store_lib
+from search.dnas import sweep
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  search_flags.define_flags()
+  flags.adopt_module_key_flags(search_flags)
+  d = sweep.DnasSettings()
+  flags.DEFINE_enum("seed_model", d.seed_model, sweep.SEEDS, "The seed network: ResNet-8 of "
+                    "MLPerf Tiny v0.5, or a cell network (--genotype, --num_cells, --filters).")
+  flags.DEFINE_string("genotype", None, "--seed_model=cell: the cell (a genotype string).")
+  flags.DEFINE_list("size_targets", [str(t) for t in d.size_targets], "Size targets, as "
+                    "fractions of the seed's parameters; every found network meets its own.")
+  flags.DEFINE_list("lambda_energy", [str(v) for v in d.lambda_energy], "Strengths of the "
+                    "cost term, per seed cost (0: size only).")
+  flags.DEFINE_float("lambda_size", d.lambda_size, "Strength of the size term, per seed size.",
+                     lower_bound=0.0)
+  flags.DEFINE_enum("loss", d.loss, sweep.LOSSES, "absolute: the paper's |M - target|; "
+                    "hinge: max(0, M - target).")
+  flags.DEFINE_enum("cost_model", d.cost_model, sweep.COST_MODELS, "The cost term: MACs "
+                    "(the paper's energy proxy) or a per-layer latency table measured on "
+                    "the target (cost_table.json).")
+  flags.DEFINE_integer("warmup_epochs", d.warmup_epochs, "Epochs of the seed before the "
+                       "search (once per sweep).", lower_bound=0)
+  flags.DEFINE_integer("search_epochs", d.search_epochs, "Epochs of each supernet.",
+                       lower_bound=1)
+  flags.DEFINE_integer("finetune_epochs", d.finetune_epochs, "Epochs of each found network.",
+                       lower_bound=0)
+  flags.DEFINE_integer("ramp_epochs", d.ramp_epochs, "Epochs over which the complexity "
+                       "strength rises to 1.", lower_bound=0)
+  flags.DEFINE_float("mask_speed", d.mask_speed, "The masks move this many times faster than "
+                     "the weights (their own step size, as the paper's separate optimizer).",
+                     lower_bound=1e-6)
+  flags.DEFINE_bool("baseline", d.baseline, "Also the seed scaled uniformly in width to each "
+                    "size target, trained and measured the same way.")
+
+
+def settings_from_flags():
+  return sweep.DnasSettings(
+      seed_model=FLAGS.seed_model, genotype=FLAGS.genotype,
+      size_targets=tuple(float(v) for v in FLAGS.size_targets),
+      lambda_energy=tuple(float(v) for v in FLAGS.lambda_energy),
+      lambda_size=FLAGS.lambda_size, loss=FLAGS.loss, cost_model=FLAGS.cost_model,
+      warmup_epochs=FLAGS.warmup_epochs, search_epochs=FLAGS.search_epochs,
+      finetune_epochs=FLAGS.finetune_epochs, ramp_epochs=FLAGS.ramp_epochs,
+      mask_speed=FLAGS.mask_speed, baseline=FLAGS.baseline)
+
+
+def check_results_dir(config, settings):
+  """Refuse a results directory of another sweep or of a search; write the
+  sweep's config (config.json: the search's settings and ``dnas``)."""
+  path = os.path.join(config.results_dir, "config.json")
+  mine = dict(json.loads(config.to_json()), dnas=dataclasses.asdict(settings))
+  mine["dnas"] = json.loads(json.dumps(mine["dnas"]))
+  if os.path.isfile(path):
+    with open(path) as f:
+      there = json.load(f)
+    if "dnas" not in there:
+      raise ValueError("--results_dir=%s holds a search, not a DNAS sweep; use another."
+                       % config.results_dir)
+    ignore = set(config_lib.RUN_CONTROL_FIELDS)
+    diff = sorted(k for k in set(there) | set(mine) if k not in ignore
+                  and there.get(k) != mine.get(k))
+    if diff:
+      raise ValueError("--results_dir=%s holds another sweep (%s differ). Use a new "
+                       "--results_dir, or the same settings to resume."
+                       % (config.results_dir, ", ".join(diff)))
+  os.makedirs(config.results_dir, exist_ok=True)
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(mine, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def main(argv):
+  if len(argv) > 1:
+    sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
+  from search import loop  # pylint: disable=g-import-not-at-top
+  from tea_keras import console
+  console.quiet_native_logs()
+  try:
+    settings = settings_from_flags()
+    settings.validate()
+    config = search_flags.config_from_flags()
+    config = dataclasses.replace(config, num_samples=len(sweep.points(settings)),
+                                 num_initial=1, strategy="random")
+    config_lib.validate(config)
+    store_lib.check_not_locked(config.results_dir)
+    config = loop.resolve(config)
+    loop.check_data(config)
+    check_results_dir(config, settings)
+  except (ValueError, store_lib.StoreError) as e:
+    sys.exit("error: %s" % e)
+  summary = sweep.run(config, settings, log=lambda line: print(line, flush=True))
+  counts = summary.get("counts", {})
+  print("dnas sweep finished: %d points (%s); outputs in %s"
+        % (summary["trials"], ", ".join("%s %d" % kv for kv in sorted(counts.items()) if kv[1]),
+           config.results_dir))
+  if counts.get("failed"):
+    sys.exit(3 if counts.get("done") else 1)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main, argv=sys.argv[:1] + search_flags.expand_flagfiles(sys.argv[1:]))
