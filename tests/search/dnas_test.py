@@ -102,6 +102,23 @@ class ProjectionTest(tf.test.TestCase):
     keras.backend.clear_session()
 
 
+class FlagfileTest(tf.test.TestCase):
+
+  def test_paper_scale_flagfile_parses_and_is_refused_on_a_machine_without_cuda(self):
+    """flags/dnas_resnet8.cfg is valid up to the target check, which this
+    CPU machine fails with one error line naming what is missing, before
+    anything is written (the GPU run itself needs the GPU)."""
+    import onnxruntime  # pylint: disable=g-import-not-at-top
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+      self.skipTest("a GPU machine: the flagfile would run")
+    results = os.path.join(self.get_temp_dir(), "dnas_gpu")
+    proc = _run("--flagfile=flags/dnas_resnet8.cfg", "--results_dir=" + results)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    last = proc.stderr.strip().splitlines()[-1]
+    self.assertRegex(last, r"^error: this machine \(device gpu\) cannot measure")
+    self.assertFalse(os.path.exists(results))
+
+
 class CliTest(tf.test.TestCase):
 
   @pytest.mark.slow  # three trainings, an export and a measurement: about a minute
