@@ -37,6 +37,7 @@ ENTRY_POINTS = (
     ("search.cross_device", "source_dir", ABSL),
     ("search.cascade", "max_stages", ABSL),
     ("search.dnas", "size_targets", ABSL),
+    ("search.dnas.analysis", "results_dir", ABSL),
     ("search.optimizer.benchmark", "problem", ABSL),
     ("search.optimizer.anchors", "strategy", ABSL),
     ("deploy.export", "model_dir", ABSL),

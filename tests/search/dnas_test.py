@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
+from search.dnas import analysis
 from search.dnas import sweep
 from tea_keras.dnas import export as dnas_export
 from tea_keras.dnas import seeds
@@ -100,6 +101,35 @@ class ProjectionTest(tf.test.TestCase):
             if sweep.seed_network(settings, 10, width=w).count_params() <= target]
     self.assertGreaterEqual(width, max(fits))
     keras.backend.clear_session()
+
+
+class AnalysisTest(tf.test.TestCase):
+
+  def _point(self, trial_id, method, time_ms, error, macs, lam=0.0):
+    return {"dir": "d", "trial_id": trial_id, "method": method, "size_target": 0.5,
+            "lambda_energy": None if method == "uniform" else lam, "loss": "absolute",
+            "cost_model": "macs", "params": 100, "macs": macs,
+            "time_per_image_s": time_ms / 1e3, "error": error, "predicted_cost": None,
+            "contended": False, "train_seconds": 10.0, "wall_seconds": 20.0}
+
+  def test_analyze_front_dominance_span_and_rank_correlation(self):
+    points = [self._point(1, "dnas", 1.0, 0.30, 500), self._point(2, "dnas", 2.0, 0.20, 900),
+              self._point(3, "dnas", 3.0, 0.25, 800), self._point(4, "uniform", 2.5, 0.22, 1000)]
+    result = analysis.analyze(points)
+    t = result["targets"]["0.5"]
+    self.assertEqual([p["trial_id"] for p in t["points"] if p["on_front"]], [1, 2])
+    self.assertEqual(t["uniform_dominated_by"], [2])     # #2: faster and better than #4
+    self.assertEqual(t["uniform_dominates"], [3])        # #4: faster and better than #3
+    self.assertAllClose(t["time_span"], 3.0)
+    # Ranks of MACs 1,3,2,4 against times 1,2,4,3: d^2 = 0+1+4+1, rho = 1 - 6*6/(4*15).
+    self.assertAllClose(result["spearman_macs_vs_time"], 1 - 6 * 6 / (4 * 15))
+    self.assertIsNone(result["spearman_table_vs_time"])
+    self.assertIn("uniform baseline dominated by DNAS points [2]",
+                  analysis.format_report(result))
+
+  def test_load_points_refuses_a_directory_without_a_sweep(self):
+    with self.assertRaisesRegex(ValueError, "results_dir.*DNAS sweep"):
+      analysis.load_points(self.get_temp_dir())
 
 
 class FlagfileTest(tf.test.TestCase):

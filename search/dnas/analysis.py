@@ -1,0 +1,173 @@
+"""``python -m search.dnas.analysis --results_dir=A[,B,...]``: what a DNAS
+sweep found, in the terms of its benchmark.
+
+For every size target of the sweeps given: each point (method, lambda_E,
+parameters, MACs, measured time per image, deployed error), which of them
+are on the target's (error, time) front, and whether the uniform-width
+baseline is dominated by a DNAS point or dominates one; the span of the
+measured times at the target; the Spearman rank correlation, over every
+found network, of its MACs and (a ``cost_model=measured`` sweep) of the
+latency table's prediction against its measured time; and the sweep's cost
+(wall time of its points, the training seconds among them, and the warm-up,
+read from the trial store and the warm-up's training log).
+
+Prints a table per target and writes ``dnas_analysis.json`` into the first
+results directory.
+"""
+
+import json
+import os
+import sys
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def load_points(results_dir: str) -> List[Dict]:
+  """The done points of a sweep's trial store, flattened: method, target,
+  lambda_E, loss, cost model, params, MACs, time per image (s), error,
+  predicted cost, wall and training seconds, the sweep's directory."""
+  from search import store as store_lib  # pylint: disable=g-import-not-at-top
+  path = os.path.join(results_dir, "trials.db")
+  if not os.path.isfile(path):
+    raise ValueError("Invalid value for argument `results_dir`. Expected a DNAS sweep's "
+                     "directory (with trials.db). Received results_dir=%r" % (results_dir,))
+  store = store_lib.TrialStore(path)
+  try:
+    trials = store.trials(["done"])
+  finally:
+    store.close()
+  out = []
+  for t in trials:
+    m = t["metrics"]
+    if "size_target_fraction" not in m:
+      raise ValueError("Invalid value for argument `results_dir`. Expected a DNAS sweep's "
+                       "directory; trial %d of %s is a search's" % (t["trial_id"], results_dir))
+    error = m.get("deployed_val_error", m.get("val_error"))
+    out.append({
+        "dir": results_dir, "trial_id": t["trial_id"], "method": m["method"],
+        "size_target": float(m["size_target_fraction"]),
+        "lambda_energy": m.get("lambda_energy"), "loss": m.get("loss"),
+        "cost_model": m.get("cost_model"), "params": int(m["params"]),
+        "macs": int(m["macs"]), "time_per_image_s": float(m["time_s"]) / float(m["images"]),
+        "error": None if error is None else float(error),
+        "predicted_cost": m.get("predicted_cost"), "contended": bool(m.get("contended")),
+        "train_seconds": float(m.get("train_seconds") or 0.0),
+        "wall_seconds": (float(t["finished_at"]) - float(t["started_at"])
+                         if t.get("finished_at") and t.get("started_at") else None)})
+  return out
+
+
+def dominates(a: Dict, b: Dict) -> bool:
+  """``a`` is no worse in error and time than ``b`` and better in one."""
+  ka, kb = (a["error"], a["time_per_image_s"]), (b["error"], b["time_per_image_s"])
+  return all(x <= y for x, y in zip(ka, kb)) and ka != kb
+
+
+def front(points: Sequence[Dict]) -> List[Dict]:
+  return [p for p in points if not any(dominates(q, p) for q in points if q is not p)]
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
+  """Spearman's rank correlation (scipy), None for fewer than 3 points."""
+  if len(x) < 3:
+    return None
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  return float(stats.spearmanr(x, y).statistic)
+
+
+def analyze(points: Sequence[Dict]) -> Dict:
+  """The figures of the module doc, as a dict."""
+  targets = {}
+  for target in sorted({p["size_target"] for p in points}, reverse=True):
+    mine = [p for p in points if p["size_target"] == target]
+    dnas = [p for p in mine if p["method"] == "dnas"]
+    uniform = [p for p in mine if p["method"] == "uniform"]
+    times = [p["time_per_image_s"] for p in mine]
+    on_front = {(p["dir"], p["trial_id"]) for p in front(mine)}
+    targets[str(target)] = {
+        "points": [dict(p, on_front=(p["dir"], p["trial_id"]) in on_front) for p in mine],
+        "time_span": max(times) / min(times) if min(times) > 0 else None,
+        "dnas_time_span": (max(p["time_per_image_s"] for p in dnas) /
+                           min(p["time_per_image_s"] for p in dnas)) if dnas else None,
+        "uniform_dominated_by": [p["trial_id"] for u in uniform for p in dnas
+                                 if dominates(p, u)],
+        "uniform_dominates": [p["trial_id"] for u in uniform for p in dnas if dominates(u, p)]}
+  found = [p for p in points if p["method"] == "dnas"]
+  measured = [p for p in found if p["cost_model"] == "measured" and p["predicted_cost"]]
+  return {
+      "targets": targets,
+      "spearman_macs_vs_time": spearman([p["macs"] for p in points],
+                                        [p["time_per_image_s"] for p in points]),
+      "spearman_params_vs_time": spearman([p["params"] for p in points],
+                                          [p["time_per_image_s"] for p in points]),
+      "spearman_table_vs_time": spearman([p["predicted_cost"] for p in measured],
+                                         [p["time_per_image_s"] for p in measured]),
+      "spearman_macs_vs_time_same_points": spearman(
+          [p["macs"] for p in measured], [p["time_per_image_s"] for p in measured]),
+      "measured_table_points": len(measured),
+      "points": len(points), "contended": sum(p["contended"] for p in points),
+      "wall_seconds": sum(p["wall_seconds"] or 0.0 for p in points),
+      "train_seconds": sum(p["train_seconds"] for p in points)}
+
+
+def format_report(result: Dict) -> str:
+  lines = []
+  for target, t in result["targets"].items():
+    lines.append("size target %s x seed (times span %.2fx, DNAS points %s):" % (
+        target, t["time_span"] or float("nan"),
+        "%.2fx" % t["dnas_time_span"] if t["dnas_time_span"] else "n/a"))
+    lines.append("  %-6s %-8s %-9s %-8s %9s %11s %15s %7s %s" % (
+        "trial", "method", "lambda_E", "loss", "params", "MACs", "ms per image", "error",
+        "front"))
+    for p in sorted(t["points"], key=lambda p: p["time_per_image_s"]):
+      lines.append("  #%-5d %-8s %-9s %-8s %9d %11d %15.4f %7.4f %s%s" % (
+          p["trial_id"], p["method"], "" if p["lambda_energy"] is None else
+          "%g" % p["lambda_energy"], p["loss"] if p["method"] == "dnas" else "", p["params"], p["macs"],
+          1e3 * p["time_per_image_s"], p["error"], "*" if p["on_front"] else "",
+          " (contended)" if p["contended"] else ""))
+    lines.append("  uniform baseline dominated by DNAS points %s; dominates DNAS points %s"
+                 % (t["uniform_dominated_by"] or "none", t["uniform_dominates"] or "none"))
+  fmt = lambda v: "n/a" if v is None else "%.3f" % v
+  lines.append("Spearman vs measured time: MACs %s, params %s (all %d points); latency table "
+               "%s vs MACs %s on its %d points" % (
+                   fmt(result["spearman_macs_vs_time"]), fmt(result["spearman_params_vs_time"]),
+                   result["points"], fmt(result["spearman_table_vs_time"]),
+                   fmt(result["spearman_macs_vs_time_same_points"]),
+                   result["measured_table_points"]))
+  lines.append("cost: %d points, %.1f min of point wall time (%.1f min training); %d contended"
+               % (result["points"], result["wall_seconds"] / 60, result["train_seconds"] / 60,
+                  result["contended"]))
+  return "\n".join(lines)
+
+
+def main(argv):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if len(argv) > 1:
+    sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
+  dirs = flags.FLAGS.results_dir
+  try:
+    points = [p for d in dirs for p in load_points(d)]
+  except ValueError as e:
+    sys.exit("error: %s" % e)
+  if not points:
+    sys.exit("error: no finished point in %s" % ", ".join(dirs))
+  result = analyze(points)
+  print(format_report(result))
+  out = os.path.join(dirs[0], "dnas_analysis.json")
+  with open(out + ".tmp", "w") as f:
+    json.dump(result, f, indent=1, default=float)
+  os.replace(out + ".tmp", out)
+  print("written: %s" % out)
+
+
+def define_flags():
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_list("results_dir", None, "DNAS sweep directories (comma-separated).")
+  flags.mark_flag_as_required("results_dir")
+
+
+if __name__ == "__main__":
+  from absl import app  # pylint: disable=g-import-not-at-top
+  define_flags()
+  app.run(main)
