@@ -170,6 +170,17 @@ class CliTest(tf.test.TestCase):
     for name in ("pareto.csv", "summary.json", "dnas_fronts.png"):
       self.assertTrue(os.path.isfile(os.path.join(results, name)), name)
 
+    analysis_run = subprocess.run(
+        [sys.executable, "-m", "search.dnas.analysis", "--results_dir=" + results,
+         "--remeasure_rounds=1"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    self.assertEqual(analysis_run.returncode, 0, analysis_run.stderr[-3000:])
+    self.assertIn("times re-measured back to back", analysis_run.stdout)
+    with open(os.path.join(results, "dnas_analysis.json")) as f:
+      (point,) = json.load(f)["targets"]["0.5"]["points"]
+    self.assertGreater(point["time_per_image_s"], 0.0)
+    self.assertAllClose(point["sweep_time_per_image_s"],
+                        float(row["time_s"]) / float(row["images"]))
+
     again = _run(*TINY, "--results_dir=" + results)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     self.assertIn("1 points, 0 left", again.stdout)
