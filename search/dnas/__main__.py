@@ -109,6 +109,10 @@ def main(argv):
     config = dataclasses.replace(config, num_samples=len(sweep.points(settings)),
                                  num_initial=1, strategy="random")
     config_lib.validate(config)
+    if settings.cost_model == "measured" and config.device == "remote":
+      raise ValueError("--cost_model=measured times each layer alone on inputs of its own "
+                       "shape, which a remote agent (it measures its own images) cannot; "
+                       "use --cost_model=macs, or run the sweep on the target")
     store_lib.check_not_locked(config.results_dir)
     config = loop.resolve(config)
     loop.check_data(config)

@@ -199,6 +199,18 @@ def project_to_target(supernet, target_params):
   return dropped
 
 
+def measure_layer(model, work_dir, config, lock, rng):
+  """Export and measure a one-layer ``model`` (``cost_table.layer_model``)
+  on the search's target: its input is the activations before the layer,
+  not images, so ``config.measure_images`` random inputs of its shape (a
+  layer's time does not depend on their values)."""
+  shape = (config.measure_images,) + tuple(model.input.shape[1:])
+  inputs = rng.standard_normal(shape).astype("float32")
+  with device_lock.measuring(lock):
+    metrics, _ = trial_lib.export_and_measure(model, work_dir, config, inputs)
+  return metrics
+
+
 class _SearchLog:
   """A line per search epoch: the loss, the binarized size and cost."""
 
@@ -256,14 +268,9 @@ class Sweep:
     from search.dnas import cost_table  # pylint: disable=g-import-not-at-top
     path = os.path.join(self.config.results_dir, "cost_table.json")
     if not os.path.isfile(path):
-      from tea_keras import data  # pylint: disable=g-import-not-at-top
-      images = data.normalize(self.splits.x_val[:self.config.measure_images])
       work = os.path.join(self.config.results_dir, "cost_table")
-
-      def measure(model):
-        with device_lock.measuring(self.lock):
-          metrics, _ = trial_lib.export_and_measure(model, work, self.config, images)
-        return metrics
+      rng = np.random.default_rng(self.config.seed)
+      measure = lambda model: measure_layer(model, work, self.config, self.lock, rng)
       cost_table.save(cost_table.measure_table(warm, supernet.channel_graph.specs, measure,
                                                log=self.log), path)
     return cost_table.LatencyTable(cost_table.load(path))

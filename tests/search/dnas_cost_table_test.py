@@ -2,6 +2,7 @@
 one-layer models and its interpolation as a differentiable cost model."""
 
 import collections
+import os
 
 import keras
 import numpy as np
@@ -94,6 +95,26 @@ class MeasureTableTest(tf.test.TestCase):
                                     for e in table["layers"].values()))
     keras.backend.clear_session()
 
+
+class MeasureLayerTest(tf.test.TestCase):
+
+  def test_measure_layer_times_a_one_layer_model_of_any_input_shape_on_the_cpu(self):
+    """The sweep's layer measurement, for real (ONNX Runtime on this CPU): a
+    one-layer model whose input is not an image (11 channels) is exported
+    and timed on inputs of its own shape."""
+    from search import device_lock, loop  # pylint: disable=g-import-not-at-top
+    from search.dnas import sweep  # pylint: disable=g-import-not-at-top
+    from tests.search import loop_test  # pylint: disable=g-import-not-at-top
+    seed = fixtures.concat_model()
+    spec = [s for s in graph_lib.analyze(seed).specs if s.name == "conv_d"][0]
+    model = cost_table.layer_model(spec, seed.get_layer("conv_d"), 8, 5)
+    self.assertEqual(tuple(model.input.shape[1:]), (6, 6, 8))
+    config = loop.resolve(loop_test.tiny_config(self.get_temp_dir()))
+    metrics = sweep.measure_layer(model, os.path.join(self.get_temp_dir(), "work"), config,
+                                  device_lock.for_config(config), np.random.default_rng(0))
+    self.assertGreater(metrics["time_s"], 0.0)
+    self.assertEqual(metrics["images"], config.measure_images)
+    keras.backend.clear_session()
 
 if __name__ == "__main__":
   tf.test.main()

@@ -149,6 +149,20 @@ class FlagfileTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(results))
 
 
+  def test_measured_cost_model_with_a_remote_agent_is_refused_before_contacting_it(self):
+    token = os.path.join(self.get_temp_dir(), "token.txt")
+    with open(token, "w") as f:
+      f.write("t")
+    results = os.path.join(self.get_temp_dir(), "dnas_remote")
+    proc = _run("--flagfile=flags/dnas_quick.cfg", "--cost_model=measured", "--device=remote",
+                "--device_url=http://127.0.0.1:9", "--device_token_file=" + token,
+                "--results_dir=" + results)
+    self.assertEqual(proc.returncode, 1, proc.stderr[-2000:])
+    self.assertRegex(proc.stderr.strip().splitlines()[-1],
+                     r"^error: --cost_model=measured times each layer alone")
+    self.assertFalse(os.path.exists(results))
+
+
 class CliTest(tf.test.TestCase):
 
   @pytest.mark.slow  # three trainings, an export and a measurement: about a minute
