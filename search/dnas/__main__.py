@@ -55,6 +55,9 @@ def define_flags():
   flags.DEFINE_float("mask_speed", d.mask_speed, "The masks move this many times faster than "
                      "the weights (their own step size, as the paper's separate optimizer).",
                      lower_bound=1e-6)
+  flags.DEFINE_list("table_fractions", [str(f) for f in d.table_fractions], "--cost_model="
+                    "measured: each layer is timed at these fractions of its input and output "
+                    "channels (every pair), interpolated bilinearly between them.")
   flags.DEFINE_bool("baseline", d.baseline, "Also the seed scaled uniformly in width to each "
                     "size target, trained and measured the same way.")
 
@@ -67,7 +70,8 @@ def settings_from_flags():
       lambda_size=FLAGS.lambda_size, loss=FLAGS.loss, cost_model=FLAGS.cost_model,
       warmup_epochs=FLAGS.warmup_epochs, search_epochs=FLAGS.search_epochs,
       finetune_epochs=FLAGS.finetune_epochs, ramp_epochs=FLAGS.ramp_epochs,
-      mask_speed=FLAGS.mask_speed, baseline=FLAGS.baseline)
+      mask_speed=FLAGS.mask_speed, baseline=FLAGS.baseline,
+      table_fractions=tuple(float(v) for v in FLAGS.table_fractions))
 
 
 def check_results_dir(config, settings):

@@ -70,6 +70,7 @@ class DnasSettings:
   ramp_epochs: int = 1
   mask_speed: float = 10.0
   baseline: bool = True
+  table_fractions: Tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
   def validate(self):
     if self.seed_model not in SEEDS:
@@ -90,6 +91,11 @@ class DnasSettings:
       raise ValueError("Invalid value for arguments `lambda_energy`, `lambda_size`. Expected "
                        "numbers >= 0. Received lambda_energy=%r lambda_size=%r"
                        % (self.lambda_energy, self.lambda_size))
+    if (not self.table_fractions or not all(0 < f <= 1 for f in self.table_fractions)
+        or 1.0 not in self.table_fractions):
+      raise ValueError("Invalid value for argument `table_fractions`. Expected fractions of "
+                       "each layer's channels in (0, 1], 1 among them. Received "
+                       "table_fractions=%r" % (self.table_fractions,))
     if not self.mask_speed > 0:
       raise ValueError("Invalid value for argument `mask_speed`. Expected a number > 0. "
                        "Received mask_speed=%r" % (self.mask_speed,))
@@ -272,6 +278,7 @@ class Sweep:
       rng = np.random.default_rng(self.config.seed)
       measure = lambda model: measure_layer(model, work, self.config, self.lock, rng)
       cost_table.save(cost_table.measure_table(warm, supernet.channel_graph.specs, measure,
+                                               fractions=self.settings.table_fractions,
                                                log=self.log), path)
     return cost_table.LatencyTable(cost_table.load(path))
 

@@ -54,7 +54,8 @@ class PointsTest(tf.test.TestCase, parameterized.TestCase):
       (dict(seed_model="cell"), "genotype"),
       (dict(loss="squared"), "loss"),
       (dict(search_epochs=0), "search_epochs"),
-      (dict(mask_speed=0.0), "mask_speed"))
+      (dict(mask_speed=0.0), "mask_speed"),
+      (dict(table_fractions=(0.25, 0.5)), "table_fractions"))
   def test_settings_refuse_bad_values_naming_them(self, kwargs, name):
     with self.assertRaisesRegex(ValueError, "argument.* `%s`" % name):
       sweep.DnasSettings(**kwargs).validate()
