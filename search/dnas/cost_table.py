@@ -58,6 +58,12 @@ def layer_model(spec, layer, c_in: int, c_out: int):
     config["units"] = int(c_out)
   config.pop("kernel_regularizer", None)
   shape = tuple(layer.input.shape[1:-1]) + (int(c_in),)
+  if spec.kind == "dense" and len(shape) == 1:
+    # The protocol measures NHWC inputs: a dense layer reads a 1x1 "image"
+    # of its features through a Flatten (free in every runtime).
+    inputs = keras.Input(shape=(1, 1, int(c_in)), name="images")
+    return keras.Model(inputs, layer.__class__.from_config(config)(
+        keras.layers.Flatten(name="features")(inputs)))
   inputs = keras.Input(shape=shape, name="images")
   return keras.Model(inputs, layer.__class__.from_config(config)(inputs))
 

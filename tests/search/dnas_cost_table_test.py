@@ -114,6 +114,14 @@ class MeasureLayerTest(tf.test.TestCase):
                                   device_lock.for_config(config), np.random.default_rng(0))
     self.assertGreater(metrics["time_s"], 0.0)
     self.assertEqual(metrics["images"], config.measure_images)
+    # A dense layer (features, not an image) as a 1x1 image of its features.
+    dense_spec = [s for s in graph_lib.analyze(seed).specs if s.name == "logits"][0]
+    dense = cost_table.layer_model(dense_spec, seed.get_layer("logits"), 20, 4)
+    self.assertEqual(tuple(dense.input.shape[1:]), (1, 1, 20))
+    self.assertEqual(dense.count_params(), 20 * 4 + 4)
+    metrics = sweep.measure_layer(dense, os.path.join(self.get_temp_dir(), "dense"), config,
+                                  device_lock.for_config(config), np.random.default_rng(0))
+    self.assertGreater(metrics["time_s"], 0.0)
     keras.backend.clear_session()
 
 if __name__ == "__main__":
