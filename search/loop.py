@@ -54,6 +54,7 @@ import numpy as np
 import threadpoolctl
 
 from search import budgets as budgets_lib
+from search import cellspace
 from search import config as config_lib
 from search import device_lock
 from search import executors
@@ -145,7 +146,7 @@ class Progress:
     if metrics.get("contended"):
       self.log("  warning: trial #%d's time was measured while other processes used %s of the "
                "CPUs (after %s re-measurement(s)); it is flagged `contended` in results.csv. "
-               "Re-measure the front on a quiet machine: python -m search.report "
+               "Re-measure the front on a quiet machine: python -m search.reports "
                "--figure=remeasure --results_dir=..." % (
                    trial_id, "%.0f%%" % (100 * metrics["other_cpu_share"])
                    if metrics.get("other_cpu_share") is not None else "much",
@@ -330,8 +331,7 @@ def run_search(config, log=print):
   (``store.CorruptStoreError``).
   """
   config_lib.validate(config)
-  from search.optimizer import design  # pylint: disable=g-import-not-at-top
-  design_space = budget_space(design.cell_space(), config, log)  # refused before any work
+  design_space = budget_space(cellspace.cell_space(), config, log)  # refused before any work
   if config.device_kind is None:  # not yet checked against the target
     config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
@@ -385,10 +385,10 @@ def _search(store, config, resuming, log, design_space=None):
          store.count(store_lib.FINAL), config.num_samples,
          ", re-running interrupted trial(s) %s" % requeued if requeued else "",
          ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
-  from search.optimizer import design  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
   from search.optimizer import strategies
   if design_space is None:
-    design_space = budget_space(design.cell_space(), config, log)
+    design_space = budget_space(cellspace.cell_space(), config, log)
   # Time and energy are positive and span orders of magnitude: their GPs model
   # log values; the error stays linear.
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
@@ -427,7 +427,7 @@ def report_front(trials, config, log=print):
   log(outputs.front_table(front, config.objectives, config.measure_images))
   if any(p.contended for p in front):
     log("contended: timed while other processes used the CPUs; re-measure on a quiet "
-        "machine: python -m search.report --figure=remeasure --results_dir=%s"
+        "machine: python -m search.reports --figure=remeasure --results_dir=%s"
         % config.results_dir)
   log("")
   log("Next steps for the best trade-offs:")

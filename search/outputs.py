@@ -20,7 +20,7 @@ point that is frozen once the search's initial random trials are done:
 kept in the trial store, recorded in ``summary.json``). Until then it is
 recomputed from the ``done`` trials at each refresh. With a frozen point the
 curve only rises and stays comparable from one refresh to the next; trials
-worse than the point in some objective add nothing. ``search.report``
+worse than the point in some objective add nothing. ``search.reports``
 recomputes hypervolume with one shared point to compare searches.
 """
 
@@ -532,7 +532,7 @@ def next_commands(front, config) -> List[str]:
             shlex.quote(p.genotype), recipe.num_cells, recipe.filters, data, model_dir),
         "  export:  python -m deploy.export --model_dir=%s --format=onnx --precision=%s" % (
             model_dir, p.precision),
-        "  measure: python -m search.report --figure=table2 --model_dirs=%s --measure_label=%s "
+        "  measure: python -m search.reports --figure=table2 --model_dirs=%s --measure_label=%s "
         "%s %s --measure_images=%d --out_dir=%s/report" % (
             model_dir, config.device_kind or config.device, target, data,
             config.measure_images, model_dir)]

@@ -33,11 +33,11 @@ HELP_MARK = {ABSL: "Try --helpfull to get a list of all flags.", ARGPARSE: "usag
 # (module, one of its own flags, CLI library)
 ENTRY_POINTS = (
     ("search.run", "results_dir", ABSL),
-    ("search.report", "pesmo_dir", ABSL),
-    ("search.cross_device", "source_dir", ABSL),
-    ("search.cascade", "max_stages", ABSL),
-    ("search.optimizer.benchmark", "problem", ABSL),
-    ("search.optimizer.anchors", "strategy", ABSL),
+    ("search.reports", "pesmo_dir", ABSL),
+    ("search.reports.cross_device", "source_dir", ABSL),
+    ("search.cascades.build", "max_stages", ABSL),
+    ("search.benchmarks.benchmark", "problem", ABSL),
+    ("search.benchmarks.anchors", "strategy", ABSL),
     ("deploy.export", "model_dir", ABSL),
     ("deploy.formats", "formats", ABSL),
     ("deploy.measure", "model", ABSL),
@@ -97,11 +97,12 @@ class EntryPointsTest(tf.test.TestCase, parameterized.TestCase):
     for package in PACKAGES:
       for path in (ROOT / package).rglob("*.py"):
         if re.search(r"(?m)^if __name__ == .__main__.:", path.read_text()):
-          found.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+          parts = path.relative_to(ROOT).with_suffix("").parts
+          found.add(".".join(parts[:-1] if parts[-1] == "__main__" else parts))
     self.assertEqual(found, {m for m, _, _ in ENTRY_POINTS})
 
   def test_import_report_with_cross_device_succeeds(self):
-    proc = _python("-c", "import search.report, search.cross_device")
+    proc = _python("-c", "import search.reports.__main__, search.reports.cross_device")
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
 
@@ -118,9 +119,9 @@ class EntryPointsTest(tf.test.TestCase, parameterized.TestCase):
       ("search_run_device", "search.run", "device", REMOTE_DEVICES),
       ("search_run_runtime", "search.run", "runtime", RUNTIMES),
       ("search_run_power_source", "search.run", "power_source", POWER_SOURCES),
-      ("search_report_device", "search.report", "device", REMOTE_DEVICES),
-      ("search_report_runtime", "search.report", "runtime", RUNTIMES),
-      ("search_report_power_source", "search.report", "power_source", POWER_SOURCES),
+      ("search_report_device", "search.reports", "device", REMOTE_DEVICES),
+      ("search_report_runtime", "search.reports", "runtime", RUNTIMES),
+      ("search_report_power_source", "search.reports", "power_source", POWER_SOURCES),
       ("deploy_measure_device", "deploy.measure", "device", list(devices.DEVICES)),
       ("deploy_measure_runtime", "deploy.measure", "runtime", RUNTIMES),
       ("deploy_measure_power_source", "deploy.measure", "power_source", POWER_SOURCES),

@@ -1,6 +1,6 @@
 """A cascade measured through the real agent on loopback HTTP (issue 13):
 stages trained here (softmax regression on the CIFAR-10 sample), the cascade
-written by ``search.cascade`` from their model directories, uploaded by the
+written by ``search.cascades.build`` from their model directories, uploaded by the
 real client, measured on the CPU with ONNX Runtime; and bad cascade uploads
 refused with a clear message before any measurement."""
 
@@ -16,7 +16,7 @@ from deploy import agent
 from deploy import agent_client
 from deploy import cascade
 from deploy import measure as measure_lib
-from search import cascade as cascade_cli
+from search.cascades import build as cascade_cli
 from tea_keras import data
 from tests.deploy import cascade_test as toy
 
@@ -40,7 +40,7 @@ def train_softmax_regression(x, y, steps, lr=0.05, classes=10):
 
 
 def trained_model_dir(root, name, splits, steps):
-  """A model directory as ``search.cascade --model_dirs`` reads it: the ONNX
+  """A model directory as ``search.cascades.build --model_dirs`` reads it: the ONNX
   model, its validation error, its measured cost on this CPU now."""
   d = os.path.join(root, name)
   os.makedirs(os.path.join(d, "measurements"))

@@ -208,7 +208,8 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
   def test_remeasurement_holds_the_device_exclusive(self, path):
     import fcntl  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
-    from search import config as config_lib, cross_device, report  # pylint: disable=g-import-not-at-top
+    from search import config as config_lib  # pylint: disable=g-import-not-at-top
+    from search.reports import cross_device, figures as report  # pylint: disable=g-import-not-at-top
     from search import store as store_lib  # pylint: disable=g-import-not-at-top
     from tea_keras import space  # pylint: disable=g-import-not-at-top
     temp = os.path.join(self.get_temp_dir(), "remeasure_" + path)

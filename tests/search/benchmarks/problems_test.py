@@ -1,10 +1,10 @@
-"""Tests for search/optimizer/problems.py: standard values of the benchmark functions."""
+"""Tests for search/benchmarks/problems.py: standard values of the benchmark functions."""
 
 import numpy as np
 import tensorflow as tf
 
 from search.optimizer import pareto
-from search.optimizer import problems
+from search.benchmarks import problems
 
 
 class ProblemsTest(tf.test.TestCase):

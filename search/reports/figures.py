@@ -2,7 +2,7 @@
 
 Fig. 5 (BO vs random search, Pareto curves after 100/200/300/400 samples)::
 
-  python -m search.report --figure=fig5 --pesmo_dir=runs/paper_movidius \\
+  python -m search.reports --figure=fig5 --pesmo_dir=runs/paper_movidius \\
       --random_dir=runs/paper_random_movidius --out_dir=reports/fig5
 
 writes ``fig5_error_time.png`` (and ``fig5_error_energy.png`` when both
@@ -16,7 +16,7 @@ The front measured again, back to back with the search's own settings (times
 measured while other processes were busy are flagged ``contended`` in
 ``results.csv``; this puts the front on one footing)::
 
-  python -m search.report --figure=remeasure --results_dir=runs/quickstart
+  python -m search.reports --figure=remeasure --results_dir=runs/quickstart
 
 writes ``runs/quickstart/remeasure/remeasured_front.csv`` (``--out_dir`` elsewhere) (time and energy then and now, both contention
 flags, the ratio). Fig. 5 prints a notice when a search's times include
@@ -26,23 +26,23 @@ device's machine-wide lock exclusive (``search.device_lock``): no search on
 this machine trains, proposes or measures on that device meanwhile.
 
 Per-precision table of a search's Pareto cells (error delta, size, time and
-energy ratios against fp32; ``search.precision_report``), from the search's
+energy ratios against fp32; ``search.reports.precisions``), from the search's
 records, or measured again now on each of ``--runtimes``::
 
-  python -m search.report --figure=precisions --results_dir=runs/constrained \
+  python -m search.reports --figure=precisions --results_dir=runs/constrained \
       --runtimes=onnxruntime,openvino --top=3 --out_dir=reports/constrained
 
 The front under a budget next to an unconstrained search of the same
-settings (``search.budget_report``)::
+settings (``search.reports.budget``)::
 
-  python -m search.report --figure=budget --results_dir=runs/constrained \
+  python -m search.reports --figure=budget --results_dir=runs/constrained \
       --unconstrained_dir=runs/constrained_baseline --out_dir=reports/budget
 
 Table II (final training of chosen models, DenseNet-40 as the baseline)::
 
   python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=... \\
       --num_cells=2 --filters=24 --model_dir=final/n2f24
-  python -m search.report --figure=table2 --model_dirs=final/n2f24,final/densenet40 \\
+  python -m search.reports --figure=table2 --model_dirs=final/n2f24,final/densenet40 \\
       --measure_label=cpu --device=cpu --runtime=onnxruntime --out_dir=reports
 
 Each ``--model_dirs`` entry is a training directory (``metrics.json``,
@@ -55,86 +55,19 @@ for a board behind the agent) fills one column pair per device.
 
 import json
 import os
-import sys
 
 import numpy as np
-from absl import app
-from absl import flags
 
-from deploy import devices
-
-FLAGS = flags.FLAGS
-
-
-def define_flags():
-  """The CLI's flags; defined only when run as a program (``search.cross_device``
-  imports this module and defines some of the same names)."""
-  flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions",
-                                        "budget"],
-                    "What to draw (remeasure: the Pareto set of --results_dir measured again, "
-                    "back to back, with the search's own settings).")
-  flags.DEFINE_string("results_dir", None, "remeasure, precisions: the search whose front is "
-                      "measured; budget: the constrained search.")
-  flags.DEFINE_string("unconstrained_dir", None, "budget: a search of the same settings "
-                      "without the budget, scored against --results_dir's budget.")
-  flags.DEFINE_list("runtimes", [], "precisions: export and measure the front's pairs again "
-                    "on these runtimes (default: the search's own records).")
-  flags.DEFINE_integer("top", 3, "precisions: at most this many cells of the front, spread "
-                       "along it (0: all).", lower_bound=0)
-  flags.DEFINE_string("out_dir", None, "Where figures and tables are written. Default: "
-                      "under the search's results dir for remeasure, precisions and budget "
-                      "(<results_dir>/<figure>), else reports/<figure>.")
-  flags.DEFINE_string("pesmo_dir", None, "fig5: results dir of the BO (PESMO) search.")
-  flags.DEFINE_string("random_dir", None, "fig5: results dir of the random search.")
-  flags.DEFINE_list("checkpoints", None, "fig5: sample counts (default: the paper's "
-                    "100,200,300,400 for runs of 400 trials, else quarters of the shorter run).")
-  flags.DEFINE_list("labels", None, "table2: one row name per --model_dirs entry (default: "
-                    "DenseNet-40 or the cell's genotype).")
-  flags.DEFINE_list("model_dirs", [], "table2: training directories of the models.")
-  flags.DEFINE_string("measure_label", None, "table2: measure the models now under this label.")
-  flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
-                    "table2: device to measure on.")
-  flags.DEFINE_enum("runtime", None, list(devices.RUNTIMES),
-                    "table2: runtime (default: the device's, deploy/devices.py).")
-  flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
-                    "table2: power source.")
-  flags.DEFINE_float("power_threshold_w", None, "table2: working/idle threshold (W).")
-  flags.DEFINE_string("dataset", "cifar10", "table2: images measured (validation split).")
-  flags.DEFINE_string("data_dir", None, "table2: cifar-10-batches-py folder.")
-  flags.DEFINE_integer("measure_images", 5000, "table2: images per measurement.")
-  flags.DEFINE_string("device_url", None, "table2: agent address for --device=remote.")
-  flags.DEFINE_string("device_token_file", None, "table2: agent token file.")
-
+from search import config as config_lib
+from search import device_lock
+from search import loop
+from search import outputs
+from search import trial as trial_lib
+from search.optimizer import pareto
+from search.reports import cross_device
+from search.reports.common import comparison_reference_point, load_search
 
 # -- Fig. 5 -----------------------------------------------------------------------
-def load_search(results_dir):
-  """``(config dict, trials)`` of a results directory."""
-  from search import store as store_lib  # pylint: disable=g-import-not-at-top
-  path = os.path.join(results_dir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError("%s is not a search results directory (no config.json)." % results_dir)
-  with open(path) as f:
-    config = json.load(f)
-  store = store_lib.TrialStore(os.path.join(results_dir, "trials.db"))
-  try:
-    return config, store.trials()
-  finally:
-    store.close()
-
-
-def comparison_reference_point(y, margin=0.1):
-  """Shared reference point to compare searches: the worst value of each
-  objective over every trial of every search, plus ``margin`` times its range.
-  (The nadir-of-the-front rule of ``search.optimizer.pareto.reference_point`` would give
-  a search dominated everywhere a hypervolume of exactly 0.)"""
-  y = np.asarray(y, float)
-  if y.ndim != 2 or not len(y):
-    raise ValueError("No finished trial with every objective to compare.")
-  worst, best = y.max(axis=0), y.min(axis=0)
-  span = np.where(worst > best, worst - best, np.maximum(np.abs(worst), 1.0))
-  return worst + margin * span
-
-
 def first_k(trials, k):
   """The first ``k`` finished trials (done or failed), in trial order."""
   finished = [t for t in trials if t["status"] in ("done", "failed")]
@@ -166,7 +99,6 @@ def choose_checkpoints(sizes, requested=None, log=print):
 
 def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
   """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
-  from search import outputs  # pylint: disable=g-import-not-at-top
   if os.path.realpath(pesmo_dir) == os.path.realpath(random_dir):
     raise ValueError("--pesmo_dir and --random_dir are the same directory (%s); Fig. 5 compares "
                      "two searches." % pesmo_dir)
@@ -201,8 +133,6 @@ def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import outputs  # pylint: disable=g-import-not-at-top
-  from search.optimizer import pareto  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
   fig, axes = plt.subplots(1, len(checkpoints), figsize=(4 * len(checkpoints), 3.6),
                            squeeze=False, sharey=True)
@@ -227,7 +157,6 @@ def _fig5_hypervolume(data, out_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import outputs  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5.5, 4))
   for color, (label, curve) in zip(("C3", "C0"), data["hypervolume"].items()):
     ax.plot(np.arange(1, len(curve) + 1), curve, color=color, label=label)
@@ -245,7 +174,6 @@ def remeasure_front(results_dir, out_dir, log=print):
   and returns it as a Markdown table."""
   import csv  # pylint: disable=g-import-not-at-top
   import dataclasses  # pylint: disable=g-import-not-at-top
-  from search import config as config_lib, cross_device, loop  # pylint: disable=g-import-not-at-top
   config_dict, _ = load_search(results_dir)
   config = config_lib.SearchConfig.from_dict(config_dict)
   config = loop.resolve(dataclasses.replace(config, device_kind=None, artifact_format=None,
@@ -286,8 +214,7 @@ def contention_notice(runs):
 def measure_model_dir(model_dir, label, settings):
   """Export and measure ``<model_dir>/model.keras``; keep the JSON under
   ``<model_dir>/measurements/<label>.json`` and return it."""
-  from search import device_lock, trial as trial_lib  # pylint: disable=g-import-not-at-top
-  from tea_keras import data, network
+  from tea_keras import data, network  # pylint: disable=g-import-not-at-top  (Keras)
   model = network.load_model(os.path.join(model_dir, "model.keras"))
   splits = data.load(settings.dataset, data_dir=settings.data_dir)
   images = data.normalize(splits.x_val[:settings.measure_images])
@@ -346,7 +273,6 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
                     measure_images, device_url=None, device_token_file=None, log=print):
   """The measurement settings of Table II, checked against the target first
   (``search.loop.resolve``: what it can run, which power source reads)."""
-  from search import config as config_lib, loop  # pylint: disable=g-import-not-at-top
   config = config_lib.SearchConfig(
       results_dir=out_dir, objectives=("error", "time"), device=device, runtime=runtime,
       power_source=power_source, power_threshold_w=power_threshold_w, dataset=dataset,
@@ -355,77 +281,9 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
   return loop.resolve(config, log)
 
 
-def _measuring_for(results_dir):
-  """The local device of the search in ``results_dir`` held exclusive while
-  its cells are measured again (``search.device_lock``); nothing for None."""
-  from search import config as config_lib, device_lock  # pylint: disable=g-import-not-at-top
-  if results_dir is None:
-    return device_lock.measuring(None)
-  config_dict, _ = load_search(results_dir)
-  return device_lock.measuring(device_lock.for_config(
-      config_lib.SearchConfig.from_dict(config_dict)))
-
-
 def default_out_dir(figure, results_dir=None):
   """Where a figure goes without --out_dir: a search's own figures stay in
   its results dir, comparisons across searches go under reports/."""
   if figure in ("remeasure", "precisions", "budget") and results_dir:
     return os.path.join(results_dir, figure)
   return os.path.join("reports", figure)
-
-
-def main(argv):
-  del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
-  console.quiet_native_logs()
-  if FLAGS.out_dir is None:
-    FLAGS.out_dir = default_out_dir(FLAGS.figure, FLAGS.results_dir)
-  try:
-    if FLAGS.figure == "fig5":
-      if not FLAGS.pesmo_dir or not FLAGS.random_dir:
-        raise ValueError("--figure=fig5 needs --pesmo_dir and --random_dir.")
-      data = fig5(FLAGS.pesmo_dir, FLAGS.random_dir,
-                  [int(c) for c in FLAGS.checkpoints] if FLAGS.checkpoints else None,
-                  FLAGS.out_dir)
-      print(json.dumps({k: data[k] for k in ("objectives", "checkpoints")}, indent=1))
-      return
-    if FLAGS.figure == "remeasure":
-      if not FLAGS.results_dir:
-        raise ValueError("--figure=remeasure needs --results_dir.")
-      print(remeasure_front(FLAGS.results_dir, FLAGS.out_dir))
-      return
-    if FLAGS.figure == "precisions":
-      if not FLAGS.results_dir:
-        raise ValueError("--figure=precisions needs --results_dir.")
-      from search import precision_report  # pylint: disable=g-import-not-at-top
-      with _measuring_for(FLAGS.results_dir if FLAGS.runtimes else None):
-        print(precision_report.precision_table(FLAGS.results_dir, FLAGS.out_dir,
-                                               tuple(FLAGS.runtimes), FLAGS.top))
-      return
-    if FLAGS.figure == "budget":
-      from search import budget_report  # pylint: disable=g-import-not-at-top
-      print(budget_report.markdown(budget_report.compare(
-          FLAGS.results_dir, FLAGS.unconstrained_dir, FLAGS.out_dir)))
-      return
-    if not FLAGS.model_dirs:
-      raise ValueError("--figure=table2 needs --model_dirs.")
-    if FLAGS.measure_label:
-      settings = table2_settings(
-          FLAGS.out_dir, FLAGS.device, FLAGS.runtime, FLAGS.power_source,
-          FLAGS.power_threshold_w, FLAGS.dataset, FLAGS.data_dir, FLAGS.measure_images,
-          FLAGS.device_url, FLAGS.device_token_file)
-      for d in FLAGS.model_dirs:
-        m = measure_model_dir(d, FLAGS.measure_label, settings)
-        print("%s: time_s=%s energy_j=%s" % (d, _num(m.get("time_s")), _num(m.get("energy_j"))))
-    text = table2(FLAGS.model_dirs, FLAGS.labels)
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
-    with open(os.path.join(FLAGS.out_dir, "table2.md"), "w") as f:
-      f.write(text)
-    print(text)
-  except (ValueError, FileNotFoundError) as e:
-    sys.exit("error: %s" % e)
-
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)

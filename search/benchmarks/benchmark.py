@@ -1,10 +1,10 @@
 """Optimizer benchmark: strategies on standard multi-objective problems.
 
-  python -m search.optimizer.benchmark --problem=branin_currin --strategy=pesmo \\
+  python -m search.benchmarks.benchmark --problem=branin_currin --strategy=pesmo \\
       --budget=36 --seeds=5 --out=runs/bench/branin_currin_pesmo.json
-  python -m search.optimizer.benchmark --problem=cell_synthetic --strategy=pesmo \\
+  python -m search.benchmarks.benchmark --problem=cell_synthetic --strategy=pesmo \\
       --time_proposal_at=400
-  python -m search.optimizer.benchmark --problem=table --table=FILE.csv \\
+  python -m search.benchmarks.benchmark --problem=table --table=FILE.csv \\
       --variables=COL,... --objectives=COL,... [--log_objectives=COL,...] \\
       --strategy=pesmo --budget=100 --seeds=10
 
@@ -12,7 +12,7 @@ Each run starts from ``problem.num_initial`` points (2(d+1) scrambled Sobol
 points for the continuous problems, 10 uniform cells for ``cell_synthetic``)
 and then proposes one point at a time; ``--budget`` counts all evaluations.
 ``--problem=table`` reads any CSV of evaluated designs
-(``search.optimizer.table``: one categorical column per variable, one numeric
+(``search.benchmarks.table``: one categorical column per variable, one numeric
 column per minimized objective); its runs start from 10 uniform rows
 (``--num_initial``), may only propose rows of the table and are scored by the
 hypervolume fraction of the table's true front. JSON written to ``--out``::
@@ -23,8 +23,8 @@ hypervolume fraction of the table's true front. JSON written to ``--out``::
    proposal, "rows" (tables): the table rows evaluated, in order}],
    "table" (tables): path, columns, reference point, front size}
 
-Public pieces for other runners (``search.optimizer.anchors``):
-``make_problem(name, **kwargs)`` (``search.optimizer.problems``),
+Public pieces for other runners (``search.benchmarks.anchors``):
+``make_problem(name, **kwargs)`` (``search.benchmarks.problems``),
 ``initial_design(problem, seed)`` (alias ``initial_points``) and
 ``quality(problem, y)`` (alias ``score``; its name is ``problem.metric``).
 
@@ -75,7 +75,7 @@ from absl import app, flags
 
 from search.optimizer import feasibility
 from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
-from search.optimizer.problems import make_problem
+from search.benchmarks.problems import make_problem
 from search.optimizer.strategies import make_strategy
 
 FLAGS = flags.FLAGS
@@ -438,7 +438,7 @@ def main(argv):
     if FLAGS.bounds:
       with_bounds(problem, parse_bounds(FLAGS.bounds, problem))
   except ValueError as e:
-    sys.exit("search.optimizer.benchmark: %s" % e)
+    sys.exit("search.benchmarks.benchmark: %s" % e)
   if FLAGS.bounds and FLAGS.strategy != "pesmo":
     sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
                      "uses them.\n" % FLAGS.strategy)
@@ -447,7 +447,7 @@ def main(argv):
       result = gp_fit_check(FLAGS.problem, FLAGS.gp_fit_check, FLAGS.seeds, FLAGS.first_seed,
                             FLAGS.gp_check_holdout, problem_args, **options)
     except ValueError as e:
-      sys.exit("search.optimizer.benchmark: %s" % e)
+      sys.exit("search.benchmarks.benchmark: %s" % e)
     if FLAGS.out:
       os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
       with open(FLAGS.out, "w") as f:

@@ -1,4 +1,4 @@
-"""Tests for search/optimizer/benchmark.py: run records and the JSON layout."""
+"""Tests for search/benchmarks/benchmark.py: run records and the JSON layout."""
 
 import itertools
 import json
@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from search.optimizer import benchmark
-from search.optimizer.problems import make_problem
+from search.benchmarks import benchmark
+from search.benchmarks.problems import make_problem
 
 
 class BenchmarkTest(tf.test.TestCase):
@@ -123,7 +123,7 @@ class BoundsTest(tf.test.TestCase):
 
   def test_cli_bounds_write_feasible_fields_and_refuse_bad_input(self):
     out = os.path.join(self.get_temp_dir(), "bounded.json")
-    cmd = [sys.executable, "-m", "search.optimizer.benchmark", "--problem=table",
+    cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",
            "--table=" + self.path, "--variables=a,b", "--objectives=error,cost",
            "--num_initial=10", "--strategy=pesmo", "--budget=12", "--seeds=1",
            "--strategy_options={\"num_samples\": 2}", "--out=" + out]
@@ -162,7 +162,7 @@ class BoundsTest(tf.test.TestCase):
 
   def test_cli_gp_fit_check_prints_spearman_and_refuses_too_many_points(self):
     out = os.path.join(self.get_temp_dir(), "check.json")
-    cmd = [sys.executable, "-m", "search.optimizer.benchmark", "--problem=table",
+    cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",
            "--table=" + self.path, "--variables=a,b", "--objectives=error,cost", "--seeds=1",
            "--gp_check_holdout=10", "--strategy_options={\"num_samples\": 2}", "--out=" + out]
     done = subprocess.run(cmd + ["--gp_fit_check=34"], capture_output=True, text=True,

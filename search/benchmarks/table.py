@@ -1,6 +1,6 @@
 """Tabular problems: a CSV of already-evaluated designs as a benchmark.
 
-  python -m search.optimizer.benchmark --problem=table --table=FILE.csv \\
+  python -m search.benchmarks.benchmark --problem=table --table=FILE.csv \\
       --variables=e1_0,e2_0,e2_1,e3_0,e3_1,e3_2 \\
       --objectives=error,latency_ms,energy_mj --log_objectives=latency_ms,energy_mj
 

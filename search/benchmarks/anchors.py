@@ -1,12 +1,12 @@
 """BoTorch anchors: qLogNEHVI, qLogNParEGO and PES on the benchmark problems.
 
-  python -m search.optimizer.anchors --problem=zdt1 --strategy=qlognehvi \\
+  python -m search.benchmarks.anchors --problem=zdt1 --strategy=qlognehvi \\
       --seeds=5 --out=runs/anchors/zdt1_qlognehvi.json
 
-The same problems (``search.optimizer.problems``), the same seeded initial
+The same problems (``search.benchmarks.problems``), the same seeded initial
 points (``benchmark.initial_design``), the same budgets and the same scoring
 (``benchmark.quality``: log10 hypervolume gap, or hypervolume where the
-optimum is unknown) as ``python -m search.optimizer.benchmark``, and the same
+optimum is unknown) as ``python -m search.benchmarks.benchmark``, and the same
 JSON (``{"problem", "strategy", "budget", "runs": [{"seed", "log_hv_gap" (or
 "hypervolume"), "fit_seconds", "acquisition_seconds"}]}``; on spaces with a
 finite candidate set each run also lists the evaluated ``rows``), so
@@ -66,7 +66,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from search.optimizer import benchmark
+from search.benchmarks import benchmark
 
 STRATEGIES = ("qlognehvi", "qlognparego", "pes")
 FLAGS = flags.FLAGS
@@ -78,7 +78,7 @@ def import_botorch():
     import torch  # pylint: disable=import-outside-toplevel
     import botorch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
-    raise ImportError("search.optimizer.anchors needs BoTorch and PyTorch (the `bench` "
+    raise ImportError("search.benchmarks.anchors needs BoTorch and PyTorch (the `bench` "
                       "extra): pip install -e \".[bench]\". Import error: %s" % (e,)) from e
   return torch, botorch
 
@@ -379,7 +379,7 @@ def define_flags():
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("problem", "branin_currin",
                     ["branin_currin", "zdt1", "zdt2", "dtlz2", "table"],
-                    "Benchmark problem (search.optimizer.problems).")
+                    "Benchmark problem (search.benchmarks.problems).")
   flags.DEFINE_string("table", None, "--problem=table: the CSV (as the benchmark's flag).")
   flags.DEFINE_list("variables", None, "--problem=table: categorical variable columns.")
   flags.DEFINE_list("objectives", None, "--problem=table: objective columns (minimized).")
@@ -400,7 +400,7 @@ def define_flags():
 
 def main(argv):
   del argv
-  from search.optimizer.problems import make_problem  # pylint: disable=import-outside-toplevel
+  from search.benchmarks.problems import make_problem  # pylint: disable=import-outside-toplevel
   # The benchmark's own table-flag checks (same flag names), so both CLIs
   # build the same problem from the same command line.
   problem = make_problem(FLAGS.problem, **benchmark._problem_args())  # pylint: disable=protected-access
@@ -412,7 +412,7 @@ def main(argv):
                         {"num_restarts": FLAGS.num_restarts, "raw_samples": FLAGS.raw_samples},
                         out=FLAGS.out)
   except ValueError as e:
-    sys.exit("search.optimizer.anchors: %s" % e)
+    sys.exit("search.benchmarks.anchors: %s" % e)
   key = _metric(problem)
   runs = result["runs"]
   final = [r[key][-1] for r in runs]

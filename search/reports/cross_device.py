@@ -6,7 +6,7 @@ device, runtime, power source and measurement settings; ``--device_url`` and
 ``--device_token_file`` may be given again for a remote target), and plot them
 against the target search's own Pareto front::
 
-  python -m search.cross_device --source_dir=runs/paper_titanx \\
+  python -m search.reports.cross_device --source_dir=runs/paper_titanx \\
       --target_dir=runs/paper_jetson_tx2 --out_dir=reports/titanx_on_tx2
 
 Writes ``cross_device.csv`` (each re-measured model: its error from training,
@@ -25,6 +25,14 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from search import config as config_lib
+from search import device_lock
+from search import loop
+from search import outputs
+from search import trial as trial_lib
+from search.optimizer import pareto
+from search.reports import common
+
 FLAGS = flags.FLAGS
 
 
@@ -38,8 +46,6 @@ def define_flags():
 
 
 def pareto_trials(trials, objectives):
-  from search import outputs  # pylint: disable=g-import-not-at-top
-  from search.optimizer import pareto  # pylint: disable=g-import-not-at-top
   ids, y = outputs.objective_matrix(trials, objectives)
   if not len(ids):
     return []
@@ -52,9 +58,8 @@ def remeasure(source_dir, target_config, out_dir, log=print):
   Each model is exported and measured holding the local device's lock
   exclusive (``search.device_lock``), as a search's trial is: no search on
   this machine trains, proposes or measures meanwhile."""
-  from search import device_lock, report, trial as trial_lib  # pylint: disable=g-import-not-at-top
-  from tea_keras import data, network
-  source_config, trials = report.load_search(source_dir)
+  from tea_keras import data, network  # pylint: disable=g-import-not-at-top  (Keras)
+  source_config, trials = common.load_search(source_dir)
   models = pareto_trials(trials, source_config["objectives"])
   splits = data.load(target_config.dataset, data_dir=target_config.data_dir)
   images = data.normalize(splits.x_val[:target_config.measure_images])
@@ -83,7 +88,6 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import outputs  # pylint: disable=g-import-not-at-top
   for other, key in (("time", "time_s"), ("energy", "energy_j")):
     if other not in target_objectives or not rows or any(r[key] is None for r in rows):
       continue
@@ -105,11 +109,10 @@ def main(argv):
   del argv
   from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
-  from search import config as config_lib, loop, report  # pylint: disable=g-import-not-at-top
   try:
     if not (FLAGS.source_dir and FLAGS.target_dir and FLAGS.out_dir):
       raise ValueError("--source_dir, --target_dir and --out_dir are required.")
-    target_dict, target_trials = report.load_search(FLAGS.target_dir)
+    target_dict, target_trials = common.load_search(FLAGS.target_dir)
     target = config_lib.SearchConfig.from_dict(target_dict)
     overrides = {k: getattr(FLAGS, k) for k in ("device_url", "device_token_file")
                  if getattr(FLAGS, k)}

@@ -1,4 +1,4 @@
-"""Tests for search/budget_report.py (search.report --figure=budget)."""
+"""Tests for search/reports/budget.py (search.reports --figure=budget)."""
 
 import json
 import os
@@ -7,12 +7,12 @@ import sys
 
 import tensorflow as tf
 
-from search import budget_report
+from search.reports import budget as budget_report
 from search import config as config_lib
 from search import store as store_lib
 from tea_keras import space
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 BUDGET = 1000
 # (params, val_error, time_s) per trained cell, fp32 only.
 CONSTRAINED = [(900, 0.40, 1.0), (800, 0.30, 2.0), (500, 0.35, 3.0)]      # #3 dominated
@@ -55,7 +55,7 @@ class BudgetReportTest(tf.test.TestCase):
 
   def test_cli_scores_both_searches_against_the_constrained_budget(self):
     out = os.path.join(self.get_temp_dir(), "report")
-    proc = subprocess.run([sys.executable, "-m", "search.report", "--figure=budget",
+    proc = subprocess.run([sys.executable, "-m", "search.reports", "--figure=budget",
                            "--results_dir=" + self.c, "--unconstrained_dir=" + self.u,
                            "--out_dir=" + out], capture_output=True, text=True, cwd=ROOT,
                           timeout=300)

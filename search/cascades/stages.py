@@ -18,6 +18,9 @@ from typing import Optional
 
 import numpy as np
 
+from search.reports import common
+from search.reports import cross_device
+
 STAGES_DIR = "stages"
 
 
@@ -33,7 +36,7 @@ class Candidate:
   measurement: dict
   trial_id: Optional[int] = None
   genotype: Optional[str] = None
-  # seconds per call (search.cascade_lib.per_call_cost) when measured at two batch sizes
+  # seconds per call (search.cascades.thresholds.per_call_cost) when measured at two batch sizes
   call_time_s: Optional[float] = None
 
 
@@ -76,8 +79,7 @@ def _resolve(path, results_dir):
 def candidates_from_results(results_dir, trial_ids=None):
   """``(config dict, candidates, all done trials)`` of a search: its Pareto
   trials, or the done trials ``trial_ids``."""
-  from search import cross_device, report  # pylint: disable=g-import-not-at-top
-  config, trials = report.load_search(results_dir)
+  config, trials = common.load_search(results_dir)
   done = [t for t in trials if t["status"] == "done"]
   if trial_ids:
     by_id = {t["trial_id"]: t for t in done}
@@ -103,7 +105,7 @@ def candidates_from_results(results_dir, trial_ids=None):
 
 def find_measurement(model_dir, label=None):
   """The measurement JSON of a model directory: ``measurements/<label>.json``
-  (``search.report --figure=table2 --measure_label``; the only one when
+  (``search.reports --figure=table2 --measure_label``; the only one when
   ``label`` is None), ``measurement.json``, or a search trial's
   ``../measure/result.json``."""
   if label:
@@ -121,7 +123,7 @@ def find_measurement(model_dir, label=None):
       with open(path) as f:
         return path, json.load(f)
   raise ValueError("No measurement for %s: expected one of %s (measure it with python -m "
-                   "search.report --figure=table2 --measure_label=L --model_dirs=%s)."
+                   "search.reports --figure=table2 --measure_label=L --model_dirs=%s)."
                    % (model_dir, paths, model_dir))
 
 

@@ -1,4 +1,4 @@
-"""The front under a budget next to an unconstrained search's (``search.report --figure=budget``).
+"""The front under a budget next to an unconstrained search's (``search.reports --figure=budget``).
 
 What a budget buys (issue 12, item 5): a constrained search (``--max_params``,
 ``--max_model_bytes``, ``--max_peak_activation_bytes``, ``--max_time_s``,
@@ -8,7 +8,7 @@ budget. Both are scored against the CONSTRAINED search's budgets::
 
   python -m search.run --flagfile=flags/constrained_baseline.cfg   # no budget
   python -m search.run --flagfile=flags/constrained.cfg            # the same, with --max_params
-  python -m search.report --figure=budget --results_dir=runs/constrained \\
+  python -m search.reports --figure=budget --results_dir=runs/constrained \\
       --unconstrained_dir=runs/constrained_baseline --out_dir=reports/budget
 
 writes, per objective other than the error, ``budget_fronts_error_<objective>.png``
@@ -18,7 +18,7 @@ the budget hollow), and ``budget_fronts.json``: the budgets, and for each
 search its trials, trained trials over a known budget, (cell, precision)
 pairs and the feasible ones, and the hypervolume of its feasible front
 against one shared reference point (each objective's worst feasible value
-over both searches plus 10% of its range, ``search.report.comparison_reference_point``),
+over both searches plus 10% of its range, ``search.reports.common.comparison_reference_point``),
 so a feasible front that dominates the other has the larger hypervolume.
 Pairs are judged as ``search.outputs.pairs`` does: a trained trial's recorded
 parameters and peak activations, each pair's artifact bytes and measured
@@ -30,20 +30,23 @@ import os
 
 import numpy as np
 
+from search import budgets as budgets_lib
+from search import outputs
+from search.optimizer import pareto
+from search.reports import common
+
 SEARCHES = ("constrained", "unconstrained")
 
 
 def _load(results_dir, name):
-  from search import report  # pylint: disable=g-import-not-at-top
   if not results_dir:
     raise ValueError("--figure=budget needs --%s." % name)
-  return report.load_search(results_dir)
+  return common.load_search(results_dir)
 
 
 def load_pair(constrained_dir, unconstrained_dir):
   """``(budgets, objectives, {label: trials})`` of the two searches, checked:
   distinct directories, a budget on the constrained one, the same objectives."""
-  from search import budgets as budgets_lib  # pylint: disable=g-import-not-at-top
   if os.path.realpath(constrained_dir or "") == os.path.realpath(unconstrained_dir or "."):
     raise ValueError("--results_dir and --unconstrained_dir are the same directory (%s); the "
                      "figure compares two searches." % constrained_dir)
@@ -67,7 +70,6 @@ def load_pair(constrained_dir, unconstrained_dir):
 
 
 def _hypervolume(rows, ref):
-  from search.optimizer import pareto  # pylint: disable=g-import-not-at-top
   y = np.array([r["values"] for r in rows], float).reshape(len(rows), len(ref))
   y = y[np.all(y < ref, axis=1)]
   return float(pareto.hypervolume(y, ref)) if len(y) else 0.0
@@ -75,7 +77,6 @@ def _hypervolume(rows, ref):
 
 def compare(constrained_dir, unconstrained_dir, out_dir):
   """Draw the figures and write ``budget_fronts.json``; returns its dict."""
-  from search import outputs, report  # pylint: disable=g-import-not-at-top
   budgets, objectives, runs = load_pair(constrained_dir, unconstrained_dir)
   rows = {label: [r for r in outputs.pairs(trials, objectives, budgets) if r["complete"]]
           for label, trials in runs.items()}
@@ -84,7 +85,7 @@ def compare(constrained_dir, unconstrained_dir, out_dir):
   if not len(feasible):
     raise ValueError("Neither search has a (cell, precision) pair that meets the budget "
                      "(%s): nothing to compare." % json.dumps(budgets))
-  ref = report.comparison_reference_point(feasible)
+  ref = common.comparison_reference_point(feasible)
   data = {"budgets": budgets, "objectives": objectives, "reference_point": ref.tolist(),
           "searches": {}}
   for label, path in zip(SEARCHES, (constrained_dir, unconstrained_dir)):
@@ -110,7 +111,6 @@ def _plot(rows, objectives, other, budgets, data, out_dir):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import budgets as budgets_lib, outputs  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
   xy = lambda rs: np.array([[r["values"][c] for c in cols] for r in rs], float).reshape(-1, 2)
   fig, ax = plt.subplots(figsize=(6.6, 4.8))

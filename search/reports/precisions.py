@@ -1,4 +1,4 @@
-"""Per-precision table of a search's Pareto cells (``search.report --figure=precisions``).
+"""Per-precision table of a search's Pareto cells (``search.reports --figure=precisions``).
 
 For each cell on the feasible front of (cell, precision) pairs
 (``search.outputs.pair_front``), every precision's deployed error, artifact
@@ -19,6 +19,13 @@ import csv
 import dataclasses
 import os
 
+from search import budgets as budgets_lib
+from search import config as config_lib
+from search import loop
+from search import outputs
+from search import trial as trial_lib
+from search.reports import common
+
 COLUMNS = ("trial_id", "runtime", "precision", "val_error", "model_bytes", "weight_bytes",
            "time_s", "energy_j", "contended", "error_delta_pp", "size_ratio",
            "weight_ratio", "time_ratio", "energy_ratio")
@@ -29,7 +36,6 @@ def front_cells(trials, objectives, budgets, top=3):
   when there are more than ``top`` (0: all); when the front holds fewer than
   ``top`` cells, the cells of the next non-dominated layers (the front of
   the pairs left, and so on) follow, so that ``top`` cells are reported."""
-  from search import outputs  # pylint: disable=g-import-not-at-top
   rows = outputs.pairs(trials, objectives, budgets)
   ids, layer = [], 0
   while rows and (layer == 0 or len(ids) < top):
@@ -82,9 +88,7 @@ def recorded_rows(trials, ids, runtime):
 def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
   """Export, evaluate and measure every (cell, precision) of ``ids`` now on
   each of ``runtimes`` (``config``: the search's SearchConfig)."""
-  from search import loop  # pylint: disable=g-import-not-at-top
-  from search import trial as trial_lib
-  from tea_keras import network
+  from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
   by_id = {t["trial_id"]: t for t in trials}
   out = []
   for runtime in runtimes:
@@ -109,10 +113,7 @@ def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
 
 def precision_table(results_dir, out_dir, runtimes=(), top=3, log=print):
   """Write ``precision_table.csv`` and return its Markdown (module doc)."""
-  from search import budgets as budgets_lib  # pylint: disable=g-import-not-at-top
-  from search import config as config_lib
-  from search import report
-  config_dict, trials = report.load_search(results_dir)
+  config_dict, trials = common.load_search(results_dir)
   config = config_lib.SearchConfig.from_dict(config_dict)
   budgets = budgets_lib.budgets_of(config)
   ids = front_cells(trials, config.objectives, budgets, top)

@@ -18,7 +18,7 @@ hypervolumes are those of the true Pareto fronts (ZDT2: 121 - 2/3; DTLZ2: the
 box minus the positive octant of the unit ball, 1.331 - pi/6).
 
 ``cell_synthetic``: a seeded stand-in for (error, time, energy) of a TEA-DNN
-cell, defined on the real 20-variable encoding (``search.optimizer.design.cell_space``).
+cell, defined on the real 20-variable encoding (``search.cellspace.cell_space``).
 Each op has a cost and a capacity; time grows with the ops' costs and the
 depth of the block graph, energy with cost plus memory traffic of every
 branch, error falls with capacity (saturating). Seeded random main effects
@@ -30,7 +30,7 @@ metrics do not depend on the order of a block's branches. Its reference point is
 2,000 uniform cells drawn with the problem seed (fixed for all runs); its
 optimum is unknown, so the benchmark reports hypervolume, not a gap.
 
-``table``: any CSV of evaluated designs (``search.optimizer.table``), e.g.
+``table``: any CSV of evaluated designs (``search.benchmarks.table``), e.g.
 the HW-NAS-Bench-360 slice of NAS-Bench-201 on a Raspberry Pi 5; scored by
 the hypervolume fraction of the table's true front.
 """
@@ -40,7 +40,8 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
-from search.optimizer.design import DesignSpace, cell_space, continuous_space
+from search.cellspace import cell_space
+from search.optimizer.design import DesignSpace, continuous_space
 
 
 @dataclasses.dataclass
@@ -64,7 +65,7 @@ class Problem:
   # hypervolume. Tabular problems: the hypervolume fraction.
   score: Optional[Callable[[np.ndarray], float]] = None
   metric: Optional[str] = None
-  # Tabular problems: the ``search.optimizer.table.Table`` (row indices etc.).
+  # Tabular problems: the ``search.benchmarks.table.Table`` (row indices etc.).
   table: Optional[object] = None
 
   def __post_init__(self):
@@ -164,9 +165,9 @@ class CellSynthetic:
 
 def table_problem(table, variables, objectives, log_objectives=(), num_initial: int = 10,
                   name: str = "table") -> Problem:
-  """A tabular problem (``search.optimizer.table``): ``table`` is a CSV path
+  """A tabular problem (``search.benchmarks.table``): ``table`` is a CSV path
   (or a loaded ``Table``); ``num_initial`` uniform rows start each run."""
-  from search.optimizer.table import Table  # pylint: disable=import-outside-toplevel
+  from search.benchmarks.table import Table  # pylint: disable=import-outside-toplevel
   if not isinstance(table, Table):
     table = Table(table, variables, objectives, log_objectives)
   return Problem(name, table.space, len(table.objectives), table.evaluate, table.ref_point,

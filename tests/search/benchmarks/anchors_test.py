@@ -1,4 +1,4 @@
-"""Tests for search/optimizer/anchors.py: input checks, the missing-BoTorch
+"""Tests for search/benchmarks/anchors.py: input checks, the missing-BoTorch
 error, and a subprocess run whose JSON follows the benchmark's format from
 the benchmark's own initial points."""
 
@@ -18,8 +18,9 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
-from search.optimizer import anchors, benchmark, pareto
-from search.optimizer.problems import make_problem
+from search.benchmarks import anchors, benchmark
+from search.optimizer import pareto
+from search.benchmarks.problems import make_problem
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
@@ -74,7 +75,7 @@ class AnchorsTest(tf.test.TestCase):
 
   def test_missing_botorch_error_names_the_extra(self):
     code = ("import sys; sys.modules['botorch'] = None\n"
-            "from search.optimizer import anchors\n"
+            "from search.benchmarks import anchors\n"
             "try:\n  anchors.import_botorch()\n"
             "except ImportError as e:\n  print(e)\n")
     proc = _python("-c", code)
@@ -87,7 +88,7 @@ class AnchorsTest(tf.test.TestCase):
     problem = make_problem("branin_currin")
     with tempfile.TemporaryDirectory() as tmp:
       out = os.path.join(tmp, "bc.json")
-      proc = _python("-m", "search.optimizer.anchors", "--problem=branin_currin",
+      proc = _python("-m", "search.benchmarks.anchors", "--problem=branin_currin",
                      "--strategy=qlognehvi", "--budget=%d" % (problem.num_initial + 2),
                      "--seeds=1", "--first_seed=3", "--num_restarts=2", "--raw_samples=32",
                      "--out=" + out)

@@ -1,6 +1,6 @@
-"""Tests of the cascade search: search/cascade_lib.py (exact evaluation against
+"""Tests of the cascade search: search/cascades/thresholds.py (exact evaluation against
 a per-image loop, the grid front, the threshold search), cascade_stages,
-cascade_report and the CLI search/cascade.py (on a results dir of toy ONNX
+cascade_report and the CLI search/cascades/build.py (on a results dir of toy ONNX
 stages, and end to end on a tiny real search, measured with ONNX Runtime)."""
 
 import atexit
@@ -18,16 +18,16 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from deploy import cascade as runner
-from search import cascade as cascade_cli
-from search import cascade_lib
-from search import cascade_report
+from search.cascades import build as cascade_cli
+from search.cascades import thresholds as cascade_lib
+from search.cascades import report as cascade_report
 from search import config as config_lib
 from search import store as store_lib
 from search.optimizer import pareto
 from tea_keras import space
 from tests.deploy import cascade_test as toy
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def toy_data(num_stages=3, num_images=300, seed=0, kind="max_softmax", energy=True):
@@ -413,7 +413,7 @@ class CliTest(tf.test.TestCase):
   def test_cli_default_skips_the_strategy_comparison_when_the_grid_is_exact(self):
     results = write_toy_search(os.path.join(self.get_temp_dir(), "search_default"))
     out = os.path.join(self.get_temp_dir(), "cascade_default")
-    proc = subprocess.run([sys.executable, "-m", "search.cascade", "--results_dir=" + results,
+    proc = subprocess.run([sys.executable, "-m", "search.cascades.build", "--results_dir=" + results,
                            "--out_dir=" + out], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
@@ -441,7 +441,7 @@ class CliTest(tf.test.TestCase):
       with open(os.path.join(model_dir, name), "w") as f:
         json.dump(obj, f)
     out = os.path.join(self.get_temp_dir(), "cascade_of_trained")
-    proc = subprocess.run([sys.executable, "-m", "search.cascade", "--results_dir=" + model_dir,
+    proc = subprocess.run([sys.executable, "-m", "search.cascades.build", "--results_dir=" + model_dir,
                            "--out_dir=" + out], cwd=REPO, capture_output=True, text=True,
                           timeout=300)
     self.assertEqual(proc.returncode, 1)
@@ -457,7 +457,7 @@ class CliTest(tf.test.TestCase):
       cascade_cli.CascadeOptions(out_dir="x")
 
   def test_cli_without_source_exits_with_message(self):
-    proc = subprocess.run([sys.executable, "-m", "search.cascade", "--out_dir=/tmp/x"],
+    proc = subprocess.run([sys.executable, "-m", "search.cascades.build", "--out_dir=/tmp/x"],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     self.assertNotEqual(proc.returncode, 0)

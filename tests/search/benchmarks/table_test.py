@@ -1,4 +1,4 @@
-"""Tests for search/optimizer/table.py and ``benchmark --problem=table``."""
+"""Tests for search/benchmarks/table.py and ``benchmark --problem=table``."""
 
 import csv
 import itertools
@@ -11,9 +11,9 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search.optimizer import benchmark
-from search.optimizer import table as table_lib
-from search.optimizer.problems import make_problem
+from search.benchmarks import benchmark
+from search.benchmarks import table as table_lib
+from search.benchmarks.problems import make_problem
 
 OPS = ("conv", "pool", "skip")
 
@@ -150,7 +150,7 @@ class TableTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_cli_writes_rows_per_seed_and_refuses_bad_column(self):
     out = os.path.join(self.get_temp_dir(), "run.json")
-    cmd = [sys.executable, "-m", "search.optimizer.benchmark", "--problem=table",
+    cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",
            "--table=" + self.path, "--variables=op,width,depth", "--objectives=error,cost",
            "--log_objectives=cost", "--num_initial=3", "--strategy=random", "--budget=8",
            "--seeds=2", "--out=" + out]

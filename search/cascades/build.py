@@ -3,7 +3,7 @@
 Stages are a search's Pareto models ordered by measured cost (at most
 ``--max_stages``), or any trained, measured models (``--model_dirs``); each
 stage's validation (and test) logits are computed once, then every threshold
-vector is evaluated exactly (``search.cascade_lib``). For 2-3 stages an
+vector is evaluated exactly (``search.cascades.thresholds``). For 2-3 stages an
 exhaustive grid gives the true error/time(/energy) front in seconds, and that
 is all that runs by default; ``--compare_strategies`` also lets PESMO, ParEGO
 and random search look for it within ``--evaluations`` and scores each by its
@@ -11,8 +11,8 @@ hypervolume fraction of the grid's front (minutes per strategy). Without an
 exact grid (more stages, or a thinned grid) the strategies search the front
 themselves. Progress and an ETA are printed while they run::
 
-  python -m search.cascade --results_dir=runs/quickstart --out_dir=runs/quickstart_cascade
-  python -m search.cascade --model_dirs=final/a,final/b --out_dir=cascades/ab --measure
+  python -m search.cascades.build --results_dir=runs/quickstart --out_dir=runs/quickstart_cascade
+  python -m search.cascades.build --model_dirs=final/a,final/b --out_dir=cascades/ab --measure
 
 ``<out_dir>`` holds the run-time cascade (``cascade.json`` + ``stages/*.onnx``,
 run by ``python -m deploy.cascade`` or measured by ``python -m deploy.measure
@@ -40,10 +40,10 @@ from absl import flags
 
 from deploy import cascade as runner
 from deploy import devices
-from search import cascade_lib
 from search import config as config_lib
-from search import cascade_report
-from search import cascade_stages
+from search.cascades import report as cascade_report
+from search.cascades import stages as cascade_stages
+from search.cascades import thresholds as cascade_lib
 
 FLAGS = flags.FLAGS
 GRID_MODES = ("auto", "on", "off")
@@ -90,7 +90,7 @@ def define_flags():
   flags.DEFINE_enum("stage_costs", "search", list(STAGE_COSTS), "Stage costs of the cascade's "
                     "cost model: as the search measured them (per image), or measured again "
                     "now, back to back on this CPU, at the batch size and at a tenth of it, "
-                    "which adds each stage's per-call cost to the model (search.cascade_lib).")
+                    "which adds each stage's per-call cost to the model (search.cascades.thresholds).")
   flags.DEFINE_string("dataset", None, "Data set (default: the search's or model's).")
   flags.DEFINE_string("data_dir", None, "cifar-10-batches-py folder for --dataset=cifar10.")
   flags.DEFINE_integer("split_seed", None, "Validation split seed (default: the search's).")

@@ -1,4 +1,4 @@
-"""Tests for search/precision_report.py (search.report --figure=precisions)."""
+"""Tests for search/reports/precisions.py (search.reports --figure=precisions)."""
 
 import csv
 import os
@@ -8,7 +8,7 @@ import sys
 import tensorflow as tf
 
 from search import config as config_lib
-from search import precision_report
+from search.reports import precisions as precision_report
 from search import store as store_lib
 from tea_keras import space
 
@@ -39,7 +39,7 @@ class PrecisionReportTest(tf.test.TestCase):
     d = os.path.join(self.get_temp_dir(), "search")
     out = os.path.join(self.get_temp_dir(), "report")
     make_search(d)
-    proc = subprocess.run([sys.executable, "-m", "search.report", "--figure=precisions",
+    proc = subprocess.run([sys.executable, "-m", "search.reports", "--figure=precisions",
                            "--results_dir=" + d, "--out_dir=" + out, "--top=2"],
                           capture_output=True, text=True)
     self.assertEqual(proc.returncode, 0, msg=proc.stderr)
@@ -56,8 +56,8 @@ class PrecisionReportTest(tf.test.TestCase):
   def test_front_cells_spread_and_limit(self):
     d = os.path.join(self.get_temp_dir(), "s2")
     make_search(d)
-    from search import report  # pylint: disable=g-import-not-at-top
-    _, trials = report.load_search(d)
+    from search.reports import common  # pylint: disable=g-import-not-at-top
+    _, trials = common.load_search(d)
     self.assertEqual(precision_report.front_cells(trials, ("error", "time"), {}, top=1), [2])
     self.assertEqual(precision_report.front_cells(trials, ("error", "time"), {}, top=0), [2, 1])
     # Fewer front cells than asked: the next non-dominated layer fills in.

@@ -19,6 +19,10 @@ import os
 
 import numpy as np
 
+from deploy import measure as measure_lib
+from search import outputs
+from search.cascades import thresholds as cascade_lib
+
 COSTS = (("time", "time_s_per_image", "time per image (s)"),
          ("energy", "energy_j_per_image", "energy per image (J)"))
 # Each stage is also measured at batch_size // SMALL_BATCH_DIVISOR: its per-call cost.
@@ -45,7 +49,6 @@ def plot_fronts(out_dir, singles, stages, points):
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  from search import outputs  # pylint: disable=g-import-not-at-top
   panels = [(name, key, label) for name, key, label in COSTS
             if all(p[key] is not None for p in points)]
   fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
@@ -262,8 +265,6 @@ def measure_stages(cascade_dir, files, images, settings, log=print):
   time and energy, the per-call time (``cascade_lib.per_call_cost``, from the
   medians; ``min_call_time_s`` from the fastest repeats), contention, and the
   measurement's fields."""
-  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
-  from search import cascade_lib  # pylint: disable=g-import-not-at-top
   options = stage_runtime_options(settings["runtime"])
   big, small = int(settings["batch_size"]), small_batch_size(settings["batch_size"])
   rows = []
@@ -304,8 +305,6 @@ def measure_points(cascade_dir, spec, indices, data, images, image_index, settin
   ``deploy.measure.measure`` (device, runtime, power_source, batch_size,
   repeats).
   """
-  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
-  from search import cascade_lib  # pylint: disable=g-import-not-at-top
   stage_rows = measure_stages(cascade_dir, [s["file"] for s in spec["stages"]], images,
                               settings, log)
   subset = data.subset(image_index)

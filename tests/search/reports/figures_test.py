@@ -1,4 +1,4 @@
-"""Tests for search/report.py on real stores written by the test."""
+"""Tests for search/reports/figures.py on real stores written by the test."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from search import config as config_lib
-from search import report
+from search.reports import figures as report
 from search import store as store_lib
 from tea_keras import space
 
