@@ -92,7 +92,7 @@ members (no Zip64), their declared sizes must fit ``--max_unpacked_mb``
 (default 4x ``--max_upload_mb``) and the bytes are counted while unpacking
 (headers can lie): 413 past the limit, 422 for anything else wrong.
 
-A cascade (``deploy.cascade``, ``python -m search.cascade``) travels as a zip
+A cascade (``deploy.cascade``, ``python -m search.cascades.build``) travels as a zip
 of ``cascade.json`` and the stage models it names (``deploy.cascade.pack``;
 the client zips a cascade directory itself), checked and unpacked under the
 same limits (``agent_uploads.unpack_cascade``); then its spec

@@ -1,6 +1,6 @@
 """Run an adaptive cascade of classifiers on the device (LEANets run time).
 
-A cascade directory, written by ``python -m search.cascade``, holds
+A cascade directory, written by ``python -m search.cascades.build``, holds
 ``cascade.json`` and one ONNX model per stage (``stages/stage<k>.onnx``),
 ordered by measured cost. Stage k answers an image when its confidence is at
 least its threshold t_k; otherwise the image goes on to stage k + 1; the last
@@ -120,7 +120,7 @@ def load_spec(path):
   json_path = os.path.join(path, CASCADE_FILE) if os.path.isdir(path) else path
   if not os.path.isfile(json_path):
     raise base.ModelLoadError("%r is not a cascade: expected a directory holding %s "
-                              "(written by python -m search.cascade)." % (path, CASCADE_FILE))
+                              "(written by python -m search.cascades.build)." % (path, CASCADE_FILE))
   with open(json_path) as f:
     try:
       spec = json.load(f)

@@ -48,7 +48,7 @@ FORMATS = collections.OrderedDict((f.name, f) for f in (
 ))
 # Formats that hold models of another format: a runtime reads the container
 # when it reads what is inside. ``cascade``: a directory (``deploy.cascade``,
-# written by ``python -m search.cascade``) of ``cascade.json`` and ONNX stage
+# written by ``python -m search.cascades.build``) of ``cascade.json`` and ONNX stage
 # models, zipped for upload; measured with its stages on that runtime.
 CONTAINER_FORMATS = {"cascade": "onnx"}
 # Suffixes of files a user may hand to the client or a device script.

@@ -16,7 +16,7 @@ prints a short summary (model, runtime, device, images, time and energy per
 ``--num_images`` and per image, time source, contention), the warnings on
 stderr, one line each; ``--json`` prints the whole result dict as JSON
 instead, ``--out=FILE`` writes it to FILE. ``--model`` may be a cascade directory
-(``python -m search.cascade``; ``deploy.cascade``) or its zip
+(``python -m search.cascades.build``; ``deploy.cascade``) or its zip
 (``deploy.cascade.pack``, as the agent receives it): its point is chosen by
 ``--cascade_point`` or a budget (``--max_energy_per_image_j``,
 ``--max_time_per_image_s``, ``--max_error``), each stage runs on ``--runtime``.
@@ -145,7 +145,7 @@ def define_flags():
   flags.DEFINE_enum("power_source", "none", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "Power instrument (auto: RAPL or none).")
   flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras) or a "
-                      "cascade directory (python -m search.cascade).")
+                      "cascade directory (python -m search.cascades.build).")
   flags.DEFINE_integer("cascade_point", None, "Cascade: the point (index in cascade.json) "
                        "to run.", lower_bound=0)
   flags.DEFINE_float("max_energy_per_image_j", None, "Cascade: pick the lowest-error point "
