@@ -16,7 +16,7 @@
   reads the ONNX file directly with OpenVINO 2022.3 (IR from newer releases
   may use a newer IR version).
 * **tensorrt**: an engine built from the ONNX export by
-  ``deploy.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
+  ``deploy.device.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
   only where TensorRT exists, else a clear ImportError.
 * **saved_model**: Keras 3 ``model.export(format="tf_saved_model")``.
 * **int8** (onnx, openvino): post-training static quantization of the fp32
@@ -45,11 +45,12 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deploy import devices
+from deploy import keras_runtime  # noqa: F401  (registers the host-side "keras" runtime)
+from deploy.device import devices
 
 FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
-ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/devices.py
+ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/device/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
 INT8_RELATIVE_TOLERANCE = 0.5
@@ -161,7 +162,7 @@ def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_
 
 
 def export_tensorrt(model, out, precision="fp32", opset=ONNX_OPSET, batch_size=100):
-  from deploy import tensorrt_build
+  from deploy.device import tensorrt_build
   onnx_path = os.path.splitext(out)[0] + ".onnx"
   export_onnx(model, onnx_path, "fp32", opset)
   tensorrt_build.build_engine(onnx_path, out, precision, batch_size)
@@ -179,7 +180,7 @@ def export_saved_model(model, out, precision="fp32"):
 
 def run_artifact(fmt, path, images, batch_size=100):
   """Logits of an exported artifact through its runtime (CPU where possible)."""
-  from deploy import runtimes
+  from deploy.device import runtimes
   name = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
           "saved_model": "keras"}[fmt]
   runtime = runtimes.create(name, path, "gpu" if fmt == "tensorrt" else "cpu")

@@ -1,7 +1,7 @@
 """Measure inference time and energy of a model from the host.
 
 Library: ``measure(model_path, device=..., runtime=..., power_source=...,
-images=...)`` returns the result dict of the protocol (``deploy.session``):
+images=...)`` returns the result dict of the protocol (``deploy.device.session``):
 ``time_s``, ``energy_j`` (None without a power instrument), ``images``,
 ``batch_size``, ``mean_power_w``, ``idle_power_w``, ``samples``,
 ``threshold_w``, ``power_source``, ``runtime``, ``device``, ``trace`` and
@@ -16,8 +16,8 @@ prints a short summary (model, runtime, device, images, time and energy per
 ``--num_images`` and per image, time source, contention), the warnings on
 stderr, one line each; ``--json`` prints the whole result dict as JSON
 instead, ``--out=FILE`` writes it to FILE. ``--model`` may be a cascade directory
-(``python -m search.cascades.build``; ``deploy.cascade``) or its zip
-(``deploy.cascade.pack``, as the agent receives it): its point is chosen by
+(``python -m search.cascades.build``; ``deploy.device.cascade_runner``) or its zip
+(``deploy.device.cascade_runner.pack``, as the agent receives it): its point is chosen by
 ``--cascade_point`` or a budget (``--max_energy_per_image_j``,
 ``--max_time_per_image_s``, ``--max_error``), each stage runs on ``--runtime``.
 ``--write_data=images.npy`` instead writes
@@ -45,14 +45,15 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deploy import cascade
-from deploy import contention
-from deploy import device_main
-from deploy import devices
-from deploy import protocol
-from deploy import session
-from deploy import tensorrt_build
-from deploy.power import base as power_base
+from deploy import keras_runtime  # noqa: F401  (registers the host-side "keras" runtime)
+from deploy.device import cascade_runner
+from deploy.device import contention
+from deploy.device import device_main
+from deploy.device import devices
+from deploy.device import protocol
+from deploy.device import session
+from deploy.device import tensorrt_build
+from deploy.device.power import base as power_base
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -89,11 +90,11 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
 
 
 def is_cascade_zip(path):
-  """Whether ``path`` is a zip holding a cascade (``deploy.cascade.pack``)."""
+  """Whether ``path`` is a zip holding a cascade (``deploy.device.cascade_runner.pack``)."""
   if not (str(path).endswith(".zip") and zipfile.is_zipfile(path)):
     return False
   with zipfile.ZipFile(path) as z:
-    return cascade.CASCADE_FILE in z.namelist()
+    return cascade_runner.CASCADE_FILE in z.namelist()
 
 
 @contextlib.contextmanager
@@ -105,7 +106,7 @@ def _unzipped_cascade(model_path):
     return
   directory = tempfile.mkdtemp(prefix="tea-cascade-")
   try:
-    yield cascade.unpack(model_path, directory)
+    yield cascade_runner.unpack(model_path, directory)
   finally:
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -191,7 +192,7 @@ def define_flags():
                       "--calibration and exit.")
   flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY,
                     list(contention.POLICIES), "When other processes keep the CPUs busy during a timed repeat: "
-                    "re-measure it (then flag), only flag it, or refuse (deploy/contention.py).")
+                    "re-measure it (then flag), only flag it, or refuse (deploy/device/contention.py).")
   flags.DEFINE_bool("json", False, "Print the full result as one JSON object instead of the "
                     "summary.")
   flags.DEFINE_string("out", None, "Also write the full result as JSON to this file.")
@@ -302,7 +303,7 @@ def main(argv):
   picks = {"point": FLAGS.cascade_point, "max_energy_per_image_j": FLAGS.max_energy_per_image_j,
            "max_time_per_image_s": FLAGS.max_time_per_image_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
-  if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
+  if picks and not (cascade_runner.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
     raise app.UsageError("--cascade_point, --max_energy_per_image_j, --max_time_per_image_s "
                          "and --max_error apply to a cascade directory; --model=%s is not one."
                          % FLAGS.model)

@@ -57,7 +57,7 @@ def measured_images(trials):
   counts = {t["metrics"].get("images") for t in trials if t["metrics"].get("images")}
   return counts.pop() if len(counts) == 1 else None
 # time_cv: spread of the repeats; contended / other_cpu_share: whether other
-# processes kept the CPUs busy while the time was measured (deploy/contention.py).
+# processes kept the CPUs busy while the time was measured (deploy/device/contention.py).
 # time_s / energy_j: the protocol's totals for the `images` measured (the
 # search's --measure_images); time_per_image_s divides by them.
 _METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "images", "time_per_image_s", "time_cv",

@@ -3,7 +3,7 @@
 Also pins that importing the entry points defines no absl flag (each defines
 its flags in ``define_flags()``, called only when run as a program), so two of
 them can be imported together, and that device, runtime and power source
-choices are the device registry's (``deploy/devices.py``).
+choices are the device registry's (``deploy/device/devices.py``).
 
 absl's ``--help`` prints the main module's flags and exits with status 1
 (``absl.app.HelpFlag``); argparse's exits with 0. Each case says which.
@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import parameterized
 
-from deploy import devices
+from deploy.device import devices
 from search import flags as search_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -42,14 +42,15 @@ ENTRY_POINTS = (
     ("deploy.formats", "formats", ABSL),
     ("deploy.measure", "model", ABSL),
     ("deploy.bench_repeatability", "measurements", ABSL),
-    ("deploy.cascade", "max_energy_per_image_j", ARGPARSE),
-    ("deploy.selfcheck", "flagfile", ARGPARSE),
-    ("deploy.agent", "token_file", ARGPARSE),
-    ("deploy.tensorrt_build", "onnx", ARGPARSE),
-    ("deploy.cpu.measure", "model", ARGPARSE),
-    ("deploy.gpu.measure", "model", ARGPARSE),
-    ("deploy.jetson.measure", "model", ARGPARSE),
-    ("deploy.myriad.measure", "model", ARGPARSE),
+    ("deploy.device.run_cascade", "max_energy_per_image_j", ARGPARSE),
+    ("deploy.selfcheck", "device_url", ARGPARSE),
+    ("deploy.device.selfcheck", "flagfile", ARGPARSE),
+    ("deploy.device.agent", "token_file", ARGPARSE),
+    ("deploy.device.tensorrt_build", "onnx", ARGPARSE),
+    ("deploy.device.cpu.measure", "model", ARGPARSE),
+    ("deploy.device.gpu.measure", "model", ARGPARSE),
+    ("deploy.device.jetson.measure", "model", ARGPARSE),
+    ("deploy.device.myriad.measure", "model", ARGPARSE),
     ("tea_keras.train", "genotype", ABSL),
     ("tea_keras.profile", "num_cells", ABSL),
     ("tea_keras.benchmarks.train_throughput", "modes", ABSL),

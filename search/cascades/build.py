@@ -15,7 +15,7 @@ themselves. Progress and an ETA are printed while they run::
   python -m search.cascades.build --model_dirs=final/a,final/b --out_dir=cascades/ab --measure
 
 ``<out_dir>`` holds the run-time cascade (``cascade.json`` + ``stages/*.onnx``,
-run by ``python -m deploy.cascade`` or measured by ``python -m deploy.measure
+run by ``python -m deploy.device.run_cascade`` or measured by ``python -m deploy.measure
 --model=<out_dir>``), ``cascade_fronts.png/.csv``, ``cascade_points.md/.csv``,
 ``threshold_search.csv`` and ``summary.json``; the console gets a short
 summary explaining the savings (``cascade_report.summary_lines``). A
@@ -38,8 +38,8 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deploy import cascade as runner
-from deploy import devices
+from deploy.device import cascade_runner as runner
+from deploy.device import devices
 from search import config as config_lib
 from search.cascades import report as cascade_report
 from search.cascades import stages as cascade_stages

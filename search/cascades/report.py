@@ -155,7 +155,7 @@ def summary_lines(summary, out_dir):
   lines.append("details: %s (every point: thresholds, share of images each stage answers, "
                "errors, costs), cascade_fronts.png, summary.json" % os.path.join(
                    out_dir, "cascade_points.md"))
-  lines.append("run it: python -m deploy.cascade --cascade=%s --data=images.npy "
+  lines.append("run it: python -m deploy.device.run_cascade --cascade=%s --data=images.npy "
                "--max_time_per_image_s=..." % out_dir)
   return lines
 
@@ -248,7 +248,7 @@ def measure_indices(points, count):
 
 def stage_runtime_options(runtime):
   """The runtime options the cascade runner gives its stages
-  (``deploy.cascade``: ONNX Runtime without thread spinning), so that a
+  (``deploy.device.cascade_runner``: ONNX Runtime without thread spinning), so that a
   stage measured alone is measured as it runs in the cascade."""
   return {"allow_spinning": False} if runtime == "onnxruntime" else {}
 

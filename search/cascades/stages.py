@@ -164,7 +164,8 @@ def write_stage_models(stages, out_dir, check_images):
     if stage.onnx_path:
       shutil.copyfile(stage.onnx_path, dest)
     else:
-      from deploy import devices, export  # pylint: disable=g-import-not-at-top
+      from deploy import export  # pylint: disable=g-import-not-at-top
+      from deploy.device import devices
       from tea_keras import network  # pylint: disable=g-import-not-at-top
       export.export_model(network.load_model(stage.keras_path), "onnx", dest,
                           check_images=check_images[:8], opset=devices.ONNX_OPSET)
@@ -187,7 +188,7 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
   if runtime != "onnxruntime":
     raise ValueError("Invalid value for argument `runtime`. Expected onnxruntime or keras. "
                      "Received runtime=%r" % (runtime,))
-  from deploy import runtimes  # pylint: disable=g-import-not-at-top
+  from deploy.device import runtimes  # pylint: disable=g-import-not-at-top
   for path in paths:
     rt = runtimes.create("onnxruntime", path, "cpu")
     try:

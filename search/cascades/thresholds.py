@@ -4,13 +4,13 @@ An adaptive cascade (LEANets) runs classifiers of increasing cost and stops at
 the first one confident enough. With S stages, a threshold vector
 ``t in [0, 1]^(S-1)`` and, for validation image n and stage s,
 
-  c[s, n]   the confidence of stage s (``deploy.cascade.confidence``: largest
+  c[s, n]   the confidence of stage s (``deploy.device.cascade_runner.confidence``: largest
             softmax probability, or the top-2 margin), in [0, 1),
   ok[s, n]  whether stage s classifies image n correctly,
   tau_s     the measured time per image of stage s (``time_s / images`` of
             its measurement), e_s its energy per image (``energy_j / images``),
 
-stage s < S answers image n when ``c[s, n] >= t_s`` (``deploy.cascade.answers``;
+stage s < S answers image n when ``c[s, n] >= t_s`` (``deploy.device.cascade_runner.answers``;
 ``t_s = 1`` answers none) and the last stage answers the rest. With a(n) the
 answering stage of image n and r_s = (1/N) #{n : a(n) >= s} the fraction of
 images that reach stage s (r_1 = 1):
@@ -33,7 +33,7 @@ that reaches stage s}:
   time(t)   = sum_s [r_s b_s + q_s a_s]     (= sum_s r_s tau_s when a_s = 0)
 
 (energy keeps the per-image model). On a device compiled for one static
-batch (MYRIAD: ``deploy.devices.STATIC_BATCH``) the runner pads every call
+batch (MYRIAD: ``deploy.device.devices.STATIC_BATCH``) the runner pads every call
 to a whole batch, so a call costs the same whatever number of images reaches
 the stage: ``a_s = tau_s B``, ``b_s = 0`` (``static_batch_calls``), and
 time(t) = sum_s q_s tau_s B.
@@ -69,7 +69,7 @@ from typing import Optional
 
 import numpy as np
 
-from deploy import cascade as runner
+from deploy.device import cascade_runner as runner
 from search.optimizer import design
 from search.optimizer import pareto
 
@@ -104,7 +104,7 @@ class CascadeData:
                        "shapes %s and %s." % (conf.shape, correct.shape))
     if not np.all((conf >= 0) & (conf < 1)):
       raise ValueError("Invalid value for argument `confidence`. Expected values in [0, 1) "
-                       "(deploy.cascade.confidence).")
+                       "(deploy.device.cascade_runner.confidence).")
     object.__setattr__(self, "confidence", conf)
     object.__setattr__(self, "correct", correct)
     for name in ("time_s", "energy_j"):

@@ -14,7 +14,7 @@ import sys
 from absl import app
 from absl import flags
 
-from deploy import devices
+from deploy.device import devices
 from search.reports import budget as budget_report
 from search.reports import precisions as precision_report
 from search.reports.common import measuring_for
@@ -53,7 +53,7 @@ def define_flags():
   flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
                     "table2: device to measure on.")
   flags.DEFINE_enum("runtime", None, list(devices.RUNTIMES),
-                    "table2: runtime (default: the device's, deploy/devices.py).")
+                    "table2: runtime (default: the device's, deploy/device/devices.py).")
   flags.DEFINE_enum("power_source", "auto", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "table2: power source.")
   flags.DEFINE_float("power_threshold_w", None, "table2: working/idle threshold (W).")

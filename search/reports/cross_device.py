@@ -25,11 +25,11 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from deploy import pipeline
 from search import config as config_lib
 from search import device_lock
 from search import loop
 from search import outputs
-from search import trial as trial_lib
 from search.optimizer import pareto
 from search.reports import common
 
@@ -70,7 +70,7 @@ def remeasure(source_dir, target_config, out_dir, log=print):
     model = network.load_model(t["artifacts"]["model"])
     work = os.path.join(out_dir, "models", "%04d" % t["trial_id"])
     with device_lock.measuring(device_lock.for_config(target_config)):
-      metrics, _ = trial_lib.export_and_measure(model, work, target_config, images)
+      metrics, _ = pipeline.export_and_measure(model, work, target_config, images)
     with open(os.path.join(work, "measurement.json"), "w") as f:
       json.dump(metrics, f, indent=2)
     rows.append({"trial_id": t["trial_id"], "genotype": t["genotype"],

@@ -58,11 +58,11 @@ import os
 
 import numpy as np
 
+from deploy import pipeline
 from search import config as config_lib
 from search import device_lock
 from search import loop
 from search import outputs
-from search import trial as trial_lib
 from search.optimizer import pareto
 from search.reports import cross_device
 from search.reports.common import comparison_reference_point, load_search
@@ -220,7 +220,7 @@ def measure_model_dir(model_dir, label, settings):
   images = data.normalize(splits.x_val[:settings.measure_images])
   work = os.path.join(model_dir, "measurements", label)
   with device_lock.measuring(device_lock.for_config(settings)):  # no search works meanwhile
-    metrics, artifacts = trial_lib.export_and_measure(model, work, settings, images)
+    metrics, artifacts = pipeline.export_and_measure(model, work, settings, images)
   metrics.update(artifacts=artifacts)
   with open(work + ".json", "w") as f:
     json.dump(metrics, f, indent=2)

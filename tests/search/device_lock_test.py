@@ -243,7 +243,7 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
     class Splits:
       x_val = np.zeros((100, 32, 32, 3), np.uint8)
     with mock.patch.dict(os.environ, TEA_LOCK_DIR=os.path.join(temp, "locks")), \
-        mock.patch("search.trial.export_and_measure", fake_measure), \
+        mock.patch("deploy.pipeline.export_and_measure", fake_measure), \
         mock.patch("tea_keras.network.load_model", lambda path: object()), \
         mock.patch("tea_keras.data.load", lambda *a, **kw: Splits()):
       if path == "cross_device":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deploy import agent_settings
+from deploy.device import agent_settings
 from search import config as config_lib
 from search import loop
 from tea_keras import data

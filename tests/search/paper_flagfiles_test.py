@@ -70,7 +70,7 @@ def run_search(flagfile, results_dir, *extra, env=None, timeout=600):
 
 
 def _rapl_readable():
-  from deploy import capabilities  # pylint: disable=g-import-not-at-top
+  from deploy.device import capabilities  # pylint: disable=g-import-not-at-top
   return capabilities.probe_power("cpu", "rapl")["readable"]
 
 
@@ -84,7 +84,7 @@ def finished_trials(results_dir):
 
 @contextlib.contextmanager
 def agent(workdir, device, *args, env=None, images=None):
-  """`python -m deploy.agent` on 127.0.0.1 (a free port); yields its URL.
+  """`python -m deploy.device.agent` on 127.0.0.1 (a free port); yields its URL.
   images: what it measures (default: the first 200 validation images of the
   sample, as `deploy.measure --dataset=cifar10_sample --num_images=200
   --write_data` writes them)."""
@@ -101,7 +101,7 @@ def agent(workdir, device, *args, env=None, images=None):
   log_path = os.path.join(workdir, "agent.log")
   log = open(log_path, "w+")
   proc = subprocess.Popen(
-      [sys.executable, "-m", "deploy.agent", "--host=127.0.0.1", "--port=0",
+      [sys.executable, "-m", "deploy.device.agent", "--host=127.0.0.1", "--port=0",
        "--token_file=" + token_file, "--data=" + images, "--device=" + device] + list(args),
       stdout=log, stderr=subprocess.STDOUT, env=env or _env(), cwd=ROOT)
   try:

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from deploy import cascade as runner
+from deploy.device import cascade_runner as runner
 from search.cascades import build as cascade_cli
 from search.cascades import thresholds as cascade_lib
 from search.cascades import report as cascade_report
@@ -25,7 +25,7 @@ from search import config as config_lib
 from search import store as store_lib
 from search.optimizer import pareto
 from tea_keras import space
-from tests.deploy import cascade_test as toy
+from tests.deploy.device import cascade_runner_test as toy
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -45,7 +45,7 @@ def toy_data(num_stages=3, num_images=300, seed=0, kind="max_softmax", energy=Tr
 
 
 def brute_force(logits, labels, thresholds, times, energies, kind):
-  """One image at a time: run stages until one answers (the rule of deploy.cascade)."""
+  """One image at a time: run stages until one answers (the rule of deploy.device.cascade_runner)."""
   wrong, time_s, energy_j = 0, 0.0, 0.0
   exits = np.zeros(len(logits))
   for n in range(len(labels)):
@@ -505,7 +505,7 @@ class EndToEndTest(tf.test.TestCase):
     for row in summary["measurement"]["points"]:
       self.assertGreater(row["measured_time_s_per_image"], 0.0)
     # the runner answers the validation images as the library predicted
-    from deploy import runtimes  # pylint: disable=g-import-not-at-top
+    from deploy.device import runtimes  # pylint: disable=g-import-not-at-top
     from tea_keras import data  # pylint: disable=g-import-not-at-top
     splits = data.load("cifar10_sample", seed=0)
     images = data.normalize(splits.x_val)
