@@ -298,8 +298,6 @@ def main(argv):
     return
   if not FLAGS.model:
     raise app.UsageError("--model is required (or --write_data).")
-  options = {key: getattr(FLAGS, flag, None) for key, flag in devices.POWER_OPTION_FLAGS.items()}
-  wanted = devices.POWER_OPTIONS.get(FLAGS.power_source, ())
   picks = {"point": FLAGS.cascade_point, "max_energy_per_image_j": FLAGS.max_energy_per_image_j,
            "max_time_per_image_s": FLAGS.max_time_per_image_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
@@ -315,7 +313,7 @@ def main(argv):
                      sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
                      warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
                      idle_s=FLAGS.idle_s, contention_policy=FLAGS.contention_policy,
-                     power_options={k: options[k] for k in wanted if options[k] is not None},
+                     power_options=devices.power_options_from(FLAGS, [FLAGS.power_source]),
                      runtime_options=picks)
   except (ImportError, ValueError, power_base.PowerSourceError) as e:
     sys.stderr.write("deploy.measure: %s: %s\n" % (type(e).__name__, e))

@@ -19,8 +19,8 @@ from deploy import agent_client
 from deploy import export as export_lib
 from deploy import measure as measure_lib
 from deploy import quantize
-from deploy.device import agent_settings
 from deploy.device import devices
+from deploy.device import image_files
 
 def export_and_measure(model, work_dir, config, images, precision="fp32",
                        calibration_images=None):
@@ -126,8 +126,7 @@ def _measure_in_device_process(config, model_path, settings, images, trace_dir, 
          "--predictions"]
   if settings["threshold_w"] is not None:
     cmd.append("--threshold_w=%r" % settings["threshold_w"])
-  for key, value in sorted((getattr(config, "power_options", None) or {}).items()):
-    cmd.append("--%s=%s" % (devices.POWER_OPTION_FLAGS[key], value))
+  cmd += devices.power_option_arguments(getattr(config, "power_options", None))
   calibration = None
   if options:
     cmd.append("--precision=" + options["precision"])
@@ -176,7 +175,7 @@ def _measure_remote(config, model_path, settings, images, trace_dir=None):
   top1 = measured.get("top1")
   if top1 is not None:
     seen = measured.get("images_sha256")
-    if len(top1) != len(images) or (seen and seen != agent_settings.data_sha256(images)):
+    if len(top1) != len(images) or (seen and seen != image_files.images_sha256(images)):
       print("warning: the agent at %s measured %d images that are not this search's %d "
             "validation images (sha256 differs); its predictions are not used for the "
             "deployed error. Restart it with --data written by: python -m deploy.measure "

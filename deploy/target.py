@@ -27,6 +27,7 @@ What it checks, before any training:
 import collections
 
 from deploy.device import devices
+from deploy.device import image_files
 
 Plan = collections.namedtuple(
     "Plan", "device_kind runtime power_source power_readable artifact_format onnx_opset "
@@ -202,9 +203,8 @@ def _check_agent_data(where, agent_data, measure_images, validation_images, data
     raise TargetError("%s holds %d images; each measurement runs --measure_images=%d. Write "
                       "them on this host: %s." % (where, count, measure_images, write))
   if validation_images is not None and agent_data.get("data_sha256"):
-    from deploy.device import agent_settings
     ours = validation_images[:count]
-    if len(ours) != count or agent_settings.data_sha256(ours) != agent_data["data_sha256"]:
+    if len(ours) != count or image_files.images_sha256(ours) != agent_data["data_sha256"]:
       raise TargetError("%s holds %d images that are not this search's validation images "
                         "(the sha256 of their float32 bytes differs from this host's first "
                         "%d%s): its measurements would time other images and its predictions "

@@ -16,6 +16,7 @@ from typing import Dict, Optional, Tuple
 
 from deploy.device import devices
 from tea_keras import data
+from tea_keras import files
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
@@ -253,8 +254,4 @@ def _shown(value):
 
 def write_config(config: SearchConfig) -> None:
   os.makedirs(config.results_dir, exist_ok=True)
-  path = os.path.join(config.results_dir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(config.to_json())
-  os.replace(tmp, path)
+  files.write_text(os.path.join(config.results_dir, "config.json"), config.to_json())

@@ -165,8 +165,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       dataset=fv.dataset, data_dir=fv.data_dir, recipe=recipe,
       train_images=fv.train_images, device=fv.device,
       runtime=fv.runtime, power_source=fv.power_source,
-      power_options={key: getattr(fv, flag) for key, flag in devices.POWER_OPTION_FLAGS.items()
-                     if getattr(fv, flag) is not None},
+      power_options=devices.power_options_from(fv),
       optional_energy=fv.optional_energy, power_threshold_w=fv.power_threshold_w,
       sample_interval_s=fv.sample_interval_s, measure_images=fv.measure_images,
       measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,

@@ -61,6 +61,7 @@ from search import executors
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from tea_keras import files
 from tea_keras import space
 
 # The training checkpoints' folder in a model_dir (tea_keras.training.CHECKPOINT_DIR,
@@ -489,9 +490,7 @@ def _storage_nonce(config):
   """Leave a nonce in the results dir that Ray tasks check (``search.trial``)."""
   nonce = os.urandom(8).hex()
   path = os.path.join(config.results_dir, ".storage_check")
-  with open(path + ".tmp", "w") as f:
-    f.write(nonce)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, nonce)
   return nonce
 
 

@@ -36,6 +36,7 @@ import numpy as np
 from search.optimizer import pareto
 from search import budgets as budgets_lib
 from search import trial as trial_lib
+from tea_keras import files
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
@@ -393,27 +394,22 @@ def draw_front(ax, xy, label, color, all_points=True):
 
 def _save(fig, path):
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  with files.atomic_path(path, keep_suffix=True) as tmp:
+    fig.savefig(tmp, dpi=110)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   plt.close(fig)
 
 
 def _write_csv(path, fields, rows):
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    with open(tmp, "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=fields)
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def _atomic_write(path, text):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  files.write_text(path, text)
 
 
 # -- the front, for people and for Python ------------------------------------------

@@ -47,6 +47,7 @@ import traceback
 from deploy import pipeline
 from search import config as config_lib
 from search import device_lock
+from tea_keras import files
 
 _SPLITS_CACHE = {}
 
@@ -108,10 +109,8 @@ def _announce_worker(spec, node):
   """Write ``trial_dir/worker.json``: which attempt runs where (module doc)."""
   os.makedirs(spec["trial_dir"], exist_ok=True)
   path = os.path.join(spec["trial_dir"], WORKER_FILE)
-  with open(path + ".tmp", "w") as f:
-    json.dump(dict(node, trial_id=spec["trial_id"], attempt=spec.get("attempt"),
-                   pid=os.getpid(), started_at=time.time()), f)
-  os.replace(path + ".tmp", path)
+  files.write_json(path, dict(node, trial_id=spec["trial_id"], attempt=spec.get("attempt"),
+                              pid=os.getpid(), started_at=time.time()))
 
 
 def read_worker(trial_dir):

@@ -186,7 +186,7 @@ from .agent_workdirs import (OWNER_FILE, WORK_PREFIX, clean_stale_work_dirs,  # 
 
 # Settings of a measure request (re-exported: deploy.device.agent_settings).
 from .agent_settings import (CASCADE_SETTINGS, CHOICES, PRECISIONS, SETTINGS,  # noqa: E402,F401
-                                   Setting, cascade_options, check_setting, data_sha256,
+                                   Setting, cascade_options, check_setting,
                                    parse_settings, top1)
 
 
@@ -249,7 +249,7 @@ class Agent(object):
     if calibration_images is not None:
       tensorrt_build.check_calibration_images(calibration_images)
     self.calibration_images = calibration_images
-    self.data_sha256 = data_sha256(images)
+    self.data_sha256 = image_files.images_sha256(images)
     self.token = token.encode() if not isinstance(token, bytes) else token
     self.images, self.device = images, device
     self.power_options = dict(power_options or {})
@@ -405,7 +405,7 @@ class Agent(object):
       if settings.get("predictions"):
         result["top1"] = top1(runtime, images, batch_size)
       # Which images were measured: the host checks they are its own.
-      result["images_sha256"] = data_sha256(images)
+      result["images_sha256"] = image_files.images_sha256(images)
       result["host"] = socket.gethostname()
       if return_traces and trace_dir:
         self._attach_traces(result, trace_dir)

@@ -7,7 +7,6 @@ Device-side module: Python 3.6 syntax, standard library + numpy.
 """
 
 import collections
-import hashlib
 import json
 import math
 
@@ -112,12 +111,6 @@ def parse_settings(text, fmt, device, num_images=None):
     raise BadRequest(400, "runtime=%s cannot run a %s artifact on %s; expected one of %s."
                      % (runtime, fmt, device, readers))
   return out
-
-
-def data_sha256(images):
-  """sha256 hex of ``np.ascontiguousarray(images, np.float32).tobytes()``."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  return hashlib.sha256(np.ascontiguousarray(images, np.float32).tobytes()).hexdigest()
 
 
 def top1(runtime, images, batch_size):

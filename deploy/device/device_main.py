@@ -130,13 +130,7 @@ def power_options(args, power_source=None):
   names = [power_source or args.power_source]
   if names[0] == devices.AUTO:
     names = list(devices.device(args.device).power_sources)
-  out = {}
-  for name in names:
-    for key in devices.POWER_OPTIONS.get(name, ()):
-      flag = devices.POWER_OPTION_FLAGS[key]
-      if getattr(args, flag, None) is not None:
-        out[key] = getattr(args, flag)
-  return out
+  return devices.power_options_from(args, names)
 
 
 def runtime_options(args):

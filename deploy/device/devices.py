@@ -177,6 +177,27 @@ def check_runtime(device_name, runtime_name):
                      % (runtime_name, device_name, ", ".join(kind.runtimes)))
 
 
+def power_options_from(values, sources=None):
+  """The power sources' keyword arguments from command-line values
+  (``values``: an argparse Namespace or absl's FLAGS, attributes named by
+  ``POWER_OPTION_FLAGS``), set ones only; with ``sources``, only the options
+  those sources take (none for ``auto``)."""
+  keys = None if sources is None else set(k for s in sources for k in POWER_OPTIONS.get(s, ()))
+  out = {}
+  for key, flag in sorted(POWER_OPTION_FLAGS.items()):
+    value = getattr(values, flag, None)
+    if value is not None and (keys is None or key in keys):
+      out[key] = value
+  return out
+
+
+def power_option_arguments(options):
+  """``--flag=value`` command-line arguments of power options (the inverse of
+  ``power_options_from``), sorted by option name."""
+  return ["--%s=%s" % (POWER_OPTION_FLAGS[key], value)
+          for key, value in sorted((options or {}).items())]
+
+
 def power_options_for(source, options):
   """The entries of ``options`` that power source ``source`` takes (set ones only)."""
   keys = POWER_OPTIONS.get(source, ())

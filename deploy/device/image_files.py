@@ -2,9 +2,24 @@
 ``.npy`` / ``.npz`` (written on the host by ``python -m deploy.measure
 --write_data`` / ``--write_calibration``)."""
 
+import hashlib
+import json
 import os
 
 import numpy as np
+
+
+def images_sha256(images, with_shape=False):
+  """sha256 hex of the images' float32 C-order bytes: what names a set of
+  images between the host and an agent (``data_sha256`` in its health
+  answer, ``images_sha256`` in a result). ``with_shape``: the shape (JSON)
+  hashed first, as the TensorRT engine cache keys int8 calibration images."""
+  array = np.ascontiguousarray(images, np.float32)
+  digest = hashlib.sha256()
+  if with_shape:
+    digest.update(json.dumps(list(array.shape)).encode("utf-8"))
+  digest.update(array.tobytes())
+  return digest.hexdigest()
 
 
 def load_data(path, num_images=None):

@@ -67,6 +67,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from search.benchmarks import benchmark
+from tea_keras import files
 
 STRATEGIES = ("qlognehvi", "qlognparego", "pes")
 FLAGS = flags.FLAGS
@@ -360,10 +361,7 @@ def _resumed(out, fresh):
 def _write_json(path, data):
   """Writes ``data`` to ``path`` atomically (a stopped run leaves the old file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(data, f)
-  os.replace(tmp, path)
+  files.write_json(path, data)
 
 
 def _load_fused_kernel():

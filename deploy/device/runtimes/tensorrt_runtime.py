@@ -40,6 +40,7 @@ import warnings
 import numpy as np
 
 from .. import cuda_memory as cuda_memory_lib
+from .. import image_files
 from .. import tensorrt_build
 from . import base
 
@@ -47,14 +48,6 @@ CACHE_ENV = "TEA_ENGINE_CACHE"
 DEFAULT_MAX_BATCH_SIZE = 100
 #: bumped when the way engines are built changes, to invalidate old caches
 ENGINE_KEY_FORMAT = "tea-keras-tensorrt-engine/1"
-
-
-def images_sha256(images):
-  """sha256 hex of the images' float32 C-order bytes (shape included)."""
-  array = np.ascontiguousarray(images, np.float32)
-  h = hashlib.sha256(json.dumps(list(array.shape)).encode("utf-8"))
-  h.update(array.tobytes())
-  return h.hexdigest()
 
 
 def default_cache_dir():
@@ -66,7 +59,8 @@ def default_cache_dir():
 def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name,
                calibration_sha256=None):
   """sha256 hex digest naming the engine of these build inputs
-  (calibration_sha256: ``images_sha256`` of an int8 build's images)."""
+  (calibration_sha256: ``image_files.images_sha256(images, with_shape=True)`` of an
+  int8 build's images)."""
   h = hashlib.sha256()
   h.update(("%s\n%d\n" % (ENGINE_KEY_FORMAT, len(onnx_bytes))).encode("utf-8"))
   h.update(onnx_bytes)
@@ -163,7 +157,8 @@ class TensorRtRuntime(base.Runtime):
     calibration = self.calibration_images
     self.engine_key = engine_key(onnx_bytes, self.precision, self.max_batch_size,
                                  self.trt.__version__, self.gpu_name,
-                                 None if calibration is None else images_sha256(calibration))
+                                 None if calibration is None else
+                                 image_files.images_sha256(calibration, with_shape=True))
     self.engine_path = os.path.join(cache_dir, self.engine_key + ".engine")
     if os.path.exists(self.engine_path):
       plan = _read(self.engine_path)

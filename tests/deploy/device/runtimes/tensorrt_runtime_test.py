@@ -19,6 +19,7 @@ from absl.testing import parameterized
 from deploy import export
 from deploy import measure
 from deploy.device import runtimes
+from deploy.device import image_files
 from deploy.device import tensorrt_build
 from deploy.device.runtimes import base
 from deploy.device.runtimes import tensorrt_runtime
@@ -86,10 +87,10 @@ class TensorRtRuntimeTest(tf.test.TestCase):
       changed[i] = other
       self.assertNotEqual(tensorrt_runtime.engine_key(*changed), key, msg=str(i))
     calib = np.zeros((4, 2, 2, 3), np.float32)
-    sha = tensorrt_runtime.images_sha256(calib)
+    sha = image_files.images_sha256(calib, with_shape=True)
     self.assertNotEqual(tensorrt_runtime.engine_key(*args, calibration_sha256=sha), key)
     calib[0, 0, 0, 0] = 1e-3
-    self.assertNotEqual(tensorrt_runtime.images_sha256(calib), sha)
+    self.assertNotEqual(image_files.images_sha256(calib, with_shape=True), sha)
 
   def test_default_cache_dir_from_env_else_home(self):
     with mock.patch.dict(os.environ, {"TEA_ENGINE_CACHE": "/srv/engines"}):
