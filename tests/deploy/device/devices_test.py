@@ -10,6 +10,18 @@ from deploy.device import runtimes
 
 class DevicesTest(tf.test.TestCase, parameterized.TestCase):
 
+  def test_power_options_from_flags_and_back(self):
+    import argparse  # pylint: disable=g-import-not-at-top
+    args = argparse.Namespace(rail="VDD_IN", power_root="/sys", gpu_index=None, usb_csv=None,
+                              usb_port="/dev/ttyUSB0")
+    self.assertEqual(devices.power_options_from(args),
+                     {"rail": "VDD_IN", "root": "/sys", "port": "/dev/ttyUSB0"})
+    self.assertEqual(devices.power_options_from(args, ["ina3221"]),
+                     {"rail": "VDD_IN", "root": "/sys"})
+    self.assertEqual(devices.power_options_from(args, [devices.AUTO]), {})
+    self.assertEqual(devices.power_option_arguments({"root": "/sys", "rail": "VDD_IN"}),
+                     ["--rail=VDD_IN", "--power_root=/sys"])
+
   def test_registry_paper_thresholds_match_section_iv_b(self):
     # Cai et al. 2018, section IV-B: TITAN X 80 W, Jetson TX2 1 W, Movidius NCS 0.45 W.
     self.assertEqual({k: devices.paper_threshold_w(k) for k in devices.DEVICES},
