@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Any, Dict, Optional, Tuple
 from urllib import parse
 
 import numpy as np
@@ -22,8 +23,9 @@ from deploy import quantize
 from deploy.device import devices
 from deploy.device import image_files
 
-def export_and_measure(model, work_dir, config, images, precision="fp32",
-                       calibration_images=None):
+def export_and_measure(model: Any, work_dir: str, config: Any, images: np.ndarray,
+                       precision: str = "fp32", calibration_images: Optional[np.ndarray] = None
+                       ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Export ``model`` in the format the target reads into ``work_dir/export``
   and measure it on ``config.device`` (locally or through the remote agent).
 
@@ -107,7 +109,9 @@ def export_and_measure(model, work_dir, config, images, precision="fp32",
   return metrics, artifacts
 
 
-def _measure_in_device_process(config, model_path, settings, images, trace_dir, options):
+def _measure_in_device_process(config: Any, model_path: str, settings: Dict[str, Any],
+                                images: np.ndarray, trace_dir: str,
+                                options: Dict[str, Any]) -> Dict[str, Any]:
   """Measure on a local CUDA device (GPU, Jetson) in a process of its own, by
   the device script the board would run (``python -m deploy.device.<kind>.measure``),
   which never imports TensorFlow: the trial's process trained with
@@ -148,11 +152,12 @@ def _measure_in_device_process(config, model_path, settings, images, trace_dir, 
   return json.loads(lines[-1])
 
 
-def _url_host(url):
+def _url_host(url: Optional[str]) -> Optional[str]:
   return parse.urlsplit(url or "").hostname
 
 
-def _measure_remote(config, model_path, settings, images, trace_dir=None):
+def _measure_remote(config: Any, model_path: str, settings: Dict[str, Any], images: np.ndarray,
+                    trace_dir: Optional[str] = None) -> Dict[str, Any]:
   """The agent's measurement of ``model_path``, its trace files kept in
   ``trace_dir`` (``agent_client.save_traces``). With ``predictions`` asked
   for, its ``top1`` is kept only when the agent measured exactly ``images``

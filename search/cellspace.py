@@ -6,6 +6,8 @@ and the optimizer library (``search.optimizer``, which knows no genotype):
 optimize over, ``canonical_cells`` its canonical representative.
 """
 
+from typing import Any
+
 import numpy as np
 
 from search.optimizer.design import CATEGORICAL, DesignSpace, Variable
@@ -25,7 +27,7 @@ def cell_space(num_blocks: int = 5) -> DesignSpace:
                     ).with_canonical(canonical_cells)
 
 
-def canonical_cells(x) -> np.ndarray:
+def canonical_cells(x: Any) -> np.ndarray:
   """(n, 4B) cell vectors with each block's branches in canonical order.
 
   A block's output is the SUM of its two branches, so ``(input1, op1)`` and

@@ -4,6 +4,7 @@ device held exclusive while a report measures cells again."""
 
 import json
 import os
+from typing import Any, ContextManager, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -12,7 +13,7 @@ from search import device_lock
 from search import store as store_lib
 
 
-def load_search(results_dir):
+def load_search(results_dir: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
   """``(config dict, trials)`` of a results directory."""
   path = os.path.join(results_dir, "config.json")
   if not os.path.exists(path):
@@ -26,7 +27,7 @@ def load_search(results_dir):
     store.close()
 
 
-def comparison_reference_point(y, margin=0.1):
+def comparison_reference_point(y: Any, margin: float = 0.1) -> np.ndarray:
   """Shared reference point to compare searches: the worst value of each
   objective over every trial of every search, plus ``margin`` times its range.
   (The nadir-of-the-front rule of ``search.optimizer.pareto.reference_point`` would give
@@ -39,7 +40,7 @@ def comparison_reference_point(y, margin=0.1):
   return worst + margin * span
 
 
-def measuring_for(results_dir):
+def measuring_for(results_dir: Optional[str]) -> ContextManager[Any]:
   """The local device of the search in ``results_dir`` held exclusive while
   its cells are measured again (``search.device_lock``); nothing for None."""
   if results_dir is None:
