@@ -49,6 +49,7 @@ import time
 import zipfile
 from urllib import parse
 
+from deploy.device import cascade_runner
 from deploy.device import devices
 
 _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
@@ -128,7 +129,6 @@ def artifact_bytes(path, fmt=None):
   (``deploy.device.cascade_runner.pack``, which needs numpy on the host)."""
   fmt = devices.format_of_path(path, fmt)
   if fmt == "cascade" and not path.endswith(".zip"):
-    from deploy.device import cascade_runner  # pylint: disable=g-import-not-at-top
     buf = io.BytesIO()
     cascade_runner.pack(path, buf)
     return fmt, buf.getvalue()

@@ -27,7 +27,7 @@ class KerasRuntime(base.Runtime):
             loaded.signatures["serving_default"]
         self._saved = loaded
       else:
-        from tea_keras import network
+        from tea_keras import network  # (Keras: loaded only with the model)
         model = network.load_model(model_path)
         self._fn = tf.function(lambda x: model(x, training=False), jit_compile=False)
         self.model = model

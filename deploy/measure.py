@@ -54,6 +54,8 @@ from deploy.device import protocol
 from deploy.device import session
 from deploy.device import tensorrt_build
 from deploy.device.power import base as power_base
+from tea_keras import console
+from tea_keras import data
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -114,7 +116,6 @@ def _unzipped_cascade(model_path):
 def load_images(dataset, num_images, data_dir=None, split_seed=0):
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
-  from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `num_images`. Expected a positive "
                      "integer. Received num_images=%r" % (num_images,))
@@ -128,7 +129,6 @@ def load_images(dataset, num_images, data_dir=None, split_seed=0):
 def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
-  from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
                      "integer. Received calibration_images=%r" % (num_images,))
@@ -154,7 +154,6 @@ def define_flags():
   flags.DEFINE_float("max_time_per_image_s", None, "Cascade: pick the lowest-error point "
                      "within this time per image (s).")
   flags.DEFINE_float("max_error", None, "Cascade: pick the cheapest point within this error.")
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("dataset", "cifar10_sample", list(data.NAMES), "Images: the validation "
                     "split of this data set, normalized as the search does.")
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py; folder "
@@ -277,7 +276,6 @@ def _report(result):
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   try:
     if FLAGS.write_calibration:

@@ -26,6 +26,8 @@ What it checks, before any training:
 
 import collections
 
+from deploy import agent_client
+from deploy.device import capabilities
 from deploy.device import devices
 from deploy.device import image_files
 
@@ -41,7 +43,6 @@ class TargetError(ValueError):
 def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
   """The agent's capability answer (``/v1/health``); ca_file: a PEM that
   verifies an ``https://`` agent instead of the system's CAs."""
-  from deploy import agent_client
   client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1,
                                     ca_file=ca_file)
   try:
@@ -68,7 +69,6 @@ def host_versions():
   """Versions of the converters on this host that decide what it can send."""
   out = {}
   try:
-    from deploy.device import capabilities
     out["openvino"] = capabilities._openvino_core()[1]  # pylint: disable=protected-access
   except Exception:  # pylint: disable=broad-except  (no OpenVINO here: no IR to send)
     pass
@@ -97,9 +97,8 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
     if device == devices.REMOTE:
       capabilities = remote_capabilities(device_url, token, ca_file=ca_file)
     else:
-      from deploy.device import capabilities as capabilities_lib
       wanted = runtime or devices.default_runtime(device)
-      capabilities = capabilities_lib.probe(device, power_source, power_options, [wanted])
+      capabilities = capabilities.probe(device, power_source, power_options, [wanted])
   kind = capabilities["device"]
   if device != devices.REMOTE and kind != device:
     raise TargetError("Probed device %s, expected %s." % (kind, device))

@@ -15,8 +15,10 @@ import os
 from typing import Dict, Optional, Tuple
 
 from deploy.device import devices
+from search import budgets
 from tea_keras import data
 from tea_keras import files
+from tea_keras import recipes
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
@@ -202,9 +204,7 @@ def _validate_deployment(config):
     if value is not None and not value > 0:
       raise ValueError("--%s=%s: expected a positive budget (or unset for none)."
                        % (name, value))
-  from search import budgets  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   if budgets.has_known(config):
-    from tea_keras import data, recipes  # pylint: disable=g-import-not-at-top
     recipe = recipes.search_recipe(**config.recipe)
     budgets.check_space(budgets.budgets_of(config), recipe.num_cells, recipe.filters,
                         precisions, seed=config.seed,

@@ -53,6 +53,7 @@ import time
 import numpy as np
 import threadpoolctl
 
+from deploy import target
 from search import budgets as budgets_lib
 from search import cellspace
 from search import config as config_lib
@@ -61,7 +62,10 @@ from search import executors
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from search.optimizer import strategies
+from tea_keras import data
 from tea_keras import files
+from tea_keras import recipes
 from tea_keras import space
 
 # The training checkpoints' folder in a model_dir (tea_keras.training.CHECKPOINT_DIR,
@@ -79,7 +83,6 @@ def resolve(config, log=print):
   remote agent fewer images than ``measure_images``, images that are not
   this search's validation images, or no calibration images for TensorRT
   int8."""
-  from deploy import target  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   token, validation = None, None
   if config.device == "remote":
@@ -112,7 +115,6 @@ def resolve(config, log=print):
 def _validation_images(config):
   """The search's normalized validation images, as a remote agent must hold
   them (``deploy.measure --write_data``)."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   return data.normalize(trial_lib.load_splits(config).x_val)
 
 
@@ -260,8 +262,6 @@ def budget_space(design_space, config, log=print):
   when no cell meets them."""
   if not budgets_lib.has_known(config):
     return design_space
-  from tea_keras import data  # pylint: disable=g-import-not-at-top  (no Keras import)
-  from tea_keras import recipes
   recipe = recipes.search_recipe(**config.recipe)
   budgets = budgets_lib.budgets_of(config)
   classes = data.num_classes(config.dataset, config.data_dir)
@@ -354,8 +354,6 @@ def check_data(config, log=print):
   images or labels of the wrong shape, dtype or range, fewer training images
   (after ``train_images``) than one batch (``tea_keras.data.check_splits``).
   A CIFAR-10 folder of other than 50,000 + 10,000 images gets a notice."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
-  from tea_keras import recipes
   splits = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
   if config.dataset == "cifar10" and (len(splits.y_train) + len(splits.y_val),
                                       len(splits.y_test)) != (50000, 10000):
@@ -386,8 +384,6 @@ def _search(store, config, resuming, log, design_space=None):
          store.count(store_lib.FINAL), config.num_samples,
          ", re-running interrupted trial(s) %s" % requeued if requeued else "",
          ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
-  # pylint: disable=g-import-not-at-top
-  from search.optimizer import strategies
   if design_space is None:
     design_space = budget_space(cellspace.cell_space(), config, log)
   # Time and energy are positive and span orders of magnitude: their GPs model

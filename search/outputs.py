@@ -33,10 +33,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from search.optimizer import pareto
 from search import budgets as budgets_lib
 from search import trial as trial_lib
+from search.optimizer import pareto
 from tea_keras import files
+from tea_keras import recipes
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
@@ -507,7 +508,6 @@ def trade_offs(front):
 def next_commands(front, config) -> List[str]:
   """What to run next for the best trade-offs: the full training with the
   paper's final recipe, the export, and the measurement on the target."""
-  from tea_keras import recipes  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   recipe = recipes.search_recipe(**config.recipe)
   data = "--dataset=%s%s" % (config.dataset, " --data_dir=%s" % shlex.quote(config.data_dir)
                              if config.data_dir else "")

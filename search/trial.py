@@ -44,10 +44,17 @@ import socket
 import time
 import traceback
 
+import numpy as np
+
+from deploy import export as export_lib
 from deploy import pipeline
+from deploy.device import devices
 from search import config as config_lib
 from search import device_lock
+from tea_keras import data
 from tea_keras import files
+from tea_keras import recipes
+from tea_keras import space
 
 _SPLITS_CACHE = {}
 
@@ -55,7 +62,6 @@ _SPLITS_CACHE = {}
 def load_splits(config):
   """The data set's splits for ``config`` (training images cut to
   ``train_images``), loaded once per process."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   key = (config.dataset, config.data_dir, config.seed, config.train_images)
   if key not in _SPLITS_CACHE:
     splits = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
@@ -135,7 +141,6 @@ def _check_shared_storage(spec):
   except OSError:
     seen = None
   if seen != nonce:
-    import socket  # pylint: disable=g-import-not-at-top
     raise RuntimeError("--results_dir=%s is not shared with %s (no matching %s there): with "
                        "Ray on several machines the results directory must be on storage "
                        "every node mounts at the same path (NFS, a cluster file system)."
@@ -159,10 +164,9 @@ def objective_value(metrics, objective):
 
 
 def _train(spec, config, result):
-  from tea_keras import recipes  # pylint: disable=g-import-not-at-top
-  from tea_keras import space
-  from tea_keras import training
+  # TensorFlow/Keras: imported by the trial that trains, never by the driver.
   import keras  # pylint: disable=g-import-not-at-top
+  from tea_keras import training  # pylint: disable=g-import-not-at-top
   keras.backend.clear_session()
   recipe = recipes.search_recipe(**config.recipe)
   model_dir = os.path.join(spec["trial_dir"], "model")
@@ -174,7 +178,7 @@ def _train(spec, config, result):
   result["metrics"].update({k: v for k, v in trained.metrics.items()
                             if isinstance(v, (int, float, str, bool)) or v is None})
   result["metrics"]["train_wall_seconds"] = time.time() - start
-  from tea_keras import profiling  # pylint: disable=g-import-not-at-top
+  from tea_keras import profiling  # pylint: disable=g-import-not-at-top  (TensorFlow)
   cost = profiling.profile_model(trained.model)  # static: batch 1, float32
   result["metrics"].update(macs=cost["flops"], peak_activation_bytes=cost["peak_activation_bytes"])
   result["artifacts"]["model_dir"] = model_dir
@@ -215,7 +219,6 @@ def measure_precisions(model, work_dir, config, splits, precisions=None):
   are still measured: one int8 conversion the device refuses does not throw
   away the fp32 pair. An unreachable device (``ConnectionError``) is not a
   pair's fault: it propagates, and the trial is retried."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   images = data.normalize(splits.x_val[:config.measure_images])
   precisions = tuple(precisions or getattr(config, "precisions", None) or ("fp32",))
   calibration = data.normalize(splits.x_train[:getattr(config, "calibration_images", 200)]) \
@@ -256,10 +259,6 @@ def deployed_error(model, path, splits, config, precision="fp32", device_top1=No
   * otherwise (a device that returned no predictions) Keras' error, and
     ``source`` says so.
   """
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from deploy.device import devices  # pylint: disable=g-import-not-at-top
-  from deploy import export as export_lib
-  from tea_keras import data
   labels = np.asarray(splits.y_val).ravel()
   if device_top1 is not None:
     top1 = np.asarray(device_top1, int).ravel()

@@ -169,6 +169,7 @@ from . import agent_server
 from . import agent_uploads
 from . import agent_workdirs
 from . import capabilities as capabilities_lib
+from . import cascade_runner
 from . import contention
 from . import device_main
 from . import devices
@@ -344,7 +345,6 @@ class Agent(object):
     if fmt != "cascade":
       self.check_input(upload_path, "'%s'" % upload_path)
       return upload_path
-    from . import cascade_runner  # pylint: disable=g-import-not-at-top
     directory = os.path.join(os.path.dirname(upload_path), "cascade")
     os.mkdir(directory)
     agent_uploads.unpack_cascade(upload_path, directory, self.max_unpacked_bytes)

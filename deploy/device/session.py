@@ -16,6 +16,7 @@ import numpy as np
 from . import contention
 from . import devices
 from . import protocol
+from . import trace_plot
 
 DEFAULT_REPEATS = 3
 DEFAULT_WARMUP_BATCHES = 5
@@ -263,7 +264,6 @@ def _write_traces(trace_dir, runs, result):
   result["traces"] = paths
   trace, window, a = runs[result["reported_repeat"]]
   if len(trace):
-    from . import trace_plot
     png = os.path.join(trace_dir, "trace.png")
     if trace_plot.plot_trace(png, trace, a["span"], a["threshold_w"], window, result):
       result["trace_png"] = png

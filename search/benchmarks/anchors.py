@@ -67,6 +67,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from search.benchmarks import benchmark
+from search.benchmarks.problems import make_problem
 from tea_keras import files
 
 STRATEGIES = ("qlognehvi", "qlognparego", "pes")
@@ -398,7 +399,6 @@ def define_flags():
 
 def main(argv):
   del argv
-  from search.benchmarks.problems import make_problem  # pylint: disable=import-outside-toplevel
   # The benchmark's own table-flag checks (same flag names), so both CLIs
   # build the same problem from the same command line.
   problem = make_problem(FLAGS.problem, **benchmark._problem_args())  # pylint: disable=protected-access

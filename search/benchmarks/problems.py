@@ -40,6 +40,7 @@ from typing import Callable, Optional, Tuple
 
 import numpy as np
 
+from search.benchmarks.table import Table
 from search.cellspace import cell_space
 from search.optimizer.design import DesignSpace, continuous_space
 
@@ -167,7 +168,6 @@ def table_problem(table, variables, objectives, log_objectives=(), num_initial: 
                   name: str = "table") -> Problem:
   """A tabular problem (``search.benchmarks.table``): ``table`` is a CSV path
   (or a loaded ``Table``); ``num_initial`` uniform rows start each run."""
-  from search.benchmarks.table import Table  # pylint: disable=import-outside-toplevel
   if not isinstance(table, Table):
     table = Table(table, variables, objectives, log_objectives)
   return Problem(name, table.space, len(table.objectives), table.evaluate, table.ref_point,

@@ -44,6 +44,8 @@ from search import config as config_lib
 from search.cascades import report as cascade_report
 from search.cascades import stages as cascade_stages
 from search.cascades import thresholds as cascade_lib
+from tea_keras import console
+from tea_keras import data
 
 FLAGS = flags.FLAGS
 GRID_MODES = ("auto", "on", "off")
@@ -220,7 +222,6 @@ def stage_data(stages, files, splits, options, static_batch=None):
   """``(validation CascadeData, test CascadeData or None)`` of the stage files.
   static_batch: the batch of a device compiled for one static batch size,
   where the stage costs were measured (every call then costs a whole batch)."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   times = [s.time_s_per_image for s in stages]
   energies = [s.energy_j_per_image for s in stages]
   energies = energies if all(e is not None for e in energies) else None
@@ -351,7 +352,6 @@ def build(options, log=print):
   os.makedirs(options.out_dir, exist_ok=True)
   with open(os.path.join(options.out_dir, "cascade_config.json"), "w") as f:
     json.dump(dataclasses.asdict(options), f, indent=2)
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   splits = data.load(settings["dataset"], settings.get("data_dir"),
                      seed=int(settings.get("split_seed") or 0))
   files = cascade_stages.write_stage_models(stages, options.out_dir,
@@ -403,7 +403,6 @@ def remeasure_stage_costs(stages, files, options, settings, splits, log=print):
 def measure_settings(options, settings, splits):
   """``(images, their validation indices, deploy.measure.measure settings)``:
   the search's measurement images (repeated if the split is smaller), on this CPU."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   count = int(settings.get("measure_images") or 500)
   index = np.arange(count) % len(splits.y_val)
   run = {"device": "cpu", "runtime": "onnxruntime", "power_source": options.power_source,
@@ -462,7 +461,6 @@ def options_from_flags(fv):
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   try:
     summary = build(options_from_flags(FLAGS))

@@ -18,6 +18,9 @@ from typing import Optional
 
 import numpy as np
 
+from deploy import export
+from deploy.device import devices
+from deploy.device import runtimes
 from search.reports import common
 from search.reports import cross_device
 
@@ -164,9 +167,7 @@ def write_stage_models(stages, out_dir, check_images):
     if stage.onnx_path:
       shutil.copyfile(stage.onnx_path, dest)
     else:
-      from deploy import export  # pylint: disable=g-import-not-at-top
-      from deploy.device import devices
-      from tea_keras import network  # pylint: disable=g-import-not-at-top
+      from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
       export.export_model(network.load_model(stage.keras_path), "onnx", dest,
                           check_images=check_images[:8], opset=devices.ONNX_OPSET)
     files.append(rel)
@@ -179,7 +180,7 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
   images = np.ascontiguousarray(images, np.float32)
   out = []
   if runtime == "keras":
-    from tea_keras import network  # pylint: disable=g-import-not-at-top
+    from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
     for path in keras_paths:
       model = network.load_model(path)
       out.append(np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
@@ -188,7 +189,6 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
   if runtime != "onnxruntime":
     raise ValueError("Invalid value for argument `runtime`. Expected onnxruntime or keras. "
                      "Received runtime=%r" % (runtime,))
-  from deploy.device import runtimes  # pylint: disable=g-import-not-at-top
   for path in paths:
     rt = runtimes.create("onnxruntime", path, "cpu")
     try:

@@ -72,6 +72,7 @@ import numpy as np
 from deploy.device import cascade_runner as runner
 from search.optimizer import design
 from search.optimizer import pareto
+from search.optimizer import strategies
 
 OBJECTIVE_KEYS = {"error": "error", "time": "time_s", "energy": "energy_j"}
 # Memory bound of one evaluation chunk: (vectors x images) entries.
@@ -369,7 +370,6 @@ def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
   ``evaluations``; ``progress(vectors evaluated, evaluations)`` is called
   after each. Returns ``(Evaluation of all vectors in order, seconds)``.
   """
-  from search.optimizer import strategies  # pylint: disable=g-import-not-at-top
   objectives = tuple(objectives or data.objectives)
   if int(evaluations) < 1 or int(num_initial) < 1:
     raise ValueError("Invalid value for argument `evaluations`. Expected evaluations >= 1 "

@@ -20,6 +20,7 @@ from search.reports import precisions as precision_report
 from search.reports.common import measuring_for
 from search.reports.figures import default_out_dir, fig5, measure_model_dir, remeasure_front
 from search.reports.figures import table2, table2_settings, _num
+from tea_keras import console
 
 FLAGS = flags.FLAGS
 
@@ -66,7 +67,6 @@ def define_flags():
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   if FLAGS.out_dir is None:
     FLAGS.out_dir = default_out_dir(FLAGS.figure, FLAGS.results_dir)

@@ -32,6 +32,7 @@ from search import loop
 from search import outputs
 from search.optimizer import pareto
 from search.reports import common
+from tea_keras import console
 
 FLAGS = flags.FLAGS
 
@@ -107,7 +108,6 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   try:
     if not (FLAGS.source_dir and FLAGS.target_dir and FLAGS.out_dir):

@@ -6,6 +6,11 @@ when a source is created. ``create(name, **kwargs)`` builds a source by name.
 """
 
 from .. import devices
+from . import ina3221
+from . import none
+from . import nvml
+from . import rapl
+from . import usb_meter
 
 NAMES = devices.POWER_SOURCES
 
@@ -18,19 +23,14 @@ def create(name, **kwargs):
   USB meter).
   """
   if name == "nvml":
-    from . import nvml
     return nvml.NvmlPower(**kwargs)
   if name == "ina3221":
-    from . import ina3221
     return ina3221.Ina3221Power(**kwargs)
   if name == "rapl":
-    from . import rapl
     return rapl.RaplPower(**kwargs)
   if name == "usb_meter":
-    from . import usb_meter
     return usb_meter.create(**kwargs)
   if name == "none":
-    from . import none
     return none.NoPower(**kwargs)
   raise ValueError("Invalid value for argument `power_source`. Expected one of %s. "
                    "Received power_source=%r" % ("|".join(NAMES), name))
