@@ -63,8 +63,8 @@ def quiet_clis():
           text = f.read()
         if re.search(r"\bquiet_native_logs\(\)", text) and "__main__" in text \
             and not text.lstrip().startswith('"""Keep TensorFlow'):
-          rel = os.path.relpath(os.path.join(folder, name[:-3]), ROOT)
-          found.append(rel.replace(os.sep, "."))
+          rel = os.path.relpath(os.path.join(folder, name[:-3]), ROOT).replace(os.sep, ".")
+          found.append(rel[:-len(".__main__")] if rel.endswith(".__main__") else rel)
   return sorted(found)
 
 
