@@ -27,7 +27,7 @@ What it checks, before any training:
 import collections
 
 from deploy import agent_client
-from deploy.device import capabilities
+from deploy.device import capabilities as capabilities_lib
 from deploy.device import devices
 from deploy.device import image_files
 
@@ -69,7 +69,7 @@ def host_versions():
   """Versions of the converters on this host that decide what it can send."""
   out = {}
   try:
-    out["openvino"] = capabilities._openvino_core()[1]  # pylint: disable=protected-access
+    out["openvino"] = capabilities_lib._openvino_core()[1]  # pylint: disable=protected-access
   except Exception:  # pylint: disable=broad-except  (no OpenVINO here: no IR to send)
     pass
   return out
@@ -98,7 +98,7 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
       capabilities = remote_capabilities(device_url, token, ca_file=ca_file)
     else:
       wanted = runtime or devices.default_runtime(device)
-      capabilities = capabilities.probe(device, power_source, power_options, [wanted])
+      capabilities = capabilities_lib.probe(device, power_source, power_options, [wanted])
   kind = capabilities["device"]
   if device != devices.REMOTE and kind != device:
     raise TargetError("Probed device %s, expected %s." % (kind, device))
