@@ -1,4 +1,4 @@
-"""Client of the remote measurement agent (``deploy.agent``).
+"""Client of the remote measurement agent (``deploy.device.agent``).
 
     client = AgentClient("https://tx2.local:8470", token, ca_file="agent-cert.pem")
     result = client.measure("model.onnx", runtime="tensorrt", batch_size=100)
@@ -24,7 +24,7 @@ and format against the agent's health answer. Every attempt of one
 ``measure()`` carries the same random ``X-Request-Id``: a retry after a
 timeout that hit *during* a measurement waits on the agent for that
 measurement and gets its result (``"replayed": true``) instead of measuring
-again (``deploy.agent_requests``; an agent keeps the last 64 answers for 10
+again (``deploy.device.agent_requests``; an agent keeps the last 64 answers for 10
 minutes).
 
 ``measure(..., trace_dir=DIR)`` asks the agent for the measurement's trace
@@ -33,7 +33,7 @@ files with its answer (``X-Return-Traces``) and keeps them in ``DIR``
 and ``trace_png`` then name the files there. An agent that returns none
 (older than this) leaves the answer as it was.
 Standard library only (Python 3.6+), but for zipping a cascade directory
-(``deploy.cascade.pack``: numpy).
+(``deploy.device.cascade_runner.pack``: numpy).
 """
 
 import base64
@@ -49,7 +49,8 @@ import time
 import zipfile
 from urllib import parse
 
-from deploy import devices
+from deploy.device import cascade_runner
+from deploy.device import devices
 
 _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
               http.client.IncompleteRead, OSError)
@@ -125,12 +126,11 @@ def _tls_setting_error(e):
 def artifact_bytes(path, fmt=None):
   """(format, bytes) to upload; OpenVINO IR is zipped with its .bin, a
   cascade directory (or its cascade.json) with its stage models
-  (``deploy.cascade.pack``, which needs numpy on the host)."""
+  (``deploy.device.cascade_runner.pack``, which needs numpy on the host)."""
   fmt = devices.format_of_path(path, fmt)
   if fmt == "cascade" and not path.endswith(".zip"):
-    from deploy import cascade  # pylint: disable=g-import-not-at-top
     buf = io.BytesIO()
-    cascade.pack(path, buf)
+    cascade_runner.pack(path, buf)
     return fmt, buf.getvalue()
   if not os.path.isfile(path):
     raise ValueError("Artifact %r does not exist." % (path,))
@@ -231,7 +231,7 @@ class AgentClient(object):
     if busy is not None:
       raise AgentBusyError(503, "%s (after %d attempts)" % (busy, self.retries + 1))
     raise DeviceUnreachableError("Measurement agent at %s unreachable after %d attempts "
-                                 "(last error: %s). Is `python3 -m deploy.agent` running "
+                                 "(last error: %s). Is `python3 -m deploy.device.agent` running "
                                  "there and the port open (http:// or https:// as the agent "
                                  "serves)?" % (self.url, self.retries + 1, last))
 
@@ -248,7 +248,7 @@ class AgentClient(object):
     "top1", the argmax per measured image); for a cascade
     (a directory, or its zip with ``fmt="cascade"``) cascade_point or the
     budgets per image max_energy_per_image_j, max_time_per_image_s, max_error
-    (see ``deploy.agent``).
+    (see ``deploy.device.agent``).
     The size and format are checked against the agent's health answer first.
     """
     fmt, body = artifact_bytes(artifact_path, fmt)

@@ -16,7 +16,7 @@
   reads the ONNX file directly with OpenVINO 2022.3 (IR from newer releases
   may use a newer IR version).
 * **tensorrt**: an engine built from the ONNX export by
-  ``deploy.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
+  ``deploy.device.tensorrt_build`` (Python builder API, 8.x or 10.x, or trtexec);
   only where TensorRT exists, else a clear ImportError.
 * **saved_model**: Keras 3 ``model.export(format="tf_saved_model")``.
 * **int8** (onnx, openvino): post-training static quantization of the fp32
@@ -45,11 +45,17 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deploy import devices
+from deploy import keras_runtime  # noqa: F401  (registers the host-side "keras" runtime)
+from deploy import quantize
+from deploy.device import devices
+from deploy.device import runtimes
+from deploy.device import tensorrt_build
+from tea_keras import console
+from tea_keras import data
 
 FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
-ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/devices.py
+ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/device/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
 INT8_RELATIVE_TOLERANCE = 0.5
@@ -88,13 +94,12 @@ def load_keras(model_or_model_dir):
     raise ValueError("Invalid value for argument `model_or_model_dir`. Expected a "
                      "keras.Model, a .keras file or a model_dir holding model.keras. "
                      "Received %r (no %s)." % (model_or_model_dir, path))
-  from tea_keras import network
+  from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
   return network.load_model(path)
 
 
 def default_check_images(count=16):
   """The first ``count`` test images of the bundled sample, normalized."""
-  from tea_keras import data
   return data.normalize(data.load("cifar10_sample").x_test[:count])
 
 
@@ -104,7 +109,6 @@ def keras_logits(model, images):
 
 def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
   if precision == "int8":
-    from deploy import quantize
     with tempfile.TemporaryDirectory() as tmp:
       fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
       return quantize.quantize_onnx(fp32, out, calibration_images)
@@ -121,7 +125,6 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
     from onnxruntime.transformers import float16
     proto = float16.convert_float_to_float16(proto, keep_io_types=True)
   import onnx
-  from deploy import quantize
   onnx.save(quantize.compact_names(proto), out)
   return out
 
@@ -154,14 +157,12 @@ def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_
   with tempfile.TemporaryDirectory() as tmp:
     onnx_path = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
     if precision == "int8":
-      from deploy import quantize
       return quantize.quantize_openvino(onnx_path, out, calibration_images)
     save_openvino_ir(onnx_path, out, fp16=precision == "fp16")
   return out
 
 
 def export_tensorrt(model, out, precision="fp32", opset=ONNX_OPSET, batch_size=100):
-  from deploy import tensorrt_build
   onnx_path = os.path.splitext(out)[0] + ".onnx"
   export_onnx(model, onnx_path, "fp32", opset)
   tensorrt_build.build_engine(onnx_path, out, precision, batch_size)
@@ -179,7 +180,6 @@ def export_saved_model(model, out, precision="fp32"):
 
 def run_artifact(fmt, path, images, batch_size=100):
   """Logits of an exported artifact through its runtime (CPU where possible)."""
-  from deploy import runtimes
   name = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
           "saved_model": "keras"}[fmt]
   runtime = runtimes.create(name, path, "gpu" if fmt == "tensorrt" else "cpu")
@@ -272,14 +272,12 @@ def default_out(model_dir, fmt):
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required.")
   out = FLAGS.out or default_out(FLAGS.model_dir, FLAGS.format)
   calibration = None
   if FLAGS.precision == "int8":
-    from tea_keras import data
     calibration = data.normalize(
         data.load("cifar10_sample").x_train[:FLAGS.calibration_images])
   try:

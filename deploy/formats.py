@@ -42,6 +42,10 @@ import numpy as np
 from absl import app
 from absl import flags
 
+from tea_keras import console
+from deploy import export
+from tea_keras import data
+
 _FORMAT = re.compile(r"^e(\d+)m(\d+)$")
 
 
@@ -208,15 +212,12 @@ def define_flags():
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   try:
     if not FLAGS.model_dir:
       raise ValueError("--model_dir is required (a training directory with model.keras).")
     for name in FLAGS.formats:
       parse_format(name)
-    from deploy import export
-    from tea_keras import data
     model = export.load_keras(FLAGS.model_dir)
     splits = data.load(FLAGS.dataset, data_dir=FLAGS.data_dir)
     images = data.normalize(splits.x_val[:FLAGS.num_images])

@@ -1,7 +1,7 @@
 """Measure inference time and energy of a model from the host.
 
 Library: ``measure(model_path, device=..., runtime=..., power_source=...,
-images=...)`` returns the result dict of the protocol (``deploy.session``):
+images=...)`` returns the result dict of the protocol (``deploy.device.session``):
 ``time_s``, ``energy_j`` (None without a power instrument), ``images``,
 ``batch_size``, ``mean_power_w``, ``idle_power_w``, ``samples``,
 ``threshold_w``, ``power_source``, ``runtime``, ``device``, ``trace`` and
@@ -16,8 +16,8 @@ prints a short summary (model, runtime, device, images, time and energy per
 ``--num_images`` and per image, time source, contention), the warnings on
 stderr, one line each; ``--json`` prints the whole result dict as JSON
 instead, ``--out=FILE`` writes it to FILE. ``--model`` may be a cascade directory
-(``python -m search.cascade``; ``deploy.cascade``) or its zip
-(``deploy.cascade.pack``, as the agent receives it): its point is chosen by
+(``python -m search.cascades.build``; ``deploy.device.cascade_runner``) or its zip
+(``deploy.device.cascade_runner.pack``, as the agent receives it): its point is chosen by
 ``--cascade_point`` or a budget (``--max_energy_per_image_j``,
 ``--max_time_per_image_s``, ``--max_error``), each stage runs on ``--runtime``.
 ``--write_data=images.npy`` instead writes
@@ -45,14 +45,17 @@ import numpy as np
 from absl import app
 from absl import flags
 
-from deploy import cascade
-from deploy import contention
-from deploy import device_main
-from deploy import devices
-from deploy import protocol
-from deploy import session
-from deploy import tensorrt_build
-from deploy.power import base as power_base
+from deploy import keras_runtime  # noqa: F401  (registers the host-side "keras" runtime)
+from deploy.device import cascade_runner
+from deploy.device import contention
+from deploy.device import device_main
+from deploy.device import devices
+from deploy.device import protocol
+from deploy.device import session
+from deploy.device import tensorrt_build
+from deploy.device.power import base as power_base
+from tea_keras import console
+from tea_keras import data
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -89,11 +92,11 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
 
 
 def is_cascade_zip(path):
-  """Whether ``path`` is a zip holding a cascade (``deploy.cascade.pack``)."""
+  """Whether ``path`` is a zip holding a cascade (``deploy.device.cascade_runner.pack``)."""
   if not (str(path).endswith(".zip") and zipfile.is_zipfile(path)):
     return False
   with zipfile.ZipFile(path) as z:
-    return cascade.CASCADE_FILE in z.namelist()
+    return cascade_runner.CASCADE_FILE in z.namelist()
 
 
 @contextlib.contextmanager
@@ -105,7 +108,7 @@ def _unzipped_cascade(model_path):
     return
   directory = tempfile.mkdtemp(prefix="tea-cascade-")
   try:
-    yield cascade.unpack(model_path, directory)
+    yield cascade_runner.unpack(model_path, directory)
   finally:
     shutil.rmtree(directory, ignore_errors=True)
 
@@ -113,7 +116,6 @@ def _unzipped_cascade(model_path):
 def load_images(dataset, num_images, data_dir=None, split_seed=0):
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
-  from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `num_images`. Expected a positive "
                      "integer. Received num_images=%r" % (num_images,))
@@ -127,7 +129,6 @@ def load_images(dataset, num_images, data_dir=None, split_seed=0):
 def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
-  from tea_keras import data
   if num_images < 1:
     raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
                      "integer. Received calibration_images=%r" % (num_images,))
@@ -145,7 +146,7 @@ def define_flags():
   flags.DEFINE_enum("power_source", "none", [devices.AUTO] + list(devices.POWER_SOURCES),
                     "Power instrument (auto: RAPL or none).")
   flags.DEFINE_string("model", None, "Model file (.onnx, .xml, .engine, .keras) or a "
-                      "cascade directory (python -m search.cascade).")
+                      "cascade directory (python -m search.cascades.build).")
   flags.DEFINE_integer("cascade_point", None, "Cascade: the point (index in cascade.json) "
                        "to run.", lower_bound=0)
   flags.DEFINE_float("max_energy_per_image_j", None, "Cascade: pick the lowest-error point "
@@ -153,7 +154,6 @@ def define_flags():
   flags.DEFINE_float("max_time_per_image_s", None, "Cascade: pick the lowest-error point "
                      "within this time per image (s).")
   flags.DEFINE_float("max_error", None, "Cascade: pick the cheapest point within this error.")
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   flags.DEFINE_enum("dataset", "cifar10_sample", list(data.NAMES), "Images: the validation "
                     "split of this data set, normalized as the search does.")
   flags.DEFINE_string("data_dir", None, "cifar10: folder with cifar-10-batches-py; folder "
@@ -191,7 +191,7 @@ def define_flags():
                       "--calibration and exit.")
   flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY,
                     list(contention.POLICIES), "When other processes keep the CPUs busy during a timed repeat: "
-                    "re-measure it (then flag), only flag it, or refuse (deploy/contention.py).")
+                    "re-measure it (then flag), only flag it, or refuse (deploy/device/contention.py).")
   flags.DEFINE_bool("json", False, "Print the full result as one JSON object instead of the "
                     "summary.")
   flags.DEFINE_string("out", None, "Also write the full result as JSON to this file.")
@@ -276,7 +276,6 @@ def _report(result):
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   try:
     if FLAGS.write_calibration:
@@ -297,12 +296,10 @@ def main(argv):
     return
   if not FLAGS.model:
     raise app.UsageError("--model is required (or --write_data).")
-  options = {key: getattr(FLAGS, flag, None) for key, flag in devices.POWER_OPTION_FLAGS.items()}
-  wanted = devices.POWER_OPTIONS.get(FLAGS.power_source, ())
   picks = {"point": FLAGS.cascade_point, "max_energy_per_image_j": FLAGS.max_energy_per_image_j,
            "max_time_per_image_s": FLAGS.max_time_per_image_s, "max_error": FLAGS.max_error}
   picks = {k: v for k, v in picks.items() if v is not None}
-  if picks and not (cascade.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
+  if picks and not (cascade_runner.is_cascade(FLAGS.model) or is_cascade_zip(FLAGS.model)):
     raise app.UsageError("--cascade_point, --max_energy_per_image_j, --max_time_per_image_s "
                          "and --max_error apply to a cascade directory; --model=%s is not one."
                          % FLAGS.model)
@@ -314,7 +311,7 @@ def main(argv):
                      sample_interval_s=FLAGS.sample_interval_s, repeats=FLAGS.repeats,
                      warmup_batches=FLAGS.warmup_batches, trace_dir=FLAGS.trace_dir,
                      idle_s=FLAGS.idle_s, contention_policy=FLAGS.contention_policy,
-                     power_options={k: options[k] for k in wanted if options[k] is not None},
+                     power_options=devices.power_options_from(FLAGS, [FLAGS.power_source]),
                      runtime_options=picks)
   except (ImportError, ValueError, power_base.PowerSourceError) as e:
     sys.stderr.write("deploy.measure: %s: %s\n" % (type(e).__name__, e))

@@ -1,7 +1,7 @@
 """Post-training int8 quantization of an fp32 ONNX export, calibrated on images.
 
 Each runtime quantizes with its own tool (the registry's
-``deploy.devices.PRECISIONS["int8"].conversion``):
+``deploy.device.devices.PRECISIONS["int8"].conversion``):
 
 * **onnxruntime**: ``onnxruntime.quantization.quantize_static`` in the QDQ
   format (QuantizeLinear/DequantizeLinear pairs around each quantized op, the

@@ -1,9 +1,9 @@
 """The measurement plan of an experiment, decided before any training.
 
-``plan_measurement(...)`` asks the target what it has (``deploy.capabilities``:
+``plan_measurement(...)`` asks the target what it has (``deploy.device.capabilities``:
 run here for a local device, the agent's ``/v1/health`` for a remote one),
 adopts the ``auto`` values from the answer (runtime, power source), picks
-the artifact the host will send (format and ONNX opset, ``deploy.devices``)
+the artifact the host will send (format and ONNX opset, ``deploy.device.devices``)
 and refuses with one ``TargetError`` naming the missing piece and how to get
 it when the experiment cannot be measured there. A search calls it once
 before its first trial; the reports and the cross-device evaluation call it
@@ -16,7 +16,7 @@ What it checks, before any training:
 * every precision asked for is one the runtime deploys *on that device*
   (``capabilities``' ``precisions``: TensorRT without fast INT8 on a TX2,
   MYRIAD computing in FP16 only);
-* a static-batch device (``deploy.devices.STATIC_BATCH``) measures whole
+* a static-batch device (``deploy.device.devices.STATIC_BATCH``) measures whole
   batches: ``measure_images`` a multiple of ``batch_size``;
 * a remote agent holds at least ``measure_images`` images, and they are the
   search's own validation images (the sha256 of their float32 bytes, as the
@@ -26,7 +26,10 @@ What it checks, before any training:
 
 import collections
 
-from deploy import devices
+from deploy import agent_client
+from deploy.device import capabilities as capabilities_lib
+from deploy.device import devices
+from deploy.device import image_files
 
 Plan = collections.namedtuple(
     "Plan", "device_kind runtime power_source power_readable artifact_format onnx_opset "
@@ -40,7 +43,6 @@ class TargetError(ValueError):
 def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
   """The agent's capability answer (``/v1/health``); ca_file: a PEM that
   verifies an ``https://`` agent instead of the system's CAs."""
-  from deploy import agent_client
   client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1,
                                     ca_file=ca_file)
   try:
@@ -67,8 +69,7 @@ def host_versions():
   """Versions of the converters on this host that decide what it can send."""
   out = {}
   try:
-    from deploy import capabilities
-    out["openvino"] = capabilities._openvino_core()[1]  # pylint: disable=protected-access
+    out["openvino"] = capabilities_lib._openvino_core()[1]  # pylint: disable=protected-access
   except Exception:  # pylint: disable=broad-except  (no OpenVINO here: no IR to send)
     pass
   return out
@@ -96,7 +97,6 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
     if device == devices.REMOTE:
       capabilities = remote_capabilities(device_url, token, ca_file=ca_file)
     else:
-      from deploy import capabilities as capabilities_lib
       wanted = runtime or devices.default_runtime(device)
       capabilities = capabilities_lib.probe(device, power_source, power_options, [wanted])
   kind = capabilities["device"]
@@ -202,9 +202,8 @@ def _check_agent_data(where, agent_data, measure_images, validation_images, data
     raise TargetError("%s holds %d images; each measurement runs --measure_images=%d. Write "
                       "them on this host: %s." % (where, count, measure_images, write))
   if validation_images is not None and agent_data.get("data_sha256"):
-    from deploy import agent_settings
     ours = validation_images[:count]
-    if len(ours) != count or agent_settings.data_sha256(ours) != agent_data["data_sha256"]:
+    if len(ours) != count or image_files.images_sha256(ours) != agent_data["data_sha256"]:
       raise TargetError("%s holds %d images that are not this search's validation images "
                         "(the sha256 of their float32 bytes differs from this host's first "
                         "%d%s): its measurements would time other images and its predictions "

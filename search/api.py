@@ -29,6 +29,7 @@ from absl import flags as absl_flags
 
 from search import config as config_lib
 from search import flags as search_flags
+from search import loop
 from search import outputs
 from search import store as store_lib
 
@@ -100,7 +101,6 @@ def config_from(flagfile: Optional[str] = None, **flags) -> config_lib.SearchCon
 def run(flagfile: Optional[str] = None, log=print, **flags) -> Results:
   """Run (or resume) a search; returns its ``Results`` (see module doc).
   Raises ValueError (a refusal: the message says why) before any work."""
-  from search import loop  # pylint: disable=g-import-not-at-top
   config = config_from(flagfile, **flags)
   config_lib.validate(config)
   store_lib.check_not_locked(config.results_dir)

@@ -9,7 +9,7 @@ NeurIPS 2019, search under a memory budget):
   (``tea_keras.profiling``'s liveness count);
 * ``max_model_bytes``: the deployed artifact's bytes on disk at its precision.
   Before training it is estimated as ``params * bytes_per_weight`` of the
-  precision (``deploy.devices.PRECISIONS``: 4, 2, 1; a lower bound: the
+  precision (``deploy.device.devices.PRECISIONS``: 4, 2, 1; a lower bound: the
   artifact adds the graph and, for int8, scales); a cell is trained when one
   of ``--precisions`` may fit. After export every (cell, precision) pair is
   checked on its artifact's real size (``pair_violations``): a pair over the
@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 
-from deploy import devices
+from deploy.device import devices
 from tea_keras import cost
 from tea_keras import space
 

@@ -14,14 +14,17 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
-from deploy import devices
+from deploy.device import devices
+from search import budgets
 from tea_keras import data
+from tea_keras import files
+from tea_keras import recipes
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
 STRATEGIES = ("pesmo", "parego", "random")
 EXECUTORS = ("local", "ray")
-# Devices, runtimes, power sources and thresholds: deploy/devices.py.
+# Devices, runtimes, power sources and thresholds: deploy/device/devices.py.
 # How to reach the device and its instrument may change between runs (an
 # agent's new address, a meter on another port); what is measured may not:
 # the artifact sent (format, ONNX opset), decided by the target at each run,
@@ -55,7 +58,7 @@ class SearchConfig:
   onnx_opset: Optional[int] = None
   runtime: Optional[str] = None
   power_source: str = "auto"
-  # The local power source's keyword arguments (deploy.devices.POWER_OPTIONS:
+  # The local power source's keyword arguments (deploy.device.devices.POWER_OPTIONS:
   # rail, root, device_index, csv_path, port); a remote agent has its own.
   power_options: Dict[str, object] = dataclasses.field(default_factory=dict)
   optional_energy: bool = False
@@ -74,7 +77,7 @@ class SearchConfig:
   keep_checkpoints: bool = False  # keep a finished trial's training checkpoints
   max_consecutive_failures: int = 10  # stop after this many failures of one cause (0: never)
   device_ca_file: Optional[str] = None  # PEM of an https:// agent's certificate or CA
-  contention_policy: str = "remeasure"  # deploy/contention.py
+  contention_policy: str = "remeasure"  # deploy/device/contention.py
   # Deployment (issue 12, search/budgets.py): precisions each trained cell is
   # exported and measured at (the first is the one the optimizer models),
   # int8 calibration images from the training split, and the budgets.
@@ -152,12 +155,12 @@ def validate(config: SearchConfig) -> None:
   if config.device == "remote":
     if config.power_options:
       raise ValueError("--%s: the agent reads its own power source; give these options to "
-                       "`python -m deploy.agent` on the device instead."
+                       "`python -m deploy.device.agent` on the device instead."
                        % ", --".join(devices.POWER_OPTION_FLAGS[k]
                                      for k in sorted(config.power_options)))
     if not config.device_url:
       raise ValueError("--device=remote needs --device_url (the address of "
-                       "`python -m deploy.agent` on the device).")
+                       "`python -m deploy.device.agent` on the device).")
     if not config.device_token_file or not os.path.isfile(config.device_token_file):
       raise ValueError("--device=remote needs --device_token_file naming a readable file "
                        "with the agent's token; received %r." % (config.device_token_file,))
@@ -201,9 +204,7 @@ def _validate_deployment(config):
     if value is not None and not value > 0:
       raise ValueError("--%s=%s: expected a positive budget (or unset for none)."
                        % (name, value))
-  from search import budgets  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   if budgets.has_known(config):
-    from tea_keras import data, recipes  # pylint: disable=g-import-not-at-top
     recipe = recipes.search_recipe(**config.recipe)
     budgets.check_space(budgets.budgets_of(config), recipe.num_cells, recipe.filters,
                         precisions, seed=config.seed,
@@ -253,8 +254,4 @@ def _shown(value):
 
 def write_config(config: SearchConfig) -> None:
   os.makedirs(config.results_dir, exist_ok=True)
-  path = os.path.join(config.results_dir, "config.json")
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(config.to_json())
-  os.replace(tmp, path)
+  files.write_text(os.path.join(config.results_dir, "config.json"), config.to_json())

@@ -14,7 +14,7 @@ and other programs, and is released by the kernel when a process dies):
   and keeps new ones from starting until it is done (writer preference
   through a turnstile, so a measurement is never starved by a stream of
   trainings): a trial's measurement, and a re-measurement by
-  ``search.report`` or ``search.cross_device``.
+  ``search.reports`` or ``search.reports.cross_device``.
 
 The lock is one per machine and device kind, whatever the results directory,
 so that two searches, or a re-measurement beside a search, exclude each

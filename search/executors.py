@@ -285,7 +285,7 @@ def check_nodes(ray, nodes, ray_address, single_node=False, gpus_per_trial=0.0):
   if single_node and len(nodes) > 1:
     raise ClusterError("The Ray cluster at %s has %d nodes, and a local --device measures each "
                        "trial on whichever node trained it. Measure on one target: run `python "
-                       "-m deploy.agent` there and use --device=remote." % (ray_address,
+                       "-m deploy.device.agent` there and use --device=remote." % (ray_address,
                                                                            len(nodes)))
   gpus = ray.cluster_resources().get("GPU", 0)
   if gpus_per_trial and gpus < gpus_per_trial:

@@ -7,7 +7,7 @@ under their own names (``--epochs``, ``--batch_size``, ``--learning_rate``,
 ``--num_cells``, ``--filters``, ...); a flag left unset keeps the search-time
 recipe's value (paper IV-A). Only ``search.run.main`` reads ``FLAGS``, through
 ``config_from_flags``. Device, runtime and power source choices come from the
-device registry ``deploy/devices.py``.
+device registry ``deploy/device/devices.py``.
 """
 
 import dataclasses
@@ -15,8 +15,8 @@ import os
 
 from absl import flags
 
-from deploy import contention
-from deploy import devices
+from deploy.device import contention
+from deploy.device import devices
 from search import config as config_lib
 from tea_keras import data
 from tea_keras import recipes
@@ -109,14 +109,14 @@ def _define_measure_flags(flag_values):
                        lower_bound=1, **fv)
   flags.DEFINE_integer("measure_repeats", 3, "Measurement repeats (median reported).",
                        lower_bound=1, **fv)
-  flags.DEFINE_string("device_url", None, "http://HOST:PORT of `python -m deploy.agent`.", **fv)
+  flags.DEFINE_string("device_url", None, "http://HOST:PORT of `python -m deploy.device.agent`.", **fv)
   flags.DEFINE_string("device_token_file", None, "File holding the agent's token.", **fv)
   flags.DEFINE_string("device_ca_file", None, "PEM file of an https:// agent's certificate "
                       "(or the CA that signed it), when the system trust store lacks it.", **fv)
   flags.DEFINE_enum("contention_policy", contention.DEFAULT_POLICY, list(contention.POLICIES),
                     "A repeat timed while other processes kept the CPUs busy: re-measure it "
                     "(then flag it contended), only flag it, or fail the trial "
-                    "(deploy/contention.py).", **fv)
+                    "(deploy/device/contention.py).", **fv)
   flags.DEFINE_list("precisions", ["fp32"], "Precisions each trained cell is exported and "
                     "measured at, among %s; a point of the front is a (cell, precision) "
                     "pair whose error is the deployed artifact's, on the validation split. "
@@ -165,8 +165,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       dataset=fv.dataset, data_dir=fv.data_dir, recipe=recipe,
       train_images=fv.train_images, device=fv.device,
       runtime=fv.runtime, power_source=fv.power_source,
-      power_options={key: getattr(fv, flag) for key, flag in devices.POWER_OPTION_FLAGS.items()
-                     if getattr(fv, flag) is not None},
+      power_options=devices.power_options_from(fv),
       optional_energy=fv.optional_energy, power_threshold_w=fv.power_threshold_w,
       sample_interval_s=fv.sample_interval_s, measure_images=fv.measure_images,
       measure_batch_size=fv.measure_batch_size, measure_repeats=fv.measure_repeats,

@@ -53,13 +53,19 @@ import time
 import numpy as np
 import threadpoolctl
 
+from deploy import target
 from search import budgets as budgets_lib
+from search import cellspace
 from search import config as config_lib
 from search import device_lock
 from search import executors
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from search.optimizer import strategies
+from tea_keras import data
+from tea_keras import files
+from tea_keras import recipes
 from tea_keras import space
 
 # The training checkpoints' folder in a model_dir (tea_keras.training.CHECKPOINT_DIR,
@@ -77,7 +83,6 @@ def resolve(config, log=print):
   remote agent fewer images than ``measure_images``, images that are not
   this search's validation images, or no calibration images for TensorRT
   int8."""
-  from deploy import target  # pylint: disable=g-import-not-at-top
   config_lib.validate(config)
   token, validation = None, None
   if config.device == "remote":
@@ -110,7 +115,6 @@ def resolve(config, log=print):
 def _validation_images(config):
   """The search's normalized validation images, as a remote agent must hold
   them (``deploy.measure --write_data``)."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
   return data.normalize(trial_lib.load_splits(config).x_val)
 
 
@@ -145,7 +149,7 @@ class Progress:
     if metrics.get("contended"):
       self.log("  warning: trial #%d's time was measured while other processes used %s of the "
                "CPUs (after %s re-measurement(s)); it is flagged `contended` in results.csv. "
-               "Re-measure the front on a quiet machine: python -m search.report "
+               "Re-measure the front on a quiet machine: python -m search.reports "
                "--figure=remeasure --results_dir=..." % (
                    trial_id, "%.0f%%" % (100 * metrics["other_cpu_share"])
                    if metrics.get("other_cpu_share") is not None else "much",
@@ -258,8 +262,6 @@ def budget_space(design_space, config, log=print):
   when no cell meets them."""
   if not budgets_lib.has_known(config):
     return design_space
-  from tea_keras import data  # pylint: disable=g-import-not-at-top  (no Keras import)
-  from tea_keras import recipes
   recipe = recipes.search_recipe(**config.recipe)
   budgets = budgets_lib.budgets_of(config)
   classes = data.num_classes(config.dataset, config.data_dir)
@@ -330,8 +332,7 @@ def run_search(config, log=print):
   (``store.CorruptStoreError``).
   """
   config_lib.validate(config)
-  from search.optimizer import design  # pylint: disable=g-import-not-at-top
-  design_space = budget_space(design.cell_space(), config, log)  # refused before any work
+  design_space = budget_space(cellspace.cell_space(), config, log)  # refused before any work
   if config.device_kind is None:  # not yet checked against the target
     config = resolve(config, log)
   resuming = config_lib.check_results_dir(config)
@@ -353,8 +354,6 @@ def check_data(config, log=print):
   images or labels of the wrong shape, dtype or range, fewer training images
   (after ``train_images``) than one batch (``tea_keras.data.check_splits``).
   A CIFAR-10 folder of other than 50,000 + 10,000 images gets a notice."""
-  from tea_keras import data  # pylint: disable=g-import-not-at-top
-  from tea_keras import recipes
   splits = data.load(config.dataset, data_dir=config.data_dir, seed=config.seed)
   if config.dataset == "cifar10" and (len(splits.y_train) + len(splits.y_val),
                                       len(splits.y_test)) != (50000, 10000):
@@ -385,10 +384,8 @@ def _search(store, config, resuming, log, design_space=None):
          store.count(store_lib.FINAL), config.num_samples,
          ", re-running interrupted trial(s) %s" % requeued if requeued else "",
          ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
-  from search.optimizer import design  # pylint: disable=g-import-not-at-top
-  from search.optimizer import strategies
   if design_space is None:
-    design_space = budget_space(design.cell_space(), config, log)
+    design_space = budget_space(cellspace.cell_space(), config, log)
   # Time and energy are positive and span orders of magnitude: their GPs model
   # log values; the error stays linear.
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
@@ -427,7 +424,7 @@ def report_front(trials, config, log=print):
   log(outputs.front_table(front, config.objectives, config.measure_images))
   if any(p.contended for p in front):
     log("contended: timed while other processes used the CPUs; re-measure on a quiet "
-        "machine: python -m search.report --figure=remeasure --results_dir=%s"
+        "machine: python -m search.reports --figure=remeasure --results_dir=%s"
         % config.results_dir)
   log("")
   log("Next steps for the best trade-offs:")
@@ -489,9 +486,7 @@ def _storage_nonce(config):
   """Leave a nonce in the results dir that Ray tasks check (``search.trial``)."""
   nonce = os.urandom(8).hex()
   path = os.path.join(config.results_dir, ".storage_check")
-  with open(path + ".tmp", "w") as f:
-    f.write(nonce)
-  os.replace(path + ".tmp", path)
+  files.write_text(path, nonce)
   return nonce
 
 

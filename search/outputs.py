@@ -20,7 +20,7 @@ point that is frozen once the search's initial random trials are done:
 kept in the trial store, recorded in ``summary.json``). Until then it is
 recomputed from the ``done`` trials at each refresh. With a frozen point the
 curve only rises and stays comparable from one refresh to the next; trials
-worse than the point in some objective add nothing. ``search.report``
+worse than the point in some objective add nothing. ``search.reports``
 recomputes hypervolume with one shared point to compare searches.
 """
 
@@ -33,9 +33,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from search.optimizer import pareto
 from search import budgets as budgets_lib
 from search import trial as trial_lib
+from search.optimizer import pareto
+from tea_keras import files
+from tea_keras import recipes
 
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
@@ -57,7 +59,7 @@ def measured_images(trials):
   counts = {t["metrics"].get("images") for t in trials if t["metrics"].get("images")}
   return counts.pop() if len(counts) == 1 else None
 # time_cv: spread of the repeats; contended / other_cpu_share: whether other
-# processes kept the CPUs busy while the time was measured (deploy/contention.py).
+# processes kept the CPUs busy while the time was measured (deploy/device/contention.py).
 # time_s / energy_j: the protocol's totals for the `images` measured (the
 # search's --measure_images); time_per_image_s divides by them.
 _METRIC_COLUMNS = ("val_error", "time_s", "energy_j", "images", "time_per_image_s", "time_cv",
@@ -393,27 +395,22 @@ def draw_front(ax, xy, label, color, all_points=True):
 
 def _save(fig, path):
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  with files.atomic_path(path, keep_suffix=True) as tmp:
+    fig.savefig(tmp, dpi=110)
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   plt.close(fig)
 
 
 def _write_csv(path, fields, rows):
-  tmp = path + ".tmp"
-  with open(tmp, "w", newline="") as f:
-    writer = csv.DictWriter(f, fieldnames=fields)
-    writer.writeheader()
-    writer.writerows(rows)
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    with open(tmp, "w", newline="") as f:
+      writer = csv.DictWriter(f, fieldnames=fields)
+      writer.writeheader()
+      writer.writerows(rows)
 
 
 def _atomic_write(path, text):
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  files.write_text(path, text)
 
 
 # -- the front, for people and for Python ------------------------------------------
@@ -511,7 +508,6 @@ def trade_offs(front):
 def next_commands(front, config) -> List[str]:
   """What to run next for the best trade-offs: the full training with the
   paper's final recipe, the export, and the measurement on the target."""
-  from tea_keras import recipes  # pylint: disable=g-import-not-at-top  (no TensorFlow)
   recipe = recipes.search_recipe(**config.recipe)
   data = "--dataset=%s%s" % (config.dataset, " --data_dir=%s" % shlex.quote(config.data_dir)
                              if config.data_dir else "")
@@ -532,7 +528,7 @@ def next_commands(front, config) -> List[str]:
             shlex.quote(p.genotype), recipe.num_cells, recipe.filters, data, model_dir),
         "  export:  python -m deploy.export --model_dir=%s --format=onnx --precision=%s" % (
             model_dir, p.precision),
-        "  measure: python -m search.report --figure=table2 --model_dirs=%s --measure_label=%s "
+        "  measure: python -m search.reports --figure=table2 --model_dirs=%s --measure_label=%s "
         "%s %s --measure_images=%d --out_dir=%s/report" % (
             model_dir, config.device_kind or config.device, target, data,
             config.measure_images, model_dir)]

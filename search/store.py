@@ -47,6 +47,8 @@ import sqlite3
 import threading
 import time
 
+from tea_keras import files
+
 STATUSES = ("pending", "running", "done", "failed")
 FINAL = ("done", "failed")
 LOCK_NAME = ".search.lock"
@@ -428,16 +430,15 @@ def _corrupt_message(path, reason):
 
 def _create(path):
   """A new store with its schema, in one rename (never a schema-less file)."""
-  tmp = path + ".tmp"
-  for leftover in (tmp, tmp + "-journal"):
-    if os.path.exists(leftover):
-      os.remove(leftover)
-  db = sqlite3.connect(tmp, isolation_level=None)
-  try:
-    db.executescript(_SCHEMA)
-  finally:
-    db.close()
-  os.replace(tmp, path)
+  with files.atomic_path(path) as tmp:
+    for leftover in (tmp, tmp + "-journal"):
+      if os.path.exists(leftover):
+        os.remove(leftover)
+    db = sqlite3.connect(tmp, isolation_level=None)
+    try:
+      db.executescript(_SCHEMA)
+    finally:
+      db.close()
 
 
 def _decode(row):

@@ -32,11 +32,11 @@ stops training, keeps the last finite checkpoint and is recorded as
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
 from tea_keras import data as data_lib
+from tea_keras import files
 from tea_keras import recipes as recipes_lib
 from tea_keras import space
 from tea_keras import training_callbacks as cbs
@@ -414,15 +414,12 @@ def _check_resumable(run_dir: Path, config: dict) -> None:
 
 def _atomic(path: Path, writer) -> None:
   """``writer(tmp)`` then rename, so a kill never leaves a half-written file."""
-  tmp = path.with_name(path.name.replace(".", ".tmp.", 1))
-  writer(str(tmp))
-  os.replace(tmp, path)
+  with files.atomic_path(path, keep_suffix=True) as tmp:
+    writer(tmp)
 
 
 def _write_json(path: Path, obj) -> None:
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-  os.replace(tmp, path)
+  files.write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 __all__ = ["TrainResult", "train_genotype", "train_model", "evaluate_error",

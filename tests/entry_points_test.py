@@ -3,7 +3,7 @@
 Also pins that importing the entry points defines no absl flag (each defines
 its flags in ``define_flags()``, called only when run as a program), so two of
 them can be imported together, and that device, runtime and power source
-choices are the device registry's (``deploy/devices.py``).
+choices are the device registry's (``deploy/device/devices.py``).
 
 absl's ``--help`` prints the main module's flags and exits with status 1
 (``absl.app.HelpFlag``); argparse's exits with 0. Each case says which.
@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import parameterized
 
-from deploy import devices
+from deploy.device import devices
 from search import flags as search_flags
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -33,25 +33,26 @@ HELP_MARK = {ABSL: "Try --helpfull to get a list of all flags.", ARGPARSE: "usag
 # (module, one of its own flags, CLI library)
 ENTRY_POINTS = (
     ("search.run", "results_dir", ABSL),
-    ("search.report", "pesmo_dir", ABSL),
-    ("search.cross_device", "source_dir", ABSL),
-    ("search.cascade", "max_stages", ABSL),
+    ("search.reports", "pesmo_dir", ABSL),
+    ("search.reports.cross_device", "source_dir", ABSL),
+    ("search.cascades.build", "max_stages", ABSL),
     ("search.dnas", "size_targets", ABSL),
     ("search.dnas.analysis", "results_dir", ABSL),
-    ("search.optimizer.benchmark", "problem", ABSL),
-    ("search.optimizer.anchors", "strategy", ABSL),
+    ("search.benchmarks.benchmark", "problem", ABSL),
+    ("search.benchmarks.anchors", "strategy", ABSL),
     ("deploy.export", "model_dir", ABSL),
     ("deploy.formats", "formats", ABSL),
     ("deploy.measure", "model", ABSL),
     ("deploy.bench_repeatability", "measurements", ABSL),
-    ("deploy.cascade", "max_energy_per_image_j", ARGPARSE),
-    ("deploy.selfcheck", "flagfile", ARGPARSE),
-    ("deploy.agent", "token_file", ARGPARSE),
-    ("deploy.tensorrt_build", "onnx", ARGPARSE),
-    ("deploy.cpu.measure", "model", ARGPARSE),
-    ("deploy.gpu.measure", "model", ARGPARSE),
-    ("deploy.jetson.measure", "model", ARGPARSE),
-    ("deploy.myriad.measure", "model", ARGPARSE),
+    ("deploy.device.run_cascade", "max_energy_per_image_j", ARGPARSE),
+    ("deploy.selfcheck", "device_url", ARGPARSE),
+    ("deploy.device.selfcheck", "flagfile", ARGPARSE),
+    ("deploy.device.agent", "token_file", ARGPARSE),
+    ("deploy.device.tensorrt_build", "onnx", ARGPARSE),
+    ("deploy.device.cpu.measure", "model", ARGPARSE),
+    ("deploy.device.gpu.measure", "model", ARGPARSE),
+    ("deploy.device.jetson.measure", "model", ARGPARSE),
+    ("deploy.device.myriad.measure", "model", ARGPARSE),
     ("tea_keras.train", "genotype", ABSL),
     ("tea_keras.profile", "num_cells", ABSL),
     ("tea_keras.benchmarks.train_throughput", "modes", ABSL),
@@ -104,7 +105,7 @@ class EntryPointsTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(found, {m for m, _, _ in ENTRY_POINTS})
 
   def test_import_report_with_cross_device_succeeds(self):
-    proc = _python("-c", "import search.report, search.cross_device")
+    proc = _python("-c", "import search.reports.__main__, search.reports.cross_device")
     self.assertEqual(proc.returncode, 0, proc.stderr)
     self.assertNotIn("Traceback", proc.stderr)
 
@@ -121,9 +122,9 @@ class EntryPointsTest(tf.test.TestCase, parameterized.TestCase):
       ("search_run_device", "search.run", "device", REMOTE_DEVICES),
       ("search_run_runtime", "search.run", "runtime", RUNTIMES),
       ("search_run_power_source", "search.run", "power_source", POWER_SOURCES),
-      ("search_report_device", "search.report", "device", REMOTE_DEVICES),
-      ("search_report_runtime", "search.report", "runtime", RUNTIMES),
-      ("search_report_power_source", "search.report", "power_source", POWER_SOURCES),
+      ("search_report_device", "search.reports", "device", REMOTE_DEVICES),
+      ("search_report_runtime", "search.reports", "runtime", RUNTIMES),
+      ("search_report_power_source", "search.reports", "power_source", POWER_SOURCES),
       ("deploy_measure_device", "deploy.measure", "device", list(devices.DEVICES)),
       ("deploy_measure_runtime", "deploy.measure", "runtime", RUNTIMES),
       ("deploy_measure_power_source", "deploy.measure", "power_source", POWER_SOURCES),

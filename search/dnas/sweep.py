@@ -44,6 +44,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from deploy import pipeline
 from search import device_lock
 from search import outputs
 from search import store as store_lib
@@ -213,7 +214,7 @@ def measure_layer(model, work_dir, config, lock, rng):
   shape = (config.measure_images,) + tuple(model.input.shape[1:])
   inputs = rng.standard_normal(shape).astype("float32")
   with device_lock.measuring(lock):
-    metrics, _ = trial_lib.export_and_measure(model, work_dir, config, inputs)
+    metrics, _ = pipeline.export_and_measure(model, work_dir, config, inputs)
   return metrics
 
 

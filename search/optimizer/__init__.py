@@ -4,7 +4,7 @@ Multi-objective Bayesian optimization over mixed categorical/continuous design
 spaces, all objectives minimized:
 
 * ``design``: design spaces (categorical, continuous), encodings, sampling,
-  mutation, neighbourhoods; ``cell_space()`` is the TEA-DNN cell.
+  mutation, neighbourhoods; the TEA-DNN cell is ``search.cellspace.cell_space()``.
 * ``gp``, ``random_features``: GPs with slice-sampled hyperparameters and
   random-feature posterior samples.
 * ``ep``, ``pesmo``, ``trust_region``: the PESMO acquisition
@@ -12,9 +12,12 @@ spaces, all objectives minimized:
 * ``base``, ``random_search``, ``parego``, ``strategies``: the ``Strategy``
   interface, the baselines and the registry ``make_strategy``.
 * ``pareto``: non-dominated sorting, hypervolume, reference points.
-* ``problems``, ``benchmark``: test problems and ``python -m
-  search.optimizer.benchmark``.
+
+Its test problems, tables, ``python -m search.benchmarks.benchmark`` and the
+BoTorch anchors live in ``search.benchmarks``; the TEA-DNN cell encoding in
+``search.cellspace``.
 
 The NAS application (``search.run``, the loop, trials, the store, executors,
-reports) uses this package; this package never imports the application.
+reports) uses this package; this package imports nothing else of the project
+(checked by the import-linter contracts in ``.importlinter``).
 """

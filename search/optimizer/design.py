@@ -388,32 +388,3 @@ def continuous_space(bounds, names=None) -> DesignSpace:
   bounds = list(bounds)
   names = names or ["x%d" % i for i in range(len(bounds))]
   return DesignSpace([Variable(n, CONTINUOUS, bounds=tuple(b)) for n, b in zip(names, bounds)])
-
-
-def cell_space(num_blocks: int = 5) -> DesignSpace:
-  """The TEA-DNN cell encoding: ``4 * num_blocks`` categorical variables with
-  ``tea_keras.space.cardinalities(num_blocks)`` values, named like
-  ``b0.input1``; native points are ``Genotype.to_vector()``."""
-  from tea_keras import space  # pylint: disable=import-outside-toplevel
-  if int(num_blocks) != num_blocks or num_blocks < 1:
-    raise ValueError("Invalid value for argument `num_blocks`. Expected a positive "
-                     "integer. Received num_blocks=%r" % (num_blocks,))
-  cards = space.cardinalities(int(num_blocks))
-  names = ["b%d.%s" % (i // 4, space.FIELDS[i % 4]) for i in range(len(cards))]
-  return DesignSpace([Variable(n, CATEGORICAL, cardinality=c) for n, c in zip(names, cards)]
-                    ).with_canonical(canonical_cells)
-
-
-def canonical_cells(x) -> np.ndarray:
-  """(n, 4B) cell vectors with each block's branches in canonical order.
-
-  A block's output is the SUM of its two branches, so ``(input1, op1)`` and
-  ``(input2, op2)`` commute; the representative puts the smaller pair (by
-  input, then op: the order of ``Genotype.key()``) first. Vector layout per
-  block: ``input1, input2, op1, op2``."""
-  x = np.array(x, dtype=float).reshape(np.shape(x)[0] if np.ndim(x) > 1 else 1, -1)
-  blocks = x.reshape(x.shape[0], -1, 4)
-  swap = (blocks[:, :, 0] > blocks[:, :, 1]) | (
-      (blocks[:, :, 0] == blocks[:, :, 1]) & (blocks[:, :, 2] > blocks[:, :, 3]))
-  blocks[swap] = blocks[swap][:, [1, 0, 3, 2]]
-  return blocks.reshape(x.shape)

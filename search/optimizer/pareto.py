@@ -11,10 +11,12 @@ Lebesgue measure of the region dominated by ``y`` and bounded above by
 contribute nothing.
 """
 
+from typing import Any
+
 import numpy as np
 
 
-def _as_objectives(y, name="y") -> np.ndarray:
+def _as_objectives(y: Any, name: str = "y") -> np.ndarray:
   y = np.asarray(y, dtype=float)
   if y.ndim != 2 or y.shape[1] < 1:
     raise ValueError("Invalid value for argument `%s`. Expected a 2-D array (n points, "

@@ -32,7 +32,7 @@ dense kernels only, ``models/search_module.py``, where these count every
 weight the exported model stores.)
 
 Size in bytes: ``params * BYTES_PER_WEIGHT[precision]`` (fp32 4, fp16 2,
-int8 1, as ``deploy.devices.PRECISIONS``), batch-norm statistics included as
+int8 1, as ``deploy.device.devices.PRECISIONS``), batch-norm statistics included as
 stored by Keras (a runtime that folds them into the convolutions stores
 fewer; the budget is then conservative).
 

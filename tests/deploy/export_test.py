@@ -75,7 +75,7 @@ class ExportTest(tf.test.TestCase):
       self.skipTest("TensorRT is installed here; the missing-TensorRT path is not testable")
     except ImportError:
       pass
-    with self.assertRaisesRegex(ImportError, "deploy.tensorrt_build"):
+    with self.assertRaisesRegex(ImportError, "deploy.device.tensorrt_build"):
       export.export_model(self.tiny["model"], "tensorrt",
                           os.path.join(self.get_temp_dir(), "m.engine"))
 

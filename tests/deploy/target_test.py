@@ -1,4 +1,4 @@
-"""Tests of deploy/target.py and deploy/capabilities.py: the plan a search
+"""Tests of deploy/target.py and deploy/device/capabilities.py: the plan a search
 gets from a probe of this machine, and from the real agent on loopback."""
 
 import numpy as np
@@ -6,8 +6,8 @@ import onnxruntime
 import tensorflow as tf
 from absl.testing import parameterized
 
-from deploy import agent
-from deploy import capabilities
+from deploy.device import agent
+from deploy.device import capabilities
 from deploy import target
 from tests import fakes
 from tests.deploy import tiny_model

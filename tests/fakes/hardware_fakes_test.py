@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from deploy import selfcheck_model
+from deploy.device import selfcheck_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 HARDWARE_SITE = os.path.join(ROOT, "tests", "fakes", "hardware_site")

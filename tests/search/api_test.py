@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from search import api
+from search import cellspace
 from search.optimizer import design
 from search.optimizer import study as study_lib
 
@@ -59,16 +60,16 @@ class StudyTest(tf.test.TestCase):
     self.assertTrue(np.all(np.diff(ys[:, 0]) >= 0))
 
   def test_pending_points_are_asked_once_on_the_cell_space(self):
-    s = study_lib.Study(design.cell_space(), num_objectives=2, strategy="pesmo", seed=0,
+    s = study_lib.Study(cellspace.cell_space(), num_objectives=2, strategy="pesmo", seed=0,
                         num_initial=3)
     rng = np.random.default_rng(0)
     first = [s.ask() for _ in range(3)]          # three evaluations in flight at once
     for x in first:
       s.tell(x, rng.random(2))
     proposed = s.ask()                             # PESMO, conditioned on what was told
-    keys = design.cell_space().keys(np.vstack(first + [proposed]))
+    keys = cellspace.cell_space().keys(np.vstack(first + [proposed]))
     self.assertLen(set(keys), 4)
-    self.assertEqual(s.pending.shape, (1, design.cell_space().dim))
+    self.assertEqual(s.pending.shape, (1, cellspace.cell_space().dim))
 
   def test_tell_refuses_what_was_not_asked_and_bad_values(self):
     space = design.continuous_space([(0.0, 1.0)])
@@ -129,7 +130,7 @@ class ApiTest(tf.test.TestCase):
     self.assertIn("Next steps for the best trade-offs:", run.stdout)
     self.assertIn("python -m tea_keras.train --flagfile=flags/final_train.cfg --genotype=",
                   run.stdout)
-    self.assertIn("python -m search.report --figure=table2 --model_dirs=final/trial_", run.stdout)
+    self.assertIn("python -m search.reports --figure=table2 --model_dirs=final/trial_", run.stdout)
 
 
 if __name__ == "__main__":

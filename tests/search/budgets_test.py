@@ -9,7 +9,7 @@ from absl.testing import parameterized
 
 from search import budgets
 from search import config as config_lib
-from search.optimizer import design
+from search import cellspace
 from search.optimizer import strategies
 from tea_keras import cost
 from tea_keras import network
@@ -83,7 +83,7 @@ class BudgetsTest(tf.test.TestCase, parameterized.TestCase):
     limits = {"max_params": _quantile("params", 0.15),
               "max_peak_activation_bytes": _quantile("peak_activation_bytes", 0.5)}
     fn, text = budgets.constraint(limits, N, F, ("fp32",))
-    restricted = design.cell_space().with_constraint(fn, text)
+    restricted = cellspace.cell_space().with_constraint(fn, text)
     for seed in seeds:
       rng = np.random.default_rng(seed)
       x = restricted.sample(rng, 4)

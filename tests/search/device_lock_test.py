@@ -208,7 +208,8 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
   def test_remeasurement_holds_the_device_exclusive(self, path):
     import fcntl  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
-    from search import config as config_lib, cross_device, report  # pylint: disable=g-import-not-at-top
+    from search import config as config_lib  # pylint: disable=g-import-not-at-top
+    from search.reports import cross_device, figures as report  # pylint: disable=g-import-not-at-top
     from search import store as store_lib  # pylint: disable=g-import-not-at-top
     from tea_keras import space  # pylint: disable=g-import-not-at-top
     temp = os.path.join(self.get_temp_dir(), "remeasure_" + path)
@@ -242,7 +243,7 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
     class Splits:
       x_val = np.zeros((100, 32, 32, 3), np.uint8)
     with mock.patch.dict(os.environ, TEA_LOCK_DIR=os.path.join(temp, "locks")), \
-        mock.patch("search.trial.export_and_measure", fake_measure), \
+        mock.patch("deploy.pipeline.export_and_measure", fake_measure), \
         mock.patch("tea_keras.network.load_model", lambda path: object()), \
         mock.patch("tea_keras.data.load", lambda *a, **kw: Splits()):
       if path == "cross_device":

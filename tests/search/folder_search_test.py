@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from deploy import agent_settings
+from deploy.device import image_files
 from search import config as config_lib
 from search import loop
 from tea_keras import data
@@ -87,7 +87,7 @@ class FolderSearchTest(tf.test.TestCase):
     images = np.load(written)
     self.assertEqual(images.dtype, np.float32)
     self.assertAllEqual(images, expected)
-    self.assertEqual(agent_settings.data_sha256(images), agent_settings.data_sha256(expected))
+    self.assertEqual(image_files.images_sha256(images), image_files.images_sha256(expected))
     splits = data.load("folder", self.images, seed=config.seed)
     self.assertAllEqual(np.load(calibration), data.normalize(splits.x_train[:20]))
 

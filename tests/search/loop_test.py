@@ -408,12 +408,12 @@ class DriverDeviceLockTest(tf.test.TestCase, parameterized.TestCase):
 
   @parameterized.parameters("propose_genotype", "refresh")
   def test_driver_work_waits_for_a_measurement_in_another_process(self, work_name):
-    from search.optimizer import design  # pylint: disable=g-import-not-at-top
+    from search import cellspace  # pylint: disable=g-import-not-at-top
     from tests.search import device_lock_test  # pylint: disable=g-import-not-at-top
     temp = self.get_temp_dir()
     config = tiny_config(os.path.join(temp, "driver_" + work_name), strategy="random")
     os.makedirs(config.results_dir)
-    design_space = design.cell_space()
+    design_space = cellspace.cell_space()
 
     def work():  # in a thread of its own: its own store connection
       store = store_lib.TrialStore(os.path.join(config.results_dir, "trials.db"))

@@ -1,5 +1,5 @@
 """End to end: each paper flagfile through `python -m search.run`, the real
-agent on loopback for the boards, `search.cross_device` and `search.report
+agent on loopback for the boards, `search.reports.cross_device` and `search.reports
 --figure=table2`, with the hardware emulated only at its boundary, by fakes
 as strict as the boards (tests/fakes/README.md): NVML's functions and ONNX
 Runtime's CUDA provider for the TITAN X (a launch-bound tiny model keeps its
@@ -70,7 +70,7 @@ def run_search(flagfile, results_dir, *extra, env=None, timeout=600):
 
 
 def _rapl_readable():
-  from deploy import capabilities  # pylint: disable=g-import-not-at-top
+  from deploy.device import capabilities  # pylint: disable=g-import-not-at-top
   return capabilities.probe_power("cpu", "rapl")["readable"]
 
 
@@ -84,7 +84,7 @@ def finished_trials(results_dir):
 
 @contextlib.contextmanager
 def agent(workdir, device, *args, env=None, images=None):
-  """`python -m deploy.agent` on 127.0.0.1 (a free port); yields its URL.
+  """`python -m deploy.device.agent` on 127.0.0.1 (a free port); yields its URL.
   images: what it measures (default: the first 200 validation images of the
   sample, as `deploy.measure --dataset=cifar10_sample --num_images=200
   --write_data` writes them)."""
@@ -101,7 +101,7 @@ def agent(workdir, device, *args, env=None, images=None):
   log_path = os.path.join(workdir, "agent.log")
   log = open(log_path, "w+")
   proc = subprocess.Popen(
-      [sys.executable, "-m", "deploy.agent", "--host=127.0.0.1", "--port=0",
+      [sys.executable, "-m", "deploy.device.agent", "--host=127.0.0.1", "--port=0",
        "--token_file=" + token_file, "--data=" + images, "--device=" + device] + list(args),
       stdout=log, stderr=subprocess.STDOUT, env=env or _env(), cwd=ROOT)
   try:
@@ -314,7 +314,7 @@ class PaperFlagfilesTest(tf.test.TestCase):
   def test_report_remeasures_the_titanx_front_back_to_back(self):
     out_dir = os.path.join(self.root, "titanx_front")
     proc = subprocess.run(
-        [sys.executable, "-m", "search.report", "--figure=remeasure",
+        [sys.executable, "-m", "search.reports", "--figure=remeasure",
          "--results_dir=" + self.dirs["titanx"], "--out_dir=" + out_dir],
         capture_output=True, text=True, env=_env("nvml,ort_cuda", [HARDWARE_SITE]), cwd=ROOT,
         timeout=600)
@@ -331,7 +331,7 @@ class PaperFlagfilesTest(tf.test.TestCase):
   def test_cross_device_remeasures_titanx_models_on_the_tx2(self):
     out_dir = os.path.join(self.root, "titanx_on_tx2")
     proc = subprocess.run(
-        [sys.executable, "-m", "search.cross_device", "--source_dir=" + self.dirs["titanx"],
+        [sys.executable, "-m", "search.reports.cross_device", "--source_dir=" + self.dirs["titanx"],
          "--target_dir=" + self.dirs["jetson"], "--out_dir=" + out_dir,
          "--device_url=" + self.jetson_url, "--device_token_file=" + self.jetson_token],
         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
@@ -349,7 +349,7 @@ class PaperFlagfilesTest(tf.test.TestCase):
   def test_report_table2_measures_trained_models_locally_and_on_the_tx2(self):
     model_dirs = ",".join(t["artifacts"]["model_dir"] for t in finished_trials(self.dirs["titanx"]))
     out_dir = os.path.join(self.root, "table2")
-    common = [sys.executable, "-m", "search.report", "--figure=table2", "--model_dirs=" + model_dirs,
+    common = [sys.executable, "-m", "search.reports", "--figure=table2", "--model_dirs=" + model_dirs,
               "--dataset=cifar10_sample", "--measure_images=200", "--out_dir=" + out_dir]
     for extra in (["--measure_label=cpu", "--device=cpu", "--power_source=none"],
                   ["--measure_label=tx2", "--device=remote", "--runtime=tensorrt",

@@ -47,7 +47,7 @@ PROBE_SITECUSTOMIZE = textwrap.dedent("""\
 # a CLI not named here is run without arguments.
 CLI_ARGS = {}
 # CLIs known to quiet the console: the scan below must find at least these.
-KNOWN_QUIET_CLIS = ("search.run", "search.report", "search.cascade", "search.cross_device",
+KNOWN_QUIET_CLIS = ("search.run", "search.reports", "search.cascades.build", "search.reports.cross_device",
                     "deploy.formats")
 
 
@@ -63,8 +63,8 @@ def quiet_clis():
           text = f.read()
         if re.search(r"\bquiet_native_logs\(\)", text) and "__main__" in text \
             and not text.lstrip().startswith('"""Keep TensorFlow'):
-          rel = os.path.relpath(os.path.join(folder, name[:-3]), ROOT)
-          found.append(rel.replace(os.sep, "."))
+          rel = os.path.relpath(os.path.join(folder, name[:-3]), ROOT).replace(os.sep, ".")
+          found.append(rel[:-len(".__main__")] if rel.endswith(".__main__") else rel)
   return sorted(found)
 
 
@@ -109,11 +109,11 @@ class ConsoleTest(tf.test.TestCase):
         "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR",
     ]
     python = [
-        "W1207 00:41:51.123456 140234 cascade.py:123] a warning of search.cascade",
-        "E1207 00:41:51.123456 140234 report.py:9] an error of search.report",
+        "W1207 00:41:51.123456 140234 cascade.py:123] a warning of search.cascades.build",
+        "E1207 00:41:51.123456 140234 report.py:9] an error of search.reports",
         "W1207 00:41:51.123456 140234 <stdin>:1] a warning typed at the prompt",
         "I1207 00:41:51.123456 140234 warnings.py:110] UserWarning: ...",
-        "probe-logger-search.cascade",
+        "probe-logger-search.cascades.build",
     ]
     self.assertEqual([l for l in native if not console.is_native_log(l)], [],
                      msg="native lines expected to be dropped")

@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from search import cellspace
 from search.optimizer import design
 from tea_keras import space as cell
 
@@ -13,7 +14,7 @@ from tea_keras import space as cell
 class DesignTest(tf.test.TestCase):
 
   def test_cell_space_matches_genotype_encoding(self):
-    s = design.cell_space()
+    s = cellspace.cell_space()
     self.assertEqual(s.dim, 20)
     self.assertAllEqual(s.cardinalities, cell.cardinalities())
     self.assertEqual(s.encoded_dim, sum(cell.cardinalities()))
@@ -29,7 +30,7 @@ class DesignTest(tf.test.TestCase):
     self.assertAllEqual(s.groups, [0, 0, 0, 1])
 
   def test_sample_mutate_neighbours_stay_in_space(self):
-    s = design.cell_space()
+    s = cellspace.cell_space()
     x = s.sample(0, 50)
     s.validate(x)
     m = s.mutate(x, 1, 40)
@@ -41,7 +42,7 @@ class DesignTest(tf.test.TestCase):
       cell.Genotype.from_vector(row.astype(int))
 
   def test_mutate_changes_at_least_one_value(self):
-    s = design.cell_space()
+    s = cellspace.cell_space()
     x = s.sample(3, 1)
     m = s.mutate(x, 4, 100)
     self.assertTrue(np.all(np.sum(m != x[0], axis=1) >= 1))
@@ -53,7 +54,7 @@ class DesignTest(tf.test.TestCase):
     self.assertNotEqual(keys[0], keys[2])
 
   def test_validate_names_variable_and_expectation(self):
-    s = design.cell_space()
+    s = cellspace.cell_space()
     bad = np.zeros(20)
     bad[0] = 2  # block 0 has only 2 inputs
     with self.assertRaisesRegex(ValueError, r"'b0.input1' must be an integer in \[0, 1\]"):
@@ -66,8 +67,8 @@ class DesignTest(tf.test.TestCase):
       design.Variable("v", "continuous", bounds=(1.0, 0.0))
 
   def test_optimizer_modules_do_not_import_tensorflow(self):
-    code = ("import sys; import search.optimizer.strategies, search.optimizer.pesmo, search.optimizer.benchmark, "
-            "search.optimizer.design; search.optimizer.design.cell_space(); "
+    code = ("import sys; import search.optimizer.strategies, search.optimizer.pesmo, search.benchmarks.benchmark, "
+            "search.optimizer.design, search.cellspace; search.cellspace.cell_space(); "
             "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)

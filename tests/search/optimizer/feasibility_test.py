@@ -10,12 +10,13 @@ from scipy import linalg
 
 from search import config as config_lib
 from search import loop
+from search import cellspace
 from search.optimizer import design
 from search.optimizer import feasibility
 from search.optimizer import gp as gplib
 from search.optimizer import pesmo
-from search.optimizer import table as table_lib
-from search.optimizer import benchmark
+from search.benchmarks import table as table_lib
+from search.benchmarks import benchmark
 
 
 def _gp(space, x, y, theta, log_transform=False, shift=0.0, scale=1.0):
@@ -177,7 +178,7 @@ class FeasibilityTest(tf.test.TestCase):
     plain = config_lib.SearchConfig(results_dir="r")
     self.assertEqual(loop.measured_bounds(plain), {})
     # What the loop builds accepts them.
-    strategy = pesmo.PESMOStrategy(design.cell_space(), 3, log_objectives=(False, True, True),
+    strategy = pesmo.PESMOStrategy(cellspace.cell_space(), 3, log_objectives=(False, True, True),
                                    **loop.measured_bounds(cfg))
     self.assertEqual(strategy.bounds, [None, 0.5, None])
 

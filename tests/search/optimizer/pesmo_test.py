@@ -5,6 +5,7 @@ import copy
 import numpy as np
 import tensorflow as tf
 
+from search import cellspace
 from search.optimizer import design
 from search.optimizer import gp as gplib
 from search.optimizer import pesmo
@@ -51,7 +52,7 @@ class PESMOTest(tf.test.TestCase):
     self.assertGreater(far, near)
 
   def test_pareto_set_excludes_evaluated_points(self):
-    space = design.cell_space()
+    space = cellspace.cell_space()
     x = space.sample(0, 30)
     y = np.stack([x[:, 2], -x[:, 2] + 0.1 * x[:, 3]], axis=1)
     gps = [gplib.ObjectiveGP(space.groups, num_samples=1, burn_in=5).fit(space.encode(x), v)

@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from search import cellspace
 from search.optimizer import design
 from search.optimizer import strategies
 from tea_keras import space as cell
@@ -148,7 +149,7 @@ class RestrictedSpaceTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLen(space.sample(0, 10, min_count=1), 2)  # distinct rows, at most N
 
   def test_cell_keys_identify_swapped_branches_as_genotype_key_does(self):
-    s = design.cell_space()
+    s = cellspace.cell_space()
     x = s.sample(np.random.default_rng(3), 300)
     swapped = x.reshape(300, 5, 4)[:, :, [1, 0, 3, 2]].reshape(300, 20)
     self.assertEqual(s.keys(x), s.keys(swapped))

@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from search import cellspace
 from search.optimizer import design
 from search.optimizer import pesmo
 from search.optimizer import trust_region
@@ -96,7 +97,7 @@ class TrustRegionTest(tf.test.TestCase):
 
   def test_trust_region_rejects_categorical_space_and_bad_lengths(self):
     with self.assertRaisesRegex(ValueError, "all-continuous"):
-      trust_region.TrustRegion(design.cell_space())
+      trust_region.TrustRegion(cellspace.cell_space())
     with self.assertRaisesRegex(ValueError, "min_length <= initial_length"):
       trust_region.TrustRegion(self.space, initial_length=2.0)
 
@@ -113,13 +114,13 @@ class TrustRegionTest(tf.test.TestCase):
 
   def test_pesmo_trust_region_option_is_validated(self):
     with self.assertRaisesRegex(ValueError, "all-continuous"):
-      pesmo.PESMOStrategy(design.cell_space(), 3, trust_region=True)
+      pesmo.PESMOStrategy(cellspace.cell_space(), 3, trust_region=True)
     with self.assertRaisesRegex(ValueError, "Expected true, false"):
       pesmo.PESMOStrategy(self.space, 2, trust_region="yes")
     with self.assertRaisesRegex(ValueError, "Expected 2 finite numbers"):
       pesmo.PESMOStrategy(self.space, 2, reference_point=[1.0])
     self.assertIsNone(pesmo.PESMOStrategy(self.space, 2, trust_region=False).trust_region)
-    self.assertIsNone(pesmo.PESMOStrategy(design.cell_space(), 3).trust_region)
+    self.assertIsNone(pesmo.PESMOStrategy(cellspace.cell_space(), 3).trust_region)
 
 
 if __name__ == "__main__":

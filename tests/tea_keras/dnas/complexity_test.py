@@ -5,7 +5,7 @@ profiler), on random masks."""
 import numpy as np
 import tensorflow as tf
 
-from deploy import devices
+from deploy.device import devices
 from tea_keras import profiling
 from tea_keras.dnas import complexity
 from tea_keras.dnas import export

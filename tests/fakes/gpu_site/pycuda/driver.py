@@ -1,4 +1,4 @@
-"""Fake ``pycuda.driver``: the calls ``deploy.runtimes.tensorrt_runtime``
+"""Fake ``pycuda.driver``: the calls ``deploy.device.runtimes.tensorrt_runtime``
 makes, with the CUDA driver API's rules (``tea_fake_gpu``): allocations,
 copies and streams need a context current **on the calling thread** and
 raise ``LogicError("... invalid device context")`` otherwise; memory and

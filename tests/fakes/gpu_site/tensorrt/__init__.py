@@ -1,7 +1,7 @@
 """A fake ``tensorrt`` Python package, for tests on machines without a GPU.
 
 It stands in for NVIDIA's library only, so that the real code around it
-(``deploy.tensorrt_build``, ``deploy.runtimes.tensorrt_runtime``) runs
+(``deploy.device.tensorrt_build``, ``deploy.device.runtimes.tensorrt_runtime``) runs
 unchanged: build an "engine" from ONNX, serialize and deserialize it, set
 shapes and addresses, execute. An engine runs its ONNX model with ONNX
 Runtime on the CPU, reading inputs from and writing outputs to "device"

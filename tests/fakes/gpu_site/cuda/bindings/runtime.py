@@ -1,6 +1,6 @@
 """Fake ``cuda.bindings.runtime`` (NVIDIA cuda-python) for tests.
 
-Covers the calls of ``deploy.runtimes.tensorrt_runtime._CudaPython``, with
+Covers the calls of ``deploy.device.runtimes.cuda_memory._CudaPython``, with
 cuda-python's conventions: every function returns a tuple whose first item
 is a ``cudaError_t`` (``(err,)`` or ``(err, value)``), pointers are ints.
 "Device memory" and contexts are ``tea_fake_gpu``'s: as the real runtime

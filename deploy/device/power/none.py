@@ -1,0 +1,15 @@
+"""``none``: no power instrument. Time is measured; energy is reported as
+unavailable (``energy_j: null``), never as zero."""
+
+from . import base
+
+
+class NoPower(base.PowerSource):
+  name = "none"
+  measures_power = False
+
+  def read_w(self):
+    return None
+
+  def warnings(self):
+    return ["power_source=none: energy is not measured (energy_j is null)."]

@@ -1,0 +1,45 @@
+"""Keras/TensorFlow runtime (host side): a ``.keras`` model through
+``tea_keras.network.load_model`` or a SavedModel directory (``serve``)."""
+
+import os
+
+import numpy as np
+
+from deploy.device import runtimes
+from deploy.device.runtimes import base
+
+
+class KerasRuntime(base.Runtime):
+  name = "keras"
+
+  def __init__(self, model_path, device="cpu"):
+    super().__init__(model_path, device)
+    if device not in ("cpu", "gpu"):
+      raise ValueError("Invalid value for argument `device` with runtime=keras. Expected "
+                       "cpu or gpu. Received device=%r" % (device,))
+    import tensorflow as tf
+    self._tf = tf
+    self._device = "/GPU:0" if device == "gpu" else "/CPU:0"
+    try:
+      if os.path.isdir(model_path):
+        loaded = tf.saved_model.load(model_path)
+        self._fn = loaded.serve if hasattr(loaded, "serve") else \
+            loaded.signatures["serving_default"]
+        self._saved = loaded
+      else:
+        from tea_keras import network  # (Keras: loaded only with the model)
+        model = network.load_model(model_path)
+        self._fn = tf.function(lambda x: model(x, training=False), jit_compile=False)
+        self.model = model
+    except Exception as e:  # zip, h5, deserialization errors of many types
+      raise base.ModelLoadError("Keras/TF cannot load %r: %s" % (model_path, e))
+
+  def predict(self, batch):
+    with self._tf.device(self._device):
+      out = self._fn(self._tf.constant(np.asarray(batch, np.float32)))
+    if isinstance(out, dict):
+      out = list(out.values())[0]
+    return out.numpy()
+
+
+runtimes.register(KerasRuntime.name, KerasRuntime)

@@ -1,0 +1,487 @@
+"""Optimizer benchmark: strategies on standard multi-objective problems.
+
+  python -m search.benchmarks.benchmark --problem=branin_currin --strategy=pesmo \\
+      --budget=36 --seeds=5 --out=runs/bench/branin_currin_pesmo.json
+  python -m search.benchmarks.benchmark --problem=cell_synthetic --strategy=pesmo \\
+      --time_proposal_at=400
+  python -m search.benchmarks.benchmark --problem=table --table=FILE.csv \\
+      --variables=COL,... --objectives=COL,... [--log_objectives=COL,...] \\
+      --strategy=pesmo --budget=100 --seeds=10
+
+Each run starts from ``problem.num_initial`` points (2(d+1) scrambled Sobol
+points for the continuous problems, 10 uniform cells for ``cell_synthetic``)
+and then proposes one point at a time; ``--budget`` counts all evaluations.
+``--problem=table`` reads any CSV of evaluated designs
+(``search.benchmarks.table``: one categorical column per variable, one numeric
+column per minimized objective); its runs start from 10 uniform rows
+(``--num_initial``), may only propose rows of the table and are scored by the
+hypervolume fraction of the table's true front. JSON written to ``--out``::
+
+  {"problem", "strategy", "budget", "runs": [{"seed", "log_hv_gap" (or
+   "hypervolume" when the optimum is unknown, "hypervolume_fraction" for a
+   table): one per evaluation, "fit_seconds", "acquisition_seconds": one per
+   proposal, "rows" (tables): the table rows evaluated, in order}],
+   "table" (tables): path, columns, reference point, front size}
+
+Public pieces for other runners (``search.benchmarks.anchors``):
+``make_problem(name, **kwargs)`` (``search.benchmarks.problems``),
+``initial_design(problem, seed)`` (alias ``initial_points``) and
+``quality(problem, y)`` (alias ``score``; its name is ``problem.metric``).
+
+``--bounds=OBJ=VALUE,...`` (raw units; table objectives by column name,
+other problems ``f1``..``fK``) sets measured budgets (upper bounds): PESMO
+gets them as ``objective_bounds`` (``search.optimizer.feasibility``) unless
+``--nobounds_to_strategy``; ParEGO and random ignore them. The score counts
+only the evaluations that meet every bound: for a table, the hypervolume
+fraction of its true FEASIBLE front (brute force over the rows that meet the
+bounds, same reference point as without bounds; metric
+``feasible_hypervolume_fraction``), otherwise the hypervolume of the
+feasible evaluations (``feasible_hypervolume``). Each run records
+``feasible_evaluations`` (all) and ``feasible_proposals`` (after the
+initial design); the JSON records ``bounds``, ``bounds_to_strategy`` and,
+for a table, ``feasible_rows`` and ``feasible_front_size``. Refused before
+any run: an unknown objective, a value that is not a finite number, an
+objective given twice, a non-positive bound on a log objective, and (tables) bounds that no row meets
+or whose feasible rows do not dominate the reference point.
+
+``--summarize=FOLDER`` prints the median final figures of the JSON files in
+FOLDER and writes one PNG per problem there.
+
+``--time_proposal_at=N`` instead times one proposal with N uniform
+observations (a cold strategy, then a warm second proposal with N+1); it
+prints wall seconds (fit, acquisition, total) and the process CPU seconds,
+which stay meaningful when other jobs share the cores.
+
+BLAS threads default to 1 (set before numpy is imported): on a shared
+2-core machine multi-threaded Cholesky of small matrices is 10-20x slower.
+"""
+
+import os
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+  os.environ.setdefault(_var, "1")
+
+# pylint: disable=wrong-import-position
+import json
+import sys
+import time
+import warnings
+
+import dataclasses
+
+import numpy as np
+from scipy import stats
+from absl import app, flags
+
+from search.optimizer import feasibility
+from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
+from search.benchmarks.problems import make_problem
+from search.optimizer.strategies import make_strategy
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+  """The CLI's flags; defined only when run as a program."""
+  flags.DEFINE_enum("problem", "branin_currin",
+                    ["branin_currin", "zdt1", "zdt2", "dtlz2", "cell_synthetic", "table"],
+                    "Benchmark problem.")
+  flags.DEFINE_string("table", None, "--problem=table: the CSV file (one row per design).")
+  flags.DEFINE_list("variables", None, "--problem=table: the design-variable columns "
+                    "(categorical).")
+  flags.DEFINE_list("objectives", None, "--problem=table: the objective columns "
+                    "(minimized).")
+  flags.DEFINE_list("log_objectives", [], "--problem=table: objectives modelled (and "
+                    "scored) in log space; strictly positive.")
+  flags.DEFINE_integer("num_initial", 10, "--problem=table: uniform initial rows per run.",
+                       lower_bound=1)
+  flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
+  flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
+                       "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).",
+                       lower_bound=2)
+  flags.DEFINE_integer("seeds", 5, "Number of runs (seeds 0..seeds-1).", lower_bound=1)
+  flags.DEFINE_integer("first_seed", 0, "First seed.", lower_bound=0)
+  flags.DEFINE_string("out", None, "Output JSON path.")
+  flags.DEFINE_string("strategy_options", "{}", "JSON object of strategy options, e.g. "
+                      "'{\"max_pareto\": 50}' (see the strategy's docstring).")
+  flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
+                      "files; prints the median final figures per problem and strategy and "
+                      "writes one PNG per problem (median curve per strategy) there.")
+  flags.DEFINE_list("bounds", [], "Measured budgets OBJ=VALUE,... (raw units; table "
+                    "objectives by column name, otherwise f1..fK): the score counts only "
+                    "evaluations that meet them; PESMO models them (see "
+                    "--bounds_to_strategy).")
+  flags.DEFINE_bool("bounds_to_strategy", True, "With --bounds: give them to PESMO as "
+                    "objective_bounds. False: PESMO proposes unconstrained (the score still "
+                    "counts only feasible evaluations).")
+  flags.DEFINE_integer("time_proposal_at", None, "Only time one proposal at this many "
+                       "observations.", lower_bound=2)
+  flags.DEFINE_integer("gp_fit_check", None, "Instead of running: fit PESMO's GPs (the GP "
+                       "options of --strategy_options) to this many uniform points per seed "
+                       "and print each objective's Spearman rank correlation between the "
+                       "posterior mean and the truth on --gp_check_holdout other points.",
+                       lower_bound=2)
+  flags.DEFINE_integer("gp_check_holdout", 200, "--gp_fit_check: held-out points per seed.",
+                       lower_bound=3)
+
+
+DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60,
+                  "table": 100}
+
+
+def initial_design(problem, seed: int) -> np.ndarray:
+  """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
+  uniform feasible points otherwise (distinct rows of a candidate set)."""
+  if problem.space.all_continuous and not problem.space.restricted:
+    from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
+      warnings.simplefilter("ignore", UserWarning)
+      u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
+    return problem.space.lower + u * (problem.space.upper - problem.space.lower)
+  return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
+
+
+def quality(problem, y) -> float:
+  """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
+  if problem.score is not None:
+    return float(problem.score(y))
+  if problem.max_hypervolume is None:
+    return hypervolume(y, problem.ref_point)
+  return log_hv_gap(y, problem.ref_point, problem.max_hypervolume)
+
+
+initial_points, score = initial_design, quality
+
+
+def objective_names(problem):
+  """The names ``--bounds`` uses: a table's objective columns, else f1..fK."""
+  if problem.table is not None:
+    return list(problem.table.objectives)
+  return ["f%d" % (k + 1) for k in range(problem.num_objectives)]
+
+
+def parse_bounds(entries, problem):
+  """``["latency_ms=4", ...]`` -> K entries (None or a float, raw units);
+  ``ValueError`` naming the entry and what was expected."""
+  names = objective_names(problem)
+  bounds = [None] * len(names)
+  for entry in entries or ():
+    name, sep, value = str(entry).partition("=")
+    name = name.strip()
+    if not sep or name not in names:
+      raise ValueError("Invalid value for flag `--bounds`: %r. Expected OBJECTIVE=VALUE with "
+                       "OBJECTIVE one of %s." % (entry, ", ".join(names)))
+    if bounds[names.index(name)] is not None:
+      raise ValueError("Invalid value for flag `--bounds`: %r is bounded twice." % name)
+    try:
+      bounds[names.index(name)] = float(value)
+    except ValueError:
+      bounds[names.index(name)] = np.nan
+    if not np.isfinite(bounds[names.index(name)]):
+      raise ValueError("Invalid value for flag `--bounds`: %r. Expected a finite number "
+                       "after %s=." % (entry, name))
+  logs = problem.log_objectives or (False,) * len(names)
+  feasibility.check_bounds(bounds, len(names), logs)  # positive on log objectives
+  return bounds
+
+
+def with_bounds(problem, bounds):
+  """``problem`` scored on its feasible evaluations only (module doc);
+  returns (problem, info dict for the JSON)."""
+  info = {"bounds": {n: b for n, b in zip(objective_names(problem), bounds) if b is not None}}
+  if problem.table is not None:
+    table = problem.table
+    mask = feasibility.feasible_rows(table.y, bounds)
+    if not np.any(mask):
+      raise ValueError("Invalid value for flag `--bounds`: no row of the table %r meets %s."
+                       % (table.path, info["bounds"]))
+    modelled = table.transform(table.y[mask])
+    front = modelled[non_dominated_mask(modelled)]
+    max_hv = hypervolume(front, table.reference)
+    if not max_hv > 0:
+      raise ValueError("Invalid value for flag `--bounds`: none of the %d rows of %r that meet "
+                       "%s dominates the reference point %s, so the feasible hypervolume is "
+                       "undefined." % (int(mask.sum()), table.path, info["bounds"],
+                                       table.ref_point.tolist()))
+    info.update(feasible_rows=int(mask.sum()), feasible_front_size=int(front.shape[0]),
+                feasible_max_hypervolume_modelled=float(max_hv))
+    fn = lambda y: hypervolume(table.transform(y[feasibility.feasible_rows(y, bounds)]),
+                               table.reference) / max_hv
+    return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume_fraction"), info
+  fn = lambda y: hypervolume(y[feasibility.feasible_rows(y, bounds)], problem.ref_point)
+  return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume"), info
+
+
+def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, bounds=None,
+            bounds_to_strategy: bool = True, **options):
+  """One run; returns the run's JSON record. PESMO gets the problem's
+  reference point (its trust regions are centred on the points that
+  contribute hypervolume), as qNEHVI does, and ``bounds`` (K entries, None or
+  a raw upper bound; score them with ``with_bounds``) as ``objective_bounds``
+  when ``bounds_to_strategy``; every strategy gets the problem's
+  ``log_objectives`` unless ``options`` sets them."""
+  if strategy_name == "pesmo" and "reference_point" not in options:
+    options = dict(options, reference_point=[float(r) for r in problem.ref_point])
+  if (strategy_name == "pesmo" and bounds is not None and bounds_to_strategy
+      and "objective_bounds" not in options):
+    options = dict(options, objective_bounds=list(bounds))
+  if problem.log_objectives and "log_objectives" not in options:
+    options = dict(options, log_objectives=list(problem.log_objectives))
+  strategy = make_strategy(strategy_name, problem.space, problem.num_objectives, seed=seed,
+                           **options)
+  x = initial_design(problem, seed)[:budget]
+  y = problem.evaluate(x)
+  scores = [quality(problem, y[:i + 1]) for i in range(x.shape[0])]
+  fit, acq = [], []
+  while x.shape[0] < budget:
+    point = strategy.propose(x, y)
+    x = np.vstack([x, point])
+    y = np.vstack([y, problem.evaluate(point[None])])
+    scores.append(quality(problem, y))
+    fit.append(strategy.timings["fit_seconds"])
+    acq.append(strategy.timings["acquisition_seconds"])
+    if progress:
+      progress(x.shape[0])
+  record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,
+            "acquisition_seconds": acq}
+  if bounds is not None:
+    ok = feasibility.feasible_rows(y, bounds)
+    record.update(feasible_evaluations=int(ok.sum()),
+                  feasible_proposals=int(ok[min(problem.num_initial, budget):].sum()))
+  if problem.table is not None:
+    record["rows"] = [int(i) for i in problem.table.rows(x)]
+  return record
+
+
+class Progress:
+  """Prints ``done/total`` with an ETA to stderr."""
+
+  def __init__(self, total: int, label: str):
+    self.total, self.label, self.start, self.done = total, label, time.time(), 0
+
+  def step(self, *unused):
+    self.done += 1
+    elapsed = time.time() - self.start
+    eta = elapsed / self.done * (self.total - self.done)
+    sys.stderr.write("\r%s %d/%d proposals, %.0fs elapsed, ETA %.0fs   "
+                     % (self.label, self.done, self.total, elapsed, eta))
+    sys.stderr.flush()
+
+
+def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0,
+                  problem_args=None, on_run=None, bounds=None, bounds_to_strategy=True,
+                  **options):
+  """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s;
+  ``bounds``: ``--bounds`` entries, see the module doc);
+  ``on_run(partial_json)`` is called after each finished run."""
+  problem = make_problem(problem_name, **(problem_args or {}))
+  budget = budget or DEFAULT_BUDGET[problem_name]
+  progress = Progress(seeds * max(budget - problem.num_initial, 0),
+                      "%s/%s" % (problem_name, strategy_name))
+  out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": []}
+  if problem.table is not None:
+    out["table"] = problem.table.describe()
+  values = None
+  if bounds:
+    values = parse_bounds(bounds, problem)
+    problem, info = with_bounds(problem, values)
+    out.update(info, bounds_to_strategy=bool(bounds_to_strategy and strategy_name == "pesmo"))
+  for s in range(first_seed, first_seed + seeds):
+    out["runs"].append(run_one(problem, strategy_name, budget, s, progress.step, values,
+                               bounds_to_strategy, **options))
+    if on_run:
+      on_run(out)
+  sys.stderr.write("\n")
+  return out
+
+
+def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_args=None,
+                  **options):
+  """Times a cold proposal at ``n`` observations and a warm one at ``n + 1``."""
+  problem = make_problem(problem_name, **(problem_args or {}))
+  x = problem.space.sample(np.random.default_rng(seed), n + 1)
+  y = problem.evaluate(x)
+  strategy = make_strategy(strategy_name, problem.space, problem.num_objectives, seed=seed,
+                           **options)
+  out = {}
+  for label, count in (("cold", n), ("warm", n + 1)):
+    start, cpu = time.perf_counter(), time.process_time()
+    strategy.propose(x[:count], y[:count])
+    out[label] = dict(strategy.timings, total_seconds=time.perf_counter() - start,
+                      cpu_seconds=time.process_time() - cpu, observations=count)
+  return out
+
+
+def gp_fit_check(problem_name, n: int, seeds: int = 5, first_seed: int = 0,
+                 holdout: int = 200, problem_args=None, **options):
+  """How well PESMO's GP ranks unseen designs: per seed, ``n`` uniform
+  training points and ``holdout`` other uniform points; per objective, the
+  Spearman correlation between the posterior mean (averaged over the
+  hyperparameter samples) and the true values on the held-out points. A rank
+  statistic, so the GP's monotone output transforms do not matter. Returns
+  ``{"spearman": [[per objective] per seed], "median": [per objective],
+  "lengthscales": [[per objective: mean over samples, per variable] per seed]}``."""
+  problem = make_problem(problem_name, **(problem_args or {}))
+  if problem.log_objectives and "log_objectives" not in options:  # as run_one
+    options = dict(options, log_objectives=list(problem.log_objectives))
+  rhos, lengths = [], []
+  for seed in range(first_seed, first_seed + seeds):
+    size = problem.space.candidates.shape[0] if problem.space.candidates is not None else None
+    if size is not None and size < n + 3:
+      raise ValueError("Invalid value for argument `gp_fit_check`: %d training points and "
+                       "at least 3 held-out ones need %d designs; %s has %d."
+                       % (n, n + 3, problem_name, size))
+    x = problem.space.sample(np.random.default_rng(seed), n + holdout, min_count=n + 3)
+    y = problem.evaluate(x)
+    strategy = make_strategy("pesmo", problem.space, problem.num_objectives, seed=seed,
+                             **options)
+    z = problem.space.encode(x)
+    row, row_l = [], []
+    for k, model in enumerate(strategy.gps):
+      model.fit(z[:n], y[:n, k])
+      mean = np.mean([s.predict(z[n:])[0] for s in model.samples], axis=0)
+      row.append(float(stats.spearmanr(mean, y[n:, k])[0]))
+      row_l.append(np.mean([np.exp(s.theta[:model.num_groups]) for s in model.samples],
+                           axis=0).tolist())
+    rhos.append(row)
+    lengths.append(row_l)
+  return {"problem": problem_name, "n": n, "holdout": holdout, "options": options,
+          "seeds": list(range(first_seed, first_seed + seeds)), "spearman": rhos,
+          "median": np.median(rhos, axis=0).tolist(), "lengthscales": lengths}
+
+
+METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
+           "hypervolume_fraction": "HV fraction of the true front",
+           "feasible_hypervolume": "hypervolume of the feasible evaluations",
+           "feasible_hypervolume_fraction": "HV fraction of the true feasible front"}
+
+
+def summarize(folder: str):
+  """Median final figure per (problem, strategy) over the JSON files in
+  ``folder``, the runs of one (problem, strategy, options, budget) merged
+  across files by seed (per-seed files, resumed runs); writes
+  ``<problem>.png`` (median curve per strategy) there. A strategy run with
+  options is labelled ``strategy {options}``. Returns {problem: {strategy:
+  (median final, number of runs)}}; a seed found twice with different
+  figures is a ValueError naming both files."""
+  import glob  # pylint: disable=import-outside-toplevel
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
+  merged = {}  # (problem, label, budget) -> (metric, {seed: (series, path)})
+  for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+    with open(path) as f:
+      data = json.load(f)
+    if not isinstance(data, dict) or "runs" not in data or not data["runs"]:
+      continue
+    key = next(k for k in METRICS if k in data["runs"][0])
+    options = data.get("strategy_options") or {}
+    label = data["strategy"] + (" " + json.dumps(options, sort_keys=True) if options else "")
+    entry = merged.setdefault((data["problem"], label, data.get("budget")), (key, {}))
+    for run in data["runs"]:
+      seen = entry[1].get(run["seed"])
+      if seen is not None and seen[0] != run[key]:
+        raise ValueError("Conflicting runs for %s/%s seed %d in %s and %s: expected one "
+                         "figure per seed." % (data["problem"], label, run["seed"], seen[1],
+                                               path))
+      entry[1][run["seed"]] = (run[key], path)
+  table, curves = {}, {}
+  for (problem, label, _), (key, by_seed) in sorted(merged.items(), key=str):
+    series = np.array([by_seed[s][0] for s in sorted(by_seed)])
+    table.setdefault(problem, {})[label] = (float(np.median(series[:, -1])), series.shape[0])
+    curves.setdefault(problem, {})[label] = (key, np.median(series, 0))
+  for problem, by_strategy in curves.items():
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for strategy, (key, curve) in sorted(by_strategy.items()):
+      ax.plot(np.arange(1, curve.size + 1), curve, label=strategy)
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel("median " + METRICS[key])
+    ax.set_title(problem)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(folder, problem + ".png"))
+    plt.close(fig)
+  return table
+
+
+def _problem_args():
+  """make_problem's keyword arguments from the table flags (checked)."""
+  table_flags = {"table": FLAGS.table, "variables": FLAGS.variables,
+                 "objectives": FLAGS.objectives}
+  if FLAGS.problem != "table":
+    given = [k for k, v in table_flags.items() if v] + (["log_objectives"]
+                                                        if FLAGS.log_objectives else [])
+    if given:
+      raise app.UsageError("--%s apply only to --problem=table." % ", --".join(given))
+    return {}
+  missing = [k for k, v in table_flags.items() if not v]
+  if missing:
+    raise app.UsageError("--problem=table needs --%s." % ", --".join(missing))
+  return dict(table_flags, log_objectives=FLAGS.log_objectives,
+              num_initial=FLAGS.num_initial)
+
+
+def main(argv):
+  del argv
+  if FLAGS.summarize:
+    for problem, by_strategy in sorted(summarize(FLAGS.summarize).items()):
+      print(problem + ": " + ", ".join("%s %.4f (%d runs)" % (s, v, n) for s, (v, n)
+                                       in sorted(by_strategy.items())))
+    return
+  options = json.loads(FLAGS.strategy_options)
+  if not isinstance(options, dict):
+    raise app.UsageError("--strategy_options must be a JSON object, got %r."
+                         % FLAGS.strategy_options)
+  problem_args = _problem_args()
+  try:  # bad tables and bounds are refused here, before any run
+    problem = make_problem(FLAGS.problem, **problem_args)
+    if FLAGS.bounds:
+      with_bounds(problem, parse_bounds(FLAGS.bounds, problem))
+  except ValueError as e:
+    sys.exit("search.benchmarks.benchmark: %s" % e)
+  if FLAGS.bounds and FLAGS.strategy != "pesmo":
+    sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
+                     "uses them.\n" % FLAGS.strategy)
+  if FLAGS.gp_fit_check:
+    try:
+      result = gp_fit_check(FLAGS.problem, FLAGS.gp_fit_check, FLAGS.seeds, FLAGS.first_seed,
+                            FLAGS.gp_check_holdout, problem_args, **options)
+    except ValueError as e:
+      sys.exit("search.benchmarks.benchmark: %s" % e)
+    if FLAGS.out:
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      with open(FLAGS.out, "w") as f:
+        json.dump(result, f)
+    for seed, row in zip(result["seeds"], result["spearman"]):
+      print("seed %d: Spearman %s" % (seed, ", ".join("%.3f" % r for r in row)))
+    print("%s n=%d holdout=%d: median Spearman per objective %s" % (
+        FLAGS.problem, FLAGS.gp_fit_check, FLAGS.gp_check_holdout,
+        ", ".join("%.3f" % r for r in result["median"])))
+    return
+  if FLAGS.time_proposal_at:
+    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
+                           problem_args=problem_args, **options)
+    print(json.dumps(result, indent=1))
+    return
+  def write(result):  # after every seed, so a cut-short run keeps its finished seeds
+    if FLAGS.out:
+      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
+      with open(FLAGS.out, "w") as f:
+        json.dump(dict(result, strategy_options=options), f)
+  result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
+                         FLAGS.first_seed, problem_args, on_run=write, bounds=FLAGS.bounds,
+                         bounds_to_strategy=FLAGS.bounds_to_strategy, **options)
+  key = next(k for k in METRICS if k in result["runs"][0])
+  final = [r[key][-1] for r in result["runs"]]
+  q1, q3 = np.percentile(final, [25, 75])
+  print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f)  (per seed: %s)" % (
+      FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
+      float(np.median(final)), q1, q3, ", ".join("%.4f" % f for f in final)))
+  if FLAGS.bounds:
+    print("feasible evaluations per seed: %s" % ", ".join(
+        str(r["feasible_evaluations"]) for r in result["runs"]))
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
