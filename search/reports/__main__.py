@@ -5,6 +5,8 @@ modules beside it hold the work)::
   python -m search.reports --figure=fig5 --pesmo_dir=runs/paper_movidius \\
       --random_dir=runs/paper_random_movidius --out_dir=reports/fig5
   python -m search.reports --figure=remeasure --results_dir=runs/quickstart
+  python -m search.reports --figure=dnas --results_dir=runs/dnas_quick \\
+      --pesmo_dir=runs/quickstart
 """
 
 import json
@@ -18,7 +20,8 @@ from deploy.device import devices
 from search.reports import budget as budget_report
 from search.reports import precisions as precision_report
 from search.reports.common import measuring_for
-from search.reports.figures import default_out_dir, fig5, measure_model_dir, remeasure_front
+from search.reports.figures import default_out_dir, dnas_beside_search, fig5, measure_model_dir
+from search.reports.figures import remeasure_front
 from search.reports.figures import table2, table2_settings, _num
 from tea_keras import console
 
@@ -29,7 +32,7 @@ def define_flags():
   """The CLI's flags; defined only when run as a program (``search.reports.cross_device``
   imports this module and defines some of the same names)."""
   flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions",
-                                        "budget"],
+                                        "budget", "dnas"],
                     "What to draw (remeasure: the Pareto set of --results_dir measured again, "
                     "back to back, with the search's own settings).")
   flags.DEFINE_string("results_dir", None, "remeasure, precisions: the search whose front is "
@@ -78,6 +81,16 @@ def main(argv):
                   [int(c) for c in FLAGS.checkpoints] if FLAGS.checkpoints else None,
                   FLAGS.out_dir)
       print(json.dumps({k: data[k] for k in ("objectives", "checkpoints")}, indent=1))
+      return
+    if FLAGS.figure == "dnas":
+      if not FLAGS.results_dir or not FLAGS.pesmo_dir:
+        raise ValueError("--figure=dnas needs --results_dir (the DNAS sweep) and --pesmo_dir "
+                         "(the search to draw beside it).")
+      data = dnas_beside_search(FLAGS.results_dir, FLAGS.pesmo_dir, FLAGS.out_dir)
+      print("DNAS: %d networks (%d on their front); search: %d trials (%d on its front); "
+            "written: %s" % (len(data["dnas"]), sum(p["on_front"] for p in data["dnas"]),
+                             len(data["search"]), sum(p["on_front"] for p in data["search"]),
+                             data["png"]))
       return
     if FLAGS.figure == "remeasure":
       if not FLAGS.results_dir:

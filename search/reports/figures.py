@@ -281,9 +281,87 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
   return loop.resolve(config, log)
 
 
+def dnas_beside_search(dnas_dir, search_dir, out_dir):
+  """``dnas_vs_search.png`` and ``.json``: error against time per image of a
+  DNAS sweep's networks (by size target, the uniform baselines marked) and
+  of a search's trials (PESMO's, say), each with its (error, time) front.
+  Both are measured with the protocol; their measurements compare when they
+  ran on the same target with the same images (checked: device, runtime,
+  dataset). Returns the figure's data."""
+  import matplotlib  # pylint: disable=g-import-not-at-top  (heavy; Agg backend)
+  matplotlib.use("Agg")
+  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
+  dnas_config, dnas_trials = load_search(dnas_dir)
+  search_config, search_trials = load_search(search_dir)
+  if "dnas" not in dnas_config:
+    raise ValueError("--results_dir=%s is not a DNAS sweep (python -m search.dnas)." % dnas_dir)
+  if "dnas" in search_config:
+    raise ValueError("--pesmo_dir=%s is a DNAS sweep, not a search." % search_dir)
+  differ = [k for k in ("device", "runtime", "dataset") if dnas_config.get(k) != search_config.get(k)]
+  if differ:
+    raise ValueError("The sweep and the search were measured differently (%s differ): their "
+                     "times do not compare." % ", ".join(differ))
+
+  def points(trials):
+    out = []
+    for t in trials:
+      m = t["metrics"]
+      if t["status"] != "done" or m.get("time_s") is None or not m.get("images"):
+        continue
+      error = m.get("deployed_val_error", m.get("val_error"))
+      if error is None:
+        continue
+      out.append({"trial_id": t["trial_id"], "time_per_image_s": m["time_s"] / m["images"],
+                  "error": float(error), "size_target": m.get("size_target_fraction"),
+                  "method": m.get("method"), "params": m.get("params"),
+                  "contended": bool(m.get("contended"))})
+    return out
+
+  series = {"dnas": points(dnas_trials), "search": points(search_trials)}
+  for name, pts in series.items():
+    if not pts:
+      raise ValueError("No finished trial with a measured time and error in the %s (%s)."
+                       % (name, dnas_dir if name == "dnas" else search_dir))
+    y = np.array([[p["error"], p["time_per_image_s"]] for p in pts])
+    for p, keep in zip(pts, pareto.non_dominated_mask(y)):
+      p["on_front"] = bool(keep)
+  fig, ax = plt.subplots(figsize=(6.4, 4.6))
+  s = series["search"]
+  ax.scatter([p["time_per_image_s"] * 1e3 for p in s], [p["error"] for p in s], s=18,
+             color="0.6", label="%s search (%s)" % (search_config.get("strategy", ""),
+                                                    os.path.basename(search_dir.rstrip("/"))))
+  front = sorted((p for p in s if p["on_front"]), key=lambda p: p["time_per_image_s"])
+  ax.step([p["time_per_image_s"] * 1e3 for p in front], [p["error"] for p in front],
+          where="post", color="0.4")
+  targets = sorted({p["size_target"] for p in series["dnas"]}, reverse=True)
+  for k, target in enumerate(targets):
+    mine = [p for p in series["dnas"] if p["size_target"] == target]
+    color = "C%d" % k
+    for method, marker in (("dnas", "o"), ("uniform", "s")):
+      pts = [p for p in mine if p["method"] == method]
+      if pts:
+        ax.scatter([p["time_per_image_s"] * 1e3 for p in pts], [p["error"] for p in pts],
+                   marker=marker, s=40, color=color, zorder=4,
+                   label="%s, size <= %g x seed" % ("DNAS" if method == "dnas"
+                                                    else "uniform width", target))
+  ax.set_xlabel("time per image (ms), %s on %s" % (dnas_config.get("runtime"),
+                                                  dnas_config.get("device")))
+  ax.set_ylabel("validation error")
+  ax.set_title("DNAS sweep beside a search (each point: one trained network)", fontsize=9)
+  ax.legend(fontsize=7)
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, "dnas_vs_search.png")
+  fig.savefig(path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  data = {"dnas_dir": dnas_dir, "search_dir": search_dir, "png": path, **series}
+  with open(os.path.join(out_dir, "dnas_vs_search.json"), "w") as f:
+    json.dump(data, f, indent=1)
+  return data
+
+
 def default_out_dir(figure, results_dir=None):
   """Where a figure goes without --out_dir: a search's own figures stay in
   its results dir, comparisons across searches go under reports/."""
-  if figure in ("remeasure", "precisions", "budget") and results_dir:
+  if figure in ("remeasure", "precisions", "budget", "dnas") and results_dir:
     return os.path.join(results_dir, figure)
   return os.path.join("reports", figure)
