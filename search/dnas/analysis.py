@@ -22,6 +22,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from search.optimizer import pareto
+
 
 def load_points(results_dir: str) -> List[Dict]:
   """The done points of a sweep's trial store, flattened: method, target,
@@ -110,7 +112,9 @@ def dominates(a: Dict, b: Dict) -> bool:
 
 
 def front(points: Sequence[Dict]) -> List[Dict]:
-  return [p for p in points if not any(dominates(q, p) for q in points if q is not p)]
+  """The points on the (error, time) front (``search.optimizer.pareto``)."""
+  y = np.array([[p["error"], p["time_per_image_s"]] for p in points], float)
+  return [p for p, keep in zip(points, pareto.non_dominated_mask(y)) if keep]
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
