@@ -394,10 +394,12 @@ def _run(store, config, settings, log):
       trial_dir = os.path.join(config.results_dir, "trials", "%04d" % trial["trial_id"])
       store.mark_running(trial["trial_id"])
       log("point #%d: %s" % (trial["trial_id"], point.to_string()))
+      cpu0 = cpu_seconds()
       try:
         metrics, model = sweep.run_point(point, trial_dir, warm, seed_params, seed_cost)
         measured, artifacts = sweep.measure(model, trial_dir)
         metrics.update(measured)
+        metrics["cpu_seconds"] = cpu_seconds() - cpu0
         store.finish(trial["trial_id"], "done", metrics, artifacts)
         status = "done"
       except (ValueError, RuntimeError) as e:
@@ -411,6 +413,12 @@ def _run(store, config, settings, log):
           _hms(elapsed), _hms(elapsed / done_here * left)))
       refresh(store, config)
   return refresh(store, config)
+
+
+def cpu_seconds() -> float:
+  """This process's CPU seconds so far, its children's included (user + system)."""
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
 
 
 def _hms(seconds):
