@@ -52,6 +52,7 @@ from deploy.device import runtimes
 from deploy.device import tensorrt_build
 from tea_keras import console
 from tea_keras import data
+from tea_keras import errors
 
 FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
@@ -91,9 +92,9 @@ def load_keras(model_or_model_dir):
   if os.path.isdir(path):
     path = os.path.join(path, "model.keras")
   if not os.path.exists(path):
-    raise ValueError("Invalid value for argument `model_or_model_dir`. Expected a "
-                     "keras.Model, a .keras file or a model_dir holding model.keras. "
-                     "Received %r (no %s)." % (model_or_model_dir, path))
+    raise errors.invalid_value("model_or_model_dir",
+                               "a keras.Model, a .keras file or a model_dir holding model.keras",
+                               shown="%r (no %s)." % (model_or_model_dir, path))
   from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
   return network.load_model(path)
 
@@ -152,8 +153,8 @@ def save_openvino_ir(onnx_path, out, fp16=False):
 
 def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
   if not out.endswith(".xml"):
-    raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
-                     "path ending in .xml (the .bin goes next to it). Received %r" % out)
+    raise errors.invalid_value("out", "a path ending in .xml (the .bin goes next to it)", out,
+                               where="with fmt=openvino")
   with tempfile.TemporaryDirectory() as tmp:
     onnx_path = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
     if precision == "int8":
@@ -189,8 +190,7 @@ def run_artifact(fmt, path, images, batch_size=100):
 
 def _check_precision_args(fmt, precision, calibration_images):
   if precision not in PRECISIONS:
-    raise ValueError("Invalid value for argument `precision`. Expected one of %s. "
-                     "Received precision=%r" % ("|".join(PRECISIONS), precision))
+    raise errors.invalid_value("precision", "one of %s" % "|".join(PRECISIONS), precision)
   if precision == "int8" and fmt not in INT8_FORMATS:
     raise ValueError("precision=int8 is exported for fmt=%s only (TensorRT quantizes on "
                      "the device, from the fp32 ONNX file). Received fmt=%r"
@@ -212,8 +212,7 @@ def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=No
   """Export and parity-check; returns an ``ExportResult`` (see module doc).
   ``calibration_images``: training images for ``precision="int8"``."""
   if fmt not in FORMATS:
-    raise ValueError("Invalid value for argument `fmt`. Expected one of %s. Received "
-                     "fmt=%r" % ("|".join(FORMATS), fmt))
+    raise errors.invalid_value("fmt", "one of %s" % "|".join(FORMATS), fmt)
   _check_precision_args(fmt, precision, calibration_images)
   model = load_keras(model_or_model_dir)
   out = os.fspath(out)

@@ -56,6 +56,7 @@ from deploy.device import tensorrt_build
 from deploy.device.power import base as power_base
 from tea_keras import console
 from tea_keras import data
+from tea_keras import errors
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -117,8 +118,7 @@ def load_images(dataset, num_images, data_dir=None, split_seed=0):
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
   if num_images < 1:
-    raise ValueError("Invalid value for argument `num_images`. Expected a positive "
-                     "integer. Received num_images=%r" % (num_images,))
+    raise errors.invalid_value("num_images", "a positive integer", num_images)
   x = data.load(dataset, data_dir, seed=split_seed).x_val
   available = len(x)
   if num_images > available:
@@ -130,8 +130,7 @@ def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
   if num_images < 1:
-    raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
-                     "integer. Received calibration_images=%r" % (num_images,))
+    raise errors.invalid_value("calibration_images", "a positive integer", num_images)
   x = data.load(dataset, data_dir, seed=split_seed).x_train[:num_images]
   return np.ascontiguousarray(data.normalize(x), np.float32)
 

@@ -26,6 +26,8 @@ import os
 
 import numpy as np
 
+from tea_keras import errors
+
 CALIBRATION_BATCH = 10
 INPUT_NAME = "images"
 
@@ -33,9 +35,9 @@ INPUT_NAME = "images"
 def _check_images(images):
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[0] < 1:
-    raise ValueError("Invalid value for argument `calibration_images`. Expected a float32 "
-                     "NHWC batch of at least one normalized training image. Received shape "
-                     "%s." % (images.shape,))
+    raise errors.invalid_value("calibration_images",
+                               "a float32 NHWC batch of at least one normalized training image",
+                               shown="shape %s." % (images.shape,))
   return images
 
 
@@ -100,8 +102,7 @@ def quantize_openvino(fp32_onnx_path, out, calibration_images, batch_size=CALIBR
   """Write the NNCF int8 IR (``out``: .xml, .bin next to it) of an fp32 ONNX file."""
   images = _check_images(calibration_images)
   if not out.endswith(".xml"):
-    raise ValueError("Invalid value for argument `out`. Expected a path ending in .xml. "
-                     "Received %r" % (out,))
+    raise errors.invalid_value("out", "a path ending in .xml", out)
   ov = _import("openvino", "openvino", "int8 for openvino")
   if not hasattr(ov, "convert_model"):
     raise ImportError("int8 for openvino quantizes with NNCF on OpenVINO 2023.1 or newer; this "

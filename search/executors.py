@@ -53,6 +53,7 @@ import threading
 import time
 
 from search import trial as trial_lib
+from tea_keras import errors
 
 
 class Executor(abc.ABC):
@@ -421,5 +422,4 @@ def make_executor(name, max_parallel, ray_address=None, gpus_per_trial=0.0, sing
     return LocalExecutor(max_parallel)
   if name == "ray":
     return RayExecutor(max_parallel, ray_address, gpus_per_trial, single_node)
-  raise ValueError("Invalid value for argument `executor`. Expected local or ray. "
-                   "Received executor=%r" % (name,))
+  raise errors.invalid_value("executor", "local or ray", name)

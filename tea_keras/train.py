@@ -30,6 +30,7 @@ from absl import app
 from absl import flags
 
 from tea_keras import data
+from tea_keras import errors
 from tea_keras import recipes
 from tea_keras import space
 
@@ -110,8 +111,8 @@ def _to_float(name, text):
   try:
     return float(text)
   except ValueError:
-    raise ValueError("Invalid value for flag --%s. Expected a number or 'none'. "
-                     "Received %r" % (name, text)) from None
+    raise ValueError(errors.message("--" + name, "a number or 'none'", text,
+                                    noun="flag")) from None
 
 
 def run(flag_values):

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 from tea_keras import data as data_lib
+from tea_keras import errors
 from tea_keras import files
 from tea_keras import recipes as recipes_lib
 from tea_keras import space
@@ -169,8 +170,7 @@ def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
   if isinstance(genotype, str):
     genotype = space.Genotype.parse(genotype)
   if not isinstance(genotype, space.Genotype):
-    raise ValueError("Invalid value for argument `genotype`. Expected a Genotype or "
-                     "its string form. Received %r" % (genotype,))
+    raise errors.invalid_value("genotype", "a Genotype or its string form", genotype)
   num_cells = recipe.num_cells if num_cells is None else num_cells
   filters = recipe.filters if filters is None else filters
   model = build_cell_network(genotype, recipe, num_cells, filters, seed,
@@ -194,11 +194,10 @@ def train_model(model, recipe, splits, model_dir=None, *, evaluate_test=False,
   progress bar.
   """
   if not isinstance(recipe, recipes_lib.Recipe):
-    raise ValueError("Invalid value for argument `recipe`. Expected a "
-                     "tea_keras.recipes.Recipe. Received %r" % (recipe,))
+    raise errors.invalid_value("recipe", "a tea_keras.recipes.Recipe", recipe)
   if not isinstance(splits, data_lib.Splits):
-    raise ValueError("Invalid value for argument `splits`. Expected tea_keras.data.Splits "
-                     "(tea_keras.data.load). Received %r" % (type(splits),))
+    raise errors.invalid_value("splits", "tea_keras.data.Splits (tea_keras.data.load)",
+                               type(splits))
   execution = resolve_execution(recipe)
   steps = data_lib.steps_per_epoch(len(splits.x_train), recipe.batch_size)
   config = {"recipe": recipe.to_dict(), "dataset": splits.name, "seed": seed,

@@ -31,6 +31,8 @@ Device-side module: Python 3.6 syntax, standard library only.
 
 import collections
 
+from . import errors
+
 DeviceKind = collections.namedtuple(
     "DeviceKind", "name runtimes power_sources paper_threshold_w description")
 RuntimeKind = collections.namedtuple(
@@ -137,8 +139,7 @@ def check_precision(runtime_name, precision):
 
 def _one_of(name, value, allowed):
   if value not in allowed:
-    raise ValueError("Invalid value for argument `%s`. Expected one of %s. Received %s=%r"
-                     % (name, "|".join(allowed), name, value))
+    raise errors.invalid_value(name, "one of %s" % "|".join(allowed), value)
 
 
 def device(name):

@@ -68,6 +68,7 @@ from absl import app, flags, logging
 
 from search.benchmarks import benchmark
 from search.benchmarks.problems import make_problem
+from tea_keras import errors
 from tea_keras import files
 
 STRATEGIES = ("qlognehvi", "qlognparego", "pes")
@@ -93,8 +94,7 @@ def _candidate_set(space):
 def check_supported(problem, strategy: str):
   """ValueError (before any work) for a strategy/space pair not supported."""
   if strategy not in STRATEGIES:
-    raise ValueError("Invalid value for argument `strategy`. Expected one of %s. Received %r."
-                     % (", ".join(STRATEGIES), strategy))
+    raise errors.invalid_value("strategy", "one of %s" % ", ".join(STRATEGIES), strategy)
   finite = _candidate_set(problem.space) is not None
   if not problem.space.all_continuous and not finite:
     raise ValueError("Invalid problem %r for the BoTorch anchors: expected a continuous "
@@ -305,8 +305,9 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
   torch, botorch = import_botorch()
   budget = budget or benchmark.DEFAULT_BUDGET.get(problem.name)
   if not budget:
-    raise ValueError("Invalid value for argument `budget`. Expected a positive integer "
-                     "(problem %r has no default). Received %r." % (problem.name, budget))
+    raise errors.invalid_value("budget",
+                               "a positive integer (problem %r has no default)" % (problem.name,),
+                               budget)
   result = {"problem": problem.name, "strategy": strategy, "budget": budget, "runs": [],
             "settings": settings,
             "versions": {"botorch": botorch.__version__, "torch": torch.__version__}}

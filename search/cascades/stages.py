@@ -23,6 +23,7 @@ from deploy.device import devices
 from deploy.device import runtimes
 from search.reports import common
 from search.reports import cross_device
+from tea_keras import errors
 
 STAGES_DIR = "stages"
 
@@ -187,8 +188,7 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
                             np.float32))
     return out
   if runtime != "onnxruntime":
-    raise ValueError("Invalid value for argument `runtime`. Expected onnxruntime or keras. "
-                     "Received runtime=%r" % (runtime,))
+    raise errors.invalid_value("runtime", "onnxruntime or keras", runtime)
   for path in paths:
     rt = runtimes.create("onnxruntime", path, "cpu")
     try:

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from search.optimizer import pareto
+from tea_keras import errors
 
 
 def load_points(results_dir: str) -> List[Dict]:
@@ -32,8 +33,8 @@ def load_points(results_dir: str) -> List[Dict]:
   from search import store as store_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(results_dir, "trials.db")
   if not os.path.isfile(path):
-    raise ValueError("Invalid value for argument `results_dir`. Expected a DNAS sweep's "
-                     "directory (with trials.db). Received results_dir=%r" % (results_dir,))
+    raise errors.invalid_value("results_dir", "a DNAS sweep's directory (with trials.db)",
+                               results_dir)
   store = store_lib.TrialStore(path)
   try:
     trials = store.trials(["done"])
@@ -76,9 +77,8 @@ def remeasure(points: Sequence[Dict], rounds: int = 3, log=print) -> None:
       with open(os.path.join(p["dir"], "config.json")) as f:
         configs[p["dir"]] = c = json.load(f)
       if c["device"] != "cpu":
-        raise ValueError("Invalid value for argument `remeasure_rounds`. Expected sweeps "
-                         "measured on this machine's CPU. Received %s, measured on %s"
-                         % (p["dir"], c["device"]))
+        raise errors.invalid_value("remeasure_rounds", "sweeps measured on this machine's CPU",
+                                   shown="%s, measured on %s" % (p["dir"], c["device"]))
       key = (c["dataset"], c.get("data_dir"), c["measure_images"], c.get("seed", 0))
       if key not in images:
         images[key] = measure_lib.load_images(c["dataset"], c["measure_images"],

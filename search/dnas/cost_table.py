@@ -38,6 +38,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from tea_keras import errors
+
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -159,9 +161,9 @@ class _Table:
     self.table = table
     missing = [name for name, entry in table["layers"].items() if entry.get(self.key) is None]
     if missing:
-      raise ValueError("Invalid value for argument `table`. Expected %s for every layer (a "
-                       "power source that reads). Received none for %s"
-                       % (self.key, ", ".join(missing[:5])))
+      raise errors.invalid_value("table",
+                                 "%s for every layer (a power source that reads)" % (self.key,),
+                                 shown="none for %s" % ", ".join(missing[:5]))
 
   def __call__(self, specs, alive):
     from keras import ops  # pylint: disable=g-import-not-at-top

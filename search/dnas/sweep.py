@@ -49,6 +49,7 @@ from search import device_lock
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from tea_keras import errors
 
 SEEDS = ("resnet8", "cell")
 LOSSES = ("absolute", "hinge")
@@ -75,35 +76,32 @@ class DnasSettings:
 
   def validate(self):
     if self.seed_model not in SEEDS:
-      raise ValueError("Invalid value for argument `seed_model`. Expected one of %s. "
-                       "Received seed_model=%r" % ("|".join(SEEDS), self.seed_model))
+      raise errors.invalid_value("seed_model", "one of %s" % "|".join(SEEDS), self.seed_model)
     if self.seed_model == "cell" and not self.genotype:
-      raise ValueError("Invalid value for argument `genotype`. Expected a cell for "
-                       "--seed_model=cell (a genotype string, e.g. from a search's "
-                       "pareto.csv). Received genotype=None")
+      raise errors.invalid_value("genotype",
+                                 "a cell for --seed_model=cell (a genotype string, e.g. from a "
+                                 "search's pareto.csv)", shown="genotype=None")
     for name, allowed in (("loss", LOSSES), ("cost_model", COST_MODELS)):
       if getattr(self, name) not in allowed:
-        raise ValueError("Invalid value for argument `%s`. Expected one of %s. Received "
-                         "%s=%r" % (name, "|".join(allowed), name, getattr(self, name)))
+        raise errors.invalid_value(name, "one of %s" % "|".join(allowed), getattr(self, name))
     if not self.size_targets or not all(0 < t <= 1 for t in self.size_targets):
-      raise ValueError("Invalid value for argument `size_targets`. Expected fractions of the "
-                       "seed's size in (0, 1]. Received size_targets=%r" % (self.size_targets,))
+      raise errors.invalid_value("size_targets", "fractions of the seed's size in (0, 1]",
+                                 self.size_targets)
     if not self.lambda_energy or min(self.lambda_energy) < 0 or self.lambda_size < 0:
       raise ValueError("Invalid value for arguments `lambda_energy`, `lambda_size`. Expected "
                        "numbers >= 0. Received lambda_energy=%r lambda_size=%r"
                        % (self.lambda_energy, self.lambda_size))
     if (not self.table_fractions or not all(0 < f <= 1 for f in self.table_fractions)
         or 1.0 not in self.table_fractions):
-      raise ValueError("Invalid value for argument `table_fractions`. Expected fractions of "
-                       "each layer's channels in (0, 1], 1 among them. Received "
-                       "table_fractions=%r" % (self.table_fractions,))
+      raise errors.invalid_value("table_fractions",
+                                 "fractions of each layer's channels in (0, 1], 1 among them",
+                                 self.table_fractions)
     if not self.mask_speed > 0:
-      raise ValueError("Invalid value for argument `mask_speed`. Expected a number > 0. "
-                       "Received mask_speed=%r" % (self.mask_speed,))
+      raise errors.invalid_value("mask_speed", "a number > 0", self.mask_speed)
     for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "ramp_epochs"):
       if getattr(self, name) < (1 if name == "search_epochs" else 0):
-        raise ValueError("Invalid value for argument `%s`. Expected a count >= %d. Received "
-                         "%s=%r" % (name, name == "search_epochs", name, getattr(self, name)))
+        raise errors.invalid_value(name, "a count >= %d" % (name == "search_epochs",),
+                                   getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import linalg, sparse
 
 from search.optimizer import ep
+from search.optimizer import errors
 from search.optimizer import feasibility
 from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
 from search.optimizer.pareto import non_dominated_mask
@@ -330,8 +331,8 @@ class PESMOAcquisition:
     self.num_objectives = len(gps)
     num = min(len(gp.samples) for gp in gps)
     if pareto_sets is not None and len(pareto_sets) != num:
-      raise ValueError("Invalid value for argument `pareto_sets`. Expected %d sets (one per "
-                       "hyperparameter sample). Received %d." % (num, len(pareto_sets)))
+      raise errors.invalid_value("pareto_sets", "%d sets (one per hyperparameter sample)" % (num,),
+                                 shown="%d." % (len(pareto_sets),))
     observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
     observed_z = space.encode(observed_x)
     self.states = []
@@ -433,8 +434,7 @@ class PESMOStrategy(Strategy):
     super().__init__(space, num_objectives, seed, **options)
     logs = options.get("log_objectives") or [False] * self.num_objectives
     if len(logs) != self.num_objectives:
-      raise ValueError("Invalid value for option `log_objectives`. Expected %d booleans. "
-                       "Received %r." % (self.num_objectives, logs))
+      raise errors.invalid_option("log_objectives", "%d booleans" % (self.num_objectives,), logs)
     self.gps = [ObjectiveGP(space.groups, kernel=options.get("kernel", "matern52"),
                             mode=options.get("gp_mode", "slice"),
                             num_samples=options.get("num_samples", 10),
@@ -450,16 +450,15 @@ class PESMOStrategy(Strategy):
     ref = options.get("reference_point")
     if ref is not None and (np.ndim(ref) != 1 or len(ref) != self.num_objectives
                             or not np.all(np.isfinite(ref))):
-      raise ValueError("Invalid value for option `reference_point`. Expected %d finite "
-                       "numbers. Received %r." % (self.num_objectives, ref))
+      raise errors.invalid_option("reference_point", "%d finite numbers" % (self.num_objectives,),
+                                  ref)
     if ref is not None and any(log and r <= 0 for log, r in zip(logs, ref)):
-      raise ValueError("Invalid value for option `reference_point`. Expected positive "
-                       "values for the log-modelled objectives (log_objectives=%r). "
-                       "Received %r." % (list(logs), ref))
+      raise errors.invalid_option("reference_point",
+                                  "positive values for the log-modelled objectives "
+                                  "(log_objectives=%r)" % (list(logs),), ref)
     use_tr = options.get("trust_region", "auto")
     if use_tr not in (True, False, "auto"):
-      raise ValueError("Invalid value for option `trust_region`. Expected true, false or "
-                       "\"auto\". Received %r." % (use_tr,))
+      raise errors.invalid_option("trust_region", 'true, false or "auto"', use_tr)
     self.trust_region = (
         TrustRegion(space, initial_length=options.get("trust_region_length", 0.2))
         if space.all_continuous and use_tr in (True, "auto") else None)
