@@ -28,6 +28,7 @@ FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("model", "cell", ["cell", "densenet40"], "Which network to profile.")
   flags.DEFINE_string("genotype", "random", "Cell genotype: string form, a named cell or "
                       "'random'.")

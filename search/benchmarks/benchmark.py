@@ -404,21 +404,22 @@ def summarize(folder: str):
   return table
 
 
-def _problem_args():
-  """make_problem's keyword arguments from the table flags (checked)."""
-  table_flags = {"table": FLAGS.table, "variables": FLAGS.variables,
-                 "objectives": FLAGS.objectives}
-  if FLAGS.problem != "table":
+def _problem_args(fv):
+  """make_problem's keyword arguments from the table flags of the parsed flags
+  ``fv`` (checked)."""
+  table_flags = {"table": fv.table, "variables": fv.variables,
+                 "objectives": fv.objectives}
+  if fv.problem != "table":
     given = [k for k, v in table_flags.items() if v] + (["log_objectives"]
-                                                        if FLAGS.log_objectives else [])
+                                                        if fv.log_objectives else [])
     if given:
       raise app.UsageError("--%s apply only to --problem=table." % ", --".join(given))
     return {}
   missing = [k for k, v in table_flags.items() if not v]
   if missing:
     raise app.UsageError("--problem=table needs --%s." % ", --".join(missing))
-  return dict(table_flags, log_objectives=FLAGS.log_objectives,
-              num_initial=FLAGS.num_initial)
+  return dict(table_flags, log_objectives=fv.log_objectives,
+              num_initial=fv.num_initial)
 
 
 def main(argv):
@@ -432,7 +433,7 @@ def main(argv):
   if not isinstance(options, dict):
     raise app.UsageError("--strategy_options must be a JSON object, got %r."
                          % FLAGS.strategy_options)
-  problem_args = _problem_args()
+  problem_args = _problem_args(FLAGS)
   try:  # bad tables and bounds are refused here, before any run
     problem = make_problem(FLAGS.problem, **problem_args)
     if FLAGS.bounds:

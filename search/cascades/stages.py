@@ -22,7 +22,7 @@ from deploy import export
 from deploy.device import devices
 from deploy.device import runtimes
 from search.reports import common
-from search.reports import cross_device
+from search.reports import cross_device_lib
 from tea_keras import errors
 
 STAGES_DIR = "stages"
@@ -93,7 +93,7 @@ def candidates_from_results(results_dir, trial_ids=None):
                        "%s. Expected ids among %s." % (missing, results_dir, sorted(by_id)))
     chosen = [by_id[i] for i in trial_ids]
   else:
-    chosen = cross_device.pareto_trials(trials, config["objectives"])
+    chosen = cross_device_lib.pareto_trials(trials, config["objectives"])
   out = []
   for t in chosen:
     m, a = t["metrics"], t["artifacts"]

@@ -64,7 +64,7 @@ from search import device_lock
 from search import loop
 from search import outputs
 from search.optimizer import pareto
-from search.reports import cross_device
+from search.reports import cross_device_lib
 from search.reports.common import comparison_reference_point, load_search
 
 # -- Fig. 5 -----------------------------------------------------------------------
@@ -179,7 +179,7 @@ def remeasure_front(results_dir, out_dir, log=print):
   config = loop.resolve(dataclasses.replace(config, device_kind=None, artifact_format=None,
                                             onnx_opset=None), log)
   os.makedirs(out_dir, exist_ok=True)
-  rows = cross_device.remeasure(results_dir, config, out_dir, log)
+  rows = cross_device_lib.remeasure(results_dir, config, out_dir, log)
   for row in rows:
     old, new = row["source_time_s"], row["time_s"]
     row["time_ratio"] = new / old if old and new else None
