@@ -54,13 +54,17 @@ from tea_keras import console
 from tea_keras import data
 from tea_keras import errors
 
-FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
+# Export formats: what this module writes. The artifact formats a device loads
+# that the host writes from a Keras model (``deploy.device.devices.FORMATS``;
+# not ``keras``, the trained model itself, nor ``cascade``, written by
+# ``search.cascades.build``), and ``saved_model``, which no device runtime loads.
+EXPORT_FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
 ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/device/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
 INT8_RELATIVE_TOLERANCE = 0.5
-INT8_FORMATS = ("onnx", "openvino")
+INT8_EXPORT_FORMATS = ("onnx", "openvino")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
@@ -191,10 +195,10 @@ def run_artifact(fmt, path, images, batch_size=100):
 def _check_precision_args(fmt, precision, calibration_images):
   if precision not in PRECISIONS:
     raise errors.invalid_value("precision", "one of %s" % "|".join(PRECISIONS), precision)
-  if precision == "int8" and fmt not in INT8_FORMATS:
+  if precision == "int8" and fmt not in INT8_EXPORT_FORMATS:
     raise ValueError("precision=int8 is exported for fmt=%s only (TensorRT quantizes on "
                      "the device, from the fp32 ONNX file). Received fmt=%r"
-                     % ("|".join(INT8_FORMATS), fmt))
+                     % ("|".join(INT8_EXPORT_FORMATS), fmt))
   if precision == "int8" and calibration_images is None:
     raise ValueError("precision=int8 needs `calibration_images`: normalized images of the "
                      "TRAINING split (tea_keras.data.normalize(splits.x_train[:200])).")
@@ -211,8 +215,8 @@ def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=No
                  opset=ONNX_OPSET, batch_size=100, calibration_images=None):
   """Export and parity-check; returns an ``ExportResult`` (see module doc).
   ``calibration_images``: training images for ``precision="int8"``."""
-  if fmt not in FORMATS:
-    raise errors.invalid_value("fmt", "one of %s" % "|".join(FORMATS), fmt)
+  if fmt not in EXPORT_FORMATS:
+    raise errors.invalid_value("fmt", "one of %s" % "|".join(EXPORT_FORMATS), fmt)
   _check_precision_args(fmt, precision, calibration_images)
   model = load_keras(model_or_model_dir)
   out = os.fspath(out)
@@ -251,7 +255,8 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string("model_dir", None, "Directory with model.keras (or a .keras file).")
-  flags.DEFINE_enum("format", "onnx", FORMATS, "Export format.")
+  flags.DEFINE_enum("format", "onnx", EXPORT_FORMATS, "Export format: an artifact format a "
+                    "device loads, or saved_model.")
   flags.DEFINE_enum("precision", "fp32", PRECISIONS, "Numerical precision of the export.")
   flags.DEFINE_string("out", None, "Output path (.onnx, .xml, .engine, or a directory "
                       "for saved_model). Default: <model_dir>/model.<ext>.")
