@@ -117,6 +117,7 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
     with tempfile.TemporaryDirectory() as tmp:
       fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
       return quantize.quantize_onnx(fp32, out, calibration_images)
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf
   import tf2onnx
   spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name=INPUT_NAME),)
@@ -141,6 +142,7 @@ def save_openvino_ir(onnx_path, out, fp16=False):
   fp16 by ``offline_transformations.compress_model_transformation``), as on
   the OpenVINO 2022.3 host of a Movidius stick."""
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     import openvino as ov
     convert, save = ov.convert_model, ov.save_model
   except (ImportError, AttributeError):

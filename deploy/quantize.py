@@ -21,6 +21,7 @@ here, lazily, with an actionable error.
 """
 
 import contextlib
+import importlib
 import logging
 import os
 
@@ -46,7 +47,6 @@ def _batches(images, batch_size):
 
 
 def _import(name, pip_name, what):
-  import importlib  # pylint: disable=g-import-not-at-top
   try:
     return importlib.import_module(name)
   except ImportError as e:
@@ -93,6 +93,7 @@ def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BAT
         fp32_path, out, _Reader(), quant_format=quantization.QuantFormat.QDQ,
         activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
         per_channel=True, calibrate_method=quantization.CalibrationMethod.MinMax)
+  # ONNX: optional (the deploy extra), imported only when used.
   import onnx  # pylint: disable=g-import-not-at-top
   onnx.save(compact_names(onnx.load(out)), out)
   return out
@@ -167,6 +168,7 @@ def weight_bytes(path):
     return os.path.getsize(path[:-4] + ".bin") if os.path.exists(path[:-4] + ".bin") else None
   if not path.endswith(".onnx"):
     return None
+  # ONNX: optional (the deploy extra), imported only when used.
   import onnx  # pylint: disable=g-import-not-at-top
   model = onnx.load(path)
   return int(sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes

@@ -195,6 +195,7 @@ def _read_sample():
 
 
 def _keras_cifar10():
+  # Keras: heavy, imported only when this runs.
   import keras  # pylint: disable=g-import-not-at-top
   try:
     (x_tr, y_tr), (x_te, y_te) = keras.datasets.cifar10.load_data()
@@ -334,6 +335,7 @@ def _read_classes(classes):
 
 def read_image(path) -> np.ndarray:
   """One image file as uint8 (32, 32, 3) RGB (see ``read_image_folder``)."""
+  # Pillow: imported only to read image folders.
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as image:
@@ -457,6 +459,7 @@ def normalize(x_uint8) -> np.ndarray:
 
 def normalize_tensor(x):
   """``normalize`` on a tensor of pixel values in [0, 255] (any dtype)."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (tf.cast(x, tf.float32) - MEAN) / STD
 
@@ -487,6 +490,7 @@ def augment(image, seed, aug: Augmentation):
   stateless seed. Returns float32 (32, 32, 3) clipped to [0, 255]. Order as in
   the TensorFlow CIFAR-10 tutorial (``cifar10_input.distorted_inputs``).
   """
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   seeds = tf.random.experimental.stateless_split(seed, 4)
   shape = tf.shape(image)
@@ -523,6 +527,7 @@ def train_dataset(x, y, *, batch_size: int, seed: int, augmentation: Optional[Au
   dataset for a resumed run continues the uninterrupted one exactly.
   Yields ``(float32 (B, 32, 32, 3), int32 (B,))``.
   """
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _check_images(x, y)
   n = len(x)
@@ -552,6 +557,7 @@ def train_dataset(x, y, *, batch_size: int, seed: int, augmentation: Optional[Au
 
 def eval_dataset(x, y, *, batch_size: int, cache: bool = True):
   """Normalized, unshuffled, unaugmented batches (last batch may be short)."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _check_images(x, y)
   ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype=np.int32)))

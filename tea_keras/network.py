@@ -28,6 +28,7 @@ import keras
 from keras import layers
 
 from tea_keras import cells
+from tea_keras import densenet  # noqa: F401  (registers its layers for load_model, if any)
 from tea_keras import errors
 from tea_keras import ops
 from tea_keras import space
@@ -89,5 +90,4 @@ def cell_strides(num_cells):
 
 def load_model(path):
   """Load a saved ``.keras`` model holding tea_keras layers."""
-  from tea_keras import densenet  # noqa: F401  (registers its layers, if any)
   return keras.saving.load_model(path)

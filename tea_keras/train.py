@@ -29,6 +29,7 @@ import typing
 from absl import app
 from absl import flags
 
+from tea_keras import console
 from tea_keras import data
 from tea_keras import errors
 from tea_keras import recipes
@@ -215,7 +216,6 @@ def _show(value):
 
 
 def main(argv):
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   if len(argv) > 1:
     sys.exit("tea_keras.train: error: unexpected arguments %s; expected only --flags."

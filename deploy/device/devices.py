@@ -30,6 +30,7 @@ Device-side module: Python 3.6 syntax, standard library only.
 """
 
 import collections
+import os
 
 from . import errors
 
@@ -215,7 +216,6 @@ def check_power_source(device_name, source):
 def format_of_path(path, fmt=None):
   """The artifact format of ``path`` (from its suffix unless ``fmt`` is given;
   the agent checks a given one)."""
-  import os
   if fmt is not None:
     return fmt
   cascade_file = FORMATS["cascade"].suffix

@@ -44,6 +44,8 @@ import subprocess
 import tempfile
 import time
 
+import numpy as np
+
 from . import cuda_memory as cuda_memory_lib
 from . import devices
 from . import errors
@@ -150,7 +152,6 @@ def make_calibrator(trt, images, batch_size=None, cache_path=None):
   """An ``trt.IInt8EntropyCalibrator2`` feeding ``images`` (float32 NHWC) in
   batches of min(batch_size, len(images)) through device memory (a
   remainder smaller than a batch is dropped); reads/writes ``cache_path``."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   base = trt.IInt8EntropyCalibrator2
 
   class Calibrator(base):
@@ -276,7 +277,6 @@ def build_serialized(trt, onnx_bytes, precision="fp32", batch_size=DEFAULT_BATCH
 
 
 def _empty_images(shape):
-  import numpy as np  # pylint: disable=g-import-not-at-top
   return np.zeros([0] + [max(1, d) for d in shape[1:]], np.float32)
 
 
@@ -350,6 +350,7 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch_size=DEFAULT_BA
   if not os.path.exists(onnx_path):
     raise ValueError("ONNX file %r does not exist." % (onnx_path,))
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     import tensorrt as trt
   except ImportError:
     trt = None

@@ -78,6 +78,7 @@ FLAGS = flags.FLAGS
 def import_botorch():
   """(torch, botorch) or an ImportError saying how to install them."""
   try:
+    # torch/BoTorch: optional (the bench extra), imported only for the anchors.
     import torch  # pylint: disable=import-outside-toplevel
     import botorch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
@@ -133,6 +134,7 @@ class _Inputs:
 
 def fit_model(torch, train_x, train_y):
   """Multi-output SingleTaskGP on (n, D) inputs and (n, M) outcomes to maximize."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.fit import fit_gpytorch_mll  # pylint: disable=import-outside-toplevel
   from botorch.models import SingleTaskGP  # pylint: disable=import-outside-toplevel
   from botorch.models.transforms.outcome import Standardize  # pylint: disable=import-outside-toplevel
@@ -146,6 +148,7 @@ def fit_model(torch, train_x, train_y):
 
 def make_acquisition(torch, strategy, model, train_x, ref_point, settings):
   """The BoTorch acquisition (module doc); ``ref_point`` in maximization units."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.sampling import SobolQMCNormalSampler  # pylint: disable=import-outside-toplevel
   from botorch.acquisition.multi_objective import logei, parego  # pylint: disable=import-outside-toplevel
   x = torch.tensor(train_x, dtype=torch.float64)
@@ -196,6 +199,7 @@ def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
   """Native (d,) maximizer of ``acq``: optimize_acqf on the unit cube, or the
   best unevaluated row of the candidate set."""
   if inputs.continuous:
+    # BoTorch: optional (the bench extra), imported only for the anchors.
     from botorch.optim import optimize_acqf  # pylint: disable=import-outside-toplevel
     d = inputs.space.dim
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
@@ -369,6 +373,7 @@ def _write_json(path, data):
 def _load_fused_kernel():
   """Loads (compiles on first use) BoTorch's fused qLogEHVI kernel, if this
   BoTorch has one, so that no proposal's timing includes the compilation."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.acquisition.multi_objective import logei  # pylint: disable=import-outside-toplevel
   loader = getattr(logei, "_try_load_fused_kernel", None)
   if loader:

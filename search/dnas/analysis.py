@@ -21,7 +21,11 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from absl import flags
+from scipy import stats
 
+from deploy import measure as measure_lib
+from search import store as store_lib
 from search.optimizer import pareto
 from tea_keras import errors
 
@@ -30,7 +34,6 @@ def load_points(results_dir: str) -> List[Dict]:
   """The done points of a sweep's trial store, flattened: method, target,
   lambda_E, loss, cost model, params, MACs, time per image (s), error,
   predicted cost, wall and training seconds, the sweep's directory."""
-  from search import store as store_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(results_dir, "trials.db")
   if not os.path.isfile(path):
     raise errors.invalid_value("results_dir", "a DNAS sweep's directory (with trials.db)",
@@ -70,7 +73,6 @@ def remeasure(points: Sequence[Dict], rounds: int = 3, log=print) -> None:
   (``sweep_time_per_image_s`` keeps the sweep's). Points measured during
   the sweep at different moments of other load compare badly; measured
   together they compare like with like."""
-  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
   configs, images = {}, {}
   for p in points:
     if p["dir"] not in configs:
@@ -121,7 +123,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
   """Spearman's rank correlation (scipy), None for fewer than 3 points."""
   if len(x) < 3:
     return None
-  from scipy import stats  # pylint: disable=g-import-not-at-top
   return float(stats.spearmanr(x, y).statistic)
 
 
@@ -194,7 +195,6 @@ def format_report(result: Dict) -> str:
 
 
 def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   dirs = flags.FLAGS.results_dir
@@ -220,7 +220,6 @@ def main(argv):
 
 
 def define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_list("results_dir", None, "DNAS sweep directories (comma-separated).")
   flags.DEFINE_integer("remeasure_rounds", 0, "Measure every point's export again, back to "
                        "back, this many rounds (shuffled), and use the fastest (0: the "

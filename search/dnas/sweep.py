@@ -49,7 +49,11 @@ from search import device_lock
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from search.dnas import cost_table
+from tea_keras import data
 from tea_keras import errors
+from tea_keras import recipes
+from tea_keras import space
 
 SEEDS = ("resnet8", "cell")
 LOSSES = ("absolute", "hinge")
@@ -147,7 +151,6 @@ def seed_network(settings, num_classes, num_cells=1, filters=8, width=1.0):
   if settings.seed_model == "resnet8":
     widths = [max(1, int(round(width * f))) for f in seeds.RESNET8_V05_FILTERS]
     return seeds.resnet8_v05(num_classes=num_classes, filters=widths)
-  from tea_keras import space  # pylint: disable=g-import-not-at-top
   return seeds.cell_network(space.Genotype.parse(settings.genotype), num_cells,
                             max(1, int(round(width * filters))), num_classes=num_classes)
 
@@ -220,6 +223,7 @@ class _SearchLog:
   """A line per search epoch: the loss, the binarized size and cost."""
 
   def __new__(cls, supernet, epochs, log):
+    # Keras: heavy, imported only when this runs.
     import keras  # pylint: disable=g-import-not-at-top
 
     class Callback(keras.callbacks.Callback):
@@ -238,7 +242,6 @@ class Sweep:
   def __init__(self, config, settings, log=print):
     settings.validate()
     self.config, self.settings, self.log = config, settings, log
-    from tea_keras import recipes  # pylint: disable=g-import-not-at-top
     self.recipe = recipes.search_recipe(**config.recipe)
     self.splits = trial_lib.load_splits(config)
     self.num_classes = self.splits.num_classes
@@ -246,6 +249,7 @@ class Sweep:
 
   # one training phase -----------------------------------------------------------
   def _train(self, model, epochs, model_dir, label):
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import training  # pylint: disable=g-import-not-at-top
     if epochs < 1:
       return model
@@ -257,6 +261,7 @@ class Sweep:
 
   def warm_seed(self):
     """The warmed-up seed (trained once, resumable), and its size and MACs."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     seed = seed_network(self.settings, self.num_classes, self.recipe.num_cells,
                         self.recipe.filters)
@@ -267,10 +272,10 @@ class Sweep:
   def cost_model(self, warm, supernet):
     """The search's cost model: MACs, or the measured latency table (measured
     once per sweep into ``cost_table.json``)."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras.dnas import complexity  # pylint: disable=g-import-not-at-top
     if self.settings.cost_model == "macs":
       return complexity.macs
-    from search.dnas import cost_table  # pylint: disable=g-import-not-at-top
     path = os.path.join(self.config.results_dir, "cost_table.json")
     if not os.path.isfile(path):
       work = os.path.join(self.config.results_dir, "cost_table")
@@ -283,6 +288,7 @@ class Sweep:
 
   def run_point(self, point, trial_dir, warm, seed_params, seed_cost):
     """Search (or scale), fine-tune and measure one point; returns (metrics, model)."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     target = point.size_target * seed_params
     metrics = {"method": point.method, "size_target_fraction": point.size_target,
@@ -313,10 +319,11 @@ class Sweep:
 
   def _search(self, point, trial_dir, warm, seed_params, seed_cost, target):
     """The supernet's training and the found architecture (exported)."""
-    from tea_keras import data, training  # pylint: disable=g-import-not-at-top
-    from tea_keras.dnas import export as dnas_export
-    from tea_keras.dnas import losses
-    from tea_keras.dnas import supernet as supernet_lib
+    # Keras, imported when a sweep trains (``python -m search.dnas --help`` needs no TensorFlow).
+    from tea_keras import training  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import export as dnas_export  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import losses  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import supernet as supernet_lib  # pylint: disable=g-import-not-at-top
     supernet = supernet_lib.make_supernet(warm, mask_speed=self.settings.mask_speed)
     cost = self.cost_model(warm, supernet)
     cost_seed = float(np.asarray(supernet.cost(cost)))
@@ -427,6 +434,7 @@ def refresh(store, config):
 def plot_fronts(results_dir, trials, objectives):
   """``dnas_fronts.png``: error against time per size target, the DNAS
   points coloured by lambda_E, the uniform baseline marked apart."""
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -23,6 +23,7 @@ import abc
 import time
 
 import numpy as np
+from scipy import optimize
 
 from search.optimizer import errors
 from search.optimizer.design import DesignSpace, InfeasibleSpaceError
@@ -172,7 +173,6 @@ def _filter(space, x, excluded):
 
 def _refine(acq, space, x, value, excluded, climbs: int = 2):
   if space.all_continuous:
-    from scipy import optimize  # pylint: disable=import-outside-toplevel
     res = optimize.minimize(lambda p: -acq(np.clip(p, space.lower, space.upper)[None])[0],
                             x, method="Powell", bounds=list(zip(space.lower, space.upper)),
                             options={"maxfev": 80, "xtol": 1e-3})

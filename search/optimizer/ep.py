@@ -98,7 +98,7 @@ setting of the cross-check in ``tests/search/optimizer/ep_test.py``.
 """
 
 import numpy as np
-from scipy import special
+from scipy import linalg, special
 
 from search.optimizer import errors
 
@@ -319,7 +319,6 @@ def candidate_marginals(result, prior_mean, prior_chol, cand_mean, cand_var, can
     mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto
     points, the last P joint points).
   """
-  from scipy import linalg  # pylint: disable=import-outside-toplevel
   m = result["num_observed"]
   mean_q, var_q = np.zeros_like(cand_mean), np.zeros_like(cand_var)
   cross_q = np.zeros(cand_cross.shape[:2] + (cand_cross.shape[2] - m,))

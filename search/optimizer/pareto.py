@@ -42,6 +42,7 @@ def non_dominated_mask(y: np.ndarray) -> np.ndarray:
   n = y.shape[0]
   mask = np.ones(n, dtype=bool)
   if n > 64:
+    # pymoo: slow to import, needed only on this path.
     from pymoo.util.nds.non_dominated_sorting import (  # pylint: disable=import-outside-toplevel
         NonDominatedSorting)
     mask[:] = False
@@ -66,6 +67,7 @@ def hypervolume(y: np.ndarray, ref_point: np.ndarray) -> float:
   inside = np.all(y < ref, axis=1)
   if not np.any(inside):
     return 0.0
+  # pymoo: slow to import, needed only on this path.
   from pymoo.indicators.hv import HV  # pylint: disable=import-outside-toplevel
   front = y[inside][non_dominated_mask(y[inside])]
   return float(HV(ref_point=ref)(front))

@@ -38,7 +38,7 @@ import weakref
 from typing import List
 
 import numpy as np
-from scipy import linalg, sparse
+from scipy import linalg, optimize, sparse
 
 from search.optimizer import ep
 from search.optimizer import errors
@@ -129,6 +129,7 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   units), NSGA-II's constraint handling gets ``f_k - b_k <= 0`` and only
   points meeting them are returned."""
   bounded = [] if bounds is None else list(np.flatnonzero(np.isfinite(bounds)))
+  # pymoo: slow to import, needed only on this path.
   from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
   from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
@@ -508,7 +509,6 @@ class PESMOStrategy(Strategy):
     the sampled Pareto points that fall in them, then bounded Powell
     refinement of the best ``refine`` ones within their own box (a refined
     point that leaves the feasible set is dropped)."""
-    from scipy import optimize  # pylint: disable=import-outside-toplevel
     tr = self.trust_region
     ls = self._lengthscales(gps) if self.options.get("trust_region_weights", False) else None
     ref = self.options.get("reference_point")

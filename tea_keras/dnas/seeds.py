@@ -33,6 +33,7 @@ from keras import layers
 
 from tea_keras import cells as cells_lib
 from tea_keras import errors
+from tea_keras import network
 from tea_keras import ops as ops_lib
 
 RESNET8_V05_FILTERS = (16, 32, 64)
@@ -154,5 +155,4 @@ def flatten_cell_network(model):
 def cell_network(genotype, num_cells, filters, **kwargs):
   """``flatten_cell_network(network.build_network(genotype, num_cells,
   filters, **kwargs))``."""
-  from tea_keras import network  # pylint: disable=import-outside-toplevel
   return flatten_cell_network(network.build_network(genotype, num_cells, filters, **kwargs))

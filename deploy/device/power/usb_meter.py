@@ -150,6 +150,7 @@ class SerialMeter(base.PowerSource):
     parse_line("", fields)  # validates `fields`
     if serial_factory is None:
       try:
+        # pyserial: optional, imported only for a USB meter.
         import serial
       except ImportError:
         raise ImportError("power_source=usb_meter with port= needs pyserial: "

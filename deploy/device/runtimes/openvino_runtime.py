@@ -11,6 +11,7 @@ from . import base
 
 def _core():
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     from openvino import Core   # 2023.1+
   except ImportError:
     try:
