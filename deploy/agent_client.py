@@ -51,6 +51,7 @@ from urllib import parse
 
 from deploy.device import cascade_runner
 from deploy.device import devices
+from tea_keras import errors
 
 _RETRYABLE = (ConnectionError, socket.timeout, http.client.RemoteDisconnected,
               http.client.IncompleteRead, OSError)
@@ -153,16 +154,15 @@ class AgentClient(object):
   def __init__(self, url, token, timeout_s=900.0, retries=3, backoff_s=1.0, ca_file=None):
     parts = parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-      raise ValueError("Invalid value for argument `url`. Expected http://HOST:PORT or "
-                       "https://HOST:PORT. Received url=%r" % (url,))
+      raise errors.invalid_value("url", "http://HOST:PORT or https://HOST:PORT", url)
     if not token:
-      raise ValueError("Invalid value for argument `token`. Expected the agent's token.")
+      raise errors.invalid_value("token", "the agent's token")
     if ca_file is not None and parts.scheme != "https":
-      raise ValueError("Invalid value for argument `ca_file`. Expected it only with an "
-                       "https:// url. Received ca_file=%r with url=%r" % (ca_file, url))
+      raise errors.invalid_value("ca_file", "it only with an https:// url",
+                                 shown="ca_file=%r with url=%r" % (ca_file, url))
     if ca_file is not None and not os.path.isfile(ca_file):
-      raise ValueError("Invalid value for argument `ca_file`. Expected a PEM file. "
-                       "Received ca_file=%r (no such file)" % (ca_file,))
+      raise errors.invalid_value("ca_file", "a PEM file",
+                                 shown="ca_file=%r (no such file)" % (ca_file,))
     self.url, self.token, self.ca_file = url, token, ca_file
     self.scheme, self.host, self.port = parts.scheme, parts.hostname, parts.port
     self.timeout_s, self.retries, self.backoff_s = float(timeout_s), int(retries), backoff_s

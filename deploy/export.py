@@ -52,14 +52,19 @@ from deploy.device import runtimes
 from deploy.device import tensorrt_build
 from tea_keras import console
 from tea_keras import data
+from tea_keras import errors
 
-FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
+# Export formats: what this module writes. The artifact formats a device loads
+# that the host writes from a Keras model (``deploy.device.devices.FORMATS``;
+# not ``keras``, the trained model itself, nor ``cascade``, written by
+# ``search.cascades.build``), and ``saved_model``, which no device runtime loads.
+EXPORT_FORMATS = ("onnx", "openvino", "tensorrt", "saved_model")
 PRECISIONS = tuple(devices.PRECISIONS)  # fp32, fp16, int8
 ONNX_OPSET = devices.ONNX_OPSET  # why 13: deploy/device/devices.py
 FP32_TOLERANCE = 1e-3
 FP16_TOLERANCE = 0.1
 INT8_RELATIVE_TOLERANCE = 0.5
-INT8_FORMATS = ("onnx", "openvino")
+INT8_EXPORT_FORMATS = ("onnx", "openvino")
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
@@ -91,9 +96,9 @@ def load_keras(model_or_model_dir):
   if os.path.isdir(path):
     path = os.path.join(path, "model.keras")
   if not os.path.exists(path):
-    raise ValueError("Invalid value for argument `model_or_model_dir`. Expected a "
-                     "keras.Model, a .keras file or a model_dir holding model.keras. "
-                     "Received %r (no %s)." % (model_or_model_dir, path))
+    raise errors.invalid_value("model_or_model_dir",
+                               "a keras.Model, a .keras file or a model_dir holding model.keras",
+                               shown="%r (no %s)." % (model_or_model_dir, path))
   from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
   return network.load_model(path)
 
@@ -112,6 +117,7 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
     with tempfile.TemporaryDirectory() as tmp:
       fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
       return quantize.quantize_onnx(fp32, out, calibration_images)
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf
   import tf2onnx
   spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name=INPUT_NAME),)
@@ -136,6 +142,7 @@ def save_openvino_ir(onnx_path, out, fp16=False):
   fp16 by ``offline_transformations.compress_model_transformation``), as on
   the OpenVINO 2022.3 host of a Movidius stick."""
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     import openvino as ov
     convert, save = ov.convert_model, ov.save_model
   except (ImportError, AttributeError):
@@ -152,8 +159,8 @@ def save_openvino_ir(onnx_path, out, fp16=False):
 
 def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
   if not out.endswith(".xml"):
-    raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
-                     "path ending in .xml (the .bin goes next to it). Received %r" % out)
+    raise errors.invalid_value("out", "a path ending in .xml (the .bin goes next to it)", out,
+                               where="with fmt=openvino")
   with tempfile.TemporaryDirectory() as tmp:
     onnx_path = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
     if precision == "int8":
@@ -189,12 +196,11 @@ def run_artifact(fmt, path, images, batch_size=100):
 
 def _check_precision_args(fmt, precision, calibration_images):
   if precision not in PRECISIONS:
-    raise ValueError("Invalid value for argument `precision`. Expected one of %s. "
-                     "Received precision=%r" % ("|".join(PRECISIONS), precision))
-  if precision == "int8" and fmt not in INT8_FORMATS:
+    raise errors.invalid_value("precision", "one of %s" % "|".join(PRECISIONS), precision)
+  if precision == "int8" and fmt not in INT8_EXPORT_FORMATS:
     raise ValueError("precision=int8 is exported for fmt=%s only (TensorRT quantizes on "
                      "the device, from the fp32 ONNX file). Received fmt=%r"
-                     % ("|".join(INT8_FORMATS), fmt))
+                     % ("|".join(INT8_EXPORT_FORMATS), fmt))
   if precision == "int8" and calibration_images is None:
     raise ValueError("precision=int8 needs `calibration_images`: normalized images of the "
                      "TRAINING split (tea_keras.data.normalize(splits.x_train[:200])).")
@@ -211,9 +217,8 @@ def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=No
                  opset=ONNX_OPSET, batch_size=100, calibration_images=None):
   """Export and parity-check; returns an ``ExportResult`` (see module doc).
   ``calibration_images``: training images for ``precision="int8"``."""
-  if fmt not in FORMATS:
-    raise ValueError("Invalid value for argument `fmt`. Expected one of %s. Received "
-                     "fmt=%r" % ("|".join(FORMATS), fmt))
+  if fmt not in EXPORT_FORMATS:
+    raise errors.invalid_value("fmt", "one of %s" % "|".join(EXPORT_FORMATS), fmt)
   _check_precision_args(fmt, precision, calibration_images)
   model = load_keras(model_or_model_dir)
   out = os.fspath(out)
@@ -252,7 +257,8 @@ FLAGS = flags.FLAGS
 
 def define_flags():
   flags.DEFINE_string("model_dir", None, "Directory with model.keras (or a .keras file).")
-  flags.DEFINE_enum("format", "onnx", FORMATS, "Export format.")
+  flags.DEFINE_enum("format", "onnx", EXPORT_FORMATS, "Export format: an artifact format a "
+                    "device loads, or saved_model.")
   flags.DEFINE_enum("precision", "fp32", PRECISIONS, "Numerical precision of the export.")
   flags.DEFINE_string("out", None, "Output path (.onnx, .xml, .engine, or a directory "
                       "for saved_model). Default: <model_dir>/model.<ext>.")

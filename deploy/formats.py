@@ -94,6 +94,7 @@ def round_to_format_tf(x, e, m):
   """The same rounding in TensorFlow ops (for activations inside a graph).
   TensorFlow's CPU kernels flush float32 subnormal inputs (|x| < 2^-126) to
   zero; otherwise bit-for-bit equal to ``round_to_format``."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf
   emin, largest = format_limits(e, m)
   a = tf.abs(x)
@@ -121,6 +122,7 @@ def _leaf_layers(model):
 
 def emulate(model, e, m):
   """A copy of ``model`` whose weights and leaf-layer activations are in (e, m)."""
+  # Keras: heavy, imported only when this runs.
   import keras
   import tensorflow as tf
   clone = keras.models.clone_model(model)
@@ -140,6 +142,7 @@ def emulate(model, e, m):
 
 
 def _is_float(t):
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf
   return tf.is_tensor(t) and t.dtype == tf.float32
 
@@ -178,6 +181,7 @@ def write_report(rows, out_dir, title):
             for r in rows]
   with open(os.path.join(out_dir, "formats.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
+  # matplotlib: imported only when plotting.
   import matplotlib
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt

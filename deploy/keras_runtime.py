@@ -7,6 +7,7 @@ import numpy as np
 
 from deploy.device import runtimes
 from deploy.device.runtimes import base
+from tea_keras import errors
 
 
 class KerasRuntime(base.Runtime):
@@ -15,8 +16,7 @@ class KerasRuntime(base.Runtime):
   def __init__(self, model_path, device="cpu"):
     super().__init__(model_path, device)
     if device not in ("cpu", "gpu"):
-      raise ValueError("Invalid value for argument `device` with runtime=keras. Expected "
-                       "cpu or gpu. Received device=%r" % (device,))
+      raise errors.invalid_value("device", "cpu or gpu", device, where="with runtime=keras")
     import tensorflow as tf
     self._tf = tf
     self._device = "/GPU:0" if device == "gpu" else "/CPU:0"

@@ -56,6 +56,7 @@ from deploy.device import tensorrt_build
 from deploy.device.power import base as power_base
 from tea_keras import console
 from tea_keras import data
+from tea_keras import errors
 
 
 def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
@@ -117,8 +118,7 @@ def load_images(dataset, num_images, data_dir=None, split_seed=0):
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
   if num_images < 1:
-    raise ValueError("Invalid value for argument `num_images`. Expected a positive "
-                     "integer. Received num_images=%r" % (num_images,))
+    raise errors.invalid_value("num_images", "a positive integer", num_images)
   x = data.load(dataset, data_dir, seed=split_seed).x_val
   available = len(x)
   if num_images > available:
@@ -130,8 +130,7 @@ def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
   if num_images < 1:
-    raise ValueError("Invalid value for argument `calibration_images`. Expected a positive "
-                     "integer. Received calibration_images=%r" % (num_images,))
+    raise errors.invalid_value("calibration_images", "a positive integer", num_images)
   x = data.load(dataset, data_dir, seed=split_seed).x_train[:num_images]
   return np.ascontiguousarray(data.normalize(x), np.float32)
 
@@ -197,17 +196,18 @@ def define_flags():
   flags.DEFINE_string("out", None, "Also write the full result as JSON to this file.")
 
 
-def _tensorrt_options():
-  """The TensorRT runtime's precision (and int8 calibration images)."""
-  if FLAGS.runtime != "tensorrt":
-    if FLAGS.precision != "fp32":
+def _tensorrt_options(fv):
+  """The TensorRT runtime's precision (and int8 calibration images), from the
+  parsed flags ``fv``."""
+  if fv.runtime != "tensorrt":
+    if fv.precision != "fp32":
       raise app.UsageError("--precision=%s applies to --runtime=tensorrt; other runtimes "
-                           "run the artifact as given (deploy.quantize)." % FLAGS.precision)
+                           "run the artifact as given (deploy.quantize)." % fv.precision)
     return {}
-  out = {"precision": FLAGS.precision}
-  if FLAGS.precision == "int8":
+  out = {"precision": fv.precision}
+  if fv.precision == "int8":
     out["calibration_images"] = load_calibration_images(
-        FLAGS.dataset, FLAGS.calibration_images, FLAGS.data_dir, FLAGS.split_seed)
+        fv.dataset, fv.calibration_images, fv.data_dir, fv.split_seed)
   return out
 
 
@@ -257,17 +257,18 @@ def _contention(result):
   return text + ": quiet"
 
 
-def _report(result):
-  """Print the summary (or ``--json``), write ``--out``; warnings to stderr."""
-  if FLAGS.out:
-    with open(FLAGS.out, "w") as f:
+def _report(result, fv):
+  """Print the summary (or ``--json``), write ``--out``; warnings to stderr
+  (``fv``: the parsed flags)."""
+  if fv.out:
+    with open(fv.out, "w") as f:
       json.dump(result, f, indent=2, sort_keys=True)
-  if FLAGS.json:
+  if fv.json:
     json.dump(result, sys.stdout, sort_keys=True)
     print()
   else:
     print("\n".join(summary_lines(result)))
-    print("%-11s %s" % ("full result", FLAGS.out if FLAGS.out else
+    print("%-11s %s" % ("full result", fv.out if fv.out else
                         "not kept (--json prints it, --out=FILE writes it)"))
   sys.stdout.flush()
   for warning in result.get("warnings") or ():
@@ -303,7 +304,7 @@ def main(argv):
     raise app.UsageError("--cascade_point, --max_energy_per_image_j, --max_time_per_image_s "
                          "and --max_error apply to a cascade directory; --model=%s is not one."
                          % FLAGS.model)
-  picks.update(_tensorrt_options())
+  picks.update(_tensorrt_options(FLAGS))
   try:
     result = measure(FLAGS.model, device=FLAGS.device, runtime=FLAGS.runtime,
                      power_source=FLAGS.power_source, images=images,
@@ -318,7 +319,7 @@ def main(argv):
     sys.exit(1)
   result["dataset"] = FLAGS.dataset
   result["images_repeated_from"] = repeated
-  _report(result)
+  _report(result, FLAGS)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Export and measure: a trained Keras model exported in the format the
-target reads and measured on the target (this host's CPU, a local CUDA device
+"""Export and measure: a trained Keras model exported in the artifact format
+the target reads and measured on the target (this host's CPU, a local CUDA device
 through its device script in a process of its own, or a remote agent).
 ``export_and_measure`` is what a trial, the reports and the cascades call.
 
@@ -26,7 +26,7 @@ from deploy.device import image_files
 def export_and_measure(model: Any, work_dir: str, config: Any, images: np.ndarray,
                        precision: str = "fp32", calibration_images: Optional[np.ndarray] = None
                        ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-  """Export ``model`` in the format the target reads into ``work_dir/export``
+  """Export ``model`` in the artifact format the target reads into ``work_dir/export``
   and measure it on ``config.device`` (locally or through the remote agent).
 
   ``config``: a ``SearchConfig`` passed through ``search.loop.resolve`` (it

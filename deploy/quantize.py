@@ -21,10 +21,13 @@ here, lazily, with an actionable error.
 """
 
 import contextlib
+import importlib
 import logging
 import os
 
 import numpy as np
+
+from tea_keras import errors
 
 CALIBRATION_BATCH = 10
 INPUT_NAME = "images"
@@ -33,9 +36,9 @@ INPUT_NAME = "images"
 def _check_images(images):
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[0] < 1:
-    raise ValueError("Invalid value for argument `calibration_images`. Expected a float32 "
-                     "NHWC batch of at least one normalized training image. Received shape "
-                     "%s." % (images.shape,))
+    raise errors.invalid_value("calibration_images",
+                               "a float32 NHWC batch of at least one normalized training image",
+                               shown="shape %s." % (images.shape,))
   return images
 
 
@@ -44,7 +47,6 @@ def _batches(images, batch_size):
 
 
 def _import(name, pip_name, what):
-  import importlib  # pylint: disable=g-import-not-at-top
   try:
     return importlib.import_module(name)
   except ImportError as e:
@@ -91,6 +93,7 @@ def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BAT
         fp32_path, out, _Reader(), quant_format=quantization.QuantFormat.QDQ,
         activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
         per_channel=True, calibrate_method=quantization.CalibrationMethod.MinMax)
+  # ONNX: optional (the deploy extra), imported only when used.
   import onnx  # pylint: disable=g-import-not-at-top
   onnx.save(compact_names(onnx.load(out)), out)
   return out
@@ -100,8 +103,7 @@ def quantize_openvino(fp32_onnx_path, out, calibration_images, batch_size=CALIBR
   """Write the NNCF int8 IR (``out``: .xml, .bin next to it) of an fp32 ONNX file."""
   images = _check_images(calibration_images)
   if not out.endswith(".xml"):
-    raise ValueError("Invalid value for argument `out`. Expected a path ending in .xml. "
-                     "Received %r" % (out,))
+    raise errors.invalid_value("out", "a path ending in .xml", out)
   ov = _import("openvino", "openvino", "int8 for openvino")
   if not hasattr(ov, "convert_model"):
     raise ImportError("int8 for openvino quantizes with NNCF on OpenVINO 2023.1 or newer; this "
@@ -166,6 +168,7 @@ def weight_bytes(path):
     return os.path.getsize(path[:-4] + ".bin") if os.path.exists(path[:-4] + ".bin") else None
   if not path.endswith(".onnx"):
     return None
+  # ONNX: optional (the deploy extra), imported only when used.
   import onnx  # pylint: disable=g-import-not-at-top
   model = onnx.load(path)
   return int(sum(len(t.raw_data) or onnx.numpy_helper.to_array(t).nbytes

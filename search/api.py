@@ -32,6 +32,7 @@ from search import flags as search_flags
 from search import loop
 from search import outputs
 from search import store as store_lib
+from tea_keras import errors
 
 
 @dataclasses.dataclass
@@ -57,9 +58,9 @@ def load_results(results_dir: str) -> Results:
   config_path = os.path.join(results_dir, "config.json")
   db_path = os.path.join(results_dir, "trials.db")
   if not (os.path.isfile(config_path) and os.path.isfile(db_path)):
-    raise ValueError("Invalid value for argument `results_dir`. Expected a search's results "
-                     "directory (config.json and trials.db, written by python -m search.run). "
-                     "Received results_dir=%r" % (results_dir,))
+    raise errors.invalid_value("results_dir",
+                               "a search's results directory (config.json and trials.db, written "
+                               "by python -m search.run)", results_dir)
   with open(config_path) as f:
     config = config_lib.SearchConfig.from_dict(json.load(f))
   store = store_lib.TrialStore(db_path)

@@ -25,6 +25,7 @@ never reads ``prev`` leaves every other cell dead; ``tea_keras.space``, "Dead
 cells").
 """
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -57,7 +58,6 @@ def has_known(config):
 def _cost(vector, num_cells, filters, concat, num_classes=10):
   genotype = space.Genotype.from_vector(list(vector))
   if concat != genotype.concat:
-    import dataclasses  # pylint: disable=g-import-not-at-top
     genotype = dataclasses.replace(genotype, concat=concat)
   return cost.genotype_cost(genotype, num_cells, filters, num_classes=num_classes)
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from search.optimizer.design import CATEGORICAL, DesignSpace, Variable
+from tea_keras import errors
 from tea_keras import space
 
 
@@ -19,8 +20,7 @@ def cell_space(num_blocks: int = 5) -> DesignSpace:
   ``tea_keras.space.cardinalities(num_blocks)`` values, named like
   ``b0.input1``; native points are ``Genotype.to_vector()``."""
   if int(num_blocks) != num_blocks or num_blocks < 1:
-    raise ValueError("Invalid value for argument `num_blocks`. Expected a positive "
-                     "integer. Received num_blocks=%r" % (num_blocks,))
+    raise errors.invalid_value("num_blocks", "a positive integer", num_blocks)
   cards = space.cardinalities(int(num_blocks))
   names = ["b%d.%s" % (i // 4, space.FIELDS[i % 4]) for i in range(len(cards))]
   return DesignSpace([Variable(n, CATEGORICAL, cardinality=c) for n, c in zip(names, cards)]

@@ -47,12 +47,14 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
 import sys
 import tempfile
 import threading
 import time
 
 from search import trial as trial_lib
+from tea_keras import errors
 
 
 class Executor(abc.ABC):
@@ -170,6 +172,7 @@ def infrastructure_reason(error):
   attempt was lost with its node or worker (``_INFRASTRUCTURE_ERRORS``), so
   that the trial is retried; None for any other error (a cancelled task,
   an exception raised by the trial)."""
+  # Ray: optional (the distributed extra), imported only with --executor=ray.
   import ray  # pylint: disable=g-import-not-at-top
   kinds = tuple(c for c in (getattr(ray.exceptions, n, None) for n in _INFRASTRUCTURE_ERRORS)
                 if c is not None)
@@ -183,8 +186,8 @@ def infrastructure_reason(error):
 
 def run_trial_on_ray(spec):
   """A trial's Ray task: ``evaluate_trial`` told which node runs it."""
+  # Ray: optional (the distributed extra), imported only with --executor=ray.
   import ray  # pylint: disable=g-import-not-at-top
-  import socket  # pylint: disable=g-import-not-at-top
   node = {"hostname": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id(),
           "ip": ray.util.get_node_ip_address()}
   return trial_lib.evaluate_trial(dict(spec, node=node))
@@ -244,6 +247,7 @@ def connect(ray_address=None, max_parallel=1):
   core logs meanwhile, which are kept off the console), any other cause
   with Ray's own first line."""
   try:
+    # Ray: optional (the distributed extra), imported only with --executor=ray.
     import ray  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise ImportError("--executor=ray needs Ray: pip install 'tea-keras[distributed]'") from e
@@ -335,6 +339,7 @@ def check_storage(ray, nodes, results_dir, log=print, timeout_s=60.0):
   nothing is shipped back through Ray. A node that does not answer within
   ``timeout_s`` is named in a warning (its trials check for themselves,
   ``search.trial``)."""
+  # Ray: optional (the distributed extra), imported only with --executor=ray.
   from ray.util import scheduling_strategies  # pylint: disable=g-import-not-at-top
   folder = os.path.abspath(results_dir)
   while not os.path.isdir(folder):
@@ -421,5 +426,4 @@ def make_executor(name, max_parallel, ray_address=None, gpus_per_trial=0.0, sing
     return LocalExecutor(max_parallel)
   if name == "ray":
     return RayExecutor(max_parallel, ray_address, gpus_per_trial, single_node)
-  raise ValueError("Invalid value for argument `executor`. Expected local or ray. "
-                   "Received executor=%r" % (name,))
+  raise errors.invalid_value("executor", "local or ray", name)

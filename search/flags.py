@@ -187,7 +187,16 @@ def expand_flagfiles(argv, _stack=()):
   first (so ``flags/constrained.cfg`` includes ``constrained_baseline.cfg``
   from any working directory), then against the working directory, as absl
   reads them. Comments and blank lines are dropped; the order (later wins)
-  is absl's. A missing file is a ValueError naming it and its includer."""
+  is absl's. A missing file is a ValueError naming it and its includer.
+
+  Why not absl's own ``--flagfile`` (``FLAGS(argv)``), which also reads nested
+  flagfiles and comments: absl opens a nested ``--flagfile=`` against the
+  working directory only, so ``flags/constrained.cfg`` (which includes
+  ``flags/constrained_baseline.cfg``) would fail when run from anywhere but the
+  repository root; it skips a flagfile that includes itself with a warning
+  where this refuses it; and its error for a missing file does not say which
+  file included it. The expanded ``argv`` is then parsed by absl as usual
+  (``search.run``, ``search.dnas``, ``search.api.config_from``)."""
   out = []
   for arg in argv:
     name = arg[len("--flagfile="):] if arg.startswith("--flagfile=") else None

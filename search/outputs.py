@@ -287,6 +287,7 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
   precisions or budgets, every (cell, precision) pair marked by precision and
   the front under the budgets beside the front of all pairs) and the
   hypervolume curve (the optimizer's start and the reference point shown)."""
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top
@@ -347,6 +348,7 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
 
 def _plot_pairs(results_dir, rows, objectives, other, budgets, images=None):
   """pareto_error_<other>.png of (cell, precision) pairs (see plot_search)."""
+  # matplotlib: imported only when plotting.
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
   rows = [r for r in rows if r["complete"]]
@@ -397,6 +399,7 @@ def _save(fig, path):
   fig.tight_layout()
   with files.atomic_path(path, keep_suffix=True) as tmp:
     fig.savefig(tmp, dpi=110)
+  # matplotlib: imported only when plotting.
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   plt.close(fig)
 

@@ -47,6 +47,7 @@ import sqlite3
 import threading
 import time
 
+from tea_keras import errors
 from tea_keras import files
 
 STATUSES = ("pending", "running", "done", "failed")
@@ -293,8 +294,7 @@ class TrialStore:
     """Record a trial's final ``status`` with its figures; ``where``: some of
     ``WHERE_COLUMNS`` (the machines that trained and measured it)."""
     if status not in FINAL:
-      raise ValueError("Invalid value for argument `status`. Expected one of %s. "
-                       "Received status=%r" % (FINAL, status))
+      raise errors.invalid_value("status", "one of %s" % (FINAL,), status)
     where = dict(where or {})
     unknown = sorted(set(where) - set(WHERE_COLUMNS))
     if unknown:

@@ -5,6 +5,7 @@ import dataclasses
 import keras
 from keras import layers
 
+from tea_keras import errors
 from tea_keras import ops
 from tea_keras import space
 
@@ -41,18 +42,14 @@ class Cell(layers.Layer):
     if isinstance(genotype, str):
       genotype = space.Genotype.parse(genotype)
     if not isinstance(genotype, space.Genotype):
-      raise ValueError("Invalid value for argument `genotype`. Expected a Genotype or its "
-                       "string form. Received genotype=%r" % (genotype,))
+      raise errors.invalid_value("genotype", "a Genotype or its string form", genotype)
     genotype = with_concat(genotype, concat)
     if not isinstance(filters, int) or filters < 2:
-      raise ValueError("Invalid value for argument `filters`. Expected an integer >= 2. "
-                       "Received filters=%r" % (filters,))
+      raise errors.invalid_value("filters", "an integer >= 2", filters)
     if stride not in (1, 2):
-      raise ValueError("Invalid value for argument `stride`. Expected 1 or 2. "
-                       "Received stride=%r" % (stride,))
+      raise errors.invalid_value("stride", "1 or 2", stride)
     if reduce_prev_prev not in (None, True, False):
-      raise ValueError("Invalid value for argument `reduce_prev_prev`. Expected None, True "
-                       "or False. Received reduce_prev_prev=%r" % (reduce_prev_prev,))
+      raise errors.invalid_value("reduce_prev_prev", "None, True or False", reduce_prev_prev)
     self.genotype = genotype
     self.filters = filters
     self.stride = stride
@@ -168,6 +165,5 @@ def with_concat(genotype, concat):
   if concat is None:
     return genotype
   if concat not in space.CONCATS:
-    raise ValueError("Invalid value for argument `concat`. Expected None or one of %s. "
-                     "Received concat=%r" % (", ".join(space.CONCATS), concat))
+    raise errors.invalid_value("concat", "None or one of %s" % ", ".join(space.CONCATS), concat)
   return dataclasses.replace(genotype, concat=concat)

@@ -39,6 +39,7 @@ Shapes follow Keras ``padding="same"`` (``ceil(H / stride)``) and the
 factorized reduction's ``valid`` 1x1 stride-2 convolutions (``(H - 1) // 2 + 1``).
 """
 
+from tea_keras import errors
 from tea_keras import space
 
 FLOAT_BYTES = 4
@@ -207,8 +208,7 @@ def genotype_cost(genotype, num_cells, filters, num_classes=10, input_shape=(32,
     genotype = space.Genotype.parse(genotype)
   for name, value, low in (("num_cells", num_cells, 1), ("filters", filters, 2)):
     if not isinstance(value, int) or isinstance(value, bool) or value < low:
-      raise ValueError("Invalid value for argument `%s`. Expected an integer >= %d. "
-                       "Received %s=%r" % (name, low, name, value))
+      raise errors.invalid_value(name, "an integer >= %d" % (low,), value)
   net = _Net()
   h, w, c = input_shape
   image = (net.g.op([], h * w * c), h, w, c)

@@ -54,6 +54,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
+from tea_keras import errors
+
 NAMES = ("cifar10", "cifar10_sample", "folder")
 NUM_CLASSES = 10  # CIFAR-10's; an image folder's come from its sub-folders
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
@@ -127,8 +129,7 @@ def load(name: str, data_dir: Optional[str] = None, seed: int = 0) -> Splits:
                        "Received data_dir=%r" % (data_dir,))
     train, test = _read_sample()
   else:
-    raise ValueError("Invalid value for argument `name`. Expected one of %s. "
-                     "Received name=%r" % (", ".join(NAMES), name))
+    raise errors.invalid_value("name", "one of %s" % ", ".join(NAMES), name)
   (x_tr, y_tr), (x_val, y_val) = split_validation(train[0], train[1], seed)
   return Splits(x_tr, y_tr, x_val, y_val, test[0], test[1].astype(np.int32), name)
 
@@ -140,8 +141,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, seed: int = 0,
   Returns ``((x_train, y_train), (x_val, y_val))``; both keep file order.
   """
   if not 0 < fraction < 1:
-    raise ValueError("Invalid value for argument `fraction`. Expected a number in "
-                     "(0, 1). Received fraction=%r" % (fraction,))
+    raise errors.invalid_value("fraction", "a number in (0, 1)", fraction)
   n = len(x)
   num_val = int(round(fraction * n))
   order = np.random.default_rng(seed).permutation(n)
@@ -174,8 +174,7 @@ def split_per_class(x: np.ndarray, y: np.ndarray, seed: int = 0,
   at least 2 images (one per split).
   """
   if not 0 < fraction < 1:
-    raise ValueError("Invalid value for argument `fraction`. Expected a number in "
-                     "(0, 1). Received fraction=%r" % (fraction,))
+    raise errors.invalid_value("fraction", "a number in (0, 1)", fraction)
   y = np.asarray(y).astype(np.int32).ravel()
   rng = np.random.default_rng(seed)
   val = []
@@ -196,6 +195,7 @@ def _read_sample():
 
 
 def _keras_cifar10():
+  # Keras: heavy, imported only when this runs.
   import keras  # pylint: disable=g-import-not-at-top
   try:
     (x_tr, y_tr), (x_te, y_te) = keras.datasets.cifar10.load_data()
@@ -335,6 +335,7 @@ def _read_classes(classes):
 
 def read_image(path) -> np.ndarray:
   """One image file as uint8 (32, 32, 3) RGB (see ``read_image_folder``)."""
+  # Pillow: imported only to read image folders.
   from PIL import Image  # pylint: disable=g-import-not-at-top
   try:
     with Image.open(path) as image:
@@ -451,14 +452,14 @@ def normalize(x_uint8) -> np.ndarray:
   """``(x - MEAN) / STD`` per channel; uint8 (..., 3) -> float32, same shape."""
   x = np.asarray(x_uint8)
   if x.dtype != np.uint8 or x.ndim < 1 or x.shape[-1] != 3:
-    raise ValueError("Invalid value for argument `x_uint8`. Expected a uint8 array "
-                     "with 3 channels last (..., 3). Received dtype=%s shape=%s"
-                     % (x.dtype, x.shape))
+    raise errors.invalid_value("x_uint8", "a uint8 array with 3 channels last (..., 3)",
+                               shown="dtype=%s shape=%s" % (x.dtype, x.shape))
   return (x.astype(np.float32) - MEAN) / STD
 
 
 def normalize_tensor(x):
   """``normalize`` on a tensor of pixel values in [0, 255] (any dtype)."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return (tf.cast(x, tf.float32) - MEAN) / STD
 
@@ -489,6 +490,7 @@ def augment(image, seed, aug: Augmentation):
   stateless seed. Returns float32 (32, 32, 3) clipped to [0, 255]. Order as in
   the TensorFlow CIFAR-10 tutorial (``cifar10_input.distorted_inputs``).
   """
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   seeds = tf.random.experimental.stateless_split(seed, 4)
   shape = tf.shape(image)
@@ -510,9 +512,9 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   """Full batches per epoch (the remainder is dropped, a new one each epoch)."""
   steps = num_examples // batch_size
   if steps < 1:
-    raise ValueError("Invalid value for argument `batch_size`. Expected at most the "
-                     "number of training images (%d). Received batch_size=%d"
-                     % (num_examples, batch_size))
+    raise errors.invalid_value("batch_size",
+                               "at most the number of training images (%d)" % (num_examples,),
+                               shown="batch_size=%d" % (batch_size,))
   return steps
 
 
@@ -525,6 +527,7 @@ def train_dataset(x, y, *, batch_size: int, seed: int, augmentation: Optional[Au
   dataset for a resumed run continues the uninterrupted one exactly.
   Yields ``(float32 (B, 32, 32, 3), int32 (B,))``.
   """
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _check_images(x, y)
   n = len(x)
@@ -554,6 +557,7 @@ def train_dataset(x, y, *, batch_size: int, seed: int, augmentation: Optional[Au
 
 def eval_dataset(x, y, *, batch_size: int, cache: bool = True):
   """Normalized, unshuffled, unaugmented batches (last batch may be short)."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   _check_images(x, y)
   ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, dtype=np.int32)))

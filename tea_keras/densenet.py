@@ -11,6 +11,8 @@ Published size: about 1.0 M parameters.
 import keras
 from keras import layers
 
+from tea_keras import errors
+
 BN_EPSILON = 1.001e-5
 
 
@@ -26,11 +28,9 @@ def build_densenet(depth=40, growth_rate=12, num_classes=10, input_shape=(32, 32
   ``weight_decay`` is TF-slim's scale, as in ``tea_keras.network``.
   """
   if not isinstance(depth, int) or depth < 7 or (depth - 4) % 3:
-    raise ValueError("Invalid value for argument `depth`. Expected an integer >= 7 with "
-                     "(depth - 4) divisible by 3. Received depth=%r" % (depth,))
+    raise errors.invalid_value("depth", "an integer >= 7 with (depth - 4) divisible by 3", depth)
   if not isinstance(growth_rate, int) or growth_rate < 1:
-    raise ValueError("Invalid value for argument `growth_rate`. Expected a positive integer. "
-                     "Received growth_rate=%r" % (growth_rate,))
+    raise errors.invalid_value("growth_rate", "a positive integer", growth_rate)
   reg = keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
   conv = lambda f, k, n: layers.Conv2D(f, k, padding="same", use_bias=False,
                                        kernel_regularizer=reg, name=n)

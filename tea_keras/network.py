@@ -28,14 +28,15 @@ import keras
 from keras import layers
 
 from tea_keras import cells
+from tea_keras import densenet  # noqa: F401  (registers its layers for load_model, if any)
+from tea_keras import errors
 from tea_keras import ops
 from tea_keras import space
 
 
 def _check_positive_int(name, value, minimum=1):
   if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-    raise ValueError("Invalid value for argument `%s`. Expected an integer >= %d. "
-                     "Received %s=%r" % (name, minimum, name, value))
+    raise errors.invalid_value(name, "an integer >= %d" % (minimum,), value)
 
 
 def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32, 32, 3),
@@ -58,8 +59,7 @@ def build_network(genotype, num_cells, filters, num_classes=10, input_shape=(32,
   _check_positive_int("num_classes", num_classes, minimum=2)
   _check_positive_int("stem_multiplier", stem_multiplier)
   if weight_decay < 0:
-    raise ValueError("Invalid value for argument `weight_decay`. Expected a float >= 0. "
-                     "Received weight_decay=%r" % (weight_decay,))
+    raise errors.invalid_value("weight_decay", "a float >= 0", weight_decay)
   reg = keras.regularizers.L2(weight_decay / 2.0) if weight_decay > 0 else None
   inputs = keras.Input(shape=input_shape, name="images")
   x = layers.Conv2D(stem_multiplier * filters, 3, padding="same", use_bias=False,
@@ -90,5 +90,4 @@ def cell_strides(num_cells):
 
 def load_model(path):
   """Load a saved ``.keras`` model holding tea_keras layers."""
-  from tea_keras import densenet  # noqa: F401  (registers its layers, if any)
   return keras.saving.load_model(path)

@@ -16,6 +16,7 @@ output at ``stride``. Conventions follow TF-slim's NASNet/PNASNet utilities:
 import keras
 from keras import layers
 
+from tea_keras import errors
 from tea_keras import recipes
 
 # TF-slim ``nasnet_cifar_arg_scope``: batch-norm decay 0.9, epsilon 1e-5 (the
@@ -82,11 +83,9 @@ OPS = {
 def build_op(op_name, filters, stride, regularizer=None, name=None):
   """Build the layer for ``op_name`` (one of ``tea_keras.space.OPS``)."""
   if op_name not in OPS:
-    raise ValueError("Invalid value for argument `op_name`. Expected one of %s. "
-                     "Received op_name=%r" % (", ".join(OPS), op_name))
+    raise errors.invalid_value("op_name", "one of %s" % ", ".join(OPS), op_name)
   if stride not in (1, 2):
-    raise ValueError("Invalid value for argument `stride`. Expected 1 or 2. "
-                     "Received stride=%r" % (stride,))
+    raise errors.invalid_value("stride", "1 or 2", stride)
   return OPS[op_name](filters, stride, regularizer, name or op_name)
 
 
@@ -101,8 +100,7 @@ class FactorizedReduction(layers.Layer):
   def __init__(self, filters, regularizer=None, **kwargs):
     super().__init__(**kwargs)
     if filters < 2:
-      raise ValueError("Invalid value for argument `filters`. Expected an integer >= 2. "
-                       "Received filters=%r" % (filters,))
+      raise errors.invalid_value("filters", "an integer >= 2", filters)
     self.filters = filters
     half = filters // 2
     self.relu = layers.ReLU()
@@ -135,8 +133,7 @@ class DropPath(layers.Layer):
   def __init__(self, rate=0.0, seed=None, **kwargs):
     super().__init__(**kwargs)
     if not 0.0 <= rate < 1.0:
-      raise ValueError("Invalid value for argument `rate`. Expected a float in [0, 1). "
-                       "Received rate=%r" % (rate,))
+      raise errors.invalid_value("rate", "a float in [0, 1)", rate)
     self.rate = rate
     self.seed_generator = keras.random.SeedGenerator(seed)
 

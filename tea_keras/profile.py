@@ -21,13 +21,19 @@ only; ``dead_cells`` lists the positions left out (a cell that never reads
 import json
 import sys
 
+import numpy as np
 from absl import app
 from absl import flags
+
+from tea_keras import console
+from tea_keras import cost
+from tea_keras import space
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
+  """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("model", "cell", ["cell", "densenet40"], "Which network to profile.")
   flags.DEFINE_string("genotype", "random", "Cell genotype: string form, a named cell or "
                       "'random'.")
@@ -40,9 +46,6 @@ def define_flags():
 
 def random_cells_summary(count, seed, num_cells, filters):
   """Quantiles of the analytic costs of ``count`` uniform random cells."""
-  import numpy as np
-  from tea_keras import cost
-  from tea_keras import space
   cells = space.sample_many(np.random.default_rng(seed), count)
   costs = [cost.genotype_cost(g, num_cells, filters) for g in cells]
   out = {"random_cells": count, "seed": seed, "num_cells": num_cells, "filters": filters}
@@ -55,20 +58,19 @@ def random_cells_summary(count, seed, num_cells, filters):
 
 def main(argv):
   del argv
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   if FLAGS.random_cells:
     print(json.dumps(random_cells_summary(FLAGS.random_cells, FLAGS.seed, FLAGS.num_cells,
                                           FLAGS.filters)))
     return
-  from tea_keras import space
   try:
     genotype = space.resolve(FLAGS.genotype, FLAGS.seed) if FLAGS.model == "cell" else None
   except ValueError as e:
     sys.exit("error: --genotype: %s" % e)
-  from tea_keras import densenet
-  from tea_keras import network
-  from tea_keras import profiling
+  # Keras, imported only to build a model (--random_cells and --help need no TensorFlow).
+  from tea_keras import densenet  # pylint: disable=g-import-not-at-top
+  from tea_keras import network  # pylint: disable=g-import-not-at-top
+  from tea_keras import profiling  # pylint: disable=g-import-not-at-top
   if genotype is None:
     model = densenet.build_densenet40()
     result = {"model": "densenet40"}

@@ -82,6 +82,8 @@ from typing import Iterable, List, Sequence, Tuple
 
 import numpy as np
 
+from tea_keras import errors
+
 NUM_BLOCKS = 5
 # The paper's eight operations, in the paper's order; an op's index in this
 # tuple is its value in the encoding.
@@ -381,8 +383,7 @@ def mutate(genotype: Genotype, rng, field: str = None) -> Genotype:
   ``field``: restrict to ``"input"`` or ``"op"`` changes (default: either).
   """
   if field not in (None, "input", "op"):
-    raise ValueError("Invalid value for argument `field`. Expected None, 'input' or "
-                     "'op'. Received field=%r" % (field,))
+    raise errors.invalid_value("field", "None, 'input' or 'op'", field)
   rng = np.random.default_rng(rng)
   vector = genotype.to_vector()
   cards = cardinalities(len(genotype.blocks))

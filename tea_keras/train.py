@@ -29,7 +29,9 @@ import typing
 from absl import app
 from absl import flags
 
+from tea_keras import console
 from tea_keras import data
+from tea_keras import errors
 from tea_keras import recipes
 from tea_keras import space
 
@@ -110,8 +112,8 @@ def _to_float(name, text):
   try:
     return float(text)
   except ValueError:
-    raise ValueError("Invalid value for flag --%s. Expected a number or 'none'. "
-                     "Received %r" % (name, text)) from None
+    raise ValueError(errors.message("--" + name, "a number or 'none'", text,
+                                    noun="flag")) from None
 
 
 def run(flag_values):
@@ -214,7 +216,6 @@ def _show(value):
 
 
 def main(argv):
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   console.quiet_native_logs()
   if len(argv) > 1:
     sys.exit("tea_keras.train: error: unexpected arguments %s; expected only --flags."

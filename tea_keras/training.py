@@ -35,8 +35,13 @@ import math
 from pathlib import Path
 from typing import Optional
 
+import keras
+import tensorflow as tf
+
 from tea_keras import data as data_lib
+from tea_keras import errors
 from tea_keras import files
+from tea_keras import network
 from tea_keras import recipes as recipes_lib
 from tea_keras import space
 from tea_keras import training_callbacks as cbs
@@ -65,7 +70,6 @@ class TrainResult:
 
 # -- execution -------------------------------------------------------------------
 def device_kind() -> str:
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return "gpu" if tf.config.list_physical_devices("GPU") else "cpu"
 
 
@@ -89,7 +93,6 @@ def precision_policy(mixed: bool, kind: str) -> str:
 # -- optimizer ---------------------------------------------------------------------
 def learning_rate_schedule(recipe, steps_per_epoch: int):
   """Staircase exponential decay, stepped per batch: ``recipe.learning_rate_at``."""
-  import keras  # pylint: disable=g-import-not-at-top
   return keras.optimizers.schedules.ExponentialDecay(
       recipe.learning_rate, decay_steps=recipe.lr_decay_epochs * steps_per_epoch,
       decay_rate=recipe.lr_decay_rate, staircase=True)
@@ -97,7 +100,6 @@ def learning_rate_schedule(recipe, steps_per_epoch: int):
 
 def make_optimizer(recipe, steps_per_epoch: int):
   """RMSProp with momentum as in TF-slim (see ``tea_keras.recipes``)."""
-  import keras  # pylint: disable=g-import-not-at-top
   return keras.optimizers.RMSprop(
       learning_rate=learning_rate_schedule(recipe, steps_per_epoch),
       rho=recipe.rmsprop_decay, momentum=recipe.momentum, epsilon=recipe.epsilon)
@@ -111,7 +113,6 @@ def compile_model(model, recipe, steps_per_epoch: int, jit_compile="auto"):
   they are created inside the first traced train step, and a ``tf.function``
   that creates variables is traced a second time (about half of a tiny
   network's first-step time on CPU, the same numbers after)."""
-  import keras  # pylint: disable=g-import-not-at-top
   model.compile(optimizer=make_optimizer(recipe, steps_per_epoch),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -124,7 +125,6 @@ def compile_model(model, recipe, steps_per_epoch: int, jit_compile="auto"):
 def set_batch_norm(model, momentum=None, epsilon=None) -> int:
   """Set momentum/epsilon (None: leave) of every BatchNormalization layer of
   ``model``, nested ones included; returns how many layers there are."""
-  import keras  # pylint: disable=g-import-not-at-top
   count = 0
   for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
     if isinstance(layer, keras.layers.BatchNormalization):
@@ -140,8 +140,6 @@ def build_cell_network(genotype, recipe, num_cells, filters, seed=0, num_classes
   """The cell network of ``genotype`` with the recipe's weight decay, drop path
   and precision, weights initialised from ``seed``; ``num_classes`` logits
   (default: CIFAR-10's 10)."""
-  import keras  # pylint: disable=g-import-not-at-top
-  from tea_keras import network  # pylint: disable=g-import-not-at-top
   execution = resolve_execution(recipe)
   keras.utils.set_random_seed(seed)
   previous = keras.config.dtype_policy()
@@ -169,8 +167,7 @@ def train_genotype(genotype, recipe, splits, model_dir=None, *, num_cells=None,
   if isinstance(genotype, str):
     genotype = space.Genotype.parse(genotype)
   if not isinstance(genotype, space.Genotype):
-    raise ValueError("Invalid value for argument `genotype`. Expected a Genotype or "
-                     "its string form. Received %r" % (genotype,))
+    raise errors.invalid_value("genotype", "a Genotype or its string form", genotype)
   num_cells = recipe.num_cells if num_cells is None else num_cells
   filters = recipe.filters if filters is None else filters
   model = build_cell_network(genotype, recipe, num_cells, filters, seed,
@@ -194,11 +191,10 @@ def train_model(model, recipe, splits, model_dir=None, *, evaluate_test=False,
   progress bar.
   """
   if not isinstance(recipe, recipes_lib.Recipe):
-    raise ValueError("Invalid value for argument `recipe`. Expected a "
-                     "tea_keras.recipes.Recipe. Received %r" % (recipe,))
+    raise errors.invalid_value("recipe", "a tea_keras.recipes.Recipe", recipe)
   if not isinstance(splits, data_lib.Splits):
-    raise ValueError("Invalid value for argument `splits`. Expected tea_keras.data.Splits "
-                     "(tea_keras.data.load). Received %r" % (type(splits),))
+    raise errors.invalid_value("splits", "tea_keras.data.Splits (tea_keras.data.load)",
+                               type(splits))
   execution = resolve_execution(recipe)
   steps = data_lib.steps_per_epoch(len(splits.x_train), recipe.batch_size)
   config = {"recipe": recipe.to_dict(), "dataset": splits.name, "seed": seed,
@@ -225,7 +221,6 @@ def train_model(model, recipe, splits, model_dir=None, *, evaluate_test=False,
 
 # -- the loop ----------------------------------------------------------------------
 def _fit(model, recipe, splits, seed, first_epoch, monitor, run_dir, verbose):
-  import keras  # pylint: disable=g-import-not-at-top
   remaining = recipe.epochs - first_epoch
   if remaining <= 0:
     return
@@ -245,6 +240,7 @@ def _fit(model, recipe, splits, seed, first_epoch, monitor, run_dir, verbose):
 
 def _require_tensorboard():
   try:
+    # TensorBoard: optional, probed only when asked for.
     import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     raise ImportError("Writing TensorBoard logs into model_dir needs the `tensorboard` "
@@ -313,6 +309,7 @@ def _last_validation(state, recipe, monitor):
 
 def plot_history(history, path) -> None:
   """Training loss and train/validation error per epoch, as a PNG (Agg)."""
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top

@@ -58,8 +58,8 @@ ENTRY_POINTS = (
     ("tea_keras.profile", "num_cells", ABSL),
     ("tea_keras.benchmarks.train_throughput", "modes", ABSL),
 )
-# absl entry points whose import must define no flag. tea_keras.profile still
-# defines its flags at import time and is left out until it gets define_flags().
+# absl entry points whose import must define no flag (each defines them in
+# define_flags(), called only when run as a program).
 IMPORT_CLEAN = tuple(m for m, _, kind in ENTRY_POINTS if kind == ABSL)
 
 REMOTE_DEVICES = list(devices.DEVICES) + [devices.REMOTE]

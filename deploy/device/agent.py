@@ -173,6 +173,7 @@ from . import cascade_runner
 from . import contention
 from . import device_main
 from . import devices
+from . import errors
 from . import image_files
 from . import model_inputs
 from . import session
@@ -241,11 +242,9 @@ class Agent(object):
     for name, value in (("max_upload_bytes", max_upload_bytes),
                         ("max_unpacked_bytes", max_unpacked_bytes or 1)):
       if int(value) < 1:
-        raise ValueError("Invalid value for argument `%s`. Expected a positive number of "
-                         "bytes. Received %s=%r" % (name, name, value))
+        raise errors.invalid_value(name, "a positive number of bytes", value)
     if int(max_traces) < 0:
-      raise ValueError("Invalid value for argument `max_traces`. Expected 0 (keep all) or a "
-                       "positive count. Received max_traces=%r" % (max_traces,))
+      raise errors.invalid_value("max_traces", "0 (keep all) or a positive count", max_traces)
     devices.device(device)
     if calibration_images is not None:
       tensorrt_build.check_calibration_images(calibration_images)
@@ -361,9 +360,9 @@ class Agent(object):
     except ValueError as e:
       raise BadRequest(400, str(e))
     if point >= len(points):
-      raise BadRequest(400, "Invalid value for setting `cascade_point`. Expected a JSON integer "
-                            "in 0..%d (the cascade's points). Received cascade_point=%d"
-                       % (len(points) - 1, point))
+      raise BadRequest(400, errors.message(
+          "cascade_point", "a JSON integer in 0..%d (the cascade's points)" % (len(points) - 1),
+          noun="setting", shown="cascade_point=%d" % point))
     for k, stage in enumerate(spec["stages"]):
       self.check_input(os.path.join(directory, stage["file"]),
                        "cascade stage %d (%s)" % (k + 1, stage["file"]))

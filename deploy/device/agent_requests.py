@@ -20,6 +20,7 @@ import re
 import threading
 import time
 
+from . import errors
 from .agent_uploads import BadRequest
 
 HEADER = "X-Request-Id"
@@ -31,9 +32,8 @@ KEEP_S = 600.0
 def check_id(request_id):
   """``request_id`` (a header value or None), or BadRequest 400."""
   if request_id is not None and not ID_PATTERN.match(request_id):
-    raise BadRequest(400, "Invalid value for header `%s`. Expected 8 to 128 characters of "
-                          "A-Z a-z 0-9 . _ -. Received %s=%r" % (HEADER, HEADER,
-                                                                  request_id[:140]))
+    raise BadRequest(400, errors.message(HEADER, "8 to 128 characters of A-Z a-z 0-9 . _ -",
+                                         request_id[:140], noun="header"))
   return request_id
 
 

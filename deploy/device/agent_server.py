@@ -24,6 +24,8 @@ import threading
 import time
 from http import server
 
+from . import errors
+
 
 class DeadlineReader(io.RawIOBase):
   """Socket reads that fail once ``deadline`` (``time.monotonic()``) passes,
@@ -106,11 +108,10 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
   def __init__(self, address, handler_class, agent, ssl_context=None, max_connections=16,
                header_timeout_s=10.0):
     if int(max_connections) < 1:
-      raise ValueError("Invalid value for argument `max_connections`. Expected a positive "
-                       "integer. Received max_connections=%r" % (max_connections,))
+      raise errors.invalid_value("max_connections", "a positive integer", max_connections)
     if not float(header_timeout_s) > 0:
-      raise ValueError("Invalid value for argument `header_timeout_s`. Expected a positive "
-                       "number of seconds. Received header_timeout_s=%r" % (header_timeout_s,))
+      raise errors.invalid_value("header_timeout_s", "a positive number of seconds",
+                                 header_timeout_s)
     server.HTTPServer.__init__(self, address, handler_class)
     self.agent, self.ssl_context = agent, ssl_context
     self.max_connections, self.header_timeout_s = int(max_connections), float(header_timeout_s)

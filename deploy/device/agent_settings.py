@@ -12,6 +12,7 @@ import math
 
 from . import contention
 from . import devices
+from . import errors
 from . import session
 from . import tensorrt_build
 from .agent_uploads import BadRequest
@@ -73,8 +74,8 @@ def check_setting(key, value, high=None):
   else:
     ok = isinstance(value, str) and (key not in CHOICES or value in CHOICES[key])
   if not ok:
-    raise BadRequest(400, "Invalid value for setting `%s`. Expected %s. Received %s=%s"
-                     % (key, _expected(key, spec, high), key, json.dumps(given)[:100]))
+    raise BadRequest(400, errors.message(key, _expected(key, spec, high), noun="setting",
+                                         shown="%s=%s" % (key, json.dumps(given)[:100])))
   return value
 
 

@@ -53,6 +53,7 @@ def _registry_precisions(name):
 
 
 def _probe_onnxruntime(kind):
+  # vendor runtime: optional, probed only on a machine that has it.
   import onnxruntime as ort
   providers = list(ort.get_available_providers())
   need = devices.ONNXRUNTIME_PROVIDER.get(kind)
@@ -79,6 +80,7 @@ def _probe_onnxruntime(kind):
 
 def _openvino_core():
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     import openvino as ov
     core_cls = ov.Core
   except (ImportError, AttributeError):
@@ -130,6 +132,7 @@ def _probe_openvino(kind):
 
 def _probe_tensorrt(kind):
   del kind
+  # vendor runtime: optional, imported only on a machine that has it.
   import tensorrt as trt
   out = {"version": trt.__version__, "precisions": []}
   try:
@@ -152,6 +155,7 @@ def _probe_tensorrt(kind):
 
 def _probe_keras(kind):
   del kind
+  # Keras: heavy, imported only when this runs.
   import keras
   return {"version": keras.__version__, "precisions": ["fp32"]}
 

@@ -54,6 +54,7 @@ import numpy as np
 
 from . import agent_uploads
 from . import devices
+from . import errors
 from . import runtimes
 from .runtimes import base
 
@@ -80,8 +81,7 @@ def confidence(logits, kind="max_softmax"):
   and every threshold outcome is reached by a threshold equal to some image's
   confidence (or 1): the search's exact grid relies on it."""
   if kind not in CONFIDENCES:
-    raise ValueError("Invalid value for argument `kind`. Expected one of %s. Received "
-                     "kind=%r" % ("|".join(CONFIDENCES), kind))
+    raise errors.invalid_value("kind", "one of %s" % "|".join(CONFIDENCES), kind)
   p = softmax(logits)
   if kind == "max_softmax":
     conf = p.max(axis=-1)
@@ -134,9 +134,7 @@ def load_spec(path):
 
 
 def _invalid(where, field, expected, value):
-  return base.ModelLoadError("%s: invalid `%s`. Expected %s. Received %s=%s"
-                             % (where, field, expected, field.split(".")[-1],
-                                json.dumps(value)[:100]))
+  return base.ModelLoadError(errors.invalid_field(where, field, expected, value))
 
 
 def _number(value, low=0.0, high=None):
@@ -218,9 +216,9 @@ def choose_point(points, max_energy_per_image_j=None, max_time_per_image_s=None,
       raise ValueError("`%s`: this cascade has no %s (not measured)." % (name, key))
     kept = [i for i, v in zip(ok, values) if v <= bound]
     if not kept:
-      raise ValueError("Invalid value for argument `%s`. Expected at least %.6g, the lowest "
-                       "%s of the points within the other bounds. Received %s=%r."
-                       % (name, min(values), key, name, bound))
+      raise errors.invalid_value(name,
+                                 "at least %.6g, the lowest %s of the points within the other "
+                                 "bounds" % (min(values), key), bound)
     ok = kept
   by = "energy_j_per_image" if all(points[i].get("energy_j_per_image") is not None
                                    for i in ok) else "time_s_per_image"
@@ -247,17 +245,15 @@ class CascadeRuntime(base.Runtime):
                **stage_options):
     super(CascadeRuntime, self).__init__(model_path, device)
     if not devices.reads_format(runtime, "cascade"):
-      raise ValueError("Invalid value for argument `runtime` for a cascade. Expected a "
-                       "runtime that reads its ONNX stages (%s). Received runtime=%r"
-                       % ("|".join(r for r in devices.RUNTIMES
-                                   if devices.reads_format(r, "cascade")), runtime))
+      readers = [r for r in devices.RUNTIMES if devices.reads_format(r, "cascade")]
+      raise errors.invalid_value("runtime", "a runtime that reads its ONNX stages (%s)"
+                                 % "|".join(readers), runtime, where="for a cascade")
     self.directory, self.spec = load_spec(model_path)
     points = self.spec["points"]
     if point is None:
       point = choose_point(points, max_energy_per_image_j, max_time_per_image_s, max_error)
     if not 0 <= int(point) < len(points):
-      raise ValueError("Invalid value for argument `point`. Expected an index in [0, %d]. "
-                       "Received point=%r" % (len(points) - 1, point))
+      raise errors.invalid_value("point", "an index in [0, %d]" % (len(points) - 1,), point)
     self.point_index, self.point = int(point), points[int(point)]
     self.thresholds = [float(t) for t in self.point["thresholds"]]
     self.kind = self.spec.get("confidence", "max_softmax")

@@ -30,6 +30,8 @@ Device-side module: Python 3.6 syntax, standard library only.
 import os
 import time
 
+from . import errors
+
 POLICIES = ("remeasure", "warn", "refuse")
 DEFAULT_POLICY = "remeasure"
 DEFAULT_THRESHOLD = 0.25
@@ -89,14 +91,11 @@ class CpuMeter(object):
 
 def check_policy(policy, threshold, max_remeasures):
   if policy not in POLICIES:
-    raise ValueError("Invalid value for argument `contention_policy`. Expected one of %s. "
-                     "Received contention_policy=%r" % ("|".join(POLICIES), policy))
+    raise errors.invalid_value("contention_policy", "one of %s" % "|".join(POLICIES), policy)
   if not 0.0 < float(threshold) <= 1.0:
-    raise ValueError("Invalid value for argument `contention_threshold`. Expected a share in "
-                     "(0, 1]. Received contention_threshold=%r" % (threshold,))
+    raise errors.invalid_value("contention_threshold", "a share in (0, 1]", threshold)
   if int(max_remeasures) < 0:
-    raise ValueError("Invalid value for argument `max_remeasures`. Expected >= 0. Received "
-                     "max_remeasures=%r" % (max_remeasures,))
+    raise errors.invalid_value("max_remeasures", ">= 0", max_remeasures)
 
 
 def is_contended(share, threshold):

@@ -19,6 +19,7 @@ class _PyCuda(object):
   """
 
   def __init__(self):
+    # CUDA bindings: optional, imported only on a GPU machine.
     import pycuda.driver as driver
     driver.init()
     self.driver = driver
@@ -93,6 +94,7 @@ class _CudaPython(object):
 
   def __init__(self):
     try:
+      # CUDA bindings: optional, imported only on a GPU machine.
       from cuda.bindings import runtime as cudart
     except ImportError:
       from cuda import cudart

@@ -30,6 +30,9 @@ Device-side module: Python 3.6 syntax, standard library only.
 """
 
 import collections
+import os
+
+from . import errors
 
 DeviceKind = collections.namedtuple(
     "DeviceKind", "name runtimes power_sources paper_threshold_w description")
@@ -137,8 +140,7 @@ def check_precision(runtime_name, precision):
 
 def _one_of(name, value, allowed):
   if value not in allowed:
-    raise ValueError("Invalid value for argument `%s`. Expected one of %s. Received %s=%r"
-                     % (name, "|".join(allowed), name, value))
+    raise errors.invalid_value(name, "one of %s" % "|".join(allowed), value)
 
 
 def device(name):
@@ -214,7 +216,6 @@ def check_power_source(device_name, source):
 def format_of_path(path, fmt=None):
   """The artifact format of ``path`` (from its suffix unless ``fmt`` is given;
   the agent checks a given one)."""
-  import os
   if fmt is not None:
     return fmt
   cascade_file = FORMATS["cascade"].suffix

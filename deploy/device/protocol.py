@@ -43,6 +43,8 @@ import time
 
 import numpy as np
 
+from . import errors
+
 # The paper's per-device thresholds (section IV-B) live in deploy.device.devices.
 DEFAULT_SAMPLE_INTERVAL_S = 0.02
 DEFAULT_MERGE_GAP_S = 0.25
@@ -79,8 +81,7 @@ class Sampler(object):
 
   def __init__(self, source, interval_s=DEFAULT_SAMPLE_INTERVAL_S, clock=time.monotonic):
     if not interval_s > 0:
-      raise ValueError("Invalid value for argument `sample_interval_s`. Expected a "
-                       "positive number of seconds. Received %r" % (interval_s,))
+      raise errors.invalid_value("sample_interval_s", "a positive number of seconds", interval_s)
     self.source, self.interval_s, self.clock = source, float(interval_s), clock
     self._t, self._p, self._c = [], [], []
     self._stop = threading.Event()

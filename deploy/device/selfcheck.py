@@ -259,7 +259,11 @@ def _working_runtime(answer):
 # -- experiments -----------------------------------------------------------------
 def read_flagfile(path, _stack=()):
   """``{flag: value}`` of a flagfile (``--name=value`` lines, ``#`` comments,
-  ``--flagfile=`` includes resolved beside the including file; later wins)."""
+  ``--flagfile=`` includes resolved beside the including file; later wins).
+
+  Read here rather than by absl: the device side runs on the board without
+  absl (standard library only), and includes are resolved as the host's
+  ``search.flags.expand_flagfiles`` resolves them."""
   if not os.path.isfile(path):
     raise ValueError("--flagfile=%s: no such file." % path)
   if os.path.realpath(path) in _stack:

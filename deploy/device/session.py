@@ -15,6 +15,7 @@ import numpy as np
 
 from . import contention
 from . import devices
+from . import errors
 from . import protocol
 from . import trace_plot
 
@@ -27,12 +28,10 @@ def make_batches(images, batch_size, fixed_batch_size=None):
   with zeros when the runtime needs a fixed batch (TensorRT/MYRIAD)."""
   images = np.asarray(images)
   if images.ndim != 4 or images.dtype != np.float32:
-    raise ValueError("Invalid value for argument `images`. Expected float32 NHWC "
-                     "normalized images (N, H, W, C). Received dtype=%s shape=%s"
-                     % (images.dtype, images.shape))
+    raise errors.invalid_value("images", "float32 NHWC normalized images (N, H, W, C)",
+                               shown="dtype=%s shape=%s" % (images.dtype, images.shape))
   if int(batch_size) < 1:
-    raise ValueError("Invalid value for argument `batch_size`. Expected a positive "
-                     "integer. Received batch_size=%r" % (batch_size,))
+    raise errors.invalid_value("batch_size", "a positive integer", batch_size)
   if fixed_batch_size and fixed_batch_size != batch_size:
     raise ValueError("The model was built for batch %d; received batch_size=%d. "
                      "Re-export with the batch size you measure at."
@@ -65,8 +64,7 @@ def choose_threshold(device, threshold_w):
   value, or None = decided from the trace (``protocol.auto_threshold``)."""
   if threshold_w is not None:
     if not threshold_w > 0:
-      raise ValueError("Invalid value for argument `threshold_w`. Expected positive "
-                       "watts. Received threshold_w=%r" % (threshold_w,))
+      raise errors.invalid_value("threshold_w", "positive watts", threshold_w)
     return float(threshold_w), "user"
   if devices.paper_threshold_w(device) is not None:
     return devices.paper_threshold_w(device), "paper"

@@ -44,8 +44,11 @@ import subprocess
 import tempfile
 import time
 
+import numpy as np
+
 from . import cuda_memory as cuda_memory_lib
 from . import devices
+from . import errors
 from . import image_files
 
 #: the precisions TensorRT builds: those with a "tensorrt" conversion in the registry
@@ -59,8 +62,7 @@ CALIBRATION_BATCH_SIZE = 50
 
 def check_precision(precision):
   if precision not in PRECISIONS:
-    raise ValueError("Invalid value for argument `precision`. Expected one of %s. "
-                     "Received precision=%r" % (", ".join(PRECISIONS), precision))
+    raise errors.invalid_value("precision", "one of %s" % ", ".join(PRECISIONS), precision)
 
 
 def check_build_args(precision, batch_size):
@@ -68,8 +70,7 @@ def check_build_args(precision, batch_size):
   check_precision(precision)
   if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
       or batch_size < 1):
-    raise ValueError("Invalid value for argument `batch_size`. Expected a positive "
-                     "integer. Received batch_size=%r" % (batch_size,))
+    raise errors.invalid_value("batch_size", "a positive integer", batch_size)
 
 
 def tensorrt_major(trt):
@@ -94,13 +95,13 @@ def _parse_onnx(trt, builder, logger, onnx_bytes, source):
   network = builder.create_network(_network_flags(trt))
   parser = trt.OnnxParser(network, logger)
   if not parser.parse(onnx_bytes):
-    errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+    messages = [str(parser.get_error(i)) for i in range(parser.num_errors)]
     hint = ""
     if tensorrt_major(trt) < 10:
       hint = (" (TensorRT 8.2, as on JetPack 4.6, reads ONNX opsets up to 13: "
               "export with deploy.export's default opset=13)")
     raise ValueError("TensorRT %s cannot parse %s: %s%s"
-                     % (trt.__version__, source, "; ".join(errors) or "no details", hint))
+                     % (trt.__version__, source, "; ".join(messages) or "no details", hint))
   return network, parser
 
 
@@ -128,9 +129,9 @@ def check_calibration_images(images, name="calibration_images"):
   """Keras-style ValueError unless ``images`` is a non-empty float32 NHWC array."""
   dtype, ndim = getattr(images, "dtype", None), getattr(images, "ndim", None)
   if str(dtype) != "float32" or ndim != 4 or len(images) < 1:
-    raise ValueError("Invalid value for argument `%s`. Expected float32 normalized NHWC "
-                     "training images (a non-empty 4-D array). Received %s of dtype %s and "
-                     "shape %s" % (name, name, dtype, getattr(images, "shape", None)))
+    raise errors.invalid_value(name, "float32 normalized NHWC training images (a non-empty "
+                               "4-D array)", shown="%s of dtype %s and shape %s"
+                               % (name, dtype, getattr(images, "shape", None)))
 
 
 def check_int8_inputs(precision, calibration_images, calibration_cache):
@@ -151,7 +152,6 @@ def make_calibrator(trt, images, batch_size=None, cache_path=None):
   """An ``trt.IInt8EntropyCalibrator2`` feeding ``images`` (float32 NHWC) in
   batches of min(batch_size, len(images)) through device memory (a
   remainder smaller than a batch is dropped); reads/writes ``cache_path``."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   base = trt.IInt8EntropyCalibrator2
 
   class Calibrator(base):
@@ -209,9 +209,10 @@ def _set_int8(trt, builder, config, network, calibrator, source):
   name, shape = _network_input(network, source)
   images = calibrator.images
   if list(images.shape[1:]) != shape[1:]:
-    raise ValueError("Invalid value for argument `calibration_images`. Expected images of "
-                     "shape (N, %s) like the input %r of %s. Received shape %s"
-                     % (", ".join(str(d) for d in shape[1:]), name, source, images.shape))
+    raise errors.invalid_value("calibration_images",
+                               "images of shape (N, %s) like the input %r of %s"
+                               % (", ".join(str(d) for d in shape[1:]), name, source),
+                               shown="shape %s" % (images.shape,))
   config.set_flag(trt.BuilderFlag.INT8)
   config.int8_calibrator = calibrator
   if shape[0] == -1:
@@ -276,7 +277,6 @@ def build_serialized(trt, onnx_bytes, precision="fp32", batch_size=DEFAULT_BATCH
 
 
 def _empty_images(shape):
-  import numpy as np  # pylint: disable=g-import-not-at-top
   return np.zeros([0] + [max(1, d) for d in shape[1:]], np.float32)
 
 
@@ -350,6 +350,7 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch_size=DEFAULT_BA
   if not os.path.exists(onnx_path):
     raise ValueError("ONNX file %r does not exist." % (onnx_path,))
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     import tensorrt as trt
   except ImportError:
     trt = None

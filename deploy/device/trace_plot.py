@@ -7,6 +7,7 @@ get no PNG (``plot_trace`` returns False). Python 3.6 syntax."""
 def plot_trace(path, trace, span, threshold_w, window, result):
   """Write the PNG to ``path``; returns False when matplotlib is missing."""
   try:
+    # matplotlib: imported only when plotting.
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -68,6 +68,7 @@ from absl import app, flags, logging
 
 from search.benchmarks import benchmark
 from search.benchmarks.problems import make_problem
+from tea_keras import errors
 from tea_keras import files
 
 STRATEGIES = ("qlognehvi", "qlognparego", "pes")
@@ -77,6 +78,7 @@ FLAGS = flags.FLAGS
 def import_botorch():
   """(torch, botorch) or an ImportError saying how to install them."""
   try:
+    # torch/BoTorch: optional (the bench extra), imported only for the anchors.
     import torch  # pylint: disable=import-outside-toplevel
     import botorch  # pylint: disable=import-outside-toplevel
   except ImportError as e:
@@ -93,8 +95,7 @@ def _candidate_set(space):
 def check_supported(problem, strategy: str):
   """ValueError (before any work) for a strategy/space pair not supported."""
   if strategy not in STRATEGIES:
-    raise ValueError("Invalid value for argument `strategy`. Expected one of %s. Received %r."
-                     % (", ".join(STRATEGIES), strategy))
+    raise errors.invalid_value("strategy", "one of %s" % ", ".join(STRATEGIES), strategy)
   finite = _candidate_set(problem.space) is not None
   if not problem.space.all_continuous and not finite:
     raise ValueError("Invalid problem %r for the BoTorch anchors: expected a continuous "
@@ -133,6 +134,7 @@ class _Inputs:
 
 def fit_model(torch, train_x, train_y):
   """Multi-output SingleTaskGP on (n, D) inputs and (n, M) outcomes to maximize."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.fit import fit_gpytorch_mll  # pylint: disable=import-outside-toplevel
   from botorch.models import SingleTaskGP  # pylint: disable=import-outside-toplevel
   from botorch.models.transforms.outcome import Standardize  # pylint: disable=import-outside-toplevel
@@ -146,6 +148,7 @@ def fit_model(torch, train_x, train_y):
 
 def make_acquisition(torch, strategy, model, train_x, ref_point, settings):
   """The BoTorch acquisition (module doc); ``ref_point`` in maximization units."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.sampling import SobolQMCNormalSampler  # pylint: disable=import-outside-toplevel
   from botorch.acquisition.multi_objective import logei, parego  # pylint: disable=import-outside-toplevel
   x = torch.tensor(train_x, dtype=torch.float64)
@@ -196,6 +199,7 @@ def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
   """Native (d,) maximizer of ``acq``: optimize_acqf on the unit cube, or the
   best unevaluated row of the candidate set."""
   if inputs.continuous:
+    # BoTorch: optional (the bench extra), imported only for the anchors.
     from botorch.optim import optimize_acqf  # pylint: disable=import-outside-toplevel
     d = inputs.space.dim
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
@@ -305,8 +309,9 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
   torch, botorch = import_botorch()
   budget = budget or benchmark.DEFAULT_BUDGET.get(problem.name)
   if not budget:
-    raise ValueError("Invalid value for argument `budget`. Expected a positive integer "
-                     "(problem %r has no default). Received %r." % (problem.name, budget))
+    raise errors.invalid_value("budget",
+                               "a positive integer (problem %r has no default)" % (problem.name,),
+                               budget)
   result = {"problem": problem.name, "strategy": strategy, "budget": budget, "runs": [],
             "settings": settings,
             "versions": {"botorch": botorch.__version__, "torch": torch.__version__}}
@@ -368,6 +373,7 @@ def _write_json(path, data):
 def _load_fused_kernel():
   """Loads (compiles on first use) BoTorch's fused qLogEHVI kernel, if this
   BoTorch has one, so that no proposal's timing includes the compilation."""
+  # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.acquisition.multi_objective import logei  # pylint: disable=import-outside-toplevel
   loader = getattr(logei, "_try_load_fused_kernel", None)
   if loader:

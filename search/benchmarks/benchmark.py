@@ -56,6 +56,7 @@ BLAS threads default to 1 (set before numpy is imported): on a shared
 2-core machine multi-threaded Cholesky of small matrices is 10-20x slower.
 """
 
+import glob
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -71,6 +72,7 @@ import dataclasses
 
 import numpy as np
 from scipy import stats
+from scipy.stats import qmc
 from absl import app, flags
 
 from search.optimizer import feasibility
@@ -133,7 +135,6 @@ def initial_design(problem, seed: int) -> np.ndarray:
   """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
   uniform feasible points otherwise (distinct rows of a candidate set)."""
   if problem.space.all_continuous and not problem.space.restricted:
-    from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
     with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
       warnings.simplefilter("ignore", UserWarning)
       u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
@@ -364,7 +365,7 @@ def summarize(folder: str):
   options is labelled ``strategy {options}``. Returns {problem: {strategy:
   (median final, number of runs)}}; a seed found twice with different
   figures is a ValueError naming both files."""
-  import glob  # pylint: disable=import-outside-toplevel
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -404,21 +405,22 @@ def summarize(folder: str):
   return table
 
 
-def _problem_args():
-  """make_problem's keyword arguments from the table flags (checked)."""
-  table_flags = {"table": FLAGS.table, "variables": FLAGS.variables,
-                 "objectives": FLAGS.objectives}
-  if FLAGS.problem != "table":
+def _problem_args(fv):
+  """make_problem's keyword arguments from the table flags of the parsed flags
+  ``fv`` (checked)."""
+  table_flags = {"table": fv.table, "variables": fv.variables,
+                 "objectives": fv.objectives}
+  if fv.problem != "table":
     given = [k for k, v in table_flags.items() if v] + (["log_objectives"]
-                                                        if FLAGS.log_objectives else [])
+                                                        if fv.log_objectives else [])
     if given:
       raise app.UsageError("--%s apply only to --problem=table." % ", --".join(given))
     return {}
   missing = [k for k, v in table_flags.items() if not v]
   if missing:
     raise app.UsageError("--problem=table needs --%s." % ", --".join(missing))
-  return dict(table_flags, log_objectives=FLAGS.log_objectives,
-              num_initial=FLAGS.num_initial)
+  return dict(table_flags, log_objectives=fv.log_objectives,
+              num_initial=fv.num_initial)
 
 
 def main(argv):
@@ -432,7 +434,7 @@ def main(argv):
   if not isinstance(options, dict):
     raise app.UsageError("--strategy_options must be a JSON object, got %r."
                          % FLAGS.strategy_options)
-  problem_args = _problem_args()
+  problem_args = _problem_args(FLAGS)
   try:  # bad tables and bounds are refused here, before any run
     problem = make_problem(FLAGS.problem, **problem_args)
     if FLAGS.bounds:

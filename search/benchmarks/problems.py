@@ -43,6 +43,7 @@ import numpy as np
 from search.benchmarks.table import Table
 from search.cellspace import cell_space
 from search.optimizer.design import DesignSpace, continuous_space
+from tea_keras import errors
 
 
 @dataclasses.dataclass
@@ -201,5 +202,5 @@ def make_problem(name: str, problem_seed: int = 0, **kwargs) -> Problem:
     fn = lambda x: raw(space.canonical(x))  # a cell's metrics ignore branch order
     ref = fn(space.sample(np.random.default_rng(problem_seed + 12345), 2000)).max(axis=0)
     return Problem(name, space, 3, fn, ref, None, 10)
-  raise ValueError("Invalid value for argument `problem`. Expected one of branin_currin, "
-                   "zdt1, zdt2, dtlz2, cell_synthetic, table. Received %r." % (name,))
+  raise errors.invalid_value("problem",
+                             "one of branin_currin, zdt1, zdt2, dtlz2, cell_synthetic, table", name)

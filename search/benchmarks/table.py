@@ -43,6 +43,7 @@ import numpy as np
 
 from search.optimizer.design import CATEGORICAL, DesignSpace, Variable
 from search.optimizer.pareto import hypervolume, non_dominated_mask
+from tea_keras import errors
 
 
 def _names(value, argument):
@@ -50,15 +51,14 @@ def _names(value, argument):
     value = [v for v in value.split(",") if v]
   value = [str(v).strip() for v in (value or ())]
   if len(set(value)) != len(value):
-    raise ValueError("Invalid value for argument `%s`. Expected distinct column names. "
-                     "Received %s." % (argument, ",".join(value)))
+    raise errors.invalid_value(argument, "distinct column names",
+                               shown="%s." % ",".join(value))
   return value
 
 
 def _read_rows(path, columns):
   if not os.path.isfile(path):
-    raise ValueError("Invalid value for argument `table`. Expected a CSV file. Received "
-                     "%r (no such file)." % (path,))
+    raise errors.invalid_value("table", "a CSV file", shown="%r (no such file)." % (path,))
   with open(path, newline="") as f:
     reader = csv.DictReader(f)
     header = reader.fieldnames or []

@@ -46,6 +46,7 @@ def single_model_points(trials):
 
 def plot_fronts(out_dir, singles, stages, points):
   """Write ``cascade_fronts.png`` (one panel per measured cost) and its CSV."""
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -22,7 +22,8 @@ from deploy import export
 from deploy.device import devices
 from deploy.device import runtimes
 from search.reports import common
-from search.reports import cross_device
+from search.reports import cross_device_lib
+from tea_keras import errors
 
 STAGES_DIR = "stages"
 
@@ -92,7 +93,7 @@ def candidates_from_results(results_dir, trial_ids=None):
                        "%s. Expected ids among %s." % (missing, results_dir, sorted(by_id)))
     chosen = [by_id[i] for i in trial_ids]
   else:
-    chosen = cross_device.pareto_trials(trials, config["objectives"])
+    chosen = cross_device_lib.pareto_trials(trials, config["objectives"])
   out = []
   for t in chosen:
     m, a = t["metrics"], t["artifacts"]
@@ -187,8 +188,7 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
                             np.float32))
     return out
   if runtime != "onnxruntime":
-    raise ValueError("Invalid value for argument `runtime`. Expected onnxruntime or keras. "
-                     "Received runtime=%r" % (runtime,))
+    raise errors.invalid_value("runtime", "onnxruntime or keras", runtime)
   for path in paths:
     rt = runtimes.create("onnxruntime", path, "cpu")
     try:

@@ -73,6 +73,7 @@ from deploy.device import cascade_runner as runner
 from search.optimizer import design
 from search.optimizer import pareto
 from search.optimizer import strategies
+from tea_keras import errors as errors_lib
 
 OBJECTIVE_KEYS = {"error": "error", "time": "time_s", "energy": "energy_j"}
 # Memory bound of one evaluation chunk: (vectors x images) entries.
@@ -100,12 +101,12 @@ class CascadeData:
     conf = np.asarray(self.confidence, np.float64)
     correct = np.asarray(self.correct, bool)
     if conf.ndim != 2 or conf.shape[0] < 2 or correct.shape != conf.shape:
-      raise ValueError("Invalid value for argument `confidence`. Expected (stages >= 2, "
-                       "images) confidences and `correct` of the same shape. Received "
-                       "shapes %s and %s." % (conf.shape, correct.shape))
+      raise errors_lib.invalid_value("confidence", "(stages >= 2, images) confidences and "
+                                     "`correct` of the same shape",
+                                     shown="shapes %s and %s." % (conf.shape, correct.shape))
     if not np.all((conf >= 0) & (conf < 1)):
-      raise ValueError("Invalid value for argument `confidence`. Expected values in [0, 1) "
-                       "(deploy.device.cascade_runner.confidence).")
+      raise errors_lib.invalid_value("confidence",
+                                     "values in [0, 1) (deploy.device.cascade_runner.confidence)")
     object.__setattr__(self, "confidence", conf)
     object.__setattr__(self, "correct", correct)
     for name in ("time_s", "energy_j"):
@@ -114,8 +115,8 @@ class CascadeData:
         continue
       value = np.asarray(value, np.float64).reshape(-1)
       if value.shape != (conf.shape[0],) or not np.all(np.isfinite(value) & (value > 0)):
-        raise ValueError("Invalid value for argument `%s`. Expected %d positive per-image "
-                         "costs (one per stage). Received %r." % (name, conf.shape[0], value))
+        raise errors_lib.invalid_value(name, "%d positive per-image costs (one per stage)"
+                                       % conf.shape[0], value)
       object.__setattr__(self, name, value)
     if self.call_time_s is not None:
       self._check_calls(conf.shape[0])
@@ -123,12 +124,12 @@ class CascadeData:
   def _check_calls(self, num_stages):
     calls = np.asarray(self.call_time_s, np.float64).reshape(-1)
     if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
-      raise ValueError("Invalid value for argument `batch_size`. Expected a positive integer "
-                       "with call_time_s. Received batch_size=%r" % (self.batch_size,))
+      raise errors_lib.invalid_value("batch_size", "a positive integer with call_time_s",
+                                     self.batch_size)
     if calls.shape != (num_stages,) or not np.all((calls >= 0) & (
         calls <= self.time_s * self.batch_size)):
-      raise ValueError("Invalid value for argument `call_time_s`. Expected %d per-call costs "
-                       "in [0, time_s * batch_size]. Received %r." % (num_stages, calls))
+      raise errors_lib.invalid_value("call_time_s", "%d per-call costs in [0, time_s * "
+                                     "batch_size]" % (num_stages,), calls)
     object.__setattr__(self, "call_time_s", calls)
 
   @property
@@ -199,9 +200,10 @@ def check_thresholds(thresholds, num_stages):
     t = t[None, :]
   if t.ndim != 2 or t.shape[1] != num_stages - 1 or not np.all(np.isfinite(t)) or \
       np.any((t < 0) | (t > 1)):
-    raise ValueError("Invalid value for argument `thresholds`. Expected vectors of %d "
-                     "values in [0, 1] (one per stage but the last). Received shape %s."
-                     % (num_stages - 1, np.shape(thresholds)))
+    raise errors_lib.invalid_value("thresholds",
+                                   "vectors of %d values in [0, 1] (one per stage but the last)"
+                                   % (num_stages - 1,),
+                                   shown="shape %s." % (np.shape(thresholds),))
   return t
 
 
@@ -293,8 +295,8 @@ def front_mask(y):
   """
   y = np.asarray(y, np.float64)
   if y.ndim != 2 or not np.all(np.isfinite(y)):
-    raise ValueError("Invalid value for argument `y`. Expected a finite (n, m) array. "
-                     "Received shape %s." % (np.shape(y),))
+    raise errors_lib.invalid_value("y", "a finite (n, m) array",
+                                   shown="shape %s." % (np.shape(y),))
   if not len(y):
     return np.zeros(0, bool)
   unique, inverse = np.unique(y, axis=0, return_inverse=True)
@@ -372,9 +374,9 @@ def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
   """
   objectives = tuple(objectives or data.objectives)
   if int(evaluations) < 1 or int(num_initial) < 1:
-    raise ValueError("Invalid value for argument `evaluations`. Expected evaluations >= 1 "
-                     "and num_initial >= 1. Received evaluations=%r num_initial=%r"
-                     % (evaluations, num_initial))
+    raise errors_lib.invalid_value(
+        "evaluations", "evaluations >= 1 and num_initial >= 1",
+        shown="evaluations=%r num_initial=%r" % (evaluations, num_initial))
   space = threshold_space(data.num_stages)
   chooser = strategies.make_strategy(strategy, space, len(objectives), seed=seed,
                                      log_objectives=[o != "error" for o in objectives])
@@ -407,8 +409,7 @@ def choose_stages(errors, costs, max_stages=3):
   log cost."""
   errors, costs = np.asarray(errors, float), np.asarray(costs, float)
   if int(max_stages) < 2:
-    raise ValueError("Invalid value for argument `max_stages`. Expected at least 2. "
-                     "Received max_stages=%r" % (max_stages,))
+    raise errors_lib.invalid_value("max_stages", "at least 2", max_stages)
   on_front = np.flatnonzero(front_mask(np.stack([errors, costs], axis=1)))
   order = on_front[np.lexsort((errors[on_front], costs[on_front]))]
   # equal (error, cost) duplicates: keep one
@@ -456,8 +457,7 @@ def front_points(data, evaluations, test_data=None):
   objectives = data.objectives
   labels = [k for k, e in evaluations.items() if len(e.error)]
   if not labels:
-    raise ValueError("Invalid value for argument `evaluations`. Expected at least one "
-                     "evaluated threshold vector.")
+    raise errors_lib.invalid_value("evaluations", "at least one evaluated threshold vector")
   y = np.vstack([evaluations[k].objective_matrix(objectives) for k in labels])
   t = np.vstack([evaluations[k].thresholds for k in labels])
   owner = np.concatenate([[k] * len(evaluations[k].error) for k in labels])

@@ -20,8 +20,10 @@ from absl import flags
 
 from search import config as config_lib
 from search import flags as search_flags
+from search import loop
 from search import store as store_lib
 from search.dnas import sweep
+from tea_keras import console
 
 FLAGS = flags.FLAGS
 
@@ -103,8 +105,6 @@ def check_results_dir(config, settings):
 def main(argv):
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
-  from search import loop  # pylint: disable=g-import-not-at-top
-  from tea_keras import console
   console.quiet_native_logs()
   try:
     settings = settings_from_flags()

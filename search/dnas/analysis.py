@@ -27,19 +27,23 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
+from absl import flags
+from scipy import stats
 
+from deploy import measure as measure_lib
+from search import store as store_lib
 from search.optimizer import pareto
+from tea_keras import errors
 
 
 def load_points(results_dir: str) -> List[Dict]:
   """The done points of a sweep's trial store, flattened: method, target,
   lambda_E, loss, cost model, params, MACs, time per image (s), error,
   predicted cost, wall and training seconds, the sweep's directory."""
-  from search import store as store_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(results_dir, "trials.db")
   if not os.path.isfile(path):
-    raise ValueError("Invalid value for argument `results_dir`. Expected a DNAS sweep's "
-                     "directory (with trials.db). Received results_dir=%r" % (results_dir,))
+    raise errors.invalid_value("results_dir", "a DNAS sweep's directory (with trials.db)",
+                               results_dir)
   store = store_lib.TrialStore(path)
   try:
     trials = store.trials(["done"])
@@ -79,16 +83,14 @@ def remeasure(points: Sequence[Dict], rounds: int = 3, log=print) -> None:
   (``sweep_time_per_image_s`` keeps the sweep's). Points measured during
   the sweep at different moments of other load compare badly; measured
   together they compare like with like."""
-  from deploy import measure as measure_lib  # pylint: disable=g-import-not-at-top
   configs, images = {}, {}
   for p in points:
     if p["dir"] not in configs:
       with open(os.path.join(p["dir"], "config.json")) as f:
         configs[p["dir"]] = c = json.load(f)
       if c["device"] != "cpu":
-        raise ValueError("Invalid value for argument `remeasure_rounds`. Expected sweeps "
-                         "measured on this machine's CPU. Received %s, measured on %s"
-                         % (p["dir"], c["device"]))
+        raise errors.invalid_value("remeasure_rounds", "sweeps measured on this machine's CPU",
+                                   shown="%s, measured on %s" % (p["dir"], c["device"]))
       key = (c["dataset"], c.get("data_dir"), c["measure_images"], c.get("seed", 0))
       if key not in images:
         images[key] = measure_lib.load_images(c["dataset"], c["measure_images"],
@@ -131,7 +133,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
   """Spearman's rank correlation (scipy), None for fewer than 3 points."""
   if len(x) < 3:
     return None
-  from scipy import stats  # pylint: disable=g-import-not-at-top
   return float(stats.spearmanr(x, y).statistic)
 
 
@@ -245,7 +246,6 @@ def format_report(result: Dict) -> str:
 
 
 def main(argv):
-  from absl import flags  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   dirs = flags.FLAGS.results_dir
@@ -271,7 +271,6 @@ def main(argv):
 
 
 def define_flags():
-  from absl import flags  # pylint: disable=g-import-not-at-top
   flags.DEFINE_list("results_dir", None, "DNAS sweep directories (comma-separated).")
   flags.DEFINE_integer("remeasure_rounds", 0, "Measure every point's export again, back to "
                        "back, this many rounds (shuffled), and use the fastest (0: the "

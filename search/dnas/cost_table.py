@@ -38,6 +38,8 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from tea_keras import errors
+
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 
@@ -124,6 +126,7 @@ def _segment(grid, x):
   on ``grid`` (tensors, graph-safe; the segment is chosen without a
   gradient, the weight is linear in ``x``; beyond the grid the nearest
   segment extrapolates)."""
+  # Keras: heavy, imported only when this runs.
   from keras import ops  # pylint: disable=g-import-not-at-top
   g = np.asarray(grid, "float64")
   if g.size == 1:
@@ -136,6 +139,7 @@ def _segment(grid, x):
 
 def _bilinear(entry, key, c_in, c_out):
   """The layer's interpolated value at ``(c_in, c_out)`` (module doc)."""
+  # Keras: heavy, imported only when this runs.
   from keras import ops  # pylint: disable=g-import-not-at-top
   values = np.asarray(entry[key], "float64")
   rows, cols = values.shape
@@ -159,11 +163,12 @@ class _Table:
     self.table = table
     missing = [name for name, entry in table["layers"].items() if entry.get(self.key) is None]
     if missing:
-      raise ValueError("Invalid value for argument `table`. Expected %s for every layer (a "
-                       "power source that reads). Received none for %s"
-                       % (self.key, ", ".join(missing[:5])))
+      raise errors.invalid_value("table",
+                                 "%s for every layer (a power source that reads)" % (self.key,),
+                                 shown="none for %s" % ", ".join(missing[:5]))
 
   def __call__(self, specs, alive):
+    # Keras: heavy, imported only when this runs.
     from keras import ops  # pylint: disable=g-import-not-at-top
     terms = [_bilinear(self.table["layers"][s.name], self.key, *alive[s.name])
              for s in specs if s.name in self.table["layers"]]

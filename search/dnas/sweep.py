@@ -49,6 +49,11 @@ from search import device_lock
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from search.dnas import cost_table
+from tea_keras import data
+from tea_keras import errors
+from tea_keras import recipes
+from tea_keras import space
 
 SEEDS = ("resnet8", "cell")
 LOSSES = ("absolute", "hinge")
@@ -75,35 +80,32 @@ class DnasSettings:
 
   def validate(self):
     if self.seed_model not in SEEDS:
-      raise ValueError("Invalid value for argument `seed_model`. Expected one of %s. "
-                       "Received seed_model=%r" % ("|".join(SEEDS), self.seed_model))
+      raise errors.invalid_value("seed_model", "one of %s" % "|".join(SEEDS), self.seed_model)
     if self.seed_model == "cell" and not self.genotype:
-      raise ValueError("Invalid value for argument `genotype`. Expected a cell for "
-                       "--seed_model=cell (a genotype string, e.g. from a search's "
-                       "pareto.csv). Received genotype=None")
+      raise errors.invalid_value("genotype",
+                                 "a cell for --seed_model=cell (a genotype string, e.g. from a "
+                                 "search's pareto.csv)", shown="genotype=None")
     for name, allowed in (("loss", LOSSES), ("cost_model", COST_MODELS)):
       if getattr(self, name) not in allowed:
-        raise ValueError("Invalid value for argument `%s`. Expected one of %s. Received "
-                         "%s=%r" % (name, "|".join(allowed), name, getattr(self, name)))
+        raise errors.invalid_value(name, "one of %s" % "|".join(allowed), getattr(self, name))
     if not self.size_targets or not all(0 < t <= 1 for t in self.size_targets):
-      raise ValueError("Invalid value for argument `size_targets`. Expected fractions of the "
-                       "seed's size in (0, 1]. Received size_targets=%r" % (self.size_targets,))
+      raise errors.invalid_value("size_targets", "fractions of the seed's size in (0, 1]",
+                                 self.size_targets)
     if not self.lambda_energy or min(self.lambda_energy) < 0 or self.lambda_size < 0:
       raise ValueError("Invalid value for arguments `lambda_energy`, `lambda_size`. Expected "
                        "numbers >= 0. Received lambda_energy=%r lambda_size=%r"
                        % (self.lambda_energy, self.lambda_size))
     if (not self.table_fractions or not all(0 < f <= 1 for f in self.table_fractions)
         or 1.0 not in self.table_fractions):
-      raise ValueError("Invalid value for argument `table_fractions`. Expected fractions of "
-                       "each layer's channels in (0, 1], 1 among them. Received "
-                       "table_fractions=%r" % (self.table_fractions,))
+      raise errors.invalid_value("table_fractions",
+                                 "fractions of each layer's channels in (0, 1], 1 among them",
+                                 self.table_fractions)
     if not self.mask_speed > 0:
-      raise ValueError("Invalid value for argument `mask_speed`. Expected a number > 0. "
-                       "Received mask_speed=%r" % (self.mask_speed,))
+      raise errors.invalid_value("mask_speed", "a number > 0", self.mask_speed)
     for name in ("warmup_epochs", "search_epochs", "finetune_epochs", "ramp_epochs"):
       if getattr(self, name) < (1 if name == "search_epochs" else 0):
-        raise ValueError("Invalid value for argument `%s`. Expected a count >= %d. Received "
-                         "%s=%r" % (name, name == "search_epochs", name, getattr(self, name)))
+        raise errors.invalid_value(name, "a count >= %d" % (name == "search_epochs",),
+                                   getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +151,6 @@ def seed_network(settings, num_classes, num_cells=1, filters=8, width=1.0):
   if settings.seed_model == "resnet8":
     widths = [max(1, int(round(width * f))) for f in seeds.RESNET8_V05_FILTERS]
     return seeds.resnet8_v05(num_classes=num_classes, filters=widths)
-  from tea_keras import space  # pylint: disable=g-import-not-at-top
   return seeds.cell_network(space.Genotype.parse(settings.genotype), num_cells,
                             max(1, int(round(width * filters))), num_classes=num_classes)
 
@@ -222,6 +223,7 @@ class _SearchLog:
   """A line per search epoch: the loss, the binarized size and cost."""
 
   def __new__(cls, supernet, epochs, log):
+    # Keras: heavy, imported only when this runs.
     import keras  # pylint: disable=g-import-not-at-top
 
     class Callback(keras.callbacks.Callback):
@@ -240,7 +242,6 @@ class Sweep:
   def __init__(self, config, settings, log=print):
     settings.validate()
     self.config, self.settings, self.log = config, settings, log
-    from tea_keras import recipes  # pylint: disable=g-import-not-at-top
     self.recipe = recipes.search_recipe(**config.recipe)
     self.splits = trial_lib.load_splits(config)
     self.num_classes = self.splits.num_classes
@@ -248,6 +249,7 @@ class Sweep:
 
   # one training phase -----------------------------------------------------------
   def _train(self, model, epochs, model_dir, label):
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import training  # pylint: disable=g-import-not-at-top
     if epochs < 1:
       return model
@@ -259,6 +261,7 @@ class Sweep:
 
   def warm_seed(self):
     """The warmed-up seed (trained once, resumable), and its size and MACs."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     seed = seed_network(self.settings, self.num_classes, self.recipe.num_cells,
                         self.recipe.filters)
@@ -269,10 +272,10 @@ class Sweep:
   def cost_model(self, warm, supernet):
     """The search's cost model: MACs, or the measured latency table (measured
     once per sweep into ``cost_table.json``)."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras.dnas import complexity  # pylint: disable=g-import-not-at-top
     if self.settings.cost_model == "macs":
       return complexity.macs
-    from search.dnas import cost_table  # pylint: disable=g-import-not-at-top
     path = os.path.join(self.config.results_dir, "cost_table.json")
     if not os.path.isfile(path):
       work = os.path.join(self.config.results_dir, "cost_table")
@@ -285,6 +288,7 @@ class Sweep:
 
   def run_point(self, point, trial_dir, warm, seed_params, seed_cost):
     """Search (or scale), fine-tune and measure one point; returns (metrics, model)."""
+    # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     target = point.size_target * seed_params
     metrics = {"method": point.method, "size_target_fraction": point.size_target,
@@ -315,10 +319,11 @@ class Sweep:
 
   def _search(self, point, trial_dir, warm, seed_params, seed_cost, target):
     """The supernet's training and the found architecture (exported)."""
-    from tea_keras import data, training  # pylint: disable=g-import-not-at-top
-    from tea_keras.dnas import export as dnas_export
-    from tea_keras.dnas import losses
-    from tea_keras.dnas import supernet as supernet_lib
+    # Keras, imported when a sweep trains (``python -m search.dnas --help`` needs no TensorFlow).
+    from tea_keras import training  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import export as dnas_export  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import losses  # pylint: disable=g-import-not-at-top
+    from tea_keras.dnas import supernet as supernet_lib  # pylint: disable=g-import-not-at-top
     supernet = supernet_lib.make_supernet(warm, mask_speed=self.settings.mask_speed)
     cost = self.cost_model(warm, supernet)
     cost_seed = float(np.asarray(supernet.cost(cost)))
@@ -437,6 +442,7 @@ def refresh(store, config):
 def plot_fronts(results_dir, trials, objectives):
   """``dnas_fronts.png``: error against time per size target, the DNAS
   points coloured by lambda_E, the uniform baseline marked apart."""
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

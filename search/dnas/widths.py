@@ -34,20 +34,28 @@ runs again.
 """
 
 import dataclasses
+import json
 import os
 import sys
 import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from absl import app
 
+from search import config as config_lib
+from search import flags as search_flags
+from search import loop
 from search import outputs
 from search import store as store_lib
 from search import trial as trial_lib
+from search.dnas import __main__ as dnas_main
 from search.dnas import sweep as sweep_lib
 from search.optimizer import base
 from search.optimizer import design
 from search.optimizer import strategies
+from tea_keras import console
+from tea_keras import errors
 
 SEED_WIDTHS = (16, 32, 64, 16, 32, 64)   # resnet8_v05: stacks, then first convolutions
 GROUPS = ("stack1", "stack2", "stack3", "stack1_conv1", "stack2_conv1", "stack3_conv1")
@@ -83,7 +91,8 @@ class Widths:
     return np.asarray(self.widths, float) / np.asarray(SEED_WIDTHS, float)
 
   def build(self, num_classes: int):
-    from tea_keras.dnas import seeds  # pylint: disable=g-import-not-at-top  (Keras)
+    # Keras: imported by the process that builds networks, not by the CLI's --help
+    from tea_keras.dnas import seeds  # pylint: disable=g-import-not-at-top
     return seeds.resnet8_v05(num_classes=num_classes, filters=self.widths[:3],
                              inner_filters=self.widths[3:])
 
@@ -117,9 +126,8 @@ class WidthSearch:
 
   def __init__(self, config, settings, store, log=print):
     if settings.seed_model != "resnet8":
-      raise ValueError("Invalid value for argument `seed_model`. Expected resnet8 (the "
-                       "width search knows ResNet-8's six free widths). Received "
-                       "seed_model=%r" % (settings.seed_model,))
+      raise errors.invalid_value("seed_model", "resnet8 (the width search knows ResNet-8's "
+                                 "six free widths)", settings.seed_model)
     self.config, self.settings, self.store, self.log = config, settings, store, log
     self.space = width_space()
     self.epochs = settings.warmup_epochs + settings.search_epochs + settings.finetune_epochs
@@ -163,7 +171,8 @@ class WidthSearch:
 
   def evaluate(self, widths: Widths, trial_dir: str) -> Tuple[Dict, Dict]:
     """Train (as the uniform baseline), deploy and measure one network."""
-    from tea_keras import profiling  # pylint: disable=g-import-not-at-top  (Keras)
+    # Keras: imported by the process that builds networks, not by the CLI's --help
+    from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     start = time.time()
     model = widths.build(self.sweep.num_classes)
     model = self.sweep._train(model, self.epochs, os.path.join(trial_dir, "model"),  # pylint: disable=protected-access
@@ -238,8 +247,6 @@ def check_results_dir(config, settings) -> None:
   """Refuse a results directory of a DNAS sweep, of a search or of another
   width search; write this one's config.json (the search's settings and
   ``widths``: the sweep settings its training follows)."""
-  import json  # pylint: disable=g-import-not-at-top
-  from search import config as config_lib  # pylint: disable=g-import-not-at-top
   path = os.path.join(config.results_dir, "config.json")
   mine = json.loads(json.dumps(dict(json.loads(config.to_json()),
                                     widths=dataclasses.asdict(settings))))
@@ -264,11 +271,6 @@ def check_results_dir(config, settings) -> None:
 
 
 def main(argv: Sequence[str]) -> None:
-  from search import config as config_lib  # pylint: disable=g-import-not-at-top
-  from search import flags as search_flags  # pylint: disable=g-import-not-at-top
-  from search import loop  # pylint: disable=g-import-not-at-top
-  from search.dnas import __main__ as dnas_main  # pylint: disable=g-import-not-at-top
-  from tea_keras import console  # pylint: disable=g-import-not-at-top
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   console.quiet_native_logs()
@@ -276,9 +278,9 @@ def main(argv: Sequence[str]) -> None:
     settings = dnas_main.settings_from_flags()
     settings.validate()
     if settings.seed_model != "resnet8":
-      raise ValueError("Invalid value for flag `seed_model`. Expected resnet8 (the width "
-                       "search knows ResNet-8's six free widths). Received seed_model=%r"
-                       % (settings.seed_model,))
+      raise ValueError(errors.message("seed_model", "resnet8 (the width search knows "
+                                      "ResNet-8's six free widths)", settings.seed_model,
+                                      noun="flag"))
     config = search_flags.config_from_flags()
     config_lib.validate(config)
     store_lib.check_not_locked(config.results_dir)
@@ -297,8 +299,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-  from absl import app  # pylint: disable=g-import-not-at-top
-  from search import flags as search_flags  # pylint: disable=g-import-not-at-top
-  from search.dnas import __main__ as dnas_main  # pylint: disable=g-import-not-at-top
   dnas_main.define_flags()
   app.run(main, argv=sys.argv[:1] + search_flags.expand_flagfiles(sys.argv[1:]))

@@ -23,7 +23,9 @@ import abc
 import time
 
 import numpy as np
+from scipy import optimize
 
+from search.optimizer import errors
 from search.optimizer.design import DesignSpace, InfeasibleSpaceError
 from search.optimizer.pareto import non_dominated_mask
 
@@ -42,11 +44,9 @@ class Strategy(abc.ABC):
 
   def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0, **options):
     if not isinstance(space, DesignSpace):
-      raise ValueError("Invalid value for argument `space`. Expected a DesignSpace. "
-                       "Received %r." % (space,))
+      raise errors.invalid_value("space", "a DesignSpace", space)
     if int(num_objectives) != num_objectives or num_objectives < 1:
-      raise ValueError("Invalid value for argument `num_objectives`. Expected a positive "
-                       "integer. Received num_objectives=%r" % (num_objectives,))
+      raise errors.invalid_value("num_objectives", "a positive integer", num_objectives)
     self.space, self.num_objectives = space, int(num_objectives)
     self.rng = np.random.default_rng(seed)
     self.seed = seed
@@ -66,9 +66,10 @@ class Strategy(abc.ABC):
     y = np.asarray(observed_y, dtype=float).reshape(x.shape[0], -1) if x.shape[0] else \
         np.zeros((0, self.num_objectives))
     if y.shape[1] != self.num_objectives or not np.all(np.isfinite(y)):
-      raise ValueError("Invalid value for argument `observed_y`. Expected finite values of "
-                       "shape (%d, %d) (drop failed trials). Received shape %s."
-                       % (x.shape[0], self.num_objectives, np.shape(observed_y)))
+      raise errors.invalid_value("observed_y",
+                                 "finite values of shape (%d, %d) (drop failed trials)"
+                                 % (x.shape[0], self.num_objectives),
+                                 shown="shape %s." % (np.shape(observed_y),))
     pending = _as_points(self.space, pending_x, "pending_x")
     self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
     point = np.asarray(self._propose(x, y, pending), dtype=float).reshape(self.space.dim)
@@ -172,7 +173,6 @@ def _filter(space, x, excluded):
 
 def _refine(acq, space, x, value, excluded, climbs: int = 2):
   if space.all_continuous:
-    from scipy import optimize  # pylint: disable=import-outside-toplevel
     res = optimize.minimize(lambda p: -acq(np.clip(p, space.lower, space.upper)[None])[0],
                             x, method="Powell", bounds=list(zip(space.lower, space.upper)),
                             options={"maxfev": 80, "xtol": 1e-3})

@@ -51,6 +51,8 @@ from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from search.optimizer import errors
+
 CONTINUOUS = "continuous"
 CATEGORICAL = "categorical"
 # Rejection sampling: uniform draws per requested feasible point, and a floor.
@@ -102,8 +104,7 @@ class DesignSpace:
   def __init__(self, variables: Sequence[Variable]):
     variables = tuple(variables)
     if not variables or not all(isinstance(v, Variable) for v in variables):
-      raise ValueError("Invalid value for argument `variables`. Expected a non-empty "
-                       "sequence of Variable. Received %r." % (variables,))
+      raise errors.invalid_value("variables", "a non-empty sequence of Variable", variables)
     self.variables = variables
     self.dim = len(variables)
     self.categorical = np.array([v.kind == CATEGORICAL for v in variables])
@@ -148,12 +149,13 @@ class DesignSpace:
   def with_constraint(self, fn, description: str) -> "DesignSpace":
     """A copy whose feasible points also satisfy ``fn`` ((n, d) -> (n,) bool)."""
     if not callable(fn):
-      raise ValueError("Invalid value for argument `fn`. Expected a callable mapping (n, d) "
-                       "native points to an (n,) bool array. Received %r." % (fn,))
+      raise errors.invalid_value("fn",
+                                 "a callable mapping (n, d) native points to an (n,) bool array",
+                                 fn)
     if not isinstance(description, str) or not description.strip():
-      raise ValueError("Invalid value for argument `description`. Expected a non-empty "
-                       "string saying what the constraint requires. Received %r."
-                       % (description,))
+      raise errors.invalid_value("description",
+                                 "a non-empty string saying what the constraint requires",
+                                 description)
     out = copy.copy(self)
     previous, previous_text = self.constraint, self.constraint_description
     if previous is None:
@@ -172,9 +174,9 @@ class DesignSpace:
     keys = self._raw_keys(points)
     if len(set(keys)) != len(keys):
       first = next(i for i, k in enumerate(keys) if keys.index(k) != i)
-      raise ValueError("Invalid value for argument `points`. Expected distinct rows. "
-                       "Received row %d equal to row %d (%r)."
-                       % (first, keys.index(keys[first]), points[first].tolist()))
+      raise errors.invalid_value("points", "distinct rows",
+                                 shown="row %d equal to row %d (%r)."
+                                       % (first, keys.index(keys[first]), points[first].tolist()))
     out = copy.copy(self)
     if self.candidates is not None:
       points = points[self.candidate_index(points) >= 0]
@@ -185,8 +187,9 @@ class DesignSpace:
     """A copy whose ``keys`` and ``canonical`` map each point to ``fn``'s
     representative ((n, d) -> (n, d) native points of the same designs)."""
     if not callable(fn):
-      raise ValueError("Invalid value for argument `fn`. Expected a callable mapping (n, d) "
-                       "native points to their canonical (n, d) points. Received %r." % (fn,))
+      raise errors.invalid_value("fn",
+                                 "a callable mapping (n, d) native points to their "
+                                 "canonical (n, d) points", fn)
     out = copy.copy(self)
     out._canonical_fn = fn
     return out
@@ -263,11 +266,10 @@ class DesignSpace:
     if x.ndim == 1:
       x = x[None, :]
     if x.ndim != 2 or x.shape[1] != self.dim:
-      raise ValueError("Invalid value for argument `%s`. Expected points with %d "
-                       "coordinates. Received shape %s." % (name, self.dim, x.shape))
+      raise errors.invalid_value(name, "points with %d coordinates" % self.dim,
+                                 shown="shape %s." % (x.shape,))
     if not np.all(np.isfinite(x)):
-      raise ValueError("Invalid value for argument `%s`. Expected finite coordinates."
-                       % name)
+      raise errors.invalid_value(name, "finite coordinates")
     bad = (x < self.lower - 1e-9) | (x > self.upper + 1e-9)
     bad |= self.categorical & (np.round(x) != x)
     if np.any(bad):

@@ -98,7 +98,9 @@ setting of the cross-check in ``tests/search/optimizer/ep_test.py``.
 """
 
 import numpy as np
-from scipy import special
+from scipy import linalg, special
+
+from search.optimizer import errors
 
 _MIN_LOG_Z = np.log(1e-12)
 
@@ -234,9 +236,9 @@ def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 50,
   k, n = prior_mean.shape
   p = n - num_observed
   if p < 1:
-    raise ValueError("Invalid value for argument `num_observed`. Expected fewer than the "
-                     "%d joint points (the Pareto points come last). Received %d."
-                     % (n, num_observed))
+    raise errors.invalid_value("num_observed",
+                               "fewer than the %d joint points (the Pareto points come last)"
+                               % (n,), shown="%d." % (num_observed,))
   tau, nu = np.zeros((k, p, n)), np.zeros((k, p, n))
   mean, cov = joint_posterior(prior_mean, prior_cov, tau, nu, num_observed)
   converged, it = n < 2, 0
@@ -317,7 +319,6 @@ def candidate_marginals(result, prior_mean, prior_chol, cand_mean, cand_var, can
     mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto
     points, the last P joint points).
   """
-  from scipy import linalg  # pylint: disable=import-outside-toplevel
   m = result["num_observed"]
   mean_q, var_q = np.zeros_like(cand_mean), np.zeros_like(cand_var)
   cross_q = np.zeros(cand_cross.shape[:2] + (cand_cross.shape[2] - m,))

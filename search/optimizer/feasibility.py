@@ -55,6 +55,7 @@ from typing import Optional, Sequence
 import numpy as np
 from scipy import special
 
+from search.optimizer import errors
 from search.optimizer.pareto import non_dominated_mask
 
 
@@ -63,11 +64,10 @@ def check_bounds(bounds, num_objectives: int, log_objectives) -> Optional[list]:
   finite number (> 0 for log-modelled objectives). Returns a list or None."""
   if bounds is None:
     return None
-  expected = ("Expected %d entries (one per objective), each null or a finite number, "
-              "positive for log-modelled objectives" % num_objectives)
+  expected = ("%d entries (one per objective), each null or a finite number, positive for "
+              "log-modelled objectives" % num_objectives)
   if np.ndim(bounds) != 1 or len(bounds) != num_objectives:
-    raise ValueError("Invalid value for option `objective_bounds`. %s. Received %r."
-                     % (expected, bounds))
+    raise errors.invalid_option("objective_bounds", expected, shown="%r." % (bounds,))
   out = []
   for k, b in enumerate(bounds):
     if b is None:
@@ -78,8 +78,8 @@ def check_bounds(bounds, num_objectives: int, log_objectives) -> Optional[list]:
     except (TypeError, ValueError):
       value = np.nan
     if isinstance(b, bool) or not np.isfinite(value) or (log_objectives[k] and value <= 0):
-      raise ValueError("Invalid value for option `objective_bounds`. %s. Received %r "
-                       "(entry %d)." % (expected, bounds, k))
+      raise errors.invalid_option("objective_bounds", expected,
+                                  shown="%r (entry %d)." % (bounds, k))
     out.append(value)
   if all(b is None for b in out):
     return None

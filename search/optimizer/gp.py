@@ -55,6 +55,8 @@ from typing import List, Optional
 import numpy as np
 from scipy import linalg, optimize, stats
 
+from search.optimizer import errors
+
 _LOG_L_BOUNDS = (np.log(0.02), np.log(50.0))
 _LOG_AMP_BOUNDS = (np.log(1e-2), np.log(1e2))
 _HORSESHOE_SCALE = 0.1
@@ -73,8 +75,7 @@ def kernel_from_sqdist(r2: np.ndarray, amplitude: float, kind: str) -> np.ndarra
     return amplitude * (1.0 + s5r + 5.0 / 3.0 * r2) * np.exp(-s5r)
   if kind == "rbf":
     return amplitude * np.exp(-0.5 * r2)
-  raise ValueError("Invalid value for argument `kernel`. Expected 'matern52' or 'rbf'. "
-                   "Received kernel=%r" % (kind,))
+  raise errors.invalid_value("kernel", "'matern52' or 'rbf'", kind)
 
 
 def scaled_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -168,23 +169,18 @@ class ObjectiveGP:
                output_warping: str = "none", lengthscale_prior: str = "lognormal",
                seed: int = 0):
     if mode not in ("slice", "map"):
-      raise ValueError("Invalid value for argument `mode`. Expected 'slice' or 'map'. "
-                       "Received mode=%r" % (mode,))
+      raise errors.invalid_value("mode", "'slice' or 'map'", mode)
     kernel_from_sqdist(np.zeros(1), 1.0, kernel)  # validates `kernel`
     if not float(noise_scale) > 0:
-      raise ValueError("Invalid value for argument `noise_scale`. Expected a positive "
-                       "number. Received noise_scale=%r" % (noise_scale,))
+      raise errors.invalid_value("noise_scale", "a positive number", noise_scale)
     if int(num_samples) < 1:
-      raise ValueError("Invalid value for argument `num_samples`. Expected >= 1. "
-                       "Received num_samples=%r" % (num_samples,))
+      raise errors.invalid_value("num_samples", ">= 1", num_samples)
     if output_warping not in OUTPUT_WARPINGS:
-      raise ValueError("Invalid value for argument `output_warping`. Expected one of %s. "
-                       "Received output_warping=%r" % (", ".join(OUTPUT_WARPINGS),
-                                                       output_warping))
+      raise errors.invalid_value("output_warping", "one of %s" % ", ".join(OUTPUT_WARPINGS),
+                                 output_warping)
     if lengthscale_prior not in LENGTHSCALE_PRIORS:
-      raise ValueError("Invalid value for argument `lengthscale_prior`. Expected one of %s. "
-                       "Received lengthscale_prior=%r" % (", ".join(LENGTHSCALE_PRIORS),
-                                                          lengthscale_prior))
+      raise errors.invalid_value("lengthscale_prior", "one of %s" % ", ".join(LENGTHSCALE_PRIORS),
+                                 lengthscale_prior)
     self.lengthscale_prior = lengthscale_prior
     self.output_warping = output_warping
     self.warp = None  # (lambda, shift, scale) of the fitted Yeo-Johnson transform

@@ -27,6 +27,7 @@ def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -
 def _import_gpyopt():
   """GPyOpt, or an ImportError carrying the real import error and what to do."""
   try:
+    # GPyOpt: ~4 s to import (GPy), needed only by ParEGO.
     import GPyOpt  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     if getattr(e, "name", None) == "pkg_resources" or "pkg_resources" in str(e):

@@ -15,15 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from search.optimizer import errors
+
 
 def _as_objectives(y: Any, name: str = "y") -> np.ndarray:
   y = np.asarray(y, dtype=float)
   if y.ndim != 2 or y.shape[1] < 1:
-    raise ValueError("Invalid value for argument `%s`. Expected a 2-D array (n points, "
-                     "m objectives). Received shape %s." % (name, y.shape))
+    raise errors.invalid_value(name, "a 2-D array (n points, m objectives)",
+                               shown="shape %s." % (y.shape,))
   if not np.all(np.isfinite(y)):
-    raise ValueError("Invalid value for argument `%s`. Expected finite objective values; "
-                     "drop NaN/inf rows (failed trials) first." % name)
+    raise errors.invalid_value(name,
+                               "finite objective values; drop NaN/inf rows (failed trials) first")
   return y
 
 
@@ -40,6 +42,7 @@ def non_dominated_mask(y: np.ndarray) -> np.ndarray:
   n = y.shape[0]
   mask = np.ones(n, dtype=bool)
   if n > 64:
+    # pymoo: slow to import, needed only on this path.
     from pymoo.util.nds.non_dominated_sorting import (  # pylint: disable=import-outside-toplevel
         NonDominatedSorting)
     mask[:] = False
@@ -59,11 +62,12 @@ def hypervolume(y: np.ndarray, ref_point: np.ndarray) -> float:
   y = _as_objectives(y)
   ref = np.asarray(ref_point, dtype=float).ravel()
   if ref.shape != (y.shape[1],) or not np.all(np.isfinite(ref)):
-    raise ValueError("Invalid value for argument `ref_point`. Expected %d finite values "
-                     "(one per objective). Received %r." % (y.shape[1], ref_point))
+    raise errors.invalid_value("ref_point", "%d finite values (one per objective)" % (y.shape[1],),
+                               ref_point)
   inside = np.all(y < ref, axis=1)
   if not np.any(inside):
     return 0.0
+  # pymoo: slow to import, needed only on this path.
   from pymoo.indicators.hv import HV  # pylint: disable=import-outside-toplevel
   front = y[inside][non_dominated_mask(y[inside])]
   return float(HV(ref_point=ref)(front))
@@ -87,8 +91,7 @@ def reference_point(y: np.ndarray, margin: float = 0.1) -> np.ndarray:
   """
   y = _as_objectives(y)
   if not np.isfinite(margin) or margin < 0:
-    raise ValueError("Invalid value for argument `margin`. Expected a non-negative "
-                     "number. Received margin=%r" % (margin,))
+    raise errors.invalid_value("margin", "a non-negative number", margin)
   front = y[non_dominated_mask(y)]
   nadir, ideal = front.max(axis=0), front.min(axis=0)
   span = nadir - ideal

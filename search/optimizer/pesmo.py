@@ -38,9 +38,10 @@ import weakref
 from typing import List
 
 import numpy as np
-from scipy import linalg, sparse
+from scipy import linalg, optimize, sparse
 
 from search.optimizer import ep
+from search.optimizer import errors
 from search.optimizer import feasibility
 from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
 from search.optimizer.pareto import non_dominated_mask
@@ -128,6 +129,7 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   units), NSGA-II's constraint handling gets ``f_k - b_k <= 0`` and only
   points meeting them are returned."""
   bounded = [] if bounds is None else list(np.flatnonzero(np.isfinite(bounds)))
+  # pymoo: slow to import, needed only on this path.
   from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
   from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
@@ -330,8 +332,8 @@ class PESMOAcquisition:
     self.num_objectives = len(gps)
     num = min(len(gp.samples) for gp in gps)
     if pareto_sets is not None and len(pareto_sets) != num:
-      raise ValueError("Invalid value for argument `pareto_sets`. Expected %d sets (one per "
-                       "hyperparameter sample). Received %d." % (num, len(pareto_sets)))
+      raise errors.invalid_value("pareto_sets", "%d sets (one per hyperparameter sample)" % (num,),
+                                 shown="%d." % (len(pareto_sets),))
     observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
     observed_z = space.encode(observed_x)
     self.states = []
@@ -433,8 +435,7 @@ class PESMOStrategy(Strategy):
     super().__init__(space, num_objectives, seed, **options)
     logs = options.get("log_objectives") or [False] * self.num_objectives
     if len(logs) != self.num_objectives:
-      raise ValueError("Invalid value for option `log_objectives`. Expected %d booleans. "
-                       "Received %r." % (self.num_objectives, logs))
+      raise errors.invalid_option("log_objectives", "%d booleans" % (self.num_objectives,), logs)
     self.gps = [ObjectiveGP(space.groups, kernel=options.get("kernel", "matern52"),
                             mode=options.get("gp_mode", "slice"),
                             num_samples=options.get("num_samples", 10),
@@ -450,16 +451,15 @@ class PESMOStrategy(Strategy):
     ref = options.get("reference_point")
     if ref is not None and (np.ndim(ref) != 1 or len(ref) != self.num_objectives
                             or not np.all(np.isfinite(ref))):
-      raise ValueError("Invalid value for option `reference_point`. Expected %d finite "
-                       "numbers. Received %r." % (self.num_objectives, ref))
+      raise errors.invalid_option("reference_point", "%d finite numbers" % (self.num_objectives,),
+                                  ref)
     if ref is not None and any(log and r <= 0 for log, r in zip(logs, ref)):
-      raise ValueError("Invalid value for option `reference_point`. Expected positive "
-                       "values for the log-modelled objectives (log_objectives=%r). "
-                       "Received %r." % (list(logs), ref))
+      raise errors.invalid_option("reference_point",
+                                  "positive values for the log-modelled objectives "
+                                  "(log_objectives=%r)" % (list(logs),), ref)
     use_tr = options.get("trust_region", "auto")
     if use_tr not in (True, False, "auto"):
-      raise ValueError("Invalid value for option `trust_region`. Expected true, false or "
-                       "\"auto\". Received %r." % (use_tr,))
+      raise errors.invalid_option("trust_region", 'true, false or "auto"', use_tr)
     self.trust_region = (
         TrustRegion(space, initial_length=options.get("trust_region_length", 0.2))
         if space.all_continuous and use_tr in (True, "auto") else None)
@@ -509,7 +509,6 @@ class PESMOStrategy(Strategy):
     the sampled Pareto points that fall in them, then bounded Powell
     refinement of the best ``refine`` ones within their own box (a refined
     point that leaves the feasible set is dropped)."""
-    from scipy import optimize  # pylint: disable=import-outside-toplevel
     tr = self.trust_region
     ls = self._lengthscales(gps) if self.options.get("trust_region_weights", False) else None
     ref = self.options.get("reference_point")

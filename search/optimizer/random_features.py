@@ -19,6 +19,8 @@ with ``2 nu`` degrees of freedom, ``w = g * sqrt(2 nu / u)``, ``g ~ N(0, I)``,
 import numpy as np
 from scipy import linalg
 
+from search.optimizer import errors
+
 
 def spectral_frequencies(kernel: str, num_features: int, dim: int, rng) -> np.ndarray:
   """(M, D) frequencies drawn from the kernel's normalized spectral density."""
@@ -28,8 +30,7 @@ def spectral_frequencies(kernel: str, num_features: int, dim: int, rng) -> np.nd
   if kernel == "matern52":
     u = rng.chisquare(5.0, size=(num_features, 1))
     return g * np.sqrt(5.0 / u)
-  raise ValueError("Invalid value for argument `kernel`. Expected 'matern52' or 'rbf'. "
-                   "Received kernel=%r" % (kernel,))
+  raise errors.invalid_value("kernel", "'matern52' or 'rbf'", kernel)
 
 
 class RandomFeatures:

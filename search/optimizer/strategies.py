@@ -7,6 +7,7 @@ Each strategy lives in its own module behind ``search.optimizer.base.Strategy``
 This module imports them; none of them imports it (no import cycle).
 """
 
+from search.optimizer import errors
 from search.optimizer.base import Strategy
 from search.optimizer.parego import ParEGOStrategy, chebyshev_scalarize  # noqa: F401
 from search.optimizer.pesmo import PESMOStrategy
@@ -18,6 +19,5 @@ STRATEGIES = {"pesmo": PESMOStrategy, "parego": ParEGOStrategy, "random": Random
 def make_strategy(name: str, space, num_objectives, seed=0, **options) -> Strategy:
   """A strategy by ``name`` (one of ``STRATEGIES``)."""
   if name not in STRATEGIES:
-    raise ValueError("Invalid value for argument `name`. Expected one of %s. Received "
-                     "name=%r" % (", ".join(sorted(STRATEGIES)), name))
+    raise errors.invalid_value("name", "one of %s" % ", ".join(sorted(STRATEGIES)), name)
   return STRATEGIES[name](space, num_objectives, seed, **options)

@@ -25,6 +25,7 @@ import numpy as np
 
 from search.optimizer import base
 from search.optimizer import design as design_lib
+from search.optimizer import errors
 from search.optimizer import pareto
 from search.optimizer import strategies
 
@@ -38,13 +39,13 @@ class Study:
                strategy: str = "pesmo", seed: int = 0, num_initial: int = 10,
                log_objectives: Optional[Sequence[bool]] = None, **options):
     if int(num_initial) != num_initial or num_initial < 1:
-      raise ValueError("Invalid value for argument `num_initial`. Expected a positive "
-                       "integer. Received num_initial=%r" % (num_initial,))
+      raise errors.invalid_value("num_initial", "a positive integer", num_initial)
     if log_objectives is not None:
       options["log_objectives"] = tuple(bool(v) for v in log_objectives)
       if len(options["log_objectives"]) != num_objectives:
-        raise ValueError("Invalid value for argument `log_objectives`. Expected %d flags (one "
-                         "per objective). Received %r" % (num_objectives, log_objectives))
+        raise errors.invalid_value("log_objectives",
+                                   "%d flags (one per objective)" % (num_objectives,),
+                                   log_objectives)
     self.space, self.num_objectives = space, int(num_objectives)
     self.num_initial = int(num_initial)
     self.strategy = strategies.make_strategy(strategy, space, num_objectives, seed, **options)
@@ -84,17 +85,17 @@ class Study:
     key = self.space.keys(x)[0]
     keys = self.space.keys(self.pending) if self._pending else []
     if key not in keys:
-      raise ValueError("Invalid value for argument `x`. Expected a point returned by ask() "
-                       "and not yet told. Received x=%s" % (x.tolist(),))
+      raise errors.invalid_value("x", "a point returned by ask() and not yet told",
+                                 shown="x=%s" % (x.tolist(),))
     del self._pending[list(keys).index(key)]
     if values is None:
       self._failed.append(x)
       return
     values = np.asarray(values, float).reshape(-1)
     if values.shape != (self.num_objectives,) or not np.all(np.isfinite(values)):
-      raise ValueError("Invalid value for argument `values`. Expected %d finite numbers (or "
-                       "None for a failed evaluation). Received values=%s"
-                       % (self.num_objectives, values.tolist()))
+      raise errors.invalid_value("values",
+                                 "%d finite numbers (or None for a failed evaluation)"
+                                 % (self.num_objectives,), shown="values=%s" % (values.tolist(),))
     self._x.append(x)
     self._y.append(values)
 

@@ -28,6 +28,7 @@ import math
 
 import numpy as np
 
+from search.optimizer import errors
 from search.optimizer.pareto import hypervolume, non_dominated_mask
 
 
@@ -67,8 +68,7 @@ class TrustRegion:
                max_length: float = 1.6, success_tolerance: int = 3,
                failure_tolerance=None):
     if not space.all_continuous:
-      raise ValueError("Invalid value for argument `space`. Expected an all-continuous "
-                       "space for a trust region. Received %r." % (space,))
+      raise errors.invalid_value("space", "an all-continuous space for a trust region", space)
     if not 0 < min_length <= initial_length <= max_length:
       raise ValueError("Invalid trust-region lengths. Expected 0 < min_length <= "
                        "initial_length <= max_length. Received %r, %r, %r."

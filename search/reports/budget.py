@@ -108,6 +108,7 @@ def compare(constrained_dir, unconstrained_dir, out_dir):
 
 
 def _plot(rows, objectives, other, budgets, data, out_dir):
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -53,6 +53,8 @@ measured so far, so running the command once per device (``--device=remote``
 for a board behind the agent) fills one column pair per device.
 """
 
+import csv
+import dataclasses
 import json
 import os
 
@@ -64,8 +66,9 @@ from search import device_lock
 from search import loop
 from search import outputs
 from search.optimizer import pareto
-from search.reports import cross_device
+from search.reports import cross_device_lib
 from search.reports.common import comparison_reference_point, load_search
+from tea_keras import data as data_lib
 
 # -- Fig. 5 -----------------------------------------------------------------------
 def first_k(trials, k):
@@ -130,6 +133,7 @@ def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
 
 
 def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -154,6 +158,7 @@ def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
 
 
 def _fig5_hypervolume(data, out_dir):
+  # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -172,14 +177,12 @@ def remeasure_front(results_dir, out_dir, log=print):
   with the search's own settings (its target is asked again first), so that
   the front's times compare like with like; writes ``remeasured_front.csv``
   and returns it as a Markdown table."""
-  import csv  # pylint: disable=g-import-not-at-top
-  import dataclasses  # pylint: disable=g-import-not-at-top
   config_dict, _ = load_search(results_dir)
   config = config_lib.SearchConfig.from_dict(config_dict)
   config = loop.resolve(dataclasses.replace(config, device_kind=None, artifact_format=None,
                                             onnx_opset=None), log)
   os.makedirs(out_dir, exist_ok=True)
-  rows = cross_device.remeasure(results_dir, config, out_dir, log)
+  rows = cross_device_lib.remeasure(results_dir, config, out_dir, log)
   for row in rows:
     old, new = row["source_time_s"], row["time_s"]
     row["time_ratio"] = new / old if old and new else None
@@ -214,10 +217,10 @@ def contention_notice(runs):
 def measure_model_dir(model_dir, label, settings):
   """Export and measure ``<model_dir>/model.keras``; keep the JSON under
   ``<model_dir>/measurements/<label>.json`` and return it."""
-  from tea_keras import data, network  # pylint: disable=g-import-not-at-top  (Keras)
+  from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
   model = network.load_model(os.path.join(model_dir, "model.keras"))
-  splits = data.load(settings.dataset, data_dir=settings.data_dir)
-  images = data.normalize(splits.x_val[:settings.measure_images])
+  splits = data_lib.load(settings.dataset, data_dir=settings.data_dir)
+  images = data_lib.normalize(splits.x_val[:settings.measure_images])
   work = os.path.join(model_dir, "measurements", label)
   with device_lock.measuring(device_lock.for_config(settings)):  # no search works meanwhile
     metrics, artifacts = pipeline.export_and_measure(model, work, settings, images)

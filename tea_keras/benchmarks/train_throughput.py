@@ -52,6 +52,7 @@ def define_flags(flag_values=FLAGS):
 
 def cached_dataset(dataset, num_batches: int):
   """``num_batches`` batches of ``dataset`` materialised as tensors, repeated."""
+  # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   xs, ys = [], []
   for x, y in dataset.take(num_batches):
@@ -70,6 +71,7 @@ def images_per_second(model, dataset, steps: int, batch_size: int) -> float:
 
 def measure_mode(genotype, recipe, splits, jit_compile, mixed, steps, warmup, repeats):
   """Median images/s of pipeline and cached input for one execution mode."""
+  # Keras (through this module): heavy, imported only when this runs.
   from tea_keras import training  # pylint: disable=g-import-not-at-top
   recipe = recipe.replace(jit_compile=jit_compile, mixed_precision=mixed)
   model = training.build_cell_network(genotype, recipe, recipe.num_cells, recipe.filters)
@@ -108,6 +110,7 @@ def main(argv):
              % (unknown, ", ".join(MODES)))
   genotype = space.resolve(FLAGS.genotype, 0)
   splits = data.load("cifar10_sample")
+  # Keras (through this module): heavy, imported only when this runs.
   from tea_keras import training  # pylint: disable=g-import-not-at-top
   results = {"genotype": genotype.to_string(), "recipe": recipe.to_dict(),
              "device": training.device_kind(), "modes": {}}

@@ -51,6 +51,8 @@ from typing import Callable, Dict, Mapping, Sequence, Tuple
 
 from keras import ops
 
+from tea_keras import errors
+
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 
 CostModel = Callable[[Sequence["LayerSpec"], Mapping[str, Tuple[object, object]]], object]
@@ -77,8 +79,8 @@ def layer_params(spec, c_in, c_out):
     return c_in * c_out + bias * c_out
   if spec.kind == "batchnorm":
     return spec.per_channel * c_out
-  raise ValueError("Invalid value for argument `spec`. Expected a kind among conv, depthwise, "
-                   "separable, dense, batchnorm. Received spec.kind=%r" % (spec.kind,))
+  raise errors.invalid_value("spec", "a kind among conv, depthwise, separable, dense, batchnorm",
+                             shown="spec.kind=%r" % (spec.kind,))
 
 
 def layer_macs(spec, c_in, c_out):
@@ -114,8 +116,7 @@ def macs(specs, alive):
 
 def check_precision(precision):
   if precision not in BYTES_PER_WEIGHT:
-    raise ValueError("Invalid value for argument `precision`. Expected one of %s. Received "
-                     "precision=%r" % (", ".join(BYTES_PER_WEIGHT), precision))
+    raise errors.invalid_value("precision", "one of %s" % ", ".join(BYTES_PER_WEIGHT), precision)
   return precision
 
 

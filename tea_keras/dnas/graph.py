@@ -50,6 +50,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from tea_keras import errors
+
 ONE = 0  # the unit of channels that are never pruned
 
 _MIXING_ACTIVATIONS = ("softmax", "log_softmax")
@@ -161,10 +163,11 @@ class _UnionFind:
 
 
 def _refuse(layer, why):
-  raise ValueError("Invalid value for argument `model`. Expected a functional model of "
-                   "Conv2D/DepthwiseConv2D/SeparableConv2D/Dense layers with BatchNormalization, "
-                   "activations, Add, Concatenate, pooling and Flatten between them. Received "
-                   "layer %r (%s): %s" % (layer.name, type(layer).__name__, why))
+  raise errors.invalid_value("model",
+                             "a functional model of Conv2D/DepthwiseConv2D/SeparableConv2D/Dense "
+                             "layers with BatchNormalization, activations, Add, Concatenate, "
+                             "pooling and Flatten between them",
+                             shown="layer %r (%s): %s" % (layer.name, type(layer).__name__, why))
 
 
 def _check_channels_last(layer):
@@ -281,12 +284,11 @@ def _tie(uf, units):
 
 def _functional(model):
   if not isinstance(model, keras.Model):
-    raise ValueError("Invalid value for argument `model`. Expected a keras.Model. "
-                     "Received model=%r" % (model,))
+    raise errors.invalid_value("model", "a keras.Model", model)
   if not hasattr(model, "_nodes_by_depth"):
     if not getattr(model, "built", False) or not hasattr(model, "outputs"):
-      raise ValueError("Invalid value for argument `model`. Expected a functional (or built "
-                       "Sequential) keras.Model. Received a %s" % type(model).__name__)
+      raise errors.invalid_value("model", "a functional (or built Sequential) keras.Model",
+                                 shown="a %s" % (type(model).__name__,))
     model = keras.Model(model.inputs, model.outputs, name=model.name)
   return model
 

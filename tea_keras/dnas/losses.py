@@ -34,6 +34,7 @@ task loss in its dtype by ``Supernet.compute_loss``.
 import keras
 from keras import ops
 
+from tea_keras import errors
 from tea_keras.dnas import complexity as complexity_lib
 
 MODES = ("absolute", "hinge")
@@ -41,8 +42,7 @@ MODES = ("absolute", "hinge")
 
 def _check_nonnegative(name, value):
   if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-    raise ValueError("Invalid value for argument `%s`. Expected a number >= 0. Received "
-                     "%s=%r" % (name, name, value))
+    raise errors.invalid_value(name, "a number >= 0", value)
   return float(value)
 
 
@@ -85,15 +85,13 @@ class ComplexityLoss:
   def __init__(self, size_target, lambda_size, lambda_cost=0.0, mode="absolute",
                cost=complexity_lib.macs, cost_target=None, precision=None):
     if mode not in MODES:
-      raise ValueError("Invalid value for argument `mode`. Expected one of %s. Received "
-                       "mode=%r" % (", ".join(MODES), mode))
+      raise errors.invalid_value("mode", "one of %s" % ", ".join(MODES), mode)
     if mode == "absolute" and cost_target is not None:
-      raise ValueError("Invalid value for argument `cost_target`. Expected None with "
-                       "mode='absolute' (the paper's cost term has no target). Received "
-                       "cost_target=%r" % (cost_target,))
+      raise errors.invalid_value("cost_target",
+                                 "None with mode='absolute' (the paper's cost term has no target)",
+                                 cost_target)
     if not callable(cost):
-      raise ValueError("Invalid value for argument `cost`. Expected a callable (specs, alive) "
-                       "-> scalar. Received cost=%r" % (cost,))
+      raise errors.invalid_value("cost", "a callable (specs, alive) -> scalar", cost)
     self.size_target = _check_nonnegative("size_target", size_target)
     self.lambda_size = _check_nonnegative("lambda_size", lambda_size)
     self.lambda_cost = _check_nonnegative("lambda_cost", lambda_cost)
@@ -123,8 +121,7 @@ class StrengthRamp(keras.callbacks.Callback):
   def __init__(self, loss, epochs):
     super().__init__()
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-      raise ValueError("Invalid value for argument `epochs`. Expected an integer >= 0. "
-                       "Received epochs=%r" % (epochs,))
+      raise errors.invalid_value("epochs", "an integer >= 0", epochs)
     self.loss = loss
     self.epochs = epochs
 

@@ -30,6 +30,8 @@ Shapes: ``alpha`` and ``keep_alive`` are vectors ``(C,)`` of one mask group.
 
 from keras import ops
 
+from tea_keras import errors
+
 THRESHOLD = 0.5
 
 
@@ -55,6 +57,5 @@ def keep_alive_theta(alpha, keep_alive, threshold=THRESHOLD):
 def check_threshold(threshold):
   if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or \
       not 0.0 < threshold < 1.0:
-    raise ValueError("Invalid value for argument `threshold`. Expected a float in (0, 1) "
-                     "(masks start at 1). Received threshold=%r" % (threshold,))
+    raise errors.invalid_value("threshold", "a float in (0, 1) (masks start at 1)", threshold)
   return float(threshold)

@@ -32,6 +32,8 @@ import numpy as np
 from keras import layers
 
 from tea_keras import cells as cells_lib
+from tea_keras import errors
+from tea_keras import network
 from tea_keras import ops as ops_lib
 
 RESNET8_V05_FILTERS = (16, 32, 64)
@@ -68,16 +70,13 @@ def resnet8_v05(num_classes=10, input_shape=(32, 32, 3), weight_decay=1e-4, logi
   only convolutions whose width no residual add ties: with ``filters`` they
   are the six free widths of a channel search on ResNet-8."""
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-    raise ValueError("Invalid value for argument `num_classes`. Expected an integer >= 2. "
-                     "Received num_classes=%r" % (num_classes,))
+    raise errors.invalid_value("num_classes", "an integer >= 2", num_classes)
   filters = tuple(int(f) for f in filters)
   if len(filters) != 3 or min(filters) < 1:
-    raise ValueError("Invalid value for argument `filters`. Expected three positive widths. "
-                     "Received filters=%r" % (filters,))
+    raise errors.invalid_value("filters", "three positive widths", filters)
   inner = filters if inner_filters is None else tuple(int(f) for f in inner_filters)
   if len(inner) != 3 or min(inner) < 1:
-    raise ValueError("Invalid value for argument `inner_filters`. Expected three positive "
-                     "widths (or None). Received inner_filters=%r" % (inner_filters,))
+    raise errors.invalid_value("inner_filters", "three positive widths (or None)", inner_filters)
   inputs = keras.Input(shape=input_shape, name="images")
   x = _conv(filters[0], 3, 1, weight_decay, "stem_conv")(inputs)
   x = layers.BatchNormalization(name="stem_bn")(x)
@@ -125,9 +124,10 @@ def _inline_cell(cell, inputs):
   """The outputs of ``cell`` on ``inputs`` (``[prev_prev, prev]``, entries
   may be None), as flat layers."""
   if cell.drop_path is not None:
-    raise ValueError("Invalid value for argument `model`. Expected cells without drop-path "
-                     "(build the seed with drop_path_rate=0). Received cell %r with "
-                     "drop_path_rate=%r" % (cell.name, cell.drop_path_rate))
+    raise errors.invalid_value("model",
+                               "cells without drop-path (build the seed with drop_path_rate=0)",
+                               shown="cell %r with drop_path_rate=%r"
+                                     % (cell.name, cell.drop_path_rate))
   read = {i for blk in cell.genotype.blocks for i in (blk.input1, blk.input2) if i < 2}
   states = [_inline(proj, x, cell.name) if i in read else None
             for i, (proj, x) in enumerate(zip((cell.prev_prev_proj, cell.prev_proj), inputs))]
@@ -163,5 +163,4 @@ def flatten_cell_network(model):
 def cell_network(genotype, num_cells, filters, **kwargs):
   """``flatten_cell_network(network.build_network(genotype, num_cells,
   filters, **kwargs))``."""
-  from tea_keras import network  # pylint: disable=import-outside-toplevel
   return flatten_cell_network(network.build_network(genotype, num_cells, filters, **kwargs))

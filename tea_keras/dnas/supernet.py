@@ -39,6 +39,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tea_keras import errors
 from tea_keras.dnas import complexity as complexity_lib
 from tea_keras.dnas import graph as graph_lib
 from tea_keras.dnas import masks as masks_lib
@@ -68,8 +69,7 @@ class Supernet(keras.Model):
     self.threshold = masks_lib.check_threshold(threshold)
     if isinstance(mask_speed, bool) or not isinstance(mask_speed, (int, float)) or \
         not mask_speed > 0:
-      raise ValueError("Invalid value for argument `mask_speed`. Expected a number > 0. "
-                       "Received mask_speed=%r" % (mask_speed,))
+      raise errors.invalid_value("mask_speed", "a number > 0", mask_speed)
     self.mask_speed = float(mask_speed)
     self.channel_graph = graph_lib.analyze(model)
     graph = self.channel_graph

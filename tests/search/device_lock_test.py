@@ -209,7 +209,8 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
     import fcntl  # pylint: disable=g-import-not-at-top
     import numpy as np  # pylint: disable=g-import-not-at-top
     from search import config as config_lib  # pylint: disable=g-import-not-at-top
-    from search.reports import cross_device, figures as report  # pylint: disable=g-import-not-at-top
+    from search.reports import cross_device_lib  # pylint: disable=g-import-not-at-top
+    from search.reports import figures as report  # pylint: disable=g-import-not-at-top
     from search import store as store_lib  # pylint: disable=g-import-not-at-top
     from tea_keras import space  # pylint: disable=g-import-not-at-top
     temp = os.path.join(self.get_temp_dir(), "remeasure_" + path)
@@ -247,7 +248,7 @@ class DeviceLockTest(tf.test.TestCase, parameterized.TestCase):
         mock.patch("tea_keras.network.load_model", lambda path: object()), \
         mock.patch("tea_keras.data.load", lambda *a, **kw: Splits()):
       if path == "cross_device":
-        rows = cross_device.remeasure(source, config, os.path.join(temp, "out"),
+        rows = cross_device_lib.remeasure(source, config, os.path.join(temp, "out"),
                                       log=lambda line: None)
         self.assertEqual([r["time_s"] for r in rows], [0.2])
       else:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import tensorflow as tf
+from absl import flags as absl_flags
 
 from search import flags as search_flags
 
@@ -38,6 +39,19 @@ class ExpandFlagfilesTest(tf.test.TestCase):
     self._write(os.path.join(d, "b.cfg"), "--flagfile=a.cfg\n")
     with self.assertRaisesRegex(ValueError, "includes itself"):
       search_flags.expand_flagfiles(["--flagfile=" + os.path.join(d, "a.cfg")])
+
+  def test_absl_alone_does_not_find_an_include_next_to_the_including_file(self):
+    # Why expand_flagfiles exists: absl opens nested flagfiles against the
+    # working directory, which is not the including file's.
+    d = os.path.join(self.get_temp_dir(), "absl_alone")
+    self._write(os.path.join(d, "base.cfg"), "--a=1\n")
+    top = self._write(os.path.join(d, "top.cfg"), "--flagfile=flags/base.cfg\n")
+    values = absl_flags.FlagValues()
+    absl_flags.DEFINE_integer("a", 0, "A flag.", flag_values=values)
+    with self.assertRaises(absl_flags.CantOpenFlagFileError):
+      values(["prog", "--flagfile=" + top])
+    values(["prog"] + search_flags.expand_flagfiles(["--flagfile=" + top]))
+    self.assertEqual(values.a, 1)
 
   def test_constrained_flagfile_is_its_baseline_plus_the_budget(self):
     def parsed(name):

@@ -6,6 +6,7 @@ when a source is created. ``create(name, **kwargs)`` builds a source by name.
 """
 
 from .. import devices
+from .. import errors
 from . import ina3221
 from . import none
 from . import nvml
@@ -32,5 +33,4 @@ def create(name, **kwargs):
     return usb_meter.create(**kwargs)
   if name == "none":
     return none.NoPower(**kwargs)
-  raise ValueError("Invalid value for argument `power_source`. Expected one of %s. "
-                   "Received power_source=%r" % ("|".join(NAMES), name))
+  raise errors.invalid_value("power_source", "one of %s" % "|".join(NAMES), name)

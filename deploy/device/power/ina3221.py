@@ -25,6 +25,7 @@ L4T defaults), far below a 20 ms sampling interval.
 import glob
 import os
 
+from .. import errors
 from . import base
 
 DEFAULT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "VDD_IN_TOTAL")
@@ -113,8 +114,7 @@ class Ina3221Power(base.PowerSource):
       chosen = [r.strip() for r in rail.split(",") if r.strip()]
       missing = [r for r in chosen if r not in found]
       if missing or not chosen:
-        raise ValueError("Invalid value for argument `rail`. Expected labels among %s. "
-                         "Received rail=%r" % (sorted(found), rail))
+        raise errors.invalid_value("rail", "labels among %s" % (sorted(found),), rail)
     self.rails = [found[r] for r in chosen]
 
   def read_w(self):

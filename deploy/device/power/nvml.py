@@ -26,6 +26,7 @@ _ARCH_AMPERE = 7             # NVML_DEVICE_ARCH_AMPERE
 
 def _import_pynvml():
   try:
+    # NVML: optional, imported only on a machine with an NVIDIA GPU.
     import pynvml
   except ImportError:
     raise ImportError("power_source=nvml needs NVML's Python bindings: "

@@ -23,6 +23,7 @@ import re
 import threading
 import time
 
+from .. import errors
 from . import base
 
 TIME_COLUMNS = ("timestamp", "time", "time_s", "epoch", "t", "unix_time")
@@ -135,8 +136,7 @@ def parse_line(line, fields="watts"):
     return numbers[0] if numbers else None
   if fields == "volts_amps":
     return numbers[0] * numbers[1] if len(numbers) >= 2 else None
-  raise ValueError("Invalid value for argument `fields`. Expected 'watts' or "
-                   "'volts_amps'. Received fields=%r" % (fields,))
+  raise errors.invalid_value("fields", "'watts' or 'volts_amps'", fields)
 
 
 class SerialMeter(base.PowerSource):
@@ -150,6 +150,7 @@ class SerialMeter(base.PowerSource):
     parse_line("", fields)  # validates `fields`
     if serial_factory is None:
       try:
+        # pyserial: optional, imported only for a USB meter.
         import serial
       except ImportError:
         raise ImportError("power_source=usb_meter with port= needs pyserial: "

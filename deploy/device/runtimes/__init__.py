@@ -11,6 +11,7 @@ picks it), each of its stages loaded through ``create``.
 """
 
 from .. import devices
+from .. import errors
 from . import onnxruntime_runtime
 from . import openvino_runtime
 from . import tensorrt_runtime
@@ -24,8 +25,7 @@ def register(name, factory):
   """Makes ``create(name, ...)`` call ``factory(model_path, device, **kwargs)``
   (the host-side Keras runtime registers itself on import)."""
   if name not in NAMES:
-    raise ValueError("Invalid value for argument `name`. Expected one of %s. Received name=%r"
-                     % ("|".join(NAMES), name))
+    raise errors.invalid_value("name", "one of %s" % "|".join(NAMES), name)
   _REGISTERED[name] = factory
 
 
@@ -42,5 +42,4 @@ def create(name, model_path, device="cpu", **kwargs):
     return openvino_runtime.OpenVinoRuntime(model_path, device, **kwargs)
   if name == "tensorrt":
     return tensorrt_runtime.TensorRtRuntime(model_path, device, **kwargs)
-  raise ValueError("Invalid value for argument `runtime`. Expected one of %s. "
-                   "Received runtime=%r" % ("|".join(NAMES), name))
+  raise errors.invalid_value("runtime", "one of %s" % "|".join(NAMES), name)

@@ -6,6 +6,7 @@ returns), so that timing the loop of ``predict`` calls times the inference.
 """
 
 import abc
+import importlib
 import os
 
 
@@ -37,7 +38,6 @@ class Runtime(abc.ABC):
 
 def require(module_name, pip_name, runtime):
   """Import a vendor module or raise an ImportError saying how to get it."""
-  import importlib
   try:
     return importlib.import_module(module_name)
   except ImportError as e:

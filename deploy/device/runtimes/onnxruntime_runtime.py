@@ -11,6 +11,7 @@ spinning threads otherwise take the cores from the one running.
 import numpy as np
 
 from .. import devices
+from .. import errors
 from . import base
 
 
@@ -24,9 +25,8 @@ class OnnxRuntime(base.Runtime):
     super(OnnxRuntime, self).__init__(model_path, device)
     ort = base.require("onnxruntime", "onnxruntime", self.name)
     if device not in devices.ONNXRUNTIME_PROVIDER:
-      raise ValueError("Invalid value for argument `device` with runtime=onnxruntime. "
-                       "Expected one of %s. Received device=%r"
-                       % (sorted(devices.ONNXRUNTIME_PROVIDER), device))
+      raise errors.invalid_value("device", "one of %s" % (sorted(devices.ONNXRUNTIME_PROVIDER),),
+                                 device, where="with runtime=onnxruntime")
     wanted = [devices.ONNXRUNTIME_PROVIDER[device]]
     if wanted[0] != "CPUExecutionProvider":
       wanted.append("CPUExecutionProvider")
@@ -37,8 +37,7 @@ class OnnxRuntime(base.Runtime):
     options = ort.SessionOptions()
     options.intra_op_num_threads = int(intra_op_threads)
     if not isinstance(allow_spinning, bool):
-      raise ValueError("Invalid value for argument `allow_spinning`. Expected True or False. "
-                       "Received allow_spinning=%r" % (allow_spinning,))
+      raise errors.invalid_value("allow_spinning", "True or False", allow_spinning)
     self.allow_spinning = allow_spinning
     for entry in SPINNING_ENTRIES if not allow_spinning else ():
       options.add_session_config_entry(entry, "0")  # unset: ONNX Runtime's default, spinning

@@ -5,11 +5,13 @@ the plugin exists. Reads IR (.xml + .bin) or ONNX directly. Works with the
 import numpy as np
 
 from .. import devices
+from .. import errors
 from . import base
 
 
 def _core():
   try:
+    # vendor runtime: optional, imported only on a machine that has it.
     from openvino import Core   # 2023.1+
   except ImportError:
     try:
@@ -34,9 +36,10 @@ class OpenVinoRuntime(base.Runtime):
     core = _core()
     self.ov_device = ov_device or devices.OPENVINO_DEVICE.get(device)
     if self.ov_device is None:
-      raise ValueError("Invalid value for argument `device` with runtime=openvino. "
-                       "Expected one of %s (or pass ov_device). Received device=%r"
-                       % (sorted(devices.OPENVINO_DEVICE), device))
+      raise errors.invalid_value("device",
+                                 "one of %s (or pass ov_device)"
+                                 % (sorted(devices.OPENVINO_DEVICE),), device,
+                                 where="with runtime=openvino")
     if self.ov_device.split(".")[0] not in [d.split(".")[0] for d in core.available_devices]:
       raise ValueError("OpenVINO device %s is not available here; available: %s. "
                        "(MYRIAD needs OpenVINO <= 2022.3 and a plugged-in NCS2.)"

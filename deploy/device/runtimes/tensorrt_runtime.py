@@ -40,6 +40,7 @@ import warnings
 import numpy as np
 
 from .. import cuda_memory as cuda_memory_lib
+from .. import errors
 from .. import image_files
 from .. import tensorrt_build
 from . import base
@@ -79,8 +80,7 @@ def _check_args(precision, max_batch_size):
   tensorrt_build.check_precision(precision)
   if (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, numbers.Integral)
       or max_batch_size < 1):
-    raise ValueError("Invalid value for argument `max_batch_size`. Expected a positive "
-                     "integer. Received max_batch_size=%r" % (max_batch_size,))
+    raise errors.invalid_value("max_batch_size", "a positive integer", max_batch_size)
 
 
 def _read(path):

@@ -16,7 +16,7 @@ from deploy.device import agent
 from deploy import agent_client
 from deploy.device import cascade_runner
 from deploy import measure as measure_lib
-from search.cascades import build as cascade_cli
+from search.cascades import build_lib
 from tea_keras import data
 from tests.deploy.device import cascade_runner_test as toy
 
@@ -81,7 +81,7 @@ class AgentCascadeTest(tf.test.TestCase):
     dirs = [trained_model_dir(cls.root, "m%d" % k, splits, steps) for k, steps in
             enumerate((2, 60))]
     cls.cascade = os.path.join(cls.root, "cascade")
-    cascade_cli.build(cascade_cli.CascadeOptions(
+    build_lib.build(build_lib.CascadeOptions(
         out_dir=cls.cascade, model_dirs=tuple(dirs), strategies=("random",), evaluations=5),
         log=lambda *a: None)
     cls.images = np.ascontiguousarray(data.normalize(splits.x_val[:96]))

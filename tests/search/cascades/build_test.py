@@ -18,7 +18,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from deploy.device import cascade_runner as runner
-from search.cascades import build as cascade_cli
+from search.cascades import build_lib
 from search.cascades import thresholds as cascade_lib
 from search.cascades import report as cascade_report
 from search import config as config_lib
@@ -342,12 +342,12 @@ class CliTest(tf.test.TestCase):
   def test_build_on_toy_search_writes_the_cascade_and_measures_it(self):
     results = write_toy_search(os.path.join(self.get_temp_dir(), "search"))
     out = os.path.join(self.get_temp_dir(), "cascade")
-    options = cascade_cli.CascadeOptions(out_dir=out, results_dir=results,
-                                         strategies=("random",), compare_strategies=True,
-                                         evaluations=12, measure=True,
-                                         measure_points=2, measure_repeats=1)
+    options = build_lib.CascadeOptions(out_dir=out, results_dir=results,
+                                       strategies=("random",), compare_strategies=True,
+                                       evaluations=12, measure=True,
+                                       measure_points=2, measure_repeats=1)
     logged = []
-    summary = cascade_cli.build(options, log=logged.append)
+    summary = build_lib.build(options, log=logged.append)
     self.assertRegex("\n".join(logged), r"\[1/1\] random \(seed 0\): 12/12 vectors \| elapsed "
                      r"\dm\d\ds, ETA 0m00s")
     for name in ("cascade.json", "cascade_fronts.png", "cascade_fronts.csv",
@@ -369,7 +369,7 @@ class CliTest(tf.test.TestCase):
   def test_build_with_stage_costs_measured_now(self):
     results = write_toy_search(os.path.join(self.get_temp_dir(), "search_now"), 2)
     out = os.path.join(self.get_temp_dir(), "cascade_now")
-    summary = cascade_cli.build(cascade_cli.CascadeOptions(
+    summary = build_lib.build(build_lib.CascadeOptions(
         out_dir=out, results_dir=results, strategies=("random",), evaluations=5,
         stage_costs="measure", measure_repeats=1), log=lambda *a: None)
     for stage in summary["stages"]:
@@ -399,7 +399,7 @@ class CliTest(tf.test.TestCase):
       open(os.path.join(d, "model.keras"), "w").close()
       dirs.append(d)
     out = os.path.join(self.get_temp_dir(), "from_dirs")
-    summary = cascade_cli.build(cascade_cli.CascadeOptions(
+    summary = build_lib.build(build_lib.CascadeOptions(
         out_dir=out, model_dirs=tuple(dirs[::-1]), strategies=("random",), evaluations=5),
         log=lambda *a: None)
     self.assertEqual([s["name"] for s in summary["stages"]], ["model0", "model1"])
@@ -408,7 +408,7 @@ class CliTest(tf.test.TestCase):
       json.dump({"time_s": 1.0, "images": 10}, f)
     with self.assertRaisesRegex(ValueError, "holds measurements \['cpu', 'gpu'\]; expected "
                                 "--measurement_label"):
-      cascade_cli.build(cascade_cli.CascadeOptions(out_dir=out, model_dirs=tuple(dirs)))
+      build_lib.build(build_lib.CascadeOptions(out_dir=out, model_dirs=tuple(dirs)))
 
   def test_cli_default_skips_the_strategy_comparison_when_the_grid_is_exact(self):
     results = write_toy_search(os.path.join(self.get_temp_dir(), "search_default"))
@@ -454,7 +454,7 @@ class CliTest(tf.test.TestCase):
 
   def test_options_need_one_source(self):
     with self.assertRaisesRegex(ValueError, "exactly one of --results_dir and --model_dirs"):
-      cascade_cli.CascadeOptions(out_dir="x")
+      build_lib.CascadeOptions(out_dir="x")
 
   def test_cli_without_source_exits_with_message(self):
     proc = subprocess.run([sys.executable, "-m", "search.cascades.build", "--out_dir=/tmp/x"],
@@ -493,11 +493,11 @@ class EndToEndTest(tf.test.TestCase):
   def test_cascade_of_tiny_search_runs_like_its_prediction(self):
     tiny = tiny_search()
     out = os.path.join(tiny["root"], "cascade")
-    options = cascade_cli.CascadeOptions(out_dir=out, results_dir=tiny["results"],
-                                         max_stages=3, stages=(1, 2, 3),
-                                         strategies=("random",), evaluations=10,
-                                         measure=True, measure_points=2, measure_repeats=1)
-    summary = cascade_cli.build(options, log=lambda *a: None)
+    options = build_lib.CascadeOptions(out_dir=out, results_dir=tiny["results"],
+                                       max_stages=3, stages=(1, 2, 3),
+                                       strategies=("random",), evaluations=10,
+                                       measure=True, measure_points=2, measure_repeats=1)
+    summary = build_lib.build(options, log=lambda *a: None)
     _, spec = runner.load_spec(out)
     for stage in spec["stages"]:  # the ONNX logits agree with the search's Keras error
       self.assertAllClose(stage["val_error"], stage["recorded_val_error"], atol=2.5 / 508)
