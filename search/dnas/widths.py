@@ -42,6 +42,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import app
+from absl import flags
 
 from search import config as config_lib
 from search import flags as search_flags
@@ -300,4 +301,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
   dnas_main.define_flags()
+  flags.adopt_module_key_flags(dnas_main)  # --help lists the sweep's and the search's flags
   app.run(main, argv=sys.argv[:1] + search_flags.expand_flagfiles(sys.argv[1:]))
