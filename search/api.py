@@ -41,7 +41,7 @@ class Results:
   """A search's results directory, read (see module doc)."""
   results_dir: str
   config: config_lib.SearchConfig
-  trials: List[Dict]
+  trials: List[store_lib.Trial]
   summary: Dict
   front: List[outputs.FrontPoint]
 
