@@ -15,11 +15,14 @@ its time and energy on the target) and ``cross_error_time.png`` /
 ``<out_dir>/models/<trial_id>/``.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
 import sys
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from absl import app
@@ -37,7 +40,7 @@ from tea_keras import console
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_string("source_dir", None, "Results dir whose Pareto models are re-measured.")
   flags.DEFINE_string("target_dir", None, "Results dir of the target device's own search.")
@@ -46,7 +49,7 @@ def define_flags():
   flags.DEFINE_string("device_token_file", None, "Override the target's agent token file.")
 
 
-def pareto_trials(trials, objectives):
+def pareto_trials(trials: Sequence[Any], objectives: Sequence[str]) -> list[Any]:
   ids, y = outputs.objective_matrix(trials, objectives)
   if not len(ids):
     return []
@@ -54,7 +57,7 @@ def pareto_trials(trials, objectives):
   return [t for t in trials if t["trial_id"] in keep]
 
 
-def remeasure(source_dir, target_config, out_dir, log=print):
+def remeasure(source_dir: str, target_config: config_lib.SearchConfig, out_dir: str, log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Measure the source's Pareto models with ``target_config``; returns rows.
   Each model is exported and measured holding the local device's lock
   exclusive (``search.device_lock``), as a search's trial is: no search on
@@ -85,7 +88,7 @@ def remeasure(source_dir, target_config, out_dir, log=print):
   return rows
 
 
-def plot(rows, target_trials, target_objectives, out_dir, source_name, target_name):
+def plot(rows: Sequence[dict[str, Any]], target_trials: Sequence[dict[str, Any]], target_objectives: Sequence[str], out_dir: str, source_name: str, target_name: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -106,7 +109,7 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
     outputs._save(fig, os.path.join(out_dir, "cross_error_%s.png" % other))  # pylint: disable=protected-access
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   try:
