@@ -153,7 +153,8 @@ def artifact_bytes(path: str, fmt: str | None = None) -> tuple[str, bytes]:
 class AgentClient(object):
   """ca_file: for ``https://`` URLs, a PEM to trust instead of the system's CAs."""
 
-  def __init__(self, url: str, token: str, timeout_s: float = 900.0, retries: int = 3, backoff_s: float = 1.0, ca_file: str | None = None) -> None:
+  def __init__(self, url: str, token: str, timeout_s: float = 900.0, retries: int = 3,
+               backoff_s: float = 1.0, ca_file: str | None = None) -> None:
     parts = parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
       raise ValueError("Invalid value for argument `url`. Expected http://HOST:PORT or "
@@ -183,7 +184,8 @@ class AgentClient(object):
                                          context=self.ssl_context)
     return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
 
-  def _once(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+  def _once(self, method: str, path: str, body: bytes | None,
+            headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     conn = self._connection()
     try:
       try:
@@ -204,7 +206,8 @@ class AgentClient(object):
       obj = {"error": payload[:500].decode("utf-8", "replace")}
     return response.status, obj
 
-  def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> dict[str, Any]:
+  def request(self, method: str, path: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
     """JSON object of a request, retried on network failures and 503."""
     headers = dict(headers or {})
     headers["Authorization"] = "Bearer %s" % self.token
@@ -241,7 +244,8 @@ class AgentClient(object):
   def health(self) -> dict[str, Any]:
     return self.request("GET", "/v1/health")
 
-  def measure(self, artifact_path: str, fmt: str | None = None, trace_dir: str | None = None, **settings: Any) -> dict[str, Any]:
+  def measure(self, artifact_path: str, fmt: str | None = None, trace_dir: str | None = None,
+              **settings: Any) -> dict[str, Any]:
     """Upload ``artifact_path`` and measure it; returns the result dict.
     ``trace_dir``: keep the measurement's traces there (module doc).
 

@@ -37,7 +37,8 @@ def define_flags() -> None:
                        "OpenVINO streams); default: the runtime's.")
 
 
-def repeatability(model: str, runtime: str, images: np.ndarray, measurements: int, batch_size: int = 100, repeats: int = 3,
+def repeatability(model: str, runtime: str, images: np.ndarray, measurements: int,
+                  batch_size: int = 100, repeats: int = 3,
                   runtime_options: dict[str, Any] | None = None) -> dict[str, Any]:
   """time_s of each measurement and their mean, std (ddof=1) and CV."""
   times: Any

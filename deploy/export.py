@@ -109,7 +109,8 @@ def keras_logits(model: Any, images: np.ndarray) -> np.ndarray:
   return np.asarray(model(images, training=False), dtype=np.float32)
 
 
-def export_onnx(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET, calibration_images: np.ndarray | None = None) -> str:
+def export_onnx(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                calibration_images: np.ndarray | None = None) -> str:
   if precision == "int8":
     with tempfile.TemporaryDirectory() as tmp:
       fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
@@ -152,7 +153,8 @@ def save_openvino_ir(onnx_path: str, out: str, fp16: bool = False) -> str:
   return out
 
 
-def export_openvino(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET, calibration_images: np.ndarray | None = None) -> str:
+def export_openvino(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                    calibration_images: np.ndarray | None = None) -> str:
   if not out.endswith(".xml"):
     raise ValueError("Invalid value for argument `out` with fmt=openvino. Expected a "
                      "path ending in .xml (the .bin goes next to it). Received %r" % out)
@@ -164,7 +166,8 @@ def export_openvino(model: Any, out: str, precision: str = "fp32", opset: int = 
   return out
 
 
-def export_tensorrt(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET, batch_size: int = 100) -> str:
+def export_tensorrt(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                    batch_size: int = 100) -> str:
   onnx_path = os.path.splitext(out)[0] + ".onnx"
   export_onnx(model, onnx_path, "fp32", opset)
   tensorrt_build.build_engine(onnx_path, out, precision, batch_size)
@@ -180,7 +183,8 @@ def export_saved_model(model: Any, out: str, precision: str = "fp32") -> str:
   return out
 
 
-def run_artifact(fmt: str, path: str, images: np.ndarray, batch_size: int = 100) -> tuple[str, np.ndarray]:
+def run_artifact(fmt: str, path: str, images: np.ndarray,
+                 batch_size: int = 100) -> tuple[str, np.ndarray]:
   """Logits of an exported artifact through its runtime (CPU where possible)."""
   name = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
           "saved_model": "keras"}[fmt]
@@ -209,8 +213,10 @@ def parity_tolerance(precision: str, reference: np.ndarray) -> float:
   return FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
 
 
-def export_model(model_or_model_dir: Any, fmt: str, out: str, precision: str = "fp32", check_images: np.ndarray | None = None,
-                 opset: int = ONNX_OPSET, batch_size: int = 100, calibration_images: np.ndarray | None = None) -> ExportResult:
+def export_model(model_or_model_dir: Any, fmt: str, out: str, precision: str = "fp32",
+                 check_images: np.ndarray | None = None, opset: int = ONNX_OPSET,
+                 batch_size: int = 100,
+                 calibration_images: np.ndarray | None = None) -> ExportResult:
   """Export and parity-check; returns an ``ExportResult`` (see module doc).
   ``calibration_images``: training images for ``precision="int8"``."""
   if fmt not in FORMATS:

@@ -147,7 +147,8 @@ def _is_float(t: Any) -> bool:
   return tf.is_tensor(t) and t.dtype == tf.float32
 
 
-def format_errors(model: Any, images: np.ndarray, labels: np.ndarray, formats: Sequence[str], batch_size: int = 250) -> list[dict[str, Any]]:
+def format_errors(model: Any, images: np.ndarray, labels: np.ndarray, formats: Sequence[str],
+                  batch_size: int = 250) -> list[dict[str, Any]]:
   """[{format, exponent_bits, mantissa_bits, bits, error, delta}] with the float32
   model's error first (format "fp32")."""
   def error(net: Any) -> float:

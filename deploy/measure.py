@@ -61,11 +61,15 @@ from tea_keras import console
 from tea_keras import data
 
 
-def measure(model_path: str, *, device: str, runtime: str, power_source: str, images: np.ndarray, batch_size: int = 100,
-            threshold_w: float | None = None, sample_interval_s: float = protocol.DEFAULT_SAMPLE_INTERVAL_S,
-            repeats: int = session.DEFAULT_REPEATS, warmup_batches: int = session.DEFAULT_WARMUP_BATCHES,
-            trace_dir: str | None = None, idle_s: float | None = None, power_options: dict[str, Any] | None = None, runtime_options: dict[str, Any] | None = None,
-            progress: bool = True, contention_policy: str = contention.DEFAULT_POLICY, predictions: bool = False) -> dict[str, Any]:
+def measure(model_path: str, *, device: str, runtime: str, power_source: str, images: np.ndarray,
+            batch_size: int = 100, threshold_w: float | None = None,
+            sample_interval_s: float = protocol.DEFAULT_SAMPLE_INTERVAL_S,
+            repeats: int = session.DEFAULT_REPEATS,
+            warmup_batches: int = session.DEFAULT_WARMUP_BATCHES, trace_dir: str | None = None,
+            idle_s: float | None = None, power_options: dict[str, Any] | None = None,
+            runtime_options: dict[str, Any] | None = None, progress: bool = True,
+            contention_policy: str = contention.DEFAULT_POLICY,
+            predictions: bool = False) -> dict[str, Any]:
   """Measure ``model_path`` with the protocol; returns the result dict.
 
   images: float32 normalized NHWC (``tea_keras.data.normalize``).
@@ -116,7 +120,8 @@ def _unzipped_cascade(model_path: str) -> Iterator[str]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def load_images(dataset: str, num_images: int, data_dir: str | None = None, split_seed: int = 0) -> tuple[np.ndarray, int | None]:
+def load_images(dataset: str, num_images: int, data_dir: str | None = None,
+                split_seed: int = 0) -> tuple[np.ndarray, int | None]:
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
   if num_images < 1:
@@ -129,7 +134,8 @@ def load_images(dataset: str, num_images: int, data_dir: str | None = None, spli
   return data.normalize(x[:num_images]), (available if num_images > available else None)
 
 
-def load_calibration_images(dataset: str, num_images: int, data_dir: str | None = None, split_seed: int = 0) -> np.ndarray:
+def load_calibration_images(dataset: str, num_images: int, data_dir: str | None = None,
+                            split_seed: int = 0) -> np.ndarray:
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
   if num_images < 1:

@@ -76,7 +76,8 @@ def _without_preprocessing_advice() -> Iterator[None]:
       target.removeFilter(drop)
 
 
-def quantize_onnx(fp32_path: str, out: str, calibration_images: Any, batch_size: int = CALIBRATION_BATCH) -> str:
+def quantize_onnx(fp32_path: str, out: str, calibration_images: Any,
+                  batch_size: int = CALIBRATION_BATCH) -> str:
   """Write the QDQ int8 model of ``fp32_path`` to ``out``; returns ``out``."""
   images = _check_images(calibration_images)
   quantization = _import("onnxruntime.quantization", "onnxruntime", "int8 for onnxruntime")
@@ -99,7 +100,8 @@ def quantize_onnx(fp32_path: str, out: str, calibration_images: Any, batch_size:
   return out
 
 
-def quantize_openvino(fp32_onnx_path: str, out: str, calibration_images: Any, batch_size: int = CALIBRATION_BATCH) -> str:
+def quantize_openvino(fp32_onnx_path: str, out: str, calibration_images: Any,
+                      batch_size: int = CALIBRATION_BATCH) -> str:
   """Write the NNCF int8 IR (``out``: .xml, .bin next to it) of an fp32 ONNX file."""
   images = _check_images(calibration_images)
   if not out.endswith(".xml"):

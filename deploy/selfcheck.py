@@ -28,7 +28,8 @@ from deploy.device import selfcheck_model
 BATCH = selfcheck.BATCH
 
 
-def check_agent(url: str, token: str, ca_file: str | None = None, threshold_w: float | None = None) -> dict[str, Any]:
+def check_agent(url: str, token: str, ca_file: str | None = None,
+                threshold_w: float | None = None) -> dict[str, Any]:
   """The self-check of a running agent: its health answer, and the model
   measured through it on each runtime that reads ONNX."""
   client = agent_client.AgentClient(url, token, ca_file=ca_file, retries=1)

@@ -43,7 +43,8 @@ class TargetError(ValueError):
   """The target cannot measure this experiment (the message says why and what to do)."""
 
 
-def remote_capabilities(device_url: str, token: str, timeout_s: float = 30.0, ca_file: str | None = None) -> dict[str, Any]:
+def remote_capabilities(device_url: str, token: str, timeout_s: float = 30.0,
+                        ca_file: str | None = None) -> dict[str, Any]:
   """The agent's capability answer (``/v1/health``); ca_file: a PEM that
   verifies an ``https://`` agent instead of the system's CAs."""
   client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1,
@@ -78,11 +79,15 @@ def host_versions() -> dict[str, Any]:
   return out
 
 
-def plan_measurement(device: str, runtime: str | None = None, power_source: str = devices.AUTO, objectives: Sequence[str] = (),
-                     optional_energy: bool = False, threshold_w: float | None = None, capabilities: dict[str, Any] | None = None,
-                     device_url: str | None = None, token: str | None = None, power_options: dict[str, Any] | None = None, host: dict[str, Any] | None = None,
-                     ca_file: str | None = None, precisions: Sequence[str] = ("fp32",), measure_images: int | None = None,
-                     batch_size: int | None = None, validation_images: Any = None, data_hint: str | None = None) -> Plan:
+def plan_measurement(device: str, runtime: str | None = None, power_source: str = devices.AUTO,
+                     objectives: Sequence[str] = (), optional_energy: bool = False,
+                     threshold_w: float | None = None, capabilities: dict[str, Any] | None = None,
+                     device_url: str | None = None, token: str | None = None,
+                     power_options: dict[str, Any] | None = None,
+                     host: dict[str, Any] | None = None, ca_file: str | None = None,
+                     precisions: Sequence[str] = ("fp32",), measure_images: int | None = None,
+                     batch_size: int | None = None, validation_images: Any = None,
+                     data_hint: str | None = None) -> Plan:
   """The ``Plan`` for measuring ``objectives`` on ``device`` (see module doc).
 
   capabilities: a probe answer to use instead of probing (tests, callers
@@ -158,7 +163,8 @@ def plan_measurement(device: str, runtime: str | None = None, power_source: str 
               capabilities, notices)
 
 
-def _check_precisions(where: str, kind: str, runtime: str, answer: dict[str, Any], precisions: Sequence[str]) -> None:
+def _check_precisions(where: str, kind: str, runtime: str, answer: dict[str, Any],
+                      precisions: Sequence[str]) -> None:
   """Every precision asked for is one the runtime deploys there."""
   if "precisions" not in answer:  # an agent older than the precision probe
     return
@@ -191,8 +197,9 @@ def _check_batches(kind: str, measure_images: int | None, batch_size: int | None
                          batch_size - measure_images % batch_size, batch_size))
 
 
-def _check_agent_data(where: str, agent_data: dict[str, Any] | None, measure_images: int | None, validation_images: Any, data_hint: str | None,
-                      runtime: str, precisions: Sequence[str]) -> None:
+def _check_agent_data(where: str, agent_data: dict[str, Any] | None, measure_images: int | None,
+                      validation_images: Any, data_hint: str | None, runtime: str,
+                      precisions: Sequence[str]) -> None:
   """The agent holds enough images, the search's own, and calibration
   images for TensorRT int8."""
   if not agent_data or agent_data.get("images") is None:

@@ -100,7 +100,8 @@ def config_from(flagfile: Optional[str] = None, **flags: Any) -> config_lib.Sear
   return search_flags.config_from_flags(values)
 
 
-def run(flagfile: Optional[str] = None, log: Callable[[str], object] = print, **flags: Any) -> Results:
+def run(flagfile: Optional[str] = None, log: Callable[[str], object] = print,
+        **flags: Any) -> Results:
   """Run (or resume) a search; returns its ``Results`` (see module doc).
   Raises ValueError (a refusal: the message says why) before any work."""
   config = config_from(flagfile, **flags)

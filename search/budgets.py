@@ -57,7 +57,8 @@ def has_known(config: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=200000)
-def _cost(vector: tuple[int, ...], num_cells: int, filters: int, concat: Any, num_classes: int = 10) -> dict[str, int]:
+def _cost(vector: tuple[int, ...], num_cells: int, filters: int, concat: Any,
+          num_classes: int = 10) -> dict[str, int]:
   genotype = space.Genotype.from_vector(list(vector))
   if concat != genotype.concat:
     import dataclasses  # pylint: disable=g-import-not-at-top
@@ -71,7 +72,8 @@ def _params(vector: tuple[int, ...], num_cells: int, filters: int, num_classes: 
                               num_classes=num_classes)
 
 
-def cell_cost(genotype: space.Genotype, num_cells: int, filters: int, num_classes: int = 10) -> dict[str, int]:
+def cell_cost(genotype: space.Genotype, num_cells: int, filters: int,
+              num_classes: int = 10) -> dict[str, int]:
   """``{"params", "peak_activation_bytes"}`` of ``genotype`` (cached)."""
   return dict(_cost(tuple(genotype.to_vector()), int(num_cells), int(filters),
                     genotype.concat, int(num_classes)))
@@ -81,7 +83,8 @@ def estimated_model_bytes(params: int, precision: str) -> int:
   return int(params) * devices.PRECISIONS[precision].bytes_per_weight
 
 
-def violations(cost_values: Mapping[str, int], budgets: Mapping[str, float], precisions: Sequence[str]) -> list[str]:
+def violations(cost_values: Mapping[str, int], budgets: Mapping[str, float],
+               precisions: Sequence[str]) -> list[str]:
   """Names of the known budgets a cell of ``cost_values`` exceeds."""
   out = []
   if "max_params" in budgets and cost_values["params"] > budgets["max_params"]:
@@ -111,7 +114,9 @@ def _num(value: float) -> str:
   return "%d" % value if float(value).is_integer() else "%g" % value
 
 
-def constraint(budgets: Mapping[str, float], num_cells: int, filters: int, precisions: Sequence[str], num_classes: int = 10) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+def constraint(budgets: Mapping[str, float], num_cells: int, filters: int,
+               precisions: Sequence[str],
+               num_classes: int = 10) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
   """``(fn, description)`` for ``DesignSpace.with_constraint``: ``fn`` maps
   (n, d) cell vectors to the (n,) mask of cells within the known budgets
   (of a network with ``num_classes`` outputs)."""
@@ -137,7 +142,8 @@ def constraint(budgets: Mapping[str, float], num_cells: int, filters: int, preci
   return fn, describe(known, precisions)
 
 
-def check_space(budgets: Mapping[str, float], num_cells: int, filters: int, precisions: Sequence[str], seed: int = 0, num_classes: int = 10) -> float:
+def check_space(budgets: Mapping[str, float], num_cells: int, filters: int,
+                precisions: Sequence[str], seed: int = 0, num_classes: int = 10) -> float:
   """See ``_check_space``; memoized (``config.validate`` calls it each time)."""
   return _check_space(tuple(sorted(budgets.items())), int(num_cells), int(filters),
                       tuple(precisions), int(seed), int(num_classes))
@@ -153,7 +159,8 @@ def smallest_cell() -> space.Genotype:
 
 
 @functools.lru_cache(maxsize=64)
-def _check_space(budget_items: tuple[tuple[str, float], ...], num_cells: int, filters: int, precisions: tuple[str, ...], seed: int, num_classes: int = 10) -> float:
+def _check_space(budget_items: tuple[tuple[str, float], ...], num_cells: int, filters: int,
+                 precisions: tuple[str, ...], seed: int, num_classes: int = 10) -> float:
   """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
   the smallest cell of the space (``smallest_cell``) and ``CHECK_DRAWS``
   uniform cells are tried. Returns the fraction of the uniform cells that

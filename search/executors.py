@@ -93,7 +93,8 @@ def _worker_init(parent_pid: int) -> None:
                    daemon=True).start()
 
 
-def watch_parent(parent_pid: int, interval_s: float = WATCHDOG_SECONDS, exit_fn: Callable[[], object] | None = None) -> None:
+def watch_parent(parent_pid: int, interval_s: float = WATCHDOG_SECONDS,
+                 exit_fn: Callable[[], object] | None = None) -> None:
   """Poll ``os.getppid()`` every ``interval_s``; once it is not ``parent_pid``
   call ``exit_fn`` (default: ``os._exit(1)``, no cleanup, no waiting on the
   trial) and return."""
@@ -102,7 +103,8 @@ def watch_parent(parent_pid: int, interval_s: float = WATCHDOG_SECONDS, exit_fn:
   (exit_fn or (lambda: os._exit(1)))()  # pylint: disable=protected-access
 
 
-def _crash_result(spec: dict[str, Any], error: BaseException | str | None, retry_reason: str | None = None) -> dict[str, Any]:
+def _crash_result(spec: dict[str, Any], error: BaseException | str | None,
+                  retry_reason: str | None = None) -> dict[str, Any]:
   """A failed result for a trial whose worker returned nothing; with a
   ``retry_reason`` (the attempt was lost, not the trial's fault) retryable."""
   return {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
@@ -282,7 +284,8 @@ def describe_node(node: dict[str, Any]) -> str:
                                node.get("NodeManagerAddress"))
 
 
-def check_nodes(ray: Any, nodes: Sequence[dict[str, Any]], ray_address: str | None, single_node: bool = False, gpus_per_trial: float = 0.0) -> None:
+def check_nodes(ray: Any, nodes: Sequence[dict[str, Any]], ray_address: str | None,
+                single_node: bool = False, gpus_per_trial: float = 0.0) -> None:
   """Refuse (``ClusterError``) a local device on several nodes and a GPU
   search on a cluster without the GPUs it asks for."""
   if single_node and len(nodes) > 1:
@@ -308,8 +311,10 @@ def storage_probe(path: str) -> str | None:
 _CHECKED: set[Any] = set()
 
 
-def check_cluster(ray_address: str | None, results_dir: str, max_parallel: int = 1, single_node: bool = False,
-                  gpus_per_trial: float = 0.0, log: Callable[[str], object] = print, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+def check_cluster(ray_address: str | None, results_dir: str, max_parallel: int = 1,
+                  single_node: bool = False, gpus_per_trial: float = 0.0,
+                  log: Callable[[str], object] = print,
+                  timeout_s: float = 60.0) -> list[dict[str, Any]]:
   """The preflight of a Ray search, before anything is written: connect
   (``connect``), ``check_nodes``, and with a ``ray_address`` check that
   every node sees ``results_dir`` (``check_storage``). Raises
@@ -330,7 +335,8 @@ def check_cluster(ray_address: str | None, results_dir: str, max_parallel: int =
   return nodes
 
 
-def check_storage(ray: Any, nodes: Sequence[dict[str, Any]], results_dir: str, log: Callable[[str], object] = print, timeout_s: float = 60.0) -> None:
+def check_storage(ray: Any, nodes: Sequence[dict[str, Any]], results_dir: str,
+                  log: Callable[[str], object] = print, timeout_s: float = 60.0) -> None:
   """Refuse (``ClusterError``) a ``results_dir`` that some node does not
   see: a probe file written next to it (in it, or in its nearest existing
   parent; removed after) must read the same from a task on every node.
@@ -383,7 +389,8 @@ def check_storage(ray: Any, nodes: Sequence[dict[str, Any]], results_dir: str, l
 class RayExecutor(Executor):
   """Trials as Ray tasks (``connect(ray_address)``); see the module doc."""
 
-  def __init__(self, max_parallel: int, ray_address: str | None = None, gpus_per_trial: float = 0.0, single_node: bool = False) -> None:
+  def __init__(self, max_parallel: int, ray_address: str | None = None, gpus_per_trial: float = 0.0,
+               single_node: bool = False) -> None:
     ray = connect(ray_address, max_parallel)
     self._ray = ray
     check_nodes(ray, alive_nodes(ray), ray_address, single_node, gpus_per_trial)
@@ -419,7 +426,8 @@ class RayExecutor(Executor):
     self._refs.clear()
 
 
-def make_executor(name: str, max_parallel: int, ray_address: str | None = None, gpus_per_trial: float = 0.0, single_node: bool = False) -> Executor:
+def make_executor(name: str, max_parallel: int, ray_address: str | None = None,
+                  gpus_per_trial: float = 0.0, single_node: bool = False) -> Executor:
   if name == "local":
     return LocalExecutor(max_parallel)
   if name == "ray":

@@ -146,7 +146,8 @@ def _define_recipe_flags(flag_values: flags.FlagValues) -> None:
   """One flag per Recipe field, default None = the search-time recipe's value."""
   for field in dataclasses.fields(recipes.Recipe):
     default = field.default
-    define: Any = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+    define: Any
+    define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
               float: flags.DEFINE_float}.get(type(default), flags.DEFINE_string)
     if field.name in _BOOL_RECIPE_FLAGS:
       define = flags.DEFINE_bool

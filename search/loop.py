@@ -80,7 +80,8 @@ if TYPE_CHECKING:
 CHECKPOINT_DIR = "checkpoints"
 
 
-def resolve(config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> config_lib.SearchConfig:
+def resolve(config: config_lib.SearchConfig,
+            log: Callable[[str], object] = print) -> config_lib.SearchConfig:
   """Ask the target what it can measure before any work (``deploy.target``):
   adopt ``auto`` values (runtime, power source), the paper's threshold, the
   artifact format and ONNX opset to send, and drop energy (``optional_energy``)
@@ -128,13 +129,15 @@ def _validation_images(config: config_lib.SearchConfig) -> np.ndarray:
 class Progress:
   """Per-trial progress lines with an ETA from this run's trial rate."""
 
-  def __init__(self, total: int, already: int, max_parallel: int, log: Callable[[str], object], num_initial: int = 0) -> None:
+  def __init__(self, total: int, already: int, max_parallel: int, log: Callable[[str], object],
+               num_initial: int = 0) -> None:
     self.total, self.already, self.max_parallel, self.log = total, already, max_parallel, log
     self.num_initial = num_initial
     self.start = time.time()
     self.finished_here = 0
 
-  def trial_finished(self, trial_id: int, status: str, metrics: Mapping[str, Any], objectives: Sequence[str], summary: Mapping[str, Any]) -> None:
+  def trial_finished(self, trial_id: int, status: str, metrics: Mapping[str, Any],
+                     objectives: Sequence[str], summary: Mapping[str, Any]) -> None:
     self.finished_here += 1
     count = self.already + self.finished_here
     elapsed = time.time() - self.start
@@ -206,14 +209,18 @@ def _hms(seconds: float) -> str:
       if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
 
 
-def propose_genotype(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig, design_space: DesignSpace, log: Callable[[str], object] = print) -> tuple[space.Genotype, str]:
+def propose_genotype(store: store_lib.TrialStore, strategy: Strategy | None,
+                     config: config_lib.SearchConfig, design_space: DesignSpace,
+                     log: Callable[[str], object] = print) -> tuple[space.Genotype, str]:
   """The next genotype (and its source tag), new to the store; proposed with
   the local device held shared (``search.device_lock``)."""
   with device_lock.shared(device_lock.for_config(config)):
     return _propose(store, strategy, config, design_space, log)
 
 
-def _propose(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig, design_space: DesignSpace, log: Callable[[str], object]) -> tuple[space.Genotype, str]:
+def _propose(store: store_lib.TrialStore, strategy: Strategy | None,
+             config: config_lib.SearchConfig, design_space: DesignSpace,
+             log: Callable[[str], object]) -> tuple[space.Genotype, str]:
   trials = store.trials()
   index = len(trials)
   rng = np.random.default_rng([config.seed, index])
@@ -265,7 +272,8 @@ def _sample(design_space: DesignSpace, rng: np.random.Generator) -> space.Genoty
       np.rint(design_space.sample(rng, 1)[0]).astype(int).tolist())
 
 
-def budget_space(design_space: DesignSpace, config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> DesignSpace:
+def budget_space(design_space: DesignSpace, config: config_lib.SearchConfig,
+                 log: Callable[[str], object] = print) -> DesignSpace:
   """``design_space`` restricted to the cells within ``config``'s known
   budgets (unchanged without any); raises ``budgets.InfeasibleBudgetError``
   when no cell meets them."""
@@ -283,7 +291,8 @@ def budget_space(design_space: DesignSpace, config: config_lib.SearchConfig, log
   return design_space.with_constraint(fn, text)
 
 
-def measured_bounds(config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> dict[str, Any]:
+def measured_bounds(config: config_lib.SearchConfig,
+                    log: Callable[[str], object] = print) -> dict[str, Any]:
   """Strategy options for ``config``'s measured budgets: PESMO gets
   ``objective_bounds`` (--max_time_s on "time", --max_energy_j on "energy",
   raw units; ``search.optimizer.feasibility``); the other strategies ignore
@@ -300,7 +309,8 @@ def measured_bounds(config: config_lib.SearchConfig, log: Callable[[str], object
   return {}
 
 
-def _spec(config: config_lib.SearchConfig, trial: Mapping[str, Any], attempt: int | None = None) -> dict[str, Any]:
+def _spec(config: config_lib.SearchConfig, trial: Mapping[str, Any],
+          attempt: int | None = None) -> dict[str, Any]:
   """A trial's spec; for Ray with absolute paths (a node's working
   directory is not the driver's)."""
   values = dict(config.__dict__)
@@ -319,7 +329,8 @@ def _gpus_per_trial(config: config_lib.SearchConfig) -> float:
   return 1.0 / config.max_parallel if config.device == "gpu" else 0.0
 
 
-def check_cluster(config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> list[dict[str, Any]] | None:
+def check_cluster(config: config_lib.SearchConfig,
+                  log: Callable[[str], object] = print) -> list[dict[str, Any]] | None:
   """The cluster checks of a ``--executor=ray`` search, before anything is
   written (``search.executors.check_cluster``; nothing for local workers):
   raises ``executors.ClusterError`` naming what to do."""
@@ -330,7 +341,8 @@ def check_cluster(config: config_lib.SearchConfig, log: Callable[[str], object] 
                                  gpus_per_trial=_gpus_per_trial(config), log=log)
 
 
-def run_search(config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> dict[str, Any]:
+def run_search(config: config_lib.SearchConfig,
+               log: Callable[[str], object] = print) -> dict[str, Any]:
   """Run (or resume) the search described by ``config``; returns the summary.
 
   Refuses before any trial: a results dir of another experiment
@@ -385,7 +397,9 @@ def check_data(config: config_lib.SearchConfig, log: Callable[[str], object] = p
   data.check_splits(splits, min_train=recipes.search_recipe(**config.recipe).batch_size)
 
 
-def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resuming: bool, log: Callable[[str], object], design_space: DesignSpace | None = None) -> dict[str, Any]:
+def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resuming: bool,
+            log: Callable[[str], object],
+            design_space: DesignSpace | None = None) -> dict[str, Any]:
   requeued = _take_back_unfinished(store, log)
   retried = store.requeue_failed() if config.retry_failed else []
   log("%s search in %s: %d/%d trials recorded%s%s."
@@ -421,7 +435,8 @@ def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resumi
   return summary
 
 
-def report_front(trials: Sequence[dict[str, Any]], config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> None:
+def report_front(trials: Sequence[dict[str, Any]], config: config_lib.SearchConfig,
+                 log: Callable[[str], object] = print) -> None:
   """Print the front as a table and the next steps for its best trade-offs."""
   front = outputs.front_points(trials, config)
   if not front:
@@ -441,7 +456,9 @@ def report_front(trials: Sequence[dict[str, Any]], config: config_lib.SearchConf
     log(line)
 
 
-def _drive(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig, design_space: DesignSpace, executor: executors.Executor, progress: Progress, log: Callable[[str], object], nonce: str | None) -> dict[str, Any]:
+def _drive(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig,
+           design_space: DesignSpace, executor: executors.Executor, progress: Progress,
+           log: Callable[[str], object], nonce: str | None) -> dict[str, Any]:
   """Keep the executor's slots full and record what comes back until
   ``num_samples`` trials are final; returns the last summary."""
   summary = _refresh(store, config)
@@ -462,7 +479,8 @@ def _drive(store: store_lib.TrialStore, strategy: Strategy | None, config: confi
         streak.record(result["status"], result["error"])
 
 
-def _take_back_unfinished(store: store_lib.TrialStore, log: Callable[[str], object], sleep: Callable[[float], object] = time.sleep) -> list[int]:
+def _take_back_unfinished(store: store_lib.TrialStore, log: Callable[[str], object],
+                          sleep: Callable[[float], object] = time.sleep) -> list[int]:
   """Put trials an earlier run left ``running`` back to ``pending`` once
   their lease has expired: at once after a clean stop (``release_leases``),
   within ``store.LEASE_SECONDS`` after a crash or ``kill -9`` (waited for
@@ -499,7 +517,10 @@ def _storage_nonce(config: config_lib.SearchConfig) -> str:
   return nonce
 
 
-def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig, design_space: DesignSpace, executor: executors.Executor, in_flight: set[int], log: Callable[[str], object], nonce: str | None = None) -> None:
+def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None,
+                config: config_lib.SearchConfig, design_space: DesignSpace,
+                executor: executors.Executor, in_flight: set[int], log: Callable[[str], object],
+                nonce: str | None = None) -> None:
   while executor.in_flight < config.max_parallel:
     waiting = [t for t in store.trials(["pending"]) if t["trial_id"] not in in_flight]
     if not waiting:
@@ -521,7 +542,8 @@ def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None, config: 
     executor.submit(spec)
 
 
-def _record(store: store_lib.TrialStore, config: config_lib.SearchConfig, result: dict[str, Any], log: Callable[[str], object]) -> tuple[dict[str, Any], bool]:
+def _record(store: store_lib.TrialStore, config: config_lib.SearchConfig, result: dict[str, Any],
+            log: Callable[[str], object]) -> tuple[dict[str, Any], bool]:
   """Record ``result``; returns ``(summary, retried)``: ``retried`` when the
   trial went back to ``pending`` to be retried (a lost attempt)."""
   trial_id = result["trial_id"]
@@ -550,7 +572,8 @@ def _record(store: store_lib.TrialStore, config: config_lib.SearchConfig, result
   return _refresh(store, config), False
 
 
-def _where(config: config_lib.SearchConfig, trial: Mapping[str, Any] | None, result: Mapping[str, Any]) -> dict[str, Any]:
+def _where(config: config_lib.SearchConfig, trial: Mapping[str, Any] | None,
+           result: Mapping[str, Any]) -> dict[str, Any]:
   """Where the attempt behind ``result`` ran: the result's own ``where``, or
   for an attempt lost with its worker what its ``worker.json`` says
   (``search.trial``), if it is this attempt's."""

@@ -31,7 +31,7 @@ import dataclasses
 import json
 import os
 import shlex
-from typing import Any, Callable, List, Mapping, Optional, Sequence, TYPE_CHECKING
+from typing import Any, List, Mapping, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -78,7 +78,8 @@ _PARETO_EXTRA = ("images", "time_per_image_s", "time_cv", "contended", "params",
 PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
 
-def pairs(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], budgets: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+def pairs(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+          budgets: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
   """One dict per (done trial, precision): ``trial``, ``precision``,
   ``metrics`` (the pair's, over the trial's), ``values`` (objectives, None
   when missing), ``over_budget`` (``budgets.pair_violations`` and the known
@@ -131,7 +132,8 @@ def pair_front(rows: Sequence[dict[str, Any]], feasible_only: bool = True) -> li
   return [rows[i] for i in np.flatnonzero(mask)[order]]
 
 
-def objective_matrix(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str]) -> tuple[list[int], np.ndarray]:
+def objective_matrix(trials: Sequence[Mapping[str, Any]],
+                     objectives: Sequence[str]) -> tuple[list[int], np.ndarray]:
   """``(ids, y)``: the done trials and their (n, m) objective values."""
   ids, rows = [], []
   for t in trials:
@@ -157,7 +159,9 @@ def retried_text(trial: Mapping[str, Any]) -> str:
                    for r in trial.get("retries") or [])
 
 
-def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str] = ("error",), budgets: Mapping[str, float] | None = None) -> None:
+def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]],
+                      objectives: Sequence[str] = ("error",),
+                      budgets: Mapping[str, float] | None = None) -> None:
   """One row per (trial, precision). ``host``: the driver that ran the
   trial; ``train_host``/``train_node``: the machine (and Ray node) that
   trained it; ``measure_host``: the one that measured it; ``retried``: each
@@ -191,7 +195,8 @@ def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives
   _write_csv(path, fields, rows)
 
 
-def write_pareto_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], budgets: Mapping[str, float] | None = None) -> None:
+def write_pareto_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                     budgets: Mapping[str, float] | None = None) -> None:
   """The feasible non-dominated (cell, precision) pairs."""
   rows = []
   for pair in pair_front(pairs(trials, objectives, budgets)):
@@ -208,7 +213,8 @@ def write_pareto_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives:
              + list(_PARETO_EXTRA) + ["model", "export"], rows)
 
 
-def feasibility_summary(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], budgets: Mapping[str, float] | None) -> dict[str, Any]:
+def feasibility_summary(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                        budgets: Mapping[str, float] | None) -> dict[str, Any]:
   """Counts for ``summary.json``: pairs, feasible pairs, pairs over each budget,
   trained trials over a known budget (always 0 when the search honours them)."""
   rows = [r for r in pairs(trials, objectives, budgets) if not r.get("failed")]
@@ -227,7 +233,8 @@ def feasibility_summary(trials: Sequence[Mapping[str, Any]], objectives: Sequenc
                            for r in pair_front(rows)]}
 
 
-def feasible_hypervolume(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], budgets: Mapping[str, float] | None, ref_point: Any) -> float:
+def feasible_hypervolume(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                         budgets: Mapping[str, float] | None, ref_point: Any) -> float:
   """Hypervolume of the feasible (cell, precision) pairs against
   ``ref_point``: what the search found that meets its budgets."""
   y = np.array([r["values"] for r in pairs(trials, objectives, budgets)
@@ -235,7 +242,8 @@ def feasible_hypervolume(trials: Sequence[Mapping[str, Any]], objectives: Sequen
   return float(pareto.hypervolume(y, np.asarray(ref_point, float))) if len(y) else 0.0
 
 
-def freeze_reference_point(store: Any, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], num_initial: int) -> list[float] | None:
+def freeze_reference_point(store: Any, trials: Sequence[Mapping[str, Any]],
+                           objectives: Sequence[str], num_initial: int) -> list[float] | None:
   """The frozen reference point (list), freezing it when the first
   ``num_initial`` trials are all finished; None before that."""
   frozen = store.get_meta("reference_point")
@@ -252,11 +260,13 @@ def freeze_reference_point(store: Any, trials: Sequence[Mapping[str, Any]], obje
   return frozen
 
 
-def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], ref_point: Any = None) -> dict[str, Any]:
+def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+              ref_point: Any = None) -> dict[str, Any]:
   ids, y = objective_matrix(trials, objectives)
   counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done",
                                                                 "failed")}
-  summary: dict[str, Any] = {"objectives": list(objectives), "trials": len(trials), "counts": counts,
+  summary: dict[str, Any]
+  summary = {"objectives": list(objectives), "trials": len(trials), "counts": counts,
              "reference_point": None, "hypervolume": [], "hypervolume_trial_ids": ids,
              "final_hypervolume": None, "pareto_size": 0, "best": {}}
   if len(ids):
@@ -270,7 +280,8 @@ def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], re
   return summary
 
 
-def refresh(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], ref_point: Any = None, budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
+def refresh(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+            ref_point: Any = None, budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
   """Rewrite every output file of a search; returns the summary dict.
   ``budgets``: ``search.budgets.budgets_of(config)``."""
   write_results_csv(os.path.join(results_dir, "results.csv"), trials, objectives, budgets)
@@ -286,7 +297,8 @@ def refresh(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: S
   return summary
 
 
-def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str], summary: Mapping[str, Any], budgets: Mapping[str, float] | None = None) -> None:
+def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                summary: Mapping[str, Any], budgets: Mapping[str, float] | None = None) -> None:
   """The error-vs-time/energy fronts (initial trials and the optimizer's
   proposals marked apart, each point labelled with its trial id; with several
   precisions or budgets, every (cell, precision) pair marked by precision and
@@ -350,7 +362,8 @@ def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objective
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
 
 
-def _plot_pairs(results_dir: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str], other: str, budgets: Mapping[str, float] | None, images: int | None = None) -> None:
+def _plot_pairs(results_dir: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str],
+                other: str, budgets: Mapping[str, float] | None, images: int | None = None) -> None:
   """pareto_error_<other>.png of (cell, precision) pairs (see plot_search)."""
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
   cols = [objectives.index(other), objectives.index("error")]
@@ -437,7 +450,8 @@ class FrontPoint:
   export: Optional[str]
 
 
-def front_points(trials: Sequence[Mapping[str, Any]], config: config_lib.SearchConfig) -> List[FrontPoint]:
+def front_points(trials: Sequence[Mapping[str, Any]],
+                 config: config_lib.SearchConfig) -> List[FrontPoint]:
   """The non-dominated feasible (cell, precision) pairs of ``trials``,
   sorted by error."""
   out = []

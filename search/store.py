@@ -272,7 +272,8 @@ class TrialStore:
   def has_key(self, key: str) -> bool:
     return self._db.execute("SELECT 1 FROM trials WHERE genotype_key = ?", (key,)).fetchone() is not None
 
-  def mark_running(self, trial_id: int, host: str | None = None, lease_s: float = LEASE_SECONDS) -> None:
+  def mark_running(self, trial_id: int, host: str | None = None,
+                   lease_s: float = LEASE_SECONDS) -> None:
     """Start a trial: ``running``, leased by this process for ``lease_s``."""
     now = time.time()
     with self._transaction() as db:
@@ -293,7 +294,9 @@ class TrialStore:
       db.execute("UPDATE trials SET lease_until = 0 WHERE status = 'running' AND "
                  "lease_holder = ?", (holder(),))
 
-  def finish(self, trial_id: int, status: str, metrics: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None, error: str | None = None, where: dict[str, Any] | None = None) -> None:
+  def finish(self, trial_id: int, status: str, metrics: dict[str, Any] | None = None,
+             artifacts: dict[str, Any] | None = None, error: str | None = None,
+             where: dict[str, Any] | None = None) -> None:
     """Record a trial's final ``status`` with its figures; ``where``: some of
     ``WHERE_COLUMNS`` (the machines that trained and measured it)."""
     if status not in FINAL:
@@ -367,7 +370,8 @@ class LeaseKeeper:
   """A thread renewing this process's leases every ``interval_s`` (its own
   connection to the store at ``path``); ``with LeaseKeeper(path): ...``."""
 
-  def __init__(self, path: str, interval_s: float = RENEW_SECONDS, lease_s: float = LEASE_SECONDS) -> None:
+  def __init__(self, path: str, interval_s: float = RENEW_SECONDS,
+               lease_s: float = LEASE_SECONDS) -> None:
     self.path, self.interval_s, self.lease_s = str(path), interval_s, lease_s
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._run, name="trial-leases", daemon=True)

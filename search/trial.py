@@ -210,7 +210,10 @@ def _measure(spec: dict[str, Any], config: config_lib.SearchConfig, result: dict
   result["metrics"]["measure_wall_seconds"] = time.time() - start
 
 
-def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfig, splits: Any, precisions: Sequence[str] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
+def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfig, splits: Any,
+                       precisions: Sequence[str] | None = None
+                       ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None,
+                                  dict[str, Any] | None]:
   """Export, evaluate (``deployed_error``) and measure ``model`` at each of
   ``precisions`` (default ``config.precisions``), int8 calibrated on the first
   ``config.calibration_images`` TRAINING images. Returns ``(pairs, metrics,
@@ -248,7 +251,9 @@ def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfi
   return pairs, first[0] if first else None, first[1] if first else None
 
 
-def deployed_error(model: Any, path: str, splits: Any, config: config_lib.SearchConfig, precision: str = "fp32", device_top1: np.ndarray | None = None) -> tuple[float, str]:
+def deployed_error(model: Any, path: str, splits: Any, config: config_lib.SearchConfig,
+                   precision: str = "fp32",
+                   device_top1: np.ndarray | None = None) -> tuple[float, str]:
   """``(error, source)``: the top-1 error of the deployed artifact and where
   it was computed (the pair's ``val_error_source``).
 

@@ -148,7 +148,8 @@ def fit_model(torch: Any, train_x: Any, train_y: Any) -> Any:
   return model
 
 
-def make_acquisition(torch: Any, strategy: str, model: Any, train_x: Any, ref_point: Any, settings: dict[str, Any]) -> Any:
+def make_acquisition(torch: Any, strategy: str, model: Any, train_x: Any, ref_point: Any,
+                     settings: dict[str, Any]) -> Any:
   """The BoTorch acquisition (module doc); ``ref_point`` in maximization units."""
   from botorch.sampling import SobolQMCNormalSampler  # pylint: disable=import-outside-toplevel
   from botorch.acquisition.multi_objective import logei, parego  # pylint: disable=import-outside-toplevel
@@ -196,7 +197,8 @@ def sample_pareto_sets(sample: Callable[[int], Any], num_points: int) -> Any:
       n //= 2
 
 
-def maximize(torch: Any, strategy: str, acq: Any, inputs: _Inputs, excluded_keys: set[bytes], settings: dict[str, Any]) -> np.ndarray:
+def maximize(torch: Any, strategy: str, acq: Any, inputs: _Inputs, excluded_keys: set[bytes],
+             settings: dict[str, Any]) -> np.ndarray:
   """Native (d,) maximizer of ``acq``: optimize_acqf on the unit cube, or the
   best unevaluated row of the candidate set."""
   if inputs.continuous:
@@ -227,8 +229,9 @@ def score_rows(torch: Any, acq: Any, z: Any, batch: int) -> Any:
     return torch.cat([acq(z[i:i + batch].unsqueeze(-2)) for i in range(0, z.shape[0], batch)])
 
 
-def run_one(problem: Any, strategy: str, budget: int, seed: int, settings: dict[str, Any], progress: Callable[..., object] | None = None,
-            resume: dict[str, Any] | None = None, checkpoint: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
+def run_one(problem: Any, strategy: str, budget: int, seed: int, settings: dict[str, Any],
+            progress: Callable[..., object] | None = None, resume: dict[str, Any] | None = None,
+            checkpoint: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
   """One seeded run from ``benchmark.initial_design``; the benchmark's record.
   ``resume``: a ``checkpoint`` state of this seed to continue from (its points,
   timings and PyTorch RNG state, so the run goes on as if never stopped);
@@ -298,8 +301,9 @@ DEFAULT_SETTINGS = {"num_restarts": 10, "raw_samples": 512, "mc_samples": 128,
                     "row_batch": 128}
 
 
-def run_anchor(problem: Any, strategy: str, budget: int | None = None, seeds: int = 5, first_seed: int = 0,
-               settings: dict[str, Any] | None = None, out: str | None = None) -> dict[str, Any]:
+def run_anchor(problem: Any, strategy: str, budget: int | None = None, seeds: int = 5,
+               first_seed: int = 0, settings: dict[str, Any] | None = None,
+               out: str | None = None) -> dict[str, Any]:
   """The benchmark JSON for one (problem, strategy) over seeds ``first_seed``..
   If ``out`` is given the JSON is written there after every proposal and
   resumed from there: seeds already in it are kept, not re-run, and a seed

@@ -78,9 +78,8 @@ from absl import app, flags
 
 from search.optimizer import feasibility
 from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
-from search.benchmarks.problems import make_problem
+from search.benchmarks.problems import Problem, make_problem
 from search.optimizer.strategies import make_strategy
-from search.benchmarks.problems import Problem
 
 FLAGS = flags.FLAGS
 
@@ -192,7 +191,8 @@ def parse_bounds(entries: Sequence[str], problem: Problem) -> list[float | None]
 def with_bounds(problem: Problem, bounds: Sequence[float | None]) -> tuple[Problem, dict[str, Any]]:
   """``problem`` scored on its feasible evaluations only (module doc);
   returns (problem, info dict for the JSON)."""
-  info: dict[str, Any] = {"bounds": {n: b for n, b in zip(objective_names(problem), bounds) if b is not None}}
+  info: dict[str, Any]
+  info = {"bounds": {n: b for n, b in zip(objective_names(problem), bounds) if b is not None}}
   if problem.table is not None:
     table = problem.table
     mask = feasibility.feasible_rows(table.y, bounds)
@@ -216,8 +216,10 @@ def with_bounds(problem: Problem, bounds: Sequence[float | None]) -> tuple[Probl
   return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume"), info
 
 
-def run_one(problem: Problem, strategy_name: str, budget: int, seed: int, progress: Callable[..., object] | None = None, bounds: Sequence[float | None] | None = None,
-            bounds_to_strategy: bool = True, **options: Any) -> dict[str, Any]:
+def run_one(problem: Problem, strategy_name: str, budget: int, seed: int,
+            progress: Callable[..., object] | None = None,
+            bounds: Sequence[float | None] | None = None, bounds_to_strategy: bool = True,
+            **options: Any) -> dict[str, Any]:
   """One run; returns the run's JSON record. PESMO gets the problem's
   reference point (its trust regions are centred on the points that
   contribute hypervolume), as qNEHVI does, and ``bounds`` (K entries, None or
@@ -246,7 +248,8 @@ def run_one(problem: Problem, strategy_name: str, budget: int, seed: int, progre
     acq.append(strategy.timings["acquisition_seconds"])
     if progress:
       progress(x.shape[0])
-  record: dict[str, Any] = {"seed": seed, problem.metric: scores, "fit_seconds": fit,  # type: ignore[dict-item]
+  record: dict[str, Any]
+  record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,  # type: ignore[dict-item]
             "acquisition_seconds": acq}
   if bounds is not None:
     ok = feasibility.feasible_rows(y, bounds)
@@ -272,8 +275,10 @@ class Progress:
     sys.stderr.flush()
 
 
-def run_benchmark(problem_name: str, strategy_name: str, budget: int | None = None, seeds: int = 5, first_seed: int = 0,
-                  problem_args: dict[str, Any] | None = None, on_run: Callable[[dict[str, Any]], object] | None = None, bounds: Sequence[str] | None = None, bounds_to_strategy: bool = True,
+def run_benchmark(problem_name: str, strategy_name: str, budget: int | None = None, seeds: int = 5,
+                  first_seed: int = 0, problem_args: dict[str, Any] | None = None,
+                  on_run: Callable[[dict[str, Any]], object] | None = None,
+                  bounds: Sequence[str] | None = None, bounds_to_strategy: bool = True,
                   **options: Any) -> dict[str, Any]:
   """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s;
   ``bounds``: ``--bounds`` entries, see the module doc);
@@ -282,8 +287,8 @@ def run_benchmark(problem_name: str, strategy_name: str, budget: int | None = No
   budget = budget or DEFAULT_BUDGET[problem_name]
   progress = Progress(seeds * max(budget - problem.num_initial, 0),
                       "%s/%s" % (problem_name, strategy_name))
-  out: dict[str, Any] = {"problem": problem_name, "strategy": strategy_name, "budget": budget,
-                         "runs": []}
+  out: dict[str, Any]
+  out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": []}
   if problem.table is not None:
     out["table"] = problem.table.describe()
   values = None
@@ -300,8 +305,8 @@ def run_benchmark(problem_name: str, strategy_name: str, budget: int | None = No
   return out
 
 
-def time_proposal(problem_name: str, strategy_name: str, n: int, seed: int = 0, problem_args: dict[str, Any] | None = None,
-                  **options: Any) -> dict[str, Any]:
+def time_proposal(problem_name: str, strategy_name: str, n: int, seed: int = 0,
+                  problem_args: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
   """Times a cold proposal at ``n`` observations and a warm one at ``n + 1``."""
   problem = make_problem(problem_name, **(problem_args or {}))
   x = problem.space.sample(np.random.default_rng(seed), n + 1)
@@ -317,8 +322,8 @@ def time_proposal(problem_name: str, strategy_name: str, n: int, seed: int = 0, 
   return out
 
 
-def gp_fit_check(problem_name: str, n: int, seeds: int = 5, first_seed: int = 0,
-                 holdout: int = 200, problem_args: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
+def gp_fit_check(problem_name: str, n: int, seeds: int = 5, first_seed: int = 0, holdout: int = 200,
+                 problem_args: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
   """How well PESMO's GP ranks unseen designs: per seed, ``n`` uniform
   training points and ``holdout`` other uniform points; per objective, the
   Spearman correlation between the posterior mean (averaged over the
@@ -338,7 +343,8 @@ def gp_fit_check(problem_name: str, n: int, seeds: int = 5, first_seed: int = 0,
                        % (n, n + 3, problem_name, size))
     x = problem.space.sample(np.random.default_rng(seed), n + holdout, min_count=n + 3)
     y = problem.evaluate(x)
-    strategy: Any = make_strategy("pesmo", problem.space, problem.num_objectives, seed=seed,
+    strategy: Any
+    strategy = make_strategy("pesmo", problem.space, problem.num_objectives, seed=seed,
                              **options)
     z = problem.space.encode(x)
     row, row_l = [], []

@@ -166,7 +166,8 @@ class CellSynthetic:
     return np.stack([error, time, energy], axis=1)
 
 
-def table_problem(table: str | Table, variables: Sequence[str], objectives: Sequence[str], log_objectives: Sequence[str] = (), num_initial: int = 10,
+def table_problem(table: str | Table, variables: Sequence[str], objectives: Sequence[str],
+                  log_objectives: Sequence[str] = (), num_initial: int = 10,
                   name: str = "table") -> Problem:
   """A tabular problem (``search.benchmarks.table``): ``table`` is a CSV path
   (or a loaded ``Table``); ``num_initial`` uniform rows start each run."""

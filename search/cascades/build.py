@@ -173,7 +173,8 @@ def check_search_dir(results_dir: str) -> None:
                      "--results_dir of a python -m search.run." % (results_dir, what))
 
 
-def load_candidates(options: CascadeOptions) -> tuple[dict[str, Any], list[cascade_stages.Candidate], list[Any]]:
+def load_candidates(options: CascadeOptions
+                    ) -> tuple[dict[str, Any], list[cascade_stages.Candidate], list[Any]]:
   """``(settings, candidates, single-model rows)``; settings: dataset,
   data_dir, split_seed, measure_images, measure_batch_size."""
   if options.results_dir:
@@ -199,7 +200,8 @@ def load_candidates(options: CascadeOptions) -> tuple[dict[str, Any], list[casca
   return settings, candidates, singles
 
 
-def choose(candidates: Sequence[cascade_stages.Candidate], options: CascadeOptions, log: Callable[[str], object] = print) -> list[cascade_stages.Candidate]:
+def choose(candidates: Sequence[cascade_stages.Candidate], options: CascadeOptions,
+           log: Callable[[str], object] = print) -> list[cascade_stages.Candidate]:
   """The stages, cheapest first (every given one with --stages/--model_dirs
   up to --max_stages, else a selection of the Pareto models)."""
   cost_key = ("energy_j_per_image" if all(c.energy_j_per_image for c in candidates)
@@ -220,7 +222,10 @@ def choose(candidates: Sequence[cascade_stages.Candidate], options: CascadeOptio
   return stages
 
 
-def stage_data(stages: Sequence[cascade_stages.Candidate], files: Sequence[str], splits: Any, options: CascadeOptions, static_batch: int | None = None) -> tuple[cascade_lib.CascadeData, cascade_lib.CascadeData | None]:
+def stage_data(stages: Sequence[cascade_stages.Candidate], files: Sequence[str], splits: Any,
+               options: CascadeOptions,
+               static_batch: int | None = None
+               ) -> tuple[cascade_lib.CascadeData, cascade_lib.CascadeData | None]:
   """``(validation CascadeData, test CascadeData or None)`` of the stage files.
   static_batch: the batch of a device compiled for one static batch size,
   where the stage costs were measured (every call then costs a whole batch)."""
@@ -247,7 +252,10 @@ def stage_data(stages: Sequence[cascade_stages.Candidate], files: Sequence[str],
   return out[0], out[1]  # type: ignore[return-value]  # validation images: always some
 
 
-def threshold_searches(val: cascade_lib.CascadeData, options: CascadeOptions, log: Callable[[str], object] = print) -> tuple[dict[str, cascade_lib.Evaluation], list[dict[str, Any]], np.ndarray, dict[str, Any] | None]:
+def threshold_searches(val: cascade_lib.CascadeData, options: CascadeOptions,
+                       log: Callable[[str], object] = print
+                       ) -> tuple[dict[str, cascade_lib.Evaluation], list[dict[str, Any]],
+                                  np.ndarray, dict[str, Any] | None]:
   """``({label: Evaluation}, rows, reference front y, grid info)``: the grid,
   then the strategies when the grid is not exact or ``compare_strategies``."""
   rows: list[dict[str, Any]]
@@ -297,7 +305,8 @@ class _Progress:
   uniform vectors cost nothing; later proposals cost more, so it errs low)
   and counts each run still to come as long as the mean run so far."""
 
-  def __init__(self, runs: int, num_initial: int, log: Callable[[str], object], every_s: float = 15.0) -> None:
+  def __init__(self, runs: int, num_initial: int, log: Callable[[str], object],
+               every_s: float = 15.0) -> None:
     self.runs, self.num_initial, self.log, self.every_s = runs, num_initial, log, every_s
     self.begin = time.perf_counter()
     self.durations: list[float]
@@ -336,7 +345,10 @@ def _hms(seconds: float) -> str:
       if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
 
 
-def write_spec(out_dir: str, stages: Sequence[cascade_stages.Candidate], files: Sequence[str], val: cascade_lib.CascadeData, test: cascade_lib.CascadeData | None, points: Sequence[dict[str, Any]], settings: dict[str, Any], options: CascadeOptions) -> dict[str, Any]:
+def write_spec(out_dir: str, stages: Sequence[cascade_stages.Candidate], files: Sequence[str],
+               val: cascade_lib.CascadeData, test: cascade_lib.CascadeData | None,
+               points: Sequence[dict[str, Any]], settings: dict[str, Any],
+               options: CascadeOptions) -> dict[str, Any]:
   spec = {"format": runner.FORMAT_NAME, "version": runner.FORMAT_VERSION,
           "confidence": options.confidence, "objectives": list(val.objectives),
           "dataset": settings["dataset"], "split_seed": settings.get("split_seed"),
@@ -393,7 +405,9 @@ def build(options: CascadeOptions, log: Callable[[str], object] = print) -> dict
   return summary
 
 
-def remeasure_stage_costs(stages: Sequence[cascade_stages.Candidate], files: Sequence[str], options: CascadeOptions, settings: dict[str, Any], splits: Any, log: Callable[[str], object] = print) -> list[tuple[Any, ...]]:
+def remeasure_stage_costs(stages: Sequence[cascade_stages.Candidate], files: Sequence[str],
+                          options: CascadeOptions, settings: dict[str, Any], splits: Any,
+                          log: Callable[[str], object] = print) -> list[tuple[Any, ...]]:
   """``--stage_costs=measure``: each stage's cost measured now replaces the
   search's; returns the single-model rows to draw (the stages, as measured now)."""
   images, _, run = measure_settings(options, settings, splits)
@@ -407,7 +421,8 @@ def remeasure_stage_costs(stages: Sequence[cascade_stages.Candidate], files: Seq
           for s in stages]
 
 
-def measure_settings(options: CascadeOptions, settings: dict[str, Any], splits: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def measure_settings(options: CascadeOptions, settings: dict[str, Any],
+                     splits: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
   """``(images, their validation indices, deploy.measure.measure settings)``:
   the search's measurement images (repeated if the split is smaller), on this CPU."""
   count = int(settings.get("measure_images") or 500)
@@ -418,7 +433,10 @@ def measure_settings(options: CascadeOptions, settings: dict[str, Any], splits: 
   return data.normalize(splits.x_val[index]), index, run
 
 
-def measure(options: CascadeOptions, spec: dict[str, Any], val: cascade_lib.CascadeData, splits: Any, settings: dict[str, Any], log: Callable[[str], object] = print) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+def measure(options: CascadeOptions, spec: dict[str, Any], val: cascade_lib.CascadeData,
+            splits: Any, settings: dict[str, Any],
+            log: Callable[[str], object] = print
+            ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
   """Measure the stages and ``--measure_points`` points on this CPU."""
   images, index, run = measure_settings(options, settings, splits)
   count = len(index)

@@ -34,7 +34,8 @@ SMALL_BATCH_DIVISOR = 10
 _SAME_ERROR = 1e-6
 
 
-def single_model_points(trials: Sequence[Mapping[str, Any]]) -> list[tuple[str, float, float | None, float | None]]:
+def single_model_points(trials: Sequence[Mapping[str, Any]]
+                        ) -> list[tuple[str, float, float | None, float | None]]:
   """(name, error, time/image, energy/image) of every measured done trial."""
   rows = []
   for t in trials:
@@ -47,7 +48,8 @@ def single_model_points(trials: Sequence[Mapping[str, Any]]) -> list[tuple[str, 
   return rows
 
 
-def plot_fronts(out_dir: str, singles: Sequence[tuple[Any, ...]], stages: Sequence[dict[str, Any]], points: Sequence[dict[str, Any]]) -> None:
+def plot_fronts(out_dir: str, singles: Sequence[tuple[Any, ...]], stages: Sequence[dict[str, Any]],
+                points: Sequence[dict[str, Any]]) -> None:
   """Write ``cascade_fronts.png`` (one panel per measured cost) and its CSV."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -82,7 +84,8 @@ def plot_fronts(out_dir: str, singles: Sequence[tuple[Any, ...]], stages: Sequen
   _write_csv(os.path.join(out_dir, "cascade_fronts.csv"), list(rows[0]), rows)
 
 
-def best_saving(points: Sequence[dict[str, Any]], best_single: Mapping[str, Any], tolerance: float = 0.005) -> dict[str, Any]:
+def best_saving(points: Sequence[dict[str, Any]], best_single: Mapping[str, Any],
+                tolerance: float = 0.005) -> dict[str, Any]:
   """The largest saving of time and of energy (fractions of the best single
   model's) among points with error <= best model's error + ``tolerance``.
 
@@ -105,7 +108,8 @@ def best_saving(points: Sequence[dict[str, Any]], best_single: Mapping[str, Any]
   return out
 
 
-def front_saving(points: Sequence[dict[str, Any]], singles: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
+def front_saving(points: Sequence[dict[str, Any]],
+                 singles: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
   """The largest saving of a point against the single-model front at equal
   or lower error: ``1 - cost(point) / cost(cheapest single model with error
   <= the point's)``, per cost. singles: rows of ``single_model_points``.
@@ -163,7 +167,9 @@ def summary_lines(summary: Mapping[str, Any], out_dir: str) -> list[str]:
   return lines
 
 
-def _saving_lines(name: str, key: str, best: Mapping[str, Any] | None, front: Mapping[str, Any] | None, best_single: Mapping[str, Any], tolerance: float) -> list[str]:
+def _saving_lines(name: str, key: str, best: Mapping[str, Any] | None,
+                  front: Mapping[str, Any] | None, best_single: Mapping[str, Any],
+                  tolerance: float) -> list[str]:
   """What ``best_saving`` and ``front_saving`` of one cost mean, in words."""
   unit = {"time": "ms", "energy": "mJ"}[name]
 
@@ -196,7 +202,8 @@ def _saving_lines(name: str, key: str, best: Mapping[str, Any] | None, front: Ma
   return out
 
 
-def points_table(out_dir: str, points: Sequence[dict[str, Any]], stages: Sequence[Any], measured: Mapping[int, dict[str, Any]] | None = None) -> str:
+def points_table(out_dir: str, points: Sequence[dict[str, Any]], stages: Sequence[Any],
+                 measured: Mapping[int, dict[str, Any]] | None = None) -> str:
   """Write ``cascade_points.csv`` and ``.md``; returns the Markdown text.
   measured: ``{point index: row from measure_points}``."""
   measured = measured or {}
@@ -261,7 +268,9 @@ def small_batch_size(batch_size: int) -> int:
   return max(1, int(batch_size) // SMALL_BATCH_DIVISOR)
 
 
-def measure_stages(cascade_dir: str, files: Sequence[str], images: np.ndarray, settings: dict[str, Any], log: Callable[[str], object] = print) -> list[dict[str, Any]]:
+def measure_stages(cascade_dir: str, files: Sequence[str], images: np.ndarray,
+                   settings: dict[str, Any],
+                   log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Measure each stage file alone with ``deploy.measure`` now, with the
   runner's stage options (``stage_runtime_options``), at the batch size of
   ``settings`` and at ``small_batch_size`` of it; one row per stage: per-image
@@ -297,7 +306,11 @@ def measure_stages(cascade_dir: str, files: Sequence[str], images: np.ndarray, s
   return rows
 
 
-def measure_points(cascade_dir: str, spec: dict[str, Any], indices: Sequence[int], data: cascade_lib.CascadeData, images: np.ndarray, image_index: np.ndarray, settings: dict[str, Any], log: Callable[[str], object] = print) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
+def measure_points(cascade_dir: str, spec: dict[str, Any], indices: Sequence[int],
+                   data: cascade_lib.CascadeData, images: np.ndarray, image_index: np.ndarray,
+                   settings: dict[str, Any],
+                   log: Callable[[str], object] = print
+                   ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
   """Measure each stage alone and the cascade at each point of ``indices``
   with ``deploy.measure`` now; returns ``(stage rows, {index: row})``.
 
@@ -335,7 +348,9 @@ def measure_points(cascade_dir: str, spec: dict[str, Any], indices: Sequence[int
   return stage_rows, out
 
 
-def _point_row(index: int, result: Mapping[str, Any], ev: cascade_lib.Evaluation, ev_now: cascade_lib.Evaluation, ev_now_min: cascade_lib.Evaluation) -> dict[str, Any]:
+def _point_row(index: int, result: Mapping[str, Any], ev: cascade_lib.Evaluation,
+               ev_now: cascade_lib.Evaluation,
+               ev_now_min: cascade_lib.Evaluation) -> dict[str, Any]:
   """One measured point: median and fastest repeat per image against the
   predictions on the measured images from the cascade's stage costs
   (``ev``), the stages' medians measured now and their fastest repeats

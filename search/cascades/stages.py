@@ -53,7 +53,8 @@ _MEASUREMENT_KEYS = ("time_s", "energy_j", "images", "batch_size", "device", "ru
                      "power_source", "other_cpu_share", "contended", "time_cv")
 
 
-def candidate(name: str, keras_path: str, onnx_path: str | None, val_error: float, measurement: dict[str, Any], trial_id: int | None = None,
+def candidate(name: str, keras_path: str, onnx_path: str | None, val_error: float,
+              measurement: dict[str, Any], trial_id: int | None = None,
               genotype: str | None = None) -> Candidate:
   """A ``Candidate`` from a measurement dict (``time_s``, ``images``, ...)."""
   images = measurement.get("images")
@@ -81,7 +82,9 @@ def _resolve(path: str, results_dir: str) -> str:
   return path
 
 
-def candidates_from_results(results_dir: str, trial_ids: Sequence[int] | None = None) -> tuple[dict[str, Any], list[Candidate], list[Any]]:
+def candidates_from_results(results_dir: str,
+                            trial_ids: Sequence[int] | None = None
+                            ) -> tuple[dict[str, Any], list[Candidate], list[Any]]:
   """``(config dict, candidates, all done trials)`` of a search: its Pareto
   trials, or the done trials ``trial_ids``."""
   config, trials = common.load_search(results_dir)
@@ -132,7 +135,8 @@ def find_measurement(model_dir: str, label: str | None = None) -> tuple[str, dic
                    % (model_dir, paths, model_dir))
 
 
-def candidates_from_model_dirs(model_dirs: Sequence[str], label: str | None = None) -> tuple[dict[str, Any], list[Candidate]]:
+def candidates_from_model_dirs(model_dirs: Sequence[str],
+                               label: str | None = None) -> tuple[dict[str, Any], list[Candidate]]:
   """``(data settings dict, candidates)`` of trained model directories."""
   settings: dict[str, Any]
   out, settings = [], {}
@@ -159,7 +163,8 @@ def candidates_from_model_dirs(model_dirs: Sequence[str], label: str | None = No
   return settings, out
 
 
-def write_stage_models(stages: Sequence[Candidate], out_dir: str, check_images: np.ndarray) -> list[str]:
+def write_stage_models(stages: Sequence[Candidate], out_dir: str,
+                       check_images: np.ndarray) -> list[str]:
   """Copy each stage's ONNX (or export it from ``model.keras``) to
   ``<out_dir>/stages/stage<k>.onnx``; returns the paths relative to ``out_dir``."""
   os.makedirs(os.path.join(out_dir, STAGES_DIR), exist_ok=True)
@@ -177,7 +182,9 @@ def write_stage_models(stages: Sequence[Candidate], out_dir: str, check_images: 
   return files
 
 
-def stage_logits(paths: Sequence[str], images: np.ndarray, runtime: str = "onnxruntime", keras_paths: Sequence[str] | None = None, batch_size: int = 256) -> list[np.ndarray]:
+def stage_logits(paths: Sequence[str], images: np.ndarray, runtime: str = "onnxruntime",
+                 keras_paths: Sequence[str] | None = None,
+                 batch_size: int = 256) -> list[np.ndarray]:
   """(N, classes) float32 logits of each stage on ``images``: ONNX Runtime on
   ``paths``, or Keras on ``keras_paths`` (``runtime="keras"``)."""
   images = np.ascontiguousarray(images, np.float32)

@@ -153,7 +153,8 @@ class CascadeData:
                                correct=self.correct[:, index])
 
 
-def per_call_cost(time_s: float, small_time_s: float, batch_size: int, small_batch_size: int) -> float:
+def per_call_cost(time_s: float, small_time_s: float, batch_size: int,
+                  small_batch_size: int) -> float:
   """a_s of the module doc from a stage's per-image cost at two batch sizes
   (tau at B = a/B + b, at b_small = a/b_small + b), clamped to [0, tau * B]."""
   a = (small_time_s - time_s) / (1.0 / small_batch_size - 1.0 / batch_size)
@@ -178,7 +179,8 @@ def call_fractions(stage: np.ndarray, num_stages: int, batch_size: int) -> np.nd
   return out
 
 
-def from_logits(logits: Sequence[np.ndarray], labels: np.ndarray, time_s: Any, energy_j: Any = None, kind: str = "max_softmax", call_time_s: Any = None,
+def from_logits(logits: Sequence[np.ndarray], labels: np.ndarray, time_s: Any, energy_j: Any = None,
+                kind: str = "max_softmax", call_time_s: Any = None,
                 batch_size: int | None = None) -> CascadeData:
   """``CascadeData`` from each stage's (N, classes) logits and the labels."""
   labels = np.asarray(labels).reshape(-1)
@@ -362,8 +364,10 @@ def threshold_space(num_stages: int) -> design.DesignSpace:
                                  names=["t%d" % (s + 1) for s in range(num_stages - 1)])
 
 
-def search_thresholds(data: CascadeData, strategy: str, evaluations: int = 50, seed: int = 0, num_initial: int = 5,
-                      objectives: Sequence[str] | None = None, progress: Callable[[int, int], object] | None = None) -> tuple[Evaluation, float]:
+def search_thresholds(data: CascadeData, strategy: str, evaluations: int = 50, seed: int = 0,
+                      num_initial: int = 5, objectives: Sequence[str] | None = None,
+                      progress: Callable[[int, int], object] | None = None
+                      ) -> tuple[Evaluation, float]:
   """Threshold vectors found by a ``search.optimizer`` strategy.
 
   The first ``num_initial`` vectors are uniform draws seeded by ``seed``
@@ -445,7 +449,8 @@ def centre_thresholds(data: CascadeData, thresholds: np.ndarray) -> np.ndarray:
   return t
 
 
-def front_points(data: CascadeData, evaluations: Mapping[str, Evaluation], test_data: CascadeData | None = None) -> list[dict[str, Any]]:
+def front_points(data: CascadeData, evaluations: Mapping[str, Evaluation],
+                 test_data: CascadeData | None = None) -> list[dict[str, Any]]:
   """The front of every evaluated vector, one vector per distinct outcome.
 
   evaluations: ``{label: Evaluation}`` (the grid's, each strategy's).

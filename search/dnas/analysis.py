@@ -63,7 +63,8 @@ def load_points(results_dir: str) -> List[Dict]:
   return out
 
 
-def remeasure(points: Sequence[Dict], rounds: int = 3, log: Callable[[str], object] = print) -> None:
+def remeasure(points: Sequence[Dict], rounds: int = 3,
+              log: Callable[[str], object] = print) -> None:
   """Measure every point's export again, back to back, ``rounds`` times in a
   shuffled order each round, on this machine with its sweep's runtime,
   images and batch (``deploy.measure``, the protocol's fastest of 3

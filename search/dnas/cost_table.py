@@ -70,7 +70,10 @@ def layer_model(spec: Any, layer: Any, c_in: int, c_out: int) -> Any:
   return keras.Model(inputs, layer.__class__.from_config(config)(inputs))
 
 
-def measure_table(seed_model: Any, specs: Sequence[Any], measure_fn: Callable[[Any], Dict[str, Any]], fractions: Sequence[float] = FRACTIONS, log: Callable[[str], object] = print) -> Dict:
+def measure_table(seed_model: Any, specs: Sequence[Any],
+                  measure_fn: Callable[[Any], Dict[str, Any]],
+                  fractions: Sequence[float] = FRACTIONS,
+                  log: Callable[[str], object] = print) -> Dict:
   """The table of ``specs`` (the seed's prunable layers): for each, its
   grid of ``(c_in, c_out)`` and the measured ``time_s`` (and ``energy_j``,
   or None) per image at each point. ``measure_fn(model)`` exports and

@@ -145,7 +145,8 @@ def points(settings: DnasSettings) -> List[Point]:
 
 
 # -- the networks ---------------------------------------------------------------
-def seed_network(settings: DnasSettings, num_classes: int, num_cells: int = 1, filters: int = 8, width: float = 1.0) -> Any:
+def seed_network(settings: DnasSettings, num_classes: int, num_cells: int = 1, filters: int = 8,
+                 width: float = 1.0) -> Any:
   """The seed (``width``: uniform scale of every layer's filters)."""
   from tea_keras.dnas import seeds  # pylint: disable=g-import-not-at-top  (Keras)
   if settings.seed_model == "resnet8":
@@ -156,7 +157,8 @@ def seed_network(settings: DnasSettings, num_classes: int, num_cells: int = 1, f
                             max(1, int(round(width * filters))), num_classes=num_classes)
 
 
-def uniform_width(settings: DnasSettings, num_classes: int, target_params: float, num_cells: int = 1, filters: int = 8) -> tuple[float, Any]:
+def uniform_width(settings: DnasSettings, num_classes: int, target_params: float,
+                  num_cells: int = 1, filters: int = 8) -> tuple[float, Any]:
   """The largest width multiplier (to 1/64) whose network has at most
   ``target_params`` parameters, and that network."""
   lo, hi, best = 1.0 / 64, 1.0, None
@@ -208,7 +210,8 @@ def project_to_target(supernet: Any, target_params: float) -> int:
   return dropped
 
 
-def measure_layer(model: Any, work_dir: str, config: Any, lock: Any, rng: np.random.Generator) -> Dict[str, Any]:
+def measure_layer(model: Any, work_dir: str, config: Any, lock: Any,
+                  rng: np.random.Generator) -> Dict[str, Any]:
   """Export and measure a one-layer ``model`` (``cost_table.layer_model``)
   on the search's target: its input is the activations before the layer,
   not images, so ``config.measure_images`` random inputs of its shape (a
@@ -239,7 +242,8 @@ class _SearchLog:
 class Sweep:
   """Runs ``points(settings)`` for the resolved search ``config`` (module doc)."""
 
-  def __init__(self, config: Any, settings: DnasSettings, log: Callable[[str], object] = print) -> None:
+  def __init__(self, config: Any, settings: DnasSettings,
+               log: Callable[[str], object] = print) -> None:
     settings.validate()
     self.config, self.settings, self.log = config, settings, log
     from tea_keras import recipes  # pylint: disable=g-import-not-at-top
@@ -285,11 +289,13 @@ class Sweep:
                                                log=self.log), path)
     return cost_table.LatencyTable(cost_table.load(path))
 
-  def run_point(self, point: Point, trial_dir: str, warm: Any, seed_params: int, seed_cost: float) -> tuple[Dict[str, Any], Any]:
+  def run_point(self, point: Point, trial_dir: str, warm: Any, seed_params: int,
+                seed_cost: float) -> tuple[Dict[str, Any], Any]:
     """Search (or scale), fine-tune and measure one point; returns (metrics, model)."""
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     target = point.size_target * seed_params
-    metrics: Dict[str, Any] = {"method": point.method, "size_target_fraction": point.size_target,
+    metrics: Dict[str, Any]
+    metrics = {"method": point.method, "size_target_fraction": point.size_target,
                "size_target_params": int(target), "lambda_energy": point.lambda_energy,
                "lambda_size": self.settings.lambda_size, "loss": self.settings.loss,
                "cost_model": self.settings.cost_model, "seed_params": int(seed_params)}
@@ -315,7 +321,8 @@ class Sweep:
                          % (metrics["params"], target))
     return metrics, model
 
-  def _search(self, point: Point, trial_dir: str, warm: Any, seed_params: int, seed_cost: float, target: float) -> tuple[Any, Any]:
+  def _search(self, point: Point, trial_dir: str, warm: Any, seed_params: int, seed_cost: float,
+              target: float) -> tuple[Any, Any]:
     """The supernet's training and the found architecture (exported)."""
     from tea_keras import data, training  # pylint: disable=g-import-not-at-top
     from tea_keras.dnas import export as dnas_export
@@ -376,7 +383,8 @@ def run(config: Any, settings: DnasSettings, log: Callable[[str], object] = prin
       store.close()
 
 
-def _run(store: store_lib.TrialStore, config: Any, settings: DnasSettings, log: Callable[[str], object]) -> Dict[str, Any]:
+def _run(store: store_lib.TrialStore, config: Any, settings: DnasSettings,
+         log: Callable[[str], object]) -> Dict[str, Any]:
   all_points = points(settings)
   for t in store.trials(["running"]):
     store.requeue(t["trial_id"])
@@ -428,7 +436,8 @@ def refresh(store: store_lib.TrialStore, config: Any) -> Dict[str, Any]:
   return summary
 
 
-def plot_fronts(results_dir: str, trials: Sequence[Dict[str, Any]], objectives: Sequence[str]) -> None:
+def plot_fronts(results_dir: str, trials: Sequence[Dict[str, Any]],
+                objectives: Sequence[str]) -> None:
   """``dnas_fronts.png``: error against time per size target, the DNAS
   points coloured by lambda_E, the uniform baseline marked apart."""
   import matplotlib  # pylint: disable=g-import-not-at-top

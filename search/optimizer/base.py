@@ -43,7 +43,8 @@ def _as_points(space: DesignSpace, x: Any, name: str) -> np.ndarray:
 class Strategy(abc.ABC):
   """Base class; see module doc for the contract of ``propose``."""
 
-  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0, **options: Any) -> None:
+  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0,
+               **options: Any) -> None:
     if not isinstance(space, DesignSpace):
       raise ValueError("Invalid value for argument `space`. Expected a DesignSpace. "
                        "Received %r." % (space,))
@@ -85,7 +86,8 @@ class Strategy(abc.ABC):
     """(d,) point; may return an excluded point, ``propose`` then replaces it."""
 
 
-def new_random_points(space: DesignSpace, rng: np.random.Generator, excluded: set[bytes], count: int, tries: int = 100) -> np.ndarray:
+def new_random_points(space: DesignSpace, rng: np.random.Generator, excluded: set[bytes],
+                      count: int, tries: int = 100) -> np.ndarray:
   """``count`` uniform feasible points whose keys are not in ``excluded`` (a
   set); raises ``InfeasibleSpaceError`` (a ``ValueError``) when none is left."""
   if space.candidates is not None:
@@ -120,15 +122,18 @@ def exhaustive(space: DesignSpace, limit: int) -> bool:
   return space.candidates is not None and space.candidates.shape[0] <= limit
 
 
-def argmax_over(acq: Callable[[np.ndarray], np.ndarray], x: np.ndarray, chunk: int = 2048) -> tuple[int, float]:
+def argmax_over(acq: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                chunk: int = 2048) -> tuple[int, float]:
   """(index, value) of the largest ``acq`` over the rows of ``x``, in chunks."""
   values = np.concatenate([acq(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
   best = int(np.argmax(values))
   return best, values[best]
 
 
-def maximize_acquisition(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace, rng: np.random.Generator, anchors: np.ndarray, excluded: set[bytes], pool_size: int = 1000,
-                         refine: int = 3, exhaustive_limit: int = 20000) -> np.ndarray:
+def maximize_acquisition(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace,
+                         rng: np.random.Generator, anchors: np.ndarray, excluded: set[bytes],
+                         pool_size: int = 1000, refine: int = 3,
+                         exhaustive_limit: int = 20000) -> np.ndarray:
   """Argmax of ``acq`` ((C, d) native -> (C,)) over feasible points not in
   ``excluded``.
 
@@ -174,7 +179,8 @@ def _filter(space: DesignSpace, x: np.ndarray, excluded: set[bytes]) -> np.ndarr
   return np.array(rows)
 
 
-def _refine(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace, x: np.ndarray, value: float, excluded: set[bytes], climbs: int = 2) -> tuple[np.ndarray, float]:
+def _refine(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace, x: np.ndarray,
+            value: float, excluded: set[bytes], climbs: int = 2) -> tuple[np.ndarray, float]:
   if space.all_continuous:
     from scipy import optimize  # pylint: disable=import-outside-toplevel
     res = optimize.minimize(lambda p: -acq(np.clip(p, space.lower, space.upper)[None])[0],

@@ -147,7 +147,8 @@ class DesignSpace:
         self.dim, int(self.categorical.sum()), extra)
 
   # -- restrictions (see the module doc) ------------------------------------
-  def with_constraint(self, fn: Callable[[np.ndarray], np.ndarray], description: str) -> "DesignSpace":
+  def with_constraint(self, fn: Callable[[np.ndarray], np.ndarray],
+                      description: str) -> "DesignSpace":
     """A copy whose feasible points also satisfy ``fn`` ((n, d) -> (n,) bool)."""
     if not callable(fn):
       raise ValueError("Invalid value for argument `fn`. Expected a callable mapping (n, d) "
@@ -297,7 +298,8 @@ class DesignSpace:
     return out
 
   # -- generating points ----------------------------------------------------
-  def sample(self, rng: int | np.random.Generator, count: int, min_count: Optional[int] = None) -> np.ndarray:
+  def sample(self, rng: int | np.random.Generator, count: int,
+             min_count: Optional[int] = None) -> np.ndarray:
     """``count`` uniform feasible points (n, d): uniform over the box, over the
     feasible set (rejection sampling) or over the candidate rows (distinct,
     without replacement; at most N). Restricted spaces may return fewer, down
@@ -329,7 +331,8 @@ class DesignSpace:
     cont = self.lower + u * (self.upper - self.lower)
     return np.where(self.categorical, cat, cont)
 
-  def mutate(self, x: np.ndarray, rng: np.random.Generator, count: int, scale: float = 0.1) -> np.ndarray:
+  def mutate(self, x: np.ndarray, rng: np.random.Generator, count: int,
+             scale: float = 0.1) -> np.ndarray:
     """``count`` random perturbations of rows of ``x``: each changes 1-2
     categorical values to other values and moves continuous coordinates by a
     Gaussian step of ``scale`` times the range (clipped). A restricted space
@@ -337,7 +340,8 @@ class DesignSpace:
     out = self._mutate(self.validate(x), rng, count, scale)
     return out[self.feasible(out)] if self.restricted else out
 
-  def _mutate(self, x: np.ndarray, rng: np.random.Generator, count: int, scale: float) -> np.ndarray:
+  def _mutate(self, x: np.ndarray, rng: np.random.Generator, count: int,
+              scale: float) -> np.ndarray:
     rng = np.random.default_rng(rng)
     base = x[rng.integers(x.shape[0], size=int(count))].copy()
     if np.any(self.categorical):
@@ -386,7 +390,8 @@ class DesignSpace:
     return [row.tobytes() for row in scaled.astype(np.int64)]
 
 
-def continuous_space(bounds: Sequence[tuple[float, float]], names: Sequence[str] | None = None) -> DesignSpace:
+def continuous_space(bounds: Sequence[tuple[float, float]],
+                     names: Sequence[str] | None = None) -> DesignSpace:
   """A box: ``bounds`` is a sequence of (low, high) pairs."""
   bounds = list(bounds)
   names = names or ["x%d" % i for i in range(len(bounds))]

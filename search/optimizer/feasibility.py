@@ -57,12 +57,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 from scipy import special
 
-from search.optimizer.pareto import non_dominated_mask
-from search.optimizer.gp import ObjectiveGP
 from search.optimizer.design import DesignSpace
+from search.optimizer.gp import ObjectiveGP
+from search.optimizer.pareto import non_dominated_mask
 
 
-def check_bounds(bounds: Any, num_objectives: int, log_objectives: Sequence[bool]) -> Optional[list]:
+def check_bounds(bounds: Any, num_objectives: int,
+                 log_objectives: Sequence[bool]) -> Optional[list]:
   """Validated ``objective_bounds`` option: None, or K entries each None or a
   finite number (> 0 for log-modelled objectives). Returns a list or None."""
   if bounds is None:
@@ -166,7 +167,8 @@ class FeasibilityWeighted:
     bounds_model: (K,) ``model_bounds``.
   """
 
-  def __init__(self, acquisition: Any, gps: list[ObjectiveGP], space: DesignSpace, bounds_model: np.ndarray) -> None:
+  def __init__(self, acquisition: Any, gps: list[ObjectiveGP], space: DesignSpace,
+               bounds_model: np.ndarray) -> None:
     self.acquisition, self.gps, self.space = acquisition, gps, space
     self.bounds_model = np.asarray(bounds_model, float)
     self.pareto_sets = acquisition.pareto_sets

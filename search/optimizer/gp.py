@@ -189,7 +189,8 @@ class ObjectiveGP:
                                                           lengthscale_prior))
     self.lengthscale_prior = lengthscale_prior
     self.output_warping = output_warping
-    self.warp: Optional[Tuple[float, float, float]] = None  # (lambda, shift, scale) of the fitted Yeo-Johnson transform
+    # (lambda, shift, scale) of the fitted Yeo-Johnson transform
+    self.warp: Optional[Tuple[float, float, float]] = None
     self.groups = np.asarray(groups, dtype=int)
     self.num_groups = int(self.groups.max()) + 1
     self.kernel, self.mode = kernel, mode
@@ -264,7 +265,8 @@ class ObjectiveGP:
       return np.sqrt(2.0) + 0.5 * np.log(self.num_groups), np.sqrt(3.0)
     return 0.0, 1.5
 
-  def _condition(self, theta: np.ndarray, x: np.ndarray, y: np.ndarray, strict: bool = False) -> Optional[GPSample]:
+  def _condition(self, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 strict: bool = False) -> Optional[GPSample]:
     lengths, amp, noise, mean = self._unpack(theta)
     col_l = lengths[self.groups]
     z = x / col_l
@@ -338,7 +340,8 @@ class ObjectiveGP:
     self._state = best
     return best
 
-  def _slice_chain(self, logp: Callable[[np.ndarray], float], x: np.ndarray, y: np.ndarray) -> List[np.ndarray]:
+  def _slice_chain(self, logp: Callable[[np.ndarray], float], x: np.ndarray,
+                   y: np.ndarray) -> List[np.ndarray]:
     theta = self._state
     if theta is None:
       # Cold start: burn in on a random subset of at most 128 points (cheap
@@ -374,7 +377,8 @@ class ObjectiveGP:
     return out
 
 
-def slice_step(logp: Callable[[np.ndarray], float], theta: np.ndarray, current: float, rng: np.random.Generator, width: float = 1.0,
+def slice_step(logp: Callable[[np.ndarray], float], theta: np.ndarray, current: float,
+               rng: np.random.Generator, width: float = 1.0,
                max_steps: int = 8) -> tuple[np.ndarray, float]:
   """One random-direction slice-sampling step (Neal 2003, section 4 and 5.1).
 

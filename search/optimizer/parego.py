@@ -10,11 +10,12 @@ References:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
                                    observed_front)
-from typing import Any
 
 
 def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -> np.ndarray:
@@ -92,7 +93,8 @@ class ParEGOStrategy(Strategy):
     self.timings = {"fit_seconds": fit_timer.seconds, "acquisition_seconds": acq_timer.seconds}
     return point
 
-  def _maximize_feasible(self, bo: Any, x: np.ndarray, y: np.ndarray, excluded: set[bytes]) -> np.ndarray:
+  def _maximize_feasible(self, bo: Any, x: np.ndarray, y: np.ndarray,
+                         excluded: set[bytes]) -> np.ndarray:
     """Restricted spaces: GPyOpt's own optimizer searches the whole box, so
     its EI is maximized here over the feasible set instead (every candidate
     when the set is small, else a feasible pool around the observed front;

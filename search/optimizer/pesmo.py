@@ -68,14 +68,16 @@ PARETO_EXHAUSTIVE_LIMIT = 20000
 _GRIDS: weakref.WeakKeyDictionary[DesignSpace, ProductGrid] = weakref.WeakKeyDictionary()
 
 
-def sample_functions(gps: list[ObjectiveGP], sample_index: int, num_features: int, rng: np.random.Generator) -> List[SampledFunction]:
+def sample_functions(gps: list[ObjectiveGP], sample_index: int, num_features: int,
+                     rng: np.random.Generator) -> List[SampledFunction]:
   """One random-feature posterior sample per objective (hyperparameter sample
   ``sample_index`` of each GP)."""
   return [SampledFunction(gp.samples[sample_index % len(gp.samples)], num_features, rng)
           for gp in gps]
 
 
-def _evaluate(functions: Sequence[SampledFunction], space: DesignSpace, x: np.ndarray) -> np.ndarray:
+def _evaluate(functions: Sequence[SampledFunction], space: DesignSpace,
+              x: np.ndarray) -> np.ndarray:
   """(C, K) values of the sampled functions at native (C, d) points. One-hot
   encodings go through a sparse matrix: the feature projection then costs
   O(d M) per point instead of O(D M)."""
@@ -100,7 +102,8 @@ def _evaluate_candidates(functions: Sequence[SampledFunction], space: DesignSpac
                     for i in range(0, rows.shape[0], 4096)])
 
 
-def _within(x: np.ndarray, y: np.ndarray, bounds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _within(x: np.ndarray, y: np.ndarray,
+            bounds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
   """The rows whose sampled values meet ``bounds`` (all rows when None)."""
   if bounds is None:
     return x, y
@@ -108,7 +111,9 @@ def _within(x: np.ndarray, y: np.ndarray, bounds: np.ndarray | None) -> tuple[np
   return x[keep], y[keep]
 
 
-def _local_search(functions: Sequence[SampledFunction], space: DesignSpace, front_x: np.ndarray, front_y: np.ndarray, rng: np.random.Generator, rounds: int, points: int, bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _local_search(functions: Sequence[SampledFunction], space: DesignSpace, front_x: np.ndarray,
+                  front_y: np.ndarray, rng: np.random.Generator, rounds: int, points: int,
+                  bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Add the best (feasible) one-value changes of front points to the front,
   ``rounds`` times (with ``bounds``: only changes whose sampled values meet them)."""
   for _ in range(rounds):
@@ -124,7 +129,9 @@ def _local_search(functions: Sequence[SampledFunction], space: DesignSpace, fron
   return front_x, front_y
 
 
-def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds: np.ndarray, rng: np.random.Generator, pop_size: int = 40, generations: int = 15, bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds: np.ndarray,
+                 rng: np.random.Generator, pop_size: int = 40, generations: int = 15,
+                 bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
   from the non-dominated points of a 1,000-point uniform pool and ``seeds``
   (so few generations suffice; pymoo's per-generation overhead dominates the
@@ -165,9 +172,9 @@ def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds
   return x[keep], y[keep]
 
 
-def sample_pareto_set(functions: Sequence[SampledFunction], space: DesignSpace, observed_x: np.ndarray, rng: np.random.Generator, pool_size: int = 500,
-                      max_pareto: int = 30, local_rounds: int = 2,
-                      local_points: int = 4,
+def sample_pareto_set(functions: Sequence[SampledFunction], space: DesignSpace,
+                      observed_x: np.ndarray, rng: np.random.Generator, pool_size: int = 500,
+                      max_pareto: int = 30, local_rounds: int = 2, local_points: int = 4,
                       exhaustive_limit: int = PARETO_EXHAUSTIVE_LIMIT,
                       bounds: np.ndarray | None = None) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
@@ -235,8 +242,9 @@ class _SampleState:
       (max_observed=0: Pareto-Pareto factors only, the model before issue 11).
   """
 
-  def __init__(self, gp_samples: Sequence[Any], pareto_encoded: np.ndarray, observed_encoded: np.ndarray,
-               dominance_threshold: float = 1e-4, max_observed: int = 60) -> None:
+  def __init__(self, gp_samples: Sequence[Any], pareto_encoded: np.ndarray,
+               observed_encoded: np.ndarray, dominance_threshold: float = 1e-4,
+               max_observed: int = 60) -> None:
     self.gp_samples = gp_samples
     self.pareto = pareto_encoded
     k, p = len(gp_samples), pareto_encoded.shape[0]
@@ -284,7 +292,8 @@ def _jittered(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                    "jitter 1e-2 x max variance (n=%d)." % cov.shape[0])
 
 
-def _candidate_moments(state: _SampleState, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _candidate_moments(state: _SampleState,
+                       z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """GP (data) variance, and the marginals under the EP posterior of f_k at
   (C, D) candidates (``ep.candidate_marginals``). Returns var_data (K,C),
   mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto points)."""
@@ -326,8 +335,9 @@ class PESMOAcquisition:
       unclipped quantity.
   """
 
-  def __init__(self, gps: list[ObjectiveGP], space: DesignSpace, observed_x: np.ndarray, rng: np.random.Generator, num_features: int = 500,
-               pool_size: int = 500, max_pareto: int = 30, pareto_sets: Sequence[np.ndarray] | None = None,
+  def __init__(self, gps: list[ObjectiveGP], space: DesignSpace, observed_x: np.ndarray,
+               rng: np.random.Generator, num_features: int = 500, pool_size: int = 500,
+               max_pareto: int = 30, pareto_sets: Sequence[np.ndarray] | None = None,
                dominance_threshold: float = 1e-4, max_observed: int = 60,
                clip_negative_sites: bool = True) -> None:
     self.space = space
@@ -434,7 +444,8 @@ class PESMOStrategy(Strategy):
             "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds",
             "output_warping", "pareto_in_reference", "lengthscale_prior")
 
-  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0, **options: Any) -> None:
+  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0,
+               **options: Any) -> None:
     super().__init__(space, num_objectives, seed, **options)
     logs = options.get("log_objectives") or [False] * self.num_objectives
     if len(logs) != self.num_objectives:
@@ -472,7 +483,8 @@ class PESMOStrategy(Strategy):
       raise ValueError("Invalid value for option `trust_region`: trust regions need an "
                        "all-continuous space; received %r." % (space,))
 
-  def _pareto_sets(self, gps: list[ObjectiveGP], seen: np.ndarray, bounds_model: np.ndarray | None = None) -> list[np.ndarray]:
+  def _pareto_sets(self, gps: list[ObjectiveGP], seen: np.ndarray,
+                   bounds_model: np.ndarray | None = None) -> list[np.ndarray]:
     """One sampled Pareto set per hyperparameter sample (``sample_pareto_set``
     with this strategy's options; feasible ones with ``bounds_model``; inside
     the reference point with ``pareto_in_reference``)."""
@@ -486,7 +498,8 @@ class PESMOStrategy(Strategy):
       out.append(pset)
     return out
 
-  def _sample_pareto(self, functions: Sequence[SampledFunction], seen: np.ndarray, bounds: np.ndarray | None) -> np.ndarray:
+  def _sample_pareto(self, functions: Sequence[SampledFunction], seen: np.ndarray,
+                     bounds: np.ndarray | None) -> np.ndarray:
     """``sample_pareto_set`` with this strategy's options."""
     return sample_pareto_set(
         functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
@@ -508,7 +521,9 @@ class PESMOStrategy(Strategy):
     logs = [np.median(np.log([s.lengthscales for s in gp.samples]), axis=0) for gp in gps]
     return np.exp(np.mean(logs, axis=0))
 
-  def _maximize_in_trust_region(self, acq: PESMOAcquisition | feasibility.FeasibilityWeighted, gps: list[ObjectiveGP], x: np.ndarray, y: np.ndarray, excluded: set[bytes]) -> np.ndarray:
+  def _maximize_in_trust_region(self, acq: PESMOAcquisition | feasibility.FeasibilityWeighted,
+                                gps: list[ObjectiveGP], x: np.ndarray, y: np.ndarray,
+                                excluded: set[bytes]) -> np.ndarray:
     """Best feasible candidate inside the trust regions
     (``search/optimizer/trust_region.py``): uniform points in the boxes plus
     the sampled Pareto points that fall in them, then bounded Powell
@@ -566,7 +581,8 @@ class PESMOStrategy(Strategy):
                for gp in gps]
     with Timer() as acq_timer:
       seen = np.vstack([x, pending])
-      bounds_model: Any = None if self.bounds is None else feasibility.model_bounds(gps, self.bounds)
+      bounds_model: Any
+      bounds_model = None if self.bounds is None else feasibility.model_bounds(gps, self.bounds)
       acq: PESMOAcquisition | feasibility.FeasibilityWeighted
       acq = PESMOAcquisition(gps, self.space, seen, self.rng,
                              pareto_sets=self._pareto_sets(gps, seen, bounds_model))

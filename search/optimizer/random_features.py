@@ -18,12 +18,14 @@ with ``2 nu`` degrees of freedom, ``w = g * sqrt(2 nu / u)``, ``g ~ N(0, I)``,
 
 from __future__ import annotations
 
-import numpy as np
-from scipy import linalg
 from typing import Any
 
+import numpy as np
+from scipy import linalg
 
-def spectral_frequencies(kernel: str, num_features: int, dim: int, rng: np.random.Generator) -> np.ndarray:
+
+def spectral_frequencies(kernel: str, num_features: int, dim: int,
+                         rng: np.random.Generator) -> np.ndarray:
   """(M, D) frequencies drawn from the kernel's normalized spectral density."""
   g = rng.normal(size=(num_features, dim))
   if kernel == "rbf":
@@ -45,7 +47,8 @@ class RandomFeatures:
     num_features: M.
   """
 
-  def __init__(self, lengthscales: np.ndarray, amplitude: float, kernel: str, num_features: int, rng: np.random.Generator) -> None:
+  def __init__(self, lengthscales: np.ndarray, amplitude: float, kernel: str, num_features: int,
+               rng: np.random.Generator) -> None:
     lengthscales = np.asarray(lengthscales, dtype=float)
     self.w = spectral_frequencies(kernel, int(num_features), lengthscales.size, rng) / lengthscales
     self.b = rng.uniform(0.0, 2 * np.pi, size=int(num_features))
@@ -56,7 +59,8 @@ class RandomFeatures:
     return self.scale * np.cos(x_encoded @ self.w.T + self.b)
 
 
-def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float,
+                      rng: np.random.Generator) -> np.ndarray:
   """One draw of the (M,) weights of Bayesian linear regression on ``phi``
   (n, M) with targets ``y_centered`` (n,), prior N(0, I) and noise variance
   ``noise``: w ~ N(A^-1 Phi^T y, noise A^-1), A = Phi^T Phi + noise I.

@@ -9,17 +9,20 @@ This module imports them; none of them imports it (no import cycle).
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from search.optimizer.base import Strategy
+from search.optimizer.design import DesignSpace
 from search.optimizer.parego import ParEGOStrategy, chebyshev_scalarize  # noqa: F401
 from search.optimizer.pesmo import PESMOStrategy
 from search.optimizer.random_search import RandomStrategy
-from search.optimizer.design import DesignSpace
-from typing import Any, Callable
 
-STRATEGIES: dict[str, Callable[..., Strategy]] = {"pesmo": PESMOStrategy, "parego": ParEGOStrategy, "random": RandomStrategy}
+STRATEGIES: dict[str, Callable[..., Strategy]]
+STRATEGIES = {"pesmo": PESMOStrategy, "parego": ParEGOStrategy, "random": RandomStrategy}
 
 
-def make_strategy(name: str, space: DesignSpace, num_objectives: int, seed: int = 0, **options: Any) -> Strategy:
+def make_strategy(name: str, space: DesignSpace, num_objectives: int, seed: int = 0,
+                  **options: Any) -> Strategy:
   """A strategy by ``name`` (one of ``STRATEGIES``)."""
   if name not in STRATEGIES:
     raise ValueError("Invalid value for argument `name`. Expected one of %s. Received "

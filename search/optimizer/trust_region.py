@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from search.optimizer.pareto import hypervolume, non_dominated_mask
 from search.optimizer.design import DesignSpace
+from search.optimizer.pareto import hypervolume, non_dominated_mask
 
 
 def hypervolume_contributions(y: np.ndarray, ref_point: Any) -> np.ndarray:
@@ -114,7 +114,8 @@ class TrustRegion:
         self.restarts += 1
     self._seen = y.shape[0]
 
-  def boxes(self, centers: np.ndarray, lengthscales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  def boxes(self, centers: np.ndarray,
+            lengthscales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper), each (C, d) native bounds of the box around each centre.
 
     ``lengthscales``: (d,) GP lengthscales in units of each variable's range
@@ -132,7 +133,8 @@ class TrustRegion:
     return lower, upper
 
   def candidates(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, count: int,
-                 lengthscales: np.ndarray | None = None, ref_point: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 lengthscales: np.ndarray | None = None,
+                 ref_point: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` uniform points spread over the boxes of the ``centers`` of
     (x, y), plus the box bounds for each point (``(points, lower, upper)``,
     each (count, d))."""
@@ -143,7 +145,8 @@ class TrustRegion:
     points = lower[which] + u * (upper[which] - lower[which])
     return points, lower[which], upper[which]
 
-  def contains(self, points: np.ndarray, x: np.ndarray, y: np.ndarray, lengthscales: np.ndarray | None = None, ref_point: Any = None) -> np.ndarray:
+  def contains(self, points: np.ndarray, x: np.ndarray, y: np.ndarray,
+               lengthscales: np.ndarray | None = None, ref_point: Any = None) -> np.ndarray:
     """(P,) bool: points inside the box of at least one of the ``centers``."""
     lower, upper = self.boxes(centers(x, y, ref_point), lengthscales)
     points = np.asarray(points, dtype=float).reshape(-1, self.space.dim)

@@ -47,7 +47,8 @@ def _load(results_dir: str, name: str) -> tuple[dict[str, Any], list[Any]]:
   return common.load_search(results_dir)
 
 
-def load_pair(constrained_dir: str, unconstrained_dir: str) -> tuple[dict[str, Any], list[str], dict[str, list[Any]]]:
+def load_pair(constrained_dir: str,
+              unconstrained_dir: str) -> tuple[dict[str, Any], list[str], dict[str, list[Any]]]:
   """``(budgets, objectives, {label: trials})`` of the two searches, checked:
   distinct directories, a budget on the constrained one, the same objectives."""
   if os.path.realpath(constrained_dir or "") == os.path.realpath(unconstrained_dir or "."):
@@ -110,7 +111,8 @@ def compare(constrained_dir: str, unconstrained_dir: str, out_dir: str) -> dict[
   return data
 
 
-def _plot(rows: dict[str, list[dict[str, Any]]], objectives: Sequence[str], other: str, budgets: dict[str, Any], data: dict[str, Any], out_dir: str) -> None:
+def _plot(rows: dict[str, list[dict[str, Any]]], objectives: Sequence[str], other: str,
+          budgets: dict[str, Any], data: dict[str, Any], out_dir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -57,7 +57,8 @@ def pareto_trials(trials: Sequence[Any], objectives: Sequence[str]) -> list[Any]
   return [t for t in trials if t["trial_id"] in keep]
 
 
-def remeasure(source_dir: str, target_config: config_lib.SearchConfig, out_dir: str, log: Callable[[str], object] = print) -> list[dict[str, Any]]:
+def remeasure(source_dir: str, target_config: config_lib.SearchConfig, out_dir: str,
+              log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Measure the source's Pareto models with ``target_config``; returns rows.
   Each model is exported and measured holding the local device's lock
   exclusive (``search.device_lock``), as a search's trial is: no search on
@@ -88,7 +89,9 @@ def remeasure(source_dir: str, target_config: config_lib.SearchConfig, out_dir: 
   return rows
 
 
-def plot(rows: Sequence[dict[str, Any]], target_trials: Sequence[dict[str, Any]], target_objectives: Sequence[str], out_dir: str, source_name: str, target_name: str) -> None:
+def plot(rows: Sequence[dict[str, Any]], target_trials: Sequence[dict[str, Any]],
+         target_objectives: Sequence[str], out_dir: str, source_name: str,
+         target_name: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top

@@ -80,7 +80,8 @@ def first_k(trials: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
 PAPER_CHECKPOINTS = (100, 200, 300, 400)
 
 
-def choose_checkpoints(sizes: Sequence[int], requested: Sequence[int] | None = None, log: Callable[[str], object] = print) -> list[int]:
+def choose_checkpoints(sizes: Sequence[int], requested: Sequence[int] | None = None,
+                       log: Callable[[str], object] = print) -> list[int]:
   """Sample counts of the Fig. 5 panels: ``requested`` clipped to the runs'
   size (duplicates dropped, with a notice), else the paper's when both runs
   have 400 trials, else quarters of the shorter run."""
@@ -100,7 +101,8 @@ def choose_checkpoints(sizes: Sequence[int], requested: Sequence[int] | None = N
   return chosen
 
 
-def fig5(pesmo_dir: str, random_dir: str, checkpoints: Sequence[int] | None, out_dir: str, log: Callable[[str], object] = print) -> dict[str, Any]:
+def fig5(pesmo_dir: str, random_dir: str, checkpoints: Sequence[int] | None, out_dir: str,
+         log: Callable[[str], object] = print) -> dict[str, Any]:
   """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
   if os.path.realpath(pesmo_dir) == os.path.realpath(random_dir):
     raise ValueError("--pesmo_dir and --random_dir are the same directory (%s); Fig. 5 compares "
@@ -132,7 +134,9 @@ def fig5(pesmo_dir: str, random_dir: str, checkpoints: Sequence[int] | None, out
   return data
 
 
-def _fig5_fronts(runs: Mapping[str, Any], objectives: Sequence[str], other: str, checkpoints: Sequence[int], ref: np.ndarray, data: dict[str, Any], out_dir: str) -> None:
+def _fig5_fronts(runs: Mapping[str, Any], objectives: Sequence[str], other: str,
+                 checkpoints: Sequence[int], ref: np.ndarray, data: dict[str, Any],
+                 out_dir: str) -> None:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -214,7 +218,8 @@ def contention_notice(runs: Mapping[str, Any]) -> str | None:
 
 
 # -- Table II ---------------------------------------------------------------------
-def measure_model_dir(model_dir: str, label: str, settings: config_lib.SearchConfig) -> dict[str, Any]:
+def measure_model_dir(model_dir: str, label: str,
+                      settings: config_lib.SearchConfig) -> dict[str, Any]:
   """Export and measure ``<model_dir>/model.keras``; keep the JSON under
   ``<model_dir>/measurements/<label>.json`` and return it."""
   from tea_keras import data, network  # pylint: disable=g-import-not-at-top  (Keras)
@@ -272,8 +277,11 @@ def _num(value: float | None) -> str:
   return "n/a" if value is None else "%.4g" % value
 
 
-def table2_settings(out_dir: str, device: str, runtime: str, power_source: str, power_threshold_w: float | None, dataset: str, data_dir: str | None,
-                    measure_images: int, device_url: str | None = None, device_token_file: str | None = None, log: Callable[[str], object] = print) -> config_lib.SearchConfig:
+def table2_settings(out_dir: str, device: str, runtime: str, power_source: str,
+                    power_threshold_w: float | None, dataset: str, data_dir: str | None,
+                    measure_images: int, device_url: str | None = None,
+                    device_token_file: str | None = None,
+                    log: Callable[[str], object] = print) -> config_lib.SearchConfig:
   """The measurement settings of Table II, checked against the target first
   (``search.loop.resolve``: what it can run, which power source reads)."""
   config = config_lib.SearchConfig(

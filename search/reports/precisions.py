@@ -34,7 +34,8 @@ COLUMNS = ("trial_id", "runtime", "precision", "val_error", "model_bytes", "weig
            "weight_ratio", "time_ratio", "energy_ratio")
 
 
-def front_cells(trials: Sequence[dict[str, Any]], objectives: Sequence[str], budgets: Mapping[str, float] | None, top: int = 3) -> list[int]:
+def front_cells(trials: Sequence[dict[str, Any]], objectives: Sequence[str],
+                budgets: Mapping[str, float] | None, top: int = 3) -> list[int]:
   """Trial ids of the front's cells, in front order, spread over the front
   when there are more than ``top`` (0: all); when the front holds fewer than
   ``top`` cells, the cells of the next non-dominated layers (the front of
@@ -78,7 +79,8 @@ def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   return rows
 
 
-def recorded_rows(trials: Sequence[dict[str, Any]], ids: Sequence[int], runtime: str) -> list[dict[str, Any]]:
+def recorded_rows(trials: Sequence[dict[str, Any]], ids: Sequence[int],
+                  runtime: str) -> list[dict[str, Any]]:
   out = []
   by_id = {t["trial_id"]: t for t in trials}
   for trial_id in ids:
@@ -89,7 +91,9 @@ def recorded_rows(trials: Sequence[dict[str, Any]], ids: Sequence[int], runtime:
   return out
 
 
-def remeasured_rows(config: config_lib.SearchConfig, trials: Sequence[dict[str, Any]], ids: Sequence[int], runtimes: Sequence[str], out_dir: str, log: Callable[[str], object] = print) -> list[dict[str, Any]]:
+def remeasured_rows(config: config_lib.SearchConfig, trials: Sequence[dict[str, Any]],
+                    ids: Sequence[int], runtimes: Sequence[str], out_dir: str,
+                    log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Export, evaluate and measure every (cell, precision) of ``ids`` now on
   each of ``runtimes`` (``config``: the search's SearchConfig)."""
   from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
@@ -115,7 +119,8 @@ def remeasured_rows(config: config_lib.SearchConfig, trials: Sequence[dict[str, 
   return out
 
 
-def precision_table(results_dir: str, out_dir: str, runtimes: Sequence[str] = (), top: int = 3, log: Callable[[str], object] = print) -> str:
+def precision_table(results_dir: str, out_dir: str, runtimes: Sequence[str] = (), top: int = 3,
+                    log: Callable[[str], object] = print) -> str:
   """Write ``precision_table.csv`` and return its Markdown (module doc)."""
   config_dict, trials = common.load_search(results_dir)
   config = config_lib.SearchConfig.from_dict(config_dict)
