@@ -29,6 +29,7 @@ Device-side module: Python 3.6 syntax, standard library only.
 
 import os
 import time
+from typing import Any, Callable, Dict, Optional
 
 POLICIES = ("remeasure", "warn", "refuse")
 DEFAULT_POLICY = "remeasure"
@@ -42,7 +43,7 @@ class ContentionError(RuntimeError):
   """Other processes kept the machine busy through every re-measurement."""
 
 
-def machine_busy_seconds(stat_path=None):
+def machine_busy_seconds(stat_path: Optional[str] = None) -> Optional[float]:
   """Busy CPU seconds of all cores since boot (None where unreadable)."""
   try:
     with open(stat_path or STAT_PATH) as f:
@@ -58,7 +59,7 @@ def machine_busy_seconds(stat_path=None):
   return busy / float(os.sysconf("SC_CLK_TCK"))
 
 
-def cpu_count():
+def cpu_count() -> int:
   try:
     return len(os.sched_getaffinity(0))
   except AttributeError:
@@ -68,15 +69,16 @@ def cpu_count():
 class CpuMeter(object):
   """``start()`` before the timed loop, ``stop()`` after it."""
 
-  def __init__(self, stat_path=None, clock=time.monotonic):
+  def __init__(self, stat_path: Optional[str] = None,
+               clock: Callable[[], float] = time.monotonic) -> None:
     self.stat_path, self.clock = stat_path, clock
 
-  def start(self):
+  def start(self) -> "CpuMeter":
     self._t0, self._own0 = self.clock(), time.process_time()
     self._busy0 = machine_busy_seconds(self.stat_path)
     return self
 
-  def stop(self):
+  def stop(self) -> Dict[str, Any]:
     """``{"wall_s", "own_cpu_s", "other_cpu_share"}`` of the span."""
     wall, own = self.clock() - self._t0, time.process_time() - self._own0
     busy1 = machine_busy_seconds(self.stat_path)
@@ -87,7 +89,7 @@ class CpuMeter(object):
     return {"wall_s": wall, "own_cpu_s": own, "other_cpu_share": share}
 
 
-def check_policy(policy, threshold, max_remeasures):
+def check_policy(policy: str, threshold: float, max_remeasures: int) -> None:
   if policy not in POLICIES:
     raise ValueError("Invalid value for argument `contention_policy`. Expected one of %s. "
                      "Received contention_policy=%r" % ("|".join(POLICIES), policy))
@@ -99,5 +101,5 @@ def check_policy(policy, threshold, max_remeasures):
                      "max_remeasures=%r" % (max_remeasures,))
 
 
-def is_contended(share, threshold):
+def is_contended(share: Optional[float], threshold: float) -> bool:
   return share is not None and share > threshold
