@@ -48,7 +48,7 @@ import socket
 import sqlite3
 import threading
 import time
-from typing import Any, Dict, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from tea_keras import files
 
@@ -183,7 +183,7 @@ def _busy_message(results_dir: str, path: str, info: dict[str, Any]) -> str:
           "another --results_dir." % (results_dir, who, path))
 
 
-class Trial(Dict[str, Any]):
+class Trial(dict[str, Any]):
   """A row of the trials table as a dict (metrics/artifacts/encoding decoded)."""
 
   @property
