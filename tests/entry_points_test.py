@@ -38,6 +38,7 @@ ENTRY_POINTS = (
     ("search.cascades.build", "max_stages", ABSL),
     ("search.dnas", "size_targets", ABSL),
     ("search.dnas.analysis", "results_dir", ABSL),
+    ("search.dnas.widths", "size_targets", ABSL),
     ("search.benchmarks.benchmark", "problem", ABSL),
     ("search.benchmarks.anchors", "strategy", ABSL),
     ("deploy.export", "model_dir", ABSL),

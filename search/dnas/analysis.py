@@ -11,6 +11,12 @@ latency table's prediction against its measured time; and the sweep's cost
 (wall time of its points, the training seconds among them, and the warm-up,
 read from the trial store and the warm-up's training log).
 
+A width search (``python -m search.dnas.widths``: a black-box optimizer
+over the same seed's widths, size an objective) may be given among the
+directories: each of its networks joins every size target it meets, marked
+with its strategy as method, and its cost is reported beside the sweep's
+(process CPU seconds per network, where the store recorded them).
+
 Prints a table per target and writes ``dnas_analysis.json`` into the first
 results directory.
 """
@@ -44,13 +50,17 @@ def load_points(results_dir: str) -> List[Dict]:
   out = []
   for t in trials:
     m = t["metrics"]
-    if "size_target_fraction" not in m:
+    if "size_target_fraction" not in m and "widths" not in m:
       raise ValueError("Invalid value for argument `results_dir`. Expected a DNAS sweep's "
-                       "directory; trial %d of %s is a search's" % (t["trial_id"], results_dir))
+                       "or a width search's directory; trial %d of %s is a search's"
+                       % (t["trial_id"], results_dir))
     error = m.get("deployed_val_error", m.get("val_error"))
     out.append({
         "dir": results_dir, "trial_id": t["trial_id"], "method": m["method"],
-        "size_target": float(m["size_target_fraction"]),
+        "size_target": (float(m["size_target_fraction"]) if "size_target_fraction" in m
+                        else None),
+        "seed_params": int(m["seed_params"]), "widths": m.get("widths"),
+        "cpu_seconds": m.get("cpu_seconds"),
         "lambda_energy": m.get("lambda_energy"), "loss": m.get("loss"),
         "cost_model": m.get("cost_model"), "params": int(m["params"]),
         "macs": int(m["macs"]), "time_per_image_s": float(m["time_s"]) / float(m["images"]),
@@ -131,8 +141,11 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Optional[float]:
 def analyze(points: Sequence[Dict]) -> Dict:
   """The figures of the module doc, as a dict."""
   targets = {}
-  for target in sorted({p["size_target"] for p in points}, reverse=True):
-    mine = [p for p in points if p["size_target"] == target]
+  searched = [p for p in points if p["size_target"] is None]   # width-search networks
+  for target in sorted({p["size_target"] for p in points if p["size_target"] is not None},
+                       reverse=True):
+    mine = [p for p in points if p["size_target"] == target] + [
+        p for p in searched if p["params"] <= target * p["seed_params"]]
     dnas = [p for p in mine if p["method"] == "dnas"]
     uniform = [p for p in mine if p["method"] == "uniform"]
     times = [p["time_per_image_s"] for p in mine]
@@ -144,7 +157,15 @@ def analyze(points: Sequence[Dict]) -> Dict:
                            min(p["time_per_image_s"] for p in dnas)) if dnas else None,
         "uniform_dominated_by": [p["trial_id"] for u in uniform for p in dnas
                                  if dominates(p, u)],
-        "uniform_dominates": [p["trial_id"] for u in uniform for p in dnas if dominates(u, p)]}
+        "uniform_dominates": [p["trial_id"] for u in uniform for p in dnas if dominates(u, p)],
+        "searched_on_front": [p["trial_id"] for p in mine if p["size_target"] is None
+                              and (p["dir"], p["trial_id"]) in on_front],
+        "searched_dominated_by_dnas": sorted({s["trial_id"] for s in mine
+                                              if s["size_target"] is None
+                                              for p in dnas if dominates(p, s)}),
+        "dnas_dominated_by_searched": sorted({p["trial_id"] for p in dnas for s in mine
+                                              if s["size_target"] is None
+                                              and dominates(s, p)})}
   found = [p for p in points if p["method"] == "dnas"]
   measured = [p for p in found if p["cost_model"] == "measured" and p["predicted_cost"]]
   return {
@@ -161,7 +182,27 @@ def analyze(points: Sequence[Dict]) -> Dict:
       "points": len(points), "contended": sum(p["contended"] for p in points),
       "remeasured": all(p.get("remeasured") for p in points),
       "wall_seconds": sum(p["wall_seconds"] or 0.0 for p in points),
-      "train_seconds": sum(p["train_seconds"] for p in points)}
+      "train_seconds": sum(p["train_seconds"] for p in points),
+      "cost_per_dir": cost_per_dir(points)}
+
+
+def cost_per_dir(points: Sequence[Dict]) -> Dict[str, Dict]:
+  """Per results directory: its methods, points, wall and training seconds,
+  and the process CPU seconds its networks recorded (width searches record
+  them; None where a point did not)."""
+  out: Dict[str, Dict] = {}
+  for p in points:
+    c = out.setdefault(p["dir"], {"methods": [], "points": 0, "wall_seconds": 0.0,
+                                  "train_seconds": 0.0, "cpu_seconds": 0.0})
+    if p["method"] not in c["methods"]:
+      c["methods"].append(p["method"])
+    c["points"] += 1
+    c["wall_seconds"] += p["wall_seconds"] or 0.0
+    c["train_seconds"] += p["train_seconds"]
+    if c["cpu_seconds"] is not None:
+      c["cpu_seconds"] = (None if p.get("cpu_seconds") is None
+                          else c["cpu_seconds"] + float(p["cpu_seconds"]))
+  return out
 
 
 def format_report(result: Dict) -> str:
@@ -181,6 +222,12 @@ def format_report(result: Dict) -> str:
           " (contended)" if p["contended"] else ""))
     lines.append("  uniform baseline dominated by DNAS points %s; dominates DNAS points %s"
                  % (t["uniform_dominated_by"] or "none", t["uniform_dominates"] or "none"))
+    if any(p["size_target"] is None for p in t["points"]):
+      lines.append("  width-search networks on the front %s; dominated by DNAS points: %s; "
+                   "DNAS points they dominate: %s" % (
+                       t["searched_on_front"] or "none",
+                       t["searched_dominated_by_dnas"] or "none",
+                       t["dnas_dominated_by_searched"] or "none"))
   fmt = lambda v: "n/a" if v is None else "%.3f" % v
   lines.append("Spearman vs measured time: MACs %s, params %s (all %d points); latency table "
                "%s vs MACs %s on its %d points" % (
@@ -193,6 +240,10 @@ def format_report(result: Dict) -> str:
                                    result["train_seconds"] / 60, result["contended"],
                                    "; times re-measured back to back" if result.get(
                                        "remeasured") else ""))
+  for d, c in result.get("cost_per_dir", {}).items():
+    lines.append("  %s (%s): %d points, %.1f min wall, %.1f min training%s" % (
+        d, "/".join(c["methods"]), c["points"], c["wall_seconds"] / 60, c["train_seconds"] / 60,
+        "" if c["cpu_seconds"] is None else ", %.1f CPU-min" % (c["cpu_seconds"] / 60)))
   return "\n".join(lines)
 
 

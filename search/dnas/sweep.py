@@ -357,7 +357,7 @@ class Sweep:
              "seed_cost": cost_seed}
     return model, found
 
-  def measure(self, model: Any, trial_dir: str) -> tuple[Dict[str, Any], Dict[str, Any] | None]:
+  def measure(self, model: Any, trial_dir: str) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """Deploy and measure ``model`` as a search's trial (its pairs and the
     first precision's metrics)."""
     with device_lock.measuring(self.lock):
@@ -368,7 +368,7 @@ class Sweep:
           self.config.precisions[0], pairs[self.config.precisions[0]]["error"]))
     metrics = dict(metrics, precisions=pairs)
     metrics["deployed_val_error"] = metrics.pop("val_error")
-    return metrics, artifacts
+    return metrics, artifacts  # type: ignore[return-value]  # None only when metrics is
 
 
 def run(config: Any, settings: DnasSettings, log: Callable[[str], object] = print) -> Dict:
@@ -404,10 +404,12 @@ def _run(store: store_lib.TrialStore, config: Any, settings: DnasSettings,
       trial_dir = os.path.join(config.results_dir, "trials", "%04d" % trial["trial_id"])
       store.mark_running(trial["trial_id"])
       log("point #%d: %s" % (trial["trial_id"], point.to_string()))
+      cpu0 = cpu_seconds()
       try:
         metrics, model = sweep.run_point(point, trial_dir, warm, seed_params, seed_cost)
         measured, artifacts = sweep.measure(model, trial_dir)
         metrics.update(measured)
+        metrics["cpu_seconds"] = cpu_seconds() - cpu0
         store.finish(trial["trial_id"], "done", metrics, artifacts)
         status = "done"
       except (ValueError, RuntimeError) as e:
@@ -421,6 +423,12 @@ def _run(store: store_lib.TrialStore, config: Any, settings: DnasSettings,
           _hms(elapsed), _hms(elapsed / done_here * left)))
       refresh(store, config)
   return refresh(store, config)
+
+
+def cpu_seconds() -> float:
+  """This process's CPU seconds so far, its children's included (user + system)."""
+  t = os.times()
+  return t.user + t.system + t.children_user + t.children_system
 
 
 def _hms(seconds: float) -> str:

@@ -43,9 +43,10 @@ def _conv(filters, kernel_size, strides, weight_decay, name):
                        kernel_initializer="he_normal", kernel_regularizer=reg, name=name)
 
 
-def _stack(x, filters, strides, weight_decay, name):
-  """One residual stack of ``resnet_v1_eembc`` (module doc)."""
-  y = _conv(filters, 3, strides, weight_decay, name + "_conv1")(x)
+def _stack(x, filters, strides, weight_decay, name, inner=None):
+  """One residual stack of ``resnet_v1_eembc`` (module doc); ``inner``: the
+  width of its first convolution (``filters`` by default)."""
+  y = _conv(filters if inner is None else inner, 3, strides, weight_decay, name + "_conv1")(x)
   y = layers.BatchNormalization(name=name + "_bn1")(y)
   y = layers.Activation("relu", name=name + "_relu1")(y)
   y = _conv(filters, 3, 1, weight_decay, name + "_conv2")(y)
@@ -57,11 +58,15 @@ def _stack(x, filters, strides, weight_decay, name):
 
 
 def resnet8_v05(num_classes=10, input_shape=(32, 32, 3), weight_decay=1e-4, logits=True,
-                name="resnet8_v05", filters=RESNET8_V05_FILTERS):
+                name="resnet8_v05", filters=RESNET8_V05_FILTERS, inner_filters=None):
   """ResNet-8 of MLPerf Tiny v0.5 (module doc); outputs logits unless
   ``logits=False`` (then softmax probabilities, as the reference).
   ``filters``: the three stacks' widths (v0.5: 16, 32, 64; a uniformly
-  scaled ResNet-8 is the baseline of a channel search)."""
+  scaled ResNet-8 is the baseline of a channel search); the stem has the
+  first stack's width (its output is added to that stack's). ``inner_filters``:
+  the widths of each stack's first convolution (default: ``filters``), the
+  only convolutions whose width no residual add ties: with ``filters`` they
+  are the six free widths of a channel search on ResNet-8."""
   if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
     raise ValueError("Invalid value for argument `num_classes`. Expected an integer >= 2. "
                      "Received num_classes=%r" % (num_classes,))
@@ -69,12 +74,16 @@ def resnet8_v05(num_classes=10, input_shape=(32, 32, 3), weight_decay=1e-4, logi
   if len(filters) != 3 or min(filters) < 1:
     raise ValueError("Invalid value for argument `filters`. Expected three positive widths. "
                      "Received filters=%r" % (filters,))
+  inner = filters if inner_filters is None else tuple(int(f) for f in inner_filters)
+  if len(inner) != 3 or min(inner) < 1:
+    raise ValueError("Invalid value for argument `inner_filters`. Expected three positive "
+                     "widths (or None). Received inner_filters=%r" % (inner_filters,))
   inputs = keras.Input(shape=input_shape, name="images")
   x = _conv(filters[0], 3, 1, weight_decay, "stem_conv")(inputs)
   x = layers.BatchNormalization(name="stem_bn")(x)
   x = layers.Activation("relu", name="stem_relu")(x)
   for i, width in enumerate(filters):
-    x = _stack(x, width, 1 if i == 0 else 2, weight_decay, "stack%d" % (i + 1))
+    x = _stack(x, width, 1 if i == 0 else 2, weight_decay, "stack%d" % (i + 1), inner[i])
   x = layers.AveragePooling2D(pool_size=int(np.amin(x.shape[1:3])), name="avg_pool")(x)
   x = layers.Flatten(name="flatten")(x)
   outputs = layers.Dense(num_classes, activation=None if logits else "softmax",

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from search import store as store_lib
@@ -131,8 +132,11 @@ def _unshare_works():
     return False
 
 
+@pytest.mark.slow  # a two-node Ray cluster, an agent and four searches: 5 min here
 class TwoNodeSearchTest(tf.test.TestCase):
-  """One cluster and one agent for the class; each test starts with both nodes."""
+  """One cluster and one agent for the class; each test starts with both nodes.
+  Slow (``-m slow``): run before each submission, not in the default suite,
+  which keeps the one-node Ray tests (``executors_test.py``)."""
 
   @classmethod
   def setUpClass(cls):

@@ -58,6 +58,28 @@ class ResNet8Test(tf.test.TestCase):
     self.assertAllClose(np.sum(probs(x), axis=-1), [1.0, 1.0], atol=1e-5)
     self.assertEqual(len(supernet.make_supernet(probs).mask_variables), 6)
 
+  def test_resnet8_v05_inner_filters_counts(self):
+    """The six free widths (three stacks, three first convolutions): the
+    parameter count by the arithmetic of the pinned test, written per width,
+    and the supernet's six mask groups sized as those widths."""
+    a, b, c, p, q, r = 12, 20, 40, 5, 9, 30
+
+    def conv(k, cin, cout):
+      return k * k * cin * cout + cout
+
+    expected = (conv(3, 3, a) + 4 * a
+                + conv(3, a, p) + 4 * p + conv(3, p, a) + 4 * a
+                + conv(3, a, q) + 4 * q + conv(3, q, b) + 4 * b + conv(1, a, b)
+                + conv(3, b, r) + 4 * r + conv(3, r, c) + 4 * c + conv(1, b, c)
+                + c * 10 + 10)
+    model = seeds.resnet8_v05(filters=(a, b, c), inner_filters=(p, q, r))
+    self.assertEqual(model.count_params(), expected)
+    self.assertEqual(sorted(int(v.shape[0]) for v in
+                            supernet.make_supernet(model).mask_variables),
+                     sorted([a, b, c, p, q, r]))
+    with self.assertRaisesRegex(ValueError, "Invalid value for argument `inner_filters`"):
+      seeds.resnet8_v05(inner_filters=(4, 0, 4))
+
   def test_resnet8_v05_rejects_bad_num_classes(self):
     with self.assertRaisesRegex(ValueError, "Invalid value for argument `num_classes`"):
       seeds.resnet8_v05(num_classes=1)
