@@ -36,6 +36,8 @@ Standard library only (Python 3.6+), but for zipping a cascade directory
 (``deploy.device.cascade_runner.pack``: numpy).
 """
 
+from __future__ import annotations
+
 import base64
 import binascii
 import http.client
@@ -48,6 +50,7 @@ import ssl
 import time
 import zipfile
 from urllib import parse
+from typing import Any
 
 from deploy.device import cascade_runner
 from deploy.device import devices
@@ -63,7 +66,7 @@ _SEND_CUT = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, ssl.
 _TRACE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-def save_traces(result, trace_dir):
+def save_traces(result: dict[str, Any], trace_dir: str) -> dict[str, Any]:
   """Write the agent's ``trace_files`` (popped from ``result``) into
   ``trace_dir`` and point ``result``'s ``trace``, ``traces`` and
   ``trace_png`` there; returns ``result``. Every name is checked before
@@ -82,7 +85,7 @@ def save_traces(result, trace_dir):
     with open(os.path.join(trace_dir, name), "wb") as f:
       f.write(base64.b64decode(text))
 
-  def local(path):
+  def local(path: str) -> str:
     name = os.path.basename(path or "")
     return os.path.join(trace_dir, name) if name in files else path
   for key in ("trace", "trace_png"):
@@ -100,7 +103,7 @@ class DeviceUnreachableError(ConnectionError):
 class AgentError(RuntimeError):
   """The agent answered with an error status; ``status`` holds it."""
 
-  def __init__(self, status, message):
+  def __init__(self, status: int, message: str) -> None:
     super(AgentError, self).__init__("agent answered %d: %s" % (status, message))
     self.status, self.message = status, message
 
@@ -116,7 +119,7 @@ class AgentTLSError(ValueError):
   does not serve TLS): fix ``ca_file`` or the URL; retrying cannot help."""
 
 
-def _tls_setting_error(e):
+def _tls_setting_error(e: BaseException) -> bool:
   """Whether ``e`` is a TLS failure of the settings (certificate, host name,
   plain HTTP on the other side) rather than of the network."""
   if isinstance(e, ssl.CertificateError):  # 3.7+: also verification failures
@@ -124,7 +127,7 @@ def _tls_setting_error(e):
   return getattr(e, "reason", None) in ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
 
 
-def artifact_bytes(path, fmt=None):
+def artifact_bytes(path: str, fmt: str | None = None) -> tuple[str, bytes]:
   """(format, bytes) to upload; OpenVINO IR is zipped with its .bin, a
   cascade directory (or its cascade.json) with its stage models
   (``deploy.device.cascade_runner.pack``, which needs numpy on the host)."""
@@ -151,7 +154,8 @@ def artifact_bytes(path, fmt=None):
 class AgentClient(object):
   """ca_file: for ``https://`` URLs, a PEM to trust instead of the system's CAs."""
 
-  def __init__(self, url, token, timeout_s=900.0, retries=3, backoff_s=1.0, ca_file=None):
+  def __init__(self, url: str, token: str, timeout_s: float = 900.0, retries: int = 3,
+               backoff_s: float = 1.0, ca_file: str | None = None) -> None:
     parts = parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
       raise errors.invalid_value("url", "http://HOST:PORT or https://HOST:PORT", url)
@@ -170,17 +174,18 @@ class AgentClient(object):
                         if parts.scheme == "https" else None)
 
   @classmethod
-  def from_token_file(cls, url, token_file, **kwargs):
+  def from_token_file(cls, url: str, token_file: str, **kwargs: Any) -> AgentClient:
     with open(token_file) as f:
       return cls(url, f.read().strip(), **kwargs)
 
-  def _connection(self):
+  def _connection(self) -> http.client.HTTPConnection:
     if self.ssl_context is not None:
       return http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout_s,
                                          context=self.ssl_context)
     return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
 
-  def _once(self, method, path, body, headers):
+  def _once(self, method: str, path: str, body: bytes | None,
+            headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     conn = self._connection()
     try:
       try:
@@ -201,7 +206,8 @@ class AgentClient(object):
       obj = {"error": payload[:500].decode("utf-8", "replace")}
     return response.status, obj
 
-  def request(self, method, path, body=None, headers=None):
+  def request(self, method: str, path: str, body: bytes | None = None,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
     """JSON object of a request, retried on network failures and 503."""
     headers = dict(headers or {})
     headers["Authorization"] = "Bearer %s" % self.token
@@ -235,10 +241,11 @@ class AgentClient(object):
                                  "there and the port open (http:// or https:// as the agent "
                                  "serves)?" % (self.url, self.retries + 1, last))
 
-  def health(self):
+  def health(self) -> dict[str, Any]:
     return self.request("GET", "/v1/health")
 
-  def measure(self, artifact_path, fmt=None, trace_dir=None, **settings):
+  def measure(self, artifact_path: str, fmt: str | None = None, trace_dir: str | None = None,
+              **settings: Any) -> dict[str, Any]:
     """Upload ``artifact_path`` and measure it; returns the result dict.
     ``trace_dir``: keep the measurement's traces there (module doc).
 

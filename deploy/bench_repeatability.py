@@ -9,9 +9,12 @@ with the machine's load average before and after (other processes sharing
 the cores inflate the CV; report it with the figure).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import time
+from typing import Any, Sequence
 
 import numpy as np
 from absl import app
@@ -22,7 +25,7 @@ from deploy import measure
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("model", None, "Model file (.onnx or .xml).")
   flags.DEFINE_enum("runtime", "onnxruntime", ["onnxruntime", "openvino", "keras"], "Runtime.")
   flags.DEFINE_enum("dataset", "cifar10_sample", ["cifar10", "cifar10_sample"], "Images.")
@@ -34,9 +37,12 @@ def define_flags():
                        "OpenVINO streams); default: the runtime's.")
 
 
-def repeatability(model, runtime, images, measurements, batch_size=100, repeats=3,
-                  runtime_options=None):
+def repeatability(model: str, runtime: str, images: np.ndarray, measurements: int,
+                  batch_size: int = 100, repeats: int = 3,
+                  runtime_options: dict[str, Any] | None = None) -> dict[str, Any]:
   """time_s of each measurement and their mean, std (ddof=1) and CV."""
+  times: Any
+  mins: Any
   times, mins, cpu_share = [], [], []
   for i in range(measurements):
     start = time.time()
@@ -62,7 +68,7 @@ def repeatability(model, runtime, images, measurements, batch_size=100, repeats=
           "cpu_per_wall_s": [round(float(c), 3) for c in cpu_share]}
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   images, _ = measure.load_images(FLAGS.dataset, FLAGS.num_images)
   options = None

@@ -33,13 +33,15 @@ broken conversion only: the error that counts is the one measured on the
 validation split, ``search.trial``).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import shutil
 import sys
 import tempfile
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from absl import app
@@ -84,11 +86,11 @@ class ExportResult:
   parity_runtime: Optional[str] = None
   note: Optional[str] = None
 
-  def to_dict(self):
+  def to_dict(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
 
 
-def load_keras(model_or_model_dir):
+def load_keras(model_or_model_dir: Any) -> Any:
   """A keras.Model from a model, a ``.keras`` file or a model_dir."""
   if not isinstance(model_or_model_dir, (str, os.PathLike)):
     return model_or_model_dir
@@ -103,16 +105,17 @@ def load_keras(model_or_model_dir):
   return network.load_model(path)
 
 
-def default_check_images(count=16):
+def default_check_images(count: int = 16) -> np.ndarray:
   """The first ``count`` test images of the bundled sample, normalized."""
   return data.normalize(data.load("cifar10_sample").x_test[:count])
 
 
-def keras_logits(model, images):
+def keras_logits(model: Any, images: np.ndarray) -> np.ndarray:
   return np.asarray(model(images, training=False), dtype=np.float32)
 
 
-def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
+def export_onnx(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                calibration_images: np.ndarray | None = None) -> str:
   if precision == "int8":
     with tempfile.TemporaryDirectory() as tmp:
       fp32 = export_onnx(model, os.path.join(tmp, "model.onnx"), "fp32", opset)
@@ -123,7 +126,7 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
   spec = (tf.TensorSpec((None,) + tuple(model.input_shape[1:]), tf.float32, name=INPUT_NAME),)
 
   @tf.function(input_signature=spec)
-  def serve(images):
+  def serve(images: Any) -> dict[str, Any]:
     return {OUTPUT_NAME: model(images, training=False)}
 
   proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=opset)
@@ -135,7 +138,7 @@ def export_onnx(model, out, precision="fp32", opset=ONNX_OPSET, calibration_imag
   return out
 
 
-def save_openvino_ir(onnx_path, out, fp16=False):
+def save_openvino_ir(onnx_path: str, out: str, fp16: bool = False) -> str:
   """Convert ``onnx_path`` to IR at ``out`` (.xml, the .bin beside it) with
   this host's OpenVINO: ``convert_model``/``save_model`` from 2023.1, else
   the 2022.x API (``openvino.runtime``: ``Core.read_model``, ``serialize``;
@@ -157,7 +160,8 @@ def save_openvino_ir(onnx_path, out, fp16=False):
   return out
 
 
-def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_images=None):
+def export_openvino(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                    calibration_images: np.ndarray | None = None) -> str:
   if not out.endswith(".xml"):
     raise errors.invalid_value("out", "a path ending in .xml (the .bin goes next to it)", out,
                                where="with fmt=openvino")
@@ -169,14 +173,15 @@ def export_openvino(model, out, precision="fp32", opset=ONNX_OPSET, calibration_
   return out
 
 
-def export_tensorrt(model, out, precision="fp32", opset=ONNX_OPSET, batch_size=100):
+def export_tensorrt(model: Any, out: str, precision: str = "fp32", opset: int = ONNX_OPSET,
+                    batch_size: int = 100) -> str:
   onnx_path = os.path.splitext(out)[0] + ".onnx"
   export_onnx(model, onnx_path, "fp32", opset)
   tensorrt_build.build_engine(onnx_path, out, precision, batch_size)
   return out
 
 
-def export_saved_model(model, out, precision="fp32"):
+def export_saved_model(model: Any, out: str, precision: str = "fp32") -> str:
   if precision != "fp32":
     raise ValueError("fmt=saved_model supports precision=fp32 only. Received %r" % precision)
   if os.path.exists(out):
@@ -185,7 +190,8 @@ def export_saved_model(model, out, precision="fp32"):
   return out
 
 
-def run_artifact(fmt, path, images, batch_size=100):
+def run_artifact(fmt: str, path: str, images: np.ndarray,
+                 batch_size: int = 100) -> tuple[str, np.ndarray]:
   """Logits of an exported artifact through its runtime (CPU where possible)."""
   name = {"onnx": "onnxruntime", "openvino": "openvino", "tensorrt": "tensorrt",
           "saved_model": "keras"}[fmt]
@@ -194,7 +200,7 @@ def run_artifact(fmt, path, images, batch_size=100):
                                for i in range(0, len(images), batch_size)])
 
 
-def _check_precision_args(fmt, precision, calibration_images):
+def _check_precision_args(fmt: str, precision: str, calibration_images: np.ndarray | None) -> None:
   if precision not in PRECISIONS:
     raise errors.invalid_value("precision", "one of %s" % "|".join(PRECISIONS), precision)
   if precision == "int8" and fmt not in INT8_EXPORT_FORMATS:
@@ -206,15 +212,17 @@ def _check_precision_args(fmt, precision, calibration_images):
                      "TRAINING split (tea_keras.data.normalize(splits.x_train[:200])).")
 
 
-def parity_tolerance(precision, reference):
+def parity_tolerance(precision: str, reference: np.ndarray) -> float:
   """The largest |logit difference| accepted for ``precision`` (module doc)."""
   if precision == "int8":
     return INT8_RELATIVE_TOLERANCE * float(np.ptp(reference)) if reference.size else 0.0
   return FP32_TOLERANCE if precision == "fp32" else FP16_TOLERANCE
 
 
-def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=None,
-                 opset=ONNX_OPSET, batch_size=100, calibration_images=None):
+def export_model(model_or_model_dir: Any, fmt: str, out: str, precision: str = "fp32",
+                 check_images: np.ndarray | None = None, opset: int = ONNX_OPSET,
+                 batch_size: int = 100,
+                 calibration_images: np.ndarray | None = None) -> ExportResult:
   """Export and parity-check; returns an ``ExportResult`` (see module doc).
   ``calibration_images``: training images for ``precision="int8"``."""
   if fmt not in EXPORT_FORMATS:
@@ -255,7 +263,7 @@ def export_model(model_or_model_dir, fmt, out, precision="fp32", check_images=No
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("model_dir", None, "Directory with model.keras (or a .keras file).")
   flags.DEFINE_enum("format", "onnx", EXPORT_FORMATS, "Export format: an artifact format a "
                     "device loads, or saved_model.")
@@ -270,13 +278,13 @@ def define_flags():
                        "N training images of the bundled sample.", lower_bound=1)
 
 
-def default_out(model_dir, fmt):
+def default_out(model_dir: str, fmt: str) -> str:
   ext = {"onnx": ".onnx", "openvino": ".xml", "tensorrt": ".engine", "saved_model": ""}[fmt]
   base = model_dir if os.path.isdir(model_dir) else os.path.dirname(model_dir)
   return os.path.join(base, "model" + ext if ext else "saved_model")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   if not FLAGS.model_dir:

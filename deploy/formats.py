@@ -32,11 +32,14 @@ are rounded at the next layer's input. Products are accumulated in float32
 inside a layer, as hardware with wider accumulators does.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import os
 import re
 import sys
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from absl import app
@@ -49,7 +52,7 @@ from tea_keras import data
 _FORMAT = re.compile(r"^e(\d+)m(\d+)$")
 
 
-def parse_format(name):
+def parse_format(name: str) -> tuple[int, int]:
   """(E, M) from 'e5m10'; E in 2..8, M in 0..23 (what float32 can carry)."""
   found = _FORMAT.match(str(name).strip().lower())
   if not found:
@@ -62,13 +65,13 @@ def parse_format(name):
   return e, m
 
 
-def format_limits(e, m):
+def format_limits(e: int, m: int) -> tuple[int, float]:
   """(emin, largest finite value) of format (e, m)."""
   bias = 2 ** (e - 1) - 1
   return 1 - bias, (2.0 - 2.0 ** -m) * 2.0 ** bias
 
 
-def round_to_format(x, e, m):
+def round_to_format(x: Any, e: int, m: int) -> np.ndarray:
   """float32 array of ``x`` rounded to format (e, m) (see module doc)."""
   x = np.asarray(x, np.float32)
   emin, largest = format_limits(e, m)
@@ -90,7 +93,7 @@ def round_to_format(x, e, m):
   return out.astype(np.float32)
 
 
-def round_to_format_tf(x, e, m):
+def round_to_format_tf(x: Any, e: int, m: int) -> Any:
   """The same rounding in TensorFlow ops (for activations inside a graph).
   TensorFlow's CPU kernels flush float32 subnormal inputs (|x| < 2^-126) to
   zero; otherwise bit-for-bit equal to ``round_to_format``."""
@@ -115,12 +118,12 @@ def round_to_format_tf(x, e, m):
 
 
 # -- a model in a reduced format ------------------------------------------------
-def _leaf_layers(model):
+def _leaf_layers(model: Any) -> list[Any]:
   return [l for l in model._flatten_layers(include_self=False, recursive=True)  # pylint: disable=protected-access
           if not list(l._flatten_layers(include_self=False, recursive=False))]  # pylint: disable=protected-access
 
 
-def emulate(model, e, m):
+def emulate(model: Any, e: int, m: int) -> Any:
   """A copy of ``model`` whose weights and leaf-layer activations are in (e, m)."""
   # Keras: heavy, imported only when this runs.
   import keras
@@ -128,8 +131,8 @@ def emulate(model, e, m):
   clone = keras.models.clone_model(model)
   clone.set_weights([round_to_format(w, e, m) for w in model.get_weights()])
 
-  def rounding(call):
-    def wrapped(*args, **kwargs):
+  def rounding(call: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
       args = tf.nest.map_structure(
           lambda t: round_to_format_tf(t, e, m) if _is_float(t) else t, args)
       return tf.nest.map_structure(
@@ -141,16 +144,17 @@ def emulate(model, e, m):
   return clone
 
 
-def _is_float(t):
+def _is_float(t: Any) -> bool:
   # TensorFlow: heavy, imported only when this runs.
   import tensorflow as tf
   return tf.is_tensor(t) and t.dtype == tf.float32
 
 
-def format_errors(model, images, labels, formats, batch_size=250):
+def format_errors(model: Any, images: np.ndarray, labels: np.ndarray, formats: Sequence[str],
+                  batch_size: int = 250) -> list[dict[str, Any]]:
   """[{format, exponent_bits, mantissa_bits, bits, error, delta}] with the float32
   model's error first (format "fp32")."""
-  def error(net):
+  def error(net: Any) -> float:
     wrong = 0
     for i in range(0, len(images), batch_size):
       logits = np.asarray(net(images[i:i + batch_size], training=False))
@@ -167,7 +171,7 @@ def format_errors(model, images, labels, formats, batch_size=250):
   return rows
 
 
-def write_report(rows, out_dir, title):
+def write_report(rows: Sequence[dict[str, Any]], out_dir: str, title: str) -> str:
   os.makedirs(out_dir, exist_ok=True)
   fields = ["format", "exponent_bits", "mantissa_bits", "bits", "error", "delta"]
   with open(os.path.join(out_dir, "formats.csv"), "w", newline="") as f:
@@ -203,7 +207,7 @@ def write_report(rows, out_dir, title):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_string("model_dir", None, "Training directory holding model.keras.")
   flags.DEFINE_list("formats", ["e5m10", "e8m7", "e5m7", "e4m3", "e5m2"],
                     "Float formats eEmM to emulate (accuracy study only: no device runs them).")
@@ -214,7 +218,7 @@ def define_flags():
   flags.DEFINE_string("out_dir", None, "Where formats.csv/.md/.png go (default: model_dir).")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   try:

@@ -1,6 +1,8 @@
 """Keras/TensorFlow runtime (host side): a ``.keras`` model through
 ``tea_keras.network.load_model`` or a SavedModel directory (``serve``)."""
 
+from __future__ import annotations
+
 import os
 
 import numpy as np
@@ -13,7 +15,7 @@ from tea_keras import errors
 class KerasRuntime(base.Runtime):
   name = "keras"
 
-  def __init__(self, model_path, device="cpu"):
+  def __init__(self, model_path: str, device: str = "cpu") -> None:
     super().__init__(model_path, device)
     if device not in ("cpu", "gpu"):
       raise errors.invalid_value("device", "cpu or gpu", device, where="with runtime=keras")
@@ -34,7 +36,7 @@ class KerasRuntime(base.Runtime):
     except Exception as e:  # zip, h5, deserialization errors of many types
       raise base.ModelLoadError("Keras/TF cannot load %r: %s" % (model_path, e))
 
-  def predict(self, batch):
+  def predict(self, batch: np.ndarray) -> np.ndarray:
     with self._tf.device(self._device):
       out = self._fn(self._tf.constant(np.asarray(batch, np.float32)))
     if isinstance(out, dict):

@@ -34,12 +34,15 @@ images); when the data set has fewer than ``--num_images`` they are
 repeated and the result says so (``images_repeated_from``).
 """
 
+from __future__ import annotations
+
 import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import zipfile
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from absl import app
@@ -59,11 +62,15 @@ from tea_keras import data
 from tea_keras import errors
 
 
-def measure(model_path, *, device, runtime, power_source, images, batch_size=100,
-            threshold_w=None, sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
-            repeats=session.DEFAULT_REPEATS, warmup_batches=session.DEFAULT_WARMUP_BATCHES,
-            trace_dir=None, idle_s=None, power_options=None, runtime_options=None,
-            progress=True, contention_policy=contention.DEFAULT_POLICY, predictions=False):
+def measure(model_path: str, *, device: str, runtime: str, power_source: str, images: np.ndarray,
+            batch_size: int = 100, threshold_w: float | None = None,
+            sample_interval_s: float = protocol.DEFAULT_SAMPLE_INTERVAL_S,
+            repeats: int = session.DEFAULT_REPEATS,
+            warmup_batches: int = session.DEFAULT_WARMUP_BATCHES, trace_dir: str | None = None,
+            idle_s: float | None = None, power_options: dict[str, Any] | None = None,
+            runtime_options: dict[str, Any] | None = None, progress: bool = True,
+            contention_policy: str = contention.DEFAULT_POLICY,
+            predictions: bool = False) -> dict[str, Any]:
   """Measure ``model_path`` with the protocol; returns the result dict.
 
   images: float32 normalized NHWC (``tea_keras.data.normalize``).
@@ -92,7 +99,7 @@ def measure(model_path, *, device, runtime, power_source, images, batch_size=100
   return result
 
 
-def is_cascade_zip(path):
+def is_cascade_zip(path: str) -> bool:
   """Whether ``path`` is a zip holding a cascade (``deploy.device.cascade_runner.pack``)."""
   if not (str(path).endswith(".zip") and zipfile.is_zipfile(path)):
     return False
@@ -101,7 +108,7 @@ def is_cascade_zip(path):
 
 
 @contextlib.contextmanager
-def _unzipped_cascade(model_path):
+def _unzipped_cascade(model_path: str) -> Iterator[str]:
   """``model_path``, or for a cascade zip its contents unpacked (checked as
   the agent checks an upload) into a temporary directory, removed after."""
   if not is_cascade_zip(model_path):
@@ -114,7 +121,8 @@ def _unzipped_cascade(model_path):
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def load_images(dataset, num_images, data_dir=None, split_seed=0):
+def load_images(dataset: str, num_images: int, data_dir: str | None = None,
+                split_seed: int = 0) -> tuple[np.ndarray, int | None]:
   """(normalized float32 validation images, note) for ``dataset``, split as
   a search with ``--seed=split_seed`` splits it."""
   if num_images < 1:
@@ -126,7 +134,8 @@ def load_images(dataset, num_images, data_dir=None, split_seed=0):
   return data.normalize(x[:num_images]), (available if num_images > available else None)
 
 
-def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
+def load_calibration_images(dataset: str, num_images: int, data_dir: str | None = None,
+                            split_seed: int = 0) -> np.ndarray:
   """The first ``num_images`` TRAINING images of ``dataset``, normalized
   (``tea_keras.data.normalize``), float32 NHWC: TensorRT int8 calibration."""
   if num_images < 1:
@@ -139,7 +148,7 @@ def load_calibration_images(dataset, num_images, data_dir=None, split_seed=0):
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_enum("device", "cpu", list(devices.DEVICES), "Target device.")
   flags.DEFINE_enum("runtime", "onnxruntime", list(devices.RUNTIMES), "Inference runtime.")
   flags.DEFINE_enum("power_source", "none", [devices.AUTO] + list(devices.POWER_SOURCES),
@@ -196,7 +205,7 @@ def define_flags():
   flags.DEFINE_string("out", None, "Also write the full result as JSON to this file.")
 
 
-def _tensorrt_options(fv):
+def _tensorrt_options(fv: Any) -> dict[str, Any]:
   """The TensorRT runtime's precision (and int8 calibration images), from the
   parsed flags ``fv``."""
   if fv.runtime != "tensorrt":
@@ -211,7 +220,7 @@ def _tensorrt_options(fv):
   return out
 
 
-def summary_lines(result):
+def summary_lines(result: dict[str, Any]) -> list[str]:
   """A few lines a person reads: what was measured, time and energy per
   ``images`` and per image, the time source and the contention."""
   n = result["images"]
@@ -246,7 +255,7 @@ def summary_lines(result):
   return ["%-11s %s" % pair for pair in lines]
 
 
-def _contention(result):
+def _contention(result: dict[str, Any]) -> str:
   share = result.get("other_cpu_share")
   if share is None:
     return "unknown (no /proc/stat)"
@@ -257,7 +266,7 @@ def _contention(result):
   return text + ": quiet"
 
 
-def _report(result, fv):
+def _report(result: dict[str, Any], fv: Any) -> None:
   """Print the summary (or ``--json``), write ``--out``; warnings to stderr
   (``fv``: the parsed flags)."""
   if fv.out:
@@ -275,7 +284,7 @@ def _report(result, fv):
     sys.stderr.write("deploy.measure: warning: %s\n" % " ".join(str(warning).split()))
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   try:

@@ -38,6 +38,8 @@ def export_and_measure(model: Any, work_dir: str, config: Any, images: np.ndarra
   ``export_max_abs_diff``, ``model_bytes`` and, for TensorRT,
   ``engine_build_s``) and the paths of the export and power trace.
   """
+  metrics: Dict[str, Any]
+  artifacts: Dict[str, Any]
   metrics, artifacts = {}, {}
   fmt = config.artifact_format or devices.runtime(config.runtime).formats[0]
   # TensorRT builds its engine at `precision` on the device, from the fp32

@@ -20,10 +20,13 @@ quantized model's error and must not tune it. Heavy packages are imported
 here, lazily, with an actionable error.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib
 import logging
 import os
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -33,7 +36,7 @@ CALIBRATION_BATCH = 10
 INPUT_NAME = "images"
 
 
-def _check_images(images):
+def _check_images(images: Any) -> np.ndarray:
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[0] < 1:
     raise errors.invalid_value("calibration_images",
@@ -42,11 +45,11 @@ def _check_images(images):
   return images
 
 
-def _batches(images, batch_size):
+def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
   return [images[i:i + batch_size] for i in range(0, len(images), batch_size)]
 
 
-def _import(name, pip_name, what):
+def _import(name: str, pip_name: str, what: str) -> Any:
   try:
     return importlib.import_module(name)
   except ImportError as e:
@@ -55,12 +58,12 @@ def _import(name, pip_name, what):
 
 
 class _DropAdvice(logging.Filter):
-  def filter(self, record):
+  def filter(self, record: logging.LogRecord) -> bool:
     return "pre-processing before quantization" not in record.getMessage()
 
 
 @contextlib.contextmanager
-def _without_preprocessing_advice():
+def _without_preprocessing_advice() -> Iterator[None]:
   """ONNX Runtime logs "Please consider pre-processing before quantization"
   on the root logger after every ``quantize_static`` (once per trial in a
   search's console); this drops that one line, nothing else."""
@@ -75,16 +78,17 @@ def _without_preprocessing_advice():
       target.removeFilter(drop)
 
 
-def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BATCH):
+def quantize_onnx(fp32_path: str, out: str, calibration_images: Any,
+                  batch_size: int = CALIBRATION_BATCH) -> str:
   """Write the QDQ int8 model of ``fp32_path`` to ``out``; returns ``out``."""
   images = _check_images(calibration_images)
   quantization = _import("onnxruntime.quantization", "onnxruntime", "int8 for onnxruntime")
 
-  class _Reader(quantization.CalibrationDataReader):
-    def __init__(self):
+  class _Reader(quantization.CalibrationDataReader):  # type: ignore[name-defined]
+    def __init__(self) -> None:
       self._it = iter(_batches(images, batch_size))
 
-    def get_next(self):
+    def get_next(self) -> dict[str, np.ndarray] | None:
       batch = next(self._it, None)
       return None if batch is None else {INPUT_NAME: batch}
 
@@ -99,7 +103,8 @@ def quantize_onnx(fp32_path, out, calibration_images, batch_size=CALIBRATION_BAT
   return out
 
 
-def quantize_openvino(fp32_onnx_path, out, calibration_images, batch_size=CALIBRATION_BATCH):
+def quantize_openvino(fp32_onnx_path: str, out: str, calibration_images: Any,
+                      batch_size: int = CALIBRATION_BATCH) -> str:
   """Write the NNCF int8 IR (``out``: .xml, .bin next to it) of an fp32 ONNX file."""
   images = _check_images(calibration_images)
   if not out.endswith(".xml"):
@@ -120,7 +125,7 @@ def quantize_openvino(fp32_onnx_path, out, calibration_images, batch_size=CALIBR
   return out
 
 
-def compact_names(proto):
+def compact_names(proto: Any) -> Any:
   """Rename the nodes and internal tensors of an ONNX ``ModelProto`` in place
   to short names (``n12``, ``t34``), keeping the graph's inputs, outputs and
   initializers' roles. tf2onnx and the quantizer name tensors after the whole
@@ -128,9 +133,9 @@ def compact_names(proto):
   int8 QDQ file of 80k weights was 40% names). Returns ``proto``."""
   graph = proto.graph
   keep = {v.name for v in graph.input} | {v.name for v in graph.output} | {""}
-  mapping = {}
+  mapping: dict[str, str] = {}
 
-  def short(name):
+  def short(name: str) -> str:
     if name in keep:
       return name
     if name not in mapping:
@@ -149,7 +154,7 @@ def compact_names(proto):
   return proto
 
 
-def artifact_bytes(path):
+def artifact_bytes(path: str) -> int:
   """Bytes on disk of an artifact (an IR counts its .bin; a folder its files)."""
   if os.path.isdir(path):
     return sum(os.path.getsize(os.path.join(root, f))
@@ -160,7 +165,7 @@ def artifact_bytes(path):
   return size
 
 
-def weight_bytes(path):
+def weight_bytes(path: str) -> int | None:
   """Bytes of the stored weights: an ONNX file's initializers, an IR's .bin
   (None for other formats). For a small network the graph itself (node and
   tensor descriptions, the IR's XML) can outweigh the weights."""

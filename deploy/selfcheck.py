@@ -11,11 +11,14 @@ command adds ``--device_url``: the agent's health answer and the bundled model
 measured through the agent client on each runtime that reads ONNX.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import sys
 import tempfile
 import time
+from typing import Any, Sequence
 
 from deploy import agent_client
 from deploy.device import devices
@@ -25,7 +28,8 @@ from deploy.device import selfcheck_model
 BATCH = selfcheck.BATCH
 
 
-def check_agent(url, token, ca_file=None, threshold_w=None):
+def check_agent(url: str, token: str, ca_file: str | None = None,
+                threshold_w: float | None = None) -> dict[str, Any]:
   """The self-check of a running agent: its health answer, and the model
   measured through it on each runtime that reads ONNX."""
   client = agent_client.AgentClient(url, token, ca_file=ca_file, retries=1)
@@ -64,7 +68,7 @@ def check_agent(url, token, ca_file=None, threshold_w=None):
   return answer
 
 
-def _agent_power(result, threshold):
+def _agent_power(result: dict[str, Any], threshold: float | None) -> Any:
   idle, load = result.get("idle_power_w"), result.get("mean_power_w")
   out = {"source": result.get("power_source"), "readable": result.get("power_source") != "none",
          "error": None, "idle_w": idle, "load_w": load, "threshold_w": threshold,
@@ -74,7 +78,7 @@ def _agent_power(result, threshold):
   return selfcheck.judge(out)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
   return selfcheck.main(argv, check_agent=check_agent)
 
 

@@ -24,7 +24,10 @@ What it checks, before any training:
   TensorRT int8, calibration images.
 """
 
+from __future__ import annotations
+
 import collections
+from typing import Any, Sequence
 
 from deploy import agent_client
 from deploy.device import capabilities as capabilities_lib
@@ -40,7 +43,8 @@ class TargetError(ValueError):
   """The target cannot measure this experiment (the message says why and what to do)."""
 
 
-def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
+def remote_capabilities(device_url: str, token: str, timeout_s: float = 30.0,
+                        ca_file: str | None = None) -> dict[str, Any]:
   """The agent's capability answer (``/v1/health``); ca_file: a PEM that
   verifies an ``https://`` agent instead of the system's CAs."""
   client = agent_client.AgentClient(device_url, token, timeout_s=timeout_s, retries=1,
@@ -65,7 +69,7 @@ def remote_capabilities(device_url, token, timeout_s=30.0, ca_file=None):
   return capabilities
 
 
-def host_versions():
+def host_versions() -> dict[str, Any]:
   """Versions of the converters on this host that decide what it can send."""
   out = {}
   try:
@@ -75,11 +79,15 @@ def host_versions():
   return out
 
 
-def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives=(),
-                     optional_energy=False, threshold_w=None, capabilities=None,
-                     device_url=None, token=None, power_options=None, host=None,
-                     ca_file=None, precisions=("fp32",), measure_images=None,
-                     batch_size=None, validation_images=None, data_hint=None):
+def plan_measurement(device: str, runtime: str | None = None, power_source: str = devices.AUTO,
+                     objectives: Sequence[str] = (), optional_energy: bool = False,
+                     threshold_w: float | None = None, capabilities: dict[str, Any] | None = None,
+                     device_url: str | None = None, token: str | None = None,
+                     power_options: dict[str, Any] | None = None,
+                     host: dict[str, Any] | None = None, ca_file: str | None = None,
+                     precisions: Sequence[str] = ("fp32",), measure_images: int | None = None,
+                     batch_size: int | None = None, validation_images: Any = None,
+                     data_hint: str | None = None) -> Plan:
   """The ``Plan`` for measuring ``objectives`` on ``device`` (see module doc).
 
   capabilities: a probe answer to use instead of probing (tests, callers
@@ -95,7 +103,7 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
   where = "the agent at %s" % device_url if device == devices.REMOTE else "this machine"
   if capabilities is None:
     if device == devices.REMOTE:
-      capabilities = remote_capabilities(device_url, token, ca_file=ca_file)
+      capabilities = remote_capabilities(device_url, token, ca_file=ca_file)  # type: ignore[arg-type]
     else:
       wanted = runtime or devices.default_runtime(device)
       capabilities = capabilities_lib.probe(device, power_source, power_options, [wanted])
@@ -155,7 +163,8 @@ def plan_measurement(device, runtime=None, power_source=devices.AUTO, objectives
               capabilities, notices)
 
 
-def _check_precisions(where, kind, runtime, answer, precisions):
+def _check_precisions(where: str, kind: str, runtime: str, answer: dict[str, Any],
+                      precisions: Sequence[str]) -> None:
   """Every precision asked for is one the runtime deploys there."""
   if "precisions" not in answer:  # an agent older than the precision probe
     return
@@ -176,7 +185,7 @@ def _check_precisions(where, kind, runtime, answer, precisions):
                         ", ".join(answer["precisions"]) or "none", ",".join(missing)))
 
 
-def _check_batches(kind, measure_images, batch_size):
+def _check_batches(kind: str, measure_images: int | None, batch_size: int | None) -> None:
   """A static-batch device runs whole batches only."""
   if kind not in devices.STATIC_BATCH or not measure_images or not batch_size:
     return
@@ -188,8 +197,9 @@ def _check_batches(kind, measure_images, batch_size):
                          batch_size - measure_images % batch_size, batch_size))
 
 
-def _check_agent_data(where, agent_data, measure_images, validation_images, data_hint,
-                      runtime, precisions):
+def _check_agent_data(where: str, agent_data: dict[str, Any] | None, measure_images: int | None,
+                      validation_images: Any, data_hint: str | None, runtime: str,
+                      precisions: Sequence[str]) -> None:
   """The agent holds enough images, the search's own, and calibration
   images for TensorRT int8."""
   if not agent_data or agent_data.get("images") is None:

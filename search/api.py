@@ -20,10 +20,12 @@ no CSV parsing. The optimizer alone, ask/tell, is
 ``search.optimizer.study.Study``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from absl import flags as absl_flags
 
@@ -40,7 +42,7 @@ class Results:
   """A search's results directory, read (see module doc)."""
   results_dir: str
   config: config_lib.SearchConfig
-  trials: List[Dict]
+  trials: List[store_lib.Trial]
   summary: Dict
   front: List[outputs.FrontPoint]
 
@@ -77,7 +79,7 @@ def load_results(results_dir: str) -> Results:
                  outputs.front_points(trials, config))
 
 
-def _flag_text(name, value):
+def _flag_text(name: str, value: Any) -> str:
   if isinstance(value, bool):
     return "--%s" % name if value else "--no%s" % name
   if isinstance(value, (list, tuple)):
@@ -85,7 +87,7 @@ def _flag_text(name, value):
   return "--%s=%s" % (name, value)
 
 
-def config_from(flagfile: Optional[str] = None, **flags) -> config_lib.SearchConfig:
+def config_from(flagfile: Optional[str] = None, **flags: Any) -> config_lib.SearchConfig:
   """The ``SearchConfig`` that ``python -m search.run --flagfile=F --k=v``
   would run (not yet checked against the target)."""
   values = absl_flags.FlagValues()
@@ -99,7 +101,8 @@ def config_from(flagfile: Optional[str] = None, **flags) -> config_lib.SearchCon
   return search_flags.config_from_flags(values)
 
 
-def run(flagfile: Optional[str] = None, log=print, **flags) -> Results:
+def run(flagfile: Optional[str] = None, log: Callable[[str], object] = print,
+        **flags: Any) -> Results:
   """Run (or resume) a search; returns its ``Results`` (see module doc).
   Raises ValueError (a refusal: the message says why) before any work."""
   config = config_from(flagfile, **flags)

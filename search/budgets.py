@@ -25,8 +25,11 @@ never reads ``prev`` leaves every other cell dead; ``tea_keras.space``, "Dead
 cells").
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -44,18 +47,19 @@ class InfeasibleBudgetError(ValueError):
   """No cell of the search space satisfies the budgets."""
 
 
-def budgets_of(config):
+def budgets_of(config: Any) -> dict[str, Any]:
   """``{name: value}`` of the budgets set in ``config`` (a SearchConfig)."""
   return {name: getattr(config, name) for name in KNOWN + MEASURED
           if getattr(config, name, None) is not None}
 
 
-def has_known(config):
+def has_known(config: Any) -> bool:
   return any(getattr(config, name, None) is not None for name in KNOWN)
 
 
 @functools.lru_cache(maxsize=200000)
-def _cost(vector, num_cells, filters, concat, num_classes=10):
+def _cost(vector: tuple[int, ...], num_cells: int, filters: int, concat: Any,
+          num_classes: int = 10) -> dict[str, int]:
   genotype = space.Genotype.from_vector(list(vector))
   if concat != genotype.concat:
     genotype = dataclasses.replace(genotype, concat=concat)
@@ -63,22 +67,24 @@ def _cost(vector, num_cells, filters, concat, num_classes=10):
 
 
 @functools.lru_cache(maxsize=200000)
-def _params(vector, num_cells, filters, num_classes=10):
+def _params(vector: tuple[int, ...], num_cells: int, filters: int, num_classes: int = 10) -> int:
   return cost.genotype_params(space.Genotype.from_vector(list(vector)), num_cells, filters,
                               num_classes=num_classes)
 
 
-def cell_cost(genotype, num_cells, filters, num_classes=10):
+def cell_cost(genotype: space.Genotype, num_cells: int, filters: int,
+              num_classes: int = 10) -> dict[str, int]:
   """``{"params", "peak_activation_bytes"}`` of ``genotype`` (cached)."""
   return dict(_cost(tuple(genotype.to_vector()), int(num_cells), int(filters),
                     genotype.concat, int(num_classes)))
 
 
-def estimated_model_bytes(params, precision):
+def estimated_model_bytes(params: int, precision: str) -> int:
   return int(params) * devices.PRECISIONS[precision].bytes_per_weight
 
 
-def violations(cost_values, budgets, precisions):
+def violations(cost_values: Mapping[str, int], budgets: Mapping[str, float],
+               precisions: Sequence[str]) -> list[str]:
   """Names of the known budgets a cell of ``cost_values`` exceeds."""
   out = []
   if "max_params" in budgets and cost_values["params"] > budgets["max_params"]:
@@ -93,7 +99,7 @@ def violations(cost_values, budgets, precisions):
   return out
 
 
-def describe(budgets, precisions):
+def describe(budgets: Mapping[str, float], precisions: Sequence[str]) -> str:
   """``params <= 300000, model_bytes <= 1e6 (at the smallest of fp32,int8)``."""
   parts = []
   for name in KNOWN + MEASURED:
@@ -104,11 +110,13 @@ def describe(budgets, precisions):
   return ", ".join(parts)
 
 
-def _num(value):
+def _num(value: float) -> str:
   return "%d" % value if float(value).is_integer() else "%g" % value
 
 
-def constraint(budgets, num_cells, filters, precisions, num_classes=10):
+def constraint(budgets: Mapping[str, float], num_cells: int, filters: int,
+               precisions: Sequence[str],
+               num_classes: int = 10) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
   """``(fn, description)`` for ``DesignSpace.with_constraint``: ``fn`` maps
   (n, d) cell vectors to the (n,) mask of cells within the known budgets
   (of a network with ``num_classes`` outputs)."""
@@ -116,7 +124,7 @@ def constraint(budgets, num_cells, filters, precisions, num_classes=10):
 
   needs_peak = "max_peak_activation_bytes" in known
 
-  def one(row):
+  def one(row: np.ndarray) -> bool:
     vector = tuple(int(v) for v in np.rint(row))
     # The closed form first (what the optimizer's thousands of candidates
     # need); the op-list liveness count only for a cell within the others.
@@ -128,19 +136,20 @@ def constraint(budgets, num_cells, filters, precisions, num_classes=10):
       values = dict(_cost(vector, num_cells, filters, "unused", num_classes))
     return not violations(values, known, precisions)
 
-  def fn(x):
+  def fn(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, float).reshape(len(x), -1)
     return np.array([one(row) for row in x], dtype=bool)
   return fn, describe(known, precisions)
 
 
-def check_space(budgets, num_cells, filters, precisions, seed=0, num_classes=10):
+def check_space(budgets: Mapping[str, float], num_cells: int, filters: int,
+                precisions: Sequence[str], seed: int = 0, num_classes: int = 10) -> float:
   """See ``_check_space``; memoized (``config.validate`` calls it each time)."""
   return _check_space(tuple(sorted(budgets.items())), int(num_cells), int(filters),
                       tuple(precisions), int(seed), int(num_classes))
 
 
-def smallest_cell():
+def smallest_cell() -> space.Genotype:
   """The cell whose network has the fewest parameters, MACs and activations:
   every op a max-pool, the blocks a chain from ``prev_prev`` (one output block;
   only every other cell live, each projecting one input)."""
@@ -150,7 +159,8 @@ def smallest_cell():
 
 
 @functools.lru_cache(maxsize=64)
-def _check_space(budget_items, num_cells, filters, precisions, seed, num_classes=10):
+def _check_space(budget_items: tuple[tuple[str, float], ...], num_cells: int, filters: int,
+                 precisions: tuple[str, ...], seed: int, num_classes: int = 10) -> float:
   """Refuse (``InfeasibleBudgetError``) known budgets that no cell meets:
   the smallest cell of the space (``smallest_cell``) and ``CHECK_DRAWS``
   uniform cells are tried. Returns the fraction of the uniform cells that
@@ -175,7 +185,7 @@ def _check_space(budget_items, num_cells, filters, precisions, seed, num_classes
   return fraction
 
 
-def pair_violations(metrics, budgets):
+def pair_violations(metrics: Mapping[str, Any], budgets: Mapping[str, float]) -> list[str]:
   """Budgets a measured (cell, precision) pair exceeds: the artifact's bytes
   (``model_bytes``) and the measured budgets (``time_s``, ``energy_j``)."""
   out = []

@@ -9,10 +9,12 @@ while *run-control* fields (``num_samples`` to extend a search, parallelism,
 executor, addresses) may change between runs.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from deploy.device import devices
 from search import budgets
@@ -96,7 +98,7 @@ class SearchConfig:
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
   @classmethod
-  def from_dict(cls, values) -> "SearchConfig":
+  def from_dict(cls, values: dict[str, Any]) -> "SearchConfig":
     values = dict(values)
     values["objectives"] = tuple(values.get("objectives", OBJECTIVES))
     values["precisions"] = tuple(values.get("precisions", ("fp32",)))
@@ -108,7 +110,7 @@ class SearchConfig:
     return {k: v for k, v in values.items() if k not in RUN_CONTROL_FIELDS}
 
 
-def _choice(name, value, allowed):
+def _choice(name: str, value: Any, allowed: Any) -> None:
   if value not in allowed:
     raise ValueError("--%s=%s is not supported. Expected one of: %s."
                      % (name, value, ", ".join(allowed)))
@@ -180,7 +182,7 @@ def validate(config: SearchConfig) -> None:
                      "source." % config.device)
 
 
-def _validate_deployment(config):
+def _validate_deployment(config: SearchConfig) -> None:
   """Precisions and budgets (search/budgets.py); known budgets that no cell
   meets are refused here (``search.budgets.check_space``, an
   ``InfeasibleBudgetError``)."""
@@ -238,7 +240,7 @@ def check_results_dir(config: SearchConfig) -> bool:
   return True
 
 
-def _differences(there, now, name):
+def _differences(there: Any, now: Any, name: str) -> str:
   """``name: X there, Y now`` for each differing leaf (``recipe.epochs``) of
   two values, so that a refusal names what changed, not whole dicts."""
   if isinstance(there, dict) or isinstance(now, dict):
@@ -248,7 +250,7 @@ def _differences(there, now, name):
   return "%s: %s there, %s now" % (name, _shown(there), _shown(now))
 
 
-def _shown(value):
+def _shown(value: Any) -> str:
   return "unset" if value is None else repr(value)
 
 

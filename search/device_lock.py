@@ -25,11 +25,14 @@ A remote device (the agent) serializes its own measurements and is not
 disturbed by work on the host, so nothing takes a lock for it.
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
 import os
 import tempfile
 import time
+from typing import Any, ContextManager, Iterator
 
 LOCK_DIR_ENV = "TEA_LOCK_DIR"
 
@@ -37,14 +40,14 @@ LOCK_DIR_ENV = "TEA_LOCK_DIR"
 class DeviceLock:
   """Readers-writer lock on ``<directory>/.device.lock`` (see module doc)."""
 
-  def __init__(self, directory):
+  def __init__(self, directory: str) -> None:
     self.directory = directory
     _make_lock_dir(directory)
     self._main = os.path.join(directory, ".device.lock")
     self._turnstile = os.path.join(directory, ".device.turnstile")
 
   @staticmethod
-  def _open(path):
+  def _open(path: str) -> int:
     # Read-only is enough for flock, and lets the processes of every user of
     # the machine lock a file that one of them created.
     try:
@@ -55,7 +58,7 @@ class DeviceLock:
                         path, e.strerror or e, LOCK_DIR_ENV)) from e
 
   @contextlib.contextmanager
-  def shared(self):
+  def shared(self) -> Iterator[None]:
     """Shared with the other shared holders; waits behind a measurement."""
     gate, main = self._open(self._turnstile), self._open(self._main)
     try:
@@ -70,7 +73,7 @@ class DeviceLock:
   training = shared
 
   @contextlib.contextmanager
-  def measuring(self):
+  def measuring(self) -> Iterator[float]:
     """Exclusive; yields the seconds waited for it."""
     gate, main = self._open(self._turnstile), self._open(self._main)
     start = time.monotonic()
@@ -83,7 +86,7 @@ class DeviceLock:
       os.close(gate)
 
 
-def _make_lock_dir(directory):
+def _make_lock_dir(directory: str) -> None:
   """Create ``directory``; the default one, in the temp dir, open to every
   user (sticky, like /tmp) so that all processes of the machine share it."""
   default_root = os.path.join(tempfile.gettempdir(), "tea-keras-locks")
@@ -96,32 +99,32 @@ def _make_lock_dir(directory):
   os.makedirs(directory, exist_ok=True)
 
 
-def lock_directory(device):
+def lock_directory(device: str) -> str:
   """The machine-wide lock directory of local device kind ``device``."""
   root = os.environ.get(LOCK_DIR_ENV) or os.path.join(tempfile.gettempdir(), "tea-keras-locks")
   return os.path.join(root, device)
 
 
 @contextlib.contextmanager
-def _nothing():
+def _nothing() -> Iterator[float]:
   yield 0.0
 
 
-def for_config(config):
+def for_config(config: Any) -> DeviceLock | None:
   """The machine-wide lock of a search's local device, or None for a remote one."""
   if config.device == "remote":
     return None
   return DeviceLock(lock_directory(config.device))
 
 
-def training(lock):
+def training(lock: DeviceLock | None) -> ContextManager[Any]:
   return lock.training() if lock else _nothing()
 
 
-def shared(lock):
+def shared(lock: DeviceLock | None) -> ContextManager[Any]:
   """``lock`` held shared (the driver's own work); nothing for None."""
   return lock.shared() if lock else _nothing()
 
 
-def measuring(lock):
+def measuring(lock: DeviceLock | None) -> ContextManager[Any]:
   return lock.measuring() if lock else _nothing()

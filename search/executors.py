@@ -38,6 +38,8 @@ watchdog thread that exits the worker within ``WATCHDOG_SECONDS`` once its
 parent PID changes (re-parented: the driver is gone), on any platform.
 """
 
+from __future__ import annotations
+
 import abc
 import concurrent.futures
 import contextlib
@@ -52,6 +54,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Callable, Iterator, Sequence
 
 from search import trial as trial_lib
 from tea_keras import errors
@@ -61,19 +64,19 @@ class Executor(abc.ABC):
   """Submit trial specs, collect results."""
 
   @abc.abstractmethod
-  def submit(self, spec):
+  def submit(self, spec: dict[str, Any]) -> None:
     """Start evaluating ``spec`` (a dict, see ``search.trial``)."""
 
   @abc.abstractmethod
-  def wait(self, timeout=None):
+  def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
     """Block until at least one trial finishes; return the finished results."""
 
   @property
   @abc.abstractmethod
-  def in_flight(self):
+  def in_flight(self) -> int:
     """Number of trials submitted and not yet returned."""
 
-  def shutdown(self):
+  def shutdown(self) -> None:
     """Release workers."""
 
 
@@ -81,7 +84,7 @@ WATCHDOG_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _worker_init(parent_pid):
+def _worker_init(parent_pid: int) -> None:
   """Initializer of every local worker: die with the driver ``parent_pid``."""
   if sys.platform.startswith("linux"):
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
@@ -92,7 +95,8 @@ def _worker_init(parent_pid):
                    daemon=True).start()
 
 
-def watch_parent(parent_pid, interval_s=WATCHDOG_SECONDS, exit_fn=None):
+def watch_parent(parent_pid: int, interval_s: float = WATCHDOG_SECONDS,
+                 exit_fn: Callable[[], object] | None = None) -> None:
   """Poll ``os.getppid()`` every ``interval_s``; once it is not ``parent_pid``
   call ``exit_fn`` (default: ``os._exit(1)``, no cleanup, no waiting on the
   trial) and return."""
@@ -101,7 +105,8 @@ def watch_parent(parent_pid, interval_s=WATCHDOG_SECONDS, exit_fn=None):
   (exit_fn or (lambda: os._exit(1)))()  # pylint: disable=protected-access
 
 
-def _crash_result(spec, error, retry_reason=None):
+def _crash_result(spec: dict[str, Any], error: BaseException | str | None,
+                  retry_reason: str | None = None) -> dict[str, Any]:
   """A failed result for a trial whose worker returned nothing; with a
   ``retry_reason`` (the attempt was lost, not the trial's fault) retryable."""
   return {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
@@ -113,20 +118,20 @@ def _crash_result(spec, error, retry_reason=None):
 class LocalExecutor(Executor):
   """``max_parallel`` spawned worker processes on this machine."""
 
-  def __init__(self, max_parallel):
+  def __init__(self, max_parallel: int) -> None:
     self._max_parallel = max_parallel
     self._pool = self._new_pool()
-    self._futures = {}
+    self._futures: dict[concurrent.futures.Future, dict[str, Any]] = {}
 
-  def _new_pool(self):
+  def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=self._max_parallel, mp_context=multiprocessing.get_context("spawn"),
         initializer=_worker_init, initargs=(os.getpid(),))
 
-  def submit(self, spec):
+  def submit(self, spec: dict[str, Any]) -> None:
     self._futures[self._pool.submit(trial_lib.evaluate_trial, spec)] = spec
 
-  def wait(self, timeout=None):
+  def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
     done, _ = concurrent.futures.wait(self._futures, timeout=timeout,
                                       return_when=concurrent.futures.FIRST_COMPLETED)
     results, broken = [], False
@@ -147,10 +152,10 @@ class LocalExecutor(Executor):
     return results
 
   @property
-  def in_flight(self):
+  def in_flight(self) -> int:
     return len(self._futures)
 
-  def shutdown(self):
+  def shutdown(self) -> None:
     self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -167,7 +172,7 @@ _INFRASTRUCTURE_ERRORS = ("NodeDiedError", "WorkerCrashedError", "LocalRayletDie
 _NODE_ID = re.compile(r"node ID: ([0-9a-f]{8})[0-9a-f]*", re.IGNORECASE)
 
 
-def infrastructure_reason(error):
+def infrastructure_reason(error: BaseException) -> str | None:
   """A one-line reason when the Ray ``error`` of a trial's task means the
   attempt was lost with its node or worker (``_INFRASTRUCTURE_ERRORS``), so
   that the trial is retried; None for any other error (a cancelled task,
@@ -184,7 +189,7 @@ def infrastructure_reason(error):
   return "%s: %s%s" % (type(error).__name__, first, " (node %s)" % node.group(1) if node else "")
 
 
-def run_trial_on_ray(spec):
+def run_trial_on_ray(spec: dict[str, Any]) -> dict[str, Any]:
   """A trial's Ray task: ``evaluate_trial`` told which node runs it."""
   # Ray: optional (the distributed extra), imported only with --executor=ray.
   import ray  # pylint: disable=g-import-not-at-top
@@ -193,7 +198,7 @@ def run_trial_on_ray(spec):
   return trial_lib.evaluate_trial(dict(spec, node=node))
 
 
-def _auth_help(address):
+def _auth_help(address: str | None) -> str:
   where = "RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token"
   mode = os.environ.get("RAY_AUTH_MODE")
   if (mode or "").lower() == "token":
@@ -209,7 +214,7 @@ def _auth_help(address):
 
 
 @contextlib.contextmanager
-def _stderr_captured():
+def _stderr_captured() -> Iterator[Callable[[], str]]:
   """Send fd 2 to a temporary file meanwhile (Ray's C++ core logs each
   failed attempt to connect there); yields a function that reads it."""
   sys.stderr.flush()
@@ -228,7 +233,7 @@ _AUTH_WORDS = re.compile(r"AuthenticationError|Unauthenticated|InvalidAuthToken|
                          r"[Aa]uthentication token")
 
 
-def _chain_text(error):
+def _chain_text(error: BaseException | None) -> str:
   """The messages of ``error`` and of the exceptions it was raised from."""
   texts, seen = [], set()
   while error is not None and id(error) not in seen:
@@ -238,7 +243,7 @@ def _chain_text(error):
   return "\n".join(texts)
 
 
-def connect(ray_address=None, max_parallel=1):
+def connect(ray_address: str | None = None, max_parallel: int = 1) -> Any:
   """``ray`` connected to the cluster at ``ray_address`` (None: a new local
   instance of ``max(2, max_parallel)`` CPUs, never a cluster found running on
   this machine), once per process. A refused connection raises
@@ -273,17 +278,18 @@ def connect(ray_address=None, max_parallel=1):
                      % (ray_address, first, ray_address))
 
 
-def alive_nodes(ray):
+def alive_nodes(ray: Any) -> list[dict[str, Any]]:
   return [n for n in ray.nodes() if n.get("Alive")]
 
 
-def describe_node(node):
+def describe_node(node: dict[str, Any]) -> str:
   """``host (node 1a2b3c4d, 10.0.0.2)`` of a ``ray.nodes()`` entry."""
   return "%s (node %s, %s)" % (node.get("NodeManagerHostname"), node["NodeID"][:8],
                                node.get("NodeManagerAddress"))
 
 
-def check_nodes(ray, nodes, ray_address, single_node=False, gpus_per_trial=0.0):
+def check_nodes(ray: Any, nodes: Sequence[dict[str, Any]], ray_address: str | None,
+                single_node: bool = False, gpus_per_trial: float = 0.0) -> None:
   """Refuse (``ClusterError``) a local device on several nodes and a GPU
   search on a cluster without the GPUs it asks for."""
   if single_node and len(nodes) > 1:
@@ -297,7 +303,7 @@ def check_nodes(ray, nodes, ray_address, single_node=False, gpus_per_trial=0.0):
                        "%s GPUs (is CUDA visible to Ray here?)." % (gpus_per_trial, gpus))
 
 
-def storage_probe(path):
+def storage_probe(path: str) -> str | None:
   """(On a node) the first bytes of ``path``, None where it cannot be read."""
   try:
     with open(path) as f:
@@ -306,11 +312,13 @@ def storage_probe(path):
     return None
 
 
-_CHECKED = set()
+_CHECKED: set[Any] = set()
 
 
-def check_cluster(ray_address, results_dir, max_parallel=1, single_node=False,
-                  gpus_per_trial=0.0, log=print, timeout_s=60.0):
+def check_cluster(ray_address: str | None, results_dir: str, max_parallel: int = 1,
+                  single_node: bool = False, gpus_per_trial: float = 0.0,
+                  log: Callable[[str], object] = print,
+                  timeout_s: float = 60.0) -> list[dict[str, Any]]:
   """The preflight of a Ray search, before anything is written: connect
   (``connect``), ``check_nodes``, and with a ``ray_address`` check that
   every node sees ``results_dir`` (``check_storage``). Raises
@@ -331,7 +339,8 @@ def check_cluster(ray_address, results_dir, max_parallel=1, single_node=False,
   return nodes
 
 
-def check_storage(ray, nodes, results_dir, log=print, timeout_s=60.0):
+def check_storage(ray: Any, nodes: Sequence[dict[str, Any]], results_dir: str,
+                  log: Callable[[str], object] = print, timeout_s: float = 60.0) -> None:
   """Refuse (``ClusterError``) a ``results_dir`` that some node does not
   see: a probe file written next to it (in it, or in its nearest existing
   parent; removed after) must read the same from a task on every node.
@@ -385,7 +394,8 @@ def check_storage(ray, nodes, results_dir, log=print, timeout_s=60.0):
 class RayExecutor(Executor):
   """Trials as Ray tasks (``connect(ray_address)``); see the module doc."""
 
-  def __init__(self, max_parallel, ray_address=None, gpus_per_trial=0.0, single_node=False):
+  def __init__(self, max_parallel: int, ray_address: str | None = None, gpus_per_trial: float = 0.0,
+               single_node: bool = False) -> None:
     ray = connect(ray_address, max_parallel)
     self._ray = ray
     check_nodes(ray, alive_nodes(ray), ray_address, single_node, gpus_per_trial)
@@ -394,12 +404,12 @@ class RayExecutor(Executor):
     self._remote = ray.remote(num_cpus=1, num_gpus=gpus_per_trial,
                               max_retries=0)(run_trial_on_ray)
     self.gpus_per_trial = gpus_per_trial
-    self._refs = {}
+    self._refs: dict[Any, dict[str, Any]] = {}
 
-  def submit(self, spec):
+  def submit(self, spec: dict[str, Any]) -> None:
     self._refs[self._remote.remote(spec)] = spec
 
-  def wait(self, timeout=None):
+  def wait(self, timeout: float | None = None) -> list[dict[str, Any]]:
     ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=timeout)
     results = []
     for ref in ready:
@@ -412,16 +422,17 @@ class RayExecutor(Executor):
     return results
 
   @property
-  def in_flight(self):
+  def in_flight(self) -> int:
     return len(self._refs)
 
-  def shutdown(self):
+  def shutdown(self) -> None:
     for ref in self._refs:
       self._ray.cancel(ref, force=True)
     self._refs.clear()
 
 
-def make_executor(name, max_parallel, ray_address=None, gpus_per_trial=0.0, single_node=False):
+def make_executor(name: str, max_parallel: int, ray_address: str | None = None,
+                  gpus_per_trial: float = 0.0, single_node: bool = False) -> Executor:
   if name == "local":
     return LocalExecutor(max_parallel)
   if name == "ray":

@@ -10,8 +10,11 @@ recipe's value (paper IV-A). Only ``search.run.main`` reads ``FLAGS``, through
 device registry ``deploy/device/devices.py``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
+from typing import Any, Sequence
 
 from absl import flags
 
@@ -26,10 +29,10 @@ FLAGS = flags.FLAGS
 RECIPE_FLAGS = tuple(field.name for field in dataclasses.fields(recipes.Recipe))
 _BOOL_RECIPE_FLAGS = ("jit_compile", "mixed_precision")  # their default is None
 # The FlagValues that define_flags() has filled, so that a second call is a no-op.
-_DEFINED_ON = []
+_DEFINED_ON: list[flags.FlagValues] = []
 
 
-def define_flags(flag_values=FLAGS) -> None:
+def define_flags(flag_values: flags.FlagValues = FLAGS) -> None:
   """Define the flags of ``search.run`` on ``flag_values``; idempotent."""
   if any(defined is flag_values for defined in _DEFINED_ON):
     return
@@ -39,8 +42,8 @@ def define_flags(flag_values=FLAGS) -> None:
   _DEFINED_ON.append(flag_values)
 
 
-def _define_search_flags(flag_values):
-  fv = dict(flag_values=flag_values)
+def _define_search_flags(flag_values: flags.FlagValues) -> None:
+  fv: dict[str, Any] = dict(flag_values=flag_values)
   flags.DEFINE_string("results_dir", None, "Directory of this search: trials.db, config.json, "
                       "CSVs, plots, trial artifacts. Re-run with the same flags to resume.", **fv)
   flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer.", **fv)
@@ -81,8 +84,8 @@ def _define_search_flags(flag_values):
                        "cause; 0 never stops.", lower_bound=0, **fv)
 
 
-def _define_measure_flags(flag_values):
-  fv = dict(flag_values=flag_values)
+def _define_measure_flags(flag_values: flags.FlagValues) -> None:
+  fv: dict[str, Any] = dict(flag_values=flag_values)
   flags.DEFINE_enum("device", "cpu", list(devices.DEVICES) + [devices.REMOTE],
                     "Where time and energy are measured.", **fv)
   flags.DEFINE_enum("runtime", None, list(devices.RUNTIMES),
@@ -139,10 +142,11 @@ def _define_measure_flags(flag_values):
                      "--measure_images images (energy_j); pairs over it are infeasible.", **fv)
 
 
-def _define_recipe_flags(flag_values):
+def _define_recipe_flags(flag_values: flags.FlagValues) -> None:
   """One flag per Recipe field, default None = the search-time recipe's value."""
   for field in dataclasses.fields(recipes.Recipe):
     default = field.default
+    define: Any
     define = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
               float: flags.DEFINE_float}.get(type(default), flags.DEFINE_string)
     if field.name in _BOOL_RECIPE_FLAGS:
@@ -151,7 +155,7 @@ def _define_recipe_flags(flag_values):
            % (field.metadata.get("help", ""), default), flag_values=flag_values)
 
 
-def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.SearchConfig:
   """Turn the parsed flags into a ``SearchConfig`` (not yet validated)."""
   fv = flag_values
   if not fv.results_dir:
@@ -181,7 +185,7 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.SearchConfig:
       max_energy_j=fv.max_energy_j)
 
 
-def expand_flagfiles(argv, _stack=()):
+def expand_flagfiles(argv: Sequence[str], _stack: tuple[str, ...] = ()) -> list[str]:
   """``argv`` with every ``--flagfile=FILE`` replaced by FILE's flags, a
   ``--flagfile=`` line inside FILE resolved against FILE's own directory
   first (so ``flags/constrained.cfg`` includes ``constrained_baseline.cfg``

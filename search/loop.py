@@ -44,11 +44,14 @@ does (``search.device_lock``): none of it runs while a trial, or another
 search on this machine, measures.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import os
 import re
 import shutil
 import time
+from typing import Any, Callable, Mapping, Sequence, TYPE_CHECKING
 
 import numpy as np
 import threadpoolctl
@@ -68,12 +71,17 @@ from tea_keras import files
 from tea_keras import recipes
 from tea_keras import space
 
+if TYPE_CHECKING:
+  from search.optimizer.base import Strategy
+  from search.optimizer.design import DesignSpace
+
 # The training checkpoints' folder in a model_dir (tea_keras.training.CHECKPOINT_DIR,
 # its model_dir contract; not imported here, which would import Keras into the driver).
 CHECKPOINT_DIR = "checkpoints"
 
 
-def resolve(config, log=print):
+def resolve(config: config_lib.SearchConfig,
+            log: Callable[[str], object] = print) -> config_lib.SearchConfig:
   """Ask the target what it can measure before any work (``deploy.target``):
   adopt ``auto`` values (runtime, power source), the paper's threshold, the
   artifact format and ONNX opset to send, and drop energy (``optional_energy``)
@@ -86,7 +94,7 @@ def resolve(config, log=print):
   config_lib.validate(config)
   token, validation = None, None
   if config.device == "remote":
-    with open(config.device_token_file) as f:
+    with open(config.device_token_file) as f:  # type: ignore[arg-type]  # validate: set for remote
       token = f.read().strip()
     validation = _validation_images(config)
   plan = target.plan_measurement(
@@ -112,7 +120,7 @@ def resolve(config, log=print):
   return resolved
 
 
-def _validation_images(config):
+def _validation_images(config: config_lib.SearchConfig) -> np.ndarray:
   """The search's normalized validation images, as a remote agent must hold
   them (``deploy.measure --write_data``)."""
   return data.normalize(trial_lib.load_splits(config).x_val)
@@ -121,13 +129,15 @@ def _validation_images(config):
 class Progress:
   """Per-trial progress lines with an ETA from this run's trial rate."""
 
-  def __init__(self, total, already, max_parallel, log, num_initial=0):
+  def __init__(self, total: int, already: int, max_parallel: int, log: Callable[[str], object],
+               num_initial: int = 0) -> None:
     self.total, self.already, self.max_parallel, self.log = total, already, max_parallel, log
     self.num_initial = num_initial
     self.start = time.time()
     self.finished_here = 0
 
-  def trial_finished(self, trial_id, status, metrics, objectives, summary):
+  def trial_finished(self, trial_id: int, status: str, metrics: Mapping[str, Any],
+                     objectives: Sequence[str], summary: Mapping[str, Any]) -> None:
     self.finished_here += 1
     count = self.already + self.finished_here
     elapsed = time.time() - self.start
@@ -165,16 +175,17 @@ class FailureStreak:
   with numbers and paths blanked, so that the same fault in two trials
   compares equal); ``record`` raises ``SearchStopped`` at ``limit``."""
 
-  def __init__(self, limit):
+  def __init__(self, limit: int) -> None:
+    self.cause: str | None
     self.limit, self.cause, self.count = limit, None, 0
 
   @staticmethod
-  def cause_of(error):
+  def cause_of(error: str | None) -> str:
     first = (error or "unknown error").strip().splitlines()[0] if error else "unknown error"
     first = re.sub(r"(/[^\s:'\"]+)+", "PATH", first)
     return re.sub(r"\d+(\.\d+)?", "N", first)
 
-  def record(self, status, error):
+  def record(self, status: str, error: str | None) -> None:
     if status != "failed":
       self.cause, self.count = None, 0
       return
@@ -188,24 +199,28 @@ class FailureStreak:
                                                if error else "unknown error", self.limit))
 
 
-def _fmt(value):
+def _fmt(value: float | None) -> str:
   return "-" if value is None else "%.4g" % value
 
 
-def _hms(seconds):
+def _hms(seconds: float) -> str:
   seconds = int(round(seconds))
   return "%dh%02dm%02ds" % (seconds // 3600, seconds % 3600 // 60, seconds % 60) \
       if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
 
 
-def propose_genotype(store, strategy, config, design_space, log=print):
+def propose_genotype(store: store_lib.TrialStore, strategy: Strategy | None,
+                     config: config_lib.SearchConfig, design_space: DesignSpace,
+                     log: Callable[[str], object] = print) -> tuple[space.Genotype, str]:
   """The next genotype (and its source tag), new to the store; proposed with
   the local device held shared (``search.device_lock``)."""
   with device_lock.shared(device_lock.for_config(config)):
     return _propose(store, strategy, config, design_space, log)
 
 
-def _propose(store, strategy, config, design_space, log):
+def _propose(store: store_lib.TrialStore, strategy: Strategy | None,
+             config: config_lib.SearchConfig, design_space: DesignSpace,
+             log: Callable[[str], object]) -> tuple[space.Genotype, str]:
   trials = store.trials()
   index = len(trials)
   rng = np.random.default_rng([config.seed, index])
@@ -219,6 +234,7 @@ def _propose(store, strategy, config, design_space, log):
                                                                            "running")], float)
       # One BLAS thread: the GP's small dense algebra runs faster so, and the
       # trial workers keep the other cores.
+      assert strategy is not None
       with threadpoolctl.threadpool_limits(limits=1):
         vector = strategy.propose(x, y, pending.reshape(-1, design_space.dim))
       log("  %s proposal: fit %.2f s, acquisition %.2f s" % (
@@ -238,17 +254,17 @@ def _propose(store, strategy, config, design_space, log):
                         if _restricted(design_space) else ""))
 
 
-def _restricted(design_space):
+def _restricted(design_space: DesignSpace) -> bool:
   return getattr(design_space, "constraint", None) is not None
 
 
-def _feasible(design_space, genotype):
+def _feasible(design_space: DesignSpace, genotype: space.Genotype) -> bool:
   if not _restricted(design_space):
     return True
   return bool(design_space.feasible(np.array([genotype.to_vector()], float))[0])
 
 
-def _sample(design_space, rng):
+def _sample(design_space: DesignSpace, rng: np.random.Generator) -> space.Genotype:
   """A uniform cell; uniform over the feasible cells of a restricted space."""
   if not _restricted(design_space):
     return space.sample(rng)
@@ -256,7 +272,8 @@ def _sample(design_space, rng):
       np.rint(design_space.sample(rng, 1)[0]).astype(int).tolist())
 
 
-def budget_space(design_space, config, log=print):
+def budget_space(design_space: DesignSpace, config: config_lib.SearchConfig,
+                 log: Callable[[str], object] = print) -> DesignSpace:
   """``design_space`` restricted to the cells within ``config``'s known
   budgets (unchanged without any); raises ``budgets.InfeasibleBudgetError``
   when no cell meets them."""
@@ -274,7 +291,8 @@ def budget_space(design_space, config, log=print):
   return design_space.with_constraint(fn, text)
 
 
-def measured_bounds(config, log=print):
+def measured_bounds(config: config_lib.SearchConfig,
+                    log: Callable[[str], object] = print) -> dict[str, Any]:
   """Strategy options for ``config``'s measured budgets: PESMO gets
   ``objective_bounds`` (--max_time_s on "time", --max_energy_j on "energy",
   raw units; ``search.optimizer.feasibility``); the other strategies ignore
@@ -291,7 +309,8 @@ def measured_bounds(config, log=print):
   return {}
 
 
-def _spec(config, trial, attempt=None):
+def _spec(config: config_lib.SearchConfig, trial: Mapping[str, Any],
+          attempt: int | None = None) -> dict[str, Any]:
   """A trial's spec; for Ray with absolute paths (a node's working
   directory is not the driver's)."""
   values = dict(config.__dict__)
@@ -302,15 +321,16 @@ def _spec(config, trial, attempt=None):
           "attempt": attempt}
 
 
-def _trial_dir(results_dir, trial_id):
+def _trial_dir(results_dir: str, trial_id: int) -> str:
   return os.path.join(results_dir, "trials", "%04d" % trial_id)
 
 
-def _gpus_per_trial(config):
+def _gpus_per_trial(config: config_lib.SearchConfig) -> float:
   return 1.0 / config.max_parallel if config.device == "gpu" else 0.0
 
 
-def check_cluster(config, log=print):
+def check_cluster(config: config_lib.SearchConfig,
+                  log: Callable[[str], object] = print) -> list[dict[str, Any]] | None:
   """The cluster checks of a ``--executor=ray`` search, before anything is
   written (``search.executors.check_cluster``; nothing for local workers):
   raises ``executors.ClusterError`` naming what to do."""
@@ -321,7 +341,8 @@ def check_cluster(config, log=print):
                                  gpus_per_trial=_gpus_per_trial(config), log=log)
 
 
-def run_search(config, log=print):
+def run_search(config: config_lib.SearchConfig,
+               log: Callable[[str], object] = print) -> dict[str, Any]:
   """Run (or resume) the search described by ``config``; returns the summary.
 
   Refuses before any trial: a results dir of another experiment
@@ -347,7 +368,7 @@ def run_search(config, log=print):
       store.close()
 
 
-def check_data(config, log=print):
+def check_data(config: config_lib.SearchConfig, log: Callable[[str], object] = print) -> None:
   """Load ``config``'s data set once, in the driver, and refuse with a
   ``DataError`` naming the problem what every trial would fail on: a
   missing, corrupt or crafted ``--data_dir`` (``tea_keras.data.load``),
@@ -376,7 +397,9 @@ def check_data(config, log=print):
   data.check_splits(splits, min_train=recipes.search_recipe(**config.recipe).batch_size)
 
 
-def _search(store, config, resuming, log, design_space=None):
+def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resuming: bool,
+            log: Callable[[str], object],
+            design_space: DesignSpace | None = None) -> dict[str, Any]:
   requeued = _take_back_unfinished(store, log)
   retried = store.requeue_failed() if config.retry_failed else []
   log("%s search in %s: %d/%d trials recorded%s%s."
@@ -412,7 +435,8 @@ def _search(store, config, resuming, log, design_space=None):
   return summary
 
 
-def report_front(trials, config, log=print):
+def report_front(trials: Sequence[dict[str, Any]], config: config_lib.SearchConfig,
+                 log: Callable[[str], object] = print) -> None:
   """Print the front as a table and the next steps for its best trade-offs."""
   front = outputs.front_points(trials, config)
   if not front:
@@ -432,11 +456,13 @@ def report_front(trials, config, log=print):
     log(line)
 
 
-def _drive(store, strategy, config, design_space, executor, progress, log, nonce):
+def _drive(store: store_lib.TrialStore, strategy: Strategy | None, config: config_lib.SearchConfig,
+           design_space: DesignSpace, executor: executors.Executor, progress: Progress,
+           log: Callable[[str], object], nonce: str | None) -> dict[str, Any]:
   """Keep the executor's slots full and record what comes back until
   ``num_samples`` trials are final; returns the last summary."""
   summary = _refresh(store, config)
-  in_flight = set()
+  in_flight: set[int] = set()
   streak = FailureStreak(config.max_consecutive_failures)
   while True:
     _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce)
@@ -453,7 +479,8 @@ def _drive(store, strategy, config, design_space, executor, progress, log, nonce
         streak.record(result["status"], result["error"])
 
 
-def _take_back_unfinished(store, log, sleep=time.sleep):
+def _take_back_unfinished(store: store_lib.TrialStore, log: Callable[[str], object],
+                          sleep: Callable[[float], object] = time.sleep) -> list[int]:
   """Put trials an earlier run left ``running`` back to ``pending`` once
   their lease has expired: at once after a clean stop (``release_leases``),
   within ``store.LEASE_SECONDS`` after a crash or ``kill -9`` (waited for
@@ -482,7 +509,7 @@ def _take_back_unfinished(store, log, sleep=time.sleep):
   return requeued
 
 
-def _storage_nonce(config):
+def _storage_nonce(config: config_lib.SearchConfig) -> str:
   """Leave a nonce in the results dir that Ray tasks check (``search.trial``)."""
   nonce = os.urandom(8).hex()
   path = os.path.join(config.results_dir, ".storage_check")
@@ -490,7 +517,10 @@ def _storage_nonce(config):
   return nonce
 
 
-def _fill_slots(store, strategy, config, design_space, executor, in_flight, log, nonce=None):
+def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None,
+                config: config_lib.SearchConfig, design_space: DesignSpace,
+                executor: executors.Executor, in_flight: set[int], log: Callable[[str], object],
+                nonce: str | None = None) -> None:
   while executor.in_flight < config.max_parallel:
     waiting = [t for t in store.trials(["pending"]) if t["trial_id"] not in in_flight]
     if not waiting:
@@ -512,7 +542,8 @@ def _fill_slots(store, strategy, config, design_space, executor, in_flight, log,
     executor.submit(spec)
 
 
-def _record(store, config, result, log):
+def _record(store: store_lib.TrialStore, config: config_lib.SearchConfig, result: dict[str, Any],
+            log: Callable[[str], object]) -> tuple[dict[str, Any], bool]:
   """Record ``result``; returns ``(summary, retried)``: ``retried`` when the
   trial went back to ``pending`` to be retried (a lost attempt)."""
   trial_id = result["trial_id"]
@@ -541,7 +572,8 @@ def _record(store, config, result, log):
   return _refresh(store, config), False
 
 
-def _where(config, trial, result):
+def _where(config: config_lib.SearchConfig, trial: Mapping[str, Any] | None,
+           result: Mapping[str, Any]) -> dict[str, Any]:
   """Where the attempt behind ``result`` ran: the result's own ``where``, or
   for an attempt lost with its worker what its ``worker.json`` says
   (``search.trial``), if it is this attempt's."""
@@ -554,7 +586,7 @@ def _where(config, trial, result):
   return {k: v for k, v in where.items() if v}
 
 
-def _node_text(where):
+def _node_text(where: Mapping[str, Any]) -> str | None:
   """``host (node 1a2b3c4d)``, ``host`` or None."""
   host, node = where.get("train_host"), where.get("train_node")
   if node:
@@ -562,7 +594,7 @@ def _node_text(where):
   return host
 
 
-def _refresh(store, config):
+def _refresh(store: store_lib.TrialStore, config: config_lib.SearchConfig) -> dict[str, Any]:
   """``search.outputs.refresh``, with the local device held shared."""
   with device_lock.shared(device_lock.for_config(config)):
     trials = store.trials()

@@ -24,12 +24,14 @@ worse than the point in some objective add nothing. ``search.reports``
 recomputes hypervolume with one shared point to compare searches.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
 import shlex
-from typing import List, Optional
+from typing import Any, List, Mapping, Optional, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -39,13 +41,16 @@ from search.optimizer import pareto
 from tea_keras import files
 from tea_keras import recipes
 
+if TYPE_CHECKING:
+  from search import config as config_lib
+
 OBJECTIVE_LABELS = {"error": "validation error", "time": "inference time (s)",
                     "energy": "energy (J)"}
-CONTENDED_STYLE = dict(marker="x", s=60, color="C3", linewidths=1.4, zorder=5,
+CONTENDED_STYLE: dict[str, Any] = dict(marker="x", s=60, color="C3", linewidths=1.4, zorder=5,
                        label="contended: timed under other load")
 
 
-def objective_label(objective, images=None):
+def objective_label(objective: str, images: int | None = None) -> str:
   """An axis label with its unit, saying per how many images a time or an
   energy is (the protocol's totals for ``--measure_images`` images)."""
   if objective == "error" or not images:
@@ -54,7 +59,7 @@ def objective_label(objective, images=None):
   return "%s (%s per %d images)" % (OBJECTIVE_LABELS[objective].split(" (")[0], unit, images)
 
 
-def measured_images(trials):
+def measured_images(trials: Sequence[Mapping[str, Any]]) -> int | None:
   """The image count of the trials' measurements (None when none measured)."""
   counts = {t["metrics"].get("images") for t in trials if t["metrics"].get("images")}
   return counts.pop() if len(counts) == 1 else None
@@ -73,7 +78,8 @@ _PARETO_EXTRA = ("images", "time_per_image_s", "time_cv", "contended", "params",
 PRECISION_MARKERS = {"fp32": "o", "fp16": "^", "int8": "s"}
 
 
-def pairs(trials, objectives, budgets=None):
+def pairs(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+          budgets: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
   """One dict per (done trial, precision): ``trial``, ``precision``,
   ``metrics`` (the pair's, over the trial's), ``values`` (objectives, None
   when missing), ``over_budget`` (``budgets.pair_violations`` and the known
@@ -105,7 +111,7 @@ def pairs(trials, objectives, budgets=None):
   return out
 
 
-def known_violations(metrics, budgets):
+def known_violations(metrics: Mapping[str, Any], budgets: Mapping[str, float]) -> list[str]:
   """Known budgets a trained trial's recorded params/peak activations exceed."""
   out = []
   for name, key in (("max_params", "params"),
@@ -115,7 +121,7 @@ def known_violations(metrics, budgets):
   return out
 
 
-def pair_front(rows, feasible_only=True):
+def pair_front(rows: Sequence[dict[str, Any]], feasible_only: bool = True) -> list[dict[str, Any]]:
   """The non-dominated complete pairs (feasible ones only by default)."""
   rows = [r for r in rows if r["complete"] and (r["feasible"] or not feasible_only)]
   if not rows:
@@ -126,7 +132,8 @@ def pair_front(rows, feasible_only=True):
   return [rows[i] for i in np.flatnonzero(mask)[order]]
 
 
-def objective_matrix(trials, objectives):
+def objective_matrix(trials: Sequence[Mapping[str, Any]],
+                     objectives: Sequence[str]) -> tuple[list[int], np.ndarray]:
   """``(ids, y)``: the done trials and their (n, m) objective values."""
   ids, rows = [], []
   for t in trials:
@@ -139,12 +146,12 @@ def objective_matrix(trials, objectives):
   return ids, np.asarray(rows, float).reshape(len(rows), len(objectives))
 
 
-def hypervolume_curve(y, ref_point):
+def hypervolume_curve(y: np.ndarray, ref_point: Any) -> list[float]:
   """Hypervolume of the first k points, for k = 1..n."""
   return [float(pareto.hypervolume(y[:k], ref_point)) for k in range(1, len(y) + 1)]
 
 
-def retried_text(trial):
+def retried_text(trial: Mapping[str, Any]) -> str:
   """``attempt 1 on host (node 1a2b3c4d): reason; ...``: a trial's retries
   (``store.TrialStore.requeue``), empty when it was never retried."""
   return "; ".join("attempt %s%s: %s" % (r.get("attempt"), " on %s" % r["node"] if r.get("node")
@@ -152,7 +159,9 @@ def retried_text(trial):
                    for r in trial.get("retries") or [])
 
 
-def write_results_csv(path, trials, objectives=("error",), budgets=None):
+def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]],
+                      objectives: Sequence[str] = ("error",),
+                      budgets: Mapping[str, float] | None = None) -> None:
   """One row per (trial, precision). ``host``: the driver that ran the
   trial; ``train_host``/``train_node``: the machine (and Ray node) that
   trained it; ``measure_host``: the one that measured it; ``retried``: each
@@ -161,7 +170,7 @@ def write_results_csv(path, trials, objectives=("error",), budgets=None):
             "host", "train_host", "train_node", "measure_host", "retried",
             "wall_seconds"] + list(_METRIC_COLUMNS) + [
                 "model_bytes", "feasible", "over_budget", "error"]
-  by_trial = {}
+  by_trial: dict[int, list[dict[str, Any]]] = {}
   for row in pairs(trials, objectives, budgets):
     by_trial.setdefault(row["trial"]["trial_id"], []).append(row)
   rows = []
@@ -186,7 +195,8 @@ def write_results_csv(path, trials, objectives=("error",), budgets=None):
   _write_csv(path, fields, rows)
 
 
-def write_pareto_csv(path, trials, objectives, budgets=None):
+def write_pareto_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                     budgets: Mapping[str, float] | None = None) -> None:
   """The feasible non-dominated (cell, precision) pairs."""
   rows = []
   for pair in pair_front(pairs(trials, objectives, budgets)):
@@ -203,11 +213,12 @@ def write_pareto_csv(path, trials, objectives, budgets=None):
              + list(_PARETO_EXTRA) + ["model", "export"], rows)
 
 
-def feasibility_summary(trials, objectives, budgets):
+def feasibility_summary(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                        budgets: Mapping[str, float] | None) -> dict[str, Any]:
   """Counts for ``summary.json``: pairs, feasible pairs, pairs over each budget,
   trained trials over a known budget (always 0 when the search honours them)."""
   rows = [r for r in pairs(trials, objectives, budgets) if not r.get("failed")]
-  over = {}
+  over: dict[str, int] = {}
   for r in rows:
     for name in r["over_budget"]:
       over[name] = over.get(name, 0) + 1
@@ -222,7 +233,8 @@ def feasibility_summary(trials, objectives, budgets):
                            for r in pair_front(rows)]}
 
 
-def feasible_hypervolume(trials, objectives, budgets, ref_point):
+def feasible_hypervolume(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                         budgets: Mapping[str, float] | None, ref_point: Any) -> float:
   """Hypervolume of the feasible (cell, precision) pairs against
   ``ref_point``: what the search found that meets its budgets."""
   y = np.array([r["values"] for r in pairs(trials, objectives, budgets)
@@ -230,7 +242,8 @@ def feasible_hypervolume(trials, objectives, budgets, ref_point):
   return float(pareto.hypervolume(y, np.asarray(ref_point, float))) if len(y) else 0.0
 
 
-def freeze_reference_point(store, trials, objectives, num_initial):
+def freeze_reference_point(store: Any, trials: Sequence[Mapping[str, Any]],
+                           objectives: Sequence[str], num_initial: int) -> list[float] | None:
   """The frozen reference point (list), freezing it when the first
   ``num_initial`` trials are all finished; None before that."""
   frozen = store.get_meta("reference_point")
@@ -247,10 +260,12 @@ def freeze_reference_point(store, trials, objectives, num_initial):
   return frozen
 
 
-def summarize(trials, objectives, ref_point=None):
+def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+              ref_point: Any = None) -> dict[str, Any]:
   ids, y = objective_matrix(trials, objectives)
   counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done",
                                                                 "failed")}
+  summary: dict[str, Any]
   summary = {"objectives": list(objectives), "trials": len(trials), "counts": counts,
              "reference_point": None, "hypervolume": [], "hypervolume_trial_ids": ids,
              "final_hypervolume": None, "pareto_size": 0, "best": {}}
@@ -265,7 +280,8 @@ def summarize(trials, objectives, ref_point=None):
   return summary
 
 
-def refresh(results_dir, trials, objectives, ref_point=None, budgets=None):
+def refresh(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+            ref_point: Any = None, budgets: Mapping[str, float] | None = None) -> dict[str, Any]:
   """Rewrite every output file of a search; returns the summary dict.
   ``budgets``: ``search.budgets.budgets_of(config)``."""
   write_results_csv(os.path.join(results_dir, "results.csv"), trials, objectives, budgets)
@@ -281,7 +297,8 @@ def refresh(results_dir, trials, objectives, ref_point=None, budgets=None):
   return summary
 
 
-def plot_search(results_dir, trials, objectives, summary, budgets=None):
+def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
+                summary: Mapping[str, Any], budgets: Mapping[str, float] | None = None) -> None:
   """The error-vs-time/energy fronts (initial trials and the optimizer's
   proposals marked apart, each point labelled with its trial id; with several
   precisions or budgets, every (cell, precision) pair marked by precision and
@@ -346,7 +363,8 @@ def plot_search(results_dir, trials, objectives, summary, budgets=None):
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
 
 
-def _plot_pairs(results_dir, rows, objectives, other, budgets, images=None):
+def _plot_pairs(results_dir: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str],
+                other: str, budgets: Mapping[str, float] | None, images: int | None = None) -> None:
   """pareto_error_<other>.png of (cell, precision) pairs (see plot_search)."""
   # matplotlib: imported only when plotting.
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -364,7 +382,7 @@ def _plot_pairs(results_dir, rows, objectives, other, budgets, images=None):
     for ok, face in ((True, "C2"), (False, "none")):
       sel = [r for r in mine if r["feasible"] == ok]
       if sel:
-        ax.scatter(*xy(sel).T, marker=PRECISION_MARKERS.get(precision, "D"), s=30,
+        ax.scatter(*xy(sel).T, marker=PRECISION_MARKERS.get(precision, "D"), s=30,  # type: ignore[misc]
                    facecolor=face, edgecolor="C3" if not ok else "k", zorder=4,
                    label="%s%s" % (precision, "" if ok else " (over budget)"))
   contended = [r for r in rows if r["metrics"].get("contended")]
@@ -384,7 +402,7 @@ def _plot_pairs(results_dir, rows, objectives, other, budgets, images=None):
   _save(fig, os.path.join(results_dir, "pareto_error_%s.png" % other))
 
 
-def draw_front(ax, xy, label, color, all_points=True):
+def draw_front(ax: Any, xy: np.ndarray, label: str, color: str, all_points: bool = True) -> None:
   """Scatter 2-D points (x, error) and draw their non-dominated staircase."""
   xy = np.asarray(xy, float)
   if all_points:
@@ -395,7 +413,7 @@ def draw_front(ax, xy, label, color, all_points=True):
   ax.scatter(front[:, 0], front[:, 1], s=22, color=color, edgecolor="k", zorder=3)
 
 
-def _save(fig, path):
+def _save(fig: Any, path: str) -> None:
   fig.tight_layout()
   with files.atomic_path(path, keep_suffix=True) as tmp:
     fig.savefig(tmp, dpi=110)
@@ -404,7 +422,7 @@ def _save(fig, path):
   plt.close(fig)
 
 
-def _write_csv(path, fields, rows):
+def _write_csv(path: str, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
   with files.atomic_path(path) as tmp:
     with open(tmp, "w", newline="") as f:
       writer = csv.DictWriter(f, fieldnames=fields)
@@ -412,7 +430,7 @@ def _write_csv(path, fields, rows):
       writer.writerows(rows)
 
 
-def _atomic_write(path, text):
+def _atomic_write(path: str, text: str) -> None:
   files.write_text(path, text)
 
 
@@ -435,7 +453,8 @@ class FrontPoint:
   export: Optional[str]
 
 
-def front_points(trials, config) -> List[FrontPoint]:
+def front_points(trials: Sequence[Mapping[str, Any]],
+                 config: config_lib.SearchConfig) -> List[FrontPoint]:
   """The non-dominated feasible (cell, precision) pairs of ``trials``,
   sorted by error."""
   out = []
@@ -454,11 +473,11 @@ def front_points(trials, config) -> List[FrontPoint]:
   return sorted(out, key=lambda p: (p.error is None, p.error))
 
 
-def _cell(value, spec):
+def _cell(value: float | None, spec: str) -> str:
   return "-" if value is None else spec % value
 
 
-def front_table(front, objectives, measure_images) -> str:
+def front_table(front: Sequence[FrontPoint], objectives: Sequence[str], measure_images: int) -> str:
   """The front as a text table: one line per point (see ``FrontPoint``)."""
   header = ["trial", "prec", "error"]
   if "time" in objectives:
@@ -483,15 +502,15 @@ def front_table(front, objectives, measure_images) -> str:
   return "\n".join(lines)
 
 
-def trade_offs(front):
+def trade_offs(front: Sequence[FrontPoint]) -> list[tuple[str, FrontPoint]]:
   """The points worth a next step: the lowest error, the cheapest (first
   cost objective) and the knee (closest to the ideal point after scaling
   each objective to [0, 1]), without repeats."""
   if not front:
     return []
-  def cost(p):
+  def cost(p: FrontPoint) -> Any:
     return p.time_s if p.time_s is not None else p.energy_j
-  picked = [("lowest error", min(front, key=lambda p: p.error))]
+  picked = [("lowest error", min(front, key=lambda p: p.error))]  # type: ignore[arg-type,return-value]
   costed = [p for p in front if cost(p) is not None]
   if costed:
     picked.append(("cheapest", min(costed, key=cost)))
@@ -508,7 +527,7 @@ def trade_offs(front):
   return out
 
 
-def next_commands(front, config) -> List[str]:
+def next_commands(front: Sequence[FrontPoint], config: config_lib.SearchConfig) -> List[str]:
   """What to run next for the best trade-offs: the full training with the
   paper's final recipe, the export, and the measurement on the target."""
   recipe = recipes.search_recipe(**config.recipe)

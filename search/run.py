@@ -23,8 +23,11 @@ after --max_consecutive_failures failures of one cause. TensorFlow's native
 log lines are kept off the console (``TEA_TF_LOGS=1`` shows them).
 """
 
+from __future__ import annotations
+
 import logging
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -38,7 +41,7 @@ from tea_keras import console
 from tea_keras import data as data_lib
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   console.quiet_native_logs()  # the trial workers inherit the filtered stderr
@@ -71,13 +74,13 @@ def main(argv):
     sys.exit(3)
 
 
-def define_flags():
+def define_flags() -> None:
   """Define search.run's flags and make them this program's own (``--help``)."""
   search_flags.define_flags()
   flags.adopt_module_key_flags(search_flags)
 
 
-def _argv():
+def _argv() -> list[str]:
   """``sys.argv`` with its flagfiles expanded (``search.flags.expand_flagfiles``)."""
   try:
     return sys.argv[:1] + search_flags.expand_flagfiles(sys.argv[1:])

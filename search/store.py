@@ -38,6 +38,8 @@ missing one whose ``trials/`` holds trial directories. A new store is created
 under a temporary name and renamed, so it never exists without its schema.
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
 import json
@@ -46,6 +48,7 @@ import socket
 import sqlite3
 import threading
 import time
+from typing import Any, Iterator, Sequence
 
 from tea_keras import errors
 from tea_keras import files
@@ -114,11 +117,12 @@ class RunLock:
   or ``with``. The lock's descriptor is not inherited by worker processes.
   """
 
-  def __init__(self, path, fd):
+  def __init__(self, path: str, fd: int) -> None:
+    self._fd: int | None
     self.path, self._fd = path, fd
 
   @classmethod
-  def acquire(cls, results_dir) -> "RunLock":
+  def acquire(cls, results_dir: str) -> "RunLock":
     """Take the lock or raise ``ResultsDirBusyError`` naming its holder."""
     os.makedirs(results_dir, exist_ok=True)
     path = os.path.join(results_dir, LOCK_NAME)
@@ -141,14 +145,14 @@ class RunLock:
       os.close(self._fd)
       self._fd = None
 
-  def __enter__(self):
+  def __enter__(self) -> RunLock:
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc: object) -> None:
     self.release()
 
 
-def check_not_locked(results_dir) -> None:
+def check_not_locked(results_dir: str) -> None:
   """Refuse at once (``ResultsDirBusyError``) when a live search holds the
   run lock of ``results_dir``; creates nothing. ``RunLock.acquire`` is the
   authoritative check; this one lets a second run stop before any work."""
@@ -165,14 +169,14 @@ def check_not_locked(results_dir) -> None:
     os.close(fd)  # also drops the shared lock
 
 
-def _read_lock_info(fd):
+def _read_lock_info(fd: int) -> dict[str, Any]:
   try:
     return json.loads(os.pread(fd, 4096, 0).decode())
   except (OSError, ValueError):
     return {}
 
 
-def _busy_message(results_dir, path, info):
+def _busy_message(results_dir: str, path: str, info: dict[str, Any]) -> str:
   who = ("host %s, pid %s, started %s" % (info.get("host"), info.get("pid"), info.get("started"))
          if info else "its holder has not written its host and pid yet")
   return ("--results_dir=%s is in use by another search (%s; lock %s). One search at a time "
@@ -180,18 +184,18 @@ def _busy_message(results_dir, path, info):
           "another --results_dir." % (results_dir, who, path))
 
 
-class Trial(dict):
+class Trial(dict[str, Any]):
   """A row of the trials table as a dict (metrics/artifacts/encoding decoded)."""
 
   @property
-  def id(self):
+  def id(self) -> int:
     return self["trial_id"]
 
 
 class TrialStore:
   """SQLite-backed trial records. Safe to open from one writer process."""
 
-  def __init__(self, path):
+  def __init__(self, path: str) -> None:
     """Open (or create) the store at ``path``; raises ``CorruptStoreError``
     (see module doc) instead of opening a damaged or truncated one."""
     self.path = str(path)
@@ -220,7 +224,7 @@ class TrialStore:
       self._db.close()
       raise CorruptStoreError(_corrupt_message(self.path, problem))
 
-  def _problem(self):
+  def _problem(self) -> str | None:
     """What is wrong with an existing store's content (None: nothing)."""
     problems = [r[0] for r in self._db.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
@@ -230,11 +234,11 @@ class TrialStore:
       return "it has no trials table (not a tea-keras trial store)"
     return None
 
-  def close(self):
+  def close(self) -> None:
     self._db.close()
 
   @contextlib.contextmanager
-  def _transaction(self):
+  def _transaction(self) -> Iterator[sqlite3.Connection]:
     self._db.execute("BEGIN IMMEDIATE")
     try:
       yield self._db
@@ -244,16 +248,16 @@ class TrialStore:
     self._db.execute("COMMIT")
 
   # -- meta -----------------------------------------------------------------
-  def get_meta(self, key):
+  def get_meta(self, key: str) -> Any:
     row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
     return None if row is None else json.loads(row["value"])
 
-  def set_meta(self, key, value):
+  def set_meta(self, key: str, value: Any) -> None:
     with self._transaction() as db:
       db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
   # -- trials ---------------------------------------------------------------
-  def add(self, genotype, source):
+  def add(self, genotype: Any, source: str) -> int:
     """Insert a ``pending`` trial; returns its id. Raises ``ValueError`` for a
     genotype (by canonical key) already in the store."""
     with self._transaction() as db:
@@ -264,12 +268,13 @@ class TrialStore:
           "VALUES (?, ?, ?, 'pending', ?, ?)",
           (genotype.to_string(), genotype.key(), json.dumps(genotype.to_vector()), source,
            time.time()))
-      return cur.lastrowid
+      return cur.lastrowid  # type: ignore[return-value]  # set by an INSERT
 
-  def has_key(self, key):
+  def has_key(self, key: str) -> bool:
     return self._db.execute("SELECT 1 FROM trials WHERE genotype_key = ?", (key,)).fetchone() is not None
 
-  def mark_running(self, trial_id, host=None, lease_s=LEASE_SECONDS):
+  def mark_running(self, trial_id: int, host: str | None = None,
+                   lease_s: float = LEASE_SECONDS) -> None:
     """Start a trial: ``running``, leased by this process for ``lease_s``."""
     now = time.time()
     with self._transaction() as db:
@@ -277,20 +282,22 @@ class TrialStore:
                  "started_at = ?, lease_until = ?, lease_holder = ? WHERE trial_id = ?",
                  (host or socket.gethostname(), now, now + lease_s, holder(), trial_id))
 
-  def renew_leases(self, lease_s=LEASE_SECONDS):
+  def renew_leases(self, lease_s: float = LEASE_SECONDS) -> int:
     """Extend the leases of this process's running trials; returns how many."""
     with self._transaction() as db:
       return db.execute("UPDATE trials SET lease_until = ? WHERE status = 'running' AND "
                         "lease_holder = ?", (time.time() + lease_s, holder())).rowcount
 
-  def release_leases(self):
+  def release_leases(self) -> None:
     """End the leases of this process's running trials (a run stopping
     cleanly), so that the next run takes them back at once."""
     with self._transaction() as db:
       db.execute("UPDATE trials SET lease_until = 0 WHERE status = 'running' AND "
                  "lease_holder = ?", (holder(),))
 
-  def finish(self, trial_id, status, metrics=None, artifacts=None, error=None, where=None):
+  def finish(self, trial_id: int, status: str, metrics: dict[str, Any] | None = None,
+             artifacts: dict[str, Any] | None = None, error: str | None = None,
+             where: dict[str, Any] | None = None) -> None:
     """Record a trial's final ``status`` with its figures; ``where``: some of
     ``WHERE_COLUMNS`` (the machines that trained and measured it)."""
     if status not in FINAL:
@@ -307,7 +314,7 @@ class TrialStore:
                  (status, json.dumps(metrics or {}), json.dumps(artifacts or {}), error,
                   time.time()) + tuple(where[k] for k in sorted(where)) + (trial_id,))
 
-  def requeue(self, trial_id, reason=None, node=None):
+  def requeue(self, trial_id: int, reason: str | None = None, node: str | None = None) -> int:
     """Put one ``running`` trial back to ``pending`` (to be retried), adding
     ``{"attempt", "reason", "node", "at"}`` to its ``retries`` in the same
     transaction; returns how many times it has been retried."""
@@ -322,7 +329,7 @@ class TrialStore:
                  "retries = ? WHERE trial_id = ?", (json.dumps(retries), trial_id))
       return len(retries)
 
-  def requeue_unfinished(self, now=None):
+  def requeue_unfinished(self, now: float | None = None) -> list[int]:
     """Put ``running`` trials whose lease has expired (a crash or ``kill -9``
     ended their run; an older store records no lease) back to ``pending``;
     returns their ids. Trials still leased stay ``running``."""
@@ -335,7 +342,7 @@ class TrialStore:
                      "lease_holder = NULL WHERE trial_id = ?", [(i,) for i in ids])
     return ids
 
-  def requeue_failed(self):
+  def requeue_failed(self) -> list[int]:
     """Put ``failed`` trials back to ``pending`` (``--retry_failed``, once
     their cause is fixed), clearing their error; returns their ids."""
     with self._transaction() as db:
@@ -345,8 +352,9 @@ class TrialStore:
                  "artifacts = '{}', finished_at = NULL WHERE status = 'failed'")
     return ids
 
-  def trials(self, statuses=None):
+  def trials(self, statuses: Sequence[str] | None = None) -> list[Trial]:
     """All trials (optionally only those in ``statuses``), by id."""
+    args: tuple[str, ...]
     query, args = "SELECT * FROM trials", ()
     if statuses:
       query += " WHERE status IN (%s)" % ",".join("?" * len(statuses))
@@ -354,7 +362,7 @@ class TrialStore:
     rows = self._db.execute(query + " ORDER BY trial_id", args).fetchall()
     return [_decode(r) for r in rows]
 
-  def count(self, statuses=None):
+  def count(self, statuses: Sequence[str] | None = None) -> int:
     return len(self.trials(statuses))
 
 
@@ -362,12 +370,13 @@ class LeaseKeeper:
   """A thread renewing this process's leases every ``interval_s`` (its own
   connection to the store at ``path``); ``with LeaseKeeper(path): ...``."""
 
-  def __init__(self, path, interval_s=RENEW_SECONDS, lease_s=LEASE_SECONDS):
+  def __init__(self, path: str, interval_s: float = RENEW_SECONDS,
+               lease_s: float = LEASE_SECONDS) -> None:
     self.path, self.interval_s, self.lease_s = str(path), interval_s, lease_s
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._run, name="trial-leases", daemon=True)
 
-  def _run(self):
+  def _run(self) -> None:
     db = sqlite3.connect(self.path, timeout=self.interval_s, isolation_level=None)
     try:
       while not self._stop.wait(self.interval_s):
@@ -379,16 +388,16 @@ class LeaseKeeper:
     finally:
       db.close()
 
-  def __enter__(self):
+  def __enter__(self) -> LeaseKeeper:
     self._thread.start()
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc: object) -> None:
     self._stop.set()
     self._thread.join()
 
 
-def _check_file(path) -> bool:
+def _check_file(path: str) -> bool:
   """Whether ``path`` holds a store (else a new one is made there). Refuses a
   zero-length store next to a search's files, and a missing one whose
   trials/ holds trial directories (starting over would overwrite them)."""
@@ -411,7 +420,7 @@ def _check_file(path) -> bool:
   return False
 
 
-def _is_corruption(error) -> bool:
+def _is_corruption(error: sqlite3.Error) -> bool:
   """Whether a sqlite3 error says the file is damaged (SQLITE_CORRUPT or
   SQLITE_NOTADB; Python < 3.11 gives no code: any non-operational error)."""
   code = getattr(error, "sqlite_errorcode", None)
@@ -420,7 +429,7 @@ def _is_corruption(error) -> bool:
   return code & 0xFF in (11, 26)
 
 
-def _corrupt_message(path, reason):
+def _corrupt_message(path: str, reason: str) -> str:
   folder = os.path.dirname(os.path.abspath(path))
   return ("The trial store %s cannot be used: %s. Restore it (with any %s-wal file) from a "
           "backup, or move the results directory aside (mv %s %s.damaged) and run the search "
@@ -428,7 +437,7 @@ def _corrupt_message(path, reason):
           "metrics." % (path, reason, os.path.basename(path), folder, folder))
 
 
-def _create(path):
+def _create(path: str) -> None:
   """A new store with its schema, in one rename (never a schema-less file)."""
   with files.atomic_path(path) as tmp:
     for leftover in (tmp, tmp + "-journal"):
@@ -441,7 +450,7 @@ def _create(path):
       db.close()
 
 
-def _decode(row):
+def _decode(row: sqlite3.Row) -> Trial:
   trial = Trial(dict(row))
   for key in ("metrics", "artifacts", "encoding"):
     trial[key] = json.loads(trial[key])

@@ -37,12 +37,15 @@ to export or measure comes back ``failed`` with its error text; an
 unreachable remote device is marked ``retryable``.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import socket
 import time
 import traceback
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -56,10 +59,10 @@ from tea_keras import files
 from tea_keras import recipes
 from tea_keras import space
 
-_SPLITS_CACHE = {}
+_SPLITS_CACHE: dict[Any, Any] = {}
 
 
-def load_splits(config):
+def load_splits(config: config_lib.SearchConfig) -> Any:
   """The data set's splits for ``config`` (training images cut to
   ``train_images``), loaded once per process."""
   key = (config.dataset, config.data_dir, config.seed, config.train_images)
@@ -72,7 +75,7 @@ def load_splits(config):
   return _SPLITS_CACHE[key]
 
 
-def evaluate_trial(spec):
+def evaluate_trial(spec: dict[str, Any]) -> dict[str, Any]:
   """Evaluate one trial (see module doc); never raises for a trial's own failure."""
   config = config_lib.SearchConfig.from_dict(spec["config"])
   result = {"trial_id": spec["trial_id"], "status": "failed", "metrics": {}, "artifacts": {},
@@ -111,7 +114,7 @@ def evaluate_trial(spec):
 WORKER_FILE = "worker.json"
 
 
-def _announce_worker(spec, node):
+def _announce_worker(spec: Mapping[str, Any], node: dict[str, Any]) -> None:
   """Write ``trial_dir/worker.json``: which attempt runs where (module doc)."""
   os.makedirs(spec["trial_dir"], exist_ok=True)
   path = os.path.join(spec["trial_dir"], WORKER_FILE)
@@ -119,7 +122,7 @@ def _announce_worker(spec, node):
                               pid=os.getpid(), started_at=time.time()))
 
 
-def read_worker(trial_dir):
+def read_worker(trial_dir: str) -> dict[str, Any] | None:
   """The last ``worker.json`` of ``trial_dir`` (None when absent or unreadable)."""
   try:
     with open(os.path.join(trial_dir, WORKER_FILE)) as f:
@@ -128,7 +131,7 @@ def read_worker(trial_dir):
     return None
 
 
-def _check_shared_storage(spec):
+def _check_shared_storage(spec: Mapping[str, Any]) -> None:
   """A Ray task on another machine must write into the search's results dir:
   the driver left a nonce there (``spec["storage_nonce"]``)."""
   nonce = spec.get("storage_nonce")
@@ -153,7 +156,7 @@ PAIR_KEYS = ("val_error", "time_s", "energy_j", "time_cv", "contended", "other_c
              "val_error_source")
 
 
-def objective_value(metrics, objective):
+def objective_value(metrics: Mapping[str, Any], objective: str) -> float | None:
   """The measured value of ``objective`` in a trial's metrics (None if absent):
   the deployed artifact's error where it was measured, else Keras'. Also
   reads one pair's entry of ``metrics["precisions"]``."""
@@ -163,7 +166,7 @@ def objective_value(metrics, objective):
   return None if value is None else float(value)
 
 
-def _train(spec, config, result):
+def _train(spec: dict[str, Any], config: config_lib.SearchConfig, result: dict[str, Any]) -> Any:
   # TensorFlow/Keras: imported by the trial that trains, never by the driver.
   import keras  # pylint: disable=g-import-not-at-top
   from tea_keras import training  # pylint: disable=g-import-not-at-top
@@ -191,7 +194,7 @@ def _train(spec, config, result):
   spec["_model"] = trained.model
 
 
-def _measure(spec, config, result):
+def _measure(spec: dict[str, Any], config: config_lib.SearchConfig, result: dict[str, Any]) -> None:
   start = time.time()
   pairs, first_metrics, first_artifacts = measure_precisions(
       spec.pop("_model"), spec["trial_dir"], config, load_splits(config))
@@ -207,7 +210,10 @@ def _measure(spec, config, result):
   result["metrics"]["measure_wall_seconds"] = time.time() - start
 
 
-def measure_precisions(model, work_dir, config, splits, precisions=None):
+def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfig, splits: Any,
+                       precisions: Sequence[str] | None = None
+                       ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None,
+                                  dict[str, Any] | None]:
   """Export, evaluate (``deployed_error``) and measure ``model`` at each of
   ``precisions`` (default ``config.precisions``), int8 calibrated on the first
   ``config.calibration_images`` TRAINING images. Returns ``(pairs, metrics,
@@ -223,7 +229,8 @@ def measure_precisions(model, work_dir, config, splits, precisions=None):
   precisions = tuple(precisions or getattr(config, "precisions", None) or ("fp32",))
   calibration = data.normalize(splits.x_train[:getattr(config, "calibration_images", 200)]) \
       if "int8" in precisions else None
-  pairs, first = {}, None
+  pairs: dict[str, dict[str, Any]] = {}
+  first = None
   for index, precision in enumerate(precisions):
     try:
       metrics, artifacts = pipeline.export_and_measure(model, work_dir, config, images,
@@ -244,7 +251,9 @@ def measure_precisions(model, work_dir, config, splits, precisions=None):
   return pairs, first[0] if first else None, first[1] if first else None
 
 
-def deployed_error(model, path, splits, config, precision="fp32", device_top1=None):
+def deployed_error(model: Any, path: str, splits: Any, config: config_lib.SearchConfig,
+                   precision: str = "fp32",
+                   device_top1: np.ndarray | None = None) -> tuple[float, str]:
   """``(error, source)``: the top-1 error of the deployed artifact and where
   it was computed (the pair's ``val_error_source``).
 

@@ -163,6 +163,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import agent_requests
 from . import agent_server
@@ -196,7 +197,8 @@ MAX_RETURNED_TRACE_BYTES = 32 << 20
 TRACES_HEADER = "X-Return-Traces"
 
 
-def trace_files(trace_dir, limit=MAX_RETURNED_TRACE_BYTES):
+def trace_files(trace_dir: str,
+                limit: int = MAX_RETURNED_TRACE_BYTES) -> Tuple[Dict[str, str], List[str]]:
   """``({name: base64 text}, [names left out])`` of the files in
   ``trace_dir``, smallest first, at most ``limit`` bytes before encoding."""
   names = sorted((os.path.getsize(os.path.join(trace_dir, n)), n) for n in os.listdir(trace_dir)
@@ -212,7 +214,7 @@ def trace_files(trace_dir, limit=MAX_RETURNED_TRACE_BYTES):
   return out, left
 
 
-def scrub_paths(message, replacements):
+def scrub_paths(message: str, replacements: Sequence[Tuple[Optional[str], str]]) -> str:
   """``message`` with each (directory, name) directory and any path under it
   replaced by ``name``: error bodies never show the agent's filesystem."""
   for directory, name in replacements:
@@ -233,10 +235,11 @@ class Agent(object):
   int8 builds (None: int8 on TensorRT is refused).
   """
 
-  def __init__(self, token, images, device, power_source="none", power_options=None,
-               max_upload_bytes=256 << 20, work_dir=None, trace_root=None,
-               engine_cache_dir=None, max_unpacked_bytes=None, max_traces=1000,
-               calibration_images=None):
+  def __init__(self, token: str, images: Any, device: str, power_source: str = "none",
+               power_options: Optional[Dict[str, Any]] = None, max_upload_bytes: int = 256 << 20,
+               work_dir: Optional[str] = None, trace_root: Optional[str] = None,
+               engine_cache_dir: Optional[str] = None, max_unpacked_bytes: Optional[int] = None,
+               max_traces: int = 1000, calibration_images: Any = None) -> None:
     if not token:
       raise ValueError("The agent needs a non-empty token.")
     for name, value in (("max_upload_bytes", max_upload_bytes),
@@ -266,18 +269,18 @@ class Agent(object):
     self.count = 0
     self.requests = agent_requests.RequestLog()
 
-  def close(self):
+  def close(self) -> None:
     """Remove the work dir the agent made (not one it was given)."""
     if self.own_work_dir:
       shutil.rmtree(self.work_dir, ignore_errors=True)
 
   @property
-  def power_source(self):
+  def power_source(self) -> str:
     """The power source the last probe resolved: what the next measurement
     uses unless a probe under the lock finds otherwise ("none": none reads)."""
     return _power_name(self.capabilities["power"])
 
-  def resolve_power(self):
+  def resolve_power(self) -> str:
     """Probe the requested power source again and keep the answer (call
     with ``lock`` held: health when idle, each measurement before it runs);
     returns the source's name."""
@@ -285,7 +288,7 @@ class Agent(object):
         self.device, self.capabilities["power"]["requested"], self.power_options)
     return self.power_source
 
-  def health(self):
+  def health(self) -> Dict[str, Any]:
     """The health answer; the power source is probed again when idle, else
     it is the one the running measurement resolved."""
     if self.lock.acquire(False):
@@ -303,17 +306,17 @@ class Agent(object):
             "max_unpacked_bytes": self.max_unpacked_bytes,
             "capabilities": dict(self.capabilities, power=power)}
 
-  def authorized(self, header):
+  def authorized(self, header: Optional[str]) -> bool:
     given = (header or "").encode()
     return hmac.compare_digest(given, b"Bearer " + self.token)
 
-  def private_dirs(self):
+  def private_dirs(self) -> List[Tuple[Optional[str], str]]:
     """(directory, placeholder) pairs that error messages must not show."""
     return [(self.work_dir, "<work_dir>"), (self.trace_root, "<trace_root>"),
             (self.engine_cache_dir, "<engine_cache>"), (tempfile.gettempdir(), "<tmp>"),
             (os.path.expanduser("~"), "~")]
 
-  def check_calibration(self, settings):
+  def check_calibration(self, settings: Dict[str, Any]) -> None:
     """422 for TensorRT int8 without calibration images (before the lock)."""
     if (settings.get("runtime") == "tensorrt" and settings.get("precision") == "int8"
         and self.calibration_images is None):
@@ -322,7 +325,7 @@ class Agent(object):
                             "(float32 normalized training images: python -m deploy.measure "
                             "--write_calibration=FILE.npy).")
 
-  def check_input(self, path, what):
+  def check_input(self, path: str, what: str) -> None:
     """422 when the first input of the model file ``path`` (ONNX or an IR
     .xml; ``deploy.device.model_inputs``) cannot take this agent's images; a file
     that cannot be read so is left to its runtime, which says why."""
@@ -334,7 +337,7 @@ class Agent(object):
     if problem:
       raise BadRequest(422, problem)
 
-  def prepare(self, upload_path, fmt, settings=None):
+  def prepare(self, upload_path: str, fmt: str, settings: Optional[Dict[str, Any]] = None) -> str:
     """The model file of an upload (an OpenVINO zip unpacked within the
     limit; a cascade zip unpacked, its spec and chosen point checked), its
     input checked against the images; runs before the measurement lock."""
@@ -368,7 +371,8 @@ class Agent(object):
                        "cascade stage %d (%s)" % (k + 1, stage["file"]))
     return directory
 
-  def measure(self, model_path, fmt, settings, return_traces=False, scratch_dir=None):
+  def measure(self, model_path: str, fmt: str, settings: Dict[str, Any],
+              return_traces: bool = False, scratch_dir: Optional[str] = None) -> Dict[str, Any]:
     """Load and measure one prepared model (call with ``lock`` held);
     ``return_traces``: the answer carries the trace files (see the module
     doc), written under ``scratch_dir`` (the request's, removed with it)
@@ -417,7 +421,7 @@ class Agent(object):
         agent_workdirs.tidy_traces(self.trace_root, trace_dir, self.max_traces)
 
 
-  def _attach_traces(self, result, trace_dir):
+  def _attach_traces(self, result: Dict[str, Any], trace_dir: str) -> None:
     """Put the trace files into ``result`` (module doc); without a trace
     root the paths, of a folder about to go, become file names."""
     result["trace_files"], left = trace_files(trace_dir)
@@ -431,12 +435,12 @@ class Agent(object):
       result["traces"] = [os.path.basename(p) for p in result.get("traces") or []]
 
 
-def _power_name(power):
+def _power_name(power: Dict[str, Any]) -> str:
   """The source a probe answer (``capabilities.probe_power``) resolves to."""
   return power["name"] if power["readable"] else "none"
 
 
-def _device_failure(e):
+def _device_failure(e: BaseException) -> str:
   """The 500 message of an unexpected exception during a measurement."""
   return "measurement failed on the device: %s: %s" % (type(e).__name__, e)
 
@@ -447,20 +451,21 @@ class Handler(agent_server.ConnectionHandler):
   pairs its error messages show instead of paths; ``trusted``, whether it
   gave the right token."""
   server_version = "tea-keras-agent/1"
+  server: "agent_server.AgentServer"  # set by socketserver for each connection
 
-  def setup(self):
+  def setup(self) -> None:
     agent_server.ConnectionHandler.setup(self)
     self.body = agent_uploads.Body(self.rfile, self.reader)
-    self.names, self.trusted = [], False
+    self.names, self.trusted = [], False  # type: List[Tuple[Optional[str], str]], bool
 
-  def parse_request(self):
+  def parse_request(self) -> bool:
     ok = agent_server.ConnectionHandler.parse_request(self)
     if ok:
       length = self.headers.get("Content-Length", "")
       self.body.left = int(length) if length.isdigit() else None
     return ok
 
-  def _reply(self, status, obj):
+  def _reply(self, status: int, obj: Dict[str, Any]) -> None:
     body = json.dumps(obj, sort_keys=True).encode()
     self.send_response(status)
     self.send_header("Content-Type", "application/json")
@@ -471,30 +476,30 @@ class Handler(agent_server.ConnectionHandler):
     self.end_headers()
     self.wfile.write(body)
 
-  def _scrub(self, message):
+  def _scrub(self, message: str) -> str:
     return scrub_paths(message, self.names + self.server.agent.private_dirs())
 
-  def _refuse(self, status, message):
+  def _refuse(self, status: int, message: str) -> None:
     """An error answer without the agent's paths, then the unread body
     dropped: an authorized upload within the limit whole, any other up to
     the limit for at most LINGER_S (so that the client reads the answer)."""
     self._reply(status, {"error": self._scrub(message)})
     self.body.discard(self.server.agent.max_upload_bytes, self.trusted)
 
-  def _guard(self):
+  def _guard(self) -> bool:
     self.trusted = self.server.agent.authorized(self.headers.get("Authorization"))
     if not self.trusted:
       self._refuse(401, "missing or wrong token (Authorization: Bearer ...)")
     return self.trusted
 
-  def do_GET(self):
+  def do_GET(self) -> None:
     if not self._guard():
       return
     if self.path != "/v1/health":
       return self._refuse(404, "unknown path %s" % self.path[:200])
     self._reply(200, self.server.agent.health())
 
-  def do_POST(self):
+  def do_POST(self) -> None:
     if not self._guard():
       return
     try:
@@ -505,7 +510,7 @@ class Handler(agent_server.ConnectionHandler):
       return self._refuse(500, _device_failure(e))
     self._reply(200, result)
 
-  def _measure(self):
+  def _measure(self) -> Dict[str, Any]:
     agent = self.server.agent
     if self.path != "/v1/measure":
       raise BadRequest(404, "unknown path %s" % self.path[:200])
@@ -531,7 +536,7 @@ class Handler(agent_server.ConnectionHandler):
           request_id, (fmt, json.dumps(settings, sort_keys=True), digest))
       if not first:  # a retry: the first attempt's answer, measured once
         return agent.requests.wait(entry)
-      outcome = {"error": (500, "the first attempt of this request ended without an answer")}
+      outcome = {"error": (500, "the first attempt of this request ended without an answer")}  # type: Dict[str, Any]
       try:
         outcome = {"result": self._prepare_and_measure(
             path, fmt, settings, self.headers.get(TRACES_HEADER, "") in ("1", "true"), work)}
@@ -547,7 +552,9 @@ class Handler(agent_server.ConnectionHandler):
     finally:
       shutil.rmtree(work, ignore_errors=True)
 
-  def _prepare_and_measure(self, path, fmt, settings, return_traces=False, work=None):
+  def _prepare_and_measure(self, path: str, fmt: str, settings: Dict[str, Any],
+                           return_traces: bool = False,
+                           work: Optional[str] = None) -> Dict[str, Any]:
     agent = self.server.agent
     model = agent.prepare(path, fmt, settings)
     waited = time.time()
@@ -558,13 +565,15 @@ class Handler(agent_server.ConnectionHandler):
     return result
 
 
-def make_server(agent, host="127.0.0.1", port=0, **server_options):
+def make_server(agent: Agent, host: str = "127.0.0.1", port: int = 0,
+                **server_options: Any) -> agent_server.AgentServer:
   """An ``agent_server.AgentServer`` for ``agent`` on (host, port), not yet
   serving. server_options: its ssl_context, max_connections, header_timeout_s."""
   return agent_server.AgentServer((host, port), Handler, agent, **server_options)
 
 
-def serve_in_thread(agent, host="127.0.0.1", port=0, **server_options):
+def serve_in_thread(agent: Agent, host: str = "127.0.0.1", port: int = 0,
+                    **server_options: Any) -> agent_server.AgentServer:
   """Start a server on a daemon thread; returns it (``server_address``).
   server_options: ``make_server``'s."""
   srv = make_server(agent, host, port, **server_options)
@@ -574,7 +583,7 @@ def serve_in_thread(agent, host="127.0.0.1", port=0, **server_options):
   return srv
 
 
-def read_token(path):
+def read_token(path: str) -> str:
   with open(path) as f:
     token = f.read().strip()
   if not token:
@@ -582,11 +591,11 @@ def read_token(path):
   return token
 
 
-def _exit_on_signal(signum, frame):
+def _exit_on_signal(signum: int, frame: Any) -> None:
   raise SystemExit(128 + signum)  # atexit handlers (the work dir) then run
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description="TEA-DNN remote measurement agent.")
   p.add_argument("--port", type=int, default=8470)
   p.add_argument("--host", default="127.0.0.1",
@@ -616,7 +625,8 @@ def build_parser():
   return p
 
 
-def _check_options(parser, args):
+def _check_options(parser: argparse.ArgumentParser,
+                   args: argparse.Namespace) -> Tuple[Any, Optional[str]]:
   """(TLS context or None, exposure warning or None) of the command line;
   an inconsistent one ends the program with the parser's error."""
   try:
@@ -630,7 +640,7 @@ def _check_options(parser, args):
   return context, warning
 
 
-def _agent_from_args(args):
+def _agent_from_args(args: argparse.Namespace) -> Agent:
   mb = 1 << 20
   return Agent(read_token(args.token_file), image_files.load_data(args.data), args.device,
                args.power_source, device_main.power_options(args),
@@ -642,7 +652,8 @@ def _agent_from_args(args):
                                    if args.calibration else None))
 
 
-def _announce(agent, srv, host, tls, warning):
+def _announce(agent: Agent, srv: agent_server.AgentServer, host: str, tls: Any,
+              warning: Optional[str]) -> None:
   """Say on stderr where the agent serves and with what (and any warning)."""
   usable = [r for r, a in sorted(agent.capabilities["runtimes"].items()) if a["available"]]
   sys.stderr.write("agent: %s on %s://%s:%d, power %s, runtimes %s\n"
@@ -657,7 +668,7 @@ def _announce(agent, srv, host, tls, warning):
   sys.stderr.flush()
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> None:
   p = build_parser()
   args = p.parse_args(argv)
   context, warning = _check_options(p, args)

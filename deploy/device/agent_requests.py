@@ -19,6 +19,7 @@ import collections
 import re
 import threading
 import time
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from . import errors
 from .agent_uploads import BadRequest
@@ -29,7 +30,7 @@ KEEP = 64
 KEEP_S = 600.0
 
 
-def check_id(request_id):
+def check_id(request_id: Optional[str]) -> Optional[str]:
   """``request_id`` (a header value or None), or BadRequest 400."""
   if request_id is not None and not ID_PATTERN.match(request_id):
     raise BadRequest(400, errors.message(HEADER, "8 to 128 characters of A-Z a-z 0-9 . _ -",
@@ -40,8 +41,11 @@ def check_id(request_id):
 class Entry(object):
   """One request id: what it asked, and its answer once ``done`` is set:
   ``result`` (a dict) or ``error`` ((status, message))."""
+  result: Optional[Dict[str, Any]]
+  error: Optional[Tuple[int, str]]
+  finished_at: Optional[float]
 
-  def __init__(self, fingerprint):
+  def __init__(self, fingerprint: Any) -> None:
     self.fingerprint = fingerprint
     self.done = threading.Event()
     self.result = self.error = self.finished_at = None
@@ -50,12 +54,13 @@ class Entry(object):
 class RequestLog(object):
   """The in-flight and recently finished requests by id (see module doc)."""
 
-  def __init__(self, keep=KEEP, keep_s=KEEP_S, clock=time.monotonic):
+  def __init__(self, keep: int = KEEP, keep_s: float = KEEP_S,
+               clock: Callable[[], float] = time.monotonic) -> None:
     self.keep, self.keep_s, self.clock = int(keep), float(keep_s), clock
     self.lock = threading.Lock()
-    self.entries = collections.OrderedDict()  # id -> Entry, in order of arrival
+    self.entries = collections.OrderedDict()  # type: collections.OrderedDict[str, Entry]  # id -> Entry, in order of arrival
 
-  def begin(self, request_id, fingerprint):
+  def begin(self, request_id: Optional[str], fingerprint: Any) -> Tuple[Optional[Entry], bool]:
     """(entry, first): ``first`` when this attempt is to measure (then call
     ``finish``), else the entry to ``wait`` for. No id: (None, True)."""
     if request_id is None:
@@ -71,7 +76,8 @@ class RequestLog(object):
                             "a new id per measurement." % (HEADER, request_id))
     return entry, False
 
-  def finish(self, entry, result=None, error=None):
+  def finish(self, entry: Optional[Entry], result: Optional[Dict[str, Any]] = None,
+             error: Optional[Tuple[int, str]] = None) -> None:
     """Record the first attempt's answer and wake those waiting for it."""
     if entry is None:
       return
@@ -81,17 +87,17 @@ class RequestLog(object):
       self._forget()
 
   @staticmethod
-  def wait(entry):
+  def wait(entry: Entry) -> Dict[str, Any]:
     """The first attempt's answer: its result (marked ``replayed``), or its
     refusal raised as BadRequest."""
     entry.done.wait()
     if entry.error is not None:
       raise BadRequest(*entry.error)
-    result = dict(entry.result)
+    result = dict(entry.result)  # type: ignore[arg-type]  # done without error: a result
     result["replayed"] = True
     return result
 
-  def _forget(self):
+  def _forget(self) -> None:
     """Drop finished entries past ``keep_s``, and the oldest past ``keep``."""
     now = self.clock()
     finished = sorted((e.finished_at, key) for key, e in self.entries.items()
@@ -101,6 +107,6 @@ class RequestLog(object):
       if k < excess or now - at > self.keep_s:
         del self.entries[key]
 
-  def __len__(self):
+  def __len__(self) -> int:
     with self.lock:
       return len(self.entries)

@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 from http import server
+from typing import Any, Dict, Optional, Tuple
 
 from . import errors
 
@@ -31,14 +32,14 @@ class DeadlineReader(io.RawIOBase):
   """Socket reads that fail once ``deadline`` (``time.monotonic()``) passes,
   however slowly the bytes trickle in; each read waits at most ``timeout``."""
 
-  def __init__(self, sock, timeout):
+  def __init__(self, sock: socket.socket, timeout: float) -> None:
     io.RawIOBase.__init__(self)
-    self.sock, self.timeout, self.deadline = sock, timeout, None
+    self.sock, self.timeout, self.deadline = sock, timeout, None  # type: socket.socket, float, Optional[float]
 
-  def readable(self):
+  def readable(self) -> bool:
     return True
 
-  def readinto(self, buf):
+  def readinto(self, buf: Any) -> int:
     wait = self.timeout
     if self.deadline is not None:
       wait = min(wait, self.deadline - time.monotonic())
@@ -55,8 +56,9 @@ class ConnectionHandler(server.BaseHTTPRequestHandler):
   Until its headers are in, the server may evict the connection.
   ``reader``: the ``DeadlineReader`` under ``rfile``."""
   timeout = 120  # seconds of inactivity while a body is read
+  server: "AgentServer"
 
-  def setup(self):
+  def setup(self) -> None:
     srv = self.server
     deadline = time.monotonic() + srv.header_timeout_s
     self.raw_request = self.request
@@ -69,13 +71,13 @@ class ConnectionHandler(server.BaseHTTPRequestHandler):
     self.rfile = io.BufferedReader(self.reader, 1 << 16)
     self.wfile = self.connection.makefile("wb", 0)
 
-  def finish(self):
+  def finish(self) -> None:
     server.BaseHTTPRequestHandler.finish(self)
     if self.server.ssl_context is not None:  # the server closes only the raw socket
       self.server.headers_in(self.raw_request)
       self.connection.close()
 
-  def parse_request(self):
+  def parse_request(self) -> bool:
     ok = server.BaseHTTPRequestHandler.parse_request(self)
     self.reader.deadline = None  # the headers are in
     if not self.server.headers_in(self.raw_request):  # evicted: cut short, not a request
@@ -83,7 +85,7 @@ class ConnectionHandler(server.BaseHTTPRequestHandler):
       return False
     return ok
 
-  def log_message(self, fmt, *args):
+  def log_message(self, fmt: str, *args: Any) -> None:
     sys.stderr.write("agent %s %s\n" % (self.address_string(), fmt % args))
 
 
@@ -105,8 +107,9 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
   allow_reuse_address = True
   request_queue_size = 64
 
-  def __init__(self, address, handler_class, agent, ssl_context=None, max_connections=16,
-               header_timeout_s=10.0):
+  def __init__(self, address: Tuple[str, int], handler_class: Any, agent: Any,
+               ssl_context: Optional[ssl.SSLContext] = None, max_connections: int = 16,
+               header_timeout_s: float = 10.0) -> None:
     if int(max_connections) < 1:
       raise errors.invalid_value("max_connections", "a positive integer", max_connections)
     if not float(header_timeout_s) > 0:
@@ -117,10 +120,10 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
     self.max_connections, self.header_timeout_s = int(max_connections), float(header_timeout_s)
     self.evict_after_s = min(1.0, self.header_timeout_s / 2)
     self.slots = threading.BoundedSemaphore(self.max_connections)
-    self.waiting, self.waiting_lock = {}, threading.Lock()  # request -> (accepted, dup)
+    self.waiting, self.waiting_lock = {}, threading.Lock()  # type: Dict[Any, Any], threading.Lock  # request -> (accepted, dup)
     self.refused = self.evicted = 0
 
-  def process_request(self, request, client_address):
+  def process_request(self, request: Any, client_address: Any) -> None:
     if not self.slots.acquire(False) and not (self._evict_slowest() and
                                               self.slots.acquire(True, 1.0)):
       self.refused += 1
@@ -134,13 +137,13 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
       self.slots.release()
       raise
 
-  def process_request_thread(self, request, client_address):
+  def process_request_thread(self, request: Any, client_address: Any) -> None:
     try:
       socketserver.ThreadingMixIn.process_request_thread(self, request, client_address)
     finally:
       self.slots.release()
 
-  def headers_in(self, request):
+  def headers_in(self, request: Any) -> bool:
     """Mark ``request`` past its headers; False when it was evicted before."""
     with self.waiting_lock:
       entry = self.waiting.pop(request, None)
@@ -148,11 +151,11 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
       entry[1].close()
     return entry is not None
 
-  def shutdown_request(self, request):
+  def shutdown_request(self, request: Any) -> None:
     self.headers_in(request)
     server.HTTPServer.shutdown_request(self, request)
 
-  def _evict_slowest(self):
+  def _evict_slowest(self) -> bool:
     with self.waiting_lock:
       if not self.waiting:
         return False
@@ -169,7 +172,7 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
     self.evicted += 1
     return True
 
-  def _refuse_busy(self, request):
+  def _refuse_busy(self, request: Any) -> None:
     try:
       request.setblocking(False)
       request.recv(1 << 16)  # what already came, so that closing sends no reset
@@ -182,7 +185,7 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
       pass
     self.shutdown_request(request)
 
-  def handle_error(self, request, client_address):
+  def handle_error(self, request: Any, client_address: Any) -> None:
     e = sys.exc_info()[1]
     if not isinstance(e, OSError):  # a bug: the traceback
       return server.HTTPServer.handle_error(self, request, client_address)
@@ -190,7 +193,7 @@ class AgentServer(socketserver.ThreadingMixIn, server.HTTPServer):
                      % (client_address[0], type(e).__name__, e))
 
 
-def server_ssl_context(cert_file, key_file):
+def server_ssl_context(cert_file: str, key_file: str) -> ssl.SSLContext:
   """A TLS 1.2+ server context for a PEM certificate (chain) and its key."""
   context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
   if sys.version_info < (3, 10):  # 3.10+ contexts start at TLS 1.2 already
@@ -199,7 +202,7 @@ def server_ssl_context(cert_file, key_file):
   return context
 
 
-def is_loopback(host):
+def is_loopback(host: str) -> bool:
   """Whether ``host`` (an address, ``localhost`` or "") is loopback only."""
   if host == "localhost":
     return True
@@ -209,7 +212,7 @@ def is_loopback(host):
     return False
 
 
-def check_exposure(host, tls, insecure_http):
+def check_exposure(host: str, tls: Any, insecure_http: bool) -> Optional[str]:
   """None, or the warning to print; ValueError when ``host`` is on the
   network without TLS and without an explicit ``insecure_http``."""
   if is_loopback(host) or tls:

@@ -9,6 +9,7 @@ Device-side module: Python 3.6 syntax, standard library + numpy.
 import collections
 import json
 import math
+from typing import Any, Dict, List, Optional
 
 from . import contention
 from . import devices
@@ -41,7 +42,7 @@ PRECISIONS = tensorrt_build.PRECISIONS
 CHOICES = {"precision": PRECISIONS, "contention_policy": contention.POLICIES}
 
 
-def _expected(key, spec, high):
+def _expected(key: str, spec: Any, high: Optional[float]) -> str:
   if spec.kind is bool:
     return "a JSON boolean (true or false)"
   if spec.kind is int:
@@ -50,11 +51,11 @@ def _expected(key, spec, high):
   if spec.kind is float and high is None:
     return "a finite number > %g" % spec.low
   if spec.kind is float:
-    return "a finite number in [%g, %g]" % (spec.low, high)
+    return "a finite number in [%g, %g]" % (spec.low, high)  # type: ignore[str-format]
   return "one of %s" % (list(CHOICES[key]),) if key in CHOICES else "a string"
 
 
-def check_setting(key, value, high=None):
+def check_setting(key: str, value: Any, high: Optional[float] = None) -> Any:
   """``value`` of setting ``key`` (a float setting as float), or BadRequest 400."""
   spec, given = SETTINGS[key], value
   high = spec.high if high is None else high
@@ -79,7 +80,8 @@ def check_setting(key, value, high=None):
   return value
 
 
-def parse_settings(text, fmt, device, num_images=None):
+def parse_settings(text: Optional[str], fmt: str, device: str,
+                   num_images: Optional[int] = None) -> Dict[str, Any]:
   """Validated measurement settings from the X-Measure-Settings header;
   ``num_images``: the images the agent holds (the bound of that setting)."""
   try:
@@ -114,12 +116,12 @@ def parse_settings(text, fmt, device, num_images=None):
   return out
 
 
-def top1(runtime, images, batch_size):
+def top1(runtime: Any, images: Any, batch_size: int) -> List[int]:
   """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints;
   whole batches for a static-batch runtime: ``session.predict_top1``)."""
   return session.predict_top1(runtime, images, batch_size)
 
 
-def cascade_options(settings):
+def cascade_options(settings: Dict[str, Any]) -> Dict[str, Any]:
   """The ``CascadeRuntime`` arguments (point, budgets) of checked settings."""
   return dict((arg, settings[key]) for key, arg in CASCADE_SETTINGS.items() if key in settings)

@@ -22,6 +22,7 @@ import struct
 import time
 import zipfile
 import zlib
+from typing import Any, List, Optional, Tuple
 
 LINGER_S = 2.0  # at most this long reading an unwanted body before closing
 CASCADE_FILE = "cascade.json"
@@ -34,7 +35,7 @@ _ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError,
 class BadRequest(Exception):
   """A request the agent answers with ``status`` (4xx) and this message."""
 
-  def __init__(self, status, message):
+  def __init__(self, status: int, message: str) -> None:
     super(BadRequest, self).__init__(message)
     self.status = status
 
@@ -45,10 +46,10 @@ class Body(object):
   (``agent_server.DeadlineReader``), given a deadline to drop a body nobody
   wants within LINGER_S."""
 
-  def __init__(self, rfile, reader, left=0):
+  def __init__(self, rfile: Any, reader: Any, left: Optional[int] = 0) -> None:
     self.rfile, self.reader, self.left = rfile, reader, left
 
-  def save(self, path, stall_s):
+  def save(self, path: str, stall_s: float) -> str:
     """Write the body to ``path``; returns its sha256 (hex). 408 once a read
     waited ``stall_s`` (the reader's timeout) in vain, 400 when the body
     ends early."""
@@ -68,7 +69,7 @@ class Body(object):
         self.left -= len(chunk)
     return digest.hexdigest()
 
-  def discard(self, limit, whole):
+  def discard(self, limit: int, whole: bool) -> None:
     """Read and drop what the client still sends, so that it reads the answer
     rather than a reset: the whole body when ``whole`` (an authorized upload)
     and it is within ``limit`` bytes, else up to ``limit`` for at most LINGER_S."""
@@ -87,14 +88,15 @@ class Body(object):
     self.left = 0
 
 
-def artifact_name(header, fmt):
+def artifact_name(header: Any, fmt: str) -> str:
   """The name error messages give the upload: the client's file name
   (``X-Artifact-Name``, reduced to a safe basename), else a description."""
   name = re.sub(r"[^A-Za-z0-9._+-]", "_", (header or "").replace("\\", "/").split("/")[-1])
   return name[:100] if name.strip("._") else "the uploaded %s artifact" % fmt
 
 
-def _zip_end_record(path, what="OpenVINO upload", plain="one .xml and one .bin"):
+def _zip_end_record(path: str, what: str = "OpenVINO upload",
+                    plain: str = "one .xml and one .bin") -> Tuple[int, int]:
   """(members, central directory size) from a zip's end record, read without
   parsing the directory (which could hold millions of entries); 422 for Zip64."""
   size = os.path.getsize(path)
@@ -110,7 +112,7 @@ def _zip_end_record(path, what="OpenVINO upload", plain="one .xml and one .bin")
   return fields[4], fields[5]
 
 
-def copy_bounded(src, dst, budget, what):
+def copy_bounded(src: Any, dst: Any, budget: int, what: str) -> int:
   """Copy ``src`` to ``dst`` counting bytes; 413 once more than ``budget`` came."""
   copied = 0
   while True:
@@ -124,7 +126,7 @@ def copy_bounded(src, dst, budget, what):
     dst.write(chunk)
 
 
-def unpack_openvino(zip_path, work_dir, max_bytes=1 << 30):
+def unpack_openvino(zip_path: str, work_dir: str, max_bytes: int = 1 << 30) -> str:
   """The .xml path of an IR zip holding exactly one .xml and one .bin,
   unpacked into ``work_dir`` writing at most ``max_bytes`` bytes."""
   members, directory_bytes = _zip_end_record(zip_path)
@@ -156,14 +158,14 @@ def unpack_openvino(zip_path, work_dir, max_bytes=1 << 30):
   return os.path.join(work_dir, "model.xml")
 
 
-def safe_member(name):
+def safe_member(name: str) -> bool:
   """Whether a zip member name is a plain relative path (no root, drive, ..)."""
   parts = name.replace("\\", "/").split("/")
   return bool(name) and not name.startswith(("/", "\\")) and ".." not in parts and \
       ":" not in name
 
 
-def _cascade_members(z):
+def _cascade_members(z: zipfile.ZipFile) -> List[str]:
   """The member names a cascade zip must hold: cascade.json and its stages."""
   names = z.namelist()
   if CASCADE_FILE not in names:
@@ -191,7 +193,7 @@ def _cascade_members(z):
   return names
 
 
-def unpack_cascade(zip_path, work_dir, max_bytes=1 << 30):
+def unpack_cascade(zip_path: str, work_dir: str, max_bytes: int = 1 << 30) -> str:
   """Unpack a cascade zip into ``work_dir`` writing at most ``max_bytes``
   bytes, after the checks of the module doc; returns ``work_dir``. The
   stages and thresholds are checked by ``deploy.device.cascade_runner.load_spec`` after."""

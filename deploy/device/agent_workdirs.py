@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from typing import List, Optional
 
 WORK_PREFIX = "tea-agent-"
 OWNER_FILE = "owner"
@@ -23,7 +24,7 @@ LEGACY_WORK_DIR_AGE_S = 3600.0
 TRACE_NAME = re.compile(r"^measurement_(\d+)$")
 
 
-def _process_start(pid):
+def _process_start(pid: int) -> str:
   """The start time of process ``pid`` (Linux /proc), '' where unknown: tells
   a live owner from a new process that got a dead owner's PID."""
   try:
@@ -33,7 +34,7 @@ def _process_start(pid):
     return ""
 
 
-def _owner_alive(pid, start):
+def _owner_alive(pid: int, start: str) -> bool:
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
@@ -44,7 +45,7 @@ def _owner_alive(pid, start):
   return not start or not now or now == start
 
 
-def make_work_dir(root=None):
+def make_work_dir(root: Optional[str] = None) -> str:
   """A new ``tea-agent-*`` dir under ``root`` (the temp dir) naming its owner."""
   path = tempfile.mkdtemp(prefix=WORK_PREFIX, dir=root)
   with open(os.path.join(path, OWNER_FILE), "w") as f:
@@ -52,7 +53,7 @@ def make_work_dir(root=None):
   return path
 
 
-def clean_stale_work_dirs(root=None, now=None):
+def clean_stale_work_dirs(root: Optional[str] = None, now: Optional[float] = None) -> List[str]:
   """Remove this user's ``tea-agent-*`` dirs under ``root`` whose owner is not
   alive (without an owner file: untouched for an hour); returns their paths."""
   root = root or tempfile.gettempdir()
@@ -79,7 +80,7 @@ def clean_stale_work_dirs(root=None, now=None):
   return removed
 
 
-def new_trace_dir(root):
+def new_trace_dir(root: str) -> str:
   """A new ``measurement_NNNN`` folder under ``root``, numbered after the
   highest there and created exclusively (two agents never share one)."""
   if not os.path.isdir(root):
@@ -95,7 +96,7 @@ def new_trace_dir(root):
       number += 1
 
 
-def prune_traces(root, keep):
+def prune_traces(root: str, keep: int) -> List[str]:
   """Remove all but the newest ``keep`` measurement folders; their paths."""
   found = sorted((int(m.group(1)), m.group(0)) for m in map(TRACE_NAME.match, os.listdir(root))
                  if m and os.path.isdir(os.path.join(root, m.group(0))))
@@ -105,7 +106,7 @@ def prune_traces(root, keep):
   return old
 
 
-def tidy_traces(trace_root, trace_dir, max_traces):
+def tidy_traces(trace_root: Optional[str], trace_dir: str, max_traces: int) -> None:
   """After a measurement: drop ``trace_dir`` if it stayed empty (the
   measurement failed before writing), then keep the newest ``max_traces``
   (0: all) under ``trace_root``; a failure is logged, never raised."""
@@ -113,6 +114,6 @@ def tidy_traces(trace_root, trace_dir, max_traces):
     if os.path.isdir(trace_dir) and not os.listdir(trace_dir):  # failed before writing
       os.rmdir(trace_dir)
     if max_traces:
-      prune_traces(trace_root, max_traces)
+      prune_traces(trace_root, max_traces)  # type: ignore[arg-type]  # set with trace_dir
   except OSError as e:  # never at the cost of the measurement
     sys.stderr.write("agent: could not tidy %s: %s\n" % (trace_root, e))

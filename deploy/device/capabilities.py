@@ -30,13 +30,14 @@ Device-side module: Python 3.6 syntax, standard library (+ the runtimes).
 
 import platform
 import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import cuda_memory as cuda_memory_lib
 from . import devices
 from . import power as power_lib
 
 
-def _error(e):
+def _error(e: BaseException) -> str:
   return "%s: %s" % (type(e).__name__, e)
 
 
@@ -47,12 +48,12 @@ _PROBE_MODEL = (b'\x08\x07:7\n\x0c\n\x01x\x12\x01y"\x04Relu\x12\x05probeZ\x0f\n\
                 b'\n\x02\x08\x01B\x04\n\x00\x10\r')
 
 
-def _registry_precisions(name):
+def _registry_precisions(name: str) -> List[str]:
   """The precisions the registry knows how to deploy with runtime ``name``."""
   return [p for p, spec in devices.PRECISIONS.items() if name in spec.conversion]
 
 
-def _probe_onnxruntime(kind):
+def _probe_onnxruntime(kind: str) -> Dict[str, Any]:
   # vendor runtime: optional, probed only on a machine that has it.
   import onnxruntime as ort
   providers = list(ort.get_available_providers())
@@ -78,13 +79,13 @@ def _probe_onnxruntime(kind):
   return out
 
 
-def _openvino_core():
+def _openvino_core() -> Tuple[Any, str]:
   try:
     # vendor runtime: optional, imported only on a machine that has it.
     import openvino as ov
     core_cls = ov.Core
   except (ImportError, AttributeError):
-    from openvino.runtime import Core as core_cls  # 2022.x
+    from openvino.runtime import Core as core_cls  # type: ignore[no-redef]  # 2022.x
   try:
     from openvino import get_version
   except ImportError:
@@ -92,7 +93,7 @@ def _openvino_core():
   return core_cls(), get_version()
 
 
-def openvino_precisions(capabilities):
+def openvino_precisions(capabilities: Optional[Sequence[str]]) -> Tuple[List[str], Optional[str]]:
   """(precisions deployable, compute note) from a device's
   ``OPTIMIZATION_CAPABILITIES`` (None: unknown, the registry's). A device
   that computes in FP16 only (MYRIAD: ``["FP16", ...]``) runs an fp32
@@ -108,11 +109,11 @@ def openvino_precisions(capabilities):
   return out, note
 
 
-def _probe_openvino(kind):
+def _probe_openvino(kind: str) -> Dict[str, Any]:
   core, version = _openvino_core()
   available = list(core.available_devices)
   need = devices.OPENVINO_DEVICE.get(kind)
-  out = {"version": version, "devices": available, "precisions": []}
+  out = {"version": version, "devices": available, "precisions": []}  # type: Dict[str, Any]
   if need is None or need not in [d.split(".")[0] for d in available]:
     hint = ""
     if kind == "myriad":
@@ -122,7 +123,7 @@ def _probe_openvino(kind):
     out["error"] = "OpenVINO %s sees devices %s, not %s.%s" % (version, available, need, hint)
     return out
   try:
-    caps = list(core.get_property(need, "OPTIMIZATION_CAPABILITIES"))
+    caps = list(core.get_property(need, "OPTIMIZATION_CAPABILITIES"))  # type: Optional[List[Any]]
   except Exception:  # pylint: disable=broad-except  (a plugin without the property)
     caps = None
   out["optimization_capabilities"] = caps
@@ -130,7 +131,7 @@ def _probe_openvino(kind):
   return out
 
 
-def _probe_tensorrt(kind):
+def _probe_tensorrt(kind: str) -> Dict[str, Any]:
   del kind
   # vendor runtime: optional, imported only on a machine that has it.
   import tensorrt as trt
@@ -153,7 +154,7 @@ def _probe_tensorrt(kind):
   return out
 
 
-def _probe_keras(kind):
+def _probe_keras(kind: str) -> Dict[str, Any]:
   del kind
   # Keras: heavy, imported only when this runs.
   import keras
@@ -164,7 +165,7 @@ _PROBES = {"onnxruntime": _probe_onnxruntime, "openvino": _probe_openvino,
            "tensorrt": _probe_tensorrt, "keras": _probe_keras}
 
 
-def probe_runtime(kind, name):
+def probe_runtime(kind: str, name: str) -> Dict[str, Any]:
   """``{"available", "version", "reads", "max_onnx_opset", "precisions",
   "error", ...}``."""
   spec = devices.runtime(name)
@@ -181,12 +182,13 @@ def probe_runtime(kind, name):
   return out
 
 
-def probe_power(kind, power_source, power_options=None):
+def probe_power(kind: str, power_source: str,
+                power_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """``{"name", "requested", "readable", "error", "tried"}``: ``auto`` takes the
   kind's first readable source, else ``none``."""
   names = list(devices.device(kind).power_sources) if power_source == devices.AUTO \
       else [power_source]
-  tried = {}
+  tried = {}  # type: Dict[str, Optional[str]]
   for name in names:
     try:
       source = power_lib.create(name, **devices.power_options_for(name, power_options))
@@ -207,7 +209,9 @@ def probe_power(kind, power_source, power_options=None):
           "error": tried.get(names[-1]), "tried": tried}
 
 
-def probe(kind, power_source=devices.AUTO, power_options=None, runtimes=None):
+def probe(kind: str, power_source: str = devices.AUTO,
+          power_options: Optional[Dict[str, Any]] = None,
+          runtimes: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Everything the host needs to know about this measuring machine.
 
   runtimes: the runtimes to probe (default: every runtime of the kind; a

@@ -49,6 +49,7 @@ import math
 import os
 import time
 import zipfile
+from typing import Any, Dict, IO, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -67,7 +68,7 @@ MAX_UNPACKED_BYTES = 1 << 30
 
 
 # -- the decision rule (the search's evaluation imports these) ----------------
-def softmax(logits):
+def softmax(logits: Any) -> np.ndarray:
   """Softmax over the last axis in float64 (stable: max subtracted)."""
   z = np.asarray(logits, np.float64)
   z = z - z.max(axis=-1, keepdims=True)
@@ -75,7 +76,7 @@ def softmax(logits):
   return e / e.sum(axis=-1, keepdims=True)
 
 
-def confidence(logits, kind="max_softmax"):
+def confidence(logits: Any, kind: str = "max_softmax") -> np.ndarray:
   """(N,) float64 confidence in [0, 1) of (N, classes) logits; see module doc.
   Capped at the largest float below 1, so that a threshold of 1 answers none
   and every threshold outcome is reached by a threshold equal to some image's
@@ -91,7 +92,7 @@ def confidence(logits, kind="max_softmax"):
   return np.clip(conf, 0.0, np.nextafter(1.0, 0.0))
 
 
-def answers(conf, threshold):
+def answers(conf: np.ndarray, threshold: float) -> np.ndarray:
   """(N,) bool: which images a stage with ``threshold`` answers (conf >= t;
   a threshold >= 1 answers none)."""
   conf = np.asarray(conf)
@@ -101,7 +102,7 @@ def answers(conf, threshold):
 
 
 # -- the directory ----------------------------------------------------------------
-def is_cascade(path):
+def is_cascade(path: str) -> bool:
   """Whether ``path`` is a cascade directory or its ``cascade.json``."""
   path = str(path)
   if os.path.isdir(path):
@@ -109,7 +110,7 @@ def is_cascade(path):
   return os.path.basename(path) == CASCADE_FILE and os.path.isfile(path)
 
 
-def load_spec(path):
+def load_spec(path: str) -> Tuple[str, Dict[str, Any]]:
   """``(directory, spec dict)`` of a cascade directory or ``cascade.json``,
   after checking the spec's types (``check_spec``) and that every stage's
   file is there; ``ModelLoadError`` (a ValueError) naming the field
@@ -133,17 +134,17 @@ def load_spec(path):
   return directory, spec
 
 
-def _invalid(where, field, expected, value):
+def _invalid(where: str, field: str, expected: str, value: Any) -> base.ModelLoadError:
   return base.ModelLoadError(errors.invalid_field(where, field, expected, value))
 
 
-def _number(value, low=0.0, high=None):
+def _number(value: Any, low: float = 0.0, high: Optional[float] = None) -> bool:
   """Whether ``value`` is a finite JSON number in [low, high]."""
   return (isinstance(value, (int, float)) and not isinstance(value, bool) and
           math.isfinite(value) and low <= value <= (float("inf") if high is None else high))
 
 
-def check_spec(spec, where=CASCADE_FILE):
+def check_spec(spec: Any, where: str = CASCADE_FILE) -> None:
   """ModelLoadError naming the field unless ``spec`` (``cascade.json``'s
   object) has the format and version, a ``confidence`` of CONFIDENCES, a
   non-empty list of stages each naming a relative file, and a non-empty list
@@ -174,7 +175,7 @@ def check_spec(spec, where=CASCADE_FILE):
     _check_point(where, i, point, len(stages))
 
 
-def _check_point(where, i, point, num_stages):
+def _check_point(where: str, i: int, point: Any, num_stages: int) -> None:
   """One point of ``check_spec``."""
   field = "points[%d]" % i
   if not isinstance(point, dict):
@@ -197,8 +198,9 @@ def _check_point(where, i, point, num_stages):
                      "measured)", point[key])
 
 
-def choose_point(points, max_energy_per_image_j=None, max_time_per_image_s=None,
-                 max_error=None):
+def choose_point(points: Sequence[Dict[str, Any]], max_energy_per_image_j: Optional[float] = None,
+                 max_time_per_image_s: Optional[float] = None,
+                 max_error: Optional[float] = None) -> int:
   """Index of the point to run: under the budgets per image given
   (``max_energy_per_image_j``, ``max_time_per_image_s``), the lowest error;
   with only ``max_error``, the cheapest (energy, else time) within it; with
@@ -211,7 +213,7 @@ def choose_point(points, max_energy_per_image_j=None, max_time_per_image_s=None,
   for key, bound, name in bounds:
     if bound is None:
       continue
-    values = [points[i].get(key) for i in ok]
+    values = [points[i].get(key) for i in ok]  # type: List[Any]
     if any(v is None for v in values):
       raise ValueError("`%s`: this cascade has no %s (not measured)." % (name, key))
     kept = [i for i, v in zip(ok, values) if v <= bound]
@@ -240,9 +242,10 @@ class CascadeRuntime(base.Runtime):
   """
   fixed_batch_size = None
 
-  def __init__(self, model_path, device="cpu", runtime="onnxruntime", point=None,
-               max_energy_per_image_j=None, max_time_per_image_s=None, max_error=None,
-               **stage_options):
+  def __init__(self, model_path: str, device: str = "cpu", runtime: str = "onnxruntime",
+               point: Optional[int] = None, max_energy_per_image_j: Optional[float] = None,
+               max_time_per_image_s: Optional[float] = None, max_error: Optional[float] = None,
+               **stage_options: Any) -> None:
     super(CascadeRuntime, self).__init__(model_path, device)
     if not devices.reads_format(runtime, "cascade"):
       readers = [r for r in devices.RUNTIMES if devices.reads_format(r, "cascade")]
@@ -275,7 +278,7 @@ class CascadeRuntime(base.Runtime):
     self.stage_images = [0] * len(self.stages)
     self.last_stages = np.zeros(0, np.int64)
 
-  def _run(self, rt, x):
+  def _run(self, rt: base.Runtime, x: np.ndarray) -> np.ndarray:
     """Logits of ``x`` by one stage (padded/split to a fixed batch if it has one)."""
     fixed = rt.fixed_batch_size
     if not fixed or len(x) == fixed:
@@ -289,7 +292,7 @@ class CascadeRuntime(base.Runtime):
       parts.append(np.asarray(rt.predict(chunk))[:fixed - pad])
     return np.concatenate(parts)
 
-  def predict(self, batch):
+  def predict(self, batch: Any) -> np.ndarray:
     """Logits of the answering stage of each image of ``batch``."""
     batch = np.asarray(batch, np.float32)
     pending = np.arange(len(batch))
@@ -310,9 +313,9 @@ class CascadeRuntime(base.Runtime):
       if not len(pending):
         break
     self.last_stages = last
-    return out
+    return out  # type: ignore[return-value]  # the first stage ran
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     out = super(CascadeRuntime, self).describe()
     total = float(self.stage_images[0]) or 1.0
     out["cascade"] = {
@@ -325,14 +328,14 @@ class CascadeRuntime(base.Runtime):
                           ("error", "time_s_per_image", "energy_j_per_image"))}
     return out
 
-  def close(self):
+  def close(self) -> None:
     for rt in self.stages:
       rt.close()
     self.stages = []
 
 
 # -- a cascade as one upload ------------------------------------------------------
-def pack(cascade_path, zip_path):
+def pack(cascade_path: str, zip_path: Union[str, IO[bytes]]) -> Union[str, IO[bytes]]:
   """Zip ``cascade.json`` and the stage files of a cascade; returns ``zip_path``."""
   directory, spec = load_spec(cascade_path)
   with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
@@ -342,7 +345,7 @@ def pack(cascade_path, zip_path):
   return zip_path
 
 
-def unpack(zip_path, dest, max_bytes=MAX_UNPACKED_BYTES):
+def unpack(zip_path: str, dest: str, max_bytes: int = MAX_UNPACKED_BYTES) -> str:
   """Extract a packed cascade into ``dest`` after checking it holds only
   ``cascade.json`` and the stage files it names (relative paths, at most
   ``max_bytes`` unpacked, counted while unpacking: the agent's checks,
@@ -358,12 +361,13 @@ def unpack(zip_path, dest, max_bytes=MAX_UNPACKED_BYTES):
   return dest
 
 
-def classify(rt, images, batch_size):
+def classify(rt: base.Runtime, images: np.ndarray,
+             batch_size: int) -> Tuple[np.ndarray, np.ndarray, float]:
   """(predicted classes, answering stage per image, seconds) over ``images``."""
   preds, stages = [], []
   start = time.time()
   for i in range(0, len(images), int(batch_size)):
     preds.append(np.argmax(rt.predict(images[i:i + int(batch_size)]), axis=-1))
-    stages.append(rt.last_stages)
+    stages.append(rt.last_stages)  # type: ignore[attr-defined]  # a CascadeRuntime
   seconds = time.time() - start
   return np.concatenate(preds), np.concatenate(stages), seconds

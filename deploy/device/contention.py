@@ -29,6 +29,7 @@ Device-side module: Python 3.6 syntax, standard library only.
 
 import os
 import time
+from typing import Any, Callable, Dict, Optional
 
 from . import errors
 
@@ -44,7 +45,7 @@ class ContentionError(RuntimeError):
   """Other processes kept the machine busy through every re-measurement."""
 
 
-def machine_busy_seconds(stat_path=None):
+def machine_busy_seconds(stat_path: Optional[str] = None) -> Optional[float]:
   """Busy CPU seconds of all cores since boot (None where unreadable)."""
   try:
     with open(stat_path or STAT_PATH) as f:
@@ -60,7 +61,7 @@ def machine_busy_seconds(stat_path=None):
   return busy / float(os.sysconf("SC_CLK_TCK"))
 
 
-def cpu_count():
+def cpu_count() -> int:
   try:
     return len(os.sched_getaffinity(0))
   except AttributeError:
@@ -70,15 +71,16 @@ def cpu_count():
 class CpuMeter(object):
   """``start()`` before the timed loop, ``stop()`` after it."""
 
-  def __init__(self, stat_path=None, clock=time.monotonic):
+  def __init__(self, stat_path: Optional[str] = None,
+               clock: Callable[[], float] = time.monotonic) -> None:
     self.stat_path, self.clock = stat_path, clock
 
-  def start(self):
+  def start(self) -> "CpuMeter":
     self._t0, self._own0 = self.clock(), time.process_time()
     self._busy0 = machine_busy_seconds(self.stat_path)
     return self
 
-  def stop(self):
+  def stop(self) -> Dict[str, Any]:
     """``{"wall_s", "own_cpu_s", "other_cpu_share"}`` of the span."""
     wall, own = self.clock() - self._t0, time.process_time() - self._own0
     busy1 = machine_busy_seconds(self.stat_path)
@@ -89,7 +91,7 @@ class CpuMeter(object):
     return {"wall_s": wall, "own_cpu_s": own, "other_cpu_share": share}
 
 
-def check_policy(policy, threshold, max_remeasures):
+def check_policy(policy: str, threshold: float, max_remeasures: int) -> None:
   if policy not in POLICIES:
     raise errors.invalid_value("contention_policy", "one of %s" % "|".join(POLICIES), policy)
   if not 0.0 < float(threshold) <= 1.0:
@@ -98,5 +100,5 @@ def check_policy(policy, threshold, max_remeasures):
     raise errors.invalid_value("max_remeasures", ">= 0", max_remeasures)
 
 
-def is_contended(share, threshold):
+def is_contended(share: Optional[float], threshold: float) -> bool:
   return share is not None and share > threshold

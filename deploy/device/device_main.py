@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+from typing import Any, Dict, Optional, Sequence
 
 from . import capabilities
 from . import cascade_runner
@@ -28,7 +29,8 @@ from . import session
 from . import tensorrt_build
 
 
-def build_runtime(device, runtime, model_path, batch_size, **options):
+def build_runtime(device: str, runtime: str, model_path: str, batch_size: int,
+                  **options: Any) -> runtimes.base.Runtime:
   """A loaded runtime for ``device``: MYRIAD gets a static batch, TensorRT
   builds its engine from ONNX for batches up to ``batch_size``."""
   devices.check_runtime(device, runtime)
@@ -41,7 +43,7 @@ def build_runtime(device, runtime, model_path, batch_size, **options):
   return runtimes.create(runtime, model_path, device, **options)
 
 
-def resolve_power(device, power_source, **options):
+def resolve_power(device: str, power_source: str, **options: Any) -> str:
   """The concrete power source for ``power_source`` on ``device``: ``auto``
   = the device kind's first readable source (``deploy.device.devices``), else none."""
   if power_source != devices.AUTO:
@@ -50,13 +52,14 @@ def resolve_power(device, power_source, **options):
   return answer["name"] if answer["readable"] else "none"
 
 
-def build_power(power_source, device="cpu", **options):
+def build_power(power_source: str, device: str = "cpu",
+                **options: Any) -> power_lib.base.PowerSource:
   """A power source by name (``auto``: see ``resolve_power``)."""
   name = resolve_power(device, power_source, **options)
   return power_lib.create(name, **devices.power_options_for(name, options))
 
 
-def add_measurement_arguments(parser, precision=True):
+def add_measurement_arguments(parser: argparse.ArgumentParser, precision: bool = True) -> None:
   """The power sources' options (read by ``power_options``), the TensorRT
   engine cache and int8 calibration images (``runtime_options``): shared by
   the device scripts and the agent; ``--precision`` only when ``precision``
@@ -81,7 +84,7 @@ def add_measurement_arguments(parser, precision=True):
                              "--calibration)")
 
 
-def check_measurement_args(parser, args):
+def check_measurement_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
   """Refuse (parser.error) a precision the runtime does not build, or int8
   without calibration images."""
   precision = getattr(args, "precision", "fp32")
@@ -93,7 +96,7 @@ def check_measurement_args(parser, args):
                  "training images (python -m deploy.measure --write_calibration=FILE.npy).")
 
 
-def parser_for(device):
+def parser_for(device: str) -> argparse.ArgumentParser:
   kind = devices.device(device)
   p = argparse.ArgumentParser(description="Measure inference time and energy on %s "
                               "(TEA-DNN protocol, section IV-B)." % device)
@@ -124,7 +127,7 @@ def parser_for(device):
   return p
 
 
-def power_options(args, power_source=None):
+def power_options(args: argparse.Namespace, power_source: Optional[str] = None) -> Dict[str, Any]:
   """Keyword arguments of the power source from the command line (those of
   every source the kind may use when ``power_source`` is auto)."""
   names = [power_source or args.power_source]
@@ -133,7 +136,7 @@ def power_options(args, power_source=None):
   return devices.power_options_from(args, names)
 
 
-def runtime_options(args):
+def runtime_options(args: argparse.Namespace) -> Dict[str, Any]:
   """TensorRT's options from the command line: engine cache, precision and
   (int8) the calibration images loaded from ``--calibration``."""
   if args.runtime != "tensorrt":
@@ -146,12 +149,12 @@ def runtime_options(args):
   return out
 
 
-def progress_printer(done, total, elapsed):
+def progress_printer(done: int, total: int, elapsed: float) -> None:
   eta = elapsed / done * (total - done)
   sys.stderr.write("repeat %d/%d, %.1f s elapsed, ETA %.1f s\n" % (done, total, elapsed, eta))
 
 
-def main(device, argv=None):
+def main(device: str, argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Parse args, measure, print one JSON object on stdout."""
   parser = parser_for(device)
   args = parser.parse_args(argv)

@@ -31,6 +31,7 @@ Device-side module: Python 3.6 syntax, standard library only.
 
 import collections
 import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import errors
 
@@ -127,7 +128,7 @@ PRECISIONS = collections.OrderedDict((p.name, p) for p in (
 ))
 
 
-def check_precision(runtime_name, precision):
+def check_precision(runtime_name: str, precision: str) -> None:
   """Refuse a precision ``runtime_name`` cannot deploy (``PRECISIONS``)."""
   runtime(runtime_name)
   _one_of("precision", precision, list(PRECISIONS))
@@ -138,39 +139,39 @@ def check_precision(runtime_name, precision):
                                   if runtime_name in spec.conversion)))
 
 
-def _one_of(name, value, allowed):
+def _one_of(name: str, value: Any, allowed: Any) -> None:
   if value not in allowed:
     raise errors.invalid_value(name, "one of %s" % "|".join(allowed), value)
 
 
-def device(name):
+def device(name: str) -> DeviceKind:
   """The ``DeviceKind`` called ``name`` (a clear ValueError otherwise)."""
   _one_of("device", name, list(DEVICES))
   return DEVICES[name]
 
 
-def runtime(name):
+def runtime(name: str) -> RuntimeKind:
   _one_of("runtime", name, list(RUNTIMES))
   return RUNTIMES[name]
 
 
-def reads_format(runtime_name, fmt):
+def reads_format(runtime_name: str, fmt: str) -> bool:
   """Whether ``runtime_name`` reads artifact format ``fmt`` (a container
   format when it reads the format of its members)."""
   formats = runtime(runtime_name).formats
   return fmt in formats or CONTAINER_FORMATS.get(fmt) in formats
 
 
-def default_runtime(device_name):
+def default_runtime(device_name: str) -> str:
   return device(device_name).runtimes[0]
 
 
-def paper_threshold_w(device_name):
+def paper_threshold_w(device_name: str) -> Optional[float]:
   """The paper's working/idle threshold for ``device_name`` (None: derive it)."""
   return DEVICES[device_name].paper_threshold_w if device_name in DEVICES else None
 
 
-def check_runtime(device_name, runtime_name):
+def check_runtime(device_name: str, runtime_name: str) -> None:
   """Refuse a runtime that cannot measure on ``device_name``."""
   kind = device(device_name)
   runtime(runtime_name)
@@ -179,7 +180,7 @@ def check_runtime(device_name, runtime_name):
                      % (runtime_name, device_name, ", ".join(kind.runtimes)))
 
 
-def power_options_from(values, sources=None):
+def power_options_from(values: Any, sources: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """The power sources' keyword arguments from command-line values
   (``values``: an argparse Namespace or absl's FLAGS, attributes named by
   ``POWER_OPTION_FLAGS``), set ones only; with ``sources``, only the options
@@ -193,27 +194,27 @@ def power_options_from(values, sources=None):
   return out
 
 
-def power_option_arguments(options):
+def power_option_arguments(options: Optional[Mapping[str, Any]]) -> List[str]:
   """``--flag=value`` command-line arguments of power options (the inverse of
   ``power_options_from``), sorted by option name."""
   return ["--%s=%s" % (POWER_OPTION_FLAGS[key], value)
           for key, value in sorted((options or {}).items())]
 
 
-def power_options_for(source, options):
+def power_options_for(source: str, options: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
   """The entries of ``options`` that power source ``source`` takes (set ones only)."""
   keys = POWER_OPTIONS.get(source, ())
   return dict((k, v) for k, v in (options or {}).items() if k in keys and v is not None)
 
 
-def check_power_source(device_name, source):
+def check_power_source(device_name: str, source: str) -> None:
   kind = device(device_name)
   if source not in (AUTO,) + kind.power_sources:
     raise ValueError("power_source=%s cannot measure device=%s; expected one of: %s."
                      % (source, device_name, ", ".join((AUTO,) + kind.power_sources)))
 
 
-def format_of_path(path, fmt=None):
+def format_of_path(path: str, fmt: Optional[str] = None) -> str:
   """The artifact format of ``path`` (from its suffix unless ``fmt`` is given;
   the agent checks a given one)."""
   if fmt is not None:
@@ -228,7 +229,7 @@ def format_of_path(path, fmt=None):
   return SUFFIX_FORMATS[suffix]
 
 
-def version_tuple(text):
+def version_tuple(text: Optional[str]) -> Tuple[int, ...]:
   """(2022, 3, 0) from '2022.3.0-9052-9752fafe8eb-releases/2022/3' and the like."""
   out = []
   for part in str(text or "").replace("-", ".").split("."):
@@ -243,7 +244,9 @@ def version_tuple(text):
   return tuple(out[:3])
 
 
-def choose_format(runtime_name, reads, device_versions=None, host_versions=None):
+def choose_format(runtime_name: str, reads: Sequence[str],
+                  device_versions: Optional[Mapping[str, Optional[str]]] = None,
+                  host_versions: Optional[Mapping[str, Optional[str]]] = None) -> str:
   """The artifact format the host sends to ``runtime_name``.
 
   reads: formats the device's runtime reads (its capability answer).
@@ -270,7 +273,7 @@ def choose_format(runtime_name, reads, device_versions=None, host_versions=None)
                                         ", ".join(f for f in spec.formats if f != "tensorrt")))
 
 
-def onnx_opset(runtime_name, device_max_opset=None):
+def onnx_opset(runtime_name: str, device_max_opset: Optional[int] = None) -> int:
   """The ONNX opset to export for ``runtime_name``: the registry's default,
   lowered to what the device says its runtime reads."""
   opset = runtime(runtime_name).max_onnx_opset or ONNX_OPSET

@@ -10,12 +10,14 @@ the device reads (``cascade.json``).
 """
 
 import json
+from typing import Any, Optional
 
 # Marks "no value received" (``None`` is a value that can be invalid).
-_UNSET = object()
+_UNSET = object()  # type: Any
 
 
-def message(name, expected, received=_UNSET, *, noun="argument", where=None, shown=None):
+def message(name: str, expected: str, received: Any = _UNSET, *, noun: str = "argument",
+            where: Optional[str] = None, shown: Optional[str] = None) -> str:
   """``Invalid value for NOUN `NAME`[ WHERE]. Expected EXPECTED. Received
   NAME=repr(received)``; arguments as ``tea_keras.errors.message``
   (``shown``: the received value in the caller's words, instead of
@@ -29,14 +31,15 @@ def message(name, expected, received=_UNSET, *, noun="argument", where=None, sho
   return text if text.endswith(".") else text + "."
 
 
-def invalid_value(argument, expected, received=_UNSET, *, where=None, shown=None):
+def invalid_value(argument: str, expected: str, received: Any = _UNSET, *,
+                  where: Optional[str] = None, shown: Optional[str] = None) -> ValueError:
   """A ValueError with ``message(argument, expected, received, ...)``, to
   raise: ``raise errors.invalid_value("batch_size", "a positive integer",
   batch_size)``."""
   return ValueError(message(argument, expected, received, where=where, shown=shown))
 
 
-def invalid_field(path, field, expected, value):
+def invalid_field(path: str, field: str, expected: str, value: Any) -> str:
   """The message for field ``field`` of the JSON file ``path``:
   ``PATH: invalid `FIELD`. Expected EXPECTED. Received KEY=JSON`` (KEY: the
   field's last component, JSON: the value as JSON, cut at 100 characters)."""

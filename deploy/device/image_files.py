@@ -5,11 +5,12 @@
 import hashlib
 import json
 import os
+from typing import Any, Optional
 
 import numpy as np
 
 
-def images_sha256(images, with_shape=False):
+def images_sha256(images: Any, with_shape: bool = False) -> str:
   """sha256 hex of the images' float32 C-order bytes: what names a set of
   images between the host and an agent (``data_sha256`` in its health
   answer, ``images_sha256`` in a result). ``with_shape``: the shape (JSON)
@@ -22,7 +23,7 @@ def images_sha256(images, with_shape=False):
   return digest.hexdigest()
 
 
-def load_data(path, num_images=None):
+def load_data(path: str, num_images: Optional[int] = None) -> np.ndarray:
   """float32 NHWC normalized images from ``.npy`` / ``.npz`` (``images``)."""
   if not os.path.exists(path):
     raise ValueError("Data file %r does not exist." % (path,))

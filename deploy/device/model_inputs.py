@@ -28,6 +28,7 @@ Device-side module: Python 3.6 syntax, standard library only.
 import collections
 import os
 import re
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple
 from xml.parsers import expat
 
 #: name: str; elem_type: ONNX TensorProto.DataType number (0: not given;
@@ -51,7 +52,7 @@ class ModelHeaderError(ValueError):
 
 
 # -- protobuf wire format --------------------------------------------------------
-def _varint(f):
+def _varint(f: BinaryIO) -> int:
   result, shift = 0, 0
   while True:
     byte = f.read(1)
@@ -66,7 +67,7 @@ def _varint(f):
       raise ModelHeaderError("a varint longer than 10 bytes")
 
 
-def _fields(f, start, end):
+def _fields(f: BinaryIO, start: int, end: int) -> Iterator[Tuple[int, int, Any]]:
   """Yields (field number, wire type, value) of the message in [start, end):
   an int for a varint, (offset, length) for a length-delimited field, None
   for a fixed-size one. The caller may seek anywhere between two fields."""
@@ -77,7 +78,7 @@ def _fields(f, start, end):
     number, wire = key >> 3, key & 7
     if number == 0:
       raise ModelHeaderError("field number 0 at byte %d" % pos)
-    value = None
+    value = None  # type: Any
     if wire == _VARINT:
       value = _varint(f)
       pos = f.tell()
@@ -96,23 +97,23 @@ def _fields(f, start, end):
     yield number, wire, value
 
 
-def _messages(f, span, number):
+def _messages(f: BinaryIO, span: Tuple[int, int], number: int) -> List[Tuple[int, int]]:
   """(offset, length) of each length-delimited field ``number`` in ``span``."""
   return [v for n, w, v in _fields(f, span[0], span[0] + span[1])
           if n == number and w == _BYTES]
 
 
-def _string(f, span):
+def _string(f: BinaryIO, span: Tuple[int, int]) -> str:
   f.seek(span[0])
   return f.read(min(span[1], _MAX_NAME_BYTES)).decode("utf-8", "replace")
 
 
-def _first_string(f, span, number):
+def _first_string(f: BinaryIO, span: Tuple[int, int], number: int) -> str:
   found = _messages(f, span, number)
   return _string(f, found[0]) if found else ""
 
 
-def _dimension(f, span):
+def _dimension(f: BinaryIO, span: Tuple[int, int]) -> Any:
   value = None
   for n, w, v in _fields(f, span[0], span[0] + span[1]):
     if n == 1 and w == _VARINT:
@@ -123,7 +124,7 @@ def _dimension(f, span):
   return value
 
 
-def _tensor_type(f, span):
+def _tensor_type(f: BinaryIO, span: Tuple[int, int]) -> Tuple[int, Optional[Tuple[Any, ...]]]:
   """(elem_type, dims) of a TypeProto.Tensor."""
   elem_type, dims = 0, None
   for n, w, v in _fields(f, span[0], span[0] + span[1]):
@@ -134,7 +135,7 @@ def _tensor_type(f, span):
   return elem_type, dims
 
 
-def _value_info(f, span):
+def _value_info(f: BinaryIO, span: Tuple[int, int]) -> ModelInput:
   name, elem_type, dims = "", None, None
   for n, w, v in _fields(f, span[0], span[0] + span[1]):
     if n == 1 and w == _BYTES:
@@ -146,7 +147,7 @@ def _value_info(f, span):
   return ModelInput(name, elem_type, dims)
 
 
-def onnx_input(path):
+def onnx_input(path: str) -> Optional[ModelInput]:
   """The first graph input of the ONNX file ``path`` that is not an
   initializer (``ModelInput``), or None when the graph has none;
   ``ModelHeaderError`` when the file is not an ONNX protobuf."""
@@ -174,7 +175,7 @@ def onnx_input(path):
 
 
 # -- OpenVINO IR -------------------------------------------------------------------
-def _ir_dim(text):
+def _ir_dim(text: str) -> Optional[int]:
   text = text.strip()
   return int(text) if re.match(r"^\d+$", text) else None  # ?, -1, 1..10: not static
 
@@ -186,11 +187,15 @@ class _IrReader(object):
   class Done(Exception):
     pass
 
-  def __init__(self):
-    self.layer = self.data = self.port_dims = None
-    self.path, self.text = [], ""
+  layer: Optional[Dict[str, str]]
+  data: Optional[Dict[str, str]]
+  port_dims: Optional[List[Any]]
 
-  def start(self, tag, attrs):
+  def __init__(self) -> None:
+    self.layer = self.data = self.port_dims = None
+    self.path, self.text = [], ""  # type: List[str], str
+
+  def start(self, tag: str, attrs: Dict[str, str]) -> None:
     self.path.append(tag)
     if self.layer is None:
       if tag == "layer" and attrs.get("type") == "Parameter":
@@ -202,22 +207,22 @@ class _IrReader(object):
     elif self.path[-3:] == ["output", "port", "dim"]:
       self.text = ""
 
-  def chars(self, text):
+  def chars(self, text: str) -> None:
     self.text += text
 
-  def end(self, tag):
+  def end(self, tag: str) -> None:
     if self.layer is not None and self.path[-3:] == ["output", "port", "dim"]:
-      self.port_dims.append(self.text)
+      self.port_dims.append(self.text)  # type: ignore[union-attr]  # set at its <port>
     self.path.pop()
     if tag == "layer" and self.layer is not None:
       raise self.Done()
 
   @staticmethod
-  def refuse(*args):
+  def refuse(*args: Any) -> None:
     raise ModelHeaderError("the .xml declares a DOCTYPE or an entity; an OpenVINO IR has "
                            "none")
 
-  def result(self):
+  def result(self) -> Optional[ModelInput]:
     if self.layer is None:
       return None
     data = self.data or {}
@@ -229,10 +234,10 @@ class _IrReader(object):
     else:
       dims = None if self.port_dims is None else tuple(_ir_dim(d) for d in self.port_dims)
     return ModelInput(self.layer.get("name", ""),
-                      _OPENVINO_TYPES.get(data.get("element_type"), 0), dims)
+                      _OPENVINO_TYPES.get(data.get("element_type"), 0), dims)  # type: ignore[arg-type]
 
 
-def openvino_input(xml_path):
+def openvino_input(xml_path: str) -> Optional[ModelInput]:
   """The first Parameter layer of an OpenVINO IR ``.xml`` (``ModelInput``,
   element type as ONNX numbers it), or None; ``ModelHeaderError`` when the
   file is not XML or declares a DOCTYPE (which an IR never has: no entity is
@@ -253,12 +258,13 @@ def openvino_input(xml_path):
 
 
 # -- the check -------------------------------------------------------------------------
-def _shape_text(dims):
+def _shape_text(dims: Sequence[Any]) -> str:
   return "(%s)" % ", ".join("N" if i == 0 and not isinstance(d, int) else
                             "?" if d is None else str(d) for i, d in enumerate(dims))
 
 
-def check_image_input(found, image_shape, what):
+def check_image_input(found: Optional[ModelInput], image_shape: Sequence[int],
+                      what: str) -> Optional[str]:
   """None, or why a model whose first input is ``found`` (``ModelInput`` or
   None: nothing to check) cannot take float32 images of shape (N,) +
   ``image_shape`` (H, W, C). ``what`` names the model in the message."""
@@ -282,7 +288,7 @@ def check_image_input(found, image_shape, what):
   return None
 
 
-def model_input(path):
+def model_input(path: str) -> Optional[ModelInput]:
   """``onnx_input`` or ``openvino_input`` by the file's suffix (None for
   other formats: nothing is read)."""
   suffix = os.path.splitext(path)[1].lower()

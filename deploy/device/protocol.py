@@ -40,6 +40,7 @@ Device-side module: Python 3.6 syntax, standard library + numpy only.
 import csv
 import threading
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class Trace(object):
   optional energy counter ``counter_j`` (NaN where absent), all float64
   arrays of one length. ``wall_offset`` converts t to wall-clock seconds."""
 
-  def __init__(self, t, p, counter_j=None, wall_offset=0.0):
+  def __init__(self, t: Any, p: Any, counter_j: Any = None, wall_offset: float = 0.0) -> None:
     self.t = np.asarray(t, dtype=np.float64)
     self.p = np.asarray(p, dtype=np.float64)
     if counter_j is None:
@@ -67,7 +68,7 @@ class Trace(object):
                        "counter%s." % (self.t.shape, self.p.shape, self.counter_j.shape))
     self.wall_offset = float(wall_offset)
 
-  def __len__(self):
+  def __len__(self) -> int:
     return int(self.t.size)
 
 
@@ -79,16 +80,19 @@ class Sampler(object):
   Use as a context manager or call ``start()`` / ``stop()`` (returns the
   ``Trace``)."""
 
-  def __init__(self, source, interval_s=DEFAULT_SAMPLE_INTERVAL_S, clock=time.monotonic):
+  def __init__(self, source: Any, interval_s: float = DEFAULT_SAMPLE_INTERVAL_S,
+               clock: Callable[[], float] = time.monotonic) -> None:
     if not interval_s > 0:
       raise errors.invalid_value("sample_interval_s", "a positive number of seconds", interval_s)
     self.source, self.interval_s, self.clock = source, float(interval_s), clock
-    self._t, self._p, self._c = [], [], []
+    self._t = []  # type: List[float]
+    self._p = []  # type: List[float]
+    self._c = []  # type: List[float]
     self._stop = threading.Event()
-    self._thread = None
-    self._error = None
+    self._thread = None  # type: Optional[threading.Thread]
+    self._error = None  # type: Optional[Exception]
 
-  def _loop(self):
+  def _loop(self) -> None:
     try:
       self.source.read_sample()  # prime: counter sources (RAPL) report power
     except Exception as e:       # since the previous read, which may be stale
@@ -111,39 +115,40 @@ class Sampler(object):
         next_tick = now
       self._stop.wait(next_tick - now)
 
-  def start(self):
+  def start(self) -> "Sampler":
     self._wall_offset = time.time() - self.clock()
     self._thread = threading.Thread(target=self._loop, name="power-sampler")
     self._thread.daemon = True
     self._thread.start()
     return self
 
-  def stop(self):
+  def stop(self) -> Trace:
     self._stop.set()
-    self._thread.join()
+    self._thread.join()  # type: ignore[union-attr]  # started
     if self._error is not None:
       raise self._error
     return Trace(self._t, self._p, self._c, self._wall_offset)
 
-  def __enter__(self):
+  def __enter__(self) -> "Sampler":
     return self.start()
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc: Any) -> None:
     if not self._stop.is_set():
       self._stop.set()
-      self._thread.join()
+      self._thread.join()  # type: ignore[union-attr]  # started
 
 
-def runs_above(p, threshold_w):
+def runs_above(p: np.ndarray, threshold_w: float) -> List[Tuple[int, int]]:
   """Index runs ``[(i0, i1), ...]`` (inclusive) where ``p > threshold_w``."""
   above = np.concatenate([[False], np.asarray(p) > threshold_w, [False]])
   edges = np.flatnonzero(np.diff(above.astype(np.int8)))
   return [(int(a), int(b) - 1) for a, b in zip(edges[0::2], edges[1::2])]
 
 
-def merge_runs(t, runs, merge_gap_s):
+def merge_runs(t: np.ndarray, runs: Sequence[Tuple[int, int]],
+               merge_gap_s: float) -> List[Tuple[int, int]]:
   """Merge runs whose gap ``t[next_start] - t[prev_end]`` is <= merge_gap_s."""
-  merged = []
+  merged = []  # type: List[Tuple[int, int]]
   for run in runs:
     if merged and t[run[0]] - t[merged[-1][1]] <= merge_gap_s:
       merged[-1] = (merged[-1][0], run[1])
@@ -152,7 +157,8 @@ def merge_runs(t, runs, merge_gap_s):
   return merged
 
 
-def crossing_time(t, p, i_below, i_above, threshold_w):
+def crossing_time(t: np.ndarray, p: np.ndarray, i_below: int, i_above: int,
+                  threshold_w: float) -> float:
   """Time where P crosses ``threshold_w`` between samples i_below and i_above,
   by linear interpolation (the sample time itself when out of range)."""
   n = len(t)
@@ -162,8 +168,10 @@ def crossing_time(t, p, i_below, i_above, threshold_w):
   return float(t[i_below] + frac * (t[i_above] - t[i_below]))
 
 
-def segment_working(trace, threshold_w, merge_gap_s=DEFAULT_MERGE_GAP_S,
-                    min_run_s=DEFAULT_MIN_RUN_S, within=None):
+def segment_working(trace: Trace, threshold_w: float, merge_gap_s: float = DEFAULT_MERGE_GAP_S,
+                    min_run_s: float = DEFAULT_MIN_RUN_S,
+                    within: Optional[Tuple[float, float]] = None
+                    ) -> Optional[Tuple[float, float, int, int]]:
   """Working span ``(t_start, t_end, i_first, i_last)`` of a trace, or None.
 
   ``within``: optional ``(t0, t1)`` host-timed inference window; only runs
@@ -188,12 +196,12 @@ def segment_working(trace, threshold_w, merge_gap_s=DEFAULT_MERGE_GAP_S,
   return t_start, t_end, i0, i1
 
 
-def interp_at(t, y, when):
+def interp_at(t: np.ndarray, y: np.ndarray, when: float) -> float:
   """y linearly interpolated at time ``when`` (clamped to the trace)."""
   return float(np.interp(when, t, y))
 
 
-def trapezoid_energy(trace, t_start, t_end):
+def trapezoid_energy(trace: Trace, t_start: float, t_end: float) -> float:
   """Joules: trapezoid integral of P over [t_start, t_end] (module doc, 3)."""
   if t_end < t_start:
     raise ValueError("Invalid window: t_end %.6f < t_start %.6f." % (t_end, t_start))
@@ -206,7 +214,7 @@ def trapezoid_energy(trace, t_start, t_end):
   return float(np.sum(0.5 * (ps[1:] + ps[:-1]) * np.diff(ts)))
 
 
-def counter_energy(trace, t_start, t_end):
+def counter_energy(trace: Trace, t_start: float, t_end: float) -> Optional[float]:
   """Joules from the energy counter over [t_start, t_end], or None."""
   valid = ~np.isnan(trace.counter_j)
   if valid.sum() < 2:
@@ -215,7 +223,7 @@ def counter_energy(trace, t_start, t_end):
   return interp_at(t, c, t_end) - interp_at(t, c, t_start)
 
 
-def idle_baseline(trace, span):
+def idle_baseline(trace: Trace, span: Optional[Tuple[float, float, int, int]]) -> Optional[float]:
   """Median watts of the samples outside the working span (None if none)."""
   p = trace.p
   mask = ~np.isnan(p)
@@ -226,7 +234,7 @@ def idle_baseline(trace, span):
   return float(np.median(p[mask])) if mask.any() else None
 
 
-def auto_threshold(trace, window):
+def auto_threshold(trace: Trace, window: Tuple[float, float]) -> Optional[float]:
   """Midpoint between the idle median (samples outside the host window) and
   the working median (inside): for sources with no paper threshold (CPU)."""
   t, p = trace.t, trace.p
@@ -237,7 +245,7 @@ def auto_threshold(trace, window):
   return float(0.5 * (np.median(p[inside]) + np.median(p[outside])))
 
 
-def summarize_repeats(values):
+def summarize_repeats(values: Sequence[Optional[float]]) -> Optional[Dict[str, Any]]:
   """Median and spread of repeated measurements (None entries ignored)."""
   vals = np.asarray([v for v in values if v is not None], dtype=np.float64)
   if vals.size == 0:
@@ -250,7 +258,8 @@ def summarize_repeats(values):
           "values": [float(v) for v in vals]}
 
 
-def write_trace_csv(path, trace, span=None):
+def write_trace_csv(path: str, trace: Trace,
+                    span: Optional[Tuple[float, float, int, int]] = None) -> str:
   """Raw trace as CSV: t_s (from the first sample), wall_time_s, power_w,
   energy_counter_j (empty when absent), working (0/1)."""
   t0 = trace.t[0] if len(trace) else 0.0
@@ -268,7 +277,7 @@ def write_trace_csv(path, trace, span=None):
   return path
 
 
-def read_trace_csv(path):
+def read_trace_csv(path: str) -> Trace:
   """Inverse of ``write_trace_csv`` (times relative to the first sample)."""
   t, p, c = [], [], []
   with open(path) as f:

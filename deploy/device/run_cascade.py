@@ -9,6 +9,7 @@ holds the cascade; this is its command line)::
 import argparse
 import json
 import sys
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from . import devices
 from . import image_files
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description="Classify images with an adaptive cascade "
                               "(LEANets): the threshold vector is picked by a budget.")
   p.add_argument("--cascade", required=True, help="cascade directory (or its cascade.json)")
@@ -42,7 +43,7 @@ def build_parser():
   return p
 
 
-def run(args):
+def run(args: argparse.Namespace) -> Dict[str, Any]:
   """The CLI's work; returns the JSON-able result."""
   if args.list:
     _, spec = cascade_runner.load_spec(args.cascade)
@@ -78,7 +79,7 @@ def run(args):
   return result
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
   args = build_parser().parse_args(argv)
   try:
     result = run(args)

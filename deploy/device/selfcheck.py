@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -63,16 +64,16 @@ BATCH = 16
 COUNTER_TOLERANCE = 0.1
 
 
-def _images(count, seed=1):
+def _images(count: int, seed: int = 1) -> np.ndarray:
   rng = np.random.RandomState(seed)
   return rng.standard_normal((count,) + selfcheck_model.INPUT_SHAPE).astype(np.float32)
 
 
-def _on_fresh_thread(fn):
+def _on_fresh_thread(fn: Callable[[], Any]) -> Any:
   """``fn()``'s value, run on a new thread; its exception re-raised here."""
   box = {}
 
-  def run():
+  def run() -> None:
     try:
       box["value"] = fn()
     except BaseException as e:  # pylint: disable=broad-except  (re-raised below)
@@ -85,7 +86,8 @@ def _on_fresh_thread(fn):
   return box["value"]
 
 
-def time_runtime(device, runtime, model_path, images, batch_size, min_s=0.5, work_dir=None):
+def time_runtime(device: str, runtime: str, model_path: str, images: np.ndarray, batch_size: int,
+                 min_s: float = 0.5, work_dir: Optional[str] = None) -> Dict[str, Any]:
   """Load ``model_path`` on ``runtime`` and time its batches, on a fresh
   thread. Returns ``{"load_s", "batches", "ms_per_batch", "images_per_s",
   "max_abs_diff", "error"}``."""
@@ -93,7 +95,7 @@ def time_runtime(device, runtime, model_path, images, batch_size, min_s=0.5, wor
   if runtime == "tensorrt":
     options["engine_cache_dir"] = os.path.join(work_dir or tempfile.gettempdir(), "engines")
 
-  def work():
+  def work() -> Dict[str, Any]:
     start = time.monotonic()
     rt = device_main.build_runtime(device, runtime, model_path, batch_size, **options)
     try:
@@ -120,31 +122,32 @@ def time_runtime(device, runtime, model_path, images, batch_size, min_s=0.5, wor
 class _Load(object):
   """The model's batches run in a loop on a thread until stopped."""
 
-  def __init__(self, runtime, batch):
+  def __init__(self, runtime: Any, batch: np.ndarray) -> None:
     self.runtime, self.batch = runtime, batch
     self._stop = threading.Event()
     self.thread = threading.Thread(target=self._run, name="selfcheck-load")
-    self.error = None
+    self.error = None  # type: Optional[Exception]
 
-  def _run(self):
+  def _run(self) -> None:
     try:
       while not self._stop.is_set():
         self.runtime.predict(self.batch)
     except Exception as e:  # pylint: disable=broad-except  (reported by stop())
       self.error = e
 
-  def __enter__(self):
+  def __enter__(self) -> "_Load":
     self.thread.start()
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc: Any) -> None:
     self._stop.set()
     self.thread.join()
     if self.error is not None:
       raise self.error
 
 
-def _trace(power, seconds, interval_s):
+def _trace(power: Any, seconds: float,
+           interval_s: float) -> Tuple[protocol.Trace, Tuple[float, float]]:
   """``(trace, (t0, t1))``: the source's samples over ``seconds`` and the
   window on the trace's clock."""
   clock = time.monotonic
@@ -160,15 +163,18 @@ def _trace(power, seconds, interval_s):
   return protocol.Trace(np.asarray(wall_t) - offset, watts, None, offset), (t0, t1)
 
 
-def _window_stats(trace, window):
+def _window_stats(trace: protocol.Trace,
+                  window: Tuple[float, float]) -> Tuple[Optional[float], int]:
   inside = (trace.t >= window[0]) & (trace.t <= window[1]) & ~np.isnan(trace.p)
   if inside.sum() < 1:
     return None, 0
   return float(np.median(trace.p[inside])), int(inside.sum())
 
 
-def check_power(device, answer, power_options, runtime_name, model_path, threshold_w,
-                idle_s=2.0, load_s=3.0, interval_s=0.02, work_dir=None):
+def check_power(device: str, answer: Dict[str, Any], power_options: Optional[Dict[str, Any]],
+                runtime_name: str, model_path: str, threshold_w: Optional[float],
+                idle_s: float = 2.0, load_s: float = 3.0, interval_s: float = 0.02,
+                work_dir: Optional[str] = None) -> Dict[str, Any]:
   """Idle and loaded power, the threshold's verdict and the energy counter
   cross-check (module doc, 3-4)."""
   out = {"source": answer["name"], "readable": bool(answer["readable"]),
@@ -185,7 +191,7 @@ def check_power(device, answer, power_options, runtime_name, model_path, thresho
     idle_trace, idle_window = _trace(power, idle_s, interval_s)
     out["idle_w"], idle_n = _window_stats(idle_trace, idle_window)
 
-    def loaded():
+    def loaded() -> Tuple[protocol.Trace, Tuple[float, float]]:
       rt = device_main.build_runtime(device, runtime_name, model_path, BATCH, **options)
       try:
         with _Load(rt, _images(BATCH)):
@@ -205,7 +211,7 @@ def check_power(device, answer, power_options, runtime_name, model_path, thresho
   return judge(out)
 
 
-def judge(out):
+def judge(out: Dict[str, Any]) -> Dict[str, Any]:
   """The counter's agreement and the threshold's verdict of a power check:
   ``separates`` when idle < threshold < load; else, when the load raises the
   power measurably (by 2%), the midpoint of idle and load is suggested."""
@@ -220,8 +226,10 @@ def judge(out):
   return out
 
 
-def check_local(device, power_source=devices.AUTO, power_options=None, threshold_w=None,
-                idle_s=2.0, load_s=3.0, interval_s=0.02):
+def check_local(device: str, power_source: str = devices.AUTO,
+                power_options: Optional[Dict[str, Any]] = None, threshold_w: Optional[float] = None,
+                idle_s: float = 2.0, load_s: float = 3.0,
+                interval_s: float = 0.02) -> Dict[str, Any]:
   """The self-check of this machine as device ``device`` (a JSON-able dict)."""
   kind = devices.device(device)
   # A device check: the runtimes that can run on a board (not the host's Keras).
@@ -247,7 +255,7 @@ def check_local(device, power_source=devices.AUTO, power_options=None, threshold
   return answer
 
 
-def _working_runtime(answer):
+def _working_runtime(answer: Dict[str, Any]) -> Optional[str]:
   """The first runtime of the kind whose timing passed (None: none did)."""
   for name in devices.device(answer["device"]).runtimes:
     timing = (answer["runtimes"].get(name) or {}).get("timing")
@@ -257,7 +265,7 @@ def _working_runtime(answer):
 
 
 # -- experiments -----------------------------------------------------------------
-def read_flagfile(path, _stack=()):
+def read_flagfile(path: str, _stack: Tuple[str, ...] = ()) -> Dict[str, str]:
   """``{flag: value}`` of a flagfile (``--name=value`` lines, ``#`` comments,
   ``--flagfile=`` includes resolved beside the including file; later wins).
 
@@ -284,7 +292,8 @@ def read_flagfile(path, _stack=()):
   return out
 
 
-def verdict(answer, flags, name="experiment"):
+def verdict(answer: Dict[str, Any], flags: Dict[str, str],
+            name: str = "experiment") -> Dict[str, Any]:
   """``{"experiment", "runs": bool, "reasons": [...], "warnings": [...]}``:
   whether the checked machine can measure what ``flags`` (a flagfile's
   values) asks."""
@@ -340,11 +349,11 @@ def verdict(answer, flags, name="experiment"):
 
 
 # -- output ------------------------------------------------------------------------
-def _fmt(value, spec="%.3g"):
+def _fmt(value: Optional[float], spec: str = "%.3g") -> str:
   return "-" if value is None else spec % value
 
 
-def render(answer, verdicts):
+def render(answer: Dict[str, Any], verdicts: Sequence[Dict[str, Any]]) -> List[str]:
   """The report as text lines (module doc, 5)."""
   lines = ["tea-keras self-check: %s (%s)%s" % (
       answer["device"], answer.get("platform", "?"),
@@ -389,7 +398,7 @@ def render(answer, verdicts):
   return lines
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description="Check that this machine (or an agent) can "
                               "measure what a search asks, before the search.")
   p.add_argument("--device", default="cpu", choices=list(devices.DEVICES),
@@ -414,7 +423,8 @@ def build_parser():
   return p
 
 
-def main(argv=None, check_agent=None):
+def main(argv: Optional[Sequence[str]] = None,
+         check_agent: Optional[Callable[..., Dict[str, Any]]] = None) -> int:
   """``check_agent(url, token, ca_file, threshold_w)``: the remote check, given by the
   host's ``python -m deploy.selfcheck`` (the agent client is host-side)."""
   parser = build_parser()

@@ -20,6 +20,8 @@ TypeProto 1 tensor_type (1 elem_type, 2 shape (1 dim: 1 dim_value,
 Device-side module: Python 3.6 syntax, standard library + numpy.
 """
 
+from typing import Any, Dict, Sequence
+
 import numpy as np
 
 OPSET = 13
@@ -31,7 +33,7 @@ _FLOAT = 1                      # TensorProto.FLOAT
 _ATTR_INT, _ATTR_INTS = 2, 7    # AttributeProto.INT, INTS
 
 
-def _varint(value):
+def _varint(value: int) -> bytes:
   value = int(value)
   if value < 0:
     value += 1 << 64
@@ -46,27 +48,28 @@ def _varint(value):
       return bytes(out)
 
 
-def _key(field, wire):
+def _key(field: int, wire: int) -> bytes:
   return _varint((field << 3) | wire)
 
 
-def _int(field, value):
+def _int(field: int, value: int) -> bytes:
   return _key(field, 0) + _varint(value)
 
 
-def _bytes(field, payload):
+def _bytes(field: int, payload: Any) -> bytes:
   if not isinstance(payload, bytes):
     payload = payload.encode("utf-8")
   return _key(field, 2) + _varint(len(payload)) + payload
 
 
-def _attribute(name, value):
+def _attribute(name: str, value: Any) -> bytes:
   if isinstance(value, (list, tuple)):
     return _bytes(1, name) + b"".join(_int(8, v) for v in value) + _int(20, _ATTR_INTS)
   return _bytes(1, name) + _int(3, value) + _int(20, _ATTR_INT)
 
 
-def _node(op_type, inputs, outputs, name, **attributes):
+def _node(op_type: str, inputs: Sequence[str], outputs: Sequence[str], name: str,
+          **attributes: Any) -> bytes:
   out = b"".join(_bytes(1, i) for i in inputs) + b"".join(_bytes(2, o) for o in outputs)
   out += _bytes(3, name) + _bytes(4, op_type)
   for key in sorted(attributes):
@@ -74,30 +77,30 @@ def _node(op_type, inputs, outputs, name, **attributes):
   return out
 
 
-def _tensor(name, array):
+def _tensor(name: str, array: np.ndarray) -> bytes:
   array = np.ascontiguousarray(array, np.float32)
   return (b"".join(_int(1, d) for d in array.shape) + _int(2, _FLOAT) + _bytes(8, name)
           + _bytes(9, array.astype("<f4").tobytes()))
 
 
-def _value_info(name, dims):
+def _value_info(name: str, dims: Sequence[Any]) -> bytes:
   shape = b"".join(_bytes(1, _bytes(2, d) if isinstance(d, str) else _int(1, d)) for d in dims)
   tensor_type = _int(1, _FLOAT) + _bytes(2, shape)
   return _bytes(1, name) + _bytes(2, _bytes(1, tensor_type))
 
 
-def weights(seed=0):
+def weights(seed: int = 0) -> Dict[str, np.ndarray]:
   """The model's parameters (dict name -> float32 array), seeded."""
   rng = np.random.RandomState(seed)
 
-  def he(shape, fan_in):
+  def he(shape: Sequence[int], fan_in: int) -> np.ndarray:
     return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(np.float32)
   return {"w1": he((16, 3, 3, 3), 27), "b1": np.zeros(16, np.float32),
           "w2": he((32, 16, 3, 3), 144), "b2": np.zeros(32, np.float32),
           "w3": he((CLASSES, 32), 32), "b3": np.zeros(CLASSES, np.float32)}
 
 
-def tiny_cnn_onnx(seed=0):
+def tiny_cnn_onnx(seed: int = 0) -> bytes:
   """The model's ONNX bytes (see module doc)."""
   params = weights(seed)
   nodes = [
@@ -121,13 +124,13 @@ def tiny_cnn_onnx(seed=0):
           + _bytes(8, opset))
 
 
-def write(path, seed=0):
+def write(path: str, seed: int = 0) -> str:
   with open(path, "wb") as f:
     f.write(tiny_cnn_onnx(seed))
   return path
 
 
-def _conv(x, w, b, stride):
+def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
   """NCHW convolution, 3x3, padding 1, in float64 NumPy."""
   n, c, h, wd = x.shape
   padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
@@ -140,7 +143,7 @@ def _conv(x, w, b, stride):
   return out + b[None, :, None, None]
 
 
-def reference_logits(images, seed=0):
+def reference_logits(images: np.ndarray, seed: int = 0) -> np.ndarray:
   """The model's logits computed in NumPy (float64), for tests."""
   p = dict((k, v.astype(np.float64)) for k, v in weights(seed).items())
   x = np.transpose(np.asarray(images, np.float64), (0, 3, 1, 2))

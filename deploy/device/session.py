@@ -10,6 +10,7 @@ standard library + numpy.
 import json
 import os
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -23,7 +24,8 @@ DEFAULT_REPEATS = 3
 DEFAULT_WARMUP_BATCHES = 5
 
 
-def make_batches(images, batch_size, fixed_batch_size=None):
+def make_batches(images: np.ndarray, batch_size: int,
+                 fixed_batch_size: Optional[int] = None) -> List[np.ndarray]:
   """Contiguous float32 batches of ``batch_size``; the last one is padded
   with zeros when the runtime needs a fixed batch (TensorRT/MYRIAD)."""
   images = np.asarray(images)
@@ -46,12 +48,12 @@ def make_batches(images, batch_size, fixed_batch_size=None):
   return batches
 
 
-def predict_top1(runtime, images, batch_size):
+def predict_top1(runtime: Any, images: np.ndarray, batch_size: int) -> List[int]:
   """Untimed argmax per image of ``runtime`` on ``images`` (a list of ints):
   the deployed artifact's own predictions, on the device. A runtime compiled
   for a fixed batch (MYRIAD, a static TensorRT engine) gets whole batches,
   the last one padded, whose padding is dropped from the answer."""
-  out = []
+  out = []  # type: List[int]
   for batch in make_batches(images, int(batch_size), runtime.fixed_batch_size):
     scores = np.asarray(runtime.predict(batch))
     take = min(len(scores), len(images) - len(out))
@@ -59,7 +61,7 @@ def predict_top1(runtime, images, batch_size):
   return out
 
 
-def choose_threshold(device, threshold_w):
+def choose_threshold(device: str, threshold_w: Optional[float]) -> Tuple[Optional[float], str]:
   """(threshold_w or None, source): user value, the paper's per-device
   value, or None = decided from the trace (``protocol.auto_threshold``)."""
   if threshold_w is not None:
@@ -71,7 +73,9 @@ def choose_threshold(device, threshold_w):
   return None, "auto"
 
 
-def _run_once(runtime, power, batches, interval_s, idle_s, clock):
+def _run_once(runtime: Any, power: Any, batches: Sequence[np.ndarray], interval_s: float,
+              idle_s: float,
+              clock: Callable[[], float]) -> Tuple[protocol.Trace, Tuple[float, float], Any]:
   """Run all batches once with idle padding; returns (trace, host window)."""
   sampler = None
   if power.measures_power and power.polled:
@@ -96,8 +100,9 @@ def _run_once(runtime, power, batches, interval_s, idle_s, clock):
   return trace, (h0, h1), cpu
 
 
-def analyze(trace, window, threshold_w, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
-            min_run_s=protocol.DEFAULT_MIN_RUN_S):
+def analyze(trace: protocol.Trace, window: Tuple[float, float], threshold_w: Optional[float],
+            merge_gap_s: float = protocol.DEFAULT_MERGE_GAP_S,
+            min_run_s: float = protocol.DEFAULT_MIN_RUN_S) -> Dict[str, Any]:
   """Time, energy, idle power of one run (see ``deploy.device.protocol``)."""
   host_time = window[1] - window[0]
   out = {"host_time_s": host_time, "time_s": host_time, "time_source": "host_clock",
@@ -128,15 +133,19 @@ def analyze(trace, window, threshold_w, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S
   return out
 
 
-def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=None,
-                    sample_interval_s=protocol.DEFAULT_SAMPLE_INTERVAL_S,
-                    repeats=DEFAULT_REPEATS, warmup_batches=DEFAULT_WARMUP_BATCHES,
-                    idle_s=None, trace_dir=None, merge_gap_s=protocol.DEFAULT_MERGE_GAP_S,
-                    min_run_s=protocol.DEFAULT_MIN_RUN_S, progress=None,
-                    clock=time.monotonic, contention_policy=contention.DEFAULT_POLICY,
-                    contention_threshold=contention.DEFAULT_THRESHOLD,
-                    max_remeasures=contention.DEFAULT_MAX_REMEASURES,
-                    remeasure_pause_s=contention.DEFAULT_PAUSE_S):
+def run_measurement(runtime: Any, power: Any, images: np.ndarray, device: str,
+                    batch_size: int = 100, threshold_w: Optional[float] = None,
+                    sample_interval_s: float = protocol.DEFAULT_SAMPLE_INTERVAL_S,
+                    repeats: int = DEFAULT_REPEATS, warmup_batches: int = DEFAULT_WARMUP_BATCHES,
+                    idle_s: Optional[float] = None, trace_dir: Optional[str] = None,
+                    merge_gap_s: float = protocol.DEFAULT_MERGE_GAP_S,
+                    min_run_s: float = protocol.DEFAULT_MIN_RUN_S,
+                    progress: Optional[Callable[..., Any]] = None,
+                    clock: Callable[[], float] = time.monotonic,
+                    contention_policy: str = contention.DEFAULT_POLICY,
+                    contention_threshold: float = contention.DEFAULT_THRESHOLD,
+                    max_remeasures: int = contention.DEFAULT_MAX_REMEASURES,
+                    remeasure_pause_s: float = contention.DEFAULT_PAUSE_S) -> Dict[str, Any]:
   """Measure ``runtime`` on ``images``; returns the result dict.
 
   Contention (``deploy.device.contention``): each repeat records the share of the
@@ -209,12 +218,14 @@ def run_measurement(runtime, power, images, device, batch_size=100, threshold_w=
 TIME_STATISTIC = "fastest repeat"
 
 
-def _fastest_index(values):
+def _fastest_index(values: Sequence[float]) -> int:
   return int(np.argmin(values))
 
 
-def _assemble(runs, power, runtime, device, images, batch_size, threshold,
-              threshold_source, interval_s, warmup_batches, idle_s):
+def _assemble(runs: Sequence[Tuple[protocol.Trace, Tuple[float, float], Dict[str, Any]]],
+              power: Any, runtime: Any, device: str, images: np.ndarray, batch_size: int,
+              threshold: Optional[float], threshold_source: str, interval_s: float,
+              warmup_batches: int, idle_s: float) -> Dict[str, Any]:
   stats = [a for _, _, a in runs]
   m = _fastest_index([a["time_s"] for a in stats])
   best = stats[m]
@@ -250,7 +261,9 @@ def _assemble(runs, power, runtime, device, images, batch_size, threshold,
       "warnings": warnings, "trace": None, "trace_png": None}
 
 
-def _write_traces(trace_dir, runs, result):
+def _write_traces(trace_dir: str,
+                  runs: Sequence[Tuple[protocol.Trace, Tuple[float, float], Dict[str, Any]]],
+                  result: Dict[str, Any]) -> None:
   if not os.path.isdir(trace_dir):
     os.makedirs(trace_dir)
   paths = []

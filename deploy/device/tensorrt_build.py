@@ -43,6 +43,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,12 +61,12 @@ DEFAULT_WORKSPACE_MB = 1024
 CALIBRATION_BATCH_SIZE = 50
 
 
-def check_precision(precision):
+def check_precision(precision: str) -> None:
   if precision not in PRECISIONS:
     raise errors.invalid_value("precision", "one of %s" % ", ".join(PRECISIONS), precision)
 
 
-def check_build_args(precision, batch_size):
+def check_build_args(precision: str, batch_size: int) -> None:
   """Keras-style ValueErrors for an unsupported precision or batch size."""
   check_precision(precision)
   if (isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral)
@@ -73,24 +74,25 @@ def check_build_args(precision, batch_size):
     raise errors.invalid_value("batch_size", "a positive integer", batch_size)
 
 
-def tensorrt_major(trt):
+def tensorrt_major(trt: Any) -> int:
   return int(str(trt.__version__).split(".")[0])
 
 
-def _network_flags(trt):
+def _network_flags(trt: Any) -> int:
   if tensorrt_major(trt) >= 10:
     return 0
   return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
 
 
-def _set_workspace(trt, config, nbytes):
+def _set_workspace(trt: Any, config: Any, nbytes: int) -> None:
   if hasattr(config, "set_memory_pool_limit"):       # 8.4+
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, nbytes)
   else:                                               # 8.0 - 8.3
     config.max_workspace_size = nbytes
 
 
-def _parse_onnx(trt, builder, logger, onnx_bytes, source):
+def _parse_onnx(trt: Any, builder: Any, logger: Any, onnx_bytes: bytes,
+                source: str) -> Tuple[Any, Any]:
   """(network, parser): the parser owns the weights, keep it until built."""
   network = builder.create_network(_network_flags(trt))
   parser = trt.OnnxParser(network, logger)
@@ -105,7 +107,7 @@ def _parse_onnx(trt, builder, logger, onnx_bytes, source):
   return network, parser
 
 
-def _add_profile(builder, config, network, batch_size, source):
+def _add_profile(builder: Any, config: Any, network: Any, batch_size: int, source: str) -> None:
   """Profile batch 1..batch_size (optimized for batch_size) for every input
   whose batch dimension is dynamic; other dimensions must be static."""
   profile = None
@@ -125,7 +127,7 @@ def _add_profile(builder, config, network, batch_size, source):
     config.add_optimization_profile(profile)
 
 
-def check_calibration_images(images, name="calibration_images"):
+def check_calibration_images(images: Any, name: str = "calibration_images") -> None:
   """Keras-style ValueError unless ``images`` is a non-empty float32 NHWC array."""
   dtype, ndim = getattr(images, "dtype", None), getattr(images, "ndim", None)
   if str(dtype) != "float32" or ndim != 4 or len(images) < 1:
@@ -134,7 +136,8 @@ def check_calibration_images(images, name="calibration_images"):
                                % (name, dtype, getattr(images, "shape", None)))
 
 
-def check_int8_inputs(precision, calibration_images, calibration_cache):
+def check_int8_inputs(precision: str, calibration_images: Any,
+                      calibration_cache: Optional[str]) -> None:
   """int8 needs calibration images or an existing calibration cache file."""
   if calibration_images is not None:
     check_calibration_images(calibration_images)
@@ -148,24 +151,25 @@ def check_int8_inputs(precision, calibration_images, calibration_cache):
                      % (calibration_cache,))
 
 
-def make_calibrator(trt, images, batch_size=None, cache_path=None):
+def make_calibrator(trt: Any, images: Any, batch_size: Optional[int] = None,
+                    cache_path: Optional[str] = None) -> Any:
   """An ``trt.IInt8EntropyCalibrator2`` feeding ``images`` (float32 NHWC) in
   batches of min(batch_size, len(images)) through device memory (a
   remainder smaller than a batch is dropped); reads/writes ``cache_path``."""
   base = trt.IInt8EntropyCalibrator2
 
-  class Calibrator(base):
-    def __init__(self):
+  class Calibrator(base):  # type: ignore[valid-type,misc]  # TensorRT's class, imported at run time
+    def __init__(self) -> None:
       base.__init__(self)
       self.images = images
       self.batch = max(1, min(int(batch_size or CALIBRATION_BATCH_SIZE), len(images)))
-      self.cuda, self.ptr, self.next = None, None, 0
+      self.cuda, self.ptr, self.next = None, None, 0  # type: Any, Any, int
       self.batches_read = 0
 
-    def get_batch_size(self):
+    def get_batch_size(self) -> int:
       return self.batch
 
-    def get_batch(self, names):  # pylint: disable=unused-argument
+    def get_batch(self, names: Sequence[str]) -> Optional[List[int]]:  # pylint: disable=unused-argument
       if self.next + self.batch > len(self.images):
         return None
       if self.cuda is None:
@@ -178,17 +182,17 @@ def make_calibrator(trt, images, batch_size=None, cache_path=None):
       self.batches_read += 1
       return [int(self.ptr)]
 
-    def read_calibration_cache(self):
+    def read_calibration_cache(self) -> Optional[bytes]:
       if cache_path and os.path.exists(cache_path):
         with open(cache_path, "rb") as f:
           return f.read()
       return None
 
-    def write_calibration_cache(self, cache):
+    def write_calibration_cache(self, cache: Any) -> None:
       if cache_path:
         write_atomic(cache_path, bytes(cache))
 
-    def close(self):
+    def close(self) -> None:
       if self.cuda is not None:
         self.cuda.free_all()
         self.cuda = None
@@ -196,7 +200,7 @@ def make_calibrator(trt, images, batch_size=None, cache_path=None):
   return Calibrator()
 
 
-def _network_input(network, source):
+def _network_input(network: Any, source: str) -> Tuple[str, List[int]]:
   if network.num_inputs != 1:
     raise ValueError("%s: int8 calibration expects a network with one input; it has %d."
                      % (source, network.num_inputs))
@@ -204,7 +208,8 @@ def _network_input(network, source):
   return inp.name, [int(d) for d in inp.shape]
 
 
-def _set_int8(trt, builder, config, network, calibrator, source):
+def _set_int8(trt: Any, builder: Any, config: Any, network: Any, calibrator: Any,
+              source: str) -> None:
   """INT8 flag, calibrator and (dynamic batch) calibration profile."""
   name, shape = _network_input(network, source)
   images = calibrator.images
@@ -222,17 +227,18 @@ def _set_int8(trt, builder, config, network, calibrator, source):
     config.set_calibration_profile(profile)
 
 
-def _check_platform(builder, precision):
+def _check_platform(builder: Any, precision: str) -> None:
   fast = {"fp16": "platform_has_fast_fp16", "int8": "platform_has_fast_int8"}.get(precision)
   if fast and not getattr(builder, fast):
     raise ValueError("precision=%s requested but this GPU has no fast %s. Use "
                      "precision=fp32." % (precision, precision.upper()))
 
 
-def build_serialized(trt, onnx_bytes, precision="fp32", batch_size=DEFAULT_BATCH_SIZE,
-                     workspace_mb=DEFAULT_WORKSPACE_MB, source="<onnx bytes>", logger=None,
-                     calibration_images=None, calibration_cache=None,
-                     calibration_batch_size=None):
+def build_serialized(trt: Any, onnx_bytes: bytes, precision: str = "fp32",
+                     batch_size: int = DEFAULT_BATCH_SIZE, workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                     source: str = "<onnx bytes>", logger: Any = None,
+                     calibration_images: Any = None, calibration_cache: Optional[str] = None,
+                     calibration_batch_size: Optional[int] = None) -> bytes:
   """The serialized engine (bytes) of an ONNX model, for batches 1..batch_size.
 
   trt: the imported ``tensorrt`` module. source: the model's name in errors.
@@ -276,11 +282,11 @@ def build_serialized(trt, onnx_bytes, precision="fp32", batch_size=DEFAULT_BATCH
   return bytes(serialized)
 
 
-def _empty_images(shape):
+def _empty_images(shape: Sequence[int]) -> Any:
   return np.zeros([0] + [max(1, d) for d in shape[1:]], np.float32)
 
 
-def write_atomic(path, data):
+def write_atomic(path: str, data: bytes) -> None:
   """Write ``data`` to ``path`` through a temporary file and os.replace, so a
   reader never sees a partial file (and concurrent writers do not mix)."""
   directory = os.path.dirname(os.path.abspath(path))
@@ -301,8 +307,9 @@ def write_atomic(path, data):
     raise
 
 
-def build_with_api(trt, onnx_path, engine_path, precision, batch_size, workspace_mb,
-                   calibration_images=None, calibration_cache=None):
+def build_with_api(trt: Any, onnx_path: str, engine_path: str, precision: str, batch_size: int,
+                   workspace_mb: int, calibration_images: Any = None,
+                   calibration_cache: Optional[str] = None) -> Dict[str, Any]:
   with open(onnx_path, "rb") as f:
     onnx_bytes = f.read()
   start = time.monotonic()
@@ -315,8 +322,10 @@ def build_with_api(trt, onnx_path, engine_path, precision, batch_size, workspace
           "engine_build_s": build_s}
 
 
-def build_with_trtexec(trtexec, onnx_path, engine_path, precision, batch_size,
-                       input_name="images", hwc=(32, 32, 3), calibration_cache=None):
+def build_with_trtexec(trtexec: str, onnx_path: str, engine_path: str, precision: str,
+                       batch_size: int, input_name: str = "images",
+                       hwc: Tuple[int, int, int] = (32, 32, 3),
+                       calibration_cache: Optional[str] = None) -> Dict[str, Any]:
   """trtexec's build; int8 only from an existing calibration cache."""
   if precision == "int8" and not (calibration_cache and os.path.exists(calibration_cache)):
     raise ValueError("trtexec cannot calibrate int8 from images; it needs an existing "
@@ -340,9 +349,10 @@ def build_with_trtexec(trtexec, onnx_path, engine_path, precision, batch_size,
   return {"builder": "trtexec", "command": " ".join(cmd)}
 
 
-def build_engine(onnx_path, engine_path, precision="fp32", batch_size=DEFAULT_BATCH_SIZE,
-                 workspace_mb=DEFAULT_WORKSPACE_MB, calibration_images=None,
-                 calibration_cache=None):
+def build_engine(onnx_path: str, engine_path: str, precision: str = "fp32",
+                 batch_size: int = DEFAULT_BATCH_SIZE, workspace_mb: int = DEFAULT_WORKSPACE_MB,
+                 calibration_images: Any = None,
+                 calibration_cache: Optional[str] = None) -> Dict[str, Any]:
   """Engine for batch sizes 1..batch_size (optimized for batch_size); int8
   calibrated on ``calibration_images`` or from ``calibration_cache``."""
   check_build_args(precision, batch_size)
@@ -368,7 +378,7 @@ def build_engine(onnx_path, engine_path, precision="fp32", batch_size=DEFAULT_BA
                     "deploy.device.tensorrt_build --onnx=%s --engine=%s" % (onnx_path, engine_path))
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
   """Command line; prints (and returns) the build's JSON description."""
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--onnx", required=True)

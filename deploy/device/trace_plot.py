@@ -3,8 +3,11 @@ over time, the threshold line, the working span shaded and labelled with
 time and energy. matplotlib (Agg) is imported lazily; devices without it
 get no PNG (``plot_trace`` returns False). Python 3.6 syntax."""
 
+from typing import Any, Dict, Optional, Tuple
 
-def plot_trace(path, trace, span, threshold_w, window, result):
+
+def plot_trace(path: str, trace: Any, span: Any, threshold_w: Optional[float],
+               window: Tuple[float, float], result: Dict[str, Any]) -> bool:
   """Write the PNG to ``path``; returns False when matplotlib is missing."""
   try:
     # matplotlib: imported only when plotting.
@@ -27,7 +30,7 @@ def plot_trace(path, trace, span, threshold_w, window, result):
   energy = result.get("energy_j")
   ax.set_title("%s / %s / %s: time %.3f s, energy %s" % (
       result.get("device"), result.get("runtime"), result.get("power_source"),
-      result.get("time_s"), "n/a" if energy is None else "%.3f J" % energy))
+      result.get("time_s"), "n/a" if energy is None else "%.3f J" % energy))  # type: ignore[str-format]
   ax.set_xlabel("time (s)")
   ax.set_ylabel("power (W)")
   ax.legend(loc="upper right", fontsize=7)

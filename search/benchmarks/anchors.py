@@ -53,6 +53,8 @@ References:
   Optimization", NeurIPS 2023. J. Knowles, "ParEGO", IEEE TEVC 10(1), 2006.
 """
 
+from __future__ import annotations
+
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -62,6 +64,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import json
 import sys
 import time
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from absl import app, flags, logging
@@ -75,7 +78,7 @@ STRATEGIES = ("qlognehvi", "qlognparego", "pes")
 FLAGS = flags.FLAGS
 
 
-def import_botorch():
+def import_botorch() -> tuple[Any, Any]:
   """(torch, botorch) or an ImportError saying how to install them."""
   try:
     # torch/BoTorch: optional (the bench extra), imported only for the anchors.
@@ -87,12 +90,12 @@ def import_botorch():
   return torch, botorch
 
 
-def _candidate_set(space):
+def _candidate_set(space: Any) -> np.ndarray | None:
   """The (N, d) finite candidate rows of ``space``, or None."""
   return getattr(space, "candidates", None)
 
 
-def check_supported(problem, strategy: str):
+def check_supported(problem: Any, strategy: str) -> None:
   """ValueError (before any work) for a strategy/space pair not supported."""
   if strategy not in STRATEGIES:
     raise errors.invalid_value("strategy", "one of %s" % ", ".join(STRATEGIES), strategy)
@@ -110,29 +113,30 @@ class _Inputs:
   """Native points <-> BoTorch model inputs: the unit cube for boxes,
   ``space.encode`` (one-hot) for candidate sets."""
 
-  def __init__(self, space):
+  def __init__(self, space: Any) -> None:
     self.space = space
     self.continuous = space.all_continuous and _candidate_set(space) is None
-    self._candidates, self.candidate_keys = None, None
+    self._candidates: Any = None
+    self.candidate_keys: Any = None
 
-  def to_model(self, x):
+  def to_model(self, x: np.ndarray) -> np.ndarray:
     if self.continuous:
       return (x - self.space.lower) / (self.space.upper - self.space.lower)
     return self.space.encode(x)
 
-  def candidates(self, torch):
+  def candidates(self, torch: Any) -> Any:
     """The candidate rows and their float64 model inputs, encoded once."""
     if self._candidates is None:
       rows = _candidate_set(self.space)
       self.candidate_keys = self.space.keys(rows)
-      self._candidates = rows, torch.tensor(self.to_model(rows), dtype=torch.float64)
+      self._candidates = rows, torch.tensor(self.to_model(rows), dtype=torch.float64)  # type: ignore[arg-type]
     return self._candidates
 
-  def from_unit(self, u):
+  def from_unit(self, u: np.ndarray) -> np.ndarray:
     return self.space.lower + np.clip(u, 0.0, 1.0) * (self.space.upper - self.space.lower)
 
 
-def fit_model(torch, train_x, train_y):
+def fit_model(torch: Any, train_x: Any, train_y: Any) -> Any:
   """Multi-output SingleTaskGP on (n, D) inputs and (n, M) outcomes to maximize."""
   # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.fit import fit_gpytorch_mll  # pylint: disable=import-outside-toplevel
@@ -146,7 +150,8 @@ def fit_model(torch, train_x, train_y):
   return model
 
 
-def make_acquisition(torch, strategy, model, train_x, ref_point, settings):
+def make_acquisition(torch: Any, strategy: str, model: Any, train_x: Any, ref_point: Any,
+                     settings: dict[str, Any]) -> Any:
   """The BoTorch acquisition (module doc); ``ref_point`` in maximization units."""
   # BoTorch: optional (the bench extra), imported only for the anchors.
   from botorch.sampling import SobolQMCNormalSampler  # pylint: disable=import-outside-toplevel
@@ -170,11 +175,11 @@ def make_acquisition(torch, strategy, model, train_x, ref_point, settings):
           optimizer_kwargs={"pop_size": 2000, "max_tries": 10})[0],
       settings["pes_pareto_points"])
   acq = qMultiObjectivePredictiveEntropySearch(model, pareto_sets)
-  acq.num_pareto_points = int(pareto_sets.shape[-2])
+  acq.num_pareto_points = int(pareto_sets.shape[-2])  # type: ignore[assignment]
   return acq
 
 
-def sample_pareto_sets(sample, num_points: int):
+def sample_pareto_sets(sample: Callable[[int], Any], num_points: int) -> Any:
   """``sample(n)`` (BoTorch's ``sample_optimal_points``: a (S, n, d) tensor of
   n Pareto points per sampled function), halving n while it fails.
 
@@ -195,7 +200,8 @@ def sample_pareto_sets(sample, num_points: int):
       n //= 2
 
 
-def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
+def maximize(torch: Any, strategy: str, acq: Any, inputs: _Inputs, excluded_keys: set[bytes],
+             settings: dict[str, Any]) -> np.ndarray:
   """Native (d,) maximizer of ``acq``: optimize_acqf on the unit cube, or the
   best unevaluated row of the candidate set."""
   if inputs.continuous:
@@ -203,7 +209,7 @@ def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
     from botorch.optim import optimize_acqf  # pylint: disable=import-outside-toplevel
     d = inputs.space.dim
     bounds = torch.stack([torch.zeros(d), torch.ones(d)]).double()
-    options = {"batch_limit": 5, "maxiter": 200}
+    options: dict[str, Any] = {"batch_limit": 5, "maxiter": 200}
     if strategy == "pes":
       options = {"with_grad": False, "maxiter": settings["pes_maxiter"]}
     cand, _ = optimize_acqf(acq, bounds=bounds, q=1, num_restarts=settings["num_restarts"],
@@ -215,7 +221,7 @@ def maximize(torch, strategy, acq, inputs, excluded_keys, settings):
   return rows[free][int(torch.argmax(values))]
 
 
-def score_rows(torch, acq, z, batch: int):
+def score_rows(torch: Any, acq: Any, z: Any, batch: int) -> Any:
   """(N,) acquisition value of each (N, D) model-input row as a q = 1 batch,
   ``batch`` rows per call, without autograd. Each row's value does not depend
   on the batch it is in (one shared set of QMC base samples, the baseline's
@@ -227,8 +233,9 @@ def score_rows(torch, acq, z, batch: int):
     return torch.cat([acq(z[i:i + batch].unsqueeze(-2)) for i in range(0, z.shape[0], batch)])
 
 
-def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=None,
-            resume=None, checkpoint=None):
+def run_one(problem: Any, strategy: str, budget: int, seed: int, settings: dict[str, Any],
+            progress: Callable[..., object] | None = None, resume: dict[str, Any] | None = None,
+            checkpoint: Callable[[dict[str, Any]], object] | None = None) -> dict[str, Any]:
   """One seeded run from ``benchmark.initial_design``; the benchmark's record.
   ``resume``: a ``checkpoint`` state of this seed to continue from (its points,
   timings and PyTorch RNG state, so the run goes on as if never stopped);
@@ -279,13 +286,13 @@ def run_one(problem, strategy: str, budget: int, seed: int, settings, progress=N
   return record
 
 
-def _metric(problem) -> str:
+def _metric(problem: Any) -> str:
   """The JSON key of the problem's figure (as the benchmark writes it)."""
   default = "hypervolume" if problem.max_hypervolume is None else "log_hv_gap"
   return getattr(problem, "metric", None) or default
 
 
-def _scoring_space(problem, y):
+def _scoring_space(problem: Any, y: Any) -> np.ndarray:
   """Objectives in the space the problem is scored in: a table's modelled
   space (log of its ``log_objectives``, where its hypervolume fraction is
   computed), raw values otherwise (the benchmark scores raw hypervolume)."""
@@ -298,8 +305,9 @@ DEFAULT_SETTINGS = {"num_restarts": 10, "raw_samples": 512, "mc_samples": 128,
                     "row_batch": 128}
 
 
-def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: int = 0,
-               settings=None, out=None):
+def run_anchor(problem: Any, strategy: str, budget: int | None = None, seeds: int = 5,
+               first_seed: int = 0, settings: dict[str, Any] | None = None,
+               out: str | None = None) -> dict[str, Any]:
   """The benchmark JSON for one (problem, strategy) over seeds ``first_seed``..
   If ``out`` is given the JSON is written there after every proposal and
   resumed from there: seeds already in it are kept, not re-run, and a seed
@@ -332,7 +340,7 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
     resume = partial if partial and partial["seed"] == seed else None
     checkpoint = None
     if out:
-      def checkpoint(state):
+      def checkpoint(state: dict[str, Any]) -> None:
         result["partial"] = state
         _write_json(out, result)
     result["runs"].append(run_one(problem, strategy, budget, seed, settings, progress.step,
@@ -346,7 +354,7 @@ def run_anchor(problem, strategy: str, budget=None, seeds: int = 5, first_seed: 
   return result
 
 
-def _resumed(out, fresh):
+def _resumed(out: str, fresh: dict[str, Any]) -> dict[str, Any]:
   """The JSON in ``out`` if it holds runs of the same problem, strategy,
   budget, settings and table as ``fresh``; a ValueError otherwise."""
   with open(out) as f:
@@ -364,13 +372,13 @@ def _resumed(out, fresh):
   return old
 
 
-def _write_json(path, data):
+def _write_json(path: str, data: Any) -> None:
   """Writes ``data`` to ``path`` atomically (a stopped run leaves the old file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   files.write_json(path, data)
 
 
-def _load_fused_kernel():
+def _load_fused_kernel() -> None:
   """Loads (compiles on first use) BoTorch's fused qLogEHVI kernel, if this
   BoTorch has one, so that no proposal's timing includes the compilation."""
   # BoTorch: optional (the bench extra), imported only for the anchors.
@@ -380,7 +388,7 @@ def _load_fused_kernel():
     loader()
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("problem", "branin_currin",
                     ["branin_currin", "zdt1", "zdt2", "dtlz2", "table"],
@@ -403,11 +411,11 @@ def define_flags():
   flags.DEFINE_integer("threads", 1, "PyTorch intra-op threads.", lower_bound=1)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   # The benchmark's own table-flag checks (same flag names), so both CLIs
   # build the same problem from the same command line.
-  problem = make_problem(FLAGS.problem, **benchmark._problem_args())  # pylint: disable=protected-access
+  problem = make_problem(FLAGS.problem, **benchmark._problem_args(FLAGS))  # pylint: disable=protected-access
   check_supported(problem, FLAGS.strategy)
   torch, _ = import_botorch()
   torch.set_num_threads(FLAGS.threads)

@@ -56,6 +56,8 @@ BLAS threads default to 1 (set before numpy is imported): on a shared
 2-core machine multi-threaded Cholesky of small matrices is 10-20x slower.
 """
 
+from __future__ import annotations
+
 import glob
 import os
 
@@ -69,6 +71,7 @@ import time
 import warnings
 
 import dataclasses
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
@@ -77,13 +80,13 @@ from absl import app, flags
 
 from search.optimizer import feasibility
 from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
-from search.benchmarks.problems import make_problem
+from search.benchmarks.problems import Problem, make_problem
 from search.optimizer.strategies import make_strategy
 
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_enum("problem", "branin_currin",
                     ["branin_currin", "zdt1", "zdt2", "dtlz2", "cell_synthetic", "table"],
@@ -131,7 +134,7 @@ DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cel
                   "table": 100}
 
 
-def initial_design(problem, seed: int) -> np.ndarray:
+def initial_design(problem: Problem, seed: int) -> np.ndarray:
   """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
   uniform feasible points otherwise (distinct rows of a candidate set)."""
   if problem.space.all_continuous and not problem.space.restricted:
@@ -142,7 +145,7 @@ def initial_design(problem, seed: int) -> np.ndarray:
   return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
 
 
-def quality(problem, y) -> float:
+def quality(problem: Problem, y: np.ndarray) -> float:
   """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
   if problem.score is not None:
     return float(problem.score(y))
@@ -154,18 +157,18 @@ def quality(problem, y) -> float:
 initial_points, score = initial_design, quality
 
 
-def objective_names(problem):
+def objective_names(problem: Problem) -> list[str]:
   """The names ``--bounds`` uses: a table's objective columns, else f1..fK."""
   if problem.table is not None:
     return list(problem.table.objectives)
   return ["f%d" % (k + 1) for k in range(problem.num_objectives)]
 
 
-def parse_bounds(entries, problem):
+def parse_bounds(entries: Sequence[str], problem: Problem) -> list[float | None]:
   """``["latency_ms=4", ...]`` -> K entries (None or a float, raw units);
   ``ValueError`` naming the entry and what was expected."""
   names = objective_names(problem)
-  bounds = [None] * len(names)
+  bounds: list[float | None] = [None] * len(names)
   for entry in entries or ():
     name, sep, value = str(entry).partition("=")
     name = name.strip()
@@ -178,7 +181,7 @@ def parse_bounds(entries, problem):
       bounds[names.index(name)] = float(value)
     except ValueError:
       bounds[names.index(name)] = np.nan
-    if not np.isfinite(bounds[names.index(name)]):
+    if not np.isfinite(bounds[names.index(name)]):  # type: ignore[arg-type]
       raise ValueError("Invalid value for flag `--bounds`: %r. Expected a finite number "
                        "after %s=." % (entry, name))
   logs = problem.log_objectives or (False,) * len(names)
@@ -186,9 +189,10 @@ def parse_bounds(entries, problem):
   return bounds
 
 
-def with_bounds(problem, bounds):
+def with_bounds(problem: Problem, bounds: Sequence[float | None]) -> tuple[Problem, dict[str, Any]]:
   """``problem`` scored on its feasible evaluations only (module doc);
   returns (problem, info dict for the JSON)."""
+  info: dict[str, Any]
   info = {"bounds": {n: b for n, b in zip(objective_names(problem), bounds) if b is not None}}
   if problem.table is not None:
     table = problem.table
@@ -213,8 +217,10 @@ def with_bounds(problem, bounds):
   return dataclasses.replace(problem, score=fn, metric="feasible_hypervolume"), info
 
 
-def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, bounds=None,
-            bounds_to_strategy: bool = True, **options):
+def run_one(problem: Problem, strategy_name: str, budget: int, seed: int,
+            progress: Callable[..., object] | None = None,
+            bounds: Sequence[float | None] | None = None, bounds_to_strategy: bool = True,
+            **options: Any) -> dict[str, Any]:
   """One run; returns the run's JSON record. PESMO gets the problem's
   reference point (its trust regions are centred on the points that
   contribute hypervolume), as qNEHVI does, and ``bounds`` (K entries, None or
@@ -243,7 +249,8 @@ def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, 
     acq.append(strategy.timings["acquisition_seconds"])
     if progress:
       progress(x.shape[0])
-  record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,
+  record: dict[str, Any]
+  record = {"seed": seed, problem.metric: scores, "fit_seconds": fit,  # type: ignore[dict-item]
             "acquisition_seconds": acq}
   if bounds is not None:
     ok = feasibility.feasible_rows(y, bounds)
@@ -257,10 +264,10 @@ def run_one(problem, strategy_name: str, budget: int, seed: int, progress=None, 
 class Progress:
   """Prints ``done/total`` with an ETA to stderr."""
 
-  def __init__(self, total: int, label: str):
+  def __init__(self, total: int, label: str) -> None:
     self.total, self.label, self.start, self.done = total, label, time.time(), 0
 
-  def step(self, *unused):
+  def step(self, *unused: object) -> None:
     self.done += 1
     elapsed = time.time() - self.start
     eta = elapsed / self.done * (self.total - self.done)
@@ -269,9 +276,11 @@ class Progress:
     sys.stderr.flush()
 
 
-def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=0,
-                  problem_args=None, on_run=None, bounds=None, bounds_to_strategy=True,
-                  **options):
+def run_benchmark(problem_name: str, strategy_name: str, budget: int | None = None, seeds: int = 5,
+                  first_seed: int = 0, problem_args: dict[str, Any] | None = None,
+                  on_run: Callable[[dict[str, Any]], object] | None = None,
+                  bounds: Sequence[str] | None = None, bounds_to_strategy: bool = True,
+                  **options: Any) -> dict[str, Any]:
   """The benchmark JSON of ``seeds`` runs (``problem_args``: ``make_problem``'s;
   ``bounds``: ``--bounds`` entries, see the module doc);
   ``on_run(partial_json)`` is called after each finished run."""
@@ -279,6 +288,7 @@ def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=
   budget = budget or DEFAULT_BUDGET[problem_name]
   progress = Progress(seeds * max(budget - problem.num_initial, 0),
                       "%s/%s" % (problem_name, strategy_name))
+  out: dict[str, Any]
   out = {"problem": problem_name, "strategy": strategy_name, "budget": budget, "runs": []}
   if problem.table is not None:
     out["table"] = problem.table.describe()
@@ -296,8 +306,8 @@ def run_benchmark(problem_name, strategy_name, budget=None, seeds=5, first_seed=
   return out
 
 
-def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_args=None,
-                  **options):
+def time_proposal(problem_name: str, strategy_name: str, n: int, seed: int = 0,
+                  problem_args: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
   """Times a cold proposal at ``n`` observations and a warm one at ``n + 1``."""
   problem = make_problem(problem_name, **(problem_args or {}))
   x = problem.space.sample(np.random.default_rng(seed), n + 1)
@@ -313,8 +323,8 @@ def time_proposal(problem_name, strategy_name, n: int, seed: int = 0, problem_ar
   return out
 
 
-def gp_fit_check(problem_name, n: int, seeds: int = 5, first_seed: int = 0,
-                 holdout: int = 200, problem_args=None, **options):
+def gp_fit_check(problem_name: str, n: int, seeds: int = 5, first_seed: int = 0, holdout: int = 200,
+                 problem_args: dict[str, Any] | None = None, **options: Any) -> dict[str, Any]:
   """How well PESMO's GP ranks unseen designs: per seed, ``n`` uniform
   training points and ``holdout`` other uniform points; per objective, the
   Spearman correlation between the posterior mean (averaged over the
@@ -334,6 +344,7 @@ def gp_fit_check(problem_name, n: int, seeds: int = 5, first_seed: int = 0,
                        % (n, n + 3, problem_name, size))
     x = problem.space.sample(np.random.default_rng(seed), n + holdout, min_count=n + 3)
     y = problem.evaluate(x)
+    strategy: Any
     strategy = make_strategy("pesmo", problem.space, problem.num_objectives, seed=seed,
                              **options)
     z = problem.space.encode(x)
@@ -357,7 +368,7 @@ METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
            "feasible_hypervolume_fraction": "HV fraction of the true feasible front"}
 
 
-def summarize(folder: str):
+def summarize(folder: str) -> dict[str, dict[str, tuple[float, int]]]:
   """Median final figure per (problem, strategy) over the JSON files in
   ``folder``, the runs of one (problem, strategy, options, budget) merged
   across files by seed (per-seed files, resumed runs); writes
@@ -369,7 +380,7 @@ def summarize(folder: str):
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
-  merged = {}  # (problem, label, budget) -> (metric, {seed: (series, path)})
+  merged: dict[Any, Any] = {}  # (problem, label, budget) -> (metric, {seed: (series, path)})
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     with open(path) as f:
       data = json.load(f)
@@ -386,7 +397,8 @@ def summarize(folder: str):
                          "figure per seed." % (data["problem"], label, run["seed"], seen[1],
                                                path))
       entry[1][run["seed"]] = (run[key], path)
-  table, curves = {}, {}
+  table: dict[str, dict[str, tuple[float, int]]] = {}
+  curves: dict[Any, Any] = {}
   for (problem, label, _), (key, by_seed) in sorted(merged.items(), key=str):
     series = np.array([by_seed[s][0] for s in sorted(by_seed)])
     table.setdefault(problem, {})[label] = (float(np.median(series[:, -1])), series.shape[0])
@@ -405,7 +417,7 @@ def summarize(folder: str):
   return table
 
 
-def _problem_args(fv):
+def _problem_args(fv: Any) -> dict[str, Any]:
   """make_problem's keyword arguments from the table flags of the parsed flags
   ``fv`` (checked)."""
   table_flags = {"table": fv.table, "variables": fv.variables,
@@ -423,9 +435,10 @@ def _problem_args(fv):
               num_initial=fv.num_initial)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   if FLAGS.summarize:
+    problem: Any  # a name here, a Problem below
     for problem, by_strategy in sorted(summarize(FLAGS.summarize).items()):
       print(problem + ": " + ", ".join("%s %.4f (%d runs)" % (s, v, n) for s, (v, n)
                                        in sorted(by_strategy.items())))
@@ -465,7 +478,7 @@ def main(argv):
                            problem_args=problem_args, **options)
     print(json.dumps(result, indent=1))
     return
-  def write(result):  # after every seed, so a cut-short run keeps its finished seeds
+  def write(result: dict[str, Any]) -> None:  # after every seed, so a cut-short run keeps its finished seeds
     if FLAGS.out:
       os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
       with open(FLAGS.out, "w") as f:

@@ -35,8 +35,10 @@ the HW-NAS-Bench-360 slice of NAS-Bench-201 on a Raspberry Pi 5; scored by
 the hypervolume fraction of the table's true front.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Callable, Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,9 +70,9 @@ class Problem:
   score: Optional[Callable[[np.ndarray], float]] = None
   metric: Optional[str] = None
   # Tabular problems: the ``search.benchmarks.table.Table`` (row indices etc.).
-  table: Optional[object] = None
+  table: Optional[Any] = None
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.metric is None:
       self.metric = "hypervolume" if self.max_hypervolume is None else "log_hv_gap"
 
@@ -128,18 +130,18 @@ _OP_MEMORY = np.array([0.6, 0.3, 0.8, 0.6, 0.9, 0.7, 1.0, 0.8])
 class CellSynthetic:
   """Callable (n, 20) cell encodings -> (n, 3) (error, time, energy)."""
 
-  def __init__(self, seed: int = 0, num_pairs: int = 24):
+  def __init__(self, seed: int = 0, num_pairs: int = 24) -> None:
     rng = np.random.default_rng(seed)
     self.cards = cell_space().cardinalities
     self.main = [rng.normal(0.0, 1.0, size=(3, c)) for c in self.cards]
-    pairs = []
+    pairs: list[Any] = []
     while len(pairs) < num_pairs:
       i, j = sorted(rng.choice(len(self.cards), size=2, replace=False))
       if i // 4 != j // 4 and (i, j) not in [p[:2] for p in pairs]:
         pairs.append((i, j, rng.normal(0.0, 1.0, size=(3, self.cards[i], self.cards[j]))))
     self.pairs = pairs
 
-  def _depth(self, x):
+  def _depth(self, x: np.ndarray) -> np.ndarray:
     depth = np.zeros((x.shape[0], 5))
     for b in range(5):
       ins = x[:, 4 * b:4 * b + 2].astype(int)
@@ -148,7 +150,7 @@ class CellSynthetic:
       depth[:, b] = 1.0 + prev.max(axis=1)
     return depth.max(axis=1)
 
-  def __call__(self, x):
+  def __call__(self, x: np.ndarray) -> np.ndarray:
     x = np.atleast_2d(np.asarray(x)).astype(int)
     ops = x[:, [i for i in range(20) if i % 4 >= 2]]
     cost, cap, mem = _OP_COST[ops].sum(1), _OP_CAPACITY[ops].sum(1), _OP_MEMORY[ops].sum(1)
@@ -165,7 +167,8 @@ class CellSynthetic:
     return np.stack([error, time, energy], axis=1)
 
 
-def table_problem(table, variables, objectives, log_objectives=(), num_initial: int = 10,
+def table_problem(table: str | Table, variables: Sequence[str], objectives: Sequence[str],
+                  log_objectives: Sequence[str] = (), num_initial: int = 10,
                   name: str = "table") -> Problem:
   """A tabular problem (``search.benchmarks.table``): ``table`` is a CSV path
   (or a loaded ``Table``); ``num_initial`` uniform rows start each run."""
@@ -176,7 +179,7 @@ def table_problem(table, variables, objectives, log_objectives=(), num_initial: 
                  metric="hypervolume_fraction", table=table)
 
 
-def make_problem(name: str, problem_seed: int = 0, **kwargs) -> Problem:
+def make_problem(name: str, problem_seed: int = 0, **kwargs: Any) -> Problem:
   """One of ``branin_currin``, ``zdt1``, ``zdt2``, ``dtlz2``,
   ``cell_synthetic`` or ``table`` (``kwargs``: ``table_problem``'s)."""
   if name == "table":

@@ -35,9 +35,11 @@ repeated measurements, e.g. by their median, before benchmarking; averaging
 silently would hide what they are).
 """
 
+from __future__ import annotations
+
 import csv
 import os
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -46,7 +48,7 @@ from search.optimizer.pareto import hypervolume, non_dominated_mask
 from tea_keras import errors
 
 
-def _names(value, argument):
+def _names(value: Any, argument: str) -> list[str]:
   if isinstance(value, str):
     value = [v for v in value.split(",") if v]
   value = [str(v).strip() for v in (value or ())]
@@ -56,7 +58,7 @@ def _names(value, argument):
   return value
 
 
-def _read_rows(path, columns):
+def _read_rows(path: str, columns: Sequence[str]) -> list[list[str]]:
   if not os.path.isfile(path):
     raise errors.invalid_value("table", "a CSV file", shown="%r (no such file)." % (path,))
   with open(path, newline="") as f:
@@ -73,7 +75,7 @@ def _read_rows(path, columns):
   return rows
 
 
-def _categories(path, name, values):
+def _categories(path: str, name: str, values: Sequence[str]) -> tuple[np.ndarray, list[Any]]:
   """(codes (n,), levels): numeric levels in numeric order, else string order."""
   if any(v == "" for v in values):
     raise ValueError("Invalid table %r: column %r is empty in row %d (data rows from 0)."
@@ -91,7 +93,7 @@ def _categories(path, name, values):
   return np.array([index[v] for v in values], dtype=float), levels
 
 
-def _numbers(path, name, values, positive):
+def _numbers(path: str, name: str, values: Sequence[str], positive: bool) -> np.ndarray:
   out = np.empty(len(values))
   for i, v in enumerate(values):
     try:
@@ -107,7 +109,7 @@ def _numbers(path, name, values, positive):
   return out
 
 
-def _refuse_duplicates(path, variables, x):
+def _refuse_duplicates(path: str, variables: Sequence[str], x: np.ndarray) -> None:
   _, first, inverse = np.unique(x, axis=0, return_index=True, return_inverse=True)
   inverse = np.asarray(inverse).ravel()
   repeated = np.flatnonzero(first[inverse] != np.arange(x.shape[0]))
@@ -131,7 +133,7 @@ class Table:
   """
 
   def __init__(self, path: str, variables: Sequence[str], objectives: Sequence[str],
-               log_objectives: Sequence[str] = ()):
+               log_objectives: Sequence[str] = ()) -> None:
     variables = _names(variables, "variables")
     objectives = _names(objectives, "objectives")
     logs = _names(log_objectives, "log_objectives")
@@ -169,7 +171,7 @@ class Table:
                               for name, levels in zip(variables, self.levels)]
                              ).with_candidates(self.x)
 
-  def transform(self, y) -> np.ndarray:
+  def transform(self, y: Any) -> np.ndarray:
     """Raw (n, m) objectives -> the modelled space (log where ``log_objectives``)."""
     y = np.asarray(y, dtype=float).reshape(-1, len(self.objectives))
     return np.where(self.log_objectives, np.log(np.where(self.log_objectives, y, 1.0)), y)
@@ -179,7 +181,7 @@ class Table:
     """The reference point in raw units."""
     return np.where(self.log_objectives, np.exp(self.reference), self.reference)
 
-  def rows(self, x) -> np.ndarray:
+  def rows(self, x: Any) -> np.ndarray:
     """(n,) table row of each native point; ``ValueError`` for a non-row."""
     index = self.space.candidate_index(x)
     if np.any(index < 0):
@@ -188,11 +190,11 @@ class Table:
                                                                           self.path))
     return index
 
-  def evaluate(self, x) -> np.ndarray:
+  def evaluate(self, x: np.ndarray) -> np.ndarray:
     """(n, d) native points (rows of the table) -> (n, m) raw objectives."""
     return self.y[self.rows(x)]
 
-  def score(self, y) -> float:
+  def score(self, y: Any) -> float:
     """Hypervolume fraction of the true front (module doc) of raw (n, m) ``y``."""
     return hypervolume(self.transform(y), self.reference) / self.max_hypervolume
 

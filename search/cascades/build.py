@@ -28,6 +28,7 @@ The work is done by ``search.cascades.build_lib.build``.
 """
 
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -41,7 +42,7 @@ from tea_keras import console
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_string("results_dir", None, "Search results dir whose Pareto models are stages.")
   flags.DEFINE_list("model_dirs", [], "Or: training dirs (model.keras, metrics.json, a "
@@ -88,7 +89,7 @@ def define_flags():
   flags.DEFINE_integer("split_seed", None, "Validation split seed (default: the search's).")
 
 
-def options_from_flags(fv):
+def options_from_flags(fv: flags.FlagValues) -> build_lib.CascadeOptions:
   """``CascadeOptions`` from parsed flags ``fv``."""
   if not fv.out_dir:
     raise ValueError("--out_dir is required.")
@@ -107,7 +108,7 @@ def options_from_flags(fv):
       split_seed=fv.split_seed)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   try:

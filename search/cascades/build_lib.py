@@ -16,12 +16,14 @@ a tenth of it: its per-call cost) and ``measure_points`` points of the front
 on this CPU with ``deploy.measure`` and compares them with the prediction.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
 import time
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -69,7 +71,7 @@ class CascadeOptions:
   data_dir: Optional[str] = None
   split_seed: Optional[int] = None
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if bool(self.results_dir) == bool(self.model_dirs):
       raise ValueError("Expected exactly one of --results_dir and --model_dirs. Received "
                        "results_dir=%r model_dirs=%r" % (self.results_dir, self.model_dirs))
@@ -80,14 +82,14 @@ class CascadeOptions:
       raise errors.invalid_value("grid", "one of %s" % "|".join(GRID_MODES), self.grid)
 
 
-def check_search_dir(results_dir):
+def check_search_dir(results_dir: str) -> None:
   """Refuse a directory that is not a ``python -m search.run`` results dir
   (a config.json of a search and a trials.db), naming what it is instead."""
   path = os.path.join(results_dir, "config.json")
   if not os.path.isdir(results_dir):
     raise ValueError("--results_dir=%s does not exist; expected the --results_dir of a "
                      "python -m search.run." % results_dir)
-  what = "it has no config.json"
+  what: str | None = "it has no config.json"
   if os.path.exists(path):
     try:
       with open(path) as f:
@@ -111,7 +113,8 @@ def check_search_dir(results_dir):
                      "--results_dir of a python -m search.run." % (results_dir, what))
 
 
-def load_candidates(options):
+def load_candidates(options: CascadeOptions
+                    ) -> tuple[dict[str, Any], list[cascade_stages.Candidate], list[Any]]:
   """``(settings, candidates, single-model rows)``; settings: dataset,
   data_dir, split_seed, measure_images, measure_batch_size."""
   if options.results_dir:
@@ -137,7 +140,8 @@ def load_candidates(options):
   return settings, candidates, singles
 
 
-def choose(candidates, options, log=print):
+def choose(candidates: Sequence[cascade_stages.Candidate], options: CascadeOptions,
+           log: Callable[[str], object] = print) -> list[cascade_stages.Candidate]:
   """The stages, cheapest first (every given one with --stages/--model_dirs
   up to --max_stages, else a selection of the Pareto models)."""
   cost_key = ("energy_j_per_image" if all(c.energy_j_per_image for c in candidates)
@@ -158,19 +162,24 @@ def choose(candidates, options, log=print):
   return stages
 
 
-def stage_data(stages, files, splits, options, static_batch=None):
+def stage_data(stages: Sequence[cascade_stages.Candidate], files: Sequence[str], splits: Any,
+               options: CascadeOptions,
+               static_batch: int | None = None
+               ) -> tuple[cascade_lib.CascadeData, cascade_lib.CascadeData | None]:
   """``(validation CascadeData, test CascadeData or None)`` of the stage files.
   static_batch: the batch of a device compiled for one static batch size,
   where the stage costs were measured (every call then costs a whole batch)."""
   times = [s.time_s_per_image for s in stages]
-  energies = [s.energy_j_per_image for s in stages]
+  energies: Any = [s.energy_j_per_image for s in stages]
   energies = energies if all(e is not None for e in energies) else None
+  calls: list[Any] | None
+  batch: int | None
   calls, batch = None, None  # the per-call model where every stage was measured for it
   if static_batch:
     calls, batch = cascade_lib.static_batch_calls(times, static_batch), int(static_batch)
   elif all(s.call_time_s is not None for s in stages):
     calls, batch = [s.call_time_s for s in stages], int(stages[0].measurement["batch_size"])
-  out = []
+  out: list[cascade_lib.CascadeData | None] = []
   for x, y in ((splits.x_val, splits.y_val), (splits.x_test, splits.y_test)):
     if not len(y):
       out.append(None)
@@ -180,12 +189,17 @@ def stage_data(stages, files, splits, options, static_batch=None):
         options.logits_runtime, [s.keras_path for s in stages])
     out.append(cascade_lib.from_logits(logits, y, times, energies, options.confidence,
                                        calls, batch))
-  return out[0], out[1]
+  return out[0], out[1]  # type: ignore[return-value]  # validation images: always some
 
 
-def threshold_searches(val, options, log=print):
+def threshold_searches(val: cascade_lib.CascadeData, options: CascadeOptions,
+                       log: Callable[[str], object] = print
+                       ) -> tuple[dict[str, cascade_lib.Evaluation], list[dict[str, Any]],
+                                  np.ndarray, dict[str, Any] | None]:
   """``({label: Evaluation}, rows, reference front y, grid info)``: the grid,
   then the strategies when the grid is not exact or ``compare_strategies``."""
+  rows: list[dict[str, Any]]
+  grid_info: dict[str, Any] | None
   evaluations, rows, grid_info = {}, [], None
   use_grid = options.grid == "on" or (options.grid == "auto" and
                                       val.num_stages <= MAX_GRID_STAGES)
@@ -231,15 +245,17 @@ class _Progress:
   uniform vectors cost nothing; later proposals cost more, so it errs low)
   and counts each run still to come as long as the mean run so far."""
 
-  def __init__(self, runs, num_initial, log, every_s=15.0):
+  def __init__(self, runs: int, num_initial: int, log: Callable[[str], object],
+               every_s: float = 15.0) -> None:
     self.runs, self.num_initial, self.log, self.every_s = runs, num_initial, log, every_s
     self.begin = time.perf_counter()
+    self.durations: list[float]
     self.durations, self.label, self.run_start, self.last = [], "", self.begin, self.begin
 
-  def start(self, label):
+  def start(self, label: str) -> None:
     self.label, self.run_start = label, time.perf_counter()
 
-  def update(self, done, total, force=False):
+  def update(self, done: int, total: int, force: bool = False) -> None:
     """``done`` of this run's ``total`` vectors are evaluated."""
     now = time.perf_counter()
     if not (force or now - self.last >= self.every_s):
@@ -258,18 +274,21 @@ class _Progress:
     self.log("%s: %d/%d vectors | elapsed %s, ETA %s" % (
         self.label, done, total, _hms(now - self.begin), "?" if left is None else _hms(left)))
 
-  def finish(self, total):
+  def finish(self, total: int) -> None:
     self.update(total, total, force=True)
     self.durations.append(time.perf_counter() - self.run_start)
 
 
-def _hms(seconds):
+def _hms(seconds: float) -> str:
   seconds = int(round(seconds))
   return "%dh%02dm%02ds" % (seconds // 3600, seconds % 3600 // 60, seconds % 60) \
       if seconds >= 3600 else "%dm%02ds" % (seconds // 60, seconds % 60)
 
 
-def write_spec(out_dir, stages, files, val, test, points, settings, options):
+def write_spec(out_dir: str, stages: Sequence[cascade_stages.Candidate], files: Sequence[str],
+               val: cascade_lib.CascadeData, test: cascade_lib.CascadeData | None,
+               points: Sequence[dict[str, Any]], settings: dict[str, Any],
+               options: CascadeOptions) -> dict[str, Any]:
   spec = {"format": runner.FORMAT_NAME, "version": runner.FORMAT_VERSION,
           "confidence": options.confidence, "objectives": list(val.objectives),
           "dataset": settings["dataset"], "split_seed": settings.get("split_seed"),
@@ -284,7 +303,7 @@ def write_spec(out_dir, stages, files, val, test, points, settings, options):
   return spec
 
 
-def build(options, log=print):
+def build(options: CascadeOptions, log: Callable[[str], object] = print) -> dict[str, Any]:
   """Everything the CLI does (module doc); returns the summary dict. Bad
   inputs are refused before ``out_dir`` is created."""
   settings, candidates, singles = load_candidates(options)
@@ -326,7 +345,9 @@ def build(options, log=print):
   return summary
 
 
-def remeasure_stage_costs(stages, files, options, settings, splits, log=print):
+def remeasure_stage_costs(stages: Sequence[cascade_stages.Candidate], files: Sequence[str],
+                          options: CascadeOptions, settings: dict[str, Any], splits: Any,
+                          log: Callable[[str], object] = print) -> list[tuple[Any, ...]]:
   """``--stage_costs=measure``: each stage's cost measured now replaces the
   search's; returns the single-model rows to draw (the stages, as measured now)."""
   images, _, run = measure_settings(options, settings, splits)
@@ -340,7 +361,8 @@ def remeasure_stage_costs(stages, files, options, settings, splits, log=print):
           for s in stages]
 
 
-def measure_settings(options, settings, splits):
+def measure_settings(options: CascadeOptions, settings: dict[str, Any],
+                     splits: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
   """``(images, their validation indices, deploy.measure.measure settings)``:
   the search's measurement images (repeated if the split is smaller), on this CPU."""
   count = int(settings.get("measure_images") or 500)
@@ -351,7 +373,10 @@ def measure_settings(options, settings, splits):
   return data.normalize(splits.x_val[index]), index, run
 
 
-def measure(options, spec, val, splits, settings, log=print):
+def measure(options: CascadeOptions, spec: dict[str, Any], val: cascade_lib.CascadeData,
+            splits: Any, settings: dict[str, Any],
+            log: Callable[[str], object] = print
+            ) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
   """Measure the stages and ``--measure_points`` points on this CPU."""
   images, index, run = measure_settings(options, settings, splits)
   count = len(index)
@@ -365,14 +390,14 @@ def measure(options, spec, val, splits, settings, log=print):
   return info, measured
 
 
-def _means(rows):
-  out = {}
+def _means(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+  out: dict[str, list[float]] = {}
   for row in rows:
     out.setdefault(row["strategy"], []).append(row["hypervolume_fraction"])
   return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-def _write_rows(path, rows):
+def _write_rows(path: str, rows: Sequence[dict[str, Any]]) -> None:
   fields = ["strategy", "seed", "evaluations", "seconds", "hypervolume_fraction"]
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fields)

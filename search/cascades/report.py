@@ -13,9 +13,12 @@
 * ``summary_lines``: the console's summary, saying the same in words.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import os
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -31,7 +34,8 @@ SMALL_BATCH_DIVISOR = 10
 _SAME_ERROR = 1e-6
 
 
-def single_model_points(trials):
+def single_model_points(trials: Sequence[Mapping[str, Any]]
+                        ) -> list[tuple[str, float, float | None, float | None]]:
   """(name, error, time/image, energy/image) of every measured done trial."""
   rows = []
   for t in trials:
@@ -44,7 +48,8 @@ def single_model_points(trials):
   return rows
 
 
-def plot_fronts(out_dir, singles, stages, points):
+def plot_fronts(out_dir: str, singles: Sequence[tuple[Any, ...]], stages: Sequence[dict[str, Any]],
+                points: Sequence[dict[str, Any]]) -> None:
   """Write ``cascade_fronts.png`` (one panel per measured cost) and its CSV."""
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
@@ -80,7 +85,8 @@ def plot_fronts(out_dir, singles, stages, points):
   _write_csv(os.path.join(out_dir, "cascade_fronts.csv"), list(rows[0]), rows)
 
 
-def best_saving(points, best_single, tolerance=0.005):
+def best_saving(points: Sequence[dict[str, Any]], best_single: Mapping[str, Any],
+                tolerance: float = 0.005) -> dict[str, Any]:
   """The largest saving of time and of energy (fractions of the best single
   model's) among points with error <= best model's error + ``tolerance``.
 
@@ -103,7 +109,8 @@ def best_saving(points, best_single, tolerance=0.005):
   return out
 
 
-def front_saving(points, singles):
+def front_saving(points: Sequence[dict[str, Any]],
+                 singles: Sequence[tuple[Any, ...]]) -> dict[str, Any]:
   """The largest saving of a point against the single-model front at equal
   or lower error: ``1 - cost(point) / cost(cheapest single model with error
   <= the point's)``, per cost. singles: rows of ``single_model_points``.
@@ -126,7 +133,7 @@ def front_saving(points, singles):
   return out
 
 
-def summary_lines(summary, out_dir):
+def summary_lines(summary: Mapping[str, Any], out_dir: str) -> list[str]:
   """The console's account of a cascade build: how its front was found,
   what it saves per image and against what, and where the details are."""
   stages = summary["stages"]
@@ -161,11 +168,13 @@ def summary_lines(summary, out_dir):
   return lines
 
 
-def _saving_lines(name, key, best, front, best_single, tolerance):
+def _saving_lines(name: str, key: str, best: Mapping[str, Any] | None,
+                  front: Mapping[str, Any] | None, best_single: Mapping[str, Any],
+                  tolerance: float) -> list[str]:
   """What ``best_saving`` and ``front_saving`` of one cost mean, in words."""
   unit = {"time": "ms", "energy": "mJ"}[name]
 
-  def cost(value):
+  def cost(value: float) -> str:
     return "%.3f %s" % (1e3 * value, unit)
 
   out = []
@@ -194,13 +203,14 @@ def _saving_lines(name, key, best, front, best_single, tolerance):
   return out
 
 
-def points_table(out_dir, points, stages, measured=None):
+def points_table(out_dir: str, points: Sequence[dict[str, Any]], stages: Sequence[Any],
+                 measured: Mapping[int, dict[str, Any]] | None = None) -> str:
   """Write ``cascade_points.csv`` and ``.md``; returns the Markdown text.
   measured: ``{point index: row from measure_points}``."""
   measured = measured or {}
-  rows = []
+  rows: list[dict[str, Any]] = []
   for i, p in enumerate(points):
-    row = {"point": i, "thresholds": " ".join("%.4f" % t for t in p["thresholds"])}
+    row: dict[str, Any] = {"point": i, "thresholds": " ".join("%.4f" % t for t in p["thresholds"])}
     for k, f in enumerate(p["exit_fractions"], 1):
       row["exit_stage%d" % k] = f
     row.update(error=p["error"], test_error=p.get("test_error"),
@@ -238,7 +248,7 @@ def points_table(out_dir, points, stages, measured=None):
   return text
 
 
-def measure_indices(points, count):
+def measure_indices(points: Sequence[dict[str, Any]], count: int) -> list[int]:
   """``count`` points spread evenly along the front by time (both ends kept)."""
   if count <= 0 or not points:
     return []
@@ -247,19 +257,21 @@ def measure_indices(points, count):
   return [order[int(k)] for k in picks]
 
 
-def stage_runtime_options(runtime):
+def stage_runtime_options(runtime: str) -> dict[str, Any]:
   """The runtime options the cascade runner gives its stages
   (``deploy.device.cascade_runner``: ONNX Runtime without thread spinning), so that a
   stage measured alone is measured as it runs in the cascade."""
   return {"allow_spinning": False} if runtime == "onnxruntime" else {}
 
 
-def small_batch_size(batch_size):
+def small_batch_size(batch_size: int) -> int:
   """The second batch size each stage is measured at (``per_call_cost``)."""
   return max(1, int(batch_size) // SMALL_BATCH_DIVISOR)
 
 
-def measure_stages(cascade_dir, files, images, settings, log=print):
+def measure_stages(cascade_dir: str, files: Sequence[str], images: np.ndarray,
+                   settings: dict[str, Any],
+                   log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Measure each stage file alone with ``deploy.measure`` now, with the
   runner's stage options (``stage_runtime_options``), at the batch size of
   ``settings`` and at ``small_batch_size`` of it; one row per stage: per-image
@@ -295,7 +307,11 @@ def measure_stages(cascade_dir, files, images, settings, log=print):
   return rows
 
 
-def measure_points(cascade_dir, spec, indices, data, images, image_index, settings, log=print):
+def measure_points(cascade_dir: str, spec: dict[str, Any], indices: Sequence[int],
+                   data: cascade_lib.CascadeData, images: np.ndarray, image_index: np.ndarray,
+                   settings: dict[str, Any],
+                   log: Callable[[str], object] = print
+                   ) -> tuple[list[dict[str, Any]], dict[int, dict[str, Any]]]:
   """Measure each stage alone and the cascade at each point of ``indices``
   with ``deploy.measure`` now; returns ``(stage rows, {index: row})``.
 
@@ -309,8 +325,8 @@ def measure_points(cascade_dir, spec, indices, data, images, image_index, settin
   stage_rows = measure_stages(cascade_dir, [s["file"] for s in spec["stages"]], images,
                               settings, log)
   subset = data.subset(image_index)
-  now = [dataclasses.replace(subset, time_s=[s[key] for s in stage_rows],
-                             call_time_s=[s[call] for s in stage_rows],
+  now = [dataclasses.replace(subset, time_s=[s[key] for s in stage_rows],  # type: ignore[arg-type]
+                             call_time_s=[s[call] for s in stage_rows],  # type: ignore[arg-type]
                              batch_size=int(settings["batch_size"]))
          for key, call in (("time_s_per_image", "call_time_s"),
                            ("min_time_s_per_image", "min_call_time_s"))]
@@ -333,7 +349,9 @@ def measure_points(cascade_dir, spec, indices, data, images, image_index, settin
   return stage_rows, out
 
 
-def _point_row(index, result, ev, ev_now, ev_now_min):
+def _point_row(index: int, result: Mapping[str, Any], ev: cascade_lib.Evaluation,
+               ev_now: cascade_lib.Evaluation,
+               ev_now_min: cascade_lib.Evaluation) -> dict[str, Any]:
   """One measured point: median and fastest repeat per image against the
   predictions on the measured images from the cascade's stage costs
   (``ev``), the stages' medians measured now and their fastest repeats
@@ -359,23 +377,23 @@ def _point_row(index, result, ev, ev_now, ev_now_min):
           "reach_fractions_predicted": [float(x) for x in ev.reach[0]]}
 
 
-def _div(a, b):
+def _div(a: float | None, b: float | None) -> float | None:
   return None if a is None or not b else a / b
 
 
-def _pct(v):
+def _pct(v: float | None) -> str:
   return "-" if v is None else "%.2f%%" % (100 * v)
 
 
-def _milli(v):
+def _milli(v: float | None) -> str:
   return "-" if v is None else "%.3f" % (1e3 * v)
 
 
-def _num(v):
+def _num(v: float | None) -> str:
   return "-" if v is None else "%.3f" % v
 
 
-def _write_csv(path, fields, rows):
+def _write_csv(path: str, fields: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> None:
   with open(path, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()

@@ -9,12 +9,14 @@ validation logits are then computed once from exactly those files
 (``stage_logits``: ONNX Runtime, or Keras on ``model.keras``).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import glob
 import json
 import os
 import shutil
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -44,7 +46,7 @@ class Candidate:
   call_time_s: Optional[float] = None
 
 
-def _per_image(value, images):
+def _per_image(value: float | None, images: float | None) -> float | None:
   return None if value is None or not images else float(value) / float(images)
 
 
@@ -52,8 +54,9 @@ _MEASUREMENT_KEYS = ("time_s", "energy_j", "images", "batch_size", "device", "ru
                      "power_source", "other_cpu_share", "contended", "time_cv")
 
 
-def candidate(name, keras_path, onnx_path, val_error, measurement, trial_id=None,
-              genotype=None):
+def candidate(name: str, keras_path: str, onnx_path: str | None, val_error: float,
+              measurement: dict[str, Any], trial_id: int | None = None,
+              genotype: str | None = None) -> Candidate:
   """A ``Candidate`` from a measurement dict (``time_s``, ``images``, ...)."""
   images = measurement.get("images")
   if measurement.get("time_s") is None or not images:
@@ -61,13 +64,13 @@ def candidate(name, keras_path, onnx_path, val_error, measurement, trial_id=None
                      % (name, sorted(k for k in measurement if k in _MEASUREMENT_KEYS)))
   return Candidate(
       name=name, keras_path=keras_path, onnx_path=onnx_path, val_error=float(val_error),
-      time_s_per_image=_per_image(measurement["time_s"], images),
+      time_s_per_image=_per_image(measurement["time_s"], images),  # type: ignore[arg-type]
       energy_j_per_image=_per_image(measurement.get("energy_j"), images),
       measurement={k: measurement.get(k) for k in _MEASUREMENT_KEYS},
       trial_id=trial_id, genotype=genotype)
 
 
-def _resolve(path, results_dir):
+def _resolve(path: str, results_dir: str) -> str:
   """A recorded artifact path, also when the search ran from another directory."""
   if not path or os.path.exists(path):
     return path
@@ -80,7 +83,9 @@ def _resolve(path, results_dir):
   return path
 
 
-def candidates_from_results(results_dir, trial_ids=None):
+def candidates_from_results(results_dir: str,
+                            trial_ids: Sequence[int] | None = None
+                            ) -> tuple[dict[str, Any], list[Candidate], list[Any]]:
   """``(config dict, candidates, all done trials)`` of a search: its Pareto
   trials, or the done trials ``trial_ids``."""
   config, trials = common.load_search(results_dir)
@@ -107,7 +112,7 @@ def candidates_from_results(results_dir, trial_ids=None):
   return config, out, done
 
 
-def find_measurement(model_dir, label=None):
+def find_measurement(model_dir: str, label: str | None = None) -> tuple[str, dict[str, Any]]:
   """The measurement JSON of a model directory: ``measurements/<label>.json``
   (``search.reports --figure=table2 --measure_label``; the only one when
   ``label`` is None), ``measurement.json``, or a search trial's
@@ -131,8 +136,10 @@ def find_measurement(model_dir, label=None):
                    % (model_dir, paths, model_dir))
 
 
-def candidates_from_model_dirs(model_dirs, label=None):
+def candidates_from_model_dirs(model_dirs: Sequence[str],
+                               label: str | None = None) -> tuple[dict[str, Any], list[Candidate]]:
   """``(data settings dict, candidates)`` of trained model directories."""
+  settings: dict[str, Any]
   out, settings = [], {}
   for d in model_dirs:
     keras_path = os.path.join(d, "model.keras")
@@ -157,7 +164,8 @@ def candidates_from_model_dirs(model_dirs, label=None):
   return settings, out
 
 
-def write_stage_models(stages, out_dir, check_images):
+def write_stage_models(stages: Sequence[Candidate], out_dir: str,
+                       check_images: np.ndarray) -> list[str]:
   """Copy each stage's ONNX (or export it from ``model.keras``) to
   ``<out_dir>/stages/stage<k>.onnx``; returns the paths relative to ``out_dir``."""
   os.makedirs(os.path.join(out_dir, STAGES_DIR), exist_ok=True)
@@ -175,14 +183,16 @@ def write_stage_models(stages, out_dir, check_images):
   return files
 
 
-def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_size=256):
+def stage_logits(paths: Sequence[str], images: np.ndarray, runtime: str = "onnxruntime",
+                 keras_paths: Sequence[str] | None = None,
+                 batch_size: int = 256) -> list[np.ndarray]:
   """(N, classes) float32 logits of each stage on ``images``: ONNX Runtime on
   ``paths``, or Keras on ``keras_paths`` (``runtime="keras"``)."""
   images = np.ascontiguousarray(images, np.float32)
   out = []
   if runtime == "keras":
     from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
-    for path in keras_paths:
+    for path in keras_paths:  # type: ignore[union-attr]
       model = network.load_model(path)
       out.append(np.asarray(model.predict(images, batch_size=batch_size, verbose=0),
                             np.float32))
@@ -199,7 +209,7 @@ def stage_logits(paths, images, runtime="onnxruntime", keras_paths=None, batch_s
   return out
 
 
-def stage_record(stage, file, logits_error):
+def stage_record(stage: Candidate, file: str, logits_error: float) -> dict[str, Any]:
   """The ``cascade.json`` entry of one stage."""
   return {"file": file, "name": stage.name, "trial_id": stage.trial_id,
           "genotype": stage.genotype, "val_error": logits_error,

@@ -63,9 +63,11 @@ References:
   inference", CODES+ISSS 2015 (the top-2 score margin as the confidence).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import time
-from typing import Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -97,7 +99,7 @@ class CascadeData:
   call_time_s: Optional[np.ndarray] = None
   batch_size: Optional[int] = None
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     conf = np.asarray(self.confidence, np.float64)
     correct = np.asarray(self.correct, bool)
     if conf.ndim != 2 or conf.shape[0] < 2 or correct.shape != conf.shape:
@@ -121,7 +123,7 @@ class CascadeData:
     if self.call_time_s is not None:
       self._check_calls(conf.shape[0])
 
-  def _check_calls(self, num_stages):
+  def _check_calls(self, num_stages: int) -> None:
     calls = np.asarray(self.call_time_s, np.float64).reshape(-1)
     if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
       raise errors_lib.invalid_value("batch_size", "a positive integer with call_time_s",
@@ -133,39 +135,40 @@ class CascadeData:
     object.__setattr__(self, "call_time_s", calls)
 
   @property
-  def num_stages(self):
+  def num_stages(self) -> int:
     return self.confidence.shape[0]
 
   @property
-  def num_images(self):
+  def num_images(self) -> int:
     return self.confidence.shape[1]
 
   @property
-  def objectives(self):
+  def objectives(self) -> tuple[str, ...]:
     """("error", "time") plus "energy" when every stage has an energy."""
     return ("error", "time") + (("energy",) if self.energy_j is not None else ())
 
-  def subset(self, index):
+  def subset(self, index: Any) -> CascadeData:
     """The same cascade on images ``index`` (e.g. the measured ones)."""
     index = np.asarray(index, int)
     return dataclasses.replace(self, confidence=self.confidence[:, index],
                                correct=self.correct[:, index])
 
 
-def per_call_cost(time_s, small_time_s, batch_size, small_batch_size):
+def per_call_cost(time_s: float, small_time_s: float, batch_size: int,
+                  small_batch_size: int) -> float:
   """a_s of the module doc from a stage's per-image cost at two batch sizes
   (tau at B = a/B + b, at b_small = a/b_small + b), clamped to [0, tau * B]."""
   a = (small_time_s - time_s) / (1.0 / small_batch_size - 1.0 / batch_size)
   return float(min(max(a, 0.0), time_s * batch_size))
 
 
-def static_batch_calls(time_s, batch_size):
+def static_batch_calls(time_s: Sequence[float], batch_size: int) -> list[float]:
   """``call_time_s`` of stages measured on a static-batch device at batch
   ``batch_size``: every call runs, padded, and costs a whole batch."""
   return [float(t) * int(batch_size) for t in time_s]
 
 
-def call_fractions(stage, num_stages, batch_size):
+def call_fractions(stage: np.ndarray, num_stages: int, batch_size: int) -> np.ndarray:
   """(K, S) q_s of the module doc: the fraction of the images (in order, in
   batches of ``batch_size``) per batch in which some image reaches stage s."""
   num_images = stage.shape[1]
@@ -177,8 +180,9 @@ def call_fractions(stage, num_stages, batch_size):
   return out
 
 
-def from_logits(logits, labels, time_s, energy_j=None, kind="max_softmax", call_time_s=None,
-                batch_size=None):
+def from_logits(logits: Sequence[np.ndarray], labels: np.ndarray, time_s: Any, energy_j: Any = None,
+                kind: str = "max_softmax", call_time_s: Any = None,
+                batch_size: int | None = None) -> CascadeData:
   """``CascadeData`` from each stage's (N, classes) logits and the labels."""
   labels = np.asarray(labels).reshape(-1)
   conf, correct = [], []
@@ -193,7 +197,7 @@ def from_logits(logits, labels, time_s, energy_j=None, kind="max_softmax", call_
                      batch_size)
 
 
-def check_thresholds(thresholds, num_stages):
+def check_thresholds(thresholds: Any, num_stages: int) -> np.ndarray:
   """(K, S-1) float thresholds in [0, 1]; a clear ValueError otherwise."""
   t = np.asarray(thresholds, np.float64)
   if t.ndim == 1:
@@ -207,7 +211,7 @@ def check_thresholds(thresholds, num_stages):
   return t
 
 
-def answering_stage(data, thresholds):
+def answering_stage(data: CascadeData, thresholds: np.ndarray) -> np.ndarray:
   """(K, N) int: the stage that answers each image under each vector."""
   t = check_thresholds(thresholds, data.num_stages)
   stage = np.full((t.shape[0], data.num_images), data.num_stages - 1, np.int64)
@@ -232,12 +236,12 @@ class Evaluation:
   exit_fractions: np.ndarray
   reach: np.ndarray
 
-  def objective_matrix(self, objectives):
+  def objective_matrix(self, objectives: Sequence[str]) -> np.ndarray:
     """(K, m) values of ``objectives`` (names of ``OBJECTIVE_KEYS``)."""
     return np.stack([getattr(self, OBJECTIVE_KEYS[o]) for o in objectives], axis=1)
 
 
-def evaluate(data, thresholds):
+def evaluate(data: CascadeData, thresholds: Any) -> Evaluation:
   """``Evaluation`` of threshold vectors (K, S-1), exactly, in chunks."""
   t = check_thresholds(thresholds, data.num_stages)
   chunk = max(1, _CHUNK_ENTRIES // max(data.num_images, 1))
@@ -248,13 +252,13 @@ def evaluate(data, thresholds):
     errors.append((~data.correct[stage, cols]).mean(axis=1))
     exits.append(np.stack([(stage == s).mean(axis=1) for s in range(data.num_stages)], 1))
     if data.call_time_s is not None:
-      calls.append(call_fractions(stage, data.num_stages, data.batch_size))
+      calls.append(call_fractions(stage, data.num_stages, data.batch_size))  # type: ignore[arg-type]
   exit_fractions = np.concatenate(exits) if exits else np.zeros((0, data.num_stages))
   reach = np.cumsum(exit_fractions[:, ::-1], axis=1)[:, ::-1]
   time_s = reach @ data.time_s
   if calls:
     a = data.call_time_s
-    time_s = reach @ (data.time_s - a / data.batch_size) + np.concatenate(calls) @ a
+    time_s = reach @ (data.time_s - a / data.batch_size) + np.concatenate(calls) @ a  # type: ignore[operator]
   return Evaluation(
       thresholds=t, error=np.concatenate(errors) if errors else np.zeros(0),
       time_s=time_s,
@@ -263,13 +267,13 @@ def evaluate(data, thresholds):
 
 
 # -- the exact front ----------------------------------------------------------------
-def breakpoints(data, stage):
+def breakpoints(data: CascadeData, stage: int) -> np.ndarray:
   """The thresholds of stage ``stage`` that reach all its outcomes: its
   distinct confidences and 1 (ascending)."""
   return np.unique(np.append(data.confidence[stage], 1.0))
 
 
-def grid(data, max_evaluations=200000):
+def grid(data: CascadeData, max_evaluations: int = 200000) -> tuple[np.ndarray, bool]:
   """``(thresholds (K, S-1), exact)``: every combination of breakpoints, or
   per-axis quantiles of them when that would exceed ``max_evaluations``."""
   axes = [breakpoints(data, s) for s in range(data.num_stages - 1)]
@@ -283,7 +287,7 @@ def grid(data, max_evaluations=200000):
   return np.stack([m.ravel() for m in mesh], axis=1), exact
 
 
-def front_mask(y):
+def front_mask(y: np.ndarray) -> np.ndarray:
   """Non-dominated rows of ``y`` (n, m), minimized; the same answer as
   ``search.optimizer.pareto.non_dominated_mask`` (duplicates of a front row
   all kept) in O(n log n) for m = 2, level by level for m = 3 and by blocks
@@ -312,13 +316,13 @@ def front_mask(y):
   return keep[inverse]
 
 
-def _front2(pairs):
+def _front2(pairs: np.ndarray) -> np.ndarray:
   """Non-dominated mask of distinct (n, 2) rows sorted lexicographically."""
   prior_min = np.minimum.accumulate(np.concatenate([[np.inf], pairs[:-1, 1]]))
   return pairs[:, 1] < prior_min
 
 
-def _front3(unique):
+def _front3(unique: np.ndarray) -> np.ndarray:
   """Non-dominated mask of distinct (n, 3) rows sorted lexicographically, one
   level of the first objective at a time: a row survives when its level's
   (y1, y2) front keeps it and no survivor of a lower level has y1 and y2 both
@@ -340,7 +344,7 @@ def _front3(unique):
   return keep
 
 
-def _skyline(unique, block=512):
+def _skyline(unique: np.ndarray, block: int = 512) -> np.ndarray:
   """Non-dominated mask of distinct rows sorted lexicographically."""
   keep = np.zeros(len(unique), bool)
   front = unique[:0]
@@ -356,14 +360,16 @@ def _skyline(unique, block=512):
 
 
 # -- the threshold search -------------------------------------------------------------
-def threshold_space(num_stages):
+def threshold_space(num_stages: int) -> design.DesignSpace:
   """The design space [0, 1]^(S-1), variables ``t1..t{S-1}``."""
   return design.continuous_space([(0.0, 1.0)] * (num_stages - 1),
                                  names=["t%d" % (s + 1) for s in range(num_stages - 1)])
 
 
-def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
-                      objectives=None, progress=None):
+def search_thresholds(data: CascadeData, strategy: str, evaluations: int = 50, seed: int = 0,
+                      num_initial: int = 5, objectives: Sequence[str] | None = None,
+                      progress: Callable[[int, int], object] | None = None
+                      ) -> tuple[Evaluation, float]:
   """Threshold vectors found by a ``search.optimizer`` strategy.
 
   The first ``num_initial`` vectors are uniform draws seeded by ``seed``
@@ -394,7 +400,7 @@ def search_thresholds(data, strategy, evaluations=50, seed=0, num_initial=5,
   return evaluate(data, x), time.perf_counter() - start
 
 
-def hypervolume_fraction(y, front_y):
+def hypervolume_fraction(y: np.ndarray, front_y: np.ndarray) -> float:
   """``HV(y) / HV(front_y)`` against ``pareto.reference_point(front_y)``."""
   ref = pareto.reference_point(front_y)
   best = pareto.hypervolume(front_y, ref)
@@ -402,7 +408,7 @@ def hypervolume_fraction(y, front_y):
 
 
 # -- choosing the stages ----------------------------------------------------------------
-def choose_stages(errors, costs, max_stages=3):
+def choose_stages(errors: Any, costs: Any, max_stages: int = 3) -> list[int]:
   """Indices of the stages, cheapest first: the (error, cost) front of the
   candidates; when it has more than ``max_stages`` models, its cheapest and
   its most accurate and, between them, the models closest to even steps in
@@ -426,7 +432,7 @@ def choose_stages(errors, costs, max_stages=3):
 
 
 # -- the front handed to the run time -------------------------------------------------
-def centre_thresholds(data, thresholds):
+def centre_thresholds(data: CascadeData, thresholds: np.ndarray) -> np.ndarray:
   """Each threshold moved to the middle of the interval of thresholds with the
   same outcome on ``data`` (between two consecutive confidences of its
   stage; 1 when it answers no image), so a confidence that moves a little
@@ -444,7 +450,8 @@ def centre_thresholds(data, thresholds):
   return t
 
 
-def front_points(data, evaluations, test_data=None):
+def front_points(data: CascadeData, evaluations: Mapping[str, Evaluation],
+                 test_data: CascadeData | None = None) -> list[dict[str, Any]]:
   """The front of every evaluated vector, one vector per distinct outcome.
 
   evaluations: ``{label: Evaluation}`` (the grid's, each strategy's).

@@ -10,10 +10,13 @@ or of a search is refused. Exit status: 0 every point done, 3 some failed,
 1 refused.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -28,7 +31,7 @@ from tea_keras import console
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   search_flags.define_flags()
   flags.adopt_module_key_flags(search_flags)
   d = sweep.DnasSettings()
@@ -64,7 +67,7 @@ def define_flags():
                     "size target, trained and measured the same way.")
 
 
-def settings_from_flags():
+def settings_from_flags() -> sweep.DnasSettings:
   return sweep.DnasSettings(
       seed_model=FLAGS.seed_model, genotype=FLAGS.genotype,
       size_targets=tuple(float(v) for v in FLAGS.size_targets),
@@ -76,7 +79,7 @@ def settings_from_flags():
       table_fractions=tuple(float(v) for v in FLAGS.table_fractions))
 
 
-def check_results_dir(config, settings):
+def check_results_dir(config: config_lib.SearchConfig, settings: sweep.DnasSettings) -> None:
   """Refuse a results directory of another sweep or of a search; write the
   sweep's config (config.json: the search's settings and ``dnas``)."""
   path = os.path.join(config.results_dir, "config.json")
@@ -102,7 +105,7 @@ def check_results_dir(config, settings):
   os.replace(tmp, path)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   console.quiet_native_logs()

@@ -21,10 +21,12 @@ Prints a table per target and writes ``dnas_analysis.json`` into the first
 results directory.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from absl import flags
@@ -75,7 +77,8 @@ def load_points(results_dir: str) -> List[Dict]:
   return out
 
 
-def remeasure(points: Sequence[Dict], rounds: int = 3, log=print) -> None:
+def remeasure(points: Sequence[Dict], rounds: int = 3,
+              log: Callable[[str], object] = print) -> None:
   """Measure every point's export again, back to back, ``rounds`` times in a
   shuffled order each round, on this machine with its sweep's runtime,
   images and batch (``deploy.measure``, the protocol's fastest of 3
@@ -96,7 +99,7 @@ def remeasure(points: Sequence[Dict], rounds: int = 3, log=print) -> None:
         images[key] = measure_lib.load_images(c["dataset"], c["measure_images"],
                                               c.get("data_dir"), c.get("seed", 0))[0]
   rng = np.random.default_rng(0)
-  best = {}
+  best: Dict[int, float] = {}
   for r in range(rounds):
     order = rng.permutation(len(points))
     for k, i in enumerate(order):
@@ -245,7 +248,7 @@ def format_report(result: Dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
   dirs = flags.FLAGS.results_dir
@@ -270,7 +273,7 @@ def main(argv):
   print("written: %s" % out)
 
 
-def define_flags():
+def define_flags() -> None:
   flags.DEFINE_list("results_dir", None, "DNAS sweep directories (comma-separated).")
   flags.DEFINE_integer("remeasure_rounds", 0, "Measure every point's export again, back to "
                        "back, this many rounds (shuffled), and use the fastest (0: the "

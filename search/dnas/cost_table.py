@@ -32,9 +32,11 @@ the layer's deviation from bilinearity, small for convolutions, which are
 bilinear in ``c_in c_out``).
 """
 
+from __future__ import annotations
+
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Any, Callable, Dict, List, Sequence
 
 import numpy as np
 
@@ -48,7 +50,7 @@ def grid_counts(full: int, fractions: Sequence[float] = FRACTIONS) -> List[int]:
   return sorted({max(1, int(round(f * full))) for f in fractions})
 
 
-def layer_model(spec, layer, c_in: int, c_out: int):
+def layer_model(spec: Any, layer: Any, c_in: int, c_out: int) -> Any:
   """A one-layer functional model of ``layer``'s class and configuration with
   ``c_in`` input channels and ``c_out`` outputs (``spec``: its LayerSpec)."""
   import keras  # pylint: disable=g-import-not-at-top  (heavy)
@@ -70,19 +72,22 @@ def layer_model(spec, layer, c_in: int, c_out: int):
   return keras.Model(inputs, layer.__class__.from_config(config)(inputs))
 
 
-def measure_table(seed_model, specs, measure_fn, fractions=FRACTIONS, log=print) -> Dict:
+def measure_table(seed_model: Any, specs: Sequence[Any],
+                  measure_fn: Callable[[Any], Dict[str, Any]],
+                  fractions: Sequence[float] = FRACTIONS,
+                  log: Callable[[str], object] = print) -> Dict:
   """The table of ``specs`` (the seed's prunable layers): for each, its
   grid of ``(c_in, c_out)`` and the measured ``time_s`` (and ``energy_j``,
   or None) per image at each point. ``measure_fn(model)`` exports and
   measures a Keras model on the target, returning the protocol's result
   (``time_s``, ``energy_j``, ``images``)."""
-  table = {"layers": {}, "fractions": list(fractions)}
+  table: Dict[str, Any] = {"layers": {}, "fractions": list(fractions)}
   todo = [s for s in specs if s.kind in ("conv", "separable", "dense", "depthwise")]
   for i, spec in enumerate(todo, 1):
     layer = seed_model.get_layer(spec.name)
     full_in, full_out = int(layer.input.shape[-1]), spec_out(spec, layer)
     ins = grid_counts(full_in, fractions)
-    outs = [None] if spec.kind == "depthwise" else grid_counts(full_out, fractions)
+    outs: List[Any] = [None] if spec.kind == "depthwise" else grid_counts(full_out, fractions)
     times = np.zeros((len(ins), len(outs)))
     energies = np.full((len(ins), len(outs)), np.nan)
     for a, c_in in enumerate(ins):
@@ -100,7 +105,7 @@ def measure_table(seed_model, specs, measure_fn, fractions=FRACTIONS, log=print)
   return table
 
 
-def spec_out(spec, layer) -> int:
+def spec_out(spec: Any, layer: Any) -> int:
   """The seed layer's output channels (a depthwise layer: its input's)."""
   if spec.kind == "dense":
     return int(layer.units)
@@ -109,19 +114,19 @@ def spec_out(spec, layer) -> int:
   return int(layer.filters)
 
 
-def save(table, path):
+def save(table: Dict[str, Any], path: str) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(table, f, indent=1)
   os.replace(tmp, path)
 
 
-def load(path):
+def load(path: str) -> Dict[str, Any]:
   with open(path) as f:
     return json.load(f)
 
 
-def _segment(grid, x):
+def _segment(grid: Any, x: Any) -> tuple[Any, Any]:
   """``(i, w)``: the lower grid index and the upper point's weight of ``x``
   on ``grid`` (tensors, graph-safe; the segment is chosen without a
   gradient, the weight is linear in ``x``; beyond the grid the nearest
@@ -137,7 +142,7 @@ def _segment(grid, x):
   return i, (x - lo) / (hi - lo)
 
 
-def _bilinear(entry, key, c_in, c_out):
+def _bilinear(entry: Dict[str, Any], key: str, c_in: Any, c_out: Any) -> Any:
   """The layer's interpolated value at ``(c_in, c_out)`` (module doc)."""
   # Keras: heavy, imported only when this runs.
   from keras import ops  # pylint: disable=g-import-not-at-top
@@ -159,7 +164,7 @@ class _Table:
   """A ``CostModel`` over one column of a measured table (module doc)."""
   key = "time_s_per_image"
 
-  def __init__(self, table):
+  def __init__(self, table: Dict[str, Any]) -> None:
     self.table = table
     missing = [name for name, entry in table["layers"].items() if entry.get(self.key) is None]
     if missing:
@@ -167,7 +172,7 @@ class _Table:
                                  "%s for every layer (a power source that reads)" % (self.key,),
                                  shown="none for %s" % ", ".join(missing[:5]))
 
-  def __call__(self, specs, alive):
+  def __call__(self, specs: Sequence[Any], alive: Any) -> Any:
     # Keras: heavy, imported only when this runs.
     from keras import ops  # pylint: disable=g-import-not-at-top
     terms = [_bilinear(self.table["layers"][s.name], self.key, *alive[s.name])

@@ -36,11 +36,13 @@ cost model and measured size among each row's metrics; ``dnas_fronts.png``
 draws the front of each size target.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -78,7 +80,7 @@ class DnasSettings:
   baseline: bool = True
   table_fractions: Tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 
-  def validate(self):
+  def validate(self) -> None:
     if self.seed_model not in SEEDS:
       raise errors.invalid_value("seed_model", "one of %s" % "|".join(SEEDS), self.seed_model)
     if self.seed_model == "cell" and not self.genotype:
@@ -118,7 +120,7 @@ class Point:
   def to_string(self) -> str:
     if self.method == "uniform":
       return "uniform width, size <= %g x seed" % self.size_target
-    return "dnas, size <= %g x seed, lambda_E %g" % (self.size_target, self.lambda_energy)
+    return "dnas, size <= %g x seed, lambda_E %g" % (self.size_target, self.lambda_energy)  # type: ignore[str-format]  # set for dnas points
 
   def key(self) -> str:
     return self.to_string()
@@ -128,7 +130,7 @@ class Point:
             -1.0 if self.lambda_energy is None else self.lambda_energy]
 
   @classmethod
-  def from_trial(cls, trial) -> "Point":
+  def from_trial(cls, trial: Dict[str, Any]) -> "Point":
     uniform, size, lam = trial["encoding"]
     return cls("uniform" if uniform else "dnas", size, None if lam < 0 else lam)
 
@@ -145,17 +147,19 @@ def points(settings: DnasSettings) -> List[Point]:
 
 
 # -- the networks ---------------------------------------------------------------
-def seed_network(settings, num_classes, num_cells=1, filters=8, width=1.0):
+def seed_network(settings: DnasSettings, num_classes: int, num_cells: int = 1, filters: int = 8,
+                 width: float = 1.0) -> Any:
   """The seed (``width``: uniform scale of every layer's filters)."""
   from tea_keras.dnas import seeds  # pylint: disable=g-import-not-at-top  (Keras)
   if settings.seed_model == "resnet8":
     widths = [max(1, int(round(width * f))) for f in seeds.RESNET8_V05_FILTERS]
     return seeds.resnet8_v05(num_classes=num_classes, filters=widths)
-  return seeds.cell_network(space.Genotype.parse(settings.genotype), num_cells,
+  return seeds.cell_network(space.Genotype.parse(settings.genotype), num_cells,  # type: ignore[arg-type]  # validate()
                             max(1, int(round(width * filters))), num_classes=num_classes)
 
 
-def uniform_width(settings, num_classes, target_params, num_cells=1, filters=8):
+def uniform_width(settings: DnasSettings, num_classes: int, target_params: float,
+                  num_cells: int = 1, filters: int = 8) -> tuple[float, Any]:
   """The largest width multiplier (to 1/64) whose network has at most
   ``target_params`` parameters, and that network."""
   lo, hi, best = 1.0 / 64, 1.0, None
@@ -171,7 +175,7 @@ def uniform_width(settings, num_classes, target_params, num_cells=1, filters=8):
   return lo, best
 
 
-def _channel_sizes(supernet):
+def _channel_sizes(supernet: Any) -> List[np.ndarray]:
   """The parameters each mask entry carries: d(size)/d(theta) at the current
   masks (the STE gradient of the exported parameter count), per group."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top  (the Keras backend)
@@ -182,7 +186,7 @@ def _channel_sizes(supernet):
           for v, g in zip(supernet.mask_variables, grads)]
 
 
-def project_to_target(supernet, target_params):
+def project_to_target(supernet: Any, target_params: float) -> int:
   """Drop alive channels until the exported parameter count is at most
   ``target_params``; returns how many were dropped. The channel dropped first
   has the smallest mask; among equal masks (to 1e-3), the one carrying the
@@ -207,7 +211,8 @@ def project_to_target(supernet, target_params):
   return dropped
 
 
-def measure_layer(model, work_dir, config, lock, rng):
+def measure_layer(model: Any, work_dir: str, config: Any, lock: Any,
+                  rng: np.random.Generator) -> Dict[str, Any]:
   """Export and measure a one-layer ``model`` (``cost_table.layer_model``)
   on the search's target: its input is the activations before the layer,
   not images, so ``config.measure_images`` random inputs of its shape (a
@@ -222,12 +227,12 @@ def measure_layer(model, work_dir, config, lock, rng):
 class _SearchLog:
   """A line per search epoch: the loss, the binarized size and cost."""
 
-  def __new__(cls, supernet, epochs, log):
+  def __new__(cls, supernet: Any, epochs: int, log: Callable[[str], object]) -> Any:
     # Keras: heavy, imported only when this runs.
     import keras  # pylint: disable=g-import-not-at-top
 
     class Callback(keras.callbacks.Callback):
-      def on_epoch_end(self, epoch, logs=None):
+      def on_epoch_end(self, epoch: int, logs: Dict[str, Any] | None = None) -> None:
         logs = logs or {}
         log("  search epoch %d/%d: loss %.4f, size %d parameters, cost %.4g" % (
             epoch + 1, epochs, logs.get("loss", float("nan")),
@@ -239,7 +244,8 @@ class _SearchLog:
 class Sweep:
   """Runs ``points(settings)`` for the resolved search ``config`` (module doc)."""
 
-  def __init__(self, config, settings, log=print):
+  def __init__(self, config: Any, settings: DnasSettings,
+               log: Callable[[str], object] = print) -> None:
     settings.validate()
     self.config, self.settings, self.log = config, settings, log
     self.recipe = recipes.search_recipe(**config.recipe)
@@ -248,7 +254,7 @@ class Sweep:
     self.lock = device_lock.for_config(config)
 
   # one training phase -----------------------------------------------------------
-  def _train(self, model, epochs, model_dir, label):
+  def _train(self, model: Any, epochs: int, model_dir: str, label: str) -> Any:
     # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import training  # pylint: disable=g-import-not-at-top
     if epochs < 1:
@@ -259,7 +265,7 @@ class Sweep:
                                     log_label=label)
     return result.model
 
-  def warm_seed(self):
+  def warm_seed(self) -> tuple[Any, int, int]:
     """The warmed-up seed (trained once, resumable), and its size and MACs."""
     # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
@@ -269,7 +275,7 @@ class Sweep:
     warm = self._train(seed, self.settings.warmup_epochs, path, "dnas warm-up")
     return warm, warm.count_params(), profiling.profile_model(warm)["flops"]
 
-  def cost_model(self, warm, supernet):
+  def cost_model(self, warm: Any, supernet: Any) -> Any:
     """The search's cost model: MACs, or the measured latency table (measured
     once per sweep into ``cost_table.json``)."""
     # Keras (through this module): heavy, imported only when this runs.
@@ -286,11 +292,13 @@ class Sweep:
                                                log=self.log), path)
     return cost_table.LatencyTable(cost_table.load(path))
 
-  def run_point(self, point, trial_dir, warm, seed_params, seed_cost):
+  def run_point(self, point: Point, trial_dir: str, warm: Any, seed_params: int,
+                seed_cost: float) -> tuple[Dict[str, Any], Any]:
     """Search (or scale), fine-tune and measure one point; returns (metrics, model)."""
     # Keras (through this module): heavy, imported only when this runs.
     from tea_keras import profiling  # pylint: disable=g-import-not-at-top
     target = point.size_target * seed_params
+    metrics: Dict[str, Any]
     metrics = {"method": point.method, "size_target_fraction": point.size_target,
                "size_target_params": int(target), "lambda_energy": point.lambda_energy,
                "lambda_size": self.settings.lambda_size, "loss": self.settings.loss,
@@ -317,7 +325,8 @@ class Sweep:
                          % (metrics["params"], target))
     return metrics, model
 
-  def _search(self, point, trial_dir, warm, seed_params, seed_cost, target):
+  def _search(self, point: Point, trial_dir: str, warm: Any, seed_params: int, seed_cost: float,
+              target: float) -> tuple[Any, Any]:
     """The supernet's training and the found architecture (exported)."""
     # Keras, imported when a sweep trains (``python -m search.dnas --help`` needs no TensorFlow).
     from tea_keras import training  # pylint: disable=g-import-not-at-top
@@ -329,7 +338,7 @@ class Sweep:
     cost_seed = float(np.asarray(supernet.cost(cost)))
     supernet.complexity = losses.ComplexityLoss(
         size_target=target, lambda_size=self.settings.lambda_size / seed_params,
-        lambda_cost=point.lambda_energy / max(cost_seed, 1e-30), mode=self.settings.loss,
+        lambda_cost=point.lambda_energy / max(cost_seed, 1e-30), mode=self.settings.loss,  # type: ignore[operator]
         cost=cost)
     recipe = self.recipe.replace(epochs=self.settings.search_epochs)
     steps = data.steps_per_epoch(len(self.splits.y_train), recipe.batch_size)
@@ -353,7 +362,7 @@ class Sweep:
              "seed_cost": cost_seed}
     return model, found
 
-  def measure(self, model, trial_dir):
+  def measure(self, model: Any, trial_dir: str) -> tuple[Dict[str, Any], Dict[str, Any]]:
     """Deploy and measure ``model`` as a search's trial (its pairs and the
     first precision's metrics)."""
     with device_lock.measuring(self.lock):
@@ -364,10 +373,10 @@ class Sweep:
           self.config.precisions[0], pairs[self.config.precisions[0]]["error"]))
     metrics = dict(metrics, precisions=pairs)
     metrics["deployed_val_error"] = metrics.pop("val_error")
-    return metrics, artifacts
+    return metrics, artifacts  # type: ignore[return-value]  # None only when metrics is
 
 
-def run(config, settings, log=print) -> Dict:
+def run(config: Any, settings: DnasSettings, log: Callable[[str], object] = print) -> Dict:
   """Run (or resume) the sweep into ``config.results_dir``; returns the summary."""
   settings.validate()
   os.makedirs(config.results_dir, exist_ok=True)
@@ -379,7 +388,8 @@ def run(config, settings, log=print) -> Dict:
       store.close()
 
 
-def _run(store, config, settings, log):
+def _run(store: store_lib.TrialStore, config: Any, settings: DnasSettings,
+         log: Callable[[str], object]) -> Dict[str, Any]:
   all_points = points(settings)
   for t in store.trials(["running"]):
     store.requeue(t["trial_id"])
@@ -426,12 +436,12 @@ def cpu_seconds() -> float:
   return t.user + t.system + t.children_user + t.children_system
 
 
-def _hms(seconds):
+def _hms(seconds: float) -> str:
   seconds = int(round(seconds))
   return "%dh%02dm%02ds" % (seconds // 3600, seconds % 3600 // 60, seconds % 60)
 
 
-def refresh(store, config):
+def refresh(store: store_lib.TrialStore, config: Any) -> Dict[str, Any]:
   """The search's outputs for the sweep's trials, and ``dnas_fronts.png``."""
   trials = store.trials()
   summary = outputs.refresh(config.results_dir, trials, config.objectives, None)
@@ -439,7 +449,8 @@ def refresh(store, config):
   return summary
 
 
-def plot_fronts(results_dir, trials, objectives):
+def plot_fronts(results_dir: str, trials: Sequence[Dict[str, Any]],
+                objectives: Sequence[str]) -> None:
   """``dnas_fronts.png``: error against time per size target, the DNAS
   points coloured by lambda_E, the uniform baseline marked apart."""
   # matplotlib: imported only when plotting.

@@ -33,12 +33,14 @@ networks are kept (the optimizer is refitted on them), an interrupted one
 runs again.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from absl import app
@@ -80,18 +82,18 @@ class Widths:
     return list(self.widths)
 
   @classmethod
-  def from_trial(cls, trial) -> "Widths":
+  def from_trial(cls, trial: Dict[str, Any]) -> "Widths":
     return cls(tuple(int(w) for w in trial["encoding"]))
 
   @classmethod
-  def from_fractions(cls, x) -> "Widths":
+  def from_fractions(cls, x: Any) -> "Widths":
     x = np.asarray(x, float).reshape(-1)
     return cls(tuple(max(1, int(round(f * s))) for f, s in zip(x, SEED_WIDTHS)))
 
   def fractions(self) -> np.ndarray:
     return np.asarray(self.widths, float) / np.asarray(SEED_WIDTHS, float)
 
-  def build(self, num_classes: int):
+  def build(self, num_classes: int) -> Any:
     # Keras: imported by the process that builds networks, not by the CLI's --help
     from tea_keras.dnas import seeds  # pylint: disable=g-import-not-at-top
     return seeds.resnet8_v05(num_classes=num_classes, filters=self.widths[:3],
@@ -125,7 +127,8 @@ class WidthSearch:
   ``num_initial``, ``seed``); ``settings``: the DNAS sweep's settings (its
   epochs give each network's training)."""
 
-  def __init__(self, config, settings, store, log=print):
+  def __init__(self, config: Any, settings: sweep_lib.DnasSettings, store: store_lib.TrialStore,
+               log: Callable[[str], object] = print) -> None:
     if settings.seed_model != "resnet8":
       raise errors.invalid_value("seed_model", "resnet8 (the width search knows ResNet-8's "
                                  "six free widths)", settings.seed_model)
@@ -140,6 +143,9 @@ class WidthSearch:
 
   def observed(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(x, y) of the finished trials, and x of the failed ones."""
+    xs: List[np.ndarray]
+    ys: List[np.ndarray]
+    failed: List[np.ndarray]
     xs, ys, failed = [], [], []
     for t in self.store.trials(["done", "failed"]):
       x = Widths.from_trial(t).fractions()
@@ -214,7 +220,7 @@ class WidthSearch:
         self.refresh()
     return self.refresh()
 
-  def _run_trial(self, trial, propose_s: float, cpu0: float) -> None:
+  def _run_trial(self, trial: Dict[str, Any], propose_s: float, cpu0: float) -> None:
     widths = Widths.from_trial(trial)
     trial_dir = os.path.join(self.config.results_dir, "trials", "%04d" % trial["trial_id"])
     self.store.mark_running(trial["trial_id"])
@@ -233,7 +239,8 @@ class WidthSearch:
                            self.config.objectives, None)
 
 
-def run(config, settings, log=print) -> Dict:
+def run(config: Any, settings: sweep_lib.DnasSettings,
+        log: Callable[[str], object] = print) -> Dict:
   """Run (or resume) the width search into ``config.results_dir``."""
   os.makedirs(config.results_dir, exist_ok=True)
   with store_lib.RunLock.acquire(config.results_dir):
@@ -244,7 +251,7 @@ def run(config, settings, log=print) -> Dict:
       store.close()
 
 
-def check_results_dir(config, settings) -> None:
+def check_results_dir(config: Any, settings: sweep_lib.DnasSettings) -> None:
   """Refuse a results directory of a DNAS sweep, of a search or of another
   width search; write this one's config.json (the search's settings and
   ``widths``: the sweep settings its training follows)."""

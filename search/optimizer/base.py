@@ -19,8 +19,11 @@ improvement around them, and passes them as ``pending_X`` so GPyOpt's
 de-duplication skips them; all strategies exclude them.
 """
 
+from __future__ import annotations
+
 import abc
 import time
+from typing import Any, Callable
 
 import numpy as np
 from scipy import optimize
@@ -30,7 +33,7 @@ from search.optimizer.design import DesignSpace, InfeasibleSpaceError
 from search.optimizer.pareto import non_dominated_mask
 
 
-def _as_points(space, x, name):
+def _as_points(space: DesignSpace, x: Any, name: str) -> np.ndarray:
   if x is None:
     return np.zeros((0, space.dim))
   x = np.asarray(x, dtype=float)
@@ -42,7 +45,8 @@ def _as_points(space, x, name):
 class Strategy(abc.ABC):
   """Base class; see module doc for the contract of ``propose``."""
 
-  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0, **options):
+  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0,
+               **options: Any) -> None:
     if not isinstance(space, DesignSpace):
       raise errors.invalid_value("space", "a DesignSpace", space)
     if int(num_objectives) != num_objectives or num_objectives < 1:
@@ -58,10 +62,10 @@ class Strategy(abc.ABC):
     self.options = options
 
   @classmethod
-  def option_names(cls):
+  def option_names(cls) -> tuple[str, ...]:
     return ()
 
-  def propose(self, observed_x, observed_y, pending_x=None) -> np.ndarray:
+  def propose(self, observed_x: Any, observed_y: Any, pending_x: Any = None) -> np.ndarray:
     x = _as_points(self.space, observed_x, "observed_x")
     y = np.asarray(observed_y, dtype=float).reshape(x.shape[0], -1) if x.shape[0] else \
         np.zeros((0, self.num_objectives))
@@ -79,11 +83,12 @@ class Strategy(abc.ABC):
     return point
 
   @abc.abstractmethod
-  def _propose(self, x, y, pending) -> np.ndarray:
+  def _propose(self, x: np.ndarray, y: np.ndarray, pending: np.ndarray) -> np.ndarray:
     """(d,) point; may return an excluded point, ``propose`` then replaces it."""
 
 
-def new_random_points(space, rng, excluded, count, tries: int = 100) -> np.ndarray:
+def new_random_points(space: DesignSpace, rng: np.random.Generator, excluded: set[bytes],
+                      count: int, tries: int = 100) -> np.ndarray:
   """``count`` uniform feasible points whose keys are not in ``excluded`` (a
   set); raises ``InfeasibleSpaceError`` (a ``ValueError``) when none is left."""
   if space.candidates is not None:
@@ -106,26 +111,30 @@ def new_random_points(space, rng, excluded, count, tries: int = 100) -> np.ndarr
                              "exhausted." % (count, space))
 
 
-def remaining_candidates(space, excluded) -> np.ndarray:
+def remaining_candidates(space: DesignSpace, excluded: set[bytes]) -> np.ndarray:
   """Rows of ``space.candidates`` whose design keys are not in ``excluded``."""
+  assert space.candidates is not None
   keys = space.keys(space.candidates)
   return space.candidates[np.array([k not in excluded for k in keys], dtype=bool)]
 
 
-def exhaustive(space, limit: int) -> bool:
+def exhaustive(space: DesignSpace, limit: int) -> bool:
   """Whether the candidate set is small enough to score every row."""
   return space.candidates is not None and space.candidates.shape[0] <= limit
 
 
-def argmax_over(acq, x, chunk: int = 2048):
+def argmax_over(acq: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                chunk: int = 2048) -> tuple[int, float]:
   """(index, value) of the largest ``acq`` over the rows of ``x``, in chunks."""
   values = np.concatenate([acq(x[i:i + chunk]) for i in range(0, x.shape[0], chunk)])
   best = int(np.argmax(values))
   return best, values[best]
 
 
-def maximize_acquisition(acq, space, rng, anchors, excluded, pool_size: int = 1000,
-                         refine: int = 3, exhaustive_limit: int = 20000) -> np.ndarray:
+def maximize_acquisition(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace,
+                         rng: np.random.Generator, anchors: np.ndarray, excluded: set[bytes],
+                         pool_size: int = 1000, refine: int = 3,
+                         exhaustive_limit: int = 20000) -> np.ndarray:
   """Argmax of ``acq`` ((C, d) native -> (C,)) over feasible points not in
   ``excluded``.
 
@@ -159,7 +168,7 @@ def maximize_acquisition(acq, space, rng, anchors, excluded, pool_size: int = 10
   return best_x
 
 
-def _filter(space, x, excluded):
+def _filter(space: DesignSpace, x: np.ndarray, excluded: set[bytes]) -> np.ndarray:
   keys = space.keys(x)
   seen, rows = set(excluded), []
   for row, key in zip(x, keys):
@@ -171,7 +180,8 @@ def _filter(space, x, excluded):
   return np.array(rows)
 
 
-def _refine(acq, space, x, value, excluded, climbs: int = 2):
+def _refine(acq: Callable[[np.ndarray], np.ndarray], space: DesignSpace, x: np.ndarray,
+            value: float, excluded: set[bytes], climbs: int = 2) -> tuple[np.ndarray, float]:
   if space.all_continuous:
     res = optimize.minimize(lambda p: -acq(np.clip(p, space.lower, space.upper)[None])[0],
                             x, method="Powell", bounds=list(zip(space.lower, space.upper)),
@@ -181,7 +191,7 @@ def _refine(acq, space, x, value, excluded, climbs: int = 2):
       return cand, -res.fun
     return x, value
   for _ in range(climbs):
-    neigh = space.neighbours(x)
+    neigh: Any = space.neighbours(x)
     if not space.all_categorical:
       neigh = np.vstack([neigh, space.mutate(x, np.random.default_rng(0), 32, scale=0.02)])
     neigh = [r for r, k in zip(neigh, space.keys(neigh)) if k not in excluded]
@@ -195,7 +205,7 @@ def _refine(acq, space, x, value, excluded, climbs: int = 2):
   return x, value
 
 
-def observed_front(x, y):
+def observed_front(x: np.ndarray, y: np.ndarray) -> np.ndarray:
   """Native points of the non-dominated observations (anchors for mutation)."""
   if x.shape[0] == 0:
     return x
@@ -205,9 +215,9 @@ def observed_front(x, y):
 class Timer:
   """``with Timer() as t: ...; t.seconds``."""
 
-  def __enter__(self):
+  def __enter__(self) -> Timer:
     self.start = time.perf_counter()
     return self
 
-  def __exit__(self, *exc):
+  def __exit__(self, *exc: object) -> None:
     self.seconds = time.perf_counter() - self.start

@@ -45,9 +45,11 @@ the strategies give the GP) then use the representative; ``cell_space()``
 sets it.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -77,7 +79,7 @@ class Variable:
   bounds: Tuple[float, float] = (0.0, 1.0)
   cardinality: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     if self.kind == CONTINUOUS:
       low, high = (float(b) for b in self.bounds)
       if not (np.isfinite(low) and np.isfinite(high) and low < high):
@@ -101,7 +103,7 @@ class Variable:
 class DesignSpace:
   """An ordered list of ``Variable``; points are rows of native coordinates."""
 
-  def __init__(self, variables: Sequence[Variable]):
+  def __init__(self, variables: Sequence[Variable]) -> None:
     variables = tuple(variables)
     if not variables or not all(isinstance(v, Variable) for v in variables):
       raise errors.invalid_value("variables", "a non-empty sequence of Variable", variables)
@@ -120,8 +122,8 @@ class DesignSpace:
     self.constraint: Optional[Callable[[np.ndarray], np.ndarray]] = None
     self.constraint_description: Optional[str] = None
     self.candidates: Optional[np.ndarray] = None  # (N, d) feasible rows, or None
-    self._candidate_lookup = None                 # key -> index into candidates
-    self._canonical_fn = None
+    self._candidate_lookup: Dict[bytes, int] = {}  # key -> index into candidates
+    self._canonical_fn: Optional[Callable[[np.ndarray], np.ndarray]] = None
 
   @property
   def all_categorical(self) -> bool:
@@ -136,7 +138,7 @@ class DesignSpace:
     """Whether a constraint or a candidate set limits the proposable points."""
     return self.constraint is not None or self.candidates is not None
 
-  def __repr__(self):
+  def __repr__(self) -> str:
     extra = ""
     if self.constraint is not None:
       extra += ", constraint %r" % self.constraint_description
@@ -146,7 +148,8 @@ class DesignSpace:
         self.dim, int(self.categorical.sum()), extra)
 
   # -- restrictions (see the module doc) ------------------------------------
-  def with_constraint(self, fn, description: str) -> "DesignSpace":
+  def with_constraint(self, fn: Callable[[np.ndarray], np.ndarray],
+                      description: str) -> "DesignSpace":
     """A copy whose feasible points also satisfy ``fn`` ((n, d) -> (n,) bool)."""
     if not callable(fn):
       raise errors.invalid_value("fn",
@@ -167,7 +170,7 @@ class DesignSpace:
       out._set_candidates(out.candidates[out._constraint_mask(out.candidates)])
     return out
 
-  def with_candidates(self, points) -> "DesignSpace":
+  def with_candidates(self, points: Any) -> "DesignSpace":
     """A copy where only the rows of ``points`` (N, d native, distinct) that are
     feasible may be proposed (intersected with an existing candidate set)."""
     points = self.validate(points, "points")
@@ -183,7 +186,7 @@ class DesignSpace:
     out._set_candidates(points[out._constraint_mask(points)] if points.shape[0] else points)
     return out
 
-  def with_canonical(self, fn) -> "DesignSpace":
+  def with_canonical(self, fn: Callable[[np.ndarray], np.ndarray]) -> "DesignSpace":
     """A copy whose ``keys`` and ``canonical`` map each point to ``fn``'s
     representative ((n, d) -> (n, d) native points of the same designs)."""
     if not callable(fn):
@@ -194,14 +197,14 @@ class DesignSpace:
     out._canonical_fn = fn
     return out
 
-  def canonical(self, x) -> np.ndarray:
+  def canonical(self, x: np.ndarray) -> np.ndarray:
     """(n, d) representatives of the designs ``x`` (``x`` itself by default)."""
     x = np.asarray(x, dtype=float).reshape(-1, self.dim)
     if self._canonical_fn is None or x.shape[0] == 0:
       return x
     return np.asarray(self._canonical_fn(x), dtype=float).reshape(x.shape)
 
-  def _set_candidates(self, points):
+  def _set_candidates(self, points: Any) -> None:
     if points.shape[0] == 0:
       raise InfeasibleSpaceError(
           "No candidate is feasible in %r%s." % (self, "" if self.constraint is None else
@@ -211,7 +214,7 @@ class DesignSpace:
     self.candidates.setflags(write=False)
     self._candidate_lookup = {k: i for i, k in enumerate(self._raw_keys(points))}
 
-  def _constraint_mask(self, x) -> np.ndarray:
+  def _constraint_mask(self, x: np.ndarray) -> np.ndarray:
     if self.constraint is None or x.shape[0] == 0:
       return np.ones(x.shape[0], dtype=bool)
     mask = np.asarray(self.constraint(np.array(x, dtype=float)))
@@ -221,36 +224,37 @@ class DesignSpace:
                                                       mask.shape))
     return mask
 
-  def candidate_index(self, x) -> np.ndarray:
+  def candidate_index(self, x: np.ndarray) -> np.ndarray:
     """(n,) index of each row of ``x`` in ``candidates`` (-1: not a candidate)."""
     if self.candidates is None:
       raise ValueError("Invalid use of `candidate_index`: %r has no candidate set." % (self,))
     return np.array([self._candidate_lookup.get(k, -1) for k in self._raw_keys(x)], dtype=int)
 
-  def feasible(self, x) -> np.ndarray:
+  def feasible(self, x: np.ndarray) -> np.ndarray:
     """(n,) bool: rows of ``x`` (native, in bounds) that may be proposed."""
     x = np.asarray(x, dtype=float).reshape(-1, self.dim)
     if self.candidates is not None:
       return self.candidate_index(x) >= 0  # candidates satisfy the constraint
     return self._constraint_mask(x)
 
-  def has_feasible_point(self, rng=0, tries: int = _MIN_DRAWS) -> bool:
+  def has_feasible_point(self, rng: int | np.random.Generator = 0, tries: int = _MIN_DRAWS) -> bool:
     """Whether up to ``tries`` uniform draws find a feasible point (always true
     with a candidate set: an empty one is refused when it is made)."""
     if self.candidates is not None or self.constraint is None:
       return True
     return self._rejection(np.random.default_rng(rng), 1, int(tries)).shape[0] > 0
 
-  def check_feasible(self, rng=0, tries: int = _MIN_DRAWS) -> None:
+  def check_feasible(self, rng: int | np.random.Generator = 0, tries: int = _MIN_DRAWS) -> None:
     """Raises ``InfeasibleSpaceError`` unless ``has_feasible_point``."""
     if not self.has_feasible_point(rng, tries):
       raise InfeasibleSpaceError(
           "No point of %r satisfies the constraint %r: none of %d uniform draws did. "
           "Relax the constraint." % (self, self.constraint_description, int(tries)))
 
-  def _rejection(self, rng, count, max_draws) -> np.ndarray:
+  def _rejection(self, rng: np.random.Generator, count: int, max_draws: int) -> np.ndarray:
     """Up to ``count`` feasible uniform points from at most ``max_draws`` draws."""
-    found, drawn = [], 0
+    found: List[np.ndarray] = []
+    drawn = 0
     batch = int(min(max(4 * count, 1024), max_draws))
     while drawn < max_draws and sum(f.shape[0] for f in found) < count:
       x = self._uniform(rng, min(batch, max_draws - drawn))
@@ -259,7 +263,7 @@ class DesignSpace:
     return np.vstack(found)[:count] if found else np.zeros((0, self.dim))
 
   # -- checking -------------------------------------------------------------
-  def validate(self, x, name: str = "x") -> np.ndarray:
+  def validate(self, x: Any, name: str = "x") -> np.ndarray:
     """Return ``x`` as a float (n, d) array; raise ``ValueError`` when a row is
     outside the space (wrong width, out of bounds, non-integer category)."""
     x = np.asarray(x, dtype=float)
@@ -282,7 +286,7 @@ class DesignSpace:
     return x
 
   # -- GP inputs ------------------------------------------------------------
-  def encode(self, x) -> np.ndarray:
+  def encode(self, x: np.ndarray) -> np.ndarray:
     """(n, d) native points -> (n, encoded_dim) GP inputs (see module doc) of
     their canonical points (``with_canonical``)."""
     x = self.canonical(self.validate(x))
@@ -296,7 +300,8 @@ class DesignSpace:
     return out
 
   # -- generating points ----------------------------------------------------
-  def sample(self, rng, count: int, min_count: Optional[int] = None) -> np.ndarray:
+  def sample(self, rng: int | np.random.Generator, count: int,
+             min_count: Optional[int] = None) -> np.ndarray:
     """``count`` uniform feasible points (n, d): uniform over the box, over the
     feasible set (rejection sampling) or over the candidate rows (distinct,
     without replacement; at most N). Restricted spaces may return fewer, down
@@ -322,13 +327,14 @@ class DesignSpace:
                                                 max(_MIN_DRAWS, _DRAWS_PER_POINT * count)))
     return out
 
-  def _uniform(self, rng, count: int) -> np.ndarray:
+  def _uniform(self, rng: np.random.Generator, count: int) -> np.ndarray:
     u = rng.random((int(count), self.dim))
     cat = np.floor(u * np.maximum(self.cardinalities, 1))
     cont = self.lower + u * (self.upper - self.lower)
     return np.where(self.categorical, cat, cont)
 
-  def mutate(self, x, rng, count: int, scale: float = 0.1) -> np.ndarray:
+  def mutate(self, x: np.ndarray, rng: np.random.Generator, count: int,
+             scale: float = 0.1) -> np.ndarray:
     """``count`` random perturbations of rows of ``x``: each changes 1-2
     categorical values to other values and moves continuous coordinates by a
     Gaussian step of ``scale`` times the range (clipped). A restricted space
@@ -336,7 +342,8 @@ class DesignSpace:
     out = self._mutate(self.validate(x), rng, count, scale)
     return out[self.feasible(out)] if self.restricted else out
 
-  def _mutate(self, x, rng, count, scale):
+  def _mutate(self, x: np.ndarray, rng: np.random.Generator, count: int,
+              scale: float) -> np.ndarray:
     rng = np.random.default_rng(rng)
     base = x[rng.integers(x.shape[0], size=int(count))].copy()
     if np.any(self.categorical):
@@ -356,12 +363,12 @@ class DesignSpace:
                               self.upper[cont])
     return base
 
-  def neighbours(self, x) -> np.ndarray:
+  def neighbours(self, x: np.ndarray) -> np.ndarray:
     """All feasible points one categorical value away from the single point ``x`` (d,)."""
     out = self._neighbours(x)
     return out[self.feasible(out)] if self.restricted and out.shape[0] else out
 
-  def _neighbours(self, x):
+  def _neighbours(self, x: np.ndarray) -> np.ndarray:
     x = self.validate(x)[0]
     out = []
     for i in np.flatnonzero(self.categorical):
@@ -372,21 +379,22 @@ class DesignSpace:
           out.append(row)
     return np.array(out).reshape(-1, self.dim)
 
-  def keys(self, x) -> List[bytes]:
+  def keys(self, x: np.ndarray) -> List[bytes]:
     """Hashable identity of each row's design (categoricals exact, continuous
     to 1e-9 of the range; canonical points, see ``with_canonical``) for
     de-duplication against evaluated and pending points."""
     return self._raw_keys(self.canonical(x))
 
-  def _raw_keys(self, x) -> List[bytes]:
+  def _raw_keys(self, x: np.ndarray) -> List[bytes]:
     x = np.asarray(x, dtype=float).reshape(-1, self.dim)
     scaled = np.where(self.categorical, x,
                       np.round((x - self.lower) / (self.upper - self.lower) * 1e9))
     return [row.tobytes() for row in scaled.astype(np.int64)]
 
 
-def continuous_space(bounds, names=None) -> DesignSpace:
+def continuous_space(bounds: Sequence[tuple[float, float]],
+                     names: Sequence[str] | None = None) -> DesignSpace:
   """A box: ``bounds`` is a sequence of (low, high) pairs."""
   bounds = list(bounds)
   names = names or ["x%d" % i for i in range(len(bounds))]
-  return DesignSpace([Variable(n, CONTINUOUS, bounds=tuple(b)) for n, b in zip(names, bounds)])
+  return DesignSpace([Variable(n, CONTINUOUS, bounds=tuple(b)) for n, b in zip(names, bounds)])  # type: ignore[arg-type]

@@ -97,6 +97,10 @@ single Pareto point and the observations' factors are inactive, which is the
 setting of the cross-check in ``tests/search/optimizer/ep_test.py``.
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 from scipy import linalg, special
 
@@ -105,7 +109,8 @@ from search.optimizer import errors
 _MIN_LOG_Z = np.log(1e-12)
 
 
-def nondominance_tilted_moments(mean: np.ndarray, var: np.ndarray):
+def nondominance_tilted_moments(mean: np.ndarray,
+                                var: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Moments of N(d; mean, var) * (1 - prod_k Phi(d_k >= 0)), PESMO supp. eq. (S.7)-(S.9).
 
   Args:
@@ -132,7 +137,8 @@ def nondominance_tilted_moments(mean: np.ndarray, var: np.ndarray):
   return new_mean, new_var, log_z[..., 0]
 
 
-def site_update(cav_mean, cav_var, new_mean, new_var):
+def site_update(cav_mean: np.ndarray, cav_var: np.ndarray, new_mean: np.ndarray,
+                new_var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Site natural parameters that turn the cavity into the tilted moments:
   tau = 1/new_var - 1/cav_var, nu = new_mean/new_var - cav_mean/cav_var."""
   return 1.0 / new_var - 1.0 / cav_var, new_mean / new_var - cav_mean / cav_var
@@ -146,7 +152,8 @@ def pair_mask(num_observed: int, num_pareto: int) -> np.ndarray:
   return mask
 
 
-def site_precision(tau: np.ndarray, nu: np.ndarray, num_observed: int = 0):
+def site_precision(tau: np.ndarray, nu: np.ndarray,
+                   num_observed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Gaussian natural parameters over the joint f(Z) contributed by the sites.
 
   Args:
@@ -171,7 +178,8 @@ def site_precision(tau: np.ndarray, nu: np.ndarray, num_observed: int = 0):
   return precision, s.sum(-1) - s.sum(-2)
 
 
-def joint_posterior(prior_mean, prior_cov, tau, nu, num_observed: int = 0):
+def joint_posterior(prior_mean: np.ndarray, prior_cov: np.ndarray, tau: np.ndarray, nu: np.ndarray,
+                    num_observed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """q(f(Z)) from the GP posterior N(prior_mean (K,N), prior_cov (K,N,N))
   times the sites (K,P,N), without inverting the prior covariance (it is near
   singular when points are close): with Lambda, eta from ``site_precision``,
@@ -188,7 +196,8 @@ def joint_posterior(prior_mean, prior_cov, tau, nu, num_observed: int = 0):
   return mean, cov
 
 
-def difference_marginals(mean, cov, num_observed: int = 0):
+def difference_marginals(mean: np.ndarray, cov: np.ndarray,
+                         num_observed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Marginals of d_ia = f(x*_i) - f(z_a): mean (K,P,N), var (K,P,N), the
   variance floored at 1e-9 of v_i + v_a (module doc, failure modes)."""
   m = num_observed
@@ -199,7 +208,8 @@ def difference_marginals(mean, cov, num_observed: int = 0):
   return d_mean, np.maximum(d_var, np.maximum(1e-9 * total, 1e-300))
 
 
-def ep_sweep(mean, cov, tau, nu, num_observed: int = 0):
+def ep_sweep(mean: np.ndarray, cov: np.ndarray, tau: np.ndarray, nu: np.ndarray,
+             num_observed: int = 0) -> tuple[np.ndarray, np.ndarray]:
   """Proposed (undamped) sites (K,P,N) from one parallel sweep over all
   factors, given the current posterior mean (K,N) and cov (K,N,N)."""
   d_mean, d_var = difference_marginals(mean, cov, num_observed)
@@ -219,8 +229,8 @@ def ep_sweep(mean, cov, tau, nu, num_observed: int = 0):
   return np.where(pair_ok, t_new, tau), np.where(pair_ok, n_new, nu)
 
 
-def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 50,
-           tol: float = 1e-2, damping: float = 0.5):
+def run_ep(prior_mean: np.ndarray, prior_cov: np.ndarray, num_observed: int = 0, max_iter: int = 50,
+           tol: float = 1e-2, damping: float = 0.5) -> dict[str, Any]:
   """EP on all the factors of the joint (module doc: damping, convergence, fallback).
 
   Args:
@@ -258,7 +268,9 @@ def run_ep(prior_mean, prior_cov, num_observed: int = 0, max_iter: int = 50,
           "iterations": it, "converged": bool(converged)}
 
 
-def _damped_step(prior_mean, prior_cov, tau, nu, t_new, n_new, num_observed, damping):
+def _damped_step(prior_mean: np.ndarray, prior_cov: np.ndarray, tau: np.ndarray, nu: np.ndarray,
+                 t_new: np.ndarray, n_new: np.ndarray, num_observed: int,
+                 damping: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
   """Sites moved by ``damping`` towards the proposal, halving the step (this
   iteration only, as Spearmint's inner loop) until the joint is positive
   definite and finite. Returns (tau, nu, mean, cov) or None below 1e-3."""
@@ -275,7 +287,8 @@ def _damped_step(prior_mean, prior_cov, tau, nu, t_new, n_new, num_observed, dam
   return None
 
 
-def select_observed(obs_mean, obs_var, pareto_mean, pareto_var, threshold: float = 1e-4,
+def select_observed(obs_mean: np.ndarray, obs_var: np.ndarray, pareto_mean: np.ndarray,
+                    pareto_var: np.ndarray, threshold: float = 1e-4,
                     max_observed: int = 60) -> np.ndarray:
   """Indices of the observed points kept in the EP joint (module doc).
 
@@ -302,7 +315,9 @@ def select_observed(obs_mean, obs_var, pareto_mean, pareto_var, threshold: float
   return np.sort(keep)
 
 
-def candidate_marginals(result, prior_mean, prior_chol, cand_mean, cand_var, cand_cross):
+def candidate_marginals(result: dict[str, Any], prior_mean: np.ndarray, prior_chol: np.ndarray,
+                        cand_mean: np.ndarray, cand_var: np.ndarray,
+                        cand_cross: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Marginals under q of f_k at C candidates, from their GP posterior moments.
 
   q(f(x), f(Z)) = p(f(x) | f(Z)) q(f(Z)) (the sites touch f(Z) only), so with
@@ -332,8 +347,9 @@ def candidate_marginals(result, prior_mean, prior_chol, cand_mean, cand_var, can
   return mean_q, var_q, cross_q
 
 
-def candidate_variances(pareto_mean, pareto_cov, cand_mean, cand_var, cand_cross,
-                        clip_negative: bool = True):
+def candidate_variances(pareto_mean: np.ndarray, pareto_cov: np.ndarray, cand_mean: np.ndarray,
+                        cand_var: np.ndarray, cand_cross: np.ndarray,
+                        clip_negative: bool = True) -> np.ndarray:
   """Variance of f_k(x) given the Pareto set, for C candidates (test phase).
 
   Args:

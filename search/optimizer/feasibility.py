@@ -50,16 +50,21 @@ accurate in both tails; a product of many small factors may underflow to 0,
 which only ties candidates that are all surely infeasible.
 """
 
-from typing import Optional, Sequence
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy import special
 
 from search.optimizer import errors
+from search.optimizer.design import DesignSpace
+from search.optimizer.gp import ObjectiveGP
 from search.optimizer.pareto import non_dominated_mask
 
 
-def check_bounds(bounds, num_objectives: int, log_objectives) -> Optional[list]:
+def check_bounds(bounds: Any, num_objectives: int,
+                 log_objectives: Sequence[bool]) -> Optional[list]:
   """Validated ``objective_bounds`` option: None, or K entries each None or a
   finite number (> 0 for log-modelled objectives). Returns a list or None."""
   if bounds is None:
@@ -68,7 +73,7 @@ def check_bounds(bounds, num_objectives: int, log_objectives) -> Optional[list]:
               "log-modelled objectives" % num_objectives)
   if np.ndim(bounds) != 1 or len(bounds) != num_objectives:
     raise errors.invalid_option("objective_bounds", expected, shown="%r." % (bounds,))
-  out = []
+  out: list[float | None] = []
   for k, b in enumerate(bounds):
     if b is None:
       out.append(None)
@@ -86,7 +91,7 @@ def check_bounds(bounds, num_objectives: int, log_objectives) -> Optional[list]:
   return out
 
 
-def model_bounds(gps, bounds: Sequence[Optional[float]]) -> np.ndarray:
+def model_bounds(gps: list[ObjectiveGP], bounds: Sequence[Optional[float]]) -> np.ndarray:
   """(K,) bounds in each fitted GP's modelled units (log if the GP models log
   values, then standardized); +inf where unbounded."""
   return np.array([np.inf if b is None else float(gp.standardize(np.array([b]))[0])
@@ -115,7 +120,7 @@ def probability_of_feasibility(mean: np.ndarray, var: np.ndarray,
   return out
 
 
-def averaged_pof(gps, bounds_model: np.ndarray, z: np.ndarray) -> np.ndarray:
+def averaged_pof(gps: list[ObjectiveGP], bounds_model: np.ndarray, z: np.ndarray) -> np.ndarray:
   """(C,) PoF at (C, D) encoded points, averaged over the paired
   hyperparameter samples of the fitted ``gps`` (module doc)."""
   num = min(len(gp.samples) for gp in gps)
@@ -162,7 +167,8 @@ class FeasibilityWeighted:
     bounds_model: (K,) ``model_bounds``.
   """
 
-  def __init__(self, acquisition, gps, space, bounds_model):
+  def __init__(self, acquisition: Any, gps: list[ObjectiveGP], space: DesignSpace,
+               bounds_model: np.ndarray) -> None:
     self.acquisition, self.gps, self.space = acquisition, gps, space
     self.bounds_model = np.asarray(bounds_model, float)
     self.pareto_sets = acquisition.pareto_sets

@@ -49,8 +49,10 @@ a clear ``ValueError`` when inputs are degenerate (NaN, fewer than two
 points, mismatched shapes) or the covariance stays singular.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import numpy as np
 from scipy import linalg, optimize, stats
@@ -107,7 +109,7 @@ class GPSample:
     return kernel_from_sqdist(scaled_sqdist(self.z, x_encoded / self.lengthscales),
                               self.amplitude, self.kernel)
 
-  def predict(self, x_encoded: np.ndarray, full_cov: bool = False):
+  def predict(self, x_encoded: np.ndarray, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Posterior of the latent f at (c, D) points: mean (c,), variance (c,) or
     covariance (c, c) when ``full_cov``."""
     ks = self.cross(x_encoded)
@@ -162,12 +164,12 @@ class ObjectiveGP:
       the chain started at its mean. Both are truncated to [log 0.02, log 50].
   """
 
-  def __init__(self, groups, kernel: str = "matern52", mode: str = "slice",
+  def __init__(self, groups: np.ndarray, kernel: str = "matern52", mode: str = "slice",
                num_samples: int = 10, burn_in: int = 60, warm_burn_in: int = 2,
                thin: int = 1, map_restarts: int = 3, log_transform: bool = False,
                min_noise: float = 1e-6, noise_scale: float = _HORSESHOE_SCALE,
                output_warping: str = "none", lengthscale_prior: str = "lognormal",
-               seed: int = 0):
+               seed: int = 0) -> None:
     if mode not in ("slice", "map"):
       raise errors.invalid_value("mode", "'slice' or 'map'", mode)
     kernel_from_sqdist(np.zeros(1), 1.0, kernel)  # validates `kernel`
@@ -183,7 +185,8 @@ class ObjectiveGP:
                                  lengthscale_prior)
     self.lengthscale_prior = lengthscale_prior
     self.output_warping = output_warping
-    self.warp = None  # (lambda, shift, scale) of the fitted Yeo-Johnson transform
+    # (lambda, shift, scale) of the fitted Yeo-Johnson transform
+    self.warp: Optional[Tuple[float, float, float]] = None
     self.groups = np.asarray(groups, dtype=int)
     self.num_groups = int(self.groups.max()) + 1
     self.kernel, self.mode = kernel, mode
@@ -224,7 +227,7 @@ class ObjectiveGP:
     self.warp = (lam, float(np.mean(w)), scale)
     return (w - self.warp[1]) / scale
 
-  def _check(self, x, y):
+  def _check(self, x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float).ravel()
     if x.ndim != 2 or x.shape[0] != y.shape[0] or x.shape[1] != self.groups.size:
       raise ValueError("Invalid GP inputs. Expected x of shape (n, %d) and y of shape "
@@ -235,7 +238,7 @@ class ObjectiveGP:
     return x, y
 
   # -- hyperparameters ------------------------------------------------------
-  def _unpack(self, theta):
+  def _unpack(self, theta: np.ndarray) -> tuple[np.ndarray, float, float, float]:
     g = self.num_groups
     return np.exp(theta[:g]), float(np.exp(theta[g])), float(np.exp(theta[g + 1])), float(theta[g + 2])
 
@@ -252,13 +255,14 @@ class ObjectiveGP:
     return float(-0.5 * np.sum((log_l - loc) ** 2) / scale ** 2 - 0.5 * log_amp ** 2
                  - 0.5 * mean ** 2 + horseshoe)
 
-  def _lengthscale_loc_scale(self):
+  def _lengthscale_loc_scale(self) -> tuple[float, float]:
     """(mean, sd) of the Gaussian prior on each log lengthscale."""
     if self.lengthscale_prior == "dimension_scaled":
       return np.sqrt(2.0) + 0.5 * np.log(self.num_groups), np.sqrt(3.0)
     return 0.0, 1.5
 
-  def _condition(self, theta, x, y, strict: bool = False) -> Optional[GPSample]:
+  def _condition(self, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 strict: bool = False) -> Optional[GPSample]:
     lengths, amp, noise, mean = self._unpack(theta)
     col_l = lengths[self.groups]
     z = x / col_l
@@ -273,7 +277,7 @@ class ObjectiveGP:
     alpha = linalg.cho_solve((chol, True), y - mean, check_finite=False)
     return GPSample(theta.copy(), col_l, amp, noise, mean, z, chol, alpha, self.kernel)
 
-  def log_posterior(self, theta, x, y) -> float:
+  def log_posterior(self, theta: np.ndarray, x: np.ndarray, y: np.ndarray) -> float:
     """Log marginal likelihood (Rasmussen & Williams eq. 2.30) + log prior."""
     lp = self.log_prior(theta)
     if not np.isfinite(lp):
@@ -285,7 +289,7 @@ class ObjectiveGP:
     return float(-0.5 * r @ s.alpha - np.sum(np.log(np.diag(s.chol)))
                  - 0.5 * y.size * np.log(2 * np.pi) + lp)
 
-  def _initial_theta(self):
+  def _initial_theta(self) -> np.ndarray:
     g = self.num_groups
     if self.lengthscale_prior == "dimension_scaled":
       start = float(np.clip(self._lengthscale_loc_scale()[0], *_LOG_L_BOUNDS))
@@ -294,7 +298,7 @@ class ObjectiveGP:
     return np.concatenate([np.full(g, start), [0.0, np.log(1e-2), 0.0]])
 
   # -- fitting --------------------------------------------------------------
-  def fit(self, x_encoded, y) -> "ObjectiveGP":
+  def fit(self, x_encoded: Any, y: Any) -> "ObjectiveGP":
     """Fit to (n, D) encoded inputs and (n,) raw objective values."""
     x, y = self._check(x_encoded, y)
     if self.log_transform and np.any(y <= 0):
@@ -312,10 +316,10 @@ class ObjectiveGP:
       thetas = self._slice_chain(logp, x, ys)
     self.samples = [s for s in (self._condition(th, x, ys) for th in thetas) if s is not None]
     if not self.samples:
-      self.samples = [self._condition(self._initial_theta(), x, ys, strict=True)]
+      self.samples = [self._condition(self._initial_theta(), x, ys, strict=True)]  # type: ignore[list-item]
     return self
 
-  def _map(self, logp):
+  def _map(self, logp: Callable[[np.ndarray], float]) -> np.ndarray:
     g = self.num_groups
     bounds = ([_LOG_L_BOUNDS] * g + [_LOG_AMP_BOUNDS, (np.log(self.min_noise), np.log(10.0)),
                                       (-3.0, 3.0)])
@@ -332,7 +336,8 @@ class ObjectiveGP:
     self._state = best
     return best
 
-  def _slice_chain(self, logp, x, y):
+  def _slice_chain(self, logp: Callable[[np.ndarray], float], x: np.ndarray,
+                   y: np.ndarray) -> List[np.ndarray]:
     theta = self._state
     if theta is None:
       # Cold start: burn in on a random subset of at most 128 points (cheap
@@ -356,7 +361,7 @@ class ObjectiveGP:
     self._state = theta
     return kept
 
-  def refit_with(self, x_extra, y_extra_std) -> "ObjectiveGP":
+  def refit_with(self, x_extra: np.ndarray, y_extra_std: np.ndarray) -> "ObjectiveGP":
     """A copy conditioned on extra points with standardized values (pending
     fantasies), keeping the current hyperparameter samples."""
     x = np.vstack([self._x, x_extra])
@@ -364,12 +369,13 @@ class ObjectiveGP:
     out = ObjectiveGP.__new__(ObjectiveGP)
     out.__dict__.update(self.__dict__)
     out._x, out._y = x, y
-    out.samples = [self._condition(s.theta, x, y, strict=True) for s in self.samples]
+    out.samples = [self._condition(s.theta, x, y, strict=True) for s in self.samples]  # type: ignore[misc]
     return out
 
 
-def slice_step(logp, theta: np.ndarray, current: float, rng, width: float = 1.0,
-               max_steps: int = 8):
+def slice_step(logp: Callable[[np.ndarray], float], theta: np.ndarray, current: float,
+               rng: np.random.Generator, width: float = 1.0,
+               max_steps: int = 8) -> tuple[np.ndarray, float]:
   """One random-direction slice-sampling step (Neal 2003, section 4 and 5.1).
 
   Draws a level under ``current = logp(theta)``, steps out along a random unit

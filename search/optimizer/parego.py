@@ -8,6 +8,10 @@ References:
   parallelize optimization", 2010 (constant liar).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
@@ -24,7 +28,7 @@ def chebyshev_scalarize(y: np.ndarray, weights: np.ndarray, rho: float = 0.05) -
   return weighted.max(axis=1) + rho * weighted.sum(axis=1)
 
 
-def _import_gpyopt():
+def _import_gpyopt() -> Any:
   """GPyOpt, or an ImportError carrying the real import error and what to do."""
   try:
     # GPyOpt: ~4 s to import (GPy), needed only by ParEGO.
@@ -47,10 +51,10 @@ class ParEGOStrategy(Strategy):
   variables one-hot encoded by GPyOpt). Options: ``rho`` (0.05)."""
 
   @classmethod
-  def option_names(cls):
+  def option_names(cls) -> tuple[str, ...]:
     return ("rho", "log_objectives")
 
-  def _domain(self):
+  def _domain(self) -> list[dict[str, Any]]:
     domain = []
     for var in self.space.variables:
       if var.kind == "categorical":
@@ -60,7 +64,7 @@ class ParEGOStrategy(Strategy):
         domain.append({"name": var.name, "type": "continuous", "domain": var.bounds})
     return domain
 
-  def _propose(self, x, y, pending):
+  def _propose(self, x: np.ndarray, y: np.ndarray, pending: np.ndarray) -> np.ndarray:
     excluded = set(self.space.keys(np.vstack([x, pending])))
     if x.shape[0] < 2:
       return new_random_points(self.space, self.rng, excluded, 1)[0]
@@ -90,14 +94,15 @@ class ParEGOStrategy(Strategy):
     self.timings = {"fit_seconds": fit_timer.seconds, "acquisition_seconds": acq_timer.seconds}
     return point
 
-  def _maximize_feasible(self, bo, x, y, excluded):
+  def _maximize_feasible(self, bo: Any, x: np.ndarray, y: np.ndarray,
+                         excluded: set[bytes]) -> np.ndarray:
     """Restricted spaces: GPyOpt's own optimizer searches the whole box, so
     its EI is maximized here over the feasible set instead (every candidate
     when the set is small, else a feasible pool around the observed front;
     ``base.maximize_acquisition``)."""
     if bo.model.model is None:
       bo._update_model(bo.normalization_type)  # pylint: disable=protected-access
-    def expected_improvement(points):
+    def expected_improvement(points: np.ndarray) -> np.ndarray:
       # GPyOpt's acquisition_function is -EI on its (one-hot) model inputs.
       return -bo.acquisition.acquisition_function(bo.space.unzip_inputs(points)).ravel()
     return maximize_acquisition(expected_improvement, self.space, self.rng,

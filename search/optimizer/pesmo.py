@@ -34,8 +34,10 @@ Steps (each a function below, called by the tests):
      acquisition on any batch of candidates.
 """
 
+from __future__ import annotations
+
 import weakref
-from typing import List
+from typing import Any, List, Sequence
 
 import numpy as np
 from scipy import linalg, optimize, sparse
@@ -50,6 +52,7 @@ from search.optimizer import trust_region
 from search.optimizer.trust_region import TrustRegion
 from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisition,
                                    new_random_points, observed_front)
+from search.optimizer.design import DesignSpace
 
 
 # Candidate sets up to this size are scored whole by the acquisition; larger
@@ -63,17 +66,19 @@ EXHAUSTIVE_LIMIT = 5000
 # ``random_features.ProductGrid``: ~0.05 s per sample at the 15,625-row table
 # against ~0.5 s row by row).
 PARETO_EXHAUSTIVE_LIMIT = 20000
-_GRIDS = weakref.WeakKeyDictionary()
+_GRIDS: weakref.WeakKeyDictionary[DesignSpace, ProductGrid] = weakref.WeakKeyDictionary()
 
 
-def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
+def sample_functions(gps: list[ObjectiveGP], sample_index: int, num_features: int,
+                     rng: np.random.Generator) -> List[SampledFunction]:
   """One random-feature posterior sample per objective (hyperparameter sample
   ``sample_index`` of each GP)."""
   return [SampledFunction(gp.samples[sample_index % len(gp.samples)], num_features, rng)
           for gp in gps]
 
 
-def _evaluate(functions, space, x):
+def _evaluate(functions: Sequence[SampledFunction], space: DesignSpace,
+              x: np.ndarray) -> np.ndarray:
   """(C, K) values of the sampled functions at native (C, d) points. One-hot
   encodings go through a sparse matrix: the feature projection then costs
   O(d M) per point instead of O(D M)."""
@@ -83,10 +88,11 @@ def _evaluate(functions, space, x):
   return np.stack([f(z) for f in functions], axis=1)
 
 
-def _evaluate_candidates(functions, space):
+def _evaluate_candidates(functions: Sequence[SampledFunction], space: DesignSpace) -> np.ndarray:
   """(N, K) values of the sampled functions on every row of ``space.candidates``:
   through the space's ``ProductGrid`` (built once per space) when its rows
   have few distinct halves, else row by row."""
+  assert space.candidates is not None
   grid = _GRIDS.get(space)
   if grid is None:
     grid = _GRIDS[space] = ProductGrid(space.encode(space.candidates), space.groups)
@@ -97,7 +103,8 @@ def _evaluate_candidates(functions, space):
                     for i in range(0, rows.shape[0], 4096)])
 
 
-def _within(x, y, bounds):
+def _within(x: np.ndarray, y: np.ndarray,
+            bounds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
   """The rows whose sampled values meet ``bounds`` (all rows when None)."""
   if bounds is None:
     return x, y
@@ -105,7 +112,9 @@ def _within(x, y, bounds):
   return x[keep], y[keep]
 
 
-def _local_search(functions, space, front_x, front_y, rng, rounds, points, bounds=None):
+def _local_search(functions: Sequence[SampledFunction], space: DesignSpace, front_x: np.ndarray,
+                  front_y: np.ndarray, rng: np.random.Generator, rounds: int, points: int,
+                  bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Add the best (feasible) one-value changes of front points to the front,
   ``rounds`` times (with ``bounds``: only changes whose sampled values meet them)."""
   for _ in range(rounds):
@@ -121,7 +130,9 @@ def _local_search(functions, space, front_x, front_y, rng, rounds, points, bound
   return front_x, front_y
 
 
-def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, bounds=None):
+def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds: np.ndarray,
+                 rng: np.random.Generator, pop_size: int = 40, generations: int = 15,
+                 bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
   from the non-dominated points of a 1,000-point uniform pool and ``seeds``
   (so few generations suffice; pymoo's per-generation overhead dominates the
@@ -135,11 +146,11 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
 
   class _Sampled(Problem):
-    def __init__(self):
+    def __init__(self) -> None:
       super().__init__(n_var=space.dim, n_obj=len(functions), n_ieq_constr=len(bounded),
                        xl=space.lower, xu=space.upper)
 
-    def _evaluate(self, x, out, *args, **kwargs):
+    def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
       out["F"] = _evaluate(functions, space, x)
       if bounded:
         out["G"] = out["F"][:, bounded] - np.asarray(bounds)[bounded]
@@ -163,11 +174,11 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   return x[keep], y[keep]
 
 
-def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
-                      max_pareto: int = 30, local_rounds: int = 2,
-                      local_points: int = 4,
+def sample_pareto_set(functions: Sequence[SampledFunction], space: DesignSpace,
+                      observed_x: np.ndarray, rng: np.random.Generator, pool_size: int = 500,
+                      max_pareto: int = 30, local_rounds: int = 2, local_points: int = 4,
                       exhaustive_limit: int = PARETO_EXHAUSTIVE_LIMIT,
-                      bounds=None) -> np.ndarray:
+                      bounds: np.ndarray | None = None) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
   set, P <= ``max_pareto``. ``bounds``: optional (K,) upper bounds in the GPs'
   modelled units (+inf: none; ``feasibility.model_bounds``): the Pareto set
@@ -186,7 +197,7 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
   else:
     observed_feasible = observed_x
   if exhaustive(space, exhaustive_limit):
-    pool = space.candidates
+    pool: Any = space.candidates
     pool, pool_y = _within(pool, _evaluate_candidates(functions, space), bounds)
     front_x = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
   elif space.all_continuous:
@@ -207,6 +218,7 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
     else:
       front_x = pool
   seen = set(space.keys(observed_x))
+  out: Any
   unique, out = set(), []
   for key, row in zip(space.keys(front_x), front_x):
     if key not in seen and key not in unique:
@@ -232,8 +244,9 @@ class _SampleState:
       (max_observed=0: Pareto-Pareto factors only, the model before issue 11).
   """
 
-  def __init__(self, gp_samples, pareto_encoded, observed_encoded,
-               dominance_threshold: float = 1e-4, max_observed: int = 60):
+  def __init__(self, gp_samples: Sequence[Any], pareto_encoded: np.ndarray,
+               observed_encoded: np.ndarray, dominance_threshold: float = 1e-4,
+               max_observed: int = 60) -> None:
     self.gp_samples = gp_samples
     self.pareto = pareto_encoded
     k, p = len(gp_samples), pareto_encoded.shape[0]
@@ -267,7 +280,7 @@ class _SampleState:
     self.pareto_cov = self.ep["cov"][:, m:, m:]
 
 
-def _jittered(cov):
+def _jittered(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(cov + jitter I, its lower Cholesky factor), jitter 1e-6 x max variance,
   grown 100x per failed Cholesky (nearly coincident joint points)."""
   scale = max(float(np.max(np.diag(cov))), 1e-12)
@@ -281,7 +294,8 @@ def _jittered(cov):
                    "jitter 1e-2 x max variance (n=%d)." % cov.shape[0])
 
 
-def _candidate_moments(state: _SampleState, z: np.ndarray):
+def _candidate_moments(state: _SampleState,
+                       z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
   """GP (data) variance, and the marginals under the EP posterior of f_k at
   (C, D) candidates (``ep.candidate_marginals``). Returns var_data (K,C),
   mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto points)."""
@@ -323,10 +337,11 @@ class PESMOAcquisition:
       unclipped quantity.
   """
 
-  def __init__(self, gps, space, observed_x, rng, num_features: int = 500,
-               pool_size: int = 500, max_pareto: int = 30, pareto_sets=None,
+  def __init__(self, gps: list[ObjectiveGP], space: DesignSpace, observed_x: np.ndarray,
+               rng: np.random.Generator, num_features: int = 500, pool_size: int = 500,
+               max_pareto: int = 30, pareto_sets: Sequence[np.ndarray] | None = None,
                dominance_threshold: float = 1e-4, max_observed: int = 60,
-               clip_negative_sites: bool = True):
+               clip_negative_sites: bool = True) -> None:
     self.space = space
     self.clip_negative_sites = bool(clip_negative_sites)
     self.num_objectives = len(gps)
@@ -424,14 +439,15 @@ class PESMOStrategy(Strategy):
   """
 
   @classmethod
-  def option_names(cls):
+  def option_names(cls) -> tuple[str, ...]:
     return ("log_objectives", "gp_mode", "num_samples", "kernel", "num_features",
             "pool_size", "max_pareto", "acq_pool", "refine", "burn_in", "trust_region",
             "trust_region_length", "trust_region_weights", "reference_point",
             "exhaustive_limit", "pareto_exhaustive_limit", "objective_bounds",
             "output_warping", "pareto_in_reference", "lengthscale_prior")
 
-  def __init__(self, space, num_objectives, seed=0, **options):
+  def __init__(self, space: DesignSpace, num_objectives: int, seed: int = 0,
+               **options: Any) -> None:
     super().__init__(space, num_objectives, seed, **options)
     logs = options.get("log_objectives") or [False] * self.num_objectives
     if len(logs) != self.num_objectives:
@@ -445,7 +461,7 @@ class PESMOStrategy(Strategy):
                             lengthscale_prior=options.get("lengthscale_prior", "lognormal"),
                             seed=seed * 1000 + k)
                 for k in range(self.num_objectives)]
-    self.last_acquisition = None
+    self.last_acquisition: Any = None
     self.bounds = feasibility.check_bounds(options.get("objective_bounds"),
                                            self.num_objectives, logs)
     ref = options.get("reference_point")
@@ -467,7 +483,8 @@ class PESMOStrategy(Strategy):
       raise ValueError("Invalid value for option `trust_region`: trust regions need an "
                        "all-continuous space; received %r." % (space,))
 
-  def _pareto_sets(self, gps, seen, bounds_model=None):
+  def _pareto_sets(self, gps: list[ObjectiveGP], seen: np.ndarray,
+                   bounds_model: np.ndarray | None = None) -> list[np.ndarray]:
     """One sampled Pareto set per hyperparameter sample (``sample_pareto_set``
     with this strategy's options; feasible ones with ``bounds_model``; inside
     the reference point with ``pareto_in_reference``)."""
@@ -481,7 +498,8 @@ class PESMOStrategy(Strategy):
       out.append(pset)
     return out
 
-  def _sample_pareto(self, functions, seen, bounds):
+  def _sample_pareto(self, functions: Sequence[SampledFunction], seen: np.ndarray,
+                     bounds: np.ndarray | None) -> np.ndarray:
     """``sample_pareto_set`` with this strategy's options."""
     return sample_pareto_set(
         functions, self.space, seen, self.rng, pool_size=self.options.get("pool_size", 500),
@@ -489,7 +507,7 @@ class PESMOStrategy(Strategy):
         exhaustive_limit=self.options.get("pareto_exhaustive_limit", PARETO_EXHAUSTIVE_LIMIT),
         bounds=bounds)
 
-  def _region(self, gps, bounds_model):
+  def _region(self, gps: list[ObjectiveGP], bounds_model: np.ndarray | None) -> np.ndarray | None:
     """Modelled-unit upper bounds of the region of interest (the reference
     point, met by the measured bounds too), or None."""
     ref = self.options.get("reference_point")
@@ -498,18 +516,21 @@ class PESMOStrategy(Strategy):
     region = feasibility.model_bounds(gps, [float(r) for r in ref])
     return region if bounds_model is None else np.minimum(region, bounds_model)
 
-  def _lengthscales(self, gps):
+  def _lengthscales(self, gps: list[ObjectiveGP]) -> np.ndarray:
     """(d,) geometric mean over objectives of each GP's median lengthscale."""
     logs = [np.median(np.log([s.lengthscales for s in gp.samples]), axis=0) for gp in gps]
     return np.exp(np.mean(logs, axis=0))
 
-  def _maximize_in_trust_region(self, acq, gps, x, y, excluded):
+  def _maximize_in_trust_region(self, acq: PESMOAcquisition | feasibility.FeasibilityWeighted,
+                                gps: list[ObjectiveGP], x: np.ndarray, y: np.ndarray,
+                                excluded: set[bytes]) -> np.ndarray:
     """Best feasible candidate inside the trust regions
     (``search/optimizer/trust_region.py``): uniform points in the boxes plus
     the sampled Pareto points that fall in them, then bounded Powell
     refinement of the best ``refine`` ones within their own box (a refined
     point that leaves the feasible set is dropped)."""
     tr = self.trust_region
+    assert tr is not None
     ls = self._lengthscales(gps) if self.options.get("trust_region_weights", False) else None
     ref = self.options.get("reference_point")
     pool, lower, upper = tr.candidates(x, y, self.rng, self.options.get("acq_pool", 500), ls,
@@ -546,7 +567,7 @@ class PESMOStrategy(Strategy):
         best_x, best_v = cand, -res.fun
     return best_x
 
-  def _propose(self, x, y, pending):
+  def _propose(self, x: np.ndarray, y: np.ndarray, pending: np.ndarray) -> np.ndarray:
     excluded = set(self.space.keys(np.vstack([x, pending])))
     if x.shape[0] < 2:
       return new_random_points(self.space, self.rng, excluded, 1)[0]
@@ -559,7 +580,9 @@ class PESMOStrategy(Strategy):
                for gp in gps]
     with Timer() as acq_timer:
       seen = np.vstack([x, pending])
+      bounds_model: Any
       bounds_model = None if self.bounds is None else feasibility.model_bounds(gps, self.bounds)
+      acq: PESMOAcquisition | feasibility.FeasibilityWeighted
       acq = PESMOAcquisition(gps, self.space, seen, self.rng,
                              pareto_sets=self._pareto_sets(gps, seen, bounds_model))
       ax, ay, tr_y = x, y, y

@@ -16,13 +16,18 @@ with ``2 nu`` degrees of freedom, ``w = g * sqrt(2 nu / u)``, ``g ~ N(0, I)``,
 ``u ~ chi2(2 nu)`` (nu = 5/2 here).
 """
 
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 from scipy import linalg
 
 from search.optimizer import errors
 
 
-def spectral_frequencies(kernel: str, num_features: int, dim: int, rng) -> np.ndarray:
+def spectral_frequencies(kernel: str, num_features: int, dim: int,
+                         rng: np.random.Generator) -> np.ndarray:
   """(M, D) frequencies drawn from the kernel's normalized spectral density."""
   g = rng.normal(size=(num_features, dim))
   if kernel == "rbf":
@@ -43,7 +48,8 @@ class RandomFeatures:
     num_features: M.
   """
 
-  def __init__(self, lengthscales, amplitude: float, kernel: str, num_features: int, rng):
+  def __init__(self, lengthscales: np.ndarray, amplitude: float, kernel: str, num_features: int,
+               rng: np.random.Generator) -> None:
     lengthscales = np.asarray(lengthscales, dtype=float)
     self.w = spectral_frequencies(kernel, int(num_features), lengthscales.size, rng) / lengthscales
     self.b = rng.uniform(0.0, 2 * np.pi, size=int(num_features))
@@ -54,7 +60,8 @@ class RandomFeatures:
     return self.scale * np.cos(x_encoded @ self.w.T + self.b)
 
 
-def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float, rng) -> np.ndarray:
+def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float,
+                      rng: np.random.Generator) -> np.ndarray:
   """One draw of the (M,) weights of Bayesian linear regression on ``phi``
   (n, M) with targets ``y_centered`` (n,), prior N(0, I) and noise variance
   ``noise``: w ~ N(A^-1 Phi^T y, noise A^-1), A = Phi^T Phi + noise I.
@@ -84,7 +91,7 @@ def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float, rng
 class SampledFunction:
   """A GP posterior sample ``f(x) = mean + phi(x)^T w`` (standardized units)."""
 
-  def __init__(self, sample, num_features: int, rng):
+  def __init__(self, sample: Any, num_features: int, rng: np.random.Generator) -> None:
     self.features = RandomFeatures(sample.lengthscales, sample.amplitude, sample.kernel,
                                    num_features, rng)
     x_train = sample.z * sample.lengthscales
@@ -116,7 +123,7 @@ class ProductGrid:
     groups: (D,) the variable of each encoded column (``DesignSpace.groups``).
   """
 
-  def __init__(self, z: np.ndarray, groups: np.ndarray):
+  def __init__(self, z: np.ndarray, groups: np.ndarray) -> None:
     z = np.asarray(z, dtype=float)
     groups = np.asarray(groups)
     self.num_rows = z.shape[0]
@@ -147,7 +154,7 @@ class ProductGrid:
     return function.mean + grid[self.index_a, self.index_b]
 
 
-def _unique_rows(a: np.ndarray):
+def _unique_rows(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """(distinct rows of ``a``, (N,) index of each row among them)."""
   a = np.ascontiguousarray(a)
   keys = a.view(np.dtype((np.void, a.dtype.itemsize * a.shape[1]))).ravel()

@@ -19,7 +19,9 @@ gives the models nothing. This is the loop ``search.loop`` runs for a NAS
 search, without the trial store, devices or TensorFlow.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from __future__ import annotations
+
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,7 +39,7 @@ class Study:
 
   def __init__(self, space: design_lib.DesignSpace, num_objectives: int,
                strategy: str = "pesmo", seed: int = 0, num_initial: int = 10,
-               log_objectives: Optional[Sequence[bool]] = None, **options):
+               log_objectives: Optional[Sequence[bool]] = None, **options: Any) -> None:
     if int(num_initial) != num_initial or num_initial < 1:
       raise errors.invalid_value("num_initial", "a positive integer", num_initial)
     if log_objectives is not None:
@@ -78,7 +80,7 @@ class Study:
     self._pending.append(np.asarray(point, float))
     return np.asarray(point, float)
 
-  def tell(self, x, values) -> None:
+  def tell(self, x: Any, values: Any) -> None:
     """Record the objectives of an asked point (``values``: m numbers to
     minimize, or None when its evaluation failed)."""
     x = self.space.validate(np.asarray(x, float).reshape(1, -1), "x")[0]

@@ -24,15 +24,19 @@ to ``max_length`` (1.6, i.e. the whole box for unit weights), halves after
 ``initial_length`` when it falls below ``min_length`` (2^-7).
 """
 
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import numpy as np
 
 from search.optimizer import errors
+from search.optimizer.design import DesignSpace
 from search.optimizer.pareto import hypervolume, non_dominated_mask
 
 
-def hypervolume_contributions(y: np.ndarray, ref_point) -> np.ndarray:
+def hypervolume_contributions(y: np.ndarray, ref_point: Any) -> np.ndarray:
   """(n,) exclusive hypervolume of each row of ``y`` w.r.t. ``ref_point``
   (zero for dominated rows and rows outside the reference box)."""
   y = np.asarray(y, dtype=float)
@@ -43,7 +47,7 @@ def hypervolume_contributions(y: np.ndarray, ref_point) -> np.ndarray:
   return out
 
 
-def centers(x: np.ndarray, y: np.ndarray, ref_point=None) -> np.ndarray:
+def centers(x: np.ndarray, y: np.ndarray, ref_point: Any = None) -> np.ndarray:
   """Trust-region centres: with ``ref_point``, the observed points that
   contribute hypervolume (MORBO's choice); otherwise, or when none does,
   the observed non-dominated points."""
@@ -64,9 +68,9 @@ class TrustRegion:
       max(4, d)).
   """
 
-  def __init__(self, space, initial_length: float = 0.8, min_length: float = 2.0 ** -7,
+  def __init__(self, space: DesignSpace, initial_length: float = 0.8, min_length: float = 2.0 ** -7,
                max_length: float = 1.6, success_tolerance: int = 3,
-               failure_tolerance=None):
+               failure_tolerance: int | None = None) -> None:
     if not space.all_continuous:
       raise errors.invalid_value("space", "an all-continuous space for a trust region", space)
     if not 0 < min_length <= initial_length <= max_length:
@@ -83,7 +87,7 @@ class TrustRegion:
     self.restarts = 0
     self._seen = None  # observations already accounted for
 
-  def update(self, y: np.ndarray, ref_point=None) -> None:
+  def update(self, y: np.ndarray, ref_point: Any = None) -> None:
     """Accounts for observations appended to ``y`` (n, K) since the last call.
     A new row is a success when it increases the hypervolume w.r.t.
     ``ref_point`` or, without one, when no earlier row dominates or equals it."""
@@ -110,7 +114,8 @@ class TrustRegion:
         self.restarts += 1
     self._seen = y.shape[0]
 
-  def boxes(self, centers: np.ndarray, lengthscales=None):
+  def boxes(self, centers: np.ndarray,
+            lengthscales: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(lower, upper), each (C, d) native bounds of the box around each centre.
 
     ``lengthscales``: (d,) GP lengthscales in units of each variable's range
@@ -127,8 +132,9 @@ class TrustRegion:
     upper = np.minimum(centers + half, self.space.upper)
     return lower, upper
 
-  def candidates(self, x: np.ndarray, y: np.ndarray, rng, count: int,
-                 lengthscales=None, ref_point=None):
+  def candidates(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, count: int,
+                 lengthscales: np.ndarray | None = None,
+                 ref_point: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` uniform points spread over the boxes of the ``centers`` of
     (x, y), plus the box bounds for each point (``(points, lower, upper)``,
     each (count, d))."""
@@ -139,7 +145,8 @@ class TrustRegion:
     points = lower[which] + u * (upper[which] - lower[which])
     return points, lower[which], upper[which]
 
-  def contains(self, points, x, y, lengthscales=None, ref_point=None) -> np.ndarray:
+  def contains(self, points: np.ndarray, x: np.ndarray, y: np.ndarray,
+               lengthscales: np.ndarray | None = None, ref_point: Any = None) -> np.ndarray:
     """(P,) bool: points inside the box of at least one of the ``centers``."""
     lower, upper = self.boxes(centers(x, y, ref_point), lengthscales)
     points = np.asarray(points, dtype=float).reshape(-1, self.space.dim)

@@ -9,9 +9,12 @@ modules beside it hold the work)::
       --pesmo_dir=runs/quickstart
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
+from typing import Sequence
 
 from absl import app
 from absl import flags
@@ -28,7 +31,7 @@ from tea_keras import console
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program (``search.reports.cross_device``
   imports this module and defines some of the same names)."""
   flags.DEFINE_enum("figure", "fig5", ["fig5", "table2", "remeasure", "precisions",
@@ -68,11 +71,11 @@ def define_flags():
   flags.DEFINE_string("device_token_file", None, "table2: agent token file.")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   if FLAGS.out_dir is None:
-    FLAGS.out_dir = default_out_dir(FLAGS.figure, FLAGS.results_dir)
+    FLAGS.out_dir = default_out_dir(FLAGS.figure, FLAGS.results_dir)  # type: ignore[assignment]
   try:
     if FLAGS.figure == "fig5":
       if not FLAGS.pesmo_dir or not FLAGS.random_dir:

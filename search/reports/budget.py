@@ -25,8 +25,11 @@ parameters and peak activations, each pair's artifact bytes and measured
 time and energy.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -38,13 +41,14 @@ from search.reports import common
 SEARCHES = ("constrained", "unconstrained")
 
 
-def _load(results_dir, name):
+def _load(results_dir: str, name: str) -> tuple[dict[str, Any], list[Any]]:
   if not results_dir:
     raise ValueError("--figure=budget needs --%s." % name)
   return common.load_search(results_dir)
 
 
-def load_pair(constrained_dir, unconstrained_dir):
+def load_pair(constrained_dir: str,
+              unconstrained_dir: str) -> tuple[dict[str, Any], list[str], dict[str, list[Any]]]:
   """``(budgets, objectives, {label: trials})`` of the two searches, checked:
   distinct directories, a budget on the constrained one, the same objectives."""
   if os.path.realpath(constrained_dir or "") == os.path.realpath(unconstrained_dir or "."):
@@ -69,13 +73,13 @@ def load_pair(constrained_dir, unconstrained_dir):
                                               "unconstrained": u_trials}
 
 
-def _hypervolume(rows, ref):
+def _hypervolume(rows: Sequence[dict[str, Any]], ref: np.ndarray) -> float:
   y = np.array([r["values"] for r in rows], float).reshape(len(rows), len(ref))
   y = y[np.all(y < ref, axis=1)]
   return float(pareto.hypervolume(y, ref)) if len(y) else 0.0
 
 
-def compare(constrained_dir, unconstrained_dir, out_dir):
+def compare(constrained_dir: str, unconstrained_dir: str, out_dir: str) -> dict[str, Any]:
   """Draw the figures and write ``budget_fronts.json``; returns its dict."""
   budgets, objectives, runs = load_pair(constrained_dir, unconstrained_dir)
   rows = {label: [r for r in outputs.pairs(trials, objectives, budgets) if r["complete"]]
@@ -107,7 +111,8 @@ def compare(constrained_dir, unconstrained_dir, out_dir):
   return data
 
 
-def _plot(rows, objectives, other, budgets, data, out_dir):
+def _plot(rows: dict[str, list[dict[str, Any]]], objectives: Sequence[str], other: str,
+          budgets: dict[str, Any], data: dict[str, Any], out_dir: str) -> None:
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -125,9 +130,9 @@ def _plot(rows, objectives, other, budgets, data, out_dir):
     if ok:
       outputs.draw_front(ax, xy(ok), "%s search, under the budget" % label, color,
                          all_points=False)
-      ax.scatter(*xy(ok).T, marker=marker, s=26, color=color, alpha=0.5, zorder=2)
+      ax.scatter(*xy(ok).T, marker=marker, s=26, color=color, alpha=0.5, zorder=2)  # type: ignore[misc]
     if over:
-      ax.scatter(*xy(over).T, marker=marker, s=26, facecolor="none", edgecolor=color,
+      ax.scatter(*xy(over).T, marker=marker, s=26, facecolor="none", edgecolor=color,  # type: ignore[misc]
                  zorder=2, label="%s search, over the budget" % label)
   ax.set_xlabel(outputs.OBJECTIVE_LABELS[other])
   ax.set_ylabel(outputs.OBJECTIVE_LABELS["error"] + " (deployed artifact)")
@@ -141,7 +146,7 @@ def _plot(rows, objectives, other, budgets, data, out_dir):
   outputs._save(fig, os.path.join(out_dir, "budget_fronts_error_%s.png" % other))  # pylint: disable=protected-access
 
 
-def markdown(data):
+def markdown(data: dict[str, Any]) -> str:
   """The comparison as a Markdown table."""
   lines = ["budget: %s" % json.dumps(data["budgets"], sort_keys=True), "",
            "| search | trials | trained over a known budget | pairs | feasible pairs "

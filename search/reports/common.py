@@ -13,7 +13,7 @@ from search import device_lock
 from search import store as store_lib
 
 
-def load_search(results_dir: str) -> Tuple[Dict[str, Any], List[Dict[str, Any]]]:
+def load_search(results_dir: str) -> Tuple[Dict[str, Any], List[store_lib.Trial]]:
   """``(config dict, trials)`` of a results directory."""
   path = os.path.join(results_dir, "config.json")
   if not os.path.exists(path):

@@ -17,6 +17,7 @@ its time and energy on the target) and ``cross_error_time.png`` /
 """
 
 import sys
+from typing import Any, Callable, Sequence
 
 from absl import app
 from absl import flags
@@ -27,7 +28,7 @@ from tea_keras import console
 FLAGS = flags.FLAGS
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_string("source_dir", None, "Results dir whose Pareto models are re-measured.")
   flags.DEFINE_string("target_dir", None, "Results dir of the target device's own search.")
@@ -36,7 +37,7 @@ def define_flags():
   flags.DEFINE_string("device_token_file", None, "Override the target's agent token file.")
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   console.quiet_native_logs()
   try:

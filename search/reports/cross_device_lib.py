@@ -13,11 +13,13 @@ its time and energy on the target) and ``cross_error_time.png`` /
 ``<out_dir>/models/<trial_id>/``.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -31,7 +33,7 @@ from search.reports import common
 from tea_keras import data
 
 
-def pareto_trials(trials, objectives):
+def pareto_trials(trials: Sequence[Any], objectives: Sequence[str]) -> list[Any]:
   ids, y = outputs.objective_matrix(trials, objectives)
   if not len(ids):
     return []
@@ -39,7 +41,8 @@ def pareto_trials(trials, objectives):
   return [t for t in trials if t["trial_id"] in keep]
 
 
-def remeasure(source_dir, target_config, out_dir, log=print):
+def remeasure(source_dir: str, target_config: config_lib.SearchConfig, out_dir: str,
+              log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Measure the source's Pareto models with ``target_config``; returns rows.
   Each model is exported and measured holding the local device's lock
   exclusive (``search.device_lock``), as a search's trial is: no search on
@@ -70,7 +73,9 @@ def remeasure(source_dir, target_config, out_dir, log=print):
   return rows
 
 
-def plot(rows, target_trials, target_objectives, out_dir, source_name, target_name):
+def plot(rows: Sequence[dict[str, Any]], target_trials: Sequence[dict[str, Any]],
+         target_objectives: Sequence[str], out_dir: str, source_name: str,
+         target_name: str) -> None:
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -94,14 +99,14 @@ def plot(rows, target_trials, target_objectives, out_dir, source_name, target_na
 
 def target_config(target_dir: str, device_url: Optional[str] = None,
                   device_token_file: Optional[str] = None) -> Tuple[config_lib.SearchConfig,
-                                                                    List[Dict]]:
+                                                                    List[Any]]:
   """(config, trials) of the target search, the agent address and token file
   replaced where given, and the target asked again what it reads (its
   device kind, artifact format and ONNX opset) before anything is
   re-measured."""
   target_dict, target_trials = common.load_search(target_dir)
   target = config_lib.SearchConfig.from_dict(target_dict)
-  overrides = {k: v for k, v in (("device_url", device_url),
+  overrides: Dict[str, Any] = {k: v for k, v in (("device_url", device_url),
                                  ("device_token_file", device_token_file)) if v}
   target = loop.resolve(dataclasses.replace(target, device_kind=None, artifact_format=None,
                                             onnx_opset=None, **overrides))
@@ -117,7 +122,8 @@ def write_csv(rows: List[Dict], path: str) -> None:
 
 
 def evaluate(source_dir: str, target_dir: str, out_dir: str, device_url: Optional[str] = None,
-             device_token_file: Optional[str] = None, log=print) -> Tuple[List[Dict], str]:
+             device_token_file: Optional[str] = None,
+             log: Callable[[str], object] = print) -> Tuple[List[Dict], str]:
   """Re-measures ``source_dir``'s Pareto models on ``target_dir``'s device and
   writes the CSV and plots into ``out_dir``; returns (rows, the CSV's path).
   ValueError or FileNotFoundError when a directory is not a search's."""

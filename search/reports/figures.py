@@ -53,10 +53,13 @@ measured so far, so running the command once per device (``--device=remote``
 for a board behind the agent) fills one column pair per device.
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import json
 import os
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -71,7 +74,7 @@ from search.reports.common import comparison_reference_point, load_search
 from tea_keras import data as data_lib
 
 # -- Fig. 5 -----------------------------------------------------------------------
-def first_k(trials, k):
+def first_k(trials: Sequence[dict[str, Any]], k: int) -> list[dict[str, Any]]:
   """The first ``k`` finished trials (done or failed), in trial order."""
   finished = [t for t in trials if t["status"] in ("done", "failed")]
   return finished[:k]
@@ -80,7 +83,8 @@ def first_k(trials, k):
 PAPER_CHECKPOINTS = (100, 200, 300, 400)
 
 
-def choose_checkpoints(sizes, requested=None, log=print):
+def choose_checkpoints(sizes: Sequence[int], requested: Sequence[int] | None = None,
+                       log: Callable[[str], object] = print) -> list[int]:
   """Sample counts of the Fig. 5 panels: ``requested`` clipped to the runs'
   size (duplicates dropped, with a notice), else the paper's when both runs
   have 400 trials, else quarters of the shorter run."""
@@ -100,7 +104,8 @@ def choose_checkpoints(sizes, requested=None, log=print):
   return chosen
 
 
-def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
+def fig5(pesmo_dir: str, random_dir: str, checkpoints: Sequence[int] | None, out_dir: str,
+         log: Callable[[str], object] = print) -> dict[str, Any]:
   """Draw Fig. 5; returns the figures' data (also written to fig5.json)."""
   if os.path.realpath(pesmo_dir) == os.path.realpath(random_dir):
     raise ValueError("--pesmo_dir and --random_dir are the same directory (%s); Fig. 5 compares "
@@ -132,7 +137,9 @@ def fig5(pesmo_dir, random_dir, checkpoints, out_dir, log=print):
   return data
 
 
-def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
+def _fig5_fronts(runs: Mapping[str, Any], objectives: Sequence[str], other: str,
+                 checkpoints: Sequence[int], ref: np.ndarray, data: dict[str, Any],
+                 out_dir: str) -> None:
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -157,7 +164,7 @@ def _fig5_fronts(runs, objectives, other, checkpoints, ref, data, out_dir):
   outputs._save(fig, os.path.join(out_dir, "fig5_error_%s.png" % other))  # pylint: disable=protected-access
 
 
-def _fig5_hypervolume(data, out_dir):
+def _fig5_hypervolume(data: dict[str, Any], out_dir: str) -> None:
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -172,7 +179,7 @@ def _fig5_hypervolume(data, out_dir):
 
 
 # -- the front measured again ------------------------------------------------------
-def remeasure_front(results_dir, out_dir, log=print):
+def remeasure_front(results_dir: str, out_dir: str, log: Callable[[str], object] = print) -> str:
   """Measure the Pareto models of ``results_dir`` again, one after the other,
   with the search's own settings (its target is asked again first), so that
   the front's times compare like with like; writes ``remeasured_front.csv``
@@ -199,7 +206,7 @@ def remeasure_front(results_dir, out_dir, log=print):
   return "\n".join(lines) + "\n" + path + "\n"
 
 
-def contention_notice(runs):
+def contention_notice(runs: Mapping[str, Any]) -> str | None:
   """A notice naming the searches whose measured times include contended ones."""
   parts = []
   for label, (_, trials) in runs.items():
@@ -214,7 +221,8 @@ def contention_notice(runs):
 
 
 # -- Table II ---------------------------------------------------------------------
-def measure_model_dir(model_dir, label, settings):
+def measure_model_dir(model_dir: str, label: str,
+                      settings: config_lib.SearchConfig) -> dict[str, Any]:
   """Export and measure ``<model_dir>/model.keras``; keep the JSON under
   ``<model_dir>/measurements/<label>.json`` and return it."""
   from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
@@ -230,7 +238,7 @@ def measure_model_dir(model_dir, label, settings):
   return metrics
 
 
-def table2(model_dirs, names=None):
+def table2(model_dirs: Sequence[str], names: Sequence[str] | None = None) -> str:
   """The Markdown Table II of the models in ``model_dirs``; rows are named by
   ``names`` (one per model dir), else DenseNet-40 or the cell's genotype."""
   if names and len(names) != len(model_dirs):
@@ -268,12 +276,15 @@ def table2(model_dirs, names=None):
   return "\n".join(lines) + "\n"
 
 
-def _num(value):
+def _num(value: float | None) -> str:
   return "n/a" if value is None else "%.4g" % value
 
 
-def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, dataset, data_dir,
-                    measure_images, device_url=None, device_token_file=None, log=print):
+def table2_settings(out_dir: str, device: str, runtime: str, power_source: str,
+                    power_threshold_w: float | None, dataset: str, data_dir: str | None,
+                    measure_images: int, device_url: str | None = None,
+                    device_token_file: str | None = None,
+                    log: Callable[[str], object] = print) -> config_lib.SearchConfig:
   """The measurement settings of Table II, checked against the target first
   (``search.loop.resolve``: what it can run, which power source reads)."""
   config = config_lib.SearchConfig(
@@ -284,7 +295,7 @@ def table2_settings(out_dir, device, runtime, power_source, power_threshold_w, d
   return loop.resolve(config, log)
 
 
-def dnas_beside_search(dnas_dir, search_dir, out_dir):
+def dnas_beside_search(dnas_dir: str, search_dir: str, out_dir: str) -> dict[str, Any]:
   """``dnas_vs_search.png`` and ``.json``: error against time per image of a
   DNAS sweep's networks (by size target, the uniform baselines marked) and
   of a search's trials (PESMO's, say), each with its (error, time) front.
@@ -305,7 +316,7 @@ def dnas_beside_search(dnas_dir, search_dir, out_dir):
     raise ValueError("The sweep and the search were measured differently (%s differ): their "
                      "times do not compare." % ", ".join(differ))
 
-  def points(trials):
+  def points(trials: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for t in trials:
       m = t["metrics"]
@@ -362,7 +373,7 @@ def dnas_beside_search(dnas_dir, search_dir, out_dir):
   return data
 
 
-def default_out_dir(figure, results_dir=None):
+def default_out_dir(figure: str, results_dir: str | None = None) -> str:
   """Where a figure goes without --out_dir: a search's own figures stay in
   its results dir, comparisons across searches go under reports/."""
   if figure in ("remeasure", "precisions", "budget", "dnas") and results_dir:

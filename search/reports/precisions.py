@@ -15,9 +15,12 @@ error delta (percentage points), size, time and energy ratios. Two sources:
   static QDQ quantization (``deploy/quantize.py``).
 """
 
+from __future__ import annotations
+
 import csv
 import dataclasses
 import os
+from typing import Any, Callable, Mapping, Sequence
 
 from search import budgets as budgets_lib
 from search import config as config_lib
@@ -31,18 +34,20 @@ COLUMNS = ("trial_id", "runtime", "precision", "val_error", "model_bytes", "weig
            "weight_ratio", "time_ratio", "energy_ratio")
 
 
-def front_cells(trials, objectives, budgets, top=3):
+def front_cells(trials: Sequence[dict[str, Any]], objectives: Sequence[str],
+                budgets: Mapping[str, float] | None, top: int = 3) -> list[int]:
   """Trial ids of the front's cells, in front order, spread over the front
   when there are more than ``top`` (0: all); when the front holds fewer than
   ``top`` cells, the cells of the next non-dominated layers (the front of
   the pairs left, and so on) follow, so that ``top`` cells are reported."""
   rows = outputs.pairs(trials, objectives, budgets)
-  ids, layer = [], 0
+  ids: list[int] = []
+  layer = 0
   while rows and (layer == 0 or len(ids) < top):
     front = outputs.pair_front(rows)
     if not front:
       break
-    new = []
+    new: list[int] = []
     for row in front:
       if row["trial"]["trial_id"] not in ids + new:
         new.append(row["trial"]["trial_id"])
@@ -56,7 +61,7 @@ def front_cells(trials, objectives, budgets, top=3):
   return ids
 
 
-def add_ratios(rows):
+def add_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Fill the delta and ratio columns of ``rows`` against the fp32 row of
   the same (trial, runtime)."""
   base = {(r["trial_id"], r["runtime"]): r for r in rows if r["precision"] == "fp32"}
@@ -74,7 +79,8 @@ def add_ratios(rows):
   return rows
 
 
-def recorded_rows(trials, ids, runtime):
+def recorded_rows(trials: Sequence[dict[str, Any]], ids: Sequence[int],
+                  runtime: str) -> list[dict[str, Any]]:
   out = []
   by_id = {t["trial_id"]: t for t in trials}
   for trial_id in ids:
@@ -85,7 +91,9 @@ def recorded_rows(trials, ids, runtime):
   return out
 
 
-def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
+def remeasured_rows(config: config_lib.SearchConfig, trials: Sequence[dict[str, Any]],
+                    ids: Sequence[int], runtimes: Sequence[str], out_dir: str,
+                    log: Callable[[str], object] = print) -> list[dict[str, Any]]:
   """Export, evaluate and measure every (cell, precision) of ``ids`` now on
   each of ``runtimes`` (``config``: the search's SearchConfig)."""
   from tea_keras import network  # pylint: disable=g-import-not-at-top  (Keras)
@@ -111,7 +119,8 @@ def remeasured_rows(config, trials, ids, runtimes, out_dir, log=print):
   return out
 
 
-def precision_table(results_dir, out_dir, runtimes=(), top=3, log=print):
+def precision_table(results_dir: str, out_dir: str, runtimes: Sequence[str] = (), top: int = 3,
+                    log: Callable[[str], object] = print) -> str:
   """Write ``precision_table.csv`` and return its Markdown (module doc)."""
   config_dict, trials = common.load_search(results_dir)
   config = config_lib.SearchConfig.from_dict(config_dict)
@@ -130,11 +139,11 @@ def precision_table(results_dir, out_dir, runtimes=(), top=3, log=print):
   return markdown(rows)
 
 
-def _fmt(value, spec="%.4g"):
+def _fmt(value: float | None, spec: str = "%.4g") -> str:
   return "-" if value is None else spec % value
 
 
-def markdown(rows):
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
   lines = ["| trial | runtime | precision | val error | file bytes | weight bytes | time (s) | "
            "energy (J) | error delta (pp) | size ratio | weight ratio | time ratio | "
            "energy ratio |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

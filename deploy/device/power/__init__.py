@@ -5,8 +5,11 @@ vendor packages (``pynvml``, ``serial``) are imported inside their modules
 when a source is created. ``create(name, **kwargs)`` builds a source by name.
 """
 
+from typing import Any
+
 from .. import devices
 from .. import errors
+from . import base
 from . import ina3221
 from . import none
 from . import nvml
@@ -16,7 +19,7 @@ from . import usb_meter
 NAMES = devices.POWER_SOURCES
 
 
-def create(name, **kwargs):
+def create(name: str, **kwargs: Any) -> base.PowerSource:
   """A ``PowerSource`` by name: nvml|ina3221|rapl|usb_meter|none.
 
   Keyword arguments go to the source's constructor (e.g. ``root`` for the

@@ -24,6 +24,7 @@ L4T defaults), far below a 20 ms sampling interval.
 
 import glob
 import os
+from typing import Any, Dict, List, Optional, Sequence
 
 from .. import errors
 from . import base
@@ -34,18 +35,18 @@ DEFAULT_RAILS = ("VDD_IN", "POM_5V_IN", "VIN_SYS_5V0", "VDD_IN_TOTAL")
 class Rail(object):
   """One labelled INA3221 channel."""
 
-  def __init__(self, label, layout, files):
+  def __init__(self, label: str, layout: str, files: Sequence[str]) -> None:
     self.label = label
     self.layout = layout
     self.files = files      # iio: (power_mW,); hwmon: (voltage_mV, current_mA)
 
-  def read_w(self):
+  def read_w(self) -> float:
     if self.layout == "iio":
       return base.read_number(self.files[0]) / 1000.0
     return base.read_number(self.files[0]) * base.read_number(self.files[1]) / 1e6
 
 
-def _iio_rails(root):
+def _iio_rails(root: str) -> List[Rail]:
   rails = []
   pattern = os.path.join(root, "sys/bus/i2c/drivers/ina3221x/*/iio:device*/rail_name_*")
   for name_path in sorted(glob.glob(pattern)):
@@ -56,7 +57,7 @@ def _iio_rails(root):
   return rails
 
 
-def _hwmon_dirs(root):
+def _hwmon_dirs(root: str) -> List[str]:
   patterns = [os.path.join(root, "sys/class/hwmon/hwmon*"),
               os.path.join(root, "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*")]
   seen, dirs = set(), []
@@ -72,7 +73,7 @@ def _hwmon_dirs(root):
   return dirs
 
 
-def _hwmon_rails(root):
+def _hwmon_rails(root: str) -> List[Rail]:
   rails = []
   for d in _hwmon_dirs(root):
     for label_path in sorted(glob.glob(os.path.join(d, "in*_label"))):
@@ -84,9 +85,9 @@ def _hwmon_rails(root):
   return rails
 
 
-def discover(root="/"):
+def discover(root: str = "/") -> Dict[str, Rail]:
   """All labelled rails of both layouts, ``{label: Rail}``."""
-  rails = {}
+  rails = {}  # type: Dict[str, Rail]
   for rail in _iio_rails(root) + _hwmon_rails(root):
     rails.setdefault(rail.label, rail)
   return rails
@@ -97,7 +98,7 @@ class Ina3221Power(base.PowerSource):
 
   name = "ina3221"
 
-  def __init__(self, rail=None, root="/"):
+  def __init__(self, rail: Optional[str] = None, root: str = "/") -> None:
     found = discover(root)
     if not found:
       raise base.PowerSourceError(
@@ -117,10 +118,10 @@ class Ina3221Power(base.PowerSource):
         raise errors.invalid_value("rail", "labels among %s" % (sorted(found),), rail)
     self.rails = [found[r] for r in chosen]
 
-  def read_w(self):
+  def read_w(self) -> float:
     return sum(r.read_w() for r in self.rails)
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"power_source": self.name,
             "rails": [r.label for r in self.rails],
             "layout": self.rails[0].layout}

@@ -1,6 +1,8 @@
 """``none``: no power instrument. Time is measured; energy is reported as
 unavailable (``energy_j: null``), never as zero."""
 
+from typing import List, Optional
+
 from . import base
 
 
@@ -8,8 +10,8 @@ class NoPower(base.PowerSource):
   name = "none"
   measures_power = False
 
-  def read_w(self):
+  def read_w(self) -> Optional[float]:
     return None
 
-  def warnings(self):
+  def warnings(self) -> List[str]:
     return ["power_source=none: energy is not measured (energy_j is null)."]

@@ -17,6 +17,8 @@ exists on Volta and newer; the paper's TITAN X (Maxwell/Pascal) has none,
 so ``energy_counter_j`` returns None there.
 """
 
+from typing import Any, Callable, Dict, List, Optional
+
 from . import base
 
 _FIELD_POWER_INSTANT = 186   # NVML_FI_DEV_POWER_INSTANT (nvml.h, R535+)
@@ -24,7 +26,7 @@ _ARCH_VOLTA = 5              # NVML_DEVICE_ARCH_VOLTA
 _ARCH_AMPERE = 7             # NVML_DEVICE_ARCH_AMPERE
 
 
-def _import_pynvml():
+def _import_pynvml() -> Any:
   try:
     # NVML: optional, imported only on a machine with an NVIDIA GPU.
     import pynvml
@@ -39,7 +41,7 @@ class NvmlPower(base.PowerSource):
 
   name = "nvml"
 
-  def __init__(self, device_index=0):
+  def __init__(self, device_index: int = 0) -> None:
     self._nvml = _import_pynvml()
     nv = self._nvml
     try:
@@ -54,13 +56,13 @@ class NvmlPower(base.PowerSource):
     self.instant = self._read_instant_mw() is not None
     self.has_counter = self._query(nv.nvmlDeviceGetTotalEnergyConsumption) is not None
 
-  def _query(self, fn):
+  def _query(self, fn: Callable[[Any], Any]) -> Any:
     try:
       return fn(self._handle)
     except self._nvml.NVMLError:
       return None
 
-  def _read_instant_mw(self):
+  def _read_instant_mw(self) -> Optional[float]:
     nv = self._nvml
     try:
       values = nv.nvmlDeviceGetFieldValues(self._handle, [_FIELD_POWER_INSTANT])
@@ -71,7 +73,7 @@ class NvmlPower(base.PowerSource):
       return None
     return float(value.value.uiVal)
 
-  def read_w(self):
+  def read_w(self) -> float:
     if self.instant:
       mw = self._read_instant_mw()
       if mw is not None:
@@ -82,27 +84,27 @@ class NvmlPower(base.PowerSource):
       raise base.PowerSourceError("nvmlDeviceGetPowerUsage failed on GPU %d (%s): %s"
                                   % (self.device_index, self.gpu_name, e))
 
-  def energy_counter_j(self):
+  def energy_counter_j(self) -> Optional[float]:
     if not self.has_counter:
       return None
     mj = self._query(self._nvml.nvmlDeviceGetTotalEnergyConsumption)
     return None if mj is None else mj / 1000.0
 
   @property
-  def averaging_window_s(self):
+  def averaging_window_s(self) -> float:
     if self.instant:
       return 0.0
     if self.architecture is not None and self.architecture >= _ARCH_AMPERE:
       return 1.0
     return 0.0
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"power_source": self.name, "gpu": self.gpu_name,
             "device_index": self.device_index, "architecture": self.architecture,
             "reading": "instant_field" if self.instant else "power_usage",
             "energy_counter": self.has_counter}
 
-  def warnings(self):
+  def warnings(self) -> List[str]:
     out = []
     if self.averaging_window_s > 0:
       out.append("nvml: %s reports power averaged over ~%.0f s "
@@ -114,12 +116,12 @@ class NvmlPower(base.PowerSource):
                  "is not cross-checked." % self.gpu_name)
     return out
 
-  def close(self):
+  def close(self) -> None:
     try:
       self._nvml.nvmlShutdown()
     except self._nvml.NVMLError:
       pass
 
 
-def _to_str(name):
+def _to_str(name: Any) -> str:
   return str(name, "utf-8") if isinstance(name, bytes) else str(name)

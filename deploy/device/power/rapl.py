@@ -22,6 +22,7 @@ root only; the error says so.
 import glob
 import os
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import base
 
@@ -33,19 +34,19 @@ _ROOT_ONLY_HINT = (
 class RaplCounter(object):
   """One RAPL domain's counter with wraparound undone."""
 
-  def __init__(self, zone_dir):
+  def __init__(self, zone_dir: str) -> None:
     self.zone_dir = zone_dir
     self.name = base.read_text(os.path.join(zone_dir, "name"))
     self.max_range_uj = base.read_number(os.path.join(zone_dir, "max_energy_range_uj"))
     if self.max_range_uj <= 0:
       raise base.PowerSourceError("Expected a positive max_energy_range_uj in %s, "
                                   "found %r." % (zone_dir, self.max_range_uj))
-    self._last_raw = None
+    self._last_raw = None  # type: Optional[float]
     self.total_uj = 0.0
     self.wraps = 0
     self.update()
 
-  def read_raw(self):
+  def read_raw(self) -> float:
     path = os.path.join(self.zone_dir, "energy_uj")
     try:
       return base.read_number(path)
@@ -54,7 +55,7 @@ class RaplCounter(object):
         raise base.PowerSourceError(_ROOT_ONLY_HINT % path)
       raise e
 
-  def update(self):
+  def update(self) -> float:
     """Read the counter and accumulate; returns the unwrapped total (uJ)."""
     raw = self.read_raw()
     if self._last_raw is not None:
@@ -65,7 +66,7 @@ class RaplCounter(object):
     return self.total_uj
 
 
-def unwrap_delta(old, new, max_range):
+def unwrap_delta(old: float, new: float, max_range: float) -> float:
   """Counter increment from ``old`` to ``new`` allowing one wrap at
   ``max_range`` (the counter goes max_range -> 0)."""
   delta = new - old
@@ -74,7 +75,7 @@ def unwrap_delta(old, new, max_range):
   return delta
 
 
-def find_zones(root="/", domains=("package",)):
+def find_zones(root: str = "/", domains: Sequence[str] = ("package",)) -> List[str]:
   """Top-level RAPL zones whose name starts with one of ``domains``
   (``package`` by default; add ``dram`` or ``psys`` to include them)."""
   pattern = os.path.join(root, "sys/class/powercap/*rapl:*")
@@ -94,7 +95,8 @@ class RaplPower(base.PowerSource):
 
   name = "rapl"
 
-  def __init__(self, root="/", domains=("package",), clock=time.monotonic):
+  def __init__(self, root: str = "/", domains: Sequence[str] = ("package",),
+               clock: Callable[[], float] = time.monotonic) -> None:
     if isinstance(domains, str):
       domains = tuple(d for d in domains.split(",") if d)
     zones = find_zones(root, domains)
@@ -109,15 +111,15 @@ class RaplPower(base.PowerSource):
     self._last_t = clock()
     self._last_total = self._total_uj()
 
-  def _total_uj(self):
+  def _total_uj(self) -> float:
     return sum(c.total_uj for c in self.counters)
 
-  def energy_counter_j(self):
+  def energy_counter_j(self) -> float:
     for c in self.counters:
       c.update()
     return self._total_uj() * 1e-6
 
-  def read_sample(self):
+  def read_sample(self) -> Tuple[Optional[float], float]:
     """One counter read: (mean watts since the last read, counter joules)."""
     total = self.energy_counter_j() * 1e6
     now = self._clock()
@@ -127,15 +129,15 @@ class RaplPower(base.PowerSource):
     power = delta * 1e-6 / dt if dt > 0 else None
     return power, total * 1e-6
 
-  def read_w(self):
+  def read_w(self) -> Optional[float]:
     return self.read_sample()[0]
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"power_source": self.name,
             "zones": [c.zone_dir for c in self.counters],
             "domains": [c.name for c in self.counters],
             "wraps": sum(c.wraps for c in self.counters)}
 
-  def warnings(self):
+  def warnings(self) -> List[str]:
     return ["rapl: CPU package (and selected domains) energy only; the rest of the "
             "machine (memory unless 'dram' is selected, board, fans) is not counted."]

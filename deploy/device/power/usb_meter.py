@@ -22,6 +22,7 @@ import datetime
 import re
 import threading
 import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import errors
 from . import base
@@ -35,7 +36,8 @@ _ISO_FORMATS = ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f",
                 "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 
 
-def create(csv_path=None, port=None, **kwargs):
+def create(csv_path: Optional[str] = None, port: Optional[str] = None,
+           **kwargs: Any) -> base.PowerSource:
   """``UsbMeterCsv`` when ``csv_path`` is given, else ``SerialMeter(port)``."""
   if csv_path:
     return UsbMeterCsv(csv_path, **kwargs)
@@ -45,7 +47,7 @@ def create(csv_path=None, port=None, **kwargs):
                    "log) or port=DEVICE (a serial meter, e.g. /dev/ttyUSB0).")
 
 
-def parse_time(text):
+def parse_time(text: str) -> float:
   """Epoch seconds from a number or an ISO 8601 local-time string."""
   text = text.strip()
   try:
@@ -62,7 +64,8 @@ def parse_time(text):
                    "'2024-05-01 12:00:00.250'." % text)
 
 
-def _pick(header, names, what, path):
+def _pick(header: Sequence[str], names: Sequence[str], what: Optional[str],
+          path: str) -> Optional[int]:
   lowered = [h.strip().lower() for h in header]
   for name in names:
     if name in lowered:
@@ -73,7 +76,7 @@ def _pick(header, names, what, path):
                    % (path, what, names, header))
 
 
-def load_csv(path):
+def load_csv(path: str) -> Tuple[List[float], List[float]]:
   """``(times, watts)`` float lists from a meter log (see module doc)."""
   with open(path) as f:
     rows = [r for r in csv.reader(f) if r]
@@ -89,17 +92,18 @@ def load_csv(path):
   times, watts = [], []
   for n, row in enumerate(body, start=2):
     try:
-      times.append(parse_time(row[t_col]))
+      times.append(parse_time(row[t_col]))  # type: ignore[index]  # required: found
       if p_col is not None:
         watts.append(float(row[p_col]))
       else:
-        watts.append(float(row[v_col]) * float(row[a_col]))
+        watts.append(float(row[v_col]) * float(row[a_col]))  # type: ignore[index]
     except (ValueError, IndexError) as e:
       raise ValueError("CSV %s line %d: %s" % (path, n, e))
   return times, watts
 
 
-def slice_window(times, watts, start, end):
+def slice_window(times: Sequence[float], watts: Sequence[float], start: float,
+                 end: float) -> Tuple[List[float], List[float]]:
   """Rows with ``start <= t <= end``, sorted by time."""
   pairs = sorted((t, w) for t, w in zip(times, watts) if start <= t <= end)
   return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -111,25 +115,25 @@ class UsbMeterCsv(base.PowerSource):
   name = "usb_meter"
   polled = False
 
-  def __init__(self, csv_path, clock_offset_s=0.0):
+  def __init__(self, csv_path: str, clock_offset_s: float = 0.0) -> None:
     self.csv_path = csv_path
     self.clock_offset_s = float(clock_offset_s)
 
-  def read_w(self):
+  def read_w(self) -> Optional[float]:
     raise NotImplementedError("usb_meter CSV logs are read after the run "
                               "(trace_between), not polled.")
 
-  def trace_between(self, wall_start, wall_end):
+  def trace_between(self, wall_start: float, wall_end: float) -> Tuple[List[float], List[float]]:
     times, watts = load_csv(self.csv_path)
     times = [t + self.clock_offset_s for t in times]
     return slice_window(times, watts, wall_start, wall_end)
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"power_source": self.name, "csv_path": self.csv_path,
             "clock_offset_s": self.clock_offset_s}
 
 
-def parse_line(line, fields="watts"):
+def parse_line(line: str, fields: str = "watts") -> Optional[float]:
   """Watts from one ASCII meter line, or None when it holds no reading."""
   numbers = [float(x) for x in _NUMBER.findall(line)]
   if fields == "watts":
@@ -145,8 +149,9 @@ class SerialMeter(base.PowerSource):
   name = "usb_meter"
   polled = False
 
-  def __init__(self, port, baudrate=115200, fields="watts", clock_offset_s=0.0,
-               serial_factory=None):
+  def __init__(self, port: str, baudrate: int = 115200, fields: str = "watts",
+               clock_offset_s: float = 0.0,
+               serial_factory: Optional[Callable[..., Any]] = None) -> None:
     parse_line("", fields)  # validates `fields`
     if serial_factory is None:
       try:
@@ -159,14 +164,15 @@ class SerialMeter(base.PowerSource):
     self.port, self.fields = port, fields
     self.clock_offset_s = float(clock_offset_s)
     self._serial = serial_factory(port, baudrate=int(baudrate), timeout=0.1)
-    self._times, self._watts = [], []
+    self._times = []  # type: List[float]
+    self._watts = []  # type: List[float]
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._loop, name="usb-meter")
     self._thread.daemon = True
     self._thread.start()
 
-  def _loop(self):
+  def _loop(self) -> None:
     while not self._stop.is_set():
       raw = self._serial.readline()
       if not raw:
@@ -178,18 +184,18 @@ class SerialMeter(base.PowerSource):
           self._times.append(stamp + self.clock_offset_s)
           self._watts.append(watts)
 
-  def read_w(self):
+  def read_w(self) -> Optional[float]:
     with self._lock:
       return self._watts[-1] if self._watts else None
 
-  def trace_between(self, wall_start, wall_end):
+  def trace_between(self, wall_start: float, wall_end: float) -> Tuple[List[float], List[float]]:
     with self._lock:
       return slice_window(list(self._times), list(self._watts), wall_start, wall_end)
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"power_source": self.name, "port": self.port, "fields": self.fields}
 
-  def close(self):
+  def close(self) -> None:
     self._stop.set()
     self._thread.join(timeout=1.0)
     self._serial.close()

@@ -10,18 +10,21 @@ it registers it here (``register``). A cascade directory is run by
 picks it), each of its stages loaded through ``create``.
 """
 
+from typing import Any, Callable, Dict
+
 from .. import devices
 from .. import errors
+from . import base
 from . import onnxruntime_runtime
 from . import openvino_runtime
 from . import tensorrt_runtime
 
 NAMES = tuple(devices.RUNTIMES)
 # Runtimes that live outside the device package, registered by their module.
-_REGISTERED = {}
+_REGISTERED = {}  # type: Dict[str, Callable[..., base.Runtime]]
 
 
-def register(name, factory):
+def register(name: str, factory: Callable[..., base.Runtime]) -> None:
   """Makes ``create(name, ...)`` call ``factory(model_path, device, **kwargs)``
   (the host-side Keras runtime registers itself on import)."""
   if name not in NAMES:
@@ -29,7 +32,7 @@ def register(name, factory):
   _REGISTERED[name] = factory
 
 
-def create(name, model_path, device="cpu", **kwargs):
+def create(name: str, model_path: str, device: str = "cpu", **kwargs: Any) -> base.Runtime:
   """A loaded ``Runtime`` for ``model_path`` on ``device``."""
   if name in _REGISTERED:
     return _REGISTERED[name](model_path, device, **kwargs)

@@ -8,6 +8,7 @@ returns), so that timing the loop of ``predict`` calls times the inference.
 import abc
 import importlib
 import os
+from typing import Any, Dict, Optional
 
 
 class ModelLoadError(ValueError):
@@ -17,26 +18,26 @@ class ModelLoadError(ValueError):
 class Runtime(abc.ABC):
   name = "base"
   #: batch size the model was compiled for, or None when any batch works
-  fixed_batch_size = None
+  fixed_batch_size = None  # type: Optional[int]
 
-  def __init__(self, model_path, device="cpu"):
+  def __init__(self, model_path: str, device: str = "cpu") -> None:
     if not os.path.exists(model_path):
       raise ModelLoadError("Model file %r does not exist." % (model_path,))
     self.model_path, self.device = model_path, device
 
   @abc.abstractmethod
-  def predict(self, batch):
+  def predict(self, batch: Any) -> Any:
     """Logits for ``batch`` (float32, NHWC) as a numpy array."""
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     return {"runtime": self.name, "model": os.path.basename(self.model_path),
             "device": self.device}
 
-  def close(self):
+  def close(self) -> None:
     """Free the session/engine."""
 
 
-def require(module_name, pip_name, runtime):
+def require(module_name: str, pip_name: str, runtime: str) -> Any:
   """Import a vendor module or raise an ImportError saying how to get it."""
   try:
     return importlib.import_module(module_name)

@@ -8,6 +8,8 @@ same cores (a cascade's stages, ``deploy.device.cascade_runner``): an idle sessi
 spinning threads otherwise take the cores from the one running.
 """
 
+from typing import Any, Dict
+
 import numpy as np
 
 from .. import devices
@@ -21,7 +23,8 @@ SPINNING_ENTRIES = ("session.intra_op.allow_spinning", "session.inter_op.allow_s
 class OnnxRuntime(base.Runtime):
   name = "onnxruntime"
 
-  def __init__(self, model_path, device="cpu", intra_op_threads=0, allow_spinning=True):
+  def __init__(self, model_path: str, device: str = "cpu", intra_op_threads: int = 0,
+               allow_spinning: bool = True) -> None:
     super(OnnxRuntime, self).__init__(model_path, device)
     ort = base.require("onnxruntime", "onnxruntime", self.name)
     if device not in devices.ONNXRUNTIME_PROVIDER:
@@ -53,10 +56,10 @@ class OnnxRuntime(base.Runtime):
     batch = inp.shape[0]
     self.fixed_batch_size = batch if isinstance(batch, int) else None
 
-  def predict(self, batch):
+  def predict(self, batch: Any) -> Any:
     return self.session.run(None, {self.input_name: np.asarray(batch, np.float32)})[0]
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     out = super(OnnxRuntime, self).describe()
     out["providers"] = self.session.get_providers()
     out["allow_spinning"] = self.allow_spinning

@@ -2,6 +2,8 @@
 the plugin exists. Reads IR (.xml + .bin) or ONNX directly. Works with the
 2022.x API (``openvino.runtime``) and the 2023+ one (``openvino``)."""
 
+from typing import Any, Dict, Optional
+
 import numpy as np
 
 from .. import devices
@@ -9,7 +11,7 @@ from .. import errors
 from . import base
 
 
-def _core():
+def _core() -> Any:
   try:
     # vendor runtime: optional, imported only on a machine that has it.
     from openvino import Core   # 2023.1+
@@ -25,8 +27,9 @@ def _core():
 class OpenVinoRuntime(base.Runtime):
   name = "openvino"
 
-  def __init__(self, model_path, device="cpu", ov_device=None, num_streams=None,
-               static_batch=None, inference_precision="auto"):
+  def __init__(self, model_path: str, device: str = "cpu", ov_device: Optional[str] = None,
+               num_streams: Optional[int] = None, static_batch: Optional[int] = None,
+               inference_precision: Optional[str] = "auto") -> None:
     """``static_batch``: reshape a dynamic-batch model to this batch before
     compiling (MYRIAD needs static shapes). ``inference_precision``: the
     plugin's INFERENCE_PRECISION_HINT; "auto" means f32 on CPU (the CPU plugin
@@ -65,11 +68,11 @@ class OpenVinoRuntime(base.Runtime):
     shape = self.compiled.inputs[0].get_partial_shape()
     self.fixed_batch_size = shape[0].get_length() if shape[0].is_static else None
 
-  def predict(self, batch):
+  def predict(self, batch: Any) -> Any:
     self.request.infer([np.asarray(batch, np.float32)])
     return np.array(self.request.get_output_tensor(0).data, copy=True)
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     out = super(OpenVinoRuntime, self).describe()
     out["ov_device"] = self.ov_device
     out["inference_precision"] = self.inference_precision

@@ -36,6 +36,7 @@ import numbers
 import os
 import time
 import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -51,14 +52,14 @@ DEFAULT_MAX_BATCH_SIZE = 100
 ENGINE_KEY_FORMAT = "tea-keras-tensorrt-engine/1"
 
 
-def default_cache_dir():
+def default_cache_dir() -> str:
   """``$TEA_ENGINE_CACHE``, else ``~/.cache/tea-keras/engines``."""
   return os.environ.get(CACHE_ENV) or os.path.join(
       os.path.expanduser("~"), ".cache", "tea-keras", "engines")
 
 
-def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name,
-               calibration_sha256=None):
+def engine_key(onnx_bytes: bytes, precision: str, max_batch_size: int, tensorrt_version: str,
+               gpu_name: str, calibration_sha256: Optional[str] = None) -> str:
   """sha256 hex digest naming the engine of these build inputs
   (calibration_sha256: ``image_files.images_sha256(images, with_shape=True)`` of an
   int8 build's images)."""
@@ -72,27 +73,28 @@ def engine_key(onnx_bytes, precision, max_batch_size, tensorrt_version, gpu_name
   return h.hexdigest()
 
 
-def is_onnx(model_path):
+def is_onnx(model_path: str) -> bool:
   return model_path.lower().endswith(".onnx")
 
 
-def _check_args(precision, max_batch_size):
+def _check_args(precision: str, max_batch_size: Optional[int]) -> None:
   tensorrt_build.check_precision(precision)
   if (isinstance(max_batch_size, bool) or not isinstance(max_batch_size, numbers.Integral)
       or max_batch_size < 1):
     raise errors.invalid_value("max_batch_size", "a positive integer", max_batch_size)
 
 
-def _read(path):
+def _read(path: str) -> bytes:
   with open(path, "rb") as f:
     return f.read()
 
 
 class _Tensor(object):
-  def __init__(self, name, index, is_input, shape, dtype):
+  def __init__(self, name: str, index: int, is_input: bool, shape: Sequence[int],
+               dtype: Any) -> None:
     self.name, self.index, self.is_input = name, index, is_input
     self.shape, self.dtype = tuple(shape), dtype
-    self.ptr, self.host = None, None
+    self.ptr, self.host = None, None  # type: Any, Any
 
 
 class TensorRtRuntime(base.Runtime):
@@ -101,8 +103,9 @@ class TensorRtRuntime(base.Runtime):
   engine keeps those it was built with."""
   name = "tensorrt"
 
-  def __init__(self, model_path, device="gpu", precision="fp32", max_batch_size=None,
-               engine_cache_dir=None, calibration_images=None):
+  def __init__(self, model_path: str, device: str = "gpu", precision: str = "fp32",
+               max_batch_size: Optional[int] = None, engine_cache_dir: Optional[str] = None,
+               calibration_images: Optional[np.ndarray] = None) -> None:
     super(TensorRtRuntime, self).__init__(model_path, device)
     if max_batch_size is None:
       max_batch_size = DEFAULT_MAX_BATCH_SIZE
@@ -113,7 +116,7 @@ class TensorRtRuntime(base.Runtime):
     self.calibration_images = (calibration_images if precision == "int8" and
                                is_onnx(model_path) else None)
     self.precision, self.max_batch_size = precision, int(max_batch_size)
-    self.engine_bytes = None
+    self.engine_bytes = None  # type: Optional[int]
     trt = base.require("tensorrt", "tensorrt", self.name)
     self.trt = trt
     self.cuda = cuda_memory_lib.cuda_memory()
@@ -124,13 +127,13 @@ class TensorRtRuntime(base.Runtime):
       self.cuda.close()
       raise
 
-  def _load(self, model_path, engine_cache_dir):
+  def _load(self, model_path: str, engine_cache_dir: Optional[str]) -> None:
     trt = self.trt
     self.gpu_name = self.cuda.device_name()
     self._logger = trt.Logger(trt.Logger.WARNING)
     self._runtime = trt.Runtime(self._logger)
     self.engine_build_s, self.engine_cached = 0.0, False
-    self.engine_key, self.engine_path = None, model_path
+    self.engine_key, self.engine_path = None, model_path  # type: Optional[str], str
     if is_onnx(model_path):
       self.engine = self._engine_from_onnx(engine_cache_dir or default_cache_dir())
     else:
@@ -151,7 +154,7 @@ class TensorRtRuntime(base.Runtime):
     self.output = [t for t in self.tensors if not t.is_input][0]
     self._allocate()
 
-  def _engine_from_onnx(self, cache_dir):
+  def _engine_from_onnx(self, cache_dir: str) -> Any:
     """The engine of the ONNX model: the cached one, else built and cached."""
     onnx_bytes = _read(self.model_path)
     calibration = self.calibration_images
@@ -184,7 +187,7 @@ class TensorRtRuntime(base.Runtime):
                     "next time." % (cache_dir, e))
     return self._runtime.deserialize_cuda_engine(serialized)
 
-  def _io_tensors(self):
+  def _io_tensors(self) -> List[_Tensor]:
     trt, engine = self.trt, self.engine
     out = []
     if self.named_api:
@@ -205,7 +208,7 @@ class TensorRtRuntime(base.Runtime):
                            trt.nptype(engine.get_binding_dtype(i))))
     return out
 
-  def _allocate(self):
+  def _allocate(self) -> None:
     self.max_batch = self.input.shape[0]
     self._set_input_shape(self.input.shape)
     for t in self.tensors:
@@ -218,7 +221,7 @@ class TensorRtRuntime(base.Runtime):
         else self.engine.get_binding_shape(self.input.index)[0]
     self.fixed_batch_size = None if batch_dim == -1 else int(batch_dim)
 
-  def _set_input_shape(self, shape):
+  def _set_input_shape(self, shape: Tuple[int, ...]) -> None:
     if self.named_api:
       ok = self.context.set_input_shape(self.input.name, tuple(shape))
     else:
@@ -227,12 +230,12 @@ class TensorRtRuntime(base.Runtime):
       raise ValueError("TensorRT refused input shape %s for %r (engine profile max %s)."
                        % (tuple(shape), self.input.name, self.input.shape))
 
-  def _output_shape(self, tensor):
+  def _output_shape(self, tensor: _Tensor) -> Tuple[int, ...]:
     if self.named_api:
       return tuple(self.context.get_tensor_shape(tensor.name))
     return tuple(self.context.get_binding_shape(tensor.index))
 
-  def predict(self, batch):
+  def predict(self, batch: Any) -> Any:
     batch = np.ascontiguousarray(batch, dtype=self.input.dtype)
     n = batch.shape[0]
     if n > self.max_batch:
@@ -241,7 +244,7 @@ class TensorRtRuntime(base.Runtime):
     with self.cuda.active():
       return self._run(batch, n)
 
-  def _run(self, batch, n):
+  def _run(self, batch: np.ndarray, n: int) -> np.ndarray:
     self._set_input_shape(batch.shape)
     self.cuda.htod(self.input.ptr, batch)
     if self.named_api:
@@ -256,7 +259,7 @@ class TensorRtRuntime(base.Runtime):
     self.cuda.sync()
     return out.copy()
 
-  def describe(self):
+  def describe(self) -> Dict[str, Any]:
     out = super(TensorRtRuntime, self).describe()
     out["tensorrt_version"] = self.trt.__version__
     out["api"] = "named_tensors" if self.named_api else "bindings"
@@ -271,7 +274,7 @@ class TensorRtRuntime(base.Runtime):
       out["precision"], out["max_batch_size"] = self.precision, self.max_batch_size
     return out
 
-  def close(self):
+  def close(self) -> None:
     """Drop the execution context and engine, then free the device buffers
     and the stream (a long-lived agent closes one runtime per request)."""
     with self.cuda.active():
