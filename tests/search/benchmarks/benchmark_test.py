@@ -169,6 +169,7 @@ class BoundsTest(tf.test.TestCase):
     self.assertEqual(run["feasible_proposals"], int(np.sum(cost[10:] <= 4.0)))
     self.assertLen(run["feasible_hypervolume_fraction"], 12)
     self.assertIn("HV fraction of the true feasible front", done.stdout)
+    self.assertRegex(done.stdout, r"worst [0-9.]+ \(seed 0\)")
 
 
   def test_gp_fit_check_ranks_held_out_rows_of_a_smooth_table(self):
