@@ -428,9 +428,10 @@ def main(argv: Sequence[str]) -> None:
   key = _metric(problem)
   runs = result["runs"]
   final = [r[key][-1] for r in runs]
-  print("%s %s budget=%d seeds %s median final %s = %.4f  (per seed: %s)" % (
-      FLAGS.problem, FLAGS.strategy, result["budget"], ",".join(str(r["seed"]) for r in runs),
-      key, float(np.median(final)), ", ".join("%.4f" % f for f in final)))
+  worst = benchmark.worst_seed(key, [r["seed"] for r in runs], final)
+  print("%s %s budget=%d seeds %s median final %s = %.4f, worst %.4f (seed %d)  (per seed: %s)"
+        % (FLAGS.problem, FLAGS.strategy, result["budget"], ",".join(str(r["seed"]) for r in runs),
+           key, float(np.median(final)), worst[1], worst[0], ", ".join("%.4f" % f for f in final)))
 
 
 if __name__ == "__main__":

@@ -366,16 +366,32 @@ METRICS = {"log_hv_gap": "log10 HV gap", "hypervolume": "hypervolume",
            "hypervolume_fraction": "HV fraction of the true front",
            "feasible_hypervolume": "hypervolume of the feasible evaluations",
            "feasible_hypervolume_fraction": "HV fraction of the true feasible front"}
+# Metrics where a smaller figure is better (the others: larger is better).
+LOWER_IS_BETTER = frozenset({"log_hv_gap"})
 
 
-def summarize(folder: str) -> dict[str, dict[str, tuple[float, int]]]:
+def worst_seed(metric: str, seeds: Sequence[int], finals: Any) -> tuple[int, float]:
+  """(seed, final figure) of the worst run: the largest ``metric`` when
+  ``metric`` is in ``LOWER_IS_BETTER``, else the smallest (the first such
+  seed on ties)."""
+  finals = np.asarray(finals, dtype=float)
+  if finals.size == 0 or finals.size != len(seeds):
+    raise ValueError("Invalid arguments to worst_seed. Expected one final figure per seed "
+                     "(at least one). Received %d seeds and %d figures."
+                     % (len(seeds), finals.size))
+  i = int(np.argmax(finals) if metric in LOWER_IS_BETTER else np.argmin(finals))
+  return int(seeds[i]), float(finals[i])
+
+
+def summarize(folder: str) -> dict[str, dict[str, tuple[float, int, int, float]]]:
   """Median final figure per (problem, strategy) over the JSON files in
   ``folder``, the runs of one (problem, strategy, options, budget) merged
   across files by seed (per-seed files, resumed runs); writes
   ``<problem>.png`` (median curve per strategy) there. A strategy run with
   options is labelled ``strategy {options}``. Returns {problem: {strategy:
-  (median final, number of runs)}}; a seed found twice with different
-  figures is a ValueError naming both files."""
+  (median final, number of runs, worst seed, its final figure)}} (worst:
+  ``worst_seed``); a seed found twice with different figures is a
+  ValueError naming both files."""
   # matplotlib: imported only when plotting.
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
@@ -397,11 +413,13 @@ def summarize(folder: str) -> dict[str, dict[str, tuple[float, int]]]:
                          "figure per seed." % (data["problem"], label, run["seed"], seen[1],
                                                path))
       entry[1][run["seed"]] = (run[key], path)
-  table: dict[str, dict[str, tuple[float, int]]] = {}
+  table: dict[str, dict[str, tuple[float, int, int, float]]] = {}
   curves: dict[Any, Any] = {}
   for (problem, label, _), (key, by_seed) in sorted(merged.items(), key=str):
-    series = np.array([by_seed[s][0] for s in sorted(by_seed)])
-    table.setdefault(problem, {})[label] = (float(np.median(series[:, -1])), series.shape[0])
+    seeds = sorted(by_seed)
+    series = np.array([by_seed[s][0] for s in seeds])
+    table.setdefault(problem, {})[label] = ((float(np.median(series[:, -1])), series.shape[0])
+                                            + worst_seed(key, seeds, series[:, -1]))
     curves.setdefault(problem, {})[label] = (key, np.median(series, 0))
   for problem, by_strategy in curves.items():
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -440,8 +458,9 @@ def main(argv: Sequence[str]) -> None:
   if FLAGS.summarize:
     problem: Any  # a name here, a Problem below
     for problem, by_strategy in sorted(summarize(FLAGS.summarize).items()):
-      print(problem + ": " + ", ".join("%s %.4f (%d runs)" % (s, v, n) for s, (v, n)
-                                       in sorted(by_strategy.items())))
+      print(problem + ": " + ", ".join(
+          "%s median %.4f, worst %.4f (seed %d) (%d runs)" % (s, v, w, ws, n)
+          for s, (v, n, ws, w) in sorted(by_strategy.items())))
     return
   options = json.loads(FLAGS.strategy_options)
   if not isinstance(options, dict):
@@ -489,9 +508,12 @@ def main(argv: Sequence[str]) -> None:
   key = next(k for k in METRICS if k in result["runs"][0])
   final = [r[key][-1] for r in result["runs"]]
   q1, q3 = np.percentile(final, [25, 75])
-  print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f)  (per seed: %s)" % (
-      FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
-      float(np.median(final)), q1, q3, ", ".join("%.4f" % f for f in final)))
+  worst = worst_seed(key, [r["seed"] for r in result["runs"]], final)
+  print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f), worst %.4f "
+        "(seed %d)  (per seed: %s)" % (
+            FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
+            float(np.median(final)), q1, q3, worst[1], worst[0],
+            ", ".join("%.4f" % f for f in final)))
   if FLAGS.bounds:
     print("feasible evaluations per seed: %s" % ", ".join(
         str(r["feasible_evaluations"]) for r in result["runs"]))

@@ -37,7 +37,8 @@ class BenchmarkTest(tf.test.TestCase):
     with open(os.path.join(folder, "zdt2_random.json"), "w") as f:
       json.dump(result, f)
     table = benchmark.summarize(folder)
-    self.assertEqual(table, {"zdt2": {"random": (0.3, 3)}})
+    # log10 HV gap: lower is better, so the worst seed is the largest (seed 0).
+    self.assertEqual(table, {"zdt2": {"random": (0.3, 3, 0, 0.5)}})
     self.assertTrue(os.path.exists(os.path.join(folder, "zdt2.png")))
 
   def test_summarize_merges_per_seed_files_and_refuses_conflicts(self):
@@ -53,13 +54,32 @@ class BenchmarkTest(tf.test.TestCase):
     write("b.json", [(1, 0.2), (2, 0.9), (3, 0.1)])   # seed 1 again, same figures
     write("c.json", [(0, 5.0)], strategy_options={"refine": 1})
     table = benchmark.summarize(folder)
-    median, count = table["zdt2"]["pesmo"]
+    median, count, worst, worst_value = table["zdt2"]["pesmo"]
     self.assertAlmostEqual(median, 0.3)  # median of 0.4, 0.2, 0.9, 0.1
     self.assertEqual(count, 4)
-    self.assertEqual(table["zdt2"]['pesmo {"refine": 1}'], (5.0, 1))
+    self.assertEqual((worst, worst_value), (2, 0.9))
+    self.assertEqual(table["zdt2"]['pesmo {"refine": 1}'], (5.0, 1, 0, 5.0))
     write("d.json", [(2, 0.8)])
     with self.assertRaisesRegex(ValueError, "seed 2 in .*b.json and .*d.json"):
       benchmark.summarize(folder)
+
+  def test_summarize_reports_worst_seed_by_metric_direction(self):
+    folder = self.get_temp_dir() + "/worst"
+    os.makedirs(folder)
+    result = {"problem": "table", "strategy": "pesmo", "budget": 2,
+              "runs": [{"seed": s, "hypervolume_fraction": [0.0, v]} for s, v in
+                       ((6, 0.198), (0, 0.715), (2, 0.265))]}
+    with open(os.path.join(folder, "table_pesmo.json"), "w") as f:
+      json.dump(result, f)
+    # HV fraction: higher is better, so the worst seed is the smallest.
+    self.assertEqual(benchmark.summarize(folder)["table"]["pesmo"], (0.265, 3, 6, 0.198))
+
+  def test_worst_seed_follows_metric_and_refuses_mismatched_lengths(self):
+    self.assertEqual(benchmark.worst_seed("log_hv_gap", [3, 4, 5], [-1.0, -0.2, -0.5]),
+                     (4, -0.2))
+    self.assertEqual(benchmark.worst_seed("hypervolume", [3, 4, 5], [1.0, 0.2, 0.2]), (4, 0.2))
+    with self.assertRaisesRegex(ValueError, "one final figure per seed"):
+      benchmark.worst_seed("hypervolume", [3, 4], [1.0])
 
   def test_initial_design_is_sobol_in_box(self):
     problem = make_problem("zdt2")
@@ -149,6 +169,7 @@ class BoundsTest(tf.test.TestCase):
     self.assertEqual(run["feasible_proposals"], int(np.sum(cost[10:] <= 4.0)))
     self.assertLen(run["feasible_hypervolume_fraction"], 12)
     self.assertIn("HV fraction of the true feasible front", done.stdout)
+    self.assertRegex(done.stdout, r"worst [0-9.]+ \(seed 0\)")
 
 
   def test_gp_fit_check_ranks_held_out_rows_of_a_smooth_table(self):
