@@ -48,6 +48,12 @@ of observations, number of pending points) alone, inside
 run is reproducible and a resumed search, which builds a fresh strategy
 (``search.loop``), proposes what the uninterrupted one would have.
 
+Threads: a proposal runs PyTorch and BLAS on ``threads`` threads (default 1,
+restored afterwards; ``search.benchmarks.benchmark`` sets one thread for the
+process anyway): the matrices are small (n observations), and on a shared
+machine more threads cost several times the CPU (measured here: a fit on 10
+points took 3x the CPU on PyTorch's default threads while other jobs ran).
+
 Failure modes: ``fit_gpytorch_mll`` retries a failed fit and then warns
 (BoTorch's ``OptimizationWarning``); a proposal then comes from the last
 parameters tried. Cost (BENCHMARKS.md, "qLogNEHVI as a strategy"): the fit
@@ -55,7 +61,10 @@ grows as O(n^3) per L-BFGS step, the acquisition with the Pareto front of the
 observations (box decompositions per MC sample).
 """
 
+import contextlib
+
 import numpy as np
+import threadpoolctl
 
 from search.optimizer.base import (Strategy, Timer, maximize_acquisition, new_random_points,
                                    observed_front)
@@ -131,10 +140,10 @@ class QLogNEHVIStrategy(Strategy):
   ``log_objectives`` (K bools), ``reference_point`` (K raw values, positive
   for the log objectives), ``mc_samples`` (128), ``exhaustive_limit``
   (2,048 rows), ``acq_pool`` (500), ``refine`` (3), ``num_restarts`` (10),
-  ``raw_samples`` (512)."""
+  ``raw_samples`` (512), ``threads`` (1)."""
 
   DEFAULTS = {"mc_samples": 128, "exhaustive_limit": 2048, "acq_pool": 500, "refine": 3,
-              "num_restarts": 10, "raw_samples": 512}
+              "num_restarts": 10, "raw_samples": 512, "threads": 1}
 
   @classmethod
   def option_names(cls):
@@ -175,7 +184,7 @@ class QLogNEHVIStrategy(Strategy):
       raise ValueError("Invalid value for argument `observed_y`: the log objectives must be "
                        "positive. Received minimum %s." % (y[:, self.logs].min(axis=0),))
     torch = import_botorch()
-    with torch.random.fork_rng():
+    with _threads(torch, int(self.settings["threads"])), torch.random.fork_rng():
       torch.manual_seed(int(rng.integers(2 ** 62)))
       with Timer() as fit_timer:
         targets = to_maximize(y, self.logs)
@@ -219,3 +228,15 @@ class QLogNEHVIStrategy(Strategy):
                                 pool_size=int(settings["acq_pool"]),
                                 refine=int(settings["refine"]),
                                 exhaustive_limit=int(settings["exhaustive_limit"]))
+
+
+@contextlib.contextmanager
+def _threads(torch, count: int):
+  """PyTorch's intra-op threads and the BLAS threads set to ``count``, then restored."""
+  before = torch.get_num_threads()
+  torch.set_num_threads(count)
+  try:
+    with threadpoolctl.threadpool_limits(limits=count):
+      yield
+  finally:
+    torch.set_num_threads(before)
