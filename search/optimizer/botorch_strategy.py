@@ -54,14 +54,16 @@ process anyway): the matrices are small (n observations), and on a shared
 machine more threads cost several times the CPU (measured here: a fit on 10
 points took 3x the CPU on PyTorch's default threads while other jobs ran).
 
-Failure modes: ``fit_gpytorch_mll`` retries a failed fit and then warns
-(BoTorch's ``OptimizationWarning``); a proposal then comes from the last
-parameters tried. Cost (BENCHMARKS.md, "qLogNEHVI as a strategy"): the fit
+Failure modes: ``fit_gpytorch_mll`` retries a failed fit (BoTorch's
+``OptimizationWarning``); when every retry fails (``ModelFittingError``) a
+``RuntimeWarning`` says so and the proposal comes from the last parameters
+tried, rather than stopping a search. Cost (BENCHMARKS.md, "qLogNEHVI as a strategy"): the fit
 grows as O(n^3) per L-BFGS step, the acquisition with the Pareto front of the
 observations (box decompositions per MC sample).
 """
 
 import contextlib
+import warnings
 
 import numpy as np
 import threadpoolctl
@@ -88,9 +90,11 @@ def import_botorch():
 
 
 def model_inputs(space, x) -> np.ndarray:
-  """(n, d) native points -> the GP's inputs: categorical codes as they are,
+  """(n, d) native points -> the GP's inputs: each design's canonical
+  representative (``DesignSpace.canonical``: a cell's two orders of a block's
+  branches are one design, hence one input), categorical codes as they are,
   continuous variables scaled to [0, 1]."""
-  x = np.asarray(x, dtype=float).reshape(-1, space.dim)
+  x = space.canonical(np.asarray(x, dtype=float).reshape(-1, space.dim))
   cont = ~space.categorical
   out = x.copy()
   span = space.upper[cont] - space.lower[cont]
@@ -110,6 +114,7 @@ def fit_model(torch, space, x, targets):
   (to maximize): ``MixedSingleTaskGP`` when ``space`` has categorical
   variables, else ``SingleTaskGP``; ``Standardize`` outcomes."""
   # pylint: disable=import-outside-toplevel
+  from botorch.exceptions.errors import ModelFittingError
   from botorch.fit import fit_gpytorch_mll
   from botorch.models import MixedSingleTaskGP, SingleTaskGP
   from botorch.models.transforms.outcome import Standardize
@@ -122,7 +127,11 @@ def fit_model(torch, space, x, targets):
                               outcome_transform=Standardize(m=ty.shape[-1]))
   else:
     model = SingleTaskGP(tx, ty, outcome_transform=Standardize(m=ty.shape[-1]))
-  fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+  try:
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+  except ModelFittingError as e:  # every retry failed: go on with the last parameters
+    warnings.warn("qlognehvi: the GP fit failed (%s); proposing with its last "
+                  "hyperparameters." % (e,), RuntimeWarning)
   return model
 
 

@@ -129,6 +129,23 @@ class QLogNEHVIStrategyTest(tf.test.TestCase, parameterized.TestCase):
       gain_beside = botorch_strategy.score(torch, beside, z)[0]
     self.assertLess(gain_beside, gain_alone - 3.0)  # log-improvement: ~e^-3 of it at most
 
+  def test_equivalent_cells_are_one_model_input(self):
+    from search import cellspace  # pylint: disable=import-outside-toplevel
+    space = cellspace.cell_space(num_blocks=1)
+    swapped = np.array([[0.0, 1.0, 2.0, 5.0], [1.0, 0.0, 5.0, 2.0]])  # one block, two orders
+    inputs = botorch_strategy.model_inputs(space, swapped)
+    self.assertAllEqual(inputs[0], inputs[1])
+
+  def test_a_failed_fit_warns_and_still_proposes(self):
+    from botorch.exceptions.errors import ModelFittingError  # pylint: disable=import-outside-toplevel
+    space, rows, values = _toy_table()
+    x = rows[:8]
+    strategy = strategies.make_strategy("qlognehvi", space, 2, seed=0, **FAST)
+    with mock.patch("botorch.fit.fit_gpytorch_mll", side_effect=ModelFittingError("boom")):
+      with self.assertWarnsRegex(RuntimeWarning, "the GP fit failed .*boom"):
+        point = strategy.propose(x, _lookup(rows, values, x))
+    self.assertNotIn(space.keys(point)[0], set(space.keys(x)))
+
   def test_log_objectives_are_modelled_in_log(self):
     self.assertAllClose(botorch_strategy.to_maximize([[2.0, np.e]], np.array([False, True])),
                         [[-2.0, -1.0]])
