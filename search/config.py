@@ -18,13 +18,15 @@ from typing import Any, Dict, Optional, Tuple
 
 from deploy.device import devices
 from search import budgets
+from search.optimizer import strategies as strategies_lib
 from tea_keras import data
 from tea_keras import files
 from tea_keras import recipes
 from tea_keras import space
 
 OBJECTIVES = ("error", "time", "energy")
-STRATEGIES = ("pesmo", "parego", "random")
+# qlognehvi: BoTorch's qLogNEHVI, the optional `bench` extra (checked by validate).
+STRATEGIES = ("pesmo", "parego", "random", "qlognehvi")
 EXECUTORS = ("local", "ray")
 # Devices, runtimes, power sources and thresholds: deploy/device/devices.py.
 # How to reach the device and its instrument may change between runs (an
@@ -119,6 +121,10 @@ def _choice(name: str, value: Any, allowed: Any) -> None:
 def validate(config: SearchConfig) -> None:
   """Refuse invalid combinations before any work, with one clear message."""
   _choice("strategy", config.strategy, STRATEGIES)
+  try:  # an optional package the strategy needs (qlognehvi: BoTorch), before any work
+    strategies_lib.check_available(config.strategy)
+  except ImportError as e:
+    raise ValueError(str(e)) from e
   _choice("device", config.device, list(devices.DEVICES) + [devices.REMOTE])
   _choice("executor", config.executor, EXECUTORS)
   _choice("contention_policy", config.contention_policy, ("remeasure", "warn", "refuse"))

@@ -46,7 +46,9 @@ def _define_search_flags(flag_values: flags.FlagValues) -> None:
   fv: dict[str, Any] = dict(flag_values=flag_values)
   flags.DEFINE_string("results_dir", None, "Directory of this search: trials.db, config.json, "
                       "CSVs, plots, trial artifacts. Re-run with the same flags to resume.", **fv)
-  flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer.", **fv)
+  flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer: pesmo (PESMO), "
+                    "parego (ParEGO, GPyOpt), random, qlognehvi (BoTorch's qLogNEHVI; needs the "
+                    "bench extra: pip install -e \".[bench]\").", **fv)
   flags.DEFINE_integer("num_samples", 400, "Trials in all, initial ones included (paper: 400).",
                        lower_bound=1, **fv)
   flags.DEFINE_integer("num_initial", 10, "Random trials before the optimizer takes over.",

@@ -7,7 +7,12 @@
   python -m search.benchmarks.benchmark --problem=table --table=FILE.csv \\
       --variables=COL,... --objectives=COL,... [--log_objectives=COL,...] \\
       --strategy=pesmo --budget=100 --seeds=10
+  python -m search.benchmarks.benchmark --problem=table ... \
+      --strategies=pesmo,qlognehvi,random --out=runs/bench/table_{strategy}.json
 
+``--strategies`` runs several strategies one after another on the same seeds
+(one JSON each; a strategy whose optional package is missing, e.g.
+``qlognehvi`` without BoTorch, is refused before any run).
 Each run starts from ``problem.num_initial`` points (2(d+1) scrambled Sobol
 points for the continuous problems, 10 uniform cells for ``cell_synthetic``)
 and then proposes one point at a time; ``--budget`` counts all evaluations.
@@ -81,7 +86,7 @@ from absl import app, flags
 from search.optimizer import feasibility
 from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
 from search.benchmarks.problems import Problem, make_problem
-from search.optimizer.strategies import make_strategy
+from search.optimizer.strategies import STRATEGIES, check_available, make_strategy
 
 FLAGS = flags.FLAGS
 
@@ -100,7 +105,11 @@ def define_flags() -> None:
                     "scored) in log space; strictly positive.")
   flags.DEFINE_integer("num_initial", 10, "--problem=table: uniform initial rows per run.",
                        lower_bound=1)
-  flags.DEFINE_enum("strategy", "pesmo", ["pesmo", "parego", "random"], "Strategy.")
+  flags.DEFINE_enum("strategy", "pesmo", sorted(STRATEGIES), "Strategy (qlognehvi: "
+                    "BoTorch, the bench extra: pip install -e \".[bench]\").")
+  flags.DEFINE_list("strategies", None, "Several strategies, run one after another on the "
+                    "same seeds (instead of --strategy); --out must then hold {strategy}, "
+                    "e.g. --out=runs/bench/table_{strategy}.json.")
   flags.DEFINE_integer("budget", None, "Evaluations per run, initial ones included "
                        "(default: 36 branin_currin, 44 zdt2/dtlz2, 60 cell_synthetic).",
                        lower_bound=2)
@@ -223,11 +232,11 @@ def run_one(problem: Problem, strategy_name: str, budget: int, seed: int,
             **options: Any) -> dict[str, Any]:
   """One run; returns the run's JSON record. PESMO gets the problem's
   reference point (its trust regions are centred on the points that
-  contribute hypervolume), as qNEHVI does, and ``bounds`` (K entries, None or
+  contribute hypervolume), as does qLogNEHVI (its hypervolume's), and ``bounds`` (K entries, None or
   a raw upper bound; score them with ``with_bounds``) as ``objective_bounds``
   when ``bounds_to_strategy``; every strategy gets the problem's
   ``log_objectives`` unless ``options`` sets them."""
-  if strategy_name == "pesmo" and "reference_point" not in options:
+  if strategy_name in ("pesmo", "qlognehvi") and "reference_point" not in options:
     options = dict(options, reference_point=[float(r) for r in problem.ref_point])
   if (strategy_name == "pesmo" and bounds is not None and bounds_to_strategy
       and "objective_bounds" not in options):
@@ -473,9 +482,11 @@ def main(argv: Sequence[str]) -> None:
       with_bounds(problem, parse_bounds(FLAGS.bounds, problem))
   except ValueError as e:
     sys.exit("search.benchmarks.benchmark: %s" % e)
-  if FLAGS.bounds and FLAGS.strategy != "pesmo":
-    sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
-                     "uses them.\n" % FLAGS.strategy)
+  names = _strategy_names()
+  for name in names:
+    if FLAGS.bounds and name != "pesmo":
+      sys.stderr.write("note: --strategy=%s ignores --bounds when proposing; only the score "
+                       "uses them.\n" % name)
   if FLAGS.gp_fit_check:
     try:
       result = gp_fit_check(FLAGS.problem, FLAGS.gp_fit_check, FLAGS.seeds, FLAGS.first_seed,
@@ -493,27 +504,57 @@ def main(argv: Sequence[str]) -> None:
         ", ".join("%.3f" % r for r in result["median"])))
     return
   if FLAGS.time_proposal_at:
-    result = time_proposal(FLAGS.problem, FLAGS.strategy, FLAGS.time_proposal_at,
-                           problem_args=problem_args, **options)
-    print(json.dumps(result, indent=1))
+    for name in names:
+      result = time_proposal(FLAGS.problem, name, FLAGS.time_proposal_at,
+                             problem_args=problem_args, **options)
+      print(json.dumps(dict(result, strategy=name), indent=1))
     return
-  def write(result: dict[str, Any]) -> None:  # after every seed, so a cut-short run keeps its finished seeds
-    if FLAGS.out:
-      os.makedirs(os.path.dirname(os.path.abspath(FLAGS.out)), exist_ok=True)
-      with open(FLAGS.out, "w") as f:
+  for name in names:
+    _run_and_print(name, problem_args, options)
+
+
+def _strategy_names() -> list[str]:
+  """--strategies (checked: known, installed, --out with {strategy}) or [--strategy]."""
+  names = FLAGS.strategies or [FLAGS.strategy]
+  unknown = [n for n in names if n not in STRATEGIES]
+  if unknown:
+    raise app.UsageError("--strategies: unknown %s; expected some of %s."
+                         % (", ".join(unknown), ", ".join(sorted(STRATEGIES))))
+  if len(names) > 1 and FLAGS.out and "{strategy}" not in FLAGS.out:
+    raise app.UsageError("--strategies names %d strategies: --out must hold {strategy} (one "
+                         "file each), got %r." % (len(names), FLAGS.out))
+  for name in names:  # before any run: a missing optional package is one clear line
+    try:
+      check_available(name)
+    except ImportError as e:
+      sys.exit("search.benchmarks.benchmark: %s" % e)
+  return names
+
+
+def _run_and_print(name: str, problem_args: dict[str, Any], options: dict[str, Any]) -> None:
+  """One strategy's ``--seeds`` runs: written to ``--out`` after each seed
+  (a cut-short run keeps its finished seeds), the final figures printed."""
+  out = FLAGS.out.replace("{strategy}", name) if FLAGS.out else None
+  def write(result: dict[str, Any]) -> None:
+    if out:
+      os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+      with open(out, "w") as f:
         json.dump(dict(result, strategy_options=options), f)
-  result = run_benchmark(FLAGS.problem, FLAGS.strategy, FLAGS.budget, FLAGS.seeds,
+  result = run_benchmark(FLAGS.problem, name, FLAGS.budget, FLAGS.seeds,
                          FLAGS.first_seed, problem_args, on_run=write, bounds=FLAGS.bounds,
                          bounds_to_strategy=FLAGS.bounds_to_strategy, **options)
   key = next(k for k in METRICS if k in result["runs"][0])
   final = [r[key][-1] for r in result["runs"]]
   q1, q3 = np.percentile(final, [25, 75])
   worst = worst_seed(key, [r["seed"] for r in result["runs"]], final)
+  seconds = [f + a for r in result["runs"] for f, a in zip(r["fit_seconds"],
+                                                           r["acquisition_seconds"])]
   print("%s %s budget=%d seeds=%d median final %s = %.4f (IQR %.4f-%.4f), worst %.4f "
-        "(seed %d)  (per seed: %s)" % (
-            FLAGS.problem, FLAGS.strategy, result["budget"], FLAGS.seeds, METRICS[key],
+        "(seed %d)  (per seed: %s); %.2f s per proposal (mean wall)" % (
+            FLAGS.problem, name, result["budget"], FLAGS.seeds, METRICS[key],
             float(np.median(final)), q1, q3, worst[1], worst[0],
-            ", ".join("%.4f" % f for f in final)))
+            ", ".join("%.4f" % f for f in final),
+            float(np.mean(seconds)) if seconds else 0.0))
   if FLAGS.bounds:
     print("feasible evaluations per seed: %s" % ", ".join(
         str(r["feasible_evaluations"]) for r in result["runs"]))

@@ -9,8 +9,9 @@ spaces, all objectives minimized:
   random-feature posterior samples.
 * ``ep``, ``pesmo``, ``trust_region``: the PESMO acquisition
   (Hernandez-Lobato et al., ICML 2016) and its maximization.
-* ``base``, ``random_search``, ``parego``, ``strategies``: the ``Strategy``
-  interface, the baselines and the registry ``make_strategy``.
+* ``base``, ``random_search``, ``parego``, ``botorch_strategy``, ``strategies``:
+  the ``Strategy`` interface, the baselines, BoTorch's qLogNEHVI (the optional
+  ``bench`` extra, imported lazily) and the registry ``make_strategy``.
 * ``pareto``: non-dominated sorting, hypervolume, reference points.
 
 Its test problems, tables, ``python -m search.benchmarks.benchmark`` and the

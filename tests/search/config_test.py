@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import sys
+from unittest import mock
 
 import tensorflow as tf
 from absl.testing import parameterized
@@ -42,6 +44,14 @@ class ConfigTest(tf.test.TestCase, parameterized.TestCase):
   def test_validate_refuses_invalid_combination(self, kwargs, message):
     with self.assertRaisesRegex(ValueError, message):
       config_lib.validate(self._config(**kwargs))
+
+  def test_validate_refuses_qlognehvi_without_botorch_saying_what_to_install(self):
+    config = self._config(strategy="qlognehvi")
+    config_lib.validate(config)  # BoTorch is installed here (the bench extra)
+    with mock.patch.dict(sys.modules, {"botorch": None}):
+      with self.assertRaisesRegex(ValueError, r"--strategy=qlognehvi needs BoTorch .*pip "
+                                  r"install -e \"\.\[bench\]\"\. Import error: .*botorch"):
+        config_lib.validate(config)
 
   def test_validate_allows_energy_dropped_when_optional(self):
     no_meter = dict(objectives=("error", "time", "energy"), power_source="none")

@@ -461,5 +461,74 @@ class SharedStorageTest(tf.test.TestCase):
     self.assertFalse(os.path.exists(spec["trial_dir"]))
 
 
+class QLogNEHVIStrategyTest(tf.test.TestCase):
+  """--strategy=qlognehvi (BoTorch, the bench extra) in the loop."""
+
+  def _store_with_trials(self, results_dir):
+    """4 done trials (error, time) and 1 running one, as a search leaves them."""
+    os.makedirs(results_dir)
+    store = store_lib.TrialStore(os.path.join(results_dir, "trials.db"))
+    rng = np.random.default_rng(5)
+    for k in range(5):
+      trial_id = store.add(space.sample(rng), "initial")
+      store.mark_running(trial_id)
+      if k < 4:
+        store.finish(trial_id, "done", metrics={"val_error": 0.9 - 0.1 * k,
+                                                "time_s": 0.01 * (1 + k ** 2)})
+    return store
+
+  def test_loop_proposes_with_qlognehvi_from_a_store_and_again_after_a_restart(self):
+    from search import cellspace  # pylint: disable=g-import-not-at-top
+    from search.optimizer import strategies  # pylint: disable=g-import-not-at-top
+    config = tiny_config(os.path.join(self.get_temp_dir(), "store"), strategy="qlognehvi")
+    store = self._store_with_trials(config.results_dir)
+    self.addCleanup(store.close)
+    design_space = cellspace.cell_space()
+    proposals = []
+    for _ in range(2):  # a resumed search builds a fresh strategy
+      strategy = strategies.make_strategy("qlognehvi", design_space, 2, seed=config.seed,
+                                          log_objectives=(False, True))
+      lines = []
+      genotype, source = loop._propose(store, strategy, config, design_space, lines.append)
+      proposals.append(genotype.key())
+    self.assertEqual(source, "qlognehvi")
+    self.assertFalse(store.has_key(genotype.key()))  # new: not done, not running
+    self.assertEqual(proposals[0], proposals[1])
+    self.assertTrue(any(line.startswith("  qlognehvi proposal: fit") for line in lines))
+
+  def test_cli_refuses_qlognehvi_without_botorch_before_any_work(self):
+    fake = os.path.join(self.get_temp_dir(), "no_botorch")
+    os.makedirs(os.path.join(fake, "botorch"))
+    with open(os.path.join(fake, "botorch", "__init__.py"), "w") as f:
+      f.write("raise ImportError('No module named botorch (test stand-in)')\n")
+    d = os.path.join(self.get_temp_dir(), "refused_qlognehvi")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [fake, os.getcwd(), os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "search.run", "--results_dir=" + d, "--strategy=qlognehvi"]
+    out = subprocess.run(cmd + TINY, capture_output=True, text=True, env=env, check=False)
+    self.assertNotEqual(out.returncode, 0)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    self.assertLen(errors, 1, msg=out.stderr)
+    self.assertIn("--strategy=qlognehvi needs BoTorch", errors[0])
+    self.assertIn('pip install -e ".[bench]"', errors[0])
+    self.assertIn("test stand-in", errors[0])
+    self.assertFalse(os.path.exists(d))
+
+  @pytest.mark.slow
+  def test_cli_search_with_qlognehvi_completes(self):
+    d = os.path.join(self.get_temp_dir(), "qlognehvi")
+    out = run_cli(d, "--strategy=qlognehvi", "--num_samples=3", "--num_initial=2",
+                  "--contention_policy=warn", check=False)
+    self.assertEqual(out.returncode, 0, msg=out.stdout[-3000:] + out.stderr[-3000:])
+    self.assertIn("qlognehvi proposal: fit", out.stdout)
+    store = store_lib.TrialStore(os.path.join(d, "trials.db"))
+    trials = store.trials()
+    store.close()
+    self.assertEqual([t["source"] for t in trials], ["initial", "initial", "qlognehvi"])
+    self.assertEqual([t["status"] for t in trials], ["done"] * 3,
+                     msg=[t["error"] for t in trials])
+    self.assertLen({t["genotype_key"] for t in trials}, 3)
+
+
 if __name__ == "__main__":
   tf.test.main()

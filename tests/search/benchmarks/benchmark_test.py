@@ -171,6 +171,37 @@ class BoundsTest(tf.test.TestCase):
     self.assertIn("HV fraction of the true feasible front", done.stdout)
     self.assertRegex(done.stdout, r"worst [0-9.]+ \(seed 0\)")
 
+  def test_cli_strategies_run_one_after_another_and_are_checked_before_any_run(self):
+    out = os.path.join(self.get_temp_dir(), "several", "t_{strategy}.json")
+    cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",
+           "--table=" + self.path, "--variables=a,b", "--objectives=error,cost",
+           "--num_initial=10", "--budget=12", "--seeds=1", "--strategies=random,qlognehvi"]
+    done = subprocess.run(cmd + ["--out=" + out.replace("{strategy}", "x")],
+                          capture_output=True, text=True, check=False)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("--out must hold {strategy}", done.stderr)
+    fake = os.path.join(self.get_temp_dir(), "no_botorch")
+    os.makedirs(os.path.join(fake, "botorch"), exist_ok=True)
+    with open(os.path.join(fake, "botorch", "__init__.py"), "w") as f:
+      f.write("raise ImportError('No module named botorch (test stand-in)')\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([fake, os.getcwd()]))
+    done = subprocess.run(cmd + ["--out=" + out], capture_output=True, text=True, env=env,
+                          check=False)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn('needs BoTorch and PyTorch (the `bench` extra): pip install -e ".[bench]"',
+                  done.stderr)
+    self.assertNotIn("proposals", done.stderr)  # refused before the random runs too
+    self.assertFalse(os.path.exists(os.path.dirname(out)))
+    done = subprocess.run(cmd + ["--out=" + out], capture_output=True, text=True, check=False)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    for name in ("random", "qlognehvi"):
+      with open(out.replace("{strategy}", name)) as f:
+        data = json.load(f)
+      self.assertEqual(data["strategy"], name)
+      self.assertLen(data["runs"][0]["rows"], 12)
+      self.assertLen(set(data["runs"][0]["rows"]), 12)
+      self.assertRegex(done.stdout, "table %s budget=12 seeds=1 .* s per proposal" % name)
+
 
   def test_gp_fit_check_ranks_held_out_rows_of_a_smooth_table(self):
     result = benchmark.gp_fit_check("table", 20, seeds=2, holdout=16, problem_args=dict(

@@ -54,7 +54,7 @@ class StrategiesTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_bad_arguments_raise(self):
     space = _tiny_space()
-    with self.assertRaisesRegex(ValueError, "Expected one of parego, pesmo, random"):
+    with self.assertRaisesRegex(ValueError, "Expected one of parego, pesmo, qlognehvi, random"):
       strategies.make_strategy("ehvi", space, 2)
     with self.assertRaisesRegex(ValueError, "Expected a DesignSpace"):
       strategies.make_strategy("random", [0, 1], 2)
