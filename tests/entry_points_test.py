@@ -40,6 +40,7 @@ ENTRY_POINTS = (
     ("search.dnas.analysis", "results_dir", ABSL),
     ("search.benchmarks.benchmark", "problem", ABSL),
     ("search.benchmarks.anchors", "strategy", ABSL),
+    ("search.benchmarks.weight_independence", "int8_cells", ABSL),
     ("deploy.export", "model_dir", ABSL),
     ("deploy.formats", "formats", ABSL),
     ("deploy.measure", "model", ABSL),
