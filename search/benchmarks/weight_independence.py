@@ -160,11 +160,14 @@ def convert(fp32_onnx, folder, runtime, precision, calibration_images=None):
 
 
 def graph_signature(path):
-  """What a runtime's kernels depend on, values left out: for ONNX, the
-  operation types in order, their attributes, and the shape and data type of
-  every initializer; for an OpenVINO IR, each layer's type, element type and
-  output shapes. Two exports of one cell with equal signatures differ only in
-  their constants' values."""
+  """What a runtime's kernels depend on, values left out: for ONNX, each
+  node's operation type, attributes and the shape and data type of each
+  initializer it reads (a sorted list: tf2onnx may write the same graph's
+  independent nodes in another order), and the initializers' shapes; for an
+  OpenVINO IR, each layer's type, element type and port shapes, in order. Two
+  exports of one cell with equal signatures hold the same operations on the
+  same shapes and differ only in their constants' values (the wiring between
+  nodes is not compared)."""
   if path.endswith(".xml"):
     import xml.etree.ElementTree as ET  # pylint: disable=g-import-not-at-top
     layers = []
@@ -177,11 +180,12 @@ def graph_signature(path):
     return {"layers": layers}
   import onnx  # pylint: disable=g-import-not-at-top
   model = onnx.load(path)
-  nodes = [(n.op_type, n.domain, tuple(sorted(
+  inits = {t.name: (tuple(t.dims), t.data_type) for t in model.graph.initializer}
+  nodes = sorted(repr((n.op_type, n.domain, sorted(
       (a.name, onnx.helper.get_attribute_value(a) if a.type != onnx.AttributeProto.TENSOR
-       else "tensor") for a in n.attribute))) for n in model.graph.node]
-  inits = [(tuple(t.dims), t.data_type) for t in model.graph.initializer]
-  return {"nodes": [repr(n) for n in nodes], "initializers": inits}
+       else "tensor") for a in n.attribute), [inits.get(i, "activation") for i in n.input]))
+      for n in model.graph.node)
+  return {"nodes": nodes, "initializers": sorted(inits.values())}
 
 
 # -- measurement --------------------------------------------------------------------
@@ -352,6 +356,26 @@ def run_cell(index, genotype, settings, splits, images, calibration, folder, see
           "val_error_trained": trained.metrics.get("val_error")}
 
 
+def artifact_path(folder, runtime, precision, variant):
+  """Where ``run_cell`` wrote the artifact of ``runtime`` at ``precision``."""
+  if runtime == "openvino":
+    name = "openvino_%s.xml" % precision
+  else:
+    name = "%s.onnx" % precision
+  return os.path.join(folder, variant, name)
+
+
+def refresh_same_graph(record, folder):
+  """``record`` (a cached cell) with ``same_graph`` recomputed by the current
+  ``graph_signature`` from its exports under ``folder``, where they exist."""
+  for row in record["rows"]:
+    paths = [artifact_path(folder, row["runtime"], row["precision"], v)
+             for v in (row["variant"], "trained")]
+    if all(os.path.exists(p) for p in paths):
+      row["same_graph"] = graph_signature(paths[0]) == graph_signature(paths[1])
+  return record
+
+
 # -- CLI ----------------------------------------------------------------------------
 FLAGS = flags.FLAGS
 
@@ -423,16 +447,16 @@ def main(argv):
                            batch_size=FLAGS.batch_size, repeats=FLAGS.repeats,
                            power_options=power_options))
   records, spent = [], []
+  folder = lambda index: os.path.join(FLAGS.results_dir, "exports", "%03d" % index)
   for index, genotype in enumerate(sample_cells(FLAGS.cells, FLAGS.seed)):
     path = os.path.join(FLAGS.results_dir, "cells", "%03d.json" % index)
     if os.path.exists(path):
       with open(path) as f:
-        records.append(json.load(f))
+        records.append(refresh_same_graph(json.load(f), folder(index)))
       continue
     eta = ("ETA %.0f s" % (np.mean(spent) * (FLAGS.cells - index))) if spent else "ETA ?"
     _log("cell %d/%d %s (%s)" % (index + 1, FLAGS.cells, genotype.to_string(), eta))
-    record = run_cell(index, genotype, settings, splits, images, calibration,
-                      os.path.join(FLAGS.results_dir, "exports", "%03d" % index),
+    record = run_cell(index, genotype, settings, splits, images, calibration, folder(index),
                       FLAGS.seed, _log)
     with open(path + ".tmp", "w") as f:
       json.dump(record, f, indent=2)
