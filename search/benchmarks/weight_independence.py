@@ -75,7 +75,8 @@ RUNTIMES = ("onnxruntime", "openvino")
 CSV_FIELDS = ("cell", "genotype", "runtime", "precision", "variant", "untrained_ms_per_image",
               "trained_ms_per_image", "time_pct_diff", "untrained_mj_per_image",
               "trained_mj_per_image", "energy_pct_diff", "untrained_bytes", "trained_bytes",
-              "same_graph", "contended", "max_other_cpu_share", "decouplable")
+              "untrained_time_cv", "trained_time_cv", "same_graph", "contended",
+              "max_other_cpu_share", "decouplable")
 
 
 def sample_cells(count, seed):
@@ -222,6 +223,8 @@ def cell_rows(index, genotype, artifacts, results, signatures):
         "energy_pct_diff": pct_diff(u.get("energy_j"), t.get("energy_j")),
         "untrained_bytes": quantize.artifact_bytes(artifacts[(runtime, precision, variant)]),
         "trained_bytes": quantize.artifact_bytes(artifacts[(runtime, precision, "trained")]),
+        # the spread of each measurement's own repeats: the noise floor of its time
+        "untrained_time_cv": u.get("time_cv"), "trained_time_cv": t.get("time_cv"),
         "same_graph": signatures[(runtime, precision, variant)],
         "contended": bool(u.get("contended") or t.get("contended")),
         "max_other_cpu_share": max(shares) if shares else None,
