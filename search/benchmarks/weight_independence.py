@@ -268,6 +268,7 @@ def plot(rows, path):
   runtime, one marker per precision (hollow: Keras' initial weights; filled:
   constants randomized), and the diagonal."""
   import matplotlib  # pylint: disable=g-import-not-at-top
+  import matplotlib.ticker  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
   fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -288,6 +289,10 @@ def plot(rows, path):
   ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi),
          xlabel="trained export: ms per image", ylabel="untrained export: ms per image",
          title="Inference time, untrained vs trained (this CPU)")
+  for axis in (ax.xaxis, ax.yaxis):
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
   ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=120)
