@@ -61,10 +61,13 @@ class GraphTest(tf.test.TestCase):
     randomized, trained = (wi.graph_signature(self.paths[s]) for s in ("randomized", "trained"))
     self.assertEqual(randomized["nodes"], trained["nodes"])
     self.assertEqual(randomized["initializers"], trained["initializers"])
-    # ... and other weights: the same shapes, different values
-    pairs = list(zip(self._weights("randomized"), self._weights("trained")))
-    self.assertTrue(all(a.shape == b.shape for a, b in pairs))
-    self.assertGreater(sum(1 for a, b in pairs if not np.array_equal(a, b)), len(pairs) // 2)
+    # ... and other weights: the same shapes (tf2onnx may order them differently),
+    # most of them with other values
+    randomized, trained = self._weights("randomized"), self._weights("trained")
+    self.assertEqual(sorted(a.shape for a in randomized), sorted(b.shape for b in trained))
+    twins = sum(1 for a in randomized if any(a.shape == b.shape and np.array_equal(a, b)
+                                             for b in trained))
+    self.assertLess(twins, len(randomized) // 2)
 
   def test_graph_signature_keras_initial_weights_lose_their_zero_biases(self):
     # Keras initializes batch-norm offsets and means to 0 (scales and variances
