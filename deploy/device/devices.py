@@ -128,6 +128,70 @@ PRECISIONS = collections.OrderedDict((p.name, p) for p in (
 ))
 
 
+# Weight independence (issue 33): whether the artifact's inference time and
+# energy on a (runtime, precision) depend on the trained weights' values. Where
+# they do not, the cost of a network can be measured on its UNTRAINED export
+# (decoupled evaluation: seconds instead of a training). True only where the
+# conversion writes the same graph whatever the values (same operations,
+# shapes and data types; only the constants differ) and the runtime's kernels
+# run the same instructions for any values of those constants. One condition
+# on the untrained network: no weight tensor may be constant. Keras starts
+# batch-norm offsets and means at 0 and the exporter (tf2onnx) drops zero
+# biases and additions of zeros, so the export of Keras' initial weights has
+# a smaller graph than the trained one; draw those tensors at random first
+# (``search.benchmarks.weight_independence.randomize_constant_weights``).
+# onnxruntime and openvino were measured on this project's CPU (BENCHMARKS.md,
+# "Decoupled evaluation (issue 33)"; ``python -m
+# search.benchmarks.weight_independence``); the TensorRT and Keras entries are
+# argued from how their artifacts are built, not measured here. Not covered by
+# any entry: denormal weights or activations (slow on x86 without
+# flush-to-zero) and structured sparsity (TensorRT's SPARSE_WEIGHTS, not set by
+# this project), both value-dependent.
+WeightIndependence = collections.namedtuple("WeightIndependence", "independent why")
+_GRAPH_ONLY = ("the conversion writes the same graph (operations, shapes, data types) for any "
+               "weights and the runtime's kernels do not branch on their values")
+WEIGHT_INDEPENDENCE = {
+    ("onnxruntime", "fp32"): WeightIndependence(True, _GRAPH_ONLY + " (tf2onnx export)"),
+    ("onnxruntime", "fp16"): WeightIndependence(
+        True, _GRAPH_ONLY + " (float16 conversion casts every weight whatever its value)"),
+    ("openvino", "fp32"): WeightIndependence(True, _GRAPH_ONLY + " (IR from the ONNX export)"),
+    ("openvino", "fp16"): WeightIndependence(
+        True, _GRAPH_ONLY + " (IR with every weight compressed to fp16)"),
+    ("tensorrt", "fp32"): WeightIndependence(
+        True, "the engine's layers come from the ONNX graph, its tactics from timing on the "
+              "device, not from the weights' values (not measured here: no GPU)"),
+    ("tensorrt", "fp16"): WeightIndependence(
+        True, "as fp32, with the FP16 flag; no SPARSE_WEIGHTS flag is set, which would make "
+              "kernels depend on the weights' zeros (not measured here: no GPU)"),
+    ("keras", "fp32"): WeightIndependence(True, "the same Keras layers whatever the weights"),
+    ("onnxruntime", "int8"): WeightIndependence(
+        False, "static quantization calibrates activation scales and zero points on images "
+               "run through the network's weights: the untrained artifact holds other "
+               "constants than the deployed one, so it is not the artifact that ships"),
+    ("openvino", "int8"): WeightIndependence(
+        False, "NNCF derives scales from activation statistics of the network's weights "
+               "on calibration images: the untrained IR is not the one that ships"),
+    ("tensorrt", "int8"): WeightIndependence(
+        False, "the INT8 calibrator derives per-tensor ranges from activations, and the "
+               "builder keeps a layer in higher precision where int8 is slower for it: the "
+               "engine depends on the weights and the calibration data"),
+}
+
+
+def weight_independence(runtime_name: str, precision: str) -> Any:
+  """The ``WeightIndependence`` of ``precision`` on ``runtime_name``: whether
+  its time and energy do not depend on the weights, and why. ValueError for
+  an unknown runtime or precision, or one the runtime does not deploy."""
+  check_precision(runtime_name, precision)
+  return WEIGHT_INDEPENDENCE[(runtime_name, precision)]
+
+
+def decouplable(runtime_name: str, precision: str) -> bool:
+  """Whether a network's time and energy on ``runtime_name`` at ``precision``
+  may be measured on its untrained export (``WEIGHT_INDEPENDENCE``)."""
+  return weight_independence(runtime_name, precision).independent
+
+
 def check_precision(runtime_name: str, precision: str) -> None:
   """Refuse a precision ``runtime_name`` cannot deploy (``PRECISIONS``)."""
   runtime(runtime_name)

@@ -90,6 +90,26 @@ class PowerFakesTest(tf.test.TestCase):
     self.assertGreaterEqual(float(np.median(intervals)), 0.1)   # 1-10 Hz, not 50 Hz
     self.assertLessEqual(float(np.median(intervals)), 1.0)
 
+  def test_rapl_counts_more_energy_per_second_while_this_process_computes(self):
+    root = os.path.join(self.get_temp_dir(), "rapl_root")
+    code = ("import json, time, sys\n"
+            "from deploy.device.power import rapl\n"
+            "source = rapl.RaplPower(root=sys.argv[1])\n"
+            "def joules_per_s(busy):\n"
+            "  e0, t0 = source.energy_counter_j(), time.monotonic()\n"
+            "  while time.monotonic() - t0 < 0.5:\n"
+            "    if busy:\n"
+            "      sum(i * i for i in range(2000))\n"
+            "    else:\n"
+            "      time.sleep(0.05)\n"
+            "  return (source.energy_counter_j() - e0) / (time.monotonic() - t0)\n"
+            "print(json.dumps({'idle': joules_per_s(False), 'busy': joules_per_s(True),\n"
+            "                  'domains': source.describe()['domains']}))\n")
+    out = _run(code, "rapl=" + root, root)
+    self.assertEqual(out["domains"], ["package-0"])
+    self.assertBetween(out["idle"], 2.5, 4.5)          # 3 W idle (+ the sleeps' wake-ups)
+    self.assertGreater(out["busy"], out["idle"] + 1.0)  # one busy core of os.cpu_count()
+
   def test_nvml_stays_under_the_papers_threshold_for_a_launch_bound_model(self):
     """The fake TITAN X's board power under a tiny model's load stays below
     80 W; the paper's N=2, F=24 cells (over 1M weights) cross it."""

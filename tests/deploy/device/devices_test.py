@@ -1,5 +1,7 @@
 """Tests of deploy/device/devices.py: the registry's facts and the format choice."""
 
+import re
+
 from absl.testing import parameterized
 import tensorflow as tf
 
@@ -86,6 +88,34 @@ class DevicesTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(devices.onnx_opset("tensorrt"), 13)
     self.assertEqual(devices.onnx_opset("tensorrt", 11), 11)
     self.assertEqual(devices.onnx_opset("onnxruntime", 17), 13)
+
+  def test_weight_independence_covers_every_deployable_pair(self):
+    deployable = {(r, p) for p, spec in devices.PRECISIONS.items() for r in spec.conversion}
+    self.assertSetEqual(set(devices.WEIGHT_INDEPENDENCE), deployable)
+    for key, fact in devices.WEIGHT_INDEPENDENCE.items():
+      self.assertIsInstance(fact.independent, bool, key)
+      self.assertGreater(len(fact.why), 20, key)
+
+  def test_decouplable_only_where_the_graph_ignores_the_weights(self):
+    for runtime in ("onnxruntime", "openvino", "tensorrt"):
+      self.assertTrue(devices.decouplable(runtime, "fp32"))
+      self.assertTrue(devices.decouplable(runtime, "fp16"))
+      # int8 calibrates its scales on activations of the network's own weights
+      self.assertFalse(devices.decouplable(runtime, "int8"))
+      self.assertIn("calibrat", devices.weight_independence(runtime, "int8").why)
+    self.assertTrue(devices.decouplable("keras", "fp32"))
+
+  def test_decouplable_names_the_allowed_values(self):
+    with self.assertRaisesRegex(ValueError, re.escape(
+        "Expected one of onnxruntime|openvino|tensorrt|keras. Received runtime='tflite'")):
+      devices.decouplable("tflite", "fp32")
+    with self.assertRaisesRegex(ValueError, re.escape(
+        "Expected one of fp32|fp16|int8. Received precision='bf16'")):
+      devices.decouplable("onnxruntime", "bf16")
+    with self.assertRaisesRegex(ValueError, "precision=int8 cannot be deployed with "
+                                "runtime=keras; it supports: fp32"):
+      devices.weight_independence("keras", "int8")
+
 
 
 if __name__ == "__main__":

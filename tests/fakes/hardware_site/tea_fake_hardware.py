@@ -19,6 +19,10 @@ table and the sources).
 * ``usb_meter=CSV``: a USB power meter's timestamped log, 5 readings a
   second (``TEA_FAKE_USB_METER_HZ``), each 0.3 W plus 1.5 W times this
   process's mean CPU utilization over its period;
+* ``rapl=ROOT``: an Intel powercap tree under ROOT whose ``package-0``
+  counter integrates 3 W plus 12 W times this process's share of all cores,
+  updated every 5 ms and wrapping as the real one (for ``--power_source=rapl
+  --power_root=ROOT`` on a machine without readable RAPL);
 * ``myriad``: OpenVINO 2022.3 with its own Python API (``openvino.runtime``;
   no ``openvino.Core``/``convert_model``/``save_model``) and a ``MYRIAD``
   device that reads only what 2022.3 reads (ONNX at opset <= 13, IR v10/v11
@@ -40,17 +44,18 @@ MYRIAD_IR_OPSETS = set("opset%d" % i for i in range(1, 11))
 
 
 class Activity(object):
-  """This process's CPU utilization (0..1) since the previous call."""
+  """This process's CPU utilization (0..1) since the previous call, in CPU
+  seconds per wall second divided by ``cores`` (1: one busy core is full)."""
 
-  def __init__(self):
-    self._lock = threading.Lock()
+  def __init__(self, cores=1):
+    self._lock, self._cores = threading.Lock(), float(cores)
     self._wall, self._cpu, self._last = time.monotonic(), time.process_time(), 0.0
 
   def utilization(self):
     with self._lock:
       wall, cpu = time.monotonic(), time.process_time()
       if wall - self._wall >= 0.004:
-        self._last = min(1.0, max(0.0, (cpu - self._cpu) / (wall - self._wall)))
+        self._last = min(1.0, max(0.0, (cpu - self._cpu) / (wall - self._wall) / self._cores))
         self._wall, self._cpu = wall, cpu
       return self._last
 
@@ -232,6 +237,36 @@ def install_usb_meter(csv_path):
     with lock, open(csv_path, "a") as f:
       f.write("%.6f,%.4f\n" % (time.time(), 0.3 + 1.5 * meter.utilization()))
   _every(1.0 / float(os.environ.get("TEA_FAKE_USB_METER_HZ", "5")), append)
+
+
+#: the fake RAPL package: idle and full-load watts, and the counter's wrap (a
+#: common max_energy_range_uj of Intel packages, 2^32 * 61 uJ)
+RAPL_IDLE_W, RAPL_DYNAMIC_W, RAPL_MAX_UJ = 3.0, 12.0, 262143328850
+
+
+def install_rapl(root):
+  """An Intel powercap tree under ROOT (``sys/class/powercap/intel-rapl:0``,
+  ``package-0``) whose ``energy_uj`` counts up every 5 ms by the integral of
+  3 W + 12 W x this process's share of all the machine's cores, wrapping at
+  ``max_energy_range_uj`` as the real counter. Energy is then a function of
+  the time and CPU use of the measuring process only, nothing else."""
+  zone = os.path.join(root, "sys/class/powercap/intel-rapl:0")
+  os.makedirs(zone, exist_ok=True)
+  _write_atomic(os.path.join(zone, "name"), "package-0\n")
+  _write_atomic(os.path.join(zone, "max_energy_range_uj"), "%d\n" % RAPL_MAX_UJ)
+  activity = Activity(cores=os.cpu_count() or 1)
+  counter = {"uj": 0.0, "t": time.monotonic()}
+  lock = threading.Lock()
+
+  def tick():
+    with lock:
+      now = time.monotonic()
+      watts = RAPL_IDLE_W + RAPL_DYNAMIC_W * activity.utilization()
+      counter["uj"] += 1e6 * watts * (now - counter["t"])
+      counter["t"] = now
+      _write_atomic(os.path.join(zone, "energy_uj"), "%d\n" % (counter["uj"] % RAPL_MAX_UJ))
+  tick()
+  _every(0.005, tick)
 
 
 def check_myriad_model(path):
@@ -426,6 +461,8 @@ def install(spec):
       install_ina3221(arg)
     elif name == "usb_meter":
       install_usb_meter(arg)
+    elif name == "rapl":
+      install_rapl(arg)
     elif name == "myriad":
       install_myriad()
     else:
