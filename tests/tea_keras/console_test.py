@@ -45,7 +45,9 @@ PROBE_SITECUSTOMIZE = textwrap.dedent("""\
     """)
 # Arguments that bring a CLI to its main() and let it fail (or finish) fast;
 # a CLI not named here is run without arguments.
-CLI_ARGS = {}
+# Arguments that make a CLI stop right after quieting the console (refused
+# before any work), where running it bare would start real work.
+CLI_ARGS = {"search.benchmarks.weight_independence": ["--runtimes=no_such_runtime"]}
 # CLIs known to quiet the console: the scan below must find at least these.
 KNOWN_QUIET_CLIS = ("search.run", "search.reports", "search.cascades.build", "search.reports.cross_device",
                     "deploy.formats")
