@@ -467,13 +467,25 @@ class ObjectiveGP:
 
   def refit_with(self, x_extra, y_extra_std) -> "ObjectiveGP":
     """A copy conditioned on extra points with standardized values (pending
-    fantasies), keeping the current hyperparameter samples."""
+    fantasies), keeping the current hyperparameter samples. Exact samples
+    are extended (``extend_cholesky``, O(n^2 k)), each distinct one once;
+    a refactorization when that fails or the sample is low-rank."""
     x = np.vstack([self._x, x_extra])
     y = np.concatenate([self._y, y_extra_std])
     out = ObjectiveGP.__new__(ObjectiveGP)
     out.__dict__.update(self.__dict__)
     out._x, out._y = x, y
-    out.samples = [self._posterior(s.theta, x, y, strict=True) for s in self.samples]
+    done = {}
+    for s in self.samples:
+      if id(s) in done:
+        continue
+      try:
+        if not (isinstance(s, GPSample) and x.shape[0] <= self.exact_limit):
+          raise linalg.LinAlgError("not an exact sample")
+        done[id(s)] = extend_cholesky(s, np.asarray(x_extra, dtype=float), y)
+      except linalg.LinAlgError:
+        done[id(s)] = self._posterior(s.theta, x, y, strict=True)
+    out.samples = [done[id(s)] for s in self.samples]
     return out
 
 

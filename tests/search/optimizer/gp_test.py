@@ -81,6 +81,17 @@ class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLess(fantasy.samples[0].predict(pending)[1][0], 0.5 * before[0])
     self.assertLen(model._y, 10)  # the original model is unchanged
 
+  def test_refit_with_extends_the_factors_as_a_fresh_condition_would(self):
+    x, y = _toy(12)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=3, burn_in=10).fit(x, y)
+    pending = np.array([[0.5, 0.5], [0.1, 0.9]])
+    fantasy = model.refit_with(pending, np.array([0.3, -0.2]))
+    xt = np.random.default_rng(3).random((5, 2))
+    for s in fantasy.samples:
+      fresh = model._condition(s.theta, fantasy._x, fantasy._y, strict=True)
+      self.assertAllClose(s.predict(xt, full_cov=True), fresh.predict(xt, full_cov=True),
+                          atol=1e-8)
+
   def test_extend_cholesky_equals_a_fresh_condition(self):
     x, y = _toy(25)
     model = gplib.ObjectiveGP(np.arange(2))
