@@ -22,7 +22,9 @@ warm proposals, with ``uptime`` before and after.
 ``--check_gp``: for each hardware objective, one hyperparameter sample of an
 ``ObjectiveGP`` fitted to ``--hardware`` rows, conditioned exactly and by
 the low-rank DTC posterior (``search.optimizer.lowrank``, ``--inducing``
-rows); prints, on ``--held_out`` other cells, the largest and median
+rows (``--lengthscale_prior``: on this space the default prior's GPs barely
+predict unseen cells, the dimension-scaled one's do; BENCHMARKS.md); prints,
+on ``--held_out`` other cells, the largest and median
 differences of the posterior means (in units of the GP's standardized
 outputs) and of the posterior standard deviations (relative), both
 models' RMSE against the true values, and the seconds each took.
@@ -65,6 +67,8 @@ def define_flags():
   flags.DEFINE_integer("held_out", 500, "--check_gp: held-out cells.", lower_bound=1)
   flags.DEFINE_integer("inducing", 1000, "--check_gp: inducing rows of the low-rank GP.",
                        lower_bound=2)
+  flags.DEFINE_enum("lengthscale_prior", "lognormal", ["lognormal", "dimension_scaled"],
+                    "The GPs' lengthscale prior (``ObjectiveGP``).")
 
 
 def _uptime() -> str:
@@ -89,7 +93,7 @@ def _cells(problem, count, seed):
 
 
 def time_proposals(hardware: int, error: int, proposals: int, costs, durations: bool,
-                   seed: int = 0):
+                   seed: int = 0, lengthscale_prior: str = "lognormal"):
   """Prints and returns one record per proposal (module doc)."""
   problem = make_problem("cell_synthetic")
   x = _cells(problem, hardware + 50, seed)[:hardware]
@@ -98,7 +102,8 @@ def time_proposals(hardware: int, error: int, proposals: int, costs, durations: 
   groups = ObjectiveGroups(("error", "time+energy"), ((0,), (1, 2)),
                            None if durations else tuple(costs), 3)
   strategy = make_decoupled_strategy("pesmo", problem.space, groups, seed=seed,
-                                     log_objectives=[False, True, True])
+                                     log_objectives=[False, True, True],
+                                     lengthscale_prior=lengthscale_prior)
   print("uptime before: %s" % _uptime())
   records = []
   for i in range(proposals + 1):
@@ -140,7 +145,8 @@ def _measure(problem, groups, x, y, proposal):
   return x, y
 
 
-def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0):
+def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0,
+                   lengthscale_prior: str = "lognormal"):
   """Prints the low-rank DTC posterior against the exact one (module doc)."""
   problem = make_problem("cell_synthetic")
   cells = _cells(problem, hardware + held_out + 50, seed)
@@ -148,7 +154,8 @@ def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0):
   z, zt = problem.space.encode(x), problem.space.encode(xt)
   y, yt = problem.evaluate(x), problem.evaluate(xt)
   for k in (1, 2):
-    gp = ObjectiveGP(problem.space.groups, log_transform=True, num_samples=1, seed=seed)
+    gp = ObjectiveGP(problem.space.groups, log_transform=True, num_samples=1, seed=seed,
+                     lengthscale_prior=lengthscale_prior)
     gp.fit(z, y[:, k])
     s = gp.samples[0]
     lengths, amp, noise, mean = gp._unpack(s.theta)  # pylint: disable=protected-access
@@ -173,13 +180,15 @@ def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0):
 def main(argv):
   del argv
   if FLAGS.check_gp:
-    check_low_rank(FLAGS.hardware, FLAGS.held_out, FLAGS.inducing, FLAGS.seed)
+    check_low_rank(FLAGS.hardware, FLAGS.held_out, FLAGS.inducing, FLAGS.seed,
+                   FLAGS.lengthscale_prior)
     return
   if FLAGS.error > FLAGS.hardware:
     raise ValueError("Invalid value for flag `--error`. Expected at most --hardware=%d. "
                      "Received --error=%d." % (FLAGS.hardware, FLAGS.error))
   time_proposals(FLAGS.hardware, FLAGS.error, FLAGS.proposals,
-                 (FLAGS.error_cost, FLAGS.hardware_cost), FLAGS.durations, FLAGS.seed)
+                 (FLAGS.error_cost, FLAGS.hardware_cost), FLAGS.durations, FLAGS.seed,
+                 FLAGS.lengthscale_prior)
 
 
 if __name__ == "__main__":
