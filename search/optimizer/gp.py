@@ -55,6 +55,10 @@ from typing import List, Optional
 import numpy as np
 from scipy import linalg, optimize, stats
 
+from search.optimizer import lowrank
+from search.optimizer.kernels import (  # noqa: F401 (re-exported)
+    kernel_from_sqdist, robust_cholesky, scaled_sqdist)
+
 _LOG_L_BOUNDS = (np.log(0.02), np.log(50.0))
 _LOG_AMP_BOUNDS = (np.log(1e-2), np.log(1e2))
 _HORSESHOE_SCALE = 0.1
@@ -63,25 +67,6 @@ OUTPUT_WARPINGS = ("none", "yeo-johnson")
 # Yeo-Johnson exponents beyond these make the transform numerically flat or
 # explosive at the far ends of standardized data.
 WARP_LAMBDA_BOUNDS = (-3.0, 3.0)
-
-
-def kernel_from_sqdist(r2: np.ndarray, amplitude: float, kind: str) -> np.ndarray:
-  """Stationary kernel value from squared scaled distances ``r2`` (any shape)."""
-  if kind == "matern52":
-    r = np.sqrt(np.maximum(r2, 0.0))
-    s5r = np.sqrt(5.0) * r
-    return amplitude * (1.0 + s5r + 5.0 / 3.0 * r2) * np.exp(-s5r)
-  if kind == "rbf":
-    return amplitude * np.exp(-0.5 * r2)
-  raise ValueError("Invalid value for argument `kernel`. Expected 'matern52' or 'rbf'. "
-                   "Received kernel=%r" % (kind,))
-
-
-def scaled_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Squared Euclidean distances between rows of (n, D) ``a`` and (m, D) ``b``
-  that are already divided by their lengthscales; (n, m)."""
-  d = (np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T)
-  return np.maximum(d, 0.0)
 
 
 @dataclasses.dataclass
@@ -126,18 +111,6 @@ class GPSample:
       kss = kernel_from_sqdist(scaled_sqdist(zs, zs), self.amplitude, self.kernel)
       return mean, kss - v.T @ v
     return mean, np.maximum(self.amplitude - np.sum(v * v, 0), 1e-12)
-
-
-def robust_cholesky(k: np.ndarray, scale: float) -> np.ndarray:
-  """Lower Cholesky factor of ``k``, adding jitter 1e-8..1e-2 * ``scale``."""
-  for jitter in (0.0, 1e-8, 1e-6, 1e-4, 1e-2):
-    try:
-      return linalg.cholesky(k + jitter * scale * np.eye(k.shape[0]), lower=True,
-                             check_finite=False)
-    except linalg.LinAlgError:
-      continue
-  raise ValueError("GP covariance is not positive definite even with jitter 1e-2 x "
-                   "amplitude; the inputs are probably degenerate (n=%d)." % k.shape[0])
 
 
 class ObjectiveGP:
@@ -414,7 +387,6 @@ class ObjectiveGP:
     ``exact_limit`` points, the low-rank DTC posterior above."""
     if x.shape[0] <= self.exact_limit:
       return self._condition(theta, x, y, strict)
-    from search.optimizer import lowrank  # pylint: disable=import-outside-toplevel
     lengths, amp, noise, mean = self._unpack(theta)
     try:
       return lowrank.condition_low_rank(theta, lengths[self.groups], amp, noise, mean, x, y,

@@ -56,7 +56,7 @@ import dataclasses
 import numpy as np
 from scipy import linalg
 
-from search.optimizer.gp import kernel_from_sqdist, robust_cholesky, scaled_sqdist
+from search.optimizer.kernels import kernel_from_sqdist, robust_cholesky, scaled_sqdist
 
 
 def pivoted_cholesky(z_scaled: np.ndarray, amplitude: float, kernel: str, max_rank: int,
