@@ -190,6 +190,22 @@ class DecoupledStrategy(abc.ABC):
     """The proposal once every group has at least 2 observations."""
 
 
+def _group_pool(space, rng, anchors, everywhere, pool_size, exhaustive_limit):
+  """(C, d) points to score: every remaining candidate of a small candidate
+  set, else uniform points, the feasible ``anchors`` and their mutations;
+  none whose key is in ``everywhere`` (known or pending for every group)."""
+  if exhaustive(space, exhaustive_limit):
+    return base.remaining_candidates(space, everywhere)
+  anchors = np.asarray(anchors, dtype=float).reshape(-1, space.dim)
+  if anchors.shape[0] and space.restricted:
+    anchors = anchors[space.feasible(anchors)]
+  parts = [space.sample(rng, pool_size, min_count=1), anchors]
+  if anchors.shape[0]:
+    parts += [space.mutate(anchors, rng, pool_size // 2),
+              space.mutate(anchors, rng, pool_size // 4, scale=0.02)]
+  return base._filter(space, np.vstack(parts), everywhere)  # pylint: disable=protected-access
+
+
 def maximize_groups(values, space, rng, anchors, excluded, pool_size: int = 500,
                     refine: int = 3, exhaustive_limit: int = EXHAUSTIVE_LIMIT):
   """(point, group, value) maximizing ``values`` ((C, d) native -> (C, G))
@@ -214,17 +230,7 @@ def maximize_groups(values, space, rng, anchors, excluded, pool_size: int = 500,
     return np.array([cache[k] for k in keys])
 
   everywhere = set.intersection(*[set(e) for e in excluded]) if excluded else set()
-  if exhaustive(space, exhaustive_limit):
-    pool = base.remaining_candidates(space, everywhere)
-  else:
-    anchors = np.asarray(anchors, dtype=float).reshape(-1, space.dim)
-    if anchors.shape[0] and space.restricted:
-      anchors = anchors[space.feasible(anchors)]
-    parts = [space.sample(rng, pool_size, min_count=1), anchors]
-    if anchors.shape[0]:
-      parts += [space.mutate(anchors, rng, pool_size // 2),
-                space.mutate(anchors, rng, pool_size // 4, scale=0.02)]
-    pool = base._filter(space, np.vstack(parts), everywhere)  # pylint: disable=protected-access
+  pool = _group_pool(space, rng, anchors, everywhere, pool_size, exhaustive_limit)
   if pool.shape[0] == 0:
     raise base.InfeasibleSpaceError("No point is left to evaluate for any group in %r."
                                     % (space,))
