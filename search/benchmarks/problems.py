@@ -36,6 +36,7 @@ the hypervolume fraction of the table's true front.
 """
 
 import dataclasses
+import warnings
 from typing import Callable, Optional, Tuple
 
 import numpy as np
@@ -43,6 +44,7 @@ import numpy as np
 from search.benchmarks.table import Table
 from search.cellspace import cell_space
 from search.optimizer.design import DesignSpace, continuous_space
+from search.optimizer.pareto import hypervolume, log_hv_gap
 
 
 @dataclasses.dataclass
@@ -203,3 +205,24 @@ def make_problem(name: str, problem_seed: int = 0, **kwargs) -> Problem:
     return Problem(name, space, 3, fn, ref, None, 10)
   raise ValueError("Invalid value for argument `problem`. Expected one of branin_currin, "
                    "zdt1, zdt2, dtlz2, cell_synthetic, table. Received %r." % (name,))
+
+
+def initial_design(problem, seed: int) -> np.ndarray:
+  """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
+  uniform feasible points otherwise (distinct rows of a candidate set)."""
+  if problem.space.all_continuous and not problem.space.restricted:
+    from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
+      warnings.simplefilter("ignore", UserWarning)
+      u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
+    return problem.space.lower + u * (problem.space.upper - problem.space.lower)
+  return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
+
+
+def quality(problem, y) -> float:
+  """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
+  if problem.score is not None:
+    return float(problem.score(y))
+  if problem.max_hypervolume is None:
+    return hypervolume(y, problem.ref_point)
+  return log_hv_gap(y, problem.ref_point, problem.max_hypervolume)
