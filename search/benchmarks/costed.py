@@ -215,18 +215,24 @@ def figure_at_cost(run, metric: str, cost: float) -> float:
 
 
 class CostProgress:
-  """Cost spent of the total over all seeds, with an ETA, on stderr."""
+  """Cost spent of the total over all seeds, with an ETA on stderr (from the
+  cost rate since the first proposal: the initial design costs much and
+  takes no time)."""
 
   def __init__(self, total_cost: float, label: str):
     self.total, self.label, self.start, self.base = total_cost, label, time.time(), 0.0
+    self.first = None  # (time, cost) at the first call: the rate excludes the initial design
 
   def seed_done(self, cost: float):
     self.base += cost
 
   def __call__(self, run):
-    done = self.base + run.cost
-    elapsed = time.time() - self.start
-    eta = elapsed / max(done, _TOLERANCE) * (self.total - done)
+    done, now = self.base + run.cost, time.time()
+    elapsed = now - self.start
+    if self.first is None:
+      self.first = (now, done)
+    rate = (done - self.first[1]) / max(now - self.first[0], _TOLERANCE)
+    eta = (self.total - done) / rate if rate > 0 else float("nan")
     sys.stderr.write("\r%s seed %d: cost %.0f, all seeds %.0f/%.0f, %.0fs elapsed, ETA %.0fs   "
                      % (self.label, run.seed, run.cost, done, self.total, elapsed, eta))
     sys.stderr.flush()
