@@ -447,7 +447,8 @@ def _run_costed(problem, groups, options):
   result = costed.run_costed_benchmark(problem, FLAGS.strategy, FLAGS.evaluation, groups,
                                        FLAGS.cost_budget, FLAGS.seeds, FLAGS.first_seed,
                                        options, FLAGS.out, FLAGS.checkpoint_seconds)
-  for run in result["runs"]:
+  seeds = range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)
+  for run in (r for r in result["runs"] if r["seed"] in seeds):  # this command's seeds
     last = run["evaluations"][-1] if run["evaluations"] else {}
     counts = {}
     for e in run["evaluations"]:
