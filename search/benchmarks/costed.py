@@ -41,15 +41,18 @@ seed at budgets worth 30, 50 and 100 coupled evaluations (trainings) and
 plots the median figure against cost.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import pickle
 import sys
 import time
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from search.benchmarks.problems import initial_design, quality
+from search.benchmarks.problems import Problem, initial_design, quality
 from search.optimizer.decoupled import DECOUPLED_STRATEGIES, make_decoupled_strategy
 from search.optimizer.objective_groups import ObjectiveGroups
 from search.optimizer.strategies import make_strategy
@@ -59,14 +62,14 @@ EVALUATIONS = (COUPLED, DECOUPLED)
 _TOLERANCE = 1e-9
 
 
-def objective_names(problem):
+def objective_names(problem: Problem) -> list[str]:
   """A table's objective columns, else f1..fK (as ``--bounds``)."""
   if problem.table is not None:
     return list(problem.table.objectives)
   return ["f%d" % (k + 1) for k in range(problem.num_objectives)]
 
 
-def parse_costs(spec, problem) -> ObjectiveGroups:
+def parse_costs(spec: str | Sequence[str], problem: Problem) -> ObjectiveGroups:
   """``--costs`` (``"error=30,latency_ms+energy_mj=1"`` or its list) ->
   ``ObjectiveGroups`` with a fixed positive cost per group; ``ValueError``
   for an unknown objective, an objective in two groups or none, a missing or
@@ -85,7 +88,7 @@ def parse_costs(spec, problem) -> ObjectiveGroups:
   return groups
 
 
-def check_evaluation(evaluation: str, strategy: str):
+def check_evaluation(evaluation: str, strategy: str) -> None:
   """``ValueError`` unless ``strategy`` can run with ``evaluation``."""
   if evaluation not in EVALUATIONS:
     raise ValueError("Invalid value for flag `--evaluation`. Expected one of %s. Received %r."
@@ -100,16 +103,20 @@ class CostedRun:
   """One seeded run's state (picklable, for checkpoints): the designs seen
   (one row each, NaN where a group is not measured) and the evaluations."""
 
-  def __init__(self, problem, seed: int):
+  def __init__(self, problem: Problem, seed: int) -> None:
     self.seed = seed
     self.x = np.zeros((0, problem.space.dim))
     self.y = np.zeros((0, problem.num_objectives))
-    self.evaluations, self.fit, self.acq, self.seconds = [], [], [], []
+    self.evaluations: list[dict[str, Any]] = []
+    self.fit: list[float] = []
+    self.acq: list[float] = []
+    self.seconds: list[float] = []
     self.cost = 0.0
     self.load = {"start": list(os.getloadavg())}
     self.done = False
 
-  def measure(self, problem, groups, point, group):
+  def measure(self, problem: Problem, groups: ObjectiveGroups, point: Any,
+              group: Optional[int]) -> None:
     """Measures ``group`` (an index, or None: every group) at ``point``."""
     members = range(problem.num_objectives) if group is None else groups.members[group]
     truth = problem.evaluate(np.asarray(point)[None])[0]
@@ -125,9 +132,9 @@ class CostedRun:
       raise ValueError("Invalid proposal: group %s is already known at %r."
                        % ("all" if group is None else groups.names[group], list(point)))
     self.y[i, list(members)] = truth[list(members)]
-    cost = groups.coupled_cost() if group is None else float(groups.costs[group])
+    cost = groups.coupled_cost() if group is None else float(groups.costs[group])  # type: ignore[index]  # fixed costs
     self.cost += cost
-    entry = {"group": "all" if group is None else groups.names[group], "cost": cost,
+    entry: dict[Any, Any] = {"group": "all" if group is None else groups.names[group], "cost": cost,
              "cumulative_cost": self.cost, problem.metric: complete_figure(problem, self.y)}
     if problem.table is not None:
       entry["row"] = int(problem.table.rows(np.asarray(point)[None])[0])
@@ -135,20 +142,21 @@ class CostedRun:
       entry["x"] = [float(v) for v in point]
     self.evaluations.append(entry)
 
-  def record(self):
+  def record(self) -> dict[str, Any]:
     return {"seed": self.seed, "evaluations": self.evaluations, "fit_seconds": self.fit,
             "acquisition_seconds": self.acq, "proposal_seconds": self.seconds,
             "load_average": dict(self.load, end=list(os.getloadavg()))}
 
 
-def complete_figure(problem, y) -> float:
+def complete_figure(problem: Problem, y: np.ndarray) -> float:
   """The problem's figure on the rows of ``y`` (n, K) whose every objective
   is known (0 when none is)."""
   complete = np.all(np.isfinite(y), axis=1)
   return float(quality(problem, y[complete])) if complete.any() else 0.0
 
 
-def make_costed_strategy(problem, name, evaluation, groups, seed, options):
+def make_costed_strategy(problem: Problem, name: str, evaluation: str, groups: ObjectiveGroups,
+                         seed: int, options: Optional[dict[str, Any]]) -> Any:
   """The coupled (``strategies``) or decoupled strategy, with the problem's
   reference point (PESMO) and log objectives as ``benchmark.run_one`` gives them."""
   options = dict(options or {})
@@ -161,9 +169,11 @@ def make_costed_strategy(problem, name, evaluation, groups, seed, options):
   return make_strategy(name, problem.space, problem.num_objectives, seed=seed, **options)
 
 
-def run_costed(problem, name: str, evaluation: str, groups: ObjectiveGroups,
-               cost_budget: float, seed: int, options=None, state=None, checkpoint=None,
-               progress=None):
+def run_costed(problem: Problem, name: str, evaluation: str, groups: ObjectiveGroups,
+               cost_budget: float, seed: int, options: Optional[dict[str, Any]] = None,
+               state: Optional[tuple[Any, CostedRun]] = None,
+               checkpoint: Optional[Callable[[Any, CostedRun], None]] = None,
+               progress: Optional[Callable[[CostedRun], None]] = None) -> dict[str, Any]:
   """One run (module doc); returns its record. ``state``: a (strategy,
   CostedRun) pair from a checkpoint to continue; ``checkpoint(strategy,
   run)`` and ``progress(run)`` are called after every evaluation."""
@@ -178,7 +188,7 @@ def run_costed(problem, name: str, evaluation: str, groups: ObjectiveGroups,
       checkpoint(strategy, run)
   else:
     strategy, run = state
-  cheapest = min(groups.costs) if evaluation == DECOUPLED else groups.coupled_cost()
+  cheapest = min(groups.costs) if evaluation == DECOUPLED else groups.coupled_cost()  # type: ignore[arg-type]  # fixed costs
   while not run.done:
     if run.cost + cheapest > cost_budget + _TOLERANCE:
       run.done = True
@@ -186,7 +196,7 @@ def run_costed(problem, name: str, evaluation: str, groups: ObjectiveGroups,
     start = time.perf_counter()
     if evaluation == DECOUPLED:
       proposal = strategy.propose(run.x, run.y)
-      point, group, cost = proposal.point, proposal.group, float(groups.costs[proposal.group])
+      point, group, cost = proposal.point, proposal.group, float(groups.costs[proposal.group])  # type: ignore[index]  # fixed costs
     else:
       point, group, cost = strategy.propose(run.x, run.y), None, groups.coupled_cost()
     run.seconds.append(time.perf_counter() - start)
@@ -203,7 +213,7 @@ def run_costed(problem, name: str, evaluation: str, groups: ObjectiveGroups,
   return run.record()
 
 
-def figure_at_cost(run, metric: str, cost: float) -> float:
+def figure_at_cost(run: dict[str, Any], metric: str, cost: float) -> float:
   """The figure after the last evaluation whose cumulative cost is at most
   ``cost`` (0 before any)."""
   value = 0.0
@@ -219,14 +229,15 @@ class CostProgress:
   cost rate since the first proposal: the initial design costs much and
   takes no time)."""
 
-  def __init__(self, total_cost: float, label: str):
+  def __init__(self, total_cost: float, label: str) -> None:
     self.total, self.label, self.start, self.base = total_cost, label, time.time(), 0.0
-    self.first = None  # (time, cost) at the first call: the rate excludes the initial design
+    self.first: Optional[tuple[float, float]] = None  # (time, cost) at the first call:
+    # the rate excludes the initial design
 
-  def seed_done(self, cost: float):
+  def seed_done(self, cost: float) -> None:
     self.base += cost
 
-  def __call__(self, run):
+  def __call__(self, run: CostedRun) -> None:
     done, now = self.base + run.cost, time.time()
     elapsed = now - self.start
     if self.first is None:
@@ -238,9 +249,10 @@ class CostProgress:
     sys.stderr.flush()
 
 
-def _header(problem, name, evaluation, groups, cost_budget, options):
+def _header(problem: Problem, name: str, evaluation: str, groups: ObjectiveGroups,
+            cost_budget: float, options: Optional[dict[str, Any]]) -> dict[str, Any]:
   out = {"problem": problem.name, "strategy": name, "evaluation": evaluation,
-         "groups": list(groups.names), "costs": [float(c) for c in groups.costs],
+         "groups": list(groups.names), "costs": [float(c) for c in groups.costs],  # type: ignore[union-attr]  # fixed costs
          "coupled_cost": groups.coupled_cost(), "cost_budget": float(cost_budget),
          "metric": problem.metric, "strategy_options": dict(options or {}), "runs": []}
   if problem.table is not None:
@@ -248,7 +260,7 @@ def _header(problem, name, evaluation, groups, cost_budget, options):
   return out
 
 
-def _resumed(out, fresh):
+def _resumed(out: Optional[str], fresh: dict[str, Any]) -> dict[str, Any]:
   """``fresh`` with the runs already in ``out`` (same settings, else a ValueError)."""
   if not out or not os.path.exists(out):
     return fresh
@@ -263,8 +275,10 @@ def _resumed(out, fresh):
   return dict(fresh, runs=old["runs"])
 
 
-def run_costed_benchmark(problem, name, evaluation, groups, cost_budget, seeds, first_seed=0,
-                         options=None, out=None, checkpoint_seconds: float = 30.0):
+def run_costed_benchmark(problem: Problem, name: str, evaluation: str, groups: ObjectiveGroups,
+                         cost_budget: float, seeds: int, first_seed: int = 0,
+                         options: Optional[dict[str, Any]] = None, out: Optional[str] = None,
+                         checkpoint_seconds: float = 30.0) -> dict[str, Any]:
   """``seeds`` runs (module doc), resumed from ``out`` and its checkpoints."""
   check_evaluation(evaluation, name)
   result = _resumed(out, _header(problem, name, evaluation, groups, cost_budget, options))
@@ -279,7 +293,8 @@ def run_costed_benchmark(problem, name, evaluation, groups, cost_budget, seeds, 
         state = pickle.load(f)
     last = [time.time()]
 
-    def checkpoint(strategy, run, pkl=pkl, last=last):
+    def checkpoint(strategy: Any, run: CostedRun, pkl: Optional[str] = pkl,
+                   last: list[float] = last) -> None:
       if pkl and time.time() - last[0] >= checkpoint_seconds:
         _atomic_write(pkl, pickle.dumps((strategy, run)))
         last[0] = time.time()
@@ -291,13 +306,13 @@ def run_costed_benchmark(problem, name, evaluation, groups, cost_budget, seeds, 
     result["runs"] = sorted(result["runs"] + [record], key=lambda r: r["seed"])
     if out:
       _atomic_write(out, json.dumps(result).encode())
-      if os.path.exists(pkl):
-        os.remove(pkl)
+      if os.path.exists(pkl):  # type: ignore[arg-type]  # set with out
+        os.remove(pkl)  # type: ignore[arg-type]  # set with out
   sys.stderr.write("\n")
   return result
 
 
-def _atomic_write(path, data: bytes):
+def _atomic_write(path: str, data: bytes) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   tmp = path + ".tmp"
   with open(tmp, "wb") as f:
@@ -305,19 +320,20 @@ def _atomic_write(path, data: bytes):
   os.replace(tmp, path)
 
 
-def label(result) -> str:
+def label(result: dict[str, Any]) -> str:
   """``"decoupled pesmo"`` (plus its options when any)."""
   options = result.get("strategy_options") or {}
   return "%s %s%s" % (result["evaluation"], result["strategy"],
                       " " + json.dumps(options, sort_keys=True) if options else "")
 
 
-def load_costed(folder: str):
+def load_costed(folder: str
+                ) -> dict[tuple[str, str, str], tuple[dict[str, Any], dict[int, Any]]]:
   """{(problem, costs key, label): (a result header, {seed: run})} from the
   costed JSON files in ``folder`` (files without ``"evaluation"`` skipped);
   a seed found twice with different evaluations is a ValueError."""
   import glob  # pylint: disable=import-outside-toplevel
-  merged = {}
+  merged: dict[tuple[str, str, str], tuple[dict[str, Any], dict[int, Any]]] = {}
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     with open(path) as f:
       data = json.load(f)
@@ -334,16 +350,16 @@ def load_costed(folder: str):
   return merged
 
 
-def summarize_costed(folder: str, trainings=(30, 50, 100)):
+def summarize_costed(folder: str, trainings: Sequence[int] = (30, 50, 100)) -> dict[Any, Any]:
   """Per (problem, costs) and strategy, the median and worst seed figure at
   budgets worth ``trainings`` coupled evaluations (None past a run's
   budget); writes ``costed_<problem>_<costs>.png`` (median figure against
   cost, in coupled evaluations) into ``folder``. Returns {(problem, costs):
   {label: {trainings: (median, worst, per-seed list)}}}."""
   merged = load_costed(folder)
-  table = {}
+  table: dict[tuple[str, str], dict[str, Any]] = {}
   for (problem, costs, name), (header, runs) in sorted(merged.items()):
-    row = {}
+    row: dict[int, Optional[tuple[float, float, list[float]]]] = {}
     for t in trainings:
       cost = t * header["coupled_cost"]
       if cost > header["cost_budget"] + _TOLERANCE:
@@ -358,7 +374,8 @@ def summarize_costed(folder: str, trainings=(30, 50, 100)):
   return table
 
 
-def _plot(folder, problem, costs, by_label):
+def _plot(folder: str, problem: str, costs: str,
+          by_label: dict[str, tuple[dict[str, Any], dict[int, Any]]]) -> None:
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt  # pylint: disable=import-outside-toplevel
@@ -380,7 +397,7 @@ def _plot(folder, problem, costs, by_label):
   plt.close(fig)
 
 
-def format_summary(table) -> list:
+def format_summary(table: dict[Any, Any]) -> list:
   """Printable lines of ``summarize_costed``'s table."""
   lines = []
   for (problem, costs), by_label in sorted(table.items()):

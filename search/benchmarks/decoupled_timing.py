@@ -32,6 +32,8 @@ models' RMSE against the true values, and the seconds each took.
 BLAS threads default to 1 (as ``search.benchmarks.benchmark``).
 """
 
+from __future__ import annotations
+
 import os
 
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -40,20 +42,22 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 # pylint: disable=wrong-import-position
 import subprocess
 import time
+from typing import Any, Sequence
 
 import numpy as np
 from absl import app, flags
 
-from search.benchmarks.problems import make_problem
+from search.benchmarks.problems import Problem, make_problem
 from search.optimizer import lowrank
 from search.optimizer.decoupled import ObjectiveGroups, make_decoupled_strategy
 from search.optimizer.gp import ObjectiveGP
+from search.optimizer.objective_groups import Proposal
 
 FLAGS = flags.FLAGS
 OBJECTIVES = ("error", "time", "energy")
 
 
-def define_flags():
+def define_flags() -> None:
   """The CLI's flags; defined only when run as a program."""
   flags.DEFINE_integer("hardware", 2000, "Cells with time and energy known.", lower_bound=3)
   flags.DEFINE_integer("error", 100, "Of them, cells with error known.", lower_bound=2)
@@ -75,7 +79,7 @@ def _uptime() -> str:
   return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
 
 
-def _synthetic_durations(problem, x, y):
+def _synthetic_durations(problem: Problem, x: np.ndarray, y: np.ndarray) -> np.ndarray:
   """(n, 2) seconds: training grows with the cell's time (300-900 s), a
   hardware measurement 2-6 s; NaN where the group is not measured."""
   truth = problem.evaluate(x)
@@ -85,15 +89,16 @@ def _synthetic_durations(problem, x, y):
   return np.stack([train, hw], axis=1)
 
 
-def _cells(problem, count, seed):
+def _cells(problem: Problem, count: int, seed: int) -> np.ndarray:
   x = problem.space.sample(np.random.default_rng(seed), count, min_count=count)
   keys = problem.space.keys(x)
   _, first = np.unique(np.array(keys, dtype=object).astype(str), return_index=True)
   return x[np.sort(first)]
 
 
-def time_proposals(hardware: int, error: int, proposals: int, costs, durations: bool,
-                   seed: int = 0, lengthscale_prior: str = "lognormal"):
+def time_proposals(hardware: int, error: int, proposals: int, costs: Sequence[float],
+                   durations: bool, seed: int = 0, lengthscale_prior: str = "lognormal"
+                   ) -> list[dict[str, Any]]:
   """Prints and returns one record per proposal (module doc)."""
   problem = make_problem("cell_synthetic")
   x = _cells(problem, hardware + 50, seed)[:hardware]
@@ -105,16 +110,16 @@ def time_proposals(hardware: int, error: int, proposals: int, costs, durations: 
                                      log_objectives=[False, True, True],
                                      lengthscale_prior=lengthscale_prior)
   print("uptime before: %s" % _uptime())
-  records = []
+  records: list[dict[str, Any]] = []
   for i in range(proposals + 1):
     d = _synthetic_durations(problem, x, y) if durations else None
     start, cpu = time.perf_counter(), time.process_time()
     proposal = strategy.propose(x, y, durations=d)
     total, cpu = time.perf_counter() - start, time.process_time() - cpu
     counts = np.isfinite(y[:, [0, 1]]).sum(0)
-    record = dict(strategy.timings, total_seconds=total, cpu_seconds=cpu,
-                  group=groups.names[proposal.group], error_rows=int(counts[0]),
-                  hardware_rows=int(counts[1]))
+    record: dict[str, Any] = dict(strategy.timings, total_seconds=total, cpu_seconds=cpu,
+                                  group=groups.names[proposal.group],
+                                  error_rows=int(counts[0]), hardware_rows=int(counts[1]))
     records.append(record)
     print("%s: fit %.2f s, acquisition %.2f s, total %.2f s wall, %.2f s CPU; %d error + %d "
           "hardware observations; chose %s" % (
@@ -130,7 +135,8 @@ def time_proposals(hardware: int, error: int, proposals: int, costs, durations: 
   return records
 
 
-def _measure(problem, groups, x, y, proposal):
+def _measure(problem: Problem, groups: ObjectiveGroups, x: np.ndarray, y: np.ndarray,
+             proposal: Proposal) -> tuple[np.ndarray, np.ndarray]:
   """(x, y) with the proposal's group measured at its point."""
   key = problem.space.keys(proposal.point[None])[0]
   keys = problem.space.keys(x)
@@ -146,7 +152,7 @@ def _measure(problem, groups, x, y, proposal):
 
 
 def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0,
-                   lengthscale_prior: str = "lognormal"):
+                   lengthscale_prior: str = "lognormal") -> None:
   """Prints the low-rank DTC posterior against the exact one (module doc)."""
   problem = make_problem("cell_synthetic")
   cells = _cells(problem, hardware + held_out + 50, seed)
@@ -166,7 +172,7 @@ def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0,
     low = lowrank.condition_low_rank(s.theta, lengths[gp.groups], amp, noise, mean, z,
                                      gp.standardize(y[:, k]), gp.kernel, inducing)
     t_low = time.perf_counter() - start
-    (me, ve), (ml, vl) = exact.predict(zt), low.predict(zt)
+    (me, ve), (ml, vl) = exact.predict(zt), low.predict(zt)  # type: ignore[union-attr]  # strict
     truth = gp.standardize(yt[:, k])
     dm, ds = np.abs(me - ml), np.abs(np.sqrt(vl) - np.sqrt(ve)) / np.sqrt(ve)
     print("%s: n=%d, %d held out, %d inducing rows (of %d asked): |mean diff| max %.4f median "
@@ -177,7 +183,7 @@ def check_low_rank(hardware: int, held_out: int, inducing: int, seed: int = 0,
               np.sqrt(np.mean((ml - truth) ** 2)), np.sqrt(noise), t_exact, t_low), flush=True)
 
 
-def main(argv):
+def main(argv: Sequence[str]) -> None:
   del argv
   if FLAGS.check_gp:
     check_low_rank(FLAGS.hardware, FLAGS.held_out, FLAGS.inducing, FLAGS.seed,

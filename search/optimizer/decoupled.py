@@ -64,14 +64,17 @@ is uniform (a random point for the group with the fewest observations, on a
 row where the other groups are known when there is one).
 """
 
+from __future__ import annotations
+
 import abc
-from typing import List
+from typing import Any, Callable, List
 
 import numpy as np
 
 from search.optimizer import base
 from search.optimizer.base import Timer, exhaustive, new_random_points
 from search.optimizer.design import DesignSpace
+from search.optimizer.gp import ObjectiveGP
 from search.optimizer.objective_groups import (  # noqa: F401 (re-exported)
     DurationModel, ObjectiveGroups, Proposal, _per_group, merge_group_observations)
 from search.optimizer.pareto import non_dominated_mask
@@ -85,7 +88,8 @@ class DecoupledStrategy(abc.ABC):
   feasible. ``timings`` holds the last call's ``fit_seconds`` and
   ``acquisition_seconds``."""
 
-  def __init__(self, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0, **options):
+  def __init__(self, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
+               **options: Any) -> None:
     if not isinstance(groups, ObjectiveGroups):
       raise ValueError("Invalid value for argument `groups`. Expected an ObjectiveGroups. "
                        "Received %r." % (groups,))
@@ -100,10 +104,11 @@ class DecoupledStrategy(abc.ABC):
                        for g in range(groups.num_groups)]
 
   @classmethod
-  def option_names(cls):
+  def option_names(cls) -> tuple[str, ...]:
     return ()
 
-  def propose(self, observed_x, observed_y, pending=None, durations=None) -> Proposal:
+  def propose(self, observed_x: Any, observed_y: Any, pending: Any = None,
+              durations: Any = None) -> Proposal:
     """The next (point, group) to measure.
 
     Args:
@@ -138,14 +143,15 @@ class DecoupledStrategy(abc.ABC):
       return self._uniform(x, known, excluded, out.group)
     return out
 
-  def group_costs(self, x) -> np.ndarray:
+  def group_costs(self, x: Any) -> np.ndarray:
     """(C, G) cost of each group at native (C, d) points."""
     x = np.asarray(x, dtype=float).reshape(-1, self.space.dim)
     if self.groups.costs is not None:
       return np.tile(np.asarray(self.groups.costs, dtype=float), (x.shape[0], 1))
     return np.stack([m(x) for m in self._durations], axis=1)
 
-  def excluded(self, x, known, pending) -> List[set]:
+  def excluded(self, x: np.ndarray, known: np.ndarray,
+               pending: List[np.ndarray]) -> List[set]:
     """Per group, the keys of the points where it is known or pending."""
     keys = self.space.keys(x) if x.shape[0] else []
     out = []
@@ -156,18 +162,20 @@ class DecoupledStrategy(abc.ABC):
       out.append(done)
     return out
 
-  def _uniform(self, x, known, excluded, group) -> Proposal:
+  def _uniform(self, x: np.ndarray, known: np.ndarray, excluded: List[set],
+               group: int) -> Proposal:
     """A uniform point for ``group``: a row where the other groups are known
     (completing it) when one is left, else any point not excluded."""
     keys = self.space.keys(x) if x.shape[0] else []
     others = np.delete(known, group, axis=1).all(1) if known.shape[1] > 1 else np.ones(
         known.shape[0], bool)
-    rows = [i for i, k in enumerate(keys) if others[i] and k not in excluded[group]]
+    rows = [i for i, k in enumerate(keys) if others[i] and k not in excluded[group]]  # type: ignore[index]  # a (n,) mask
     if rows:
       return Proposal(x[rows[int(self.rng.integers(len(rows)))]].copy(), group)
     return Proposal(new_random_points(self.space, self.rng, excluded[group], 1)[0], group)
 
-  def _check(self, observed_x, observed_y, pending):
+  def _check(self, observed_x: Any, observed_y: Any, pending: Any
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, List[np.ndarray]]:
     x = np.zeros((0, self.space.dim)) if observed_x is None or np.size(observed_x) == 0 \
         else self.space.validate(np.asarray(observed_x, dtype=float), "observed_x")
     y = np.asarray(observed_y, dtype=float).reshape(x.shape[0], -1) if x.shape[0] else \
@@ -186,11 +194,13 @@ class DecoupledStrategy(abc.ABC):
     return x, y, known, pending
 
   @abc.abstractmethod
-  def _propose(self, x, y, known, pending, excluded) -> Proposal:
+  def _propose(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
+               pending: List[np.ndarray], excluded: List[set]) -> Proposal:
     """The proposal once every group has at least 2 observations."""
 
 
-def _group_pool(space, rng, anchors, everywhere, pool_size, exhaustive_limit):
+def _group_pool(space: DesignSpace, rng: np.random.Generator, anchors: Any, everywhere: set,
+                pool_size: int, exhaustive_limit: int) -> np.ndarray:
   """(C, d) points to score: every remaining candidate of a small candidate
   set, else uniform points, the feasible ``anchors`` and their mutations;
   none whose key is in ``everywhere`` (known or pending for every group)."""
@@ -206,8 +216,10 @@ def _group_pool(space, rng, anchors, everywhere, pool_size, exhaustive_limit):
   return base._filter(space, np.vstack(parts), everywhere)  # pylint: disable=protected-access
 
 
-def maximize_groups(values, space, rng, anchors, excluded, pool_size: int = 500,
-                    refine: int = 3, exhaustive_limit: int = EXHAUSTIVE_LIMIT):
+def maximize_groups(values: Callable[[np.ndarray], np.ndarray], space: DesignSpace,
+                    rng: np.random.Generator, anchors: Any, excluded: List[set],
+                    pool_size: int = 500, refine: int = 3,
+                    exhaustive_limit: int = EXHAUSTIVE_LIMIT) -> tuple[np.ndarray, int, float]:
   """(point, group, value) maximizing ``values`` ((C, d) native -> (C, G))
   over the (x, g) pairs with x's key not in ``excluded[g]``.
 
@@ -219,9 +231,9 @@ def maximize_groups(values, space, rng, anchors, excluded, pool_size: int = 500,
   Values are cached by design key: a group's value at x needs every
   objective's moments there (PESMO's candidate factors couple the
   objectives), so all groups come from one evaluation."""
-  cache = {}
+  cache: dict[bytes, np.ndarray] = {}
 
-  def cached(x):
+  def cached(x: np.ndarray) -> np.ndarray:
     keys = space.keys(x)
     todo = [i for i, k in enumerate(keys) if k not in cache]
     if todo:
@@ -239,20 +251,20 @@ def maximize_groups(values, space, rng, anchors, excluded, pool_size: int = 500,
   for g, done in enumerate(excluded):
     scores[:, g] = np.where([k in done for k in keys], -np.inf, scores[:, g])
   flat = np.argsort(-scores, axis=None)[:1 if exhaustive(space, exhaustive_limit) else refine]
-  best = (None, -1, -np.inf)
+  best: tuple[np.ndarray | None, int, float] = (None, -1, -np.inf)
   for i, g in zip(*np.unravel_index(flat, scores.shape)):
     point, value = pool[i], scores[i, g]
     if not np.isfinite(value):
       continue
     if not exhaustive(space, exhaustive_limit):
-      point, value = base._refine(lambda z, g=g: cached(z)[:, g], space, point, value,  # pylint: disable=protected-access
+      point, value = base._refine(lambda z, g=g: cached(z)[:, g], space, point, value,  # type: ignore[misc]  # g bound by default  # pylint: disable=protected-access
                                   excluded[g])
     if value > best[2]:
       best = (np.asarray(point, dtype=float), int(g), float(value))
   if best[0] is None:
     raise base.InfeasibleSpaceError("No point is left to evaluate for any group in %r."
                                     % (space,))
-  return best
+  return best  # type: ignore[return-value]  # best[0] set (checked above)
 
 
 class DecoupledPESMOStrategy(DecoupledStrategy):
@@ -262,20 +274,22 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
   regions and ``objective_bounds`` (not supported here: refused)."""
 
   @classmethod
-  def option_names(cls):
+  def option_names(cls) -> tuple[str, ...]:
     return tuple(n for n in PESMOStrategy.option_names()
                  if n not in ("trust_region", "trust_region_length", "trust_region_weights",
                               "objective_bounds"))
 
-  def __init__(self, space, groups, seed=0, **options):
+  def __init__(self, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
+               **options: Any) -> None:
     super().__init__(space, groups, seed, **options)
     self.pesmo = PESMOStrategy(space, groups.num_objectives, seed, trust_region=False,
                                **options)
     self.pesmo.rng = self.rng
-    self.last_acquisition = None
-    self._order = {}
+    self.last_acquisition: PESMOAcquisition | None = None
+    self._order: dict[int, dict[bytes, int]] = {}
 
-  def fit(self, x, y, known, pending):
+  def fit(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
+          pending: List[np.ndarray]) -> list[ObjectiveGP]:
     """Each objective's GP on its known rows, then conditioned on the
     group's pending points at its posterior mean (kriging believer). Rows
     reach each GP in the order the objective became known (``_rows``), so
@@ -283,7 +297,8 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
     refactoring them (``gp.ObjectiveGP``'s ``refresh_growth``)."""
     z = self.space.encode(x)
     keys = self.space.keys(x)
-    gps, self.train_rows = [], []
+    gps: list[ObjectiveGP] = []
+    self.train_rows: list[np.ndarray] = []
     for k, (gp, known_k) in enumerate(zip(self.pesmo.gps, self._objective_known(known).T)):
       rows = self._rows(k, keys, known_k)
       self.train_rows.append(rows)
@@ -296,7 +311,7 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
                                                  axis=0))
     return gps
 
-  def _rows(self, k, keys, known_k):
+  def _rows(self, k: int, keys: List[bytes], known_k: np.ndarray) -> np.ndarray:
     """Indices of the rows where objective k is known: those seen by earlier
     calls first, in the order they were first seen, then the new ones."""
     order = self._order.setdefault(k, {})
@@ -306,14 +321,15 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
         order[key] = len(order)
     return np.array([where[key] for key in sorted(where, key=order.__getitem__)], dtype=int)
 
-  def _objective_known(self, known):
+  def _objective_known(self, known: np.ndarray) -> np.ndarray:
     """(n, K) bools from the (n, G) group mask."""
     out = np.zeros((known.shape[0], self.groups.num_objectives), dtype=bool)
     for g, members in enumerate(self.groups.members):
       out[:, list(members)] = known[:, g:g + 1]
     return out
 
-  def _joint_points(self, x, known, pending):
+  def _joint_points(self, x: np.ndarray, known: np.ndarray, pending: List[np.ndarray]
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """The EP's observed points (any objective known or pending, one row per
     design) and their (K, N) known-or-pending mask."""
     rows = {k: i for i, k in enumerate(self.space.keys(x))}
@@ -328,7 +344,8 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
         mask[rows[key]][list(members)] = True
     return np.array(points).reshape(-1, self.space.dim), np.array(mask).T
 
-  def _propose(self, x, y, known, pending, excluded):
+  def _propose(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
+               pending: List[np.ndarray], excluded: List[set]) -> Proposal:
     with Timer() as fit_timer:
       gps = self.fit(x, y, known, pending)
     with Timer() as acq_timer:
@@ -339,7 +356,7 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
                              pareto_sets=self.pesmo._pareto_sets(gps, complete))  # pylint: disable=protected-access
       self.last_acquisition = acq
 
-      def values(c):
+      def values(c: np.ndarray) -> np.ndarray:
         per = acq.per_objective(c)
         sums = np.stack([per[:, list(m)].sum(1) for m in self.groups.members], axis=1)
         return sums / self.group_costs(c)
@@ -360,8 +377,8 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
 DECOUPLED_STRATEGIES = {"pesmo": DecoupledPESMOStrategy}
 
 
-def make_decoupled_strategy(name: str, space, groups: ObjectiveGroups, seed: int = 0,
-                            **options) -> DecoupledStrategy:
+def make_decoupled_strategy(name: str, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
+                            **options: Any) -> DecoupledStrategy:
   """A decoupled strategy by ``name`` (one of ``DECOUPLED_STRATEGIES``)."""
   if name not in DECOUPLED_STRATEGIES:
     raise ValueError("Invalid value for argument `name`. Expected one of %s. Received "

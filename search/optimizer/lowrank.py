@@ -51,6 +51,8 @@ variance falls below ``tol`` x the prior variance (the remaining rows are
 then within rounding of the span of Z, and m is smaller than asked).
 """
 
+from __future__ import annotations
+
 import dataclasses
 
 import numpy as np
@@ -114,11 +116,11 @@ class LowRankGPSample:
     """(m, c) v with posterior cov = k - v^T v, from ``cross`` values (m, c)."""
     return self.whiten @ ks
 
-  def training_data(self):
+  def training_data(self) -> tuple[np.ndarray, np.ndarray]:
     """(x_train (n, D) encoded, y_centered (n,))."""
     return self.x_train, self.y_centered
 
-  def predict(self, x_encoded: np.ndarray, full_cov: bool = False):
+  def predict(self, x_encoded: np.ndarray, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Posterior of f at (c, D) points: mean (c,), variance (c,) or
     covariance (c, c) when ``full_cov`` (as ``GPSample.predict``)."""
     ks = self.cross(x_encoded)
@@ -131,7 +133,8 @@ class LowRankGPSample:
     return mean, np.maximum(self.amplitude - np.sum(v * v, 0), 1e-12)
 
 
-def condition_low_rank(theta, lengthscales, amplitude, noise, mean, x, y, kernel,
+def condition_low_rank(theta: np.ndarray, lengthscales: np.ndarray, amplitude: float,
+                       noise: float, mean: float, x: np.ndarray, y: np.ndarray, kernel: str,
                        inducing: int, tol: float = 1e-6) -> LowRankGPSample:
   """DTC posterior (module doc) of one hyperparameter sample on (n, D)
   encoded inputs ``x`` and (n,) standardized targets ``y``, with at most

@@ -16,8 +16,10 @@ Array shapes: x (n, d) native points; y (n, K) raw objective values, NaN
 where not measured; durations (n, G) seconds, NaN where not recorded.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,7 +41,7 @@ class ObjectiveGroups:
   costs: Optional[Tuple[float, ...]]
   num_objectives: int
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     flat = [k for m in self.members for k in m]
     twice = sorted({k for k in flat if flat.count(k) > 1})
     missing = [k for k in range(self.num_objectives) if k not in flat]
@@ -59,14 +61,16 @@ class ObjectiveGroups:
                        "durations). Received costs=%r." % (len(self.members), self.costs))
 
   @classmethod
-  def parse(cls, spec, objective_names: Sequence[str]) -> "ObjectiveGroups":
+  def parse(cls, spec: str | Sequence[str], objective_names: Sequence[str]) -> "ObjectiveGroups":
     """``"error=30,latency_ms+energy_mj=1"`` (a string or its comma-split
     list): groups of objectives joined by ``+``, each with ``=COST`` (all
     groups) or none (``"error,latency_ms+energy_mj"``: costs None, predicted
     from recorded durations); every objective in exactly one group."""
     entries = spec.split(",") if isinstance(spec, str) else list(spec)
     objective_names = list(objective_names)
-    names, members, costs = [], [], []
+    names: list[str] = []
+    members: list[tuple[int, ...]] = []
+    costs: list[float | None] = []
     for entry in entries:
       name, sep, value = str(entry).strip().partition("=")
       parts = [p.strip() for p in name.split("+")]
@@ -87,10 +91,11 @@ class ObjectiveGroups:
         raise ValueError("Invalid value for argument `groups`. Expected every objective in "
                          "exactly one group; %r is in %s. Received groups=%r." % (
                              objective_names[k], holders or "none", spec))
-    return cls(tuple(names), tuple(members), None if costs[0] is None else tuple(costs),
+    return cls(tuple(names), tuple(members),
+               None if costs[0] is None else tuple(costs),  # type: ignore[arg-type]  # all set
                len(objective_names))
 
-  def index(self, group) -> int:
+  def index(self, group: int | str) -> int:
     """The index of ``group`` (an index or a name); ``ValueError`` when unknown."""
     if isinstance(group, str) and group in self.names:
       return self.names.index(group)
@@ -105,9 +110,9 @@ class ObjectiveGroups:
 
   def coupled_cost(self) -> float:
     """What one coupled evaluation (every group) costs: the sum."""
-    return float(sum(self.costs))
+    return float(sum(self.costs))  # type: ignore[arg-type]  # costs given
 
-  def known(self, y) -> np.ndarray:
+  def known(self, y: Any) -> np.ndarray:
     """(n, G) bools: group g known at row i. ``ValueError`` for a row where a
     group is known in part (a group is measured as a whole)."""
     finite = np.isfinite(np.asarray(y, dtype=float).reshape(-1, self.num_objectives))
@@ -123,7 +128,7 @@ class ObjectiveGroups:
     return out
 
 
-def _parse_cost(value, spec) -> float:
+def _parse_cost(value: str, spec: Any) -> float:
   try:
     cost = float(value)
   except ValueError:
@@ -156,14 +161,14 @@ class DurationModel:
   """
 
   def __init__(self, space: DesignSpace, seed: int = 0, num_samples: int = 3,
-               max_fit_points: int = 200):
+               max_fit_points: int = 200) -> None:
     self.space = space
     self.gp = ObjectiveGP(space.groups, log_transform=True, num_samples=num_samples,
                           burn_in=20, max_fit_points=max_fit_points, seed=seed)
     self.constant = 1.0
     self.fitted = False
 
-  def fit(self, x, durations) -> "DurationModel":
+  def fit(self, x: Any, durations: Any) -> "DurationModel":
     """(n, d) native points and (n,) durations (NaN: not recorded)."""
     d = np.asarray(durations, dtype=float).ravel()
     ok = np.isfinite(d)
@@ -177,7 +182,7 @@ class DurationModel:
       self.gp.fit(self.space.encode(np.asarray(x)[ok]), d[ok])
     return self
 
-  def __call__(self, x) -> np.ndarray:
+  def __call__(self, x: Any) -> np.ndarray:
     """(C,) predicted durations at native (C, d) points."""
     x = np.asarray(x, dtype=float).reshape(-1, self.space.dim)
     if not self.fitted:
@@ -187,8 +192,9 @@ class DurationModel:
     return np.exp(self.gp.y_shift + self.gp.y_scale * mean)
 
 
-def merge_group_observations(space: DesignSpace, groups: "ObjectiveGroups", per_group,
-                             durations=None):
+def merge_group_observations(space: DesignSpace, groups: "ObjectiveGroups", per_group: Any,
+                             durations: Any = None
+                             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """One row per design from per-group observations.
 
   Args:
@@ -202,9 +208,10 @@ def merge_group_observations(space: DesignSpace, groups: "ObjectiveGroups", per_
   """
   per_group = _per_group(groups, per_group, "per_group")
   durations = _per_group(groups, durations, "durations")
-  rows, xs = {}, []
-  y = []
-  d = []
+  rows: dict[Any, int] = {}
+  xs: list[np.ndarray] = []
+  y: list[np.ndarray] = []
+  d: list[np.ndarray] = []
   for g, item in enumerate(per_group):
     if item is None:
       continue
@@ -225,7 +232,7 @@ def merge_group_observations(space: DesignSpace, groups: "ObjectiveGroups", per_
           np.array(d).reshape(-1, groups.num_groups))
 
 
-def _per_group(groups, value, name):
+def _per_group(groups: ObjectiveGroups, value: Any, name: str) -> list[Any]:
   """A list of G entries from None, a sequence of G or a dict by group name."""
   if value is None:
     return [None] * groups.num_groups

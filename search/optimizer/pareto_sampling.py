@@ -14,14 +14,17 @@ Pareto set on a finite candidate set (exactly), with pymoo's NSGA-II
 out of ``pesmo.py`` unchanged (issue 33), which re-exports these names.
 """
 
+from __future__ import annotations
+
 import weakref
-from typing import List
+from typing import Any, List, Sequence
 
 import numpy as np
 from scipy import sparse
 
 from search.optimizer import feasibility
 from search.optimizer.base import exhaustive
+from search.optimizer.design import DesignSpace
 from search.optimizer.pareto import non_dominated_mask
 from search.optimizer.random_features import ProductGrid, SampledFunction
 
@@ -30,17 +33,19 @@ from search.optimizer.random_features import ProductGrid, SampledFunction
 # ``random_features.ProductGrid``: ~0.05 s per sample at the 15,625-row table
 # against ~0.5 s row by row).
 PARETO_EXHAUSTIVE_LIMIT = 20000
-_GRIDS = weakref.WeakKeyDictionary()
+_GRIDS: weakref.WeakKeyDictionary[DesignSpace, ProductGrid] = weakref.WeakKeyDictionary()
 
 
-def sample_functions(gps, sample_index: int, num_features: int, rng) -> List[SampledFunction]:
+def sample_functions(gps: Sequence[Any], sample_index: int, num_features: int,
+                     rng: np.random.Generator) -> List[SampledFunction]:
   """One random-feature posterior sample per objective (hyperparameter sample
   ``sample_index`` of each GP)."""
   return [SampledFunction(gp.samples[sample_index % len(gp.samples)], num_features, rng)
           for gp in gps]
 
 
-def _evaluate(functions, space, x):
+def _evaluate(functions: Sequence[SampledFunction], space: DesignSpace, x: np.ndarray
+              ) -> np.ndarray:
   """(C, K) values of the sampled functions at native (C, d) points. One-hot
   encodings go through a sparse matrix: the feature projection then costs
   O(d M) per point instead of O(D M)."""
@@ -50,21 +55,24 @@ def _evaluate(functions, space, x):
   return np.stack([f(z) for f in functions], axis=1)
 
 
-def _evaluate_candidates(functions, space):
+def _evaluate_candidates(functions: Sequence[SampledFunction], space: DesignSpace
+                         ) -> np.ndarray:
   """(N, K) values of the sampled functions on every row of ``space.candidates``:
   through the space's ``ProductGrid`` (built once per space) when its rows
   have few distinct halves, else row by row."""
   grid = _GRIDS.get(space)
   if grid is None:
-    grid = _GRIDS[space] = ProductGrid(space.encode(space.candidates), space.groups)
+    grid = _GRIDS[space] = ProductGrid(
+        space.encode(space.candidates), space.groups)  # type: ignore[arg-type]  # exhaustive: set
   if grid.worthwhile():
     return np.stack([grid.values(f) for f in functions], axis=1)
-  rows = space.candidates
+  rows: np.ndarray = space.candidates  # type: ignore[assignment]  # exhaustive: set
   return np.vstack([_evaluate(functions, space, rows[i:i + 4096])
                     for i in range(0, rows.shape[0], 4096)])
 
 
-def _within(x, y, bounds):
+def _within(x: np.ndarray, y: np.ndarray, bounds: np.ndarray | None
+            ) -> tuple[np.ndarray, np.ndarray]:
   """The rows whose sampled values meet ``bounds`` (all rows when None)."""
   if bounds is None:
     return x, y
@@ -72,7 +80,10 @@ def _within(x, y, bounds):
   return x[keep], y[keep]
 
 
-def _local_search(functions, space, front_x, front_y, rng, rounds, points, bounds=None):
+def _local_search(functions: Sequence[SampledFunction], space: DesignSpace,
+                  front_x: np.ndarray, front_y: np.ndarray, rng: np.random.Generator,
+                  rounds: int, points: int, bounds: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
   """Add the best (feasible) one-value changes of front points to the front,
   ``rounds`` times (with ``bounds``: only changes whose sampled values meet them)."""
   for _ in range(rounds):
@@ -88,7 +99,9 @@ def _local_search(functions, space, front_x, front_y, rng, rounds, points, bound
   return front_x, front_y
 
 
-def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, bounds=None):
+def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds: np.ndarray,
+                 rng: np.random.Generator, pop_size: int = 40, generations: int = 15,
+                 bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
   from the non-dominated points of a 1,000-point uniform pool and ``seeds``
   (so few generations suffice; pymoo's per-generation overhead dominates the
@@ -101,11 +114,11 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
 
   class _Sampled(Problem):
-    def __init__(self):
+    def __init__(self) -> None:
       super().__init__(n_var=space.dim, n_obj=len(functions), n_ieq_constr=len(bounded),
                        xl=space.lower, xu=space.upper)
 
-    def _evaluate(self, x, out, *args, **kwargs):
+    def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
       out["F"] = _evaluate(functions, space, x)
       if bounded:
         out["G"] = out["F"][:, bounded] - np.asarray(bounds)[bounded]
@@ -129,11 +142,12 @@ def _nsga2_front(functions, space, seeds, rng, pop_size=40, generations=15, boun
   return x[keep], y[keep]
 
 
-def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
+def sample_pareto_set(functions: Sequence[SampledFunction], space: DesignSpace,
+                      observed_x: np.ndarray, rng: np.random.Generator, pool_size: int = 500,
                       max_pareto: int = 30, local_rounds: int = 2,
                       local_points: int = 4,
                       exhaustive_limit: int = PARETO_EXHAUSTIVE_LIMIT,
-                      bounds=None) -> np.ndarray:
+                      bounds: np.ndarray | None = None) -> np.ndarray:
   """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
   set, P <= ``max_pareto``. ``bounds``: optional (K,) upper bounds in the GPs'
   modelled units (+inf: none; ``feasibility.model_bounds``): the Pareto set
@@ -152,7 +166,7 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
   else:
     observed_feasible = observed_x
   if exhaustive(space, exhaustive_limit):
-    pool = space.candidates
+    pool: Any = space.candidates  # the rows, then a list or array of them in the branches
     pool, pool_y = _within(pool, _evaluate_candidates(functions, space), bounds)
     front_x = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
   elif space.all_continuous:
@@ -173,7 +187,8 @@ def sample_pareto_set(functions, space, observed_x, rng, pool_size: int = 500,
     else:
       front_x = pool
   seen = set(space.keys(observed_x))
-  unique, out = set(), []
+  unique: set[Any] = set()
+  out: Any = []  # the rows, then their (P, d) array
   for key, row in zip(space.keys(front_x), front_x):
     if key not in seen and key not in unique:
       unique.add(key)
