@@ -49,8 +49,20 @@ any run: an unknown objective, a value that is not a finite number, an
 objective given twice, a non-positive bound on a log objective, and (tables) bounds that no row meets
 or whose feasible rows do not dominate the reference point.
 
+``--evaluation=coupled|decoupled --costs=GROUP=COST,... --cost_budget=C``
+instead runs at equal COST (``search.benchmarks.costed``): objectives joined
+by ``+`` in ``--costs`` are measured together, a coupled evaluation costs the
+sum, a decoupled one (``--strategy=pesmo`` only) the group the strategy
+chooses; the initial design is evaluated coupled; the JSON lists every
+evaluation with its row, group, cost, cumulative cost and the figure on the
+rows whose every objective is known; a stopped seed resumes from
+``<out>.seed<N>.pkl``. Bad costs, and ``decoupled`` with a strategy that
+cannot decouple, are refused before any run.
+
 ``--summarize=FOLDER`` prints the median final figures of the JSON files in
-FOLDER and writes one PNG per problem there.
+FOLDER and writes one PNG per problem there; for costed JSON files, per
+strategy the median and worst seed at budgets worth 30, 50 and 100 coupled
+evaluations, and ``costed_<problem>_<costs>.png`` (median figure against cost).
 
 ``--time_proposal_at=N`` instead times one proposal with N uniform
 observations (a cold strategy, then a warm second proposal with N+1); it
@@ -73,7 +85,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import json
 import sys
 import time
-import warnings
 
 import dataclasses
 from typing import Any, Callable, Sequence
@@ -84,8 +95,9 @@ from scipy.stats import qmc
 from absl import app, flags
 
 from search.optimizer import feasibility
-from search.optimizer.pareto import hypervolume, log_hv_gap, non_dominated_mask
-from search.benchmarks.problems import Problem, make_problem
+from search.optimizer.pareto import hypervolume, non_dominated_mask
+from search.benchmarks import costed
+from search.benchmarks.problems import Problem, initial_design, make_problem, quality
 from search.optimizer.strategies import STRATEGIES, check_available, make_strategy
 
 FLAGS = flags.FLAGS
@@ -135,32 +147,25 @@ def define_flags() -> None:
                        "and print each objective's Spearman rank correlation between the "
                        "posterior mean and the truth on --gp_check_holdout other points.",
                        lower_bound=2)
+  flags.DEFINE_enum("evaluation", None, list(costed.EVALUATIONS), "Instead of --budget "
+                    "evaluations: a run with evaluation costs (search.benchmarks.costed). "
+                    "coupled: every objective measured at each evaluation (any strategy); "
+                    "decoupled: the strategy chooses one group of --costs per evaluation "
+                    "(pesmo).")
+  flags.DEFINE_list("costs", None, "--evaluation: GROUP=COST,... with GROUP objectives (table "
+                    "columns, otherwise f1..fK) joined by '+' (measured together), e.g. "
+                    "error=30,latency_ms+energy_mj=1; a coupled evaluation costs the sum.")
+  flags.DEFINE_float("cost_budget", None, "--evaluation: cost per run, the initial design "
+                     "(evaluated coupled) included; never exceeded.")
+  flags.DEFINE_float("checkpoint_seconds", 30.0, "--evaluation: a running seed's checkpoint "
+                     "(<out>.seed<N>.pkl) is rewritten after an evaluation once this many "
+                     "seconds have passed.", lower_bound=0.0)
   flags.DEFINE_integer("gp_check_holdout", 200, "--gp_fit_check: held-out points per seed.",
                        lower_bound=3)
 
 
 DEFAULT_BUDGET = {"branin_currin": 36, "zdt1": 44, "zdt2": 44, "dtlz2": 44, "cell_synthetic": 60,
                   "table": 100}
-
-
-def initial_design(problem: Problem, seed: int) -> np.ndarray:
-  """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
-  uniform feasible points otherwise (distinct rows of a candidate set)."""
-  if problem.space.all_continuous and not problem.space.restricted:
-    with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
-      warnings.simplefilter("ignore", UserWarning)
-      u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
-    return problem.space.lower + u * (problem.space.upper - problem.space.lower)
-  return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
-
-
-def quality(problem: Problem, y: np.ndarray) -> float:
-  """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
-  if problem.score is not None:
-    return float(problem.score(y))
-  if problem.max_hypervolume is None:
-    return hypervolume(y, problem.ref_point)
-  return log_hv_gap(y, problem.ref_point, problem.max_hypervolume)
 
 
 initial_points, score = initial_design, quality
@@ -409,7 +414,8 @@ def summarize(folder: str) -> dict[str, dict[str, tuple[float, int, int, float]]
   for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     with open(path) as f:
       data = json.load(f)
-    if not isinstance(data, dict) or "runs" not in data or not data["runs"]:
+    if (not isinstance(data, dict) or "runs" not in data or not data["runs"]
+        or "evaluation" in data):  # costed runs: costed.summarize_costed
       continue
     key = next(k for k in METRICS if k in data["runs"][0])
     options = data.get("strategy_options") or {}
@@ -462,6 +468,41 @@ def _problem_args(fv: Any) -> dict[str, Any]:
               num_initial=fv.num_initial)
 
 
+def _costed_arguments(problem: Any) -> Any:
+  """The checked ``--evaluation`` flags: ``ObjectiveGroups`` (ValueError otherwise)."""
+  costed.check_evaluation(FLAGS.evaluation, FLAGS.strategy)
+  given = [n for n in ("bounds", "time_proposal_at", "gp_fit_check", "budget")
+           if getattr(FLAGS, n)]
+  if given:
+    raise ValueError("Invalid flags: --%s cannot be combined with --evaluation (its runs "
+                     "stop at --cost_budget)." % ", --".join(given))
+  groups = costed.parse_costs(FLAGS.costs, problem)
+  if FLAGS.cost_budget is None or not FLAGS.cost_budget >= groups.coupled_cost():
+    raise ValueError("Invalid value for flag `--cost_budget`. Expected a number at least the "
+                     "cost of one coupled evaluation (%g). Received %r."
+                     % (groups.coupled_cost(), FLAGS.cost_budget))
+  return groups
+
+
+def _run_costed(problem: Any, groups: Any, options: dict[str, Any]) -> None:
+  """--evaluation: the costed runs, their JSON and a one-line summary per seed."""
+  result = costed.run_costed_benchmark(problem, FLAGS.strategy, FLAGS.evaluation, groups,
+                                       FLAGS.cost_budget, FLAGS.seeds, FLAGS.first_seed,
+                                       options, FLAGS.out, FLAGS.checkpoint_seconds)
+  seeds = range(FLAGS.first_seed, FLAGS.first_seed + FLAGS.seeds)
+  for run in (r for r in result["runs"] if r["seed"] in seeds):  # this command's seeds
+    last = run["evaluations"][-1] if run["evaluations"] else {}
+    counts: dict[str, int] = {}
+    for e in run["evaluations"]:
+      counts[e["group"]] = counts.get(e["group"], 0) + 1
+    seconds = run["proposal_seconds"]
+    print("%s %s seed %d: final %s %.4f at cost %.0f; evaluations %s; %.2f s per proposal "
+          "(median of %d)" % (FLAGS.evaluation, FLAGS.strategy, run["seed"],
+                              result["metric"], last.get(result["metric"], 0.0),
+                              last.get("cumulative_cost", 0.0), json.dumps(counts),
+                              float(np.median(seconds)) if seconds else 0.0, len(seconds)))
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
   if FLAGS.summarize:
@@ -470,18 +511,25 @@ def main(argv: Sequence[str]) -> None:
       print(problem + ": " + ", ".join(
           "%s median %.4f, worst %.4f (seed %d) (%d runs)" % (s, v, w, ws, n)
           for s, (v, n, ws, w) in sorted(by_strategy.items())))
+    for line in costed.format_summary(costed.summarize_costed(FLAGS.summarize)):
+      print(line)
     return
   options = json.loads(FLAGS.strategy_options)
   if not isinstance(options, dict):
     raise app.UsageError("--strategy_options must be a JSON object, got %r."
                          % FLAGS.strategy_options)
   problem_args = _problem_args(FLAGS)
-  try:  # bad tables and bounds are refused here, before any run
+  try:  # bad tables, bounds and costs are refused here, before any run
     problem = make_problem(FLAGS.problem, **problem_args)
     if FLAGS.bounds:
       with_bounds(problem, parse_bounds(FLAGS.bounds, problem))
+    if FLAGS.evaluation:
+      groups = _costed_arguments(problem)
   except ValueError as e:
     sys.exit("search.benchmarks.benchmark: %s" % e)
+  if FLAGS.evaluation:
+    _run_costed(problem, groups, options)
+    return
   names = _strategy_names()
   for name in names:
     if FLAGS.bounds and name != "pesmo":

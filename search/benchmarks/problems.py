@@ -38,6 +38,7 @@ the hypervolume fraction of the table's true front.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple
 
 import numpy as np
@@ -46,6 +47,7 @@ from search.benchmarks.table import Table
 from search.cellspace import cell_space
 from search.optimizer.design import DesignSpace, continuous_space
 from tea_keras import errors
+from search.optimizer.pareto import hypervolume, log_hv_gap
 
 
 @dataclasses.dataclass
@@ -207,3 +209,24 @@ def make_problem(name: str, problem_seed: int = 0, **kwargs: Any) -> Problem:
     return Problem(name, space, 3, fn, ref, None, 10)
   raise errors.invalid_value("problem",
                              "one of branin_currin, zdt1, zdt2, dtlz2, cell_synthetic, table", name)
+
+
+def initial_design(problem: Problem, seed: int) -> np.ndarray:
+  """``problem.num_initial`` points: scrambled Sobol in (unrestricted) boxes,
+  uniform feasible points otherwise (distinct rows of a candidate set)."""
+  if problem.space.all_continuous and not problem.space.restricted:
+    from scipy.stats import qmc  # pylint: disable=import-outside-toplevel
+    with warnings.catch_warnings():  # 2(d+1) is not a power of 2; that is intended
+      warnings.simplefilter("ignore", UserWarning)
+      u = qmc.Sobol(problem.space.dim, scramble=True, seed=seed).random(problem.num_initial)
+    return problem.space.lower + u * (problem.space.upper - problem.space.lower)
+  return problem.space.sample(np.random.default_rng(seed), problem.num_initial)
+
+
+def quality(problem: Problem, y: np.ndarray) -> float:
+  """The figure of merit ``problem.metric`` of raw objectives ``y`` (n, m)."""
+  if problem.score is not None:
+    return float(problem.score(y))
+  if problem.max_hypervolume is None:
+    return hypervolume(y, problem.ref_point)
+  return log_hv_gap(y, problem.ref_point, problem.max_hypervolume)

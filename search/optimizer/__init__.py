@@ -7,11 +7,15 @@ spaces, all objectives minimized:
   mutation, neighbourhoods; the TEA-DNN cell is ``search.cellspace.cell_space()``.
 * ``gp``, ``random_features``: GPs with slice-sampled hyperparameters and
   random-feature posterior samples.
-* ``ep``, ``pesmo``, ``trust_region``: the PESMO acquisition
+* ``ep``, ``pareto_sampling``, ``pesmo``, ``trust_region``: the PESMO acquisition
   (Hernandez-Lobato et al., ICML 2016) and its maximization.
 * ``base``, ``random_search``, ``parego``, ``botorch_strategy``, ``strategies``:
   the ``Strategy`` interface, the baselines, BoTorch's qLogNEHVI (the optional
   ``bench`` extra, imported lazily) and the registry ``make_strategy``.
+* ``objective_groups``, ``decoupled``, ``lowrank``: decoupled evaluations
+  (one group of objectives measured per evaluation, e.g. error or
+  time+energy, the acquisition per unit cost; ``make_decoupled_strategy``)
+  and the low-rank GP for objectives observed thousands of times.
 * ``pareto``: non-dominated sorting, hypervolume, reference points.
 
 Its test problems, tables, ``python -m search.benchmarks.benchmark`` and the

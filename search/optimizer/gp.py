@@ -58,6 +58,9 @@ import numpy as np
 from scipy import linalg, optimize, stats
 
 from search.optimizer import errors
+from search.optimizer import lowrank
+from search.optimizer.kernels import (  # noqa: F401 (re-exported)
+    kernel_from_sqdist, robust_cholesky, scaled_sqdist)
 
 _LOG_L_BOUNDS = (np.log(0.02), np.log(50.0))
 _LOG_AMP_BOUNDS = (np.log(1e-2), np.log(1e2))
@@ -67,24 +70,6 @@ OUTPUT_WARPINGS = ("none", "yeo-johnson")
 # Yeo-Johnson exponents beyond these make the transform numerically flat or
 # explosive at the far ends of standardized data.
 WARP_LAMBDA_BOUNDS = (-3.0, 3.0)
-
-
-def kernel_from_sqdist(r2: np.ndarray, amplitude: float, kind: str) -> np.ndarray:
-  """Stationary kernel value from squared scaled distances ``r2`` (any shape)."""
-  if kind == "matern52":
-    r = np.sqrt(np.maximum(r2, 0.0))
-    s5r = np.sqrt(5.0) * r
-    return amplitude * (1.0 + s5r + 5.0 / 3.0 * r2) * np.exp(-s5r)
-  if kind == "rbf":
-    return amplitude * np.exp(-0.5 * r2)
-  raise errors.invalid_value("kernel", "'matern52' or 'rbf'", kind)
-
-
-def scaled_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-  """Squared Euclidean distances between rows of (n, D) ``a`` and (m, D) ``b``
-  that are already divided by their lengthscales; (n, m)."""
-  d = (np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T)
-  return np.maximum(d, 0.0)
 
 
 @dataclasses.dataclass
@@ -109,29 +94,26 @@ class GPSample:
     return kernel_from_sqdist(scaled_sqdist(self.z, x_encoded / self.lengthscales),
                               self.amplitude, self.kernel)
 
+  def project(self, ks: np.ndarray) -> np.ndarray:
+    """(n, c) v = L^-1 ks, so that the posterior covariance is k - v^T v
+    (``lowrank.LowRankGPSample`` has the same method with m basis points)."""
+    return linalg.solve_triangular(self.chol, ks, lower=True, check_finite=False)
+
+  def training_data(self) -> tuple[np.ndarray, np.ndarray]:
+    """(x_train (n, D) encoded, y_centered (n,) = (K + noise I) alpha)."""
+    return self.z * self.lengthscales, self.chol @ (self.chol.T @ self.alpha)
+
   def predict(self, x_encoded: np.ndarray, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Posterior of the latent f at (c, D) points: mean (c,), variance (c,) or
     covariance (c, c) when ``full_cov``."""
     ks = self.cross(x_encoded)
     mean = self.mean + ks.T @ self.alpha
-    v = linalg.solve_triangular(self.chol, ks, lower=True, check_finite=False)
+    v = self.project(ks)
     if full_cov:
       zs = x_encoded / self.lengthscales
       kss = kernel_from_sqdist(scaled_sqdist(zs, zs), self.amplitude, self.kernel)
       return mean, kss - v.T @ v
     return mean, np.maximum(self.amplitude - np.sum(v * v, 0), 1e-12)
-
-
-def robust_cholesky(k: np.ndarray, scale: float) -> np.ndarray:
-  """Lower Cholesky factor of ``k``, adding jitter 1e-8..1e-2 * ``scale``."""
-  for jitter in (0.0, 1e-8, 1e-6, 1e-4, 1e-2):
-    try:
-      return linalg.cholesky(k + jitter * scale * np.eye(k.shape[0]), lower=True,
-                             check_finite=False)
-    except linalg.LinAlgError:
-      continue
-  raise ValueError("GP covariance is not positive definite even with jitter 1e-2 x "
-                   "amplitude; the inputs are probably degenerate (n=%d)." % k.shape[0])
 
 
 class ObjectiveGP:
@@ -162,6 +144,32 @@ class ObjectiveGP:
       performs great in high dimensions", ICML; BoTorch's default since
       0.12): log l ~ N(sqrt(2) + log(G) / 2, 3) over the G lengthscales,
       the chain started at its mean. Both are truncated to [log 0.02, log 50].
+    max_fit_points: above this many observations the hyperparameter chain
+      (or MAP search) runs on a random subset of this size, redrawn at each
+      hyperparameter refresh (each likelihood then costs
+      O(max_fit_points^3), not O(n^3)); the samples are still conditioned
+      on every observation.
+    refresh_growth: above ``max_fit_points`` observations, the
+      hyperparameter samples are kept until the data have grown by this
+      fraction since they were drawn; meanwhile a ``fit`` whose data extend
+      the previous fit's (the same rows first) extends each sample's
+      Cholesky factor by the new rows (``extend_cholesky``, O(n^2) per new
+      row instead of O(n^3)). Up to ``max_fit_points`` observations every
+      fit re-samples, as Spearmint does.
+    large_n_samples: above ``max_fit_points`` observations, only this many
+      of the ``num_samples`` hyperparameter samples (evenly spaced along the
+      chain) are conditioned, and ``samples`` repeats them cyclically (the
+      same objects), so a caller that pairs samples by index (PESMO: one
+      Pareto set per index) still gets ``num_samples`` entries while the
+      O(n^2)-per-candidate work is done once per distinct sample
+      (``pesmo._candidate_moments`` caches by sample). With thousands of
+      observations the hyperparameter posterior is narrow (the measured
+      spread is in BENCHMARKS.md, "Decoupled evaluation").
+    exact_limit, inducing_points: above ``exact_limit`` observations each
+      sample is conditioned by the low-rank DTC posterior on at most
+      ``inducing_points`` inducing rows (``search/optimizer/lowrank.py``;
+      O(n m^2) instead of O(n^3), O(m^2) per prediction instead of O(n^2)).
+      Up to ``exact_limit`` the GP is exact, as before.
   """
 
   def __init__(self, groups: np.ndarray, kernel: str = "matern52", mode: str = "slice",
@@ -169,7 +177,9 @@ class ObjectiveGP:
                thin: int = 1, map_restarts: int = 3, log_transform: bool = False,
                min_noise: float = 1e-6, noise_scale: float = _HORSESHOE_SCALE,
                output_warping: str = "none", lengthscale_prior: str = "lognormal",
-               seed: int = 0) -> None:
+               max_fit_points: int = 500, refresh_growth: float = 0.1,
+               exact_limit: int = 3000, inducing_points: int = 1000,
+               large_n_samples: int = 3, seed: int = 0):
     if mode not in ("slice", "map"):
       raise errors.invalid_value("mode", "'slice' or 'map'", mode)
     kernel_from_sqdist(np.zeros(1), 1.0, kernel)  # validates `kernel`
@@ -181,8 +191,23 @@ class ObjectiveGP:
       raise errors.invalid_value("output_warping", "one of %s" % ", ".join(OUTPUT_WARPINGS),
                                  output_warping)
     if lengthscale_prior not in LENGTHSCALE_PRIORS:
-      raise errors.invalid_value("lengthscale_prior", "one of %s" % ", ".join(LENGTHSCALE_PRIORS),
-                                 lengthscale_prior)
+      raise ValueError("Invalid value for argument `lengthscale_prior`. Expected one of %s. "
+                       "Received lengthscale_prior=%r" % (", ".join(LENGTHSCALE_PRIORS),
+                                                          lengthscale_prior))
+    for name, value, low in (("max_fit_points", max_fit_points, 2),
+                             ("exact_limit", exact_limit, 2),
+                             ("inducing_points", inducing_points, 2),
+                             ("large_n_samples", large_n_samples, 1)):
+      if int(value) != value or value < low:
+        raise ValueError("Invalid value for argument `%s`. Expected an integer >= %d. "
+                         "Received %s=%r" % (name, low, name, value))
+    self.large_n_samples = int(large_n_samples)
+    if not float(refresh_growth) >= 0:
+      raise ValueError("Invalid value for argument `refresh_growth`. Expected a number >= 0. "
+                       "Received refresh_growth=%r" % (refresh_growth,))
+    self.refresh_growth, self._refreshed_at = float(refresh_growth), 0
+    self.max_fit_points, self.exact_limit = int(max_fit_points), int(exact_limit)
+    self.inducing_points = int(inducing_points)
     self.lengthscale_prior = lengthscale_prior
     self.output_warping = output_warping
     # (lambda, shift, scale) of the fitted Yeo-Johnson transform
@@ -308,16 +333,70 @@ class ObjectiveGP:
     self.y_shift = float(np.mean(t))
     self.y_scale = float(np.std(t)) if np.std(t) > 1e-12 else 1.0
     ys = self._fit_warp((t - self.y_shift) / self.y_scale)
+    extended = self._extended(x, ys)
     self._x, self._y = x, ys
-    logp = lambda th: self.log_posterior(th, x, ys)
+    if extended is not None:
+      self.samples = extended
+      return self
+    self._refreshed_at = x.shape[0]
+    xf, yf = x, ys
+    if x.shape[0] > self.max_fit_points:
+      sub = np.sort(self.rng.permutation(x.shape[0])[:self.max_fit_points])
+      xf, yf = x[sub], ys[sub]
+    logp = lambda th: self.log_posterior(th, xf, yf)
     if self.mode == "map":
       thetas = [self._map(logp)]
     else:
-      thetas = self._slice_chain(logp, x, ys)
-    self.samples = [s for s in (self._condition(th, x, ys) for th in thetas) if s is not None]
+      thetas = self._slice_chain(logp, xf, yf)
+    if x.shape[0] > self.max_fit_points and len(thetas) > self.large_n_samples:
+      # Few distinct hyperparameter samples, each repeated (class doc).
+      keep = np.linspace(0, len(thetas) - 1, self.large_n_samples).round().astype(int)
+      distinct = [self._posterior(thetas[i], x, ys) for i in keep]
+      self.samples = [distinct[j % len(distinct)] for j in range(len(thetas))]
+      self.samples = [s for s in self.samples if s is not None]
+    else:
+      self.samples = [s for s in (self._posterior(th, x, ys) for th in thetas)
+                      if s is not None]
     if not self.samples:
-      self.samples = [self._condition(self._initial_theta(), x, ys, strict=True)]  # type: ignore[list-item]
+      self.samples = [self._posterior(self._initial_theta(), x, ys, strict=True)]
     return self
+
+  def _extended(self, x: np.ndarray, ys: np.ndarray) -> list[GPSample] | None:
+    """The current samples conditioned on (n, D) ``x`` by extending their
+    factors (``refresh_growth``), or None when they must be re-drawn: few
+    observations, no previous fit, data that do not extend it, low-rank
+    samples, or a Schur complement that is not positive definite."""
+    if (x.shape[0] <= self.max_fit_points or not self.samples
+        or x.shape[0] > self.exact_limit
+        or x.shape[0] > (1.0 + self.refresh_growth) * self._refreshed_at
+        or self._x.shape[0] > x.shape[0] or self._x.shape[1] != x.shape[1]
+        or not np.array_equal(self._x, x[:self._x.shape[0]])):
+      return None
+    done = {}  # repeated samples (``large_n_samples``) are extended once
+    for sample in self.samples:
+      if not isinstance(sample, GPSample):
+        return None
+      if id(sample) not in done:
+        try:
+          done[id(sample)] = extend_cholesky(sample, x[self._x.shape[0]:], ys)
+        except linalg.LinAlgError:
+          return None
+    return [done[id(sample)] for sample in self.samples]
+
+  def _posterior(self, theta: np.ndarray, x: np.ndarray, y: np.ndarray,
+                 strict: bool = False) -> Any:
+    """The sample conditioned on all (n, D) ``x``: exact up to
+    ``exact_limit`` points, the low-rank DTC posterior above."""
+    if x.shape[0] <= self.exact_limit:
+      return self._condition(theta, x, y, strict)
+    lengths, amp, noise, mean = self._unpack(theta)
+    try:
+      return lowrank.condition_low_rank(theta, lengths[self.groups], amp, noise, mean, x, y,
+                                        self.kernel, self.inducing_points)
+    except ValueError:
+      if strict:
+        raise
+      return None
 
   def _map(self, logp: Callable[[np.ndarray], float]) -> np.ndarray:
     g = self.num_groups
@@ -363,14 +442,53 @@ class ObjectiveGP:
 
   def refit_with(self, x_extra: np.ndarray, y_extra_std: np.ndarray) -> "ObjectiveGP":
     """A copy conditioned on extra points with standardized values (pending
-    fantasies), keeping the current hyperparameter samples."""
+    fantasies), keeping the current hyperparameter samples. Exact samples
+    are extended (``extend_cholesky``, O(n^2 k)), each distinct one once;
+    a refactorization when that fails or the sample is low-rank."""
     x = np.vstack([self._x, x_extra])
     y = np.concatenate([self._y, y_extra_std])
     out = ObjectiveGP.__new__(ObjectiveGP)
     out.__dict__.update(self.__dict__)
     out._x, out._y = x, y
-    out.samples = [self._condition(s.theta, x, y, strict=True) for s in self.samples]  # type: ignore[misc]
+    done = {}
+    for s in self.samples:
+      if id(s) in done:
+        continue
+      try:
+        if not (isinstance(s, GPSample) and x.shape[0] <= self.exact_limit):
+          raise linalg.LinAlgError("not an exact sample")
+        done[id(s)] = extend_cholesky(s, np.asarray(x_extra, dtype=float), y)
+      except linalg.LinAlgError:
+        done[id(s)] = self._posterior(s.theta, x, y, strict=True)
+    out.samples = [done[id(s)] for s in self.samples]
     return out
+
+
+def extend_cholesky(sample: GPSample, x_new: np.ndarray, y_all: np.ndarray) -> GPSample:
+  """``sample`` (exact, n training points) conditioned on n + k points: its
+  inputs then the (k, D) encoded ``x_new``, with (n + k,) standardized
+  targets ``y_all`` (all of them: standardization may have moved).
+
+  Block Cholesky (Golub and Van Loan, "Matrix Computations", 4th ed.,
+  section 4.2.9): with L L^T = K_nn + s2 I, B = L^-1 K_nk and
+  S S^T = K_kk + s2 I - B^T B, the factor of the grown matrix is
+  [[L, 0], [B^T, S]]; O(n^2 k) instead of O((n + k)^3). Raises
+  ``LinAlgError`` when S S^T is not positive definite (a new row nearly
+  repeats an old one): refit then. The result equals a fresh
+  ``ObjectiveGP._condition`` with the same hyperparameters to rounding
+  (``tests/search/optimizer/gp_test.py``)."""
+  z_new = x_new / sample.lengthscales
+  b = linalg.solve_triangular(sample.chol, kernel_from_sqdist(
+      scaled_sqdist(sample.z, z_new), sample.amplitude, sample.kernel), lower=True,
+                              check_finite=False)
+  schur = kernel_from_sqdist(scaled_sqdist(z_new, z_new), sample.amplitude, sample.kernel)
+  schur[np.diag_indices_from(schur)] += sample.noise
+  s = linalg.cholesky(schur - b.T @ b, lower=True, check_finite=False)
+  n, k = sample.chol.shape[0], z_new.shape[0]
+  chol = np.zeros((n + k, n + k))
+  chol[:n, :n], chol[n:, :n], chol[n:, n:] = sample.chol, b.T, s
+  alpha = linalg.cho_solve((chol, True), np.asarray(y_all) - sample.mean, check_finite=False)
+  return dataclasses.replace(sample, z=np.vstack([sample.z, z_new]), chol=chol, alpha=alpha)
 
 
 def slice_step(logp: Callable[[np.ndarray], float], theta: np.ndarray, current: float,

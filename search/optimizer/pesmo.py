@@ -17,7 +17,8 @@ hyperparameter sample, as Spearmint's PESM), v_k the GP predictive variance,
 s2_k the noise variance and v_k^{X*} the variance after conditioning on X*
 by expectation propagation (``search/optimizer/ep.py``, eq. 7-9).
 
-Steps (each a function below, called by the tests):
+Steps (each a function, called by the tests; steps 1-2 in
+``search/optimizer/pareto_sampling.py``, re-exported here):
   1. ``sample_functions``: approximate posterior samples of every objective
      by random features (section 3.1; ``search/optimizer/random_features.py``).
   2. ``sample_pareto_set``: the Pareto set of the sampled objectives, on a
@@ -46,13 +47,14 @@ from search.optimizer import ep
 from search.optimizer import errors
 from search.optimizer import feasibility
 from search.optimizer.gp import ObjectiveGP, kernel_from_sqdist, scaled_sqdist
-from search.optimizer.pareto import non_dominated_mask
-from search.optimizer.random_features import ProductGrid, SampledFunction
+from search.optimizer.pareto_sampling import (  # noqa: F401 (re-exported)
+    PARETO_EXHAUSTIVE_LIMIT, _evaluate, sample_functions, sample_pareto_set)
 from search.optimizer import trust_region
 from search.optimizer.trust_region import TrustRegion
-from search.optimizer.base import (Strategy, Timer, exhaustive, maximize_acquisition,
+from search.optimizer.base import (Strategy, Timer, maximize_acquisition,
                                    new_random_points, observed_front)
 from search.optimizer.design import DesignSpace
+from search.optimizer.random_features import SampledFunction
 
 
 # Candidate sets up to this size are scored whole by the acquisition; larger
@@ -61,175 +63,6 @@ from search.optimizer.design import DesignSpace
 # row costs ~14 s CPU per proposal (the Woodbury solve over 30 Pareto points
 # for each row): it does not fit a 100-evaluation budget on a 2-core machine.
 EXHAUSTIVE_LIMIT = 5000
-# Candidate sets up to this size give each sampled function's exact Pareto
-# set (every row evaluated; product-structured tables through
-# ``random_features.ProductGrid``: ~0.05 s per sample at the 15,625-row table
-# against ~0.5 s row by row).
-PARETO_EXHAUSTIVE_LIMIT = 20000
-_GRIDS: weakref.WeakKeyDictionary[DesignSpace, ProductGrid] = weakref.WeakKeyDictionary()
-
-
-def sample_functions(gps: list[ObjectiveGP], sample_index: int, num_features: int,
-                     rng: np.random.Generator) -> List[SampledFunction]:
-  """One random-feature posterior sample per objective (hyperparameter sample
-  ``sample_index`` of each GP)."""
-  return [SampledFunction(gp.samples[sample_index % len(gp.samples)], num_features, rng)
-          for gp in gps]
-
-
-def _evaluate(functions: Sequence[SampledFunction], space: DesignSpace,
-              x: np.ndarray) -> np.ndarray:
-  """(C, K) values of the sampled functions at native (C, d) points. One-hot
-  encodings go through a sparse matrix: the feature projection then costs
-  O(d M) per point instead of O(D M)."""
-  z = space.encode(x)
-  if not space.all_continuous:
-    z = sparse.csr_matrix(z)
-  return np.stack([f(z) for f in functions], axis=1)
-
-
-def _evaluate_candidates(functions: Sequence[SampledFunction], space: DesignSpace) -> np.ndarray:
-  """(N, K) values of the sampled functions on every row of ``space.candidates``:
-  through the space's ``ProductGrid`` (built once per space) when its rows
-  have few distinct halves, else row by row."""
-  assert space.candidates is not None
-  grid = _GRIDS.get(space)
-  if grid is None:
-    grid = _GRIDS[space] = ProductGrid(space.encode(space.candidates), space.groups)
-  if grid.worthwhile():
-    return np.stack([grid.values(f) for f in functions], axis=1)
-  rows = space.candidates
-  return np.vstack([_evaluate(functions, space, rows[i:i + 4096])
-                    for i in range(0, rows.shape[0], 4096)])
-
-
-def _within(x: np.ndarray, y: np.ndarray,
-            bounds: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-  """The rows whose sampled values meet ``bounds`` (all rows when None)."""
-  if bounds is None:
-    return x, y
-  keep = feasibility.feasible_mask(y, bounds)
-  return x[keep], y[keep]
-
-
-def _local_search(functions: Sequence[SampledFunction], space: DesignSpace, front_x: np.ndarray,
-                  front_y: np.ndarray, rng: np.random.Generator, rounds: int, points: int,
-                  bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Add the best (feasible) one-value changes of front points to the front,
-  ``rounds`` times (with ``bounds``: only changes whose sampled values meet them)."""
-  for _ in range(rounds):
-    chosen = rng.choice(front_x.shape[0], size=min(points, front_x.shape[0]), replace=False)
-    neigh = np.vstack([space.neighbours(front_x[i]) for i in chosen])
-    if neigh.shape[0] == 0:
-      break
-    neigh, neigh_y = _within(neigh, _evaluate(functions, space, neigh), bounds)
-    xs = np.vstack([front_x, neigh])
-    ys = np.vstack([front_y, neigh_y])
-    keep = non_dominated_mask(ys)
-    front_x, front_y = xs[keep], ys[keep]
-  return front_x, front_y
-
-
-def _nsga2_front(functions: Sequence[SampledFunction], space: DesignSpace, seeds: np.ndarray,
-                 rng: np.random.Generator, pop_size: int = 40, generations: int = 15,
-                 bounds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Pareto set of the sampled functions on a box: pymoo's NSGA-II started
-  from the non-dominated points of a 1,000-point uniform pool and ``seeds``
-  (so few generations suffice; pymoo's per-generation overhead dominates the
-  cost of evaluating random-feature functions). With ``bounds`` (modelled
-  units), NSGA-II's constraint handling gets ``f_k - b_k <= 0`` and only
-  points meeting them are returned."""
-  bounded = [] if bounds is None else list(np.flatnonzero(np.isfinite(bounds)))
-  # pymoo: slow to import, needed only on this path.
-  from pymoo.algorithms.moo.nsga2 import NSGA2  # pylint: disable=import-outside-toplevel
-  from pymoo.core.problem import Problem  # pylint: disable=import-outside-toplevel
-  from pymoo.optimize import minimize  # pylint: disable=import-outside-toplevel
-
-  class _Sampled(Problem):
-    def __init__(self) -> None:
-      super().__init__(n_var=space.dim, n_obj=len(functions), n_ieq_constr=len(bounded),
-                       xl=space.lower, xu=space.upper)
-
-    def _evaluate(self, x: np.ndarray, out: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-      out["F"] = _evaluate(functions, space, x)
-      if bounded:
-        out["G"] = out["F"][:, bounded] - np.asarray(bounds)[bounded]
-
-  pool = np.vstack([seeds, space.sample(rng, 1000, min_count=1)])
-  pool, pool_y = _within(pool, _evaluate(functions, space, pool), bounds)
-  front = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
-  front = front[rng.permutation(front.shape[0])[:pop_size]]
-  init = np.vstack([front, space.sample(rng, pop_size, min_count=1)])
-  init = init[np.arange(pop_size) % init.shape[0]]
-  res = minimize(_Sampled(), NSGA2(pop_size=pop_size, sampling=init),
-                 ("n_gen", generations), seed=int(rng.integers(2 ** 31)), verbose=False)
-  found = np.zeros((0, space.dim)) if res.X is None else np.atleast_2d(res.X)
-  x = np.vstack([found, front])  # res.X is None when no point met the bounds
-  if space.restricted:  # NSGA-II searched the box: keep its feasible points
-    x = x[space.feasible(x)]
-  x, y = _within(x, _evaluate(functions, space, x), bounds)
-  if x.shape[0] == 0:
-    return x, y
-  keep = non_dominated_mask(y)
-  return x[keep], y[keep]
-
-
-def sample_pareto_set(functions: Sequence[SampledFunction], space: DesignSpace,
-                      observed_x: np.ndarray, rng: np.random.Generator, pool_size: int = 500,
-                      max_pareto: int = 30, local_rounds: int = 2, local_points: int = 4,
-                      exhaustive_limit: int = PARETO_EXHAUSTIVE_LIMIT,
-                      bounds: np.ndarray | None = None) -> np.ndarray:
-  """Native (P, d) Pareto set of the sampled ``functions`` over the feasible
-  set, P <= ``max_pareto``. ``bounds``: optional (K,) upper bounds in the GPs'
-  modelled units (+inf: none; ``feasibility.model_bounds``): the Pareto set
-  of the draw restricted to the points where the sampled functions meet
-  them (PESMOC's feasible Pareto set; empty when no point of the draw does).
-
-  A candidate set of at most ``exhaustive_limit`` rows is evaluated whole
-  (the exact Pareto set of the draw); otherwise a pool plus local search
-  (categorical) or NSGA-II (continuous). Evaluated points (``observed_x``)
-  are candidates (the sampled front often passes near them) but are removed
-  from the returned set.
-  """
-  observed_x = np.asarray(observed_x, dtype=float).reshape(-1, space.dim)
-  if space.restricted and observed_x.shape[0]:
-    observed_feasible = observed_x[space.feasible(observed_x)]
-  else:
-    observed_feasible = observed_x
-  if exhaustive(space, exhaustive_limit):
-    pool: Any = space.candidates
-    pool, pool_y = _within(pool, _evaluate_candidates(functions, space), bounds)
-    front_x = pool[non_dominated_mask(pool_y)] if pool.shape[0] else pool
-  elif space.all_continuous:
-    seeds = observed_feasible
-    if seeds.shape[0]:
-      seeds = seeds[non_dominated_mask(_evaluate(functions, space, seeds))]
-    front_x, front_y = _nsga2_front(functions, space, seeds, rng, bounds=bounds)
-  else:
-    pool = [space.sample(rng, pool_size, min_count=1), observed_feasible]
-    if observed_feasible.shape[0]:
-      pool.append(space.mutate(observed_feasible, rng, pool_size // 2))
-    pool = np.vstack(pool)
-    pool, pool_y = _within(pool, _evaluate(functions, space, pool), bounds)
-    if pool.shape[0]:
-      keep = non_dominated_mask(pool_y)
-      front_x, front_y = _local_search(functions, space, pool[keep], pool_y[keep], rng,
-                                       local_rounds, local_points, bounds)
-    else:
-      front_x = pool
-  seen = set(space.keys(observed_x))
-  out: Any
-  unique, out = set(), []
-  for key, row in zip(space.keys(front_x), front_x):
-    if key not in seen and key not in unique:
-      unique.add(key)
-      out.append(row)
-  out = np.array(out).reshape(-1, space.dim)
-  if out.shape[0] > max_pareto:
-    out = out[rng.choice(out.shape[0], size=max_pareto, replace=False)]
-  return out
-
-
 class _SampleState:
   """Per (hyperparameter sample, Pareto set): the GP samples of each
   objective, the EP joint (observed points that can dominate a Pareto point,
@@ -242,11 +75,23 @@ class _SampleState:
     observed_encoded: (n, D) the GP samples' training inputs.
     dominance_threshold, max_observed: ``ep.select_observed``'s settings
       (max_observed=0: Pareto-Pareto factors only, the model before issue 11).
+    known: None (every objective observed at every observed point, each GP
+      conditioned on exactly ``observed_encoded``: the coupled case) or (K, n)
+      bools, objective k observed at point a (decoupled evaluations: each GP
+      has its own training inputs, ``observed_encoded`` is their union). Then
+      the posterior means at the observed points are predicted, the variance
+      bound is the noise where k is observed and the prior variance where
+      not, and observed points equal to a Pareto point are left out of the
+      observed part of the joint (the Pareto point carries them).
+    train_index: with ``known``, optional per objective the (n_k,) positions
+      in ``observed_encoded`` of that GP's training inputs, in its training
+      order: the posterior means there then come from the GP's own solve
+      (m + y - noise alpha, O(n_k)) instead of a prediction (O(n_k^2 D)).
   """
 
-  def __init__(self, gp_samples: Sequence[Any], pareto_encoded: np.ndarray,
-               observed_encoded: np.ndarray, dominance_threshold: float = 1e-4,
-               max_observed: int = 60) -> None:
+  def __init__(self, gp_samples: Any, pareto_encoded: Any, observed_encoded: Any,
+               dominance_threshold: float = 1e-4, max_observed: int = 60, known: Any = None,
+               train_index: Any = None) -> None:
     self.gp_samples = gp_samples
     self.pareto = pareto_encoded
     k, p = len(gp_samples), pareto_encoded.shape[0]
@@ -255,13 +100,23 @@ class _SampleState:
     o_var = np.zeros_like(o_mean)
     for i, s in enumerate(gp_samples):
       p_mean[i], p_var[i] = s.predict(pareto_encoded)
-      # Posterior mean at the training inputs: m + K alpha = m + y - noise alpha.
-      y_c = s.chol @ (s.chol.T @ s.alpha)
-      o_mean[i] = s.mean + y_c - s.noise * s.alpha
-      o_var[i] = s.noise  # an upper bound of the posterior variance there
-    chosen = (ep.select_observed(o_mean, o_var, p_mean, p_var, dominance_threshold,
-                                 max_observed)
-              if max_observed > 0 and observed_encoded.shape[0] else np.zeros(0, int))
+      if known is None:
+        # Posterior mean at the training inputs: m + K alpha = m + y - noise alpha.
+        y_c = s.chol @ (s.chol.T @ s.alpha)
+        o_mean[i] = s.mean + y_c - s.noise * s.alpha
+        o_var[i] = s.noise  # an upper bound of the posterior variance there
+      else:
+        o_mean[i] = _observed_means(s, observed_encoded,
+                                    None if train_index is None else train_index[i])
+        o_var[i] = np.where(known[i], s.noise, s.amplitude)
+    candidates = np.arange(observed_encoded.shape[0])
+    if known is not None and p and candidates.size:
+      pareto_keys = {row.tobytes() for row in np.ascontiguousarray(pareto_encoded)}
+      candidates = np.array([a for a, row in enumerate(np.ascontiguousarray(observed_encoded))
+                             if row.tobytes() not in pareto_keys], dtype=int)
+    chosen = (candidates[ep.select_observed(o_mean[:, candidates], o_var[:, candidates],
+                                            p_mean, p_var, dominance_threshold, max_observed)]
+              if max_observed > 0 and candidates.size else np.zeros(0, int))
     self.joint = np.vstack([observed_encoded[chosen], pareto_encoded])
     self.num_observed = int(chosen.size)
     n = self.joint.shape[0]
@@ -270,14 +125,35 @@ class _SampleState:
     self.v_joint = []
     for i, s in enumerate(gp_samples):
       ks = s.cross(self.joint)
-      self.v_joint.append(linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False))
-      mean, cov = s.predict(self.joint, full_cov=True)
+      self.v_joint.append(s.project(ks))
+      zj = self.joint / s.lengthscales
+      mean = s.mean + ks.T @ s.alpha
+      cov = (kernel_from_sqdist(scaled_sqdist(zj, zj), s.amplitude, s.kernel)
+             - self.v_joint[-1].T @ self.v_joint[-1])                # as s.predict(full_cov)
       self.prior_mean[i] = mean
       self.prior_cov[i], self.prior_chol[i] = _jittered(0.5 * (cov + cov.T))
     self.ep = ep.run_ep(self.prior_mean, self.prior_cov, self.num_observed)
     m = self.num_observed
     self.pareto_mean = self.ep["mean"][:, m:]
     self.pareto_cov = self.ep["cov"][:, m:, m:]
+
+
+def _observed_means(sample: Any, observed_encoded: np.ndarray,
+                    train_index: Any = None) -> np.ndarray:
+  """(n,) posterior means of ``sample`` at the observed points: at its
+  training inputs (positions ``train_index``, in training order) from its
+  own solve when it is exact, m + K alpha = m + y - noise alpha; elsewhere
+  by prediction."""
+  out = np.empty(observed_encoded.shape[0])
+  rest = np.ones(out.size, dtype=bool)
+  if train_index is not None and hasattr(sample, "chol"):
+    index = np.asarray(train_index, dtype=int)
+    y_c = sample.chol @ (sample.chol.T @ sample.alpha)
+    out[index] = (sample.mean + y_c - sample.noise * sample.alpha)[:index.size]
+    rest[index] = False
+  if rest.any():
+    out[rest] = sample.mean + sample.cross(observed_encoded[rest]).T @ sample.alpha
+  return out
 
 
 def _jittered(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,8 +170,7 @@ def _jittered(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
                    "jitter 1e-2 x max variance (n=%d)." % cov.shape[0])
 
 
-def _candidate_moments(state: _SampleState,
-                       z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _candidate_moments(state: _SampleState, z: np.ndarray, cache: Any = None) -> Any:
   """GP (data) variance, and the marginals under the EP posterior of f_k at
   (C, D) candidates (``ep.candidate_marginals``). Returns var_data (K,C),
   mean_q (K,C), var_q (K,C), cross_q (K,C,P) (covariances with the Pareto points)."""
@@ -303,10 +178,15 @@ def _candidate_moments(state: _SampleState,
   mean, var = np.zeros((k_count, c)), np.zeros((k_count, c))
   cross = np.zeros((k_count, c, n))
   for k, s in enumerate(state.gp_samples):
-    ks = s.cross(z)
-    v = linalg.solve_triangular(s.chol, ks, lower=True, check_finite=False)
-    mean[k] = s.mean + ks.T @ s.alpha
-    var[k] = np.maximum(s.amplitude - np.sum(v * v, 0), 1e-12)
+    if cache is not None and id(s) in cache:
+      v, mean[k], var[k] = cache[id(s)]
+    else:
+      ks = s.cross(z)
+      v = s.project(ks)
+      mean[k] = s.mean + ks.T @ s.alpha
+      var[k] = np.maximum(s.amplitude - np.sum(v * v, 0), 1e-12)
+      if cache is not None and id(s) in cache.get("shared", ()):
+        cache[id(s)] = (v, mean[k], var[k])
     kxj = kernel_from_sqdist(scaled_sqdist(z / s.lengthscales, state.joint / s.lengthscales),
                              s.amplitude, s.kernel)
     cross[k] = kxj - v.T @ state.v_joint[k]                       # (C, N)
@@ -335,13 +215,19 @@ class PESMOAcquisition:
     clip_negative_sites: clip negative test-phase site precisions and
       negative gains to 0 (default, as Spearmint); False computes BoTorch's
       unclipped quantity.
+    known: None (coupled: every GP conditioned on all of ``observed_x``) or
+      (K, n) bools, objective k observed at ``observed_x[a]`` (decoupled
+      evaluations, ``search/optimizer/decoupled.py``; ``_SampleState``).
+    train_index: with ``known``, optional: per objective the positions in
+      ``observed_x`` of its GP's training inputs, in training order.
   """
 
   def __init__(self, gps: list[ObjectiveGP], space: DesignSpace, observed_x: np.ndarray,
                rng: np.random.Generator, num_features: int = 500, pool_size: int = 500,
                max_pareto: int = 30, pareto_sets: Sequence[np.ndarray] | None = None,
                dominance_threshold: float = 1e-4, max_observed: int = 60,
-               clip_negative_sites: bool = True) -> None:
+               clip_negative_sites: bool = True, known: Any = None,
+               train_index: Any = None) -> None:
     self.space = space
     self.clip_negative_sites = bool(clip_negative_sites)
     self.num_objectives = len(gps)
@@ -364,15 +250,20 @@ class PESMOAcquisition:
       if pset.shape[0] == 0:
         continue  # every sampled Pareto point was already evaluated: no information
       self.states.append(_SampleState([gp.samples[s] for gp in gps], space.encode(pset),
-                                      observed_z, dominance_threshold, max_observed))
+                                      observed_z, dominance_threshold, max_observed, known,
+                                      train_index))
     self.num_samples = num
 
   def per_objective(self, x: np.ndarray) -> np.ndarray:
     """(C, K) decoupled entropy reductions (nats) at native (C, d) points."""
     z = self.space.encode(x)
     total = None
+    ids = [id(s) for state in self.states for s in state.gp_samples]
+    # GP samples shared by several states (``ObjectiveGP.large_n_samples``) are
+    # projected once; only those are kept (memory: n x C each).
+    cache = {"shared": {i for i in ids if ids.count(i) > 1}}
     for state in self.states:
-      var_data, mean_q, var_q, cross_q = _candidate_moments(state, z)
+      var_data, mean_q, var_q, cross_q = _candidate_moments(state, z, cache)
       var_cond = ep.candidate_variances(state.pareto_mean, state.pareto_cov, mean_q, var_q,
                                         cross_q, self.clip_negative_sites)
       noise = np.array([s.noise for s in state.gp_samples])[:, None]

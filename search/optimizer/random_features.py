@@ -94,8 +94,7 @@ class SampledFunction:
   def __init__(self, sample: Any, num_features: int, rng: np.random.Generator) -> None:
     self.features = RandomFeatures(sample.lengthscales, sample.amplitude, sample.kernel,
                                    num_features, rng)
-    x_train = sample.z * sample.lengthscales
-    y_centered = sample.chol @ (sample.chol.T @ sample.alpha)  # (K + noise I) alpha
+    x_train, y_centered = sample.training_data()  # every training point, centred
     phi = self.features(x_train)
     self.mean = sample.mean
     self.w = posterior_weights(phi, y_centered, sample.noise, rng)

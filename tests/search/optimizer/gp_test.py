@@ -81,6 +81,59 @@ class ObjectiveGPTest(tf.test.TestCase, parameterized.TestCase):
     self.assertLess(fantasy.samples[0].predict(pending)[1][0], 0.5 * before[0])
     self.assertLen(model._y, 10)  # the original model is unchanged
 
+  def test_refit_with_extends_the_factors_as_a_fresh_condition_would(self):
+    x, y = _toy(12)
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=3, burn_in=10).fit(x, y)
+    pending = np.array([[0.5, 0.5], [0.1, 0.9]])
+    fantasy = model.refit_with(pending, np.array([0.3, -0.2]))
+    xt = np.random.default_rng(3).random((5, 2))
+    for s in fantasy.samples:
+      fresh = model._condition(s.theta, fantasy._x, fantasy._y, strict=True)
+      self.assertAllClose(s.predict(xt, full_cov=True), fresh.predict(xt, full_cov=True),
+                          atol=1e-8)
+
+  def test_extend_cholesky_equals_a_fresh_condition(self):
+    x, y = _toy(25)
+    model = gplib.ObjectiveGP(np.arange(2))
+    theta = np.array([np.log(0.3), np.log(0.6), 0.2, np.log(1e-3), 0.1])
+    small = model._condition(theta, x[:20], y[:20])
+    grown = gplib.extend_cholesky(small, x[20:], y)
+    fresh = model._condition(theta, x, y)
+    self.assertAllClose(grown.chol, fresh.chol, atol=1e-10)
+    self.assertAllClose(grown.alpha, fresh.alpha, atol=1e-8)
+    xt = np.random.default_rng(2).random((6, 2))
+    self.assertAllClose(grown.predict(xt, full_cov=True)[1],
+                        fresh.predict(xt, full_cov=True)[1], atol=1e-10)
+
+  def test_fit_extends_factors_until_the_data_grow_by_refresh_growth(self):
+    rng = np.random.default_rng(0)
+    x = rng.random((70, 2))
+    y = np.sin(5 * x[:, 0]) + x[:, 1]
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=3, burn_in=5, max_fit_points=40,
+                              refresh_growth=0.1, large_n_samples=3, seed=0)
+    model.fit(x[:60], y[:60])
+    thetas = [s.theta.copy() for s in model.samples]
+    model.fit(x[:63], y[:63])  # 5 % more: the same hyperparameters, factors extended
+    self.assertAllClose([s.theta for s in model.samples], thetas)
+    for s in model.samples:  # equal to conditioning from scratch on the new data
+      fresh = model._condition(s.theta, x[:63], model._y)
+      self.assertAllClose(s.predict(x[63:])[0], fresh.predict(x[63:])[0], atol=1e-8)
+    model.fit(x[:70], y[:70])  # 17 % more than at the last draw: re-sampled
+    self.assertNotAllClose([s.theta for s in model.samples], thetas)
+
+  def test_large_n_samples_repeats_few_distinct_samples(self):
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 2))
+    y = np.sin(5 * x[:, 0]) + x[:, 1]
+    model = gplib.ObjectiveGP(np.arange(2), num_samples=10, burn_in=5, max_fit_points=30,
+                              large_n_samples=3, seed=0).fit(x, y)
+    self.assertLen(model.samples, 10)
+    self.assertLen({id(s) for s in model.samples}, 3)
+    self.assertIs(model.samples[0], model.samples[3])
+    small = gplib.ObjectiveGP(np.arange(2), num_samples=10, burn_in=5, max_fit_points=60,
+                              seed=0).fit(x, y)
+    self.assertLen({id(s) for s in small.samples}, 10)  # below max_fit_points: all distinct
+
   def test_degenerate_inputs_raise(self):
     model = gplib.ObjectiveGP(np.arange(2))
     with self.assertRaisesRegex(ValueError, "at least 2 finite observations"):

@@ -1,0 +1,44 @@
+"""Stationary kernels and a jittered Cholesky, shared by ``gp.py`` and ``lowrank.py``.
+
+Kernels of squared scaled distances r2 = |x - x'|^2 / l^2 (inputs already
+divided by their lengthscales): Matern-5/2,
+amp (1 + sqrt(5) r + 5/3 r^2) exp(-sqrt(5) r), and the squared exponential,
+amp exp(-r2 / 2) (Rasmussen and Williams 2006, eq. 4.17 and 4.9).
+``robust_cholesky`` adds jitter 1e-8..1e-2 x a scale until the factor
+exists, and raises a ``ValueError`` saying the inputs are probably
+degenerate when even 1e-2 fails.
+"""
+
+import numpy as np
+from scipy import linalg
+
+
+def kernel_from_sqdist(r2: np.ndarray, amplitude: float, kind: str) -> np.ndarray:
+  """Stationary kernel value from squared scaled distances ``r2`` (any shape)."""
+  if kind == "matern52":
+    r = np.sqrt(np.maximum(r2, 0.0))
+    s5r = np.sqrt(5.0) * r
+    return amplitude * (1.0 + s5r + 5.0 / 3.0 * r2) * np.exp(-s5r)
+  if kind == "rbf":
+    return amplitude * np.exp(-0.5 * r2)
+  raise ValueError("Invalid value for argument `kernel`. Expected 'matern52' or 'rbf'. "
+                   "Received kernel=%r" % (kind,))
+
+
+def scaled_sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Squared Euclidean distances between rows of (n, D) ``a`` and (m, D) ``b``
+  that are already divided by their lengthscales; (n, m)."""
+  d = (np.sum(a * a, 1)[:, None] + np.sum(b * b, 1)[None, :] - 2.0 * a @ b.T)
+  return np.maximum(d, 0.0)
+
+
+def robust_cholesky(k: np.ndarray, scale: float) -> np.ndarray:
+  """Lower Cholesky factor of ``k``, adding jitter 1e-8..1e-2 * ``scale``."""
+  for jitter in (0.0, 1e-8, 1e-6, 1e-4, 1e-2):
+    try:
+      return linalg.cholesky(k + jitter * scale * np.eye(k.shape[0]), lower=True,
+                             check_finite=False)
+    except linalg.LinAlgError:
+      continue
+  raise ValueError("GP covariance is not positive definite even with jitter 1e-2 x "
+                   "amplitude; the inputs are probably degenerate (n=%d)." % k.shape[0])

@@ -1,0 +1,220 @@
+"""Tests for search/benchmarks/costed.py and ``benchmark --evaluation``."""
+
+import csv
+import dataclasses
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from search.benchmarks import costed
+from search.benchmarks.problems import make_problem
+from search.optimizer.pareto import hypervolume, non_dominated_mask
+
+COSTS = "error=10,lat+energy=1"
+FAST = {"num_samples": 2, "max_pareto": 10, "num_features": 100}
+
+
+def _write_table(path):
+  """4 x 4 x 3 = 48 designs: error falls and latency/energy rise with a, b."""
+  rng = np.random.default_rng(0)
+  with open(path, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(["a", "b", "c", "error", "lat", "energy"])
+    for a, b, c in itertools.product(range(4), range(4), range(3)):
+      lat = np.exp(0.3 * a + 0.2 * b + 0.1 * rng.normal())
+      energy = lat * np.exp(0.2 * c + 0.05 * rng.normal())
+      error = 30.0 - 2.0 * a - b - 0.7 * c + rng.normal()
+      w.writerow([a, b, c, "%.5f" % error, "%.5f" % lat, "%.5f" % energy])
+  return path
+
+
+class CostedTest(tf.test.TestCase, parameterized.TestCase):
+
+  def setUp(self):
+    super().setUp()
+    self.path = _write_table(os.path.join(self.get_temp_dir(), "toy.csv"))
+    self.problem = make_problem("table", table=self.path, variables=["a", "b", "c"],
+                                objectives=["error", "lat", "energy"],
+                                log_objectives=["lat", "energy"], num_initial=4)
+    self.groups = costed.parse_costs(COSTS, self.problem)
+
+  def _options(self, name):
+    return dict(FAST) if name == "pesmo" else {}
+
+  @parameterized.named_parameters(("coupled_random", "coupled", "random"),
+                                  ("coupled_pesmo", "coupled", "pesmo"),
+                                  ("decoupled_pesmo", "decoupled", "pesmo"))
+  def test_run_costed_cost_accounting_within_budget(self, evaluation, name):
+    run = costed.run_costed(self.problem, name, evaluation, self.groups, 60.0, seed=1,
+                            options=self._options(name))
+    evals = run["evaluations"]
+    costs = dict(zip(self.groups.names, self.groups.costs), all=11.0)
+    self.assertAllClose([e["cost"] for e in evals], [costs[e["group"]] for e in evals])
+    self.assertAllClose([e["cumulative_cost"] for e in evals],
+                        np.cumsum([e["cost"] for e in evals]))
+    self.assertLessEqual(evals[-1]["cumulative_cost"], 60.0)
+    self.assertEqual([e["group"] for e in evals[:4]], ["all"] * 4)  # the initial design
+    if evaluation == "coupled":
+      self.assertEqual({e["group"] for e in evals}, {"all"})
+      self.assertLen(evals, 5)  # 5 x 11 = 55 <= 60 < 66
+    else:
+      self.assertGreater(len(evals), 5)  # hardware measurements cost 1
+      self.assertTrue({e["group"] for e in evals[4:]} <= {"error", "lat+energy"})
+
+  def test_run_costed_initial_design_stops_before_the_budget(self):
+    run = costed.run_costed(self.problem, "random", "coupled", self.groups, 30.0, seed=0)
+    self.assertEqual([e["cumulative_cost"] for e in run["evaluations"]], [11.0, 22.0])
+
+  def test_complete_figure_scores_only_rows_with_every_objective(self):
+    table = self.problem.table
+    run = costed.CostedRun(self.problem, seed=0)
+    points = self.problem.space.candidates
+    modelled = table.transform(table.y)
+    inside = np.all(modelled < table.reference, axis=1) & non_dominated_mask(modelled)
+    order = [i for i in np.flatnonzero(inside) if i not in (0, 47, 20)]  # front rows
+    for i in (0, 47, 20):
+      run.measure(self.problem, self.groups, points[i], None)
+    before = run.evaluations[-1]["hypervolume_fraction"]
+    for i in order[:3]:
+      run.measure(self.problem, self.groups, points[i], 1)  # lat+energy only
+      self.assertEqual(run.evaluations[-1]["hypervolume_fraction"], before)
+    run.measure(self.problem, self.groups, points[order[0]], 0)  # now trained
+    rows = [0, 47, 20, int(order[0])]
+    expected = (hypervolume(table.transform(table.y[rows]), table.reference)
+                / hypervolume(table.front, table.reference))
+    self.assertAllClose(run.evaluations[-1]["hypervolume_fraction"], expected)
+    self.assertGreater(run.evaluations[-1]["hypervolume_fraction"], before)
+
+  def test_run_costed_benchmark_json_records_each_evaluation(self):
+    out = os.path.join(self.get_temp_dir(), "schema.json")
+    costed.run_costed_benchmark(self.problem, "pesmo", "decoupled", self.groups, 40.0, seeds=1,
+                                options=FAST, out=out)
+    with open(out) as f:
+      data = json.load(f)
+    self.assertEqual(data["groups"], ["error", "lat+energy"])
+    self.assertEqual(data["costs"], [10.0, 1.0])
+    self.assertEqual(data["coupled_cost"], 11.0)
+    self.assertEqual(data["metric"], "hypervolume_fraction")
+    run = data["runs"][0]
+    for e in run["evaluations"]:
+      self.assertEqual(set(e), {"row", "group", "cost", "cumulative_cost",
+                                "hypervolume_fraction"})
+    rows = [e["row"] for e in run["evaluations"]]
+    self.assertAllInRange(rows, 0, 47)
+    self.assertLen(run["proposal_seconds"], len(run["fit_seconds"]))
+    self.assertEqual(set(run["load_average"]), {"start", "end"})
+
+  @parameterized.named_parameters(("decoupled_pesmo", "decoupled", "pesmo"),
+                                  ("coupled_random", "coupled", "random"))
+  def test_run_costed_benchmark_resume_matches_uninterrupted(self, evaluation, name):
+    folder = self.get_temp_dir()
+    whole = costed.run_costed_benchmark(self.problem, name, evaluation, self.groups, 100.0,
+                                        seeds=1, options=self._options(name),
+                                        out=os.path.join(folder, "whole_%s.json" % name))
+    out = os.path.join(folder, "cut_%s.json" % name)
+    calls = [0]
+
+    def failing(x):
+      calls[0] += 1
+      if calls[0] > 7:  # 4 initial evaluations, 3 proposals
+        raise KeyboardInterrupt("stopped")
+      return self.problem.evaluate(x)
+
+    stopping = dataclasses.replace(self.problem, evaluate=failing)
+    with self.assertRaises(KeyboardInterrupt):
+      costed.run_costed_benchmark(stopping, name, evaluation, self.groups, 100.0, seeds=1,
+                                  options=self._options(name), out=out, checkpoint_seconds=0)
+    self.assertTrue(os.path.exists(out + ".seed0.pkl"))
+    counted = [0]
+
+    def counting(x):
+      counted[0] += 1
+      return self.problem.evaluate(x)
+
+    resumed = costed.run_costed_benchmark(dataclasses.replace(self.problem, evaluate=counting),
+                                          name, evaluation, self.groups, 100.0, seeds=1,
+                                          options=self._options(name), out=out)
+    # Continued from the checkpoint after the 7th evaluation, not restarted:
+    self.assertEqual(counted[0], len(whole["runs"][0]["evaluations"]) - 7)
+    self.assertGreater(len(whole["runs"][0]["evaluations"]), 8)
+    self.assertEqual(resumed["runs"][0]["evaluations"], whole["runs"][0]["evaluations"])
+    self.assertFalse(os.path.exists(out + ".seed0.pkl"))
+
+  @parameterized.named_parameters(
+      ("unknown_objective", "error=10,lat+power=1", "unknown"),
+      ("objective_in_two_groups", "error=10,lat+energy=1,energy=2", "exactly one group"),
+      ("objective_in_none", "error=10,lat=1", "exactly one group"),
+      ("non_positive_cost", "error=0,lat+energy=1", "positive"),
+      ("missing_cost", "error,lat+energy", "a cost"))
+  def test_parse_costs_refuses_bad_costs(self, spec, message):
+    with self.assertRaisesRegex(ValueError, "--costs.*" + message):
+      costed.parse_costs(spec, self.problem)
+
+  def test_check_evaluation_refuses_strategy_that_cannot_decouple(self):
+    with self.assertRaisesRegex(ValueError, "'random' cannot decouple"):
+      costed.check_evaluation("decoupled", "random")
+    costed.check_evaluation("coupled", "random")
+
+  def _cli(self, *extra):
+    cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",
+           "--table=" + self.path, "--variables=a,b,c", "--objectives=error,lat,energy",
+           "--log_objectives=lat,energy", "--num_initial=4", "--seeds=1",
+           "--strategy_options=" + json.dumps(FAST)] + list(extra)
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+  @parameterized.named_parameters(
+      ("unknown_objective", ["--costs=error=10,power=1", "--strategy=pesmo"], "unknown"),
+      ("twice", ["--costs=error=10,lat+energy=1,lat=1", "--strategy=pesmo"], "exactly one"),
+      ("negative", ["--costs=error=-1,lat+energy=1", "--strategy=pesmo"], "positive"),
+      ("cannot_decouple", ["--costs=" + COSTS, "--strategy=parego"], "cannot decouple"))
+  def test_cli_refuses_bad_arguments_before_any_work(self, extra, message):
+    out = os.path.join(self.get_temp_dir(), "refused.json")
+    done = self._cli("--evaluation=decoupled", "--cost_budget=60", "--out=" + out, *extra)
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn(message, done.stderr)
+    self.assertNotIn("seed 0", done.stderr)
+    self.assertFalse(os.path.exists(out))
+
+  def test_cli_decoupled_run_and_summary(self):
+    folder = os.path.join(self.get_temp_dir(), "cli")
+    done = self._cli("--evaluation=decoupled", "--costs=" + COSTS, "--cost_budget=60",
+                     "--out=" + os.path.join(folder, "dec.json"))
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertIn("decoupled pesmo seed 0: final hypervolume_fraction", done.stdout)
+    self.assertIn("ETA", done.stderr)
+    with open(os.path.join(folder, "dec.json")) as f:
+      self.assertEqual(json.load(f)["evaluation"], "decoupled")
+    done = self._cli("--summarize=" + folder)
+    self.assertEqual(done.returncode, 0, done.stderr)
+    self.assertIn("decoupled pesmo", done.stdout)
+    self.assertIn("beyond the budget", done.stdout)  # 30 trainings = 330 > 60
+    self.assertTrue(os.path.exists(os.path.join(folder,
+                                                "costed_table_error_10_lat_energy_1.png")))
+
+  def test_summarize_costed_median_and_worst_at_trainings(self):
+    folder = os.path.join(self.get_temp_dir(), "summary")
+    os.makedirs(folder)
+    base = {"problem": "table", "strategy": "random", "evaluation": "coupled",
+            "groups": ["error", "hw"], "costs": [1.0, 1.0], "coupled_cost": 2.0,
+            "cost_budget": 200.0, "metric": "hypervolume_fraction"}
+    runs = [{"seed": s, "evaluations": [
+        {"cumulative_cost": c, "hypervolume_fraction": v * c / 200.0}
+        for c in (60.0, 100.0, 200.0)]} for s, v in enumerate([0.5, 0.2, 0.9])]
+    with open(os.path.join(folder, "r.json"), "w") as f:
+      json.dump(dict(base, runs=runs), f)
+    table = costed.summarize_costed(folder, trainings=(30, 50, 100, 200))
+    row = table[("table", "error=1,hw=1")]["coupled random"]
+    self.assertAllClose(row[30][:2], (0.5 * 0.3, 0.2 * 0.3))
+    self.assertAllClose(row[50][:2], (0.25, 0.1))
+    self.assertAllClose(row[100][:2], (0.5, 0.2))
+    self.assertIsNone(row[200])
+
+
+if __name__ == "__main__":
+  tf.test.main()
