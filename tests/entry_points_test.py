@@ -41,6 +41,7 @@ ENTRY_POINTS = (
     ("search.dnas.widths", "size_targets", ABSL),
     ("search.benchmarks.benchmark", "problem", ABSL),
     ("search.benchmarks.anchors", "strategy", ABSL),
+    ("search.benchmarks.decoupled_timing", "hardware", ABSL),
     ("search.benchmarks.weight_independence", "int8_cells", ABSL),
     ("deploy.export", "model_dir", ABSL),
     ("deploy.formats", "formats", ABSL),
