@@ -1,7 +1,7 @@
 """Weight independence, measured (issue 33): is a network's inference time the
 same untrained as trained?
 
-  flock /tmp/tea-heavy.lock python -m search.benchmarks.weight_independence \\
+  python -m search.benchmarks.weight_independence \\
       --cells=20 --seed=0 --train_images=1000 --epochs=1 --measure_images=500 \\
       --runtimes=onnxruntime,openvino --precisions=fp32,fp16,int8 --int8_cells=5 \\
       --results_dir=runs/weight_independence
