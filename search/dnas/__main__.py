@@ -27,6 +27,7 @@ from search import loop
 from search import store as store_lib
 from search.dnas import sweep
 from tea_keras import console
+from tea_keras import files
 
 FLAGS = flags.FLAGS
 
@@ -79,30 +80,37 @@ def settings_from_flags() -> sweep.DnasSettings:
       table_fractions=tuple(float(v) for v in FLAGS.table_fractions))
 
 
-def check_results_dir(config: config_lib.SearchConfig, settings: sweep.DnasSettings) -> None:
-  """Refuse a results directory of another sweep or of a search; write the
-  sweep's config (config.json: the search's settings and ``dnas``)."""
+# The run directories this module's commands write: the config.json key that
+# marks each, what it is called, and what "another one" is called.
+RUN_KINDS = {"dnas": ("DNAS sweep", "sweep"), "widths": ("width search", "width search")}
+
+
+def check_results_dir(config: config_lib.SearchConfig, settings: sweep.DnasSettings,
+                      kind: str = "dnas") -> None:
+  """Refuse a results directory of another kind (a search, a DNAS sweep, a
+  width search: ``RUN_KINDS``) or of another run of this kind; write the
+  run's config.json (the search's settings and, under ``kind``, the sweep
+  settings)."""
+  name, another = RUN_KINDS[kind]
   path = os.path.join(config.results_dir, "config.json")
-  mine = dict(json.loads(config.to_json()), dnas=dataclasses.asdict(settings))
-  mine["dnas"] = json.loads(json.dumps(mine["dnas"]))
+  mine = json.loads(json.dumps(dict(json.loads(config.to_json()),
+                                    **{kind: dataclasses.asdict(settings)})))
   if os.path.isfile(path):
     with open(path) as f:
       there = json.load(f)
-    if "dnas" not in there:
-      raise ValueError("--results_dir=%s holds a search, not a DNAS sweep; use another."
-                       % config.results_dir)
+    if kind not in there:
+      what = next((RUN_KINDS[k][0] for k in RUN_KINDS if k in there), "search")
+      raise ValueError("--results_dir=%s holds a %s, not a %s; use another."
+                       % (config.results_dir, what, name))
     ignore = set(config_lib.RUN_CONTROL_FIELDS)
     diff = sorted(k for k in set(there) | set(mine) if k not in ignore
                   and there.get(k) != mine.get(k))
     if diff:
-      raise ValueError("--results_dir=%s holds another sweep (%s differ). Use a new "
+      raise ValueError("--results_dir=%s holds another %s (%s differ). Use a new "
                        "--results_dir, or the same settings to resume."
-                       % (config.results_dir, ", ".join(diff)))
+                       % (config.results_dir, another, ", ".join(diff)))
   os.makedirs(config.results_dir, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(mine, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
+  files.write_json(path, mine, indent=2, sort_keys=True)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -36,7 +36,6 @@ runs again.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -251,33 +250,6 @@ def run(config: Any, settings: sweep_lib.DnasSettings,
       store.close()
 
 
-def check_results_dir(config: Any, settings: sweep_lib.DnasSettings) -> None:
-  """Refuse a results directory of a DNAS sweep, of a search or of another
-  width search; write this one's config.json (the search's settings and
-  ``widths``: the sweep settings its training follows)."""
-  path = os.path.join(config.results_dir, "config.json")
-  mine = json.loads(json.dumps(dict(json.loads(config.to_json()),
-                                    widths=dataclasses.asdict(settings))))
-  if os.path.isfile(path):
-    with open(path) as f:
-      there = json.load(f)
-    if "widths" not in there:
-      raise ValueError("--results_dir=%s holds a %s, not a width search; use another."
-                       % (config.results_dir, "DNAS sweep" if "dnas" in there else "search"))
-    ignore = set(config_lib.RUN_CONTROL_FIELDS)
-    diff = sorted(k for k in set(there) | set(mine)
-                  if k not in ignore and there.get(k) != mine.get(k))
-    if diff:
-      raise ValueError("--results_dir=%s holds another width search (%s differ). Use a new "
-                       "--results_dir, or the same settings to resume."
-                       % (config.results_dir, ", ".join(diff)))
-  os.makedirs(config.results_dir, exist_ok=True)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(mine, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)
-
-
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     sys.exit("error: unexpected arguments %s (flags are --name=value)" % argv[1:])
@@ -294,7 +266,7 @@ def main(argv: Sequence[str]) -> None:
     store_lib.check_not_locked(config.results_dir)
     config = loop.resolve(config)
     loop.check_data(config)
-    check_results_dir(config, settings)
+    dnas_main.check_results_dir(config, settings, kind="widths")
   except (ValueError, store_lib.StoreError) as e:
     sys.exit("error: %s" % e)
   summary = run(config, settings, log=lambda line: print(line, flush=True))
