@@ -58,6 +58,7 @@ import numpy as np
 from scipy import linalg, optimize, stats
 
 from search.optimizer import errors
+from search.optimizer import kernels
 from search.optimizer import lowrank
 from search.optimizer.kernels import (  # noqa: F401 (re-exported)
     kernel_from_sqdist, robust_cholesky, scaled_sqdist)
@@ -105,15 +106,8 @@ class GPSample:
 
   def predict(self, x_encoded: np.ndarray, full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Posterior of the latent f at (c, D) points: mean (c,), variance (c,) or
-    covariance (c, c) when ``full_cov``."""
-    ks = self.cross(x_encoded)
-    mean = self.mean + ks.T @ self.alpha
-    v = self.project(ks)
-    if full_cov:
-      zs = x_encoded / self.lengthscales
-      kss = kernel_from_sqdist(scaled_sqdist(zs, zs), self.amplitude, self.kernel)
-      return mean, kss - v.T @ v
-    return mean, np.maximum(self.amplitude - np.sum(v * v, 0), 1e-12)
+    covariance (c, c) when ``full_cov`` (``kernels.predict``)."""
+    return kernels.predict(self, x_encoded, full_cov)
 
 
 class ObjectiveGP:

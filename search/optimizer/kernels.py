@@ -9,6 +9,8 @@ exists, and raises a ``ValueError`` saying the inputs are probably
 degenerate when even 1e-2 fails.
 """
 
+from typing import Any
+
 import numpy as np
 from scipy import linalg
 
@@ -42,3 +44,20 @@ def robust_cholesky(k: np.ndarray, scale: float) -> np.ndarray:
       continue
   raise ValueError("GP covariance is not positive definite even with jitter 1e-2 x "
                    "amplitude; the inputs are probably degenerate (n=%d)." % k.shape[0])
+
+
+def predict(sample: Any, x_encoded: np.ndarray,
+            full_cov: bool = False) -> tuple[np.ndarray, np.ndarray]:
+  """Posterior of the latent f of a conditioned GP sample (exact
+  ``gp.GPSample`` or low-rank ``lowrank.LowRankGPSample``: both give
+  ``cross`` K(train, x), ``project`` v = L^-1 K(train, x), ``mean``,
+  ``alpha``, ``lengthscales``, ``amplitude``, ``kernel``) at (c, D) points:
+  mean (c,), variance (c,) or covariance (c, c) when ``full_cov``."""
+  ks = sample.cross(x_encoded)
+  mean = sample.mean + ks.T @ sample.alpha
+  v = sample.project(ks)
+  if full_cov:
+    zs = x_encoded / sample.lengthscales
+    kss = kernel_from_sqdist(scaled_sqdist(zs, zs), sample.amplitude, sample.kernel)
+    return mean, kss - v.T @ v
+  return mean, np.maximum(sample.amplitude - np.sum(v * v, 0), 1e-12)
