@@ -39,6 +39,25 @@ Model (what changes against coupled PESMO, ``pesmo.py``):
     error unknown may be Pareto optimal in a sample, and it is the point to
     train next).
 
+Screening (``target``, default ``"screen"``). PESMO's terms measure
+information about the Pareto SET, wherever it is learnt; a network counts
+for its user (and for the benchmarks' score) only once every objective of
+it is known. Divided by cost alone (``target="pareto_set"``, the paper's
+PESMO_dec with Spearmint's cost division), a cheap group wins every time: on
+the NAS-Bench-201 x Pi 5 table at cost ratio 30 the best hardware term
+(0.4-0.8 nats) and the best error term (0.3-0.7 nats) are alike, so a
+training would need 30 times the information of a hardware measurement, and
+345 of 345 proposals measured hardware (BENCHMARKS.md, "Costed table
+benchmark"); weighting each term by the probability that the design is in
+a sampled Pareto set did not change that (77 of 77). With ``"screen"`` the
+costly group decides WHERE: the design with the largest value per cost of
+the costliest group (its term computed by PESMO's EP, which sees every
+group's observations), and at that design the cheapest group not yet known
+or pending is measured first: a hardware measurement gates each training,
+and a design whose hardware shows it dominated loses its training value
+before the training is paid for. A design whose cheap group is pending
+waits for it.
+
 Array shapes: ``observed_x`` (n, d) native, one row per design;
 ``observed_y`` (n, K) raw with NaN; ``pending`` G arrays (m_g, d) or a dict
 by group name; ``durations`` (n, G) seconds with NaN. Returned:
@@ -71,7 +90,7 @@ from typing import Any, Callable, List
 
 import numpy as np
 
-from search.optimizer import base
+from search.optimizer import base, errors
 from search.optimizer.base import Timer, exhaustive, new_random_points
 from search.optimizer.design import DesignSpace
 from search.optimizer.gp import ObjectiveGP
@@ -267,6 +286,11 @@ def maximize_groups(values: Callable[[np.ndarray], np.ndarray], space: DesignSpa
   return best  # type: ignore[return-value]  # best[0] set (checked above)
 
 
+# What the decoupled acquisition values (``DecoupledPESMOStrategy``'s
+# ``target`` option; module doc, "Completion").
+TARGETS = ("screen", "pareto_set")
+
+
 class DecoupledPESMOStrategy(DecoupledStrategy):
   """PESMO with decoupled evaluations (module doc). Options: PESMO's
   (``pesmo.PESMOStrategy``: GP, Pareto-sampling and maximization options,
@@ -277,13 +301,16 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
   def option_names(cls) -> tuple[str, ...]:
     return tuple(n for n in PESMOStrategy.option_names()
                  if n not in ("trust_region", "trust_region_length", "trust_region_weights",
-                              "objective_bounds"))
+                              "objective_bounds")) + ("target",)
 
   def __init__(self, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
                **options: Any) -> None:
     super().__init__(space, groups, seed, **options)
+    if options.get("target", TARGETS[0]) not in TARGETS:
+      raise errors.invalid_option("target", "one of %s" % ", ".join(TARGETS),
+                                  options["target"])
     self.pesmo = PESMOStrategy(space, groups.num_objectives, seed, trust_region=False,
-                               **options)
+                               **{k: v for k, v in options.items() if k != "target"})
     self.pesmo.rng = self.rng
     self.last_acquisition: PESMOAcquisition | None = None
     self._order: dict[int, dict[bytes, int]] = {}
@@ -344,6 +371,32 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
         mask[rows[key]][list(members)] = True
     return np.array(points).reshape(-1, self.space.dim), np.array(mask).T
 
+  def _screen(self, values: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+              known: np.ndarray, pending: List[np.ndarray], excluded: List[set],
+              anchors: np.ndarray, maximize: Callable[..., tuple[np.ndarray, int, float]]
+              ) -> tuple[np.ndarray, int, float]:
+    """``target="screen"`` (module doc, "Screening"): the design whose
+    costliest group has the largest value per cost, and at it the cheapest
+    group not yet known or pending."""
+    costs = self.group_costs(x[:1] if x.shape[0] else np.zeros((1, self.space.dim)))[0]
+    lead = int(np.argmax(costs))
+    # a design whose cheaper groups are pending waits for them (the gate)
+    gated = set(excluded[lead])
+    for g in range(self.groups.num_groups):
+      if g != lead and pending[g].shape[0]:
+        gated |= set(self.space.keys(pending[g]))
+    only = [gated if g == lead else set() for g in range(self.groups.num_groups)]
+
+    def lead_values(c: np.ndarray) -> np.ndarray:
+      out = np.full((c.shape[0], self.groups.num_groups), -np.inf)
+      out[:, lead] = values(c)[:, lead]
+      return out
+    point, _, value = maximize(lead_values, anchors, only)
+    key = self.space.keys(point[None])[0]
+    order = np.argsort(self.group_costs(point[None])[0], kind="stable")
+    group = next(int(g) for g in order if key not in excluded[g])
+    return point, group, value
+
   def _propose(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
                pending: List[np.ndarray], excluded: List[set]) -> Proposal:
     with Timer() as fit_timer:
@@ -361,13 +414,23 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
         sums = np.stack([per[:, list(m)].sum(1) for m in self.groups.members], axis=1)
         return sums / self.group_costs(c)
 
+      def maximize(fn: Callable[[np.ndarray], np.ndarray], anchors: np.ndarray,
+                   skip: List[set]) -> tuple[np.ndarray, int, float]:
+        return maximize_groups(
+            fn, self.space, self.rng, anchors, skip,
+            pool_size=self.options.get("acq_pool", 500), refine=self.options.get("refine", 3),
+            exhaustive_limit=self.options.get("exhaustive_limit", EXHAUSTIVE_LIMIT))
+
       full = known.all(1)
       anchors = [x[full][non_dominated_mask(y[full])] if full.any() else x[:0]]
       anchors += list(acq.pareto_sets)
-      point, group, value = maximize_groups(
-          values, self.space, self.rng, np.vstack(anchors), excluded,
-          pool_size=self.options.get("acq_pool", 500), refine=self.options.get("refine", 3),
-          exhaustive_limit=self.options.get("exhaustive_limit", EXHAUSTIVE_LIMIT))
+      if self.options.get("target", TARGETS[0]) == "screen":
+        # designs with a cheap group known and the costly one not are candidates too
+        anchors.append(x[~full])
+        point, group, value = self._screen(values, x, known, pending, excluded,
+                                           np.vstack(anchors), maximize)
+      else:
+        point, group, value = maximize(values, np.vstack(anchors), excluded)
     self.timings = {"fit_seconds": fit_timer.seconds, "acquisition_seconds": acq_timer.seconds}
     return Proposal(point, group, value)
 

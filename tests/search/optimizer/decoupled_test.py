@@ -8,7 +8,9 @@ from search.optimizer import decoupled, design, pesmo
 from search.optimizer import gp as gplib
 
 CARDS = (4, 4, 3, 3)
-FAST = {"num_samples": 2, "burn_in": 5, "max_pareto": 8, "num_features": 200}
+FAST = {"num_samples": 2, "burn_in": 5, "max_pareto": 8, "num_features": 200,
+        "target": "pareto_set"}
+SCREEN = dict(FAST, target="screen")
 
 
 def _table():
@@ -90,6 +92,47 @@ class DecoupledPESMOTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllEqual(proposal.point, self.rows[best[0]])
     self.assertEqual(proposal.group, best[1])
     self.assertAllClose(proposal.value, best_value, rtol=1e-9)
+
+  def test_propose_screen_is_the_brute_force_best_training_measured_cheap_group_first(self):
+    strategy = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **SCREEN)
+    proposal = strategy.propose(self.x, self.y)
+    per = strategy.last_acquisition.per_objective(self.rows)
+    keys = self.space.keys(self.rows)
+    known_f1 = set(self.space.keys(self.x[np.isfinite(self.y[:, 0])]))
+    known_hw = set(self.space.keys(self.x))
+    # The costly group (f1, cost 10) decides where: its value per cost, row by row.
+    best, best_value = None, -np.inf
+    for i, key in enumerate(keys):
+      if key not in known_f1 and per[i, 0] / 10.0 > best_value:
+        best, best_value = i, per[i, 0] / 10.0
+    self.assertAllEqual(proposal.point, self.rows[best])
+    self.assertAllClose(proposal.value, best_value, rtol=1e-9)
+    # There the cheap group goes first when it is not known yet.
+    self.assertEqual(proposal.group, 0 if keys[best] in known_hw else 1)
+
+  def test_propose_screen_trains_where_the_cheap_group_is_known(self):
+    # f2+f3 known on every row, f1 on 6: the only thing left is training.
+    y = _objectives(self.rows)
+    y[6:, 0] = np.nan
+    strategy = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **SCREEN)
+    proposal = strategy.propose(self.rows, y)
+    self.assertEqual(proposal.group, 0)
+    self.assertNotIn(self.space.keys(proposal.point)[0], set(self.space.keys(self.rows[:6])))
+
+  def test_propose_screen_waits_for_a_pending_cheap_group(self):
+    x, y = _observations(self.rows, n_full=8, n_hw=0)   # no row with f2+f3 alone
+    strategy = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **SCREEN)
+    first = strategy.propose(x, y)
+    self.assertEqual(first.group, 1)
+    again = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **SCREEN)
+    second = again.propose(x, y, {"f2+f3": first.point[None]})
+    # Neither the pending measurement again nor a training before it is back.
+    self.assertNotEqual(self.space.keys(second.point)[0], self.space.keys(first.point[None])[0])
+
+  def test_make_decoupled_strategy_refuses_an_unknown_target(self):
+    with self.assertRaisesRegex(ValueError, r"Invalid value for option `target`\. Expected one "
+                                r"of screen, pareto_set\. Received target='hv'"):
+      decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, target="hv")
 
   def test_fit_conditions_each_gp_on_the_rows_where_its_objective_is_known(self):
     strategy = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **FAST)
