@@ -8,6 +8,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from search.optimizer import decoupled, design, hvkg, pareto
+from search.optimizer.botorch_strategy import model_inputs
 
 try:
   import botorch  # noqa: F401  # pylint: disable=unused-import
@@ -84,7 +85,6 @@ class DecoupledHVKGTest(tf.test.TestCase, parameterized.TestCase):
     eps = np.array([-1.3, 0.4])
     got = hvkg.fantasy_means(np.concatenate([np.tile(mean[:3], (2, 1)), mean_c[:, None]], 1),
                              np.concatenate([cov_s, var[:, None]], 1), noisy, eps)
-    from search.optimizer.botorch_strategy import model_inputs  # pylint: disable=import-outside-toplevel
     for c in range(2):
       zc = torch.tensor(model_inputs(self.space, pool[c:c + 1]), dtype=torch.float64)
       z = torch.tensor(model_inputs(self.space, np.vstack([inner, pool[c:c + 1]])),
