@@ -52,12 +52,13 @@ or whose feasible rows do not dominate the reference point.
 ``--evaluation=coupled|decoupled --costs=GROUP=COST,... --cost_budget=C``
 instead runs at equal COST (``search.benchmarks.costed``): objectives joined
 by ``+`` in ``--costs`` are measured together, a coupled evaluation costs the
-sum, a decoupled one (``--strategy=pesmo`` only) the group the strategy
+sum, a decoupled one (``--strategy=pesmo`` or ``qhvkg``) the group the strategy
 chooses; the initial design is evaluated coupled; the JSON lists every
 evaluation with its row, group, cost, cumulative cost and the figure on the
 rows whose every objective is known; a stopped seed resumes from
-``<out>.seed<N>.pkl``. Bad costs, and ``decoupled`` with a strategy that
-cannot decouple, are refused before any run.
+``<out>.seed<N>.pkl``. Bad costs, ``decoupled`` with a strategy that
+cannot decouple and ``coupled`` with one that only decouples (``qhvkg``),
+are refused before any run.
 
 ``--summarize=FOLDER`` prints the median final figures of the JSON files in
 FOLDER and writes one PNG per problem there; for costed JSON files, per
@@ -98,6 +99,7 @@ from search.optimizer import feasibility
 from search.optimizer.pareto import hypervolume, non_dominated_mask
 from search.benchmarks import costed
 from search.benchmarks.problems import Problem, initial_design, make_problem, quality
+from search.optimizer.decoupled import DECOUPLED_STRATEGIES
 from search.optimizer.strategies import STRATEGIES, check_available, make_strategy
 
 FLAGS = flags.FLAGS
@@ -117,8 +119,9 @@ def define_flags() -> None:
                     "scored) in log space; strictly positive.")
   flags.DEFINE_integer("num_initial", 10, "--problem=table: uniform initial rows per run.",
                        lower_bound=1)
-  flags.DEFINE_enum("strategy", "pesmo", sorted(STRATEGIES), "Strategy (qlognehvi: "
-                    "BoTorch, the bench extra: pip install -e \".[bench]\").")
+  flags.DEFINE_enum("strategy", "pesmo", sorted(set(STRATEGIES) | set(DECOUPLED_STRATEGIES)),
+                    "Strategy (qlognehvi: BoTorch, the bench extra: pip install -e "
+                    "\".[bench]\"; qhvkg: BoTorch, --evaluation=decoupled only).")
   flags.DEFINE_list("strategies", None, "Several strategies, run one after another on the "
                     "same seeds (instead of --strategy); --out must then hold {strategy}, "
                     "e.g. --out=runs/bench/table_{strategy}.json.")
@@ -151,7 +154,7 @@ def define_flags() -> None:
                     "evaluations: a run with evaluation costs (search.benchmarks.costed). "
                     "coupled: every objective measured at each evaluation (any strategy); "
                     "decoupled: the strategy chooses one group of --costs per evaluation "
-                    "(pesmo).")
+                    "(pesmo, qhvkg).")
   flags.DEFINE_list("costs", None, "--evaluation: GROUP=COST,... with GROUP objectives (table "
                     "columns, otherwise f1..fK) joined by '+' (measured together), e.g. "
                     "error=30,latency_ms+energy_mj=1; a coupled evaluation costs the sum.")
@@ -471,6 +474,10 @@ def _problem_args(fv: Any) -> dict[str, Any]:
 def _costed_arguments(problem: Any) -> Any:
   """The checked ``--evaluation`` flags: ``ObjectiveGroups`` (ValueError otherwise)."""
   costed.check_evaluation(FLAGS.evaluation, FLAGS.strategy)
+  try:
+    costed.check_strategy_available(FLAGS.evaluation, FLAGS.strategy)
+  except ImportError as e:
+    raise ValueError(str(e)) from e
   given = [n for n in ("bounds", "time_proposal_at", "gp_fit_check", "budget")
            if getattr(FLAGS, n)]
   if given:
@@ -565,6 +572,11 @@ def _strategy_names() -> list[str]:
   """--strategies (checked: known, installed, --out with {strategy}) or [--strategy]."""
   names = FLAGS.strategies or [FLAGS.strategy]
   unknown = [n for n in names if n not in STRATEGIES]
+  decoupled_only = [n for n in unknown if n in DECOUPLED_STRATEGIES]
+  if decoupled_only:
+    raise app.UsageError("--strategy=%s decouples evaluations: run it with "
+                         "--evaluation=decoupled --costs=... --cost_budget=...."
+                         % decoupled_only[0])
   if unknown:
     raise app.UsageError("--strategies: unknown %s; expected some of %s."
                          % (", ".join(unknown), ", ".join(sorted(STRATEGIES))))

@@ -11,7 +11,7 @@ together, ``objective_groups.ObjectiveGroups``) and what one measurement of
 each costs. A COUPLED evaluation (``--evaluation=coupled``, any strategy of
 ``strategies.make_strategy``) measures every group and costs the sum; a
 DECOUPLED one (``--evaluation=decoupled``, a strategy of
-``decoupled.DECOUPLED_STRATEGIES``: ``pesmo``) measures the group the
+``decoupled.DECOUPLED_STRATEGIES``: ``pesmo``, ``qhvkg``) measures the group the
 strategy chooses. Every run starts with the problem's initial design
 (``problems.initial_design``, the same rows as the evaluation-count
 benchmark) evaluated coupled, its cost counted, then proposes until the next
@@ -53,9 +53,10 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from search.benchmarks.problems import Problem, initial_design, quality
-from search.optimizer.decoupled import DECOUPLED_STRATEGIES, make_decoupled_strategy
+from search.optimizer.decoupled import (DECOUPLED_STRATEGIES, check_decoupled_available,
+                                        make_decoupled_strategy)
 from search.optimizer.objective_groups import ObjectiveGroups
-from search.optimizer.strategies import make_strategy
+from search.optimizer.strategies import STRATEGIES, check_available, make_strategy
 
 COUPLED, DECOUPLED = "coupled", "decoupled"
 EVALUATIONS = (COUPLED, DECOUPLED)
@@ -97,6 +98,19 @@ def check_evaluation(evaluation: str, strategy: str) -> None:
     raise ValueError("Invalid value for flag `--strategy`: %r cannot decouple evaluations. "
                      "Expected one of %s with --evaluation=decoupled (or "
                      "--evaluation=coupled)." % (strategy, ", ".join(sorted(DECOUPLED_STRATEGIES))))
+  if evaluation == COUPLED and strategy not in STRATEGIES:
+    raise ValueError("Invalid value for flag `--strategy`: %r has no coupled form. Expected "
+                     "one of %s with --evaluation=coupled (or --evaluation=decoupled)."
+                     % (strategy, ", ".join(sorted(STRATEGIES))))
+
+
+def check_strategy_available(evaluation: str, strategy: str) -> None:
+  """The ``ImportError`` naming what to install when ``strategy`` (checked by
+  ``check_evaluation``) needs a missing optional package (BoTorch)."""
+  if evaluation == DECOUPLED:
+    check_decoupled_available(strategy)
+  else:
+    check_available(strategy)
 
 
 class CostedRun:
@@ -158,9 +172,10 @@ def complete_figure(problem: Problem, y: np.ndarray) -> float:
 def make_costed_strategy(problem: Problem, name: str, evaluation: str, groups: ObjectiveGroups,
                          seed: int, options: Optional[dict[str, Any]]) -> Any:
   """The coupled (``strategies``) or decoupled strategy, with the problem's
-  reference point (PESMO) and log objectives as ``benchmark.run_one`` gives them."""
+  reference point (PESMO, decoupled qHVKG) and log objectives as
+  ``benchmark.run_one`` gives them."""
   options = dict(options or {})
-  if name == "pesmo" and "reference_point" not in options:
+  if name in ("pesmo", "qhvkg") and "reference_point" not in options:
     options["reference_point"] = [float(r) for r in problem.ref_point]
   if problem.log_objectives and "log_objectives" not in options:
     options["log_objectives"] = list(problem.log_objectives)

@@ -12,10 +12,12 @@ spaces, all objectives minimized:
 * ``base``, ``random_search``, ``parego``, ``botorch_strategy``, ``strategies``:
   the ``Strategy`` interface, the baselines, BoTorch's qLogNEHVI (the optional
   ``bench`` extra, imported lazily) and the registry ``make_strategy``.
-* ``objective_groups``, ``decoupled``, ``lowrank``: decoupled evaluations
-  (one group of objectives measured per evaluation, e.g. error or
-  time+energy, the acquisition per unit cost; ``make_decoupled_strategy``)
-  and the low-rank GP for objectives observed thousands of times.
+* ``objective_groups``, ``decoupled``, ``hvkg``, ``lowrank``: decoupled
+  evaluations (one group of objectives measured per evaluation, e.g. error or
+  time+energy, the acquisition per unit cost; ``make_decoupled_strategy``:
+  decoupled PESMO, and BoTorch's hypervolume knowledge gradient on a finite
+  set, the optional ``bench`` extra) and the low-rank GP for objectives
+  observed thousands of times.
 * ``pareto``: non-dominated sorting, hypervolume, reference points.
 
 Its test problems, tables, ``python -m search.benchmarks.benchmark`` and the

@@ -198,7 +198,7 @@ class QLogNEHVIStrategy(Strategy):
       raise ValueError("Invalid value for argument `observed_y`: the log objectives must be "
                        "positive. Received minimum %s." % (y[:, self.logs].min(axis=0),))
     torch = import_botorch()
-    with _threads(torch, int(self.settings["threads"])), torch.random.fork_rng():
+    with torch_threads(torch, int(self.settings["threads"])), torch.random.fork_rng():
       torch.manual_seed(int(rng.integers(2 ** 62)))
       with Timer() as fit_timer:
         targets = to_maximize(y, self.logs)
@@ -247,7 +247,7 @@ class QLogNEHVIStrategy(Strategy):
 
 
 @contextlib.contextmanager
-def _threads(torch: Any, count: int) -> Iterator[None]:
+def torch_threads(torch: Any, count: int) -> Iterator[None]:
   """PyTorch's intra-op threads and the BLAS threads set to ``count``, then restored."""
   before = torch.get_num_threads()
   torch.set_num_threads(count)

@@ -85,137 +85,19 @@ row where the other groups are known when there is one).
 
 from __future__ import annotations
 
-import abc
 from typing import Any, Callable, List
 
 import numpy as np
 
 from search.optimizer import base, errors
-from search.optimizer.base import Timer, exhaustive, new_random_points
+from search.optimizer.base import Timer, exhaustive
 from search.optimizer.design import DesignSpace
 from search.optimizer.gp import ObjectiveGP
+from search.optimizer.hvkg import DecoupledHVKGStrategy
 from search.optimizer.objective_groups import (  # noqa: F401 (re-exported)
-    DurationModel, ObjectiveGroups, Proposal, _per_group, merge_group_observations)
+    DecoupledStrategy, DurationModel, ObjectiveGroups, Proposal, merge_group_observations)
 from search.optimizer.pareto import non_dominated_mask
 from search.optimizer.pesmo import EXHAUSTIVE_LIMIT, PESMOAcquisition, PESMOStrategy
-
-
-class DecoupledStrategy(abc.ABC):
-  """Base of decoupled strategies: ``propose(observed_x, observed_y,
-  pending, durations)`` returns a ``Proposal`` (module doc: shapes). A
-  proposal's (point, group) is never known or pending, and the point is
-  feasible. ``timings`` holds the last call's ``fit_seconds`` and
-  ``acquisition_seconds``."""
-
-  def __init__(self, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
-               **options: Any) -> None:
-    if not isinstance(groups, ObjectiveGroups):
-      raise ValueError("Invalid value for argument `groups`. Expected an ObjectiveGroups. "
-                       "Received %r." % (groups,))
-    unknown = set(options) - set(self.option_names())
-    if unknown:
-      raise ValueError("Unknown options %s for strategy %s. Expected some of %s."
-                       % (sorted(unknown), type(self).__name__, sorted(self.option_names())))
-    self.space, self.groups, self.seed, self.options = space, groups, seed, options
-    self.rng = np.random.default_rng(seed)
-    self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
-    self._durations = [DurationModel(space, seed * 1000 + 500 + g)
-                       for g in range(groups.num_groups)]
-
-  @classmethod
-  def option_names(cls) -> tuple[str, ...]:
-    return ()
-
-  def propose(self, observed_x: Any, observed_y: Any, pending: Any = None,
-              durations: Any = None) -> Proposal:
-    """The next (point, group) to measure.
-
-    Args:
-      observed_x: (n, d) native points, one row per design.
-      observed_y: (n, K) raw objective values, NaN where not measured (a
-        group known as a whole or not at all); ``merge_group_observations``
-        builds both from per-group observations.
-      pending: None, G arrays (m_g, d) of points where group g is being
-        measured, or a dict {group name: (m_g, d)}.
-      durations: (n, G) recorded seconds, NaN where not recorded; required
-        when the groups have no fixed costs (``DurationModel``).
-    """
-    x, y, known, pending = self._check(observed_x, observed_y, pending)
-    if self.groups.costs is None:
-      d = np.asarray([] if durations is None else durations, dtype=float)
-      if d.shape != (x.shape[0], self.groups.num_groups):
-        raise ValueError("Invalid value for argument `durations`. Expected (%d, %d) recorded "
-                         "seconds (NaN where not recorded): the groups have no fixed costs. "
-                         "Received shape %s." % (x.shape[0], self.groups.num_groups,
-                                                 None if durations is None else d.shape))
-    self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
-    excluded = self.excluded(x, known, pending)
-    if self.groups.costs is None:
-      for g, model in enumerate(self._durations):
-        model.fit(x, d[:, g])
-    counts = [int(known[:, g].sum()) for g in range(self.groups.num_groups)]
-    if min(counts) < 2:
-      return self._uniform(x, known, excluded, int(np.argmin(counts)))
-    out = self._propose(x, y, known, pending, excluded)
-    if self.space.keys(out.point)[0] in excluded[out.group] or not self.space.feasible(
-        out.point)[0]:
-      return self._uniform(x, known, excluded, out.group)
-    return out
-
-  def group_costs(self, x: Any) -> np.ndarray:
-    """(C, G) cost of each group at native (C, d) points."""
-    x = np.asarray(x, dtype=float).reshape(-1, self.space.dim)
-    if self.groups.costs is not None:
-      return np.tile(np.asarray(self.groups.costs, dtype=float), (x.shape[0], 1))
-    return np.stack([m(x) for m in self._durations], axis=1)
-
-  def excluded(self, x: np.ndarray, known: np.ndarray,
-               pending: List[np.ndarray]) -> List[set]:
-    """Per group, the keys of the points where it is known or pending."""
-    keys = self.space.keys(x) if x.shape[0] else []
-    out = []
-    for g in range(self.groups.num_groups):
-      done = {k for k, ok in zip(keys, known[:, g]) if ok}
-      if pending[g].shape[0]:
-        done |= set(self.space.keys(pending[g]))
-      out.append(done)
-    return out
-
-  def _uniform(self, x: np.ndarray, known: np.ndarray, excluded: List[set],
-               group: int) -> Proposal:
-    """A uniform point for ``group``: a row where the other groups are known
-    (completing it) when one is left, else any point not excluded."""
-    keys = self.space.keys(x) if x.shape[0] else []
-    others = np.delete(known, group, axis=1).all(1) if known.shape[1] > 1 else np.ones(
-        known.shape[0], bool)
-    rows = [i for i, k in enumerate(keys) if others[i] and k not in excluded[group]]  # type: ignore[index]  # a (n,) mask
-    if rows:
-      return Proposal(x[rows[int(self.rng.integers(len(rows)))]].copy(), group)
-    return Proposal(new_random_points(self.space, self.rng, excluded[group], 1)[0], group)
-
-  def _check(self, observed_x: Any, observed_y: Any, pending: Any
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, List[np.ndarray]]:
-    x = np.zeros((0, self.space.dim)) if observed_x is None or np.size(observed_x) == 0 \
-        else self.space.validate(np.asarray(observed_x, dtype=float), "observed_x")
-    y = np.asarray(observed_y, dtype=float).reshape(x.shape[0], -1) if x.shape[0] else \
-        np.zeros((0, self.groups.num_objectives))
-    if y.shape[1] != self.groups.num_objectives or np.any(np.isinf(y)):
-      raise ValueError("Invalid value for argument `observed_y`. Expected shape (%d, %d), "
-                       "NaN where not measured. Received shape %s." % (
-                           x.shape[0], self.groups.num_objectives, np.shape(observed_y)))
-    if x.shape[0] and len(set(self.space.keys(x))) != x.shape[0]:
-      raise ValueError("Invalid value for argument `observed_x`. Expected one row per design "
-                       "(merge the groups measured at one design into one row).")
-    known = self.groups.known(y)
-    pending = _per_group(self.groups, pending, "pending")
-    pending = [np.zeros((0, self.space.dim)) if p is None or np.size(p) == 0
-               else self.space.validate(np.asarray(p, dtype=float), "pending") for p in pending]
-    return x, y, known, pending
-
-  @abc.abstractmethod
-  def _propose(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
-               pending: List[np.ndarray], excluded: List[set]) -> Proposal:
-    """The proposal once every group has at least 2 observations."""
 
 
 def _group_pool(space: DesignSpace, rng: np.random.Generator, anchors: Any, everywhere: set,
@@ -435,9 +317,10 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
     return Proposal(point, group, value)
 
 
-# Other decoupled strategies (e.g. a BoTorch one in ``search.benchmarks``)
-# register here: a ``DecoupledStrategy`` subclass by name.
-DECOUPLED_STRATEGIES = {"pesmo": DecoupledPESMOStrategy}
+# Decoupled strategies by name: ``DecoupledStrategy`` subclasses (the base
+# class lives in ``objective_groups`` so that strategies in other modules,
+# e.g. ``hvkg``, can register here without an import cycle).
+DECOUPLED_STRATEGIES = {"pesmo": DecoupledPESMOStrategy, "qhvkg": DecoupledHVKGStrategy}
 
 
 def make_decoupled_strategy(name: str, space: DesignSpace, groups: ObjectiveGroups, seed: int = 0,
@@ -447,3 +330,12 @@ def make_decoupled_strategy(name: str, space: DesignSpace, groups: ObjectiveGrou
     raise ValueError("Invalid value for argument `name`. Expected one of %s. Received "
                      "name=%r" % (", ".join(sorted(DECOUPLED_STRATEGIES)), name))
   return DECOUPLED_STRATEGIES[name](space, groups, seed, **options)
+
+
+def check_decoupled_available(name: str) -> None:
+  """Raises an ``ImportError`` naming what to install when decoupled strategy
+  ``name`` needs an optional package that does not import (``qhvkg``:
+  BoTorch); cheap enough to call before any work."""
+  check = getattr(DECOUPLED_STRATEGIES.get(name), "check_available", None)
+  if check is not None:
+    check()

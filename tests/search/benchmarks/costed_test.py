@@ -18,6 +18,14 @@ from search.optimizer.pareto import hypervolume, non_dominated_mask
 
 COSTS = "error=10,lat+energy=1"
 FAST = {"num_samples": 2, "max_pareto": 10, "num_features": 100}
+FAST_BOTORCH = {"qhvkg": {"num_fantasies": 4, "num_inner": 12},
+                "qlognehvi": {"mc_samples": 32, "acq_pool": 100}}
+
+try:
+  import botorch  # noqa: F401  # pylint: disable=unused-import
+  HAS_BOTORCH = True
+except ImportError:  # the optional `bench` extra
+  HAS_BOTORCH = False
 
 
 def _write_table(path):
@@ -65,6 +73,29 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
       self.assertLen(evals, 5)  # 5 x 11 = 55 <= 60 < 66
     else:
       self.assertGreater(len(evals), 5)  # hardware measurements cost 1
+      self.assertTrue({e["group"] for e in evals[4:]} <= {"error", "lat+energy"})
+
+  @parameterized.named_parameters(("decoupled_qhvkg", "decoupled", "qhvkg"),
+                                  ("coupled_qlognehvi", "coupled", "qlognehvi"))
+  def test_run_costed_botorch_strategy_within_budget(self, evaluation, name):
+    if not HAS_BOTORCH:
+      self.skipTest("BoTorch (the `bench` extra) is not installed")
+    run = costed.run_costed(self.problem, name, evaluation, self.groups, 70.0, seed=1,
+                            options=FAST_BOTORCH[name])
+    evals = run["evaluations"]
+    costs = dict(zip(self.groups.names, self.groups.costs), all=11.0)
+    self.assertAllClose([e["cumulative_cost"] for e in evals],
+                        np.cumsum([costs[e["group"]] for e in evals]))
+    self.assertLessEqual(evals[-1]["cumulative_cost"], 70.0)
+    self.assertGreater(evals[-1]["cumulative_cost"], 70.0 - costs["all"])
+    figures = [e["hypervolume_fraction"] for e in evals]
+    self.assertAllGreaterEqual(np.diff(figures), 0.0)  # complete rows only grow
+    rows = [(e["row"], e["group"]) for e in evals]
+    self.assertLen(set(rows), len(rows))  # no (row, group) measured twice
+    # one proposal per evaluation after the 4 initial ones, plus (decoupled)
+    # the last one, whose group did not fit the budget
+    self.assertIn(len(run["proposal_seconds"]), (len(evals) - 4, len(evals) - 3))
+    if evaluation == "decoupled":
       self.assertTrue({e["group"] for e in evals[4:]} <= {"error", "lat+energy"})
 
   def test_run_costed_initial_design_stops_before_the_budget(self):
@@ -160,6 +191,16 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "'random' cannot decouple"):
       costed.check_evaluation("decoupled", "random")
     costed.check_evaluation("coupled", "random")
+    costed.check_evaluation("decoupled", "qhvkg")
+
+  def test_check_evaluation_refuses_coupled_run_of_a_decoupled_only_strategy(self):
+    with self.assertRaisesRegex(ValueError, "'qhvkg' has no coupled form"):
+      costed.check_evaluation("coupled", "qhvkg")
+
+  def test_cli_decoupled_only_strategy_without_evaluation_says_how_to_run_it(self):
+    done = self._cli("--strategy=qhvkg", "--budget=6")
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("--evaluation=decoupled", done.stderr)
 
   def _cli(self, *extra):
     cmd = [sys.executable, "-m", "search.benchmarks.benchmark", "--problem=table",

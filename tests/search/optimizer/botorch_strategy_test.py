@@ -103,7 +103,7 @@ class QLogNEHVIStrategyTest(tf.test.TestCase, parameterized.TestCase):
     from botorch.models import MixedSingleTaskGP  # pylint: disable=import-outside-toplevel
     import torch  # pylint: disable=import-outside-toplevel
     space, rows, values = _toy_table()
-    with botorch_strategy._threads(torch, 1):  # pylint: disable=protected-access
+    with botorch_strategy.torch_threads(torch, 1):
       model = botorch_strategy.fit_model(torch, space, rows[:10], -values[:10])
     self.assertIsInstance(model, MixedSingleTaskGP)
     self.assertAllEqual(model.train_inputs[0][0].numpy(), rows[:10])
@@ -120,7 +120,7 @@ class QLogNEHVIStrategyTest(tf.test.TestCase, parameterized.TestCase):
     self.assertNotEqual(space.keys(with_pending)[0], space.keys(best)[0])
     import torch  # pylint: disable=import-outside-toplevel
     targets = botorch_strategy.to_maximize(y, strategy.logs)
-    with botorch_strategy._threads(torch, 1):  # pylint: disable=protected-access
+    with botorch_strategy.torch_threads(torch, 1):
       model = botorch_strategy.fit_model(torch, space, x, targets)
       z = botorch_strategy.model_inputs(space, pending)
       alone = strategy.acquisition(torch, model, x, targets, np.zeros((0, 3)))

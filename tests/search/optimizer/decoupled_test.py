@@ -266,7 +266,7 @@ class DecoupledPESMOTest(tf.test.TestCase, parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, "Unknown options"):
       decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, trust_region=True)
     with self.assertRaisesRegex(ValueError, r"Invalid value for argument `name`\. Expected one "
-                                r"of pesmo\. Received name='parego'"):
+                                r"of pesmo, qhvkg\. Received name='parego'"):
       decoupled.make_decoupled_strategy("parego", self.space, GROUPS)
     with self.assertRaisesRegex(ValueError, r"Invalid value for argument `groups`\. Expected an "
                                 r"ObjectiveGroups"):
