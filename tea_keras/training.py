@@ -241,7 +241,7 @@ def _fit(model, recipe, splits, seed, first_epoch, monitor, run_dir, verbose):
 def _require_tensorboard():
   try:
     # TensorBoard: optional, probed only when asked for.
-    import tensorboard  # pylint: disable=g-import-not-at-top,unused-import
+    import tensorboard  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
     raise ImportError("Writing TensorBoard logs into model_dir needs the `tensorboard` "
                       "package: pip install tensorboard (or pip install -e . again).") from e

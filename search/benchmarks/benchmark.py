@@ -92,7 +92,6 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 from scipy import stats
-from scipy.stats import qmc
 from absl import app, flags
 
 from search.optimizer import feasibility

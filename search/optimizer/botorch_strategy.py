@@ -85,8 +85,8 @@ def import_botorch() -> Any:
   optional extra, and the registry must import without them."""
   try:
     import torch  # pylint: disable=import-outside-toplevel
-    import botorch  # pylint: disable=import-outside-toplevel,unused-import
-    import gpytorch  # pylint: disable=import-outside-toplevel,unused-import
+    import botorch  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
+    import gpytorch  # noqa: F401  # pylint: disable=import-outside-toplevel,unused-import
   except ImportError as e:
     raise ImportError("--strategy=qlognehvi needs BoTorch and PyTorch (the `bench` extra): "
                       "%s. Import error: %s: %s" % (INSTALL_HINT, type(e).__name__, e)) from e

@@ -37,11 +37,10 @@ Steps (each a function, called by the tests; steps 1-2 in
 
 from __future__ import annotations
 
-import weakref
-from typing import Any, List, Sequence
+from typing import Any, Sequence
 
 import numpy as np
-from scipy import linalg, optimize, sparse
+from scipy import linalg, optimize
 
 from search.optimizer import ep
 from search.optimizer import errors

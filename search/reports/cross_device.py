@@ -17,7 +17,7 @@ its time and energy on the target) and ``cross_error_time.png`` /
 """
 
 import sys
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags

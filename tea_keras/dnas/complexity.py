@@ -47,11 +47,14 @@ Failure mode: float32 would not hold counts past 2**24 exactly (a network of
 more than 16.7M MACs), hence float64 here; the loss casts the result back.
 """
 
-from typing import Callable, Dict, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, Mapping, Sequence, Tuple
 
 from keras import ops
 
 from tea_keras import errors
+
+if TYPE_CHECKING:  # annotations only
+  from tea_keras.dnas.graph import LayerSpec
 
 BYTES_PER_WEIGHT = {"fp32": 4, "fp16": 2, "int8": 1}
 

@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import onnx
 import pytest
 import tensorflow as tf

@@ -25,7 +25,7 @@ from search.benchmarks.problems import make_problem
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 try:
-  import botorch  # pylint: disable=g-import-not-at-top,unused-import
+  import botorch  # noqa: F401  # pylint: disable=g-import-not-at-top,unused-import
   _HAVE_BOTORCH = True
 except ImportError:
   _HAVE_BOTORCH = False

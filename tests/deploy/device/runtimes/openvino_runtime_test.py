@@ -2,10 +2,8 @@
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
-from deploy import export
 from deploy.device import runtimes
 from deploy.device.runtimes import base
 from tests.deploy import tiny_model
