@@ -49,7 +49,7 @@ from absl import app, flags
 
 from search.benchmarks.problems import Problem, make_problem
 from search.optimizer import lowrank
-from search.optimizer.decoupled import ObjectiveGroups, make_decoupled_strategy
+from search.optimizer.decoupled import TARGETS, ObjectiveGroups, make_decoupled_strategy
 from search.optimizer.gp import ObjectiveGP
 from search.optimizer.objective_groups import Proposal
 
@@ -67,6 +67,8 @@ def define_flags() -> None:
                      lower_bound=0.0)
   flags.DEFINE_bool("durations", False, "Costs predicted from recorded durations instead.")
   flags.DEFINE_integer("seed", 0, "Seed of the cells and of the strategy.")
+  flags.DEFINE_enum("target", TARGETS[0], list(TARGETS), "Decoupled PESMO's target "
+                    "(search.optimizer.decoupled): screen (default) or pareto_set.")
   flags.DEFINE_bool("check_gp", False, "Instead: the low-rank GP against the exact one.")
   flags.DEFINE_integer("held_out", 500, "--check_gp: held-out cells.", lower_bound=1)
   flags.DEFINE_integer("inducing", 1000, "--check_gp: inducing rows of the low-rank GP.",
@@ -97,8 +99,8 @@ def _cells(problem: Problem, count: int, seed: int) -> np.ndarray:
 
 
 def time_proposals(hardware: int, error: int, proposals: int, costs: Sequence[float],
-                   durations: bool, seed: int = 0, lengthscale_prior: str = "lognormal"
-                   ) -> list[dict[str, Any]]:
+                   durations: bool, seed: int = 0, lengthscale_prior: str = "lognormal",
+                   target: str = TARGETS[0]) -> list[dict[str, Any]]:
   """Prints and returns one record per proposal (module doc)."""
   problem = make_problem("cell_synthetic")
   x = _cells(problem, hardware + 50, seed)[:hardware]
@@ -108,7 +110,7 @@ def time_proposals(hardware: int, error: int, proposals: int, costs: Sequence[fl
                            None if durations else tuple(costs), 3)
   strategy = make_decoupled_strategy("pesmo", problem.space, groups, seed=seed,
                                      log_objectives=[False, True, True],
-                                     lengthscale_prior=lengthscale_prior)
+                                     lengthscale_prior=lengthscale_prior, target=target)
   print("uptime before: %s" % _uptime())
   records: list[dict[str, Any]] = []
   for i in range(proposals + 1):
@@ -194,7 +196,7 @@ def main(argv: Sequence[str]) -> None:
                      "Received --error=%d." % (FLAGS.hardware, FLAGS.error))
   time_proposals(FLAGS.hardware, FLAGS.error, FLAGS.proposals,
                  (FLAGS.error_cost, FLAGS.hardware_cost), FLAGS.durations, FLAGS.seed,
-                 FLAGS.lengthscale_prior)
+                 FLAGS.lengthscale_prior, FLAGS.target)
 
 
 if __name__ == "__main__":
