@@ -185,7 +185,10 @@ def propose_evaluation(store: store_lib.TrialStore, strategy: decoupled_lib.Deco
             config.strategy, kind, strategy.timings["fit_seconds"],
             strategy.timings["acquisition_seconds"]))
       genotype = space.Genotype.from_vector(np.rint(proposal.point).astype(int))
-    taken = lambda key: store.has_key(store_lib.evaluation_key(key, kind))  # noqa: E731
+
+    def taken(key: str) -> bool:
+      return store.has_key(store_lib.evaluation_key(key, kind))
+
     return cellspace.new_cell(design_space, genotype, rng, taken), kind, source
 
 
