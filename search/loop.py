@@ -38,6 +38,11 @@
 4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
    summary and the plots, and a progress line with an ETA is logged.
 
+With ``evaluation="decoupled"`` (``search.decoupled``) a trial is a
+``measure`` evaluation (an untrained export's time and energy) or a
+``train`` one, each in its own slots, and the optimizer is a decoupled
+strategy; ``num_samples`` then counts train evaluations.
+
 The driver's own work, proposing (GP fit, acquisition) and writing outputs
 and plots, holds the local device's machine-wide lock shared, as training
 does (``search.device_lock``): none of it runs while a trial, or another
@@ -415,8 +420,11 @@ def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resumi
         executor.shutdown()
   finally:
     store.release_leases()  # its trials are stopped: the next run takes them back at once
-  log("search finished: %d trials, final hypervolume %s; outputs in %s"
-      % (summary["trials"], _fmt(summary["final_hypervolume"]), config.results_dir))
+  kinds = summary.get("kinds")  # a decoupled search's evaluations
+  log("search finished: %d trials%s, final hypervolume %s; outputs in %s"
+      % (summary["trials"], " (%s)" % ", ".join(
+          "%d %s" % (sum(counts.values()), kind) for kind, counts in sorted(kinds.items()))
+         if kinds else "", _fmt(summary["final_hypervolume"]), config.results_dir))
   report_front(store.trials(), config, log)
   return summary
 

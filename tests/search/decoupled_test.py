@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from search import api
 from search import cellspace
 from search import config as config_lib
 from search import decoupled
@@ -178,6 +179,16 @@ class RefusalTest(tf.test.TestCase):
   def test_cli_refuses_a_strategy_without_a_decoupled_version_before_any_work(self):
     stderr = self._refused("--strategy=random")
     self.assertIn("--evaluation=decoupled needs a decoupled strategy; --strategy=random", stderr)
+
+  def test_api_takes_the_evaluation_as_a_flag_and_refuses_int8_alike(self):
+    config = api.config_from("flags/quickstart.cfg", evaluation="decoupled",
+                             results_dir=self.get_temp_dir())
+    self.assertEqual(config.evaluation, "decoupled")
+    config_lib.validate(config)
+    with self.assertRaisesRegex(ValueError, "cannot measure --precisions=int8"):
+      api.run("flags/quickstart.cfg", evaluation="decoupled", precisions="int8",
+              results_dir=os.path.join(self.get_temp_dir(), "int8"), log=lambda line: None)
+    self.assertFalse(os.path.exists(os.path.join(self.get_temp_dir(), "int8")))
 
   def test_validate_refuses_objectives_without_error_or_hardware(self):
     config = loop_test.tiny_config("/nonexistent", evaluation="decoupled",
