@@ -110,6 +110,30 @@ def default_check_images(count: int = 16) -> np.ndarray:
   return data.normalize(data.load("cifar10_sample").x_test[:count])
 
 
+def randomize_constant_weights(model: Any, seed: int) -> int:
+  """Draw at random every weight tensor of ``model`` whose entries are all
+  equal (Keras initializes batch-norm scales and moving variances to ones,
+  offsets, moving means and biases to zeros): ones become U(0.5, 1.5), other
+  constants c become c + N(0, 0.1). Returns how many tensors were drawn.
+
+  Why: tf2onnx drops the zero biases and the additions of zeros of an
+  untrained network (a Conv without its bias input, fewer Add nodes), so its
+  graph is not the trained network's; with no constant tensor left, it is."""
+  rng, drawn = np.random.default_rng(seed), 0
+  for variable in model.weights:
+    value = np.asarray(variable.numpy())
+    if value.size < 1 or not np.issubdtype(value.dtype, np.floating) or \
+        np.any(value != value.flat[0]):
+      continue
+    if value.flat[0] == 1.0:
+      new = rng.uniform(0.5, 1.5, value.shape)
+    else:
+      new = value + rng.normal(0.0, 0.1, value.shape)
+    variable.assign(new.astype(value.dtype))
+    drawn += 1
+  return drawn
+
+
 def keras_logits(model: Any, images: np.ndarray) -> np.ndarray:
   return np.asarray(model(images, training=False), dtype=np.float32)
 

@@ -11,7 +11,9 @@
 
 ``run`` takes a flagfile and flag overrides as keyword arguments (the flags of
 ``python -m search.run``, ``search/flags.py``: ``num_samples=4``,
-``objectives=("error", "time")``, ``keep_checkpoints=True``), applies the
+``objectives=("error", "time")``, ``keep_checkpoints=True``,
+``evaluation="decoupled"``: measure and train evaluations, each trial's
+``kind``, ``search.decoupled``), applies the
 same checks as the command line before any work (the target's handshake,
 the results directory's experiment, the data set), runs or resumes the
 search and returns ``load_results`` of its directory. ``load_results``

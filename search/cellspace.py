@@ -6,7 +6,7 @@ and the optimizer library (``search.optimizer``, which knows no genotype):
 optimize over, ``canonical_cells`` its canonical representative.
 """
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -40,3 +40,35 @@ def canonical_cells(x: Any) -> np.ndarray:
       (blocks[:, :, 0] == blocks[:, :, 1]) & (blocks[:, :, 2] > blocks[:, :, 3]))
   blocks[swap] = blocks[swap][:, [1, 0, 3, 2]]
   return blocks.reshape(x.shape)
+
+
+def _restricted(design_space: DesignSpace) -> bool:
+  return getattr(design_space, "constraint", None) is not None
+
+
+def feasible_cell(design_space: DesignSpace, genotype: space.Genotype) -> bool:
+  """Whether ``genotype`` meets ``design_space``'s constraint (the budgets)."""
+  if not _restricted(design_space):
+    return True
+  return bool(design_space.feasible(np.array([genotype.to_vector()], float))[0])
+
+
+def sample_cell(design_space: DesignSpace, rng: np.random.Generator) -> space.Genotype:
+  """A uniform cell; uniform over the feasible cells of a restricted space."""
+  if not _restricted(design_space):
+    return space.sample(rng)
+  return space.Genotype.from_vector(
+      np.rint(design_space.sample(rng, 1)[0]).astype(int).tolist())
+
+
+def new_cell(design_space: DesignSpace, genotype: space.Genotype, rng: np.random.Generator,
+             taken: Callable[[str], bool]) -> space.Genotype:
+  """``genotype``, or its mutation, until its canonical key is not ``taken``
+  and it is feasible; ``RuntimeError`` after 1000 mutations."""
+  for _ in range(1000):
+    if not taken(genotype.key()) and feasible_cell(design_space, genotype):
+      return genotype
+    genotype = space.mutate(genotype, rng)
+  raise RuntimeError("Could not find a genotype not yet in the store%s after 1000 mutations."
+                     % (" within the budget (%s)" % design_space.constraint_description
+                        if _restricted(design_space) else ""))

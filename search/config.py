@@ -18,6 +18,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from deploy.device import devices
 from search import budgets
+from search.optimizer import decoupled as decoupled_lib
 from search.optimizer import strategies as strategies_lib
 from tea_keras import data
 from tea_keras import files
@@ -28,6 +29,12 @@ OBJECTIVES = ("error", "time", "energy")
 # qlognehvi: BoTorch's qLogNEHVI, the optional `bench` extra (checked by validate).
 STRATEGIES = ("pesmo", "parego", "random", "qlognehvi")
 EXECUTORS = ("local", "ray")
+# coupled: every trial trains a cell and measures its trained export (the
+# paper's); decoupled (issue 33): a "measure" evaluation measures an untrained
+# export (time, energy), a "train" evaluation trains (error; its trained
+# export is measured too), the optimizer choosing which (search.decoupled).
+EVALUATIONS = ("coupled", "decoupled")
+HARDWARE_OBJECTIVES = ("time", "energy")
 # Devices, runtimes, power sources and thresholds: deploy/device/devices.py.
 # How to reach the device and its instrument may change between runs (an
 # agent's new address, a meter on another port); what is measured may not:
@@ -46,6 +53,7 @@ class SearchConfig:
   """Everything a search needs; see ``search/flags.py`` for each field's help."""
   results_dir: str
   strategy: str = "pesmo"
+  evaluation: str = "coupled"
   num_samples: int = 400
   num_initial: int = 10
   objectives: Tuple[str, ...] = OBJECTIVES
@@ -181,6 +189,7 @@ def validate(config: SearchConfig) -> None:
         except ValueError as e:
           raise ValueError("--%s" % e)
   _validate_deployment(config)
+  _validate_evaluation(config)
   if ("energy" in config.objectives and config.power_source == "none"
       and not config.optional_energy):
     raise ValueError("--objectives includes energy but --power_source=none measures no "
@@ -221,6 +230,43 @@ def _validate_deployment(config: SearchConfig) -> None:
     raise ValueError("--max_time_s needs time among --objectives (it is measured).")
   if config.max_energy_j is not None and "energy" not in config.objectives:
     raise ValueError("--max_energy_j needs energy among --objectives (it is measured).")
+
+
+def _validate_evaluation(config: SearchConfig) -> None:
+  """``--evaluation=decoupled`` needs a decoupled strategy, the error and a
+  hardware objective, and precisions whose time and energy do not depend on
+  the weights (``deploy.device.devices.WEIGHT_INDEPENDENCE``: not int8, whose
+  calibration does); refused here, before any work."""
+  _choice("evaluation", config.evaluation, EVALUATIONS)
+  if config.evaluation != "decoupled":
+    return
+  if config.strategy not in decoupled_lib.DECOUPLED_STRATEGIES:
+    raise ValueError("--evaluation=decoupled needs a decoupled strategy; --strategy=%s has "
+                     "none. Expected --strategy among %s, or --evaluation=coupled."
+                     % (config.strategy, ", ".join(sorted(decoupled_lib.DECOUPLED_STRATEGIES))))
+  hardware = [o for o in config.objectives if o in HARDWARE_OBJECTIVES]
+  if "error" not in config.objectives or not hardware:
+    raise ValueError("--evaluation=decoupled measures the hardware objectives apart from the "
+                     "error: expected error and at least one of %s among --objectives; "
+                     "received %s." % (",".join(HARDWARE_OBJECTIVES), ",".join(config.objectives)))
+  bounds = [n for n in ("max_time_s", "max_energy_j") if getattr(config, n) is not None]
+  if bounds:
+    raise ValueError("--evaluation=decoupled does not model the measured budgets (--%s): the "
+                     "decoupled strategy takes no objective bounds. Expected them unset, or "
+                     "--evaluation=coupled." % ", --".join(bounds))
+  for precision in config.precisions:
+    runtimes = [config.runtime] if config.runtime is not None else [
+        r for r in devices.RUNTIMES if (r, precision) in devices.WEIGHT_INDEPENDENCE]
+    refused = [r for r in runtimes if not devices.decouplable(r, precision)]
+    if refused:
+      raise ValueError(
+          "--evaluation=decoupled cannot measure --precisions=%s on %s untrained: %s. Expected "
+          "precisions whose time and energy do not depend on the weights (%s), or "
+          "--evaluation=coupled." % (
+              precision, "runtime " + ", ".join(refused),
+              devices.WEIGHT_INDEPENDENCE[(refused[0], precision)].why,
+              ", ".join(sorted({p for (_, p), w in devices.WEIGHT_INDEPENDENCE.items()
+                                if w.independent}))))
 
 
 def check_results_dir(config: SearchConfig) -> bool:

@@ -49,6 +49,15 @@ def _define_search_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_enum("strategy", "pesmo", config_lib.STRATEGIES, "Optimizer: pesmo (PESMO), "
                     "parego (ParEGO, GPyOpt), random, qlognehvi (BoTorch's qLogNEHVI; needs the "
                     "bench extra: pip install -e \".[bench]\").", **fv)
+  flags.DEFINE_enum("evaluation", "coupled", config_lib.EVALUATIONS,
+                    "coupled: every trial trains a cell and measures its trained export (the "
+                    "paper's). decoupled: the optimizer chooses, for each evaluation, to "
+                    "MEASURE a cell's untrained export (time, energy, in seconds) or to TRAIN "
+                    "it (error; its trained export is measured too); measurements run beside "
+                    "training (on a remote agent at the same time; on a local device the "
+                    "measurement lock keeps them apart). Needs a decoupled strategy (pesmo) "
+                    "and fp32/fp16 precisions (int8's calibration depends on the weights). "
+                    "--num_samples then counts train evaluations.", **fv)
   flags.DEFINE_integer("num_samples", 400, "Trials in all, initial ones included (paper: 400).",
                        lower_bound=1, **fv)
   flags.DEFINE_integer("num_initial", 10, "Random trials before the optimizer takes over.",
@@ -166,7 +175,8 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.Searc
             if getattr(fv, name) is not None}
   recipes.search_recipe(**recipe)  # validates the overrides
   return config_lib.SearchConfig(
-      results_dir=fv.results_dir, strategy=fv.strategy, num_samples=fv.num_samples,
+      results_dir=fv.results_dir, strategy=fv.strategy, evaluation=fv.evaluation,
+      num_samples=fv.num_samples,
       num_initial=fv.num_initial, objectives=tuple(fv.objectives), seed=fv.seed,
       dataset=fv.dataset, data_dir=fv.data_dir, recipe=recipe,
       train_images=fv.train_images, device=fv.device,

@@ -38,6 +38,11 @@
 4. After every trial, ``search.outputs.refresh`` rewrites the CSVs, the
    summary and the plots, and a progress line with an ETA is logged.
 
+With ``evaluation="decoupled"`` (``search.decoupled``) a trial is a
+``measure`` evaluation (an untrained export's time and energy) or a
+``train`` one, each in its own slots, and the optimizer is a decoupled
+strategy; ``num_samples`` then counts train evaluations.
+
 The driver's own work, proposing (GP fit, acquisition) and writing outputs
 and plots, holds the local device's machine-wide lock shared, as training
 does (``search.device_lock``): none of it runs while a trial, or another
@@ -60,6 +65,7 @@ from deploy import target
 from search import budgets as budgets_lib
 from search import cellspace
 from search import config as config_lib
+from search import decoupled
 from search import device_lock
 from search import executors
 from search import outputs
@@ -244,32 +250,8 @@ def _propose(store: store_lib.TrialStore, strategy: Strategy | None,
     else:
       source = "random"  # too few successful trials to fit a model yet
   if source in ("initial", "random"):
-    genotype = _sample(design_space, rng)
-  for _ in range(1000):
-    if not store.has_key(genotype.key()) and _feasible(design_space, genotype):
-      return genotype, source
-    genotype = space.mutate(genotype, rng)
-  raise RuntimeError("Could not find a genotype not yet in the store%s after 1000 mutations."
-                     % (" within the budget (%s)" % design_space.constraint_description
-                        if _restricted(design_space) else ""))
-
-
-def _restricted(design_space: DesignSpace) -> bool:
-  return getattr(design_space, "constraint", None) is not None
-
-
-def _feasible(design_space: DesignSpace, genotype: space.Genotype) -> bool:
-  if not _restricted(design_space):
-    return True
-  return bool(design_space.feasible(np.array([genotype.to_vector()], float))[0])
-
-
-def _sample(design_space: DesignSpace, rng: np.random.Generator) -> space.Genotype:
-  """A uniform cell; uniform over the feasible cells of a restricted space."""
-  if not _restricted(design_space):
-    return space.sample(rng)
-  return space.Genotype.from_vector(
-      np.rint(design_space.sample(rng, 1)[0]).astype(int).tolist())
+    genotype = cellspace.sample_cell(design_space, rng)
+  return cellspace.new_cell(design_space, genotype, rng, store.has_key), source
 
 
 def budget_space(design_space: DesignSpace, config: config_lib.SearchConfig,
@@ -316,9 +298,12 @@ def _spec(config: config_lib.SearchConfig, trial: Mapping[str, Any],
   values = dict(config.__dict__)
   if config.executor == "ray":
     values["results_dir"] = os.path.abspath(config.results_dir)
-  return {"trial_id": trial["trial_id"], "genotype": trial["genotype"],
+  spec = {"trial_id": trial["trial_id"], "genotype": trial["genotype"],
           "trial_dir": _trial_dir(values["results_dir"], trial["trial_id"]), "config": values,
           "attempt": attempt}
+  if trial.get("kind"):
+    spec["kind"] = trial["kind"]
+  return spec
 
 
 def _trial_dir(results_dir: str, trial_id: int) -> str:
@@ -402,9 +387,10 @@ def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resumi
             design_space: DesignSpace | None = None) -> dict[str, Any]:
   requeued = _take_back_unfinished(store, log)
   retried = store.requeue_failed() if config.retry_failed else []
-  log("%s search in %s: %d/%d trials recorded%s%s."
-      % ("resuming" if resuming else "starting", config.results_dir,
-         store.count(store_lib.FINAL), config.num_samples,
+  decoupled_search = config.evaluation == "decoupled"
+  log("%s %ssearch in %s: %d/%d trials recorded%s%s."
+      % ("resuming" if resuming else "starting", "decoupled " if decoupled_search else "",
+         config.results_dir, _trained_count(store, config), config.num_samples,
          ", re-running interrupted trial(s) %s" % requeued if requeued else "",
          ", re-running failed trial(s) %s (--retry_failed)" % retried if retried else ""))
   if design_space is None:
@@ -412,15 +398,20 @@ def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resumi
   # Time and energy are positive and span orders of magnitude: their GPs model
   # log values; the error stays linear.
   log_objectives = tuple(o in ("time", "energy") for o in config.objectives)
-  strategy = strategies.make_strategy(config.strategy, design_space, len(config.objectives),
-                                      seed=config.seed, log_objectives=log_objectives,
-                                      **measured_bounds(config, log))
+  strategy: Any
+  if decoupled_search:  # its time and energy GPs model log values themselves
+    strategy = decoupled.make_strategy(config, design_space)
+  else:
+    strategy = strategies.make_strategy(config.strategy, design_space, len(config.objectives),
+                                        seed=config.seed, log_objectives=log_objectives,
+                                        **measured_bounds(config, log))
+  # A decoupled search has a worker more: its measure evaluation's (search.decoupled).
   executor = executors.make_executor(
-      config.executor, config.max_parallel, config.ray_address,
+      config.executor, config.max_parallel + int(decoupled_search), config.ray_address,
       gpus_per_trial=_gpus_per_trial(config), single_node=config.device != "remote")
   nonce = _storage_nonce(config) if config.executor == "ray" else None
-  progress = Progress(config.num_samples, store.count(store_lib.FINAL), config.max_parallel, log,
-                      config.num_initial)
+  progress = Progress(config.num_samples, _trained_count(store, config), config.max_parallel,
+                      log, config.num_initial)
   try:
     with store_lib.LeaseKeeper(store.path):
       try:
@@ -429,10 +420,21 @@ def _search(store: store_lib.TrialStore, config: config_lib.SearchConfig, resumi
         executor.shutdown()
   finally:
     store.release_leases()  # its trials are stopped: the next run takes them back at once
-  log("search finished: %d trials, final hypervolume %s; outputs in %s"
-      % (summary["trials"], _fmt(summary["final_hypervolume"]), config.results_dir))
+  kinds = summary.get("kinds")  # a decoupled search's evaluations
+  log("search finished: %d trials%s, final hypervolume %s; outputs in %s"
+      % (summary["trials"], " (%s)" % ", ".join(
+          "%d %s" % (sum(counts.values()), kind) for kind, counts in sorted(kinds.items()))
+         if kinds else "", _fmt(summary["final_hypervolume"]), config.results_dir))
   report_front(store.trials(), config, log)
   return summary
+
+
+def _trained_count(store: store_lib.TrialStore, config: config_lib.SearchConfig) -> int:
+  """Final trials; in a decoupled search, final train evaluations."""
+  trials = store.trials(store_lib.FINAL)
+  if config.evaluation == "decoupled":
+    return sum(t.get("kind") == decoupled.TRAIN for t in trials)
+  return len(trials)
 
 
 def report_front(trials: Sequence[dict[str, Any]], config: config_lib.SearchConfig,
@@ -473,10 +475,21 @@ def _drive(store: store_lib.TrialStore, strategy: Strategy | None, config: confi
       summary, retried = _record(store, config, result, log)
       if retried:  # back to pending: not finished, no progress line
         continue
-      progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
-                              config.objectives, summary)
+      if _kind(store, result["trial_id"]) == decoupled.MEASURE:
+        log("  measured #%d untrained: %s" % (result["trial_id"], " ".join(
+            "%s=%s" % (o, _fmt(trial_lib.objective_value(result["metrics"], o)))
+            for o in config.objectives if o != "error")) if result["status"] == "done"
+            else "  measure evaluation #%d failed" % result["trial_id"])
+      else:
+        progress.trial_finished(result["trial_id"], result["status"], result["metrics"],
+                                config.objectives, summary)
       if not result.get("retryable") or result["status"] != "failed":
         streak.record(result["status"], result["error"])
+
+
+def _kind(store: store_lib.TrialStore, trial_id: int) -> str | None:
+  """The ``kind`` of trial ``trial_id`` (None: a coupled trial)."""
+  return next((t.get("kind") for t in store.trials() if t["trial_id"] == trial_id), None)
 
 
 def _take_back_unfinished(store: store_lib.TrialStore, log: Callable[[str], object],
@@ -521,6 +534,12 @@ def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None,
                 config: config_lib.SearchConfig, design_space: DesignSpace,
                 executor: executors.Executor, in_flight: set[int], log: Callable[[str], object],
                 nonce: str | None = None) -> None:
+  def submit(trial: store_lib.Trial) -> None:
+    _submit(store, config, executor, trial, in_flight, log, nonce)
+
+  if config.evaluation == "decoupled":
+    decoupled.fill_slots(store, strategy, config, design_space, in_flight, submit, log)  # type: ignore[arg-type]  # a DecoupledStrategy
+    return
   while executor.in_flight < config.max_parallel:
     waiting = [t for t in store.trials(["pending"]) if t["trial_id"] not in in_flight]
     if not waiting:
@@ -529,17 +548,23 @@ def _fill_slots(store: store_lib.TrialStore, strategy: Strategy | None,
       genotype, source = propose_genotype(store, strategy, config, design_space, log)
       store.add(genotype, source)
       continue
-    trial = waiting[0]
-    store.mark_running(trial["trial_id"])
-    in_flight.add(trial["trial_id"])
-    attempt = trial["attempts"] + 1
-    log("trial #%d (%s%s): %s" % (trial["trial_id"], trial["source"],
-                                  ", attempt %d" % attempt if trial["retries"] else "",
-                                  trial["genotype"]))
-    spec = _spec(config, trial, attempt)
-    if nonce:
-      spec["storage_nonce"] = nonce
-    executor.submit(spec)
+    submit(waiting[0])
+
+
+def _submit(store: store_lib.TrialStore, config: config_lib.SearchConfig,
+            executor: executors.Executor, trial: store_lib.Trial, in_flight: set[int],
+            log: Callable[[str], object], nonce: str | None) -> None:
+  """Start ``trial`` (running, in flight, its spec to the executor)."""
+  store.mark_running(trial["trial_id"])
+  in_flight.add(trial["trial_id"])
+  attempt = trial["attempts"] + 1
+  log("%s #%d (%s%s): %s" % (trial.get("kind") or "trial", trial["trial_id"], trial["source"],
+                             ", attempt %d" % attempt if trial["retries"] else "",
+                             trial["genotype"]))
+  spec = _spec(config, trial, attempt)
+  if nonce:
+    spec["storage_nonce"] = nonce
+  executor.submit(spec)
 
 
 def _record(store: store_lib.TrialStore, config: config_lib.SearchConfig, result: dict[str, Any],

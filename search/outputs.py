@@ -36,6 +36,7 @@ from typing import Any, List, Mapping, Optional, Sequence, TYPE_CHECKING
 import numpy as np
 
 from search import budgets as budgets_lib
+from search import store as store_lib
 from search import trial as trial_lib
 from search.optimizer import pareto
 from tea_keras import files
@@ -166,10 +167,11 @@ def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]],
   trial; ``train_host``/``train_node``: the machine (and Ray node) that
   trained it; ``measure_host``: the one that measured it; ``retried``: each
   lost attempt that was retried, where and why (``retried_text``)."""
-  fields = ["trial_id", "precision", "status", "source", "genotype", "encoding", "attempts",
-            "host", "train_host", "train_node", "measure_host", "retried",
-            "wall_seconds"] + list(_METRIC_COLUMNS) + [
+  fields = ["trial_id", "precision", "status", "source", "kind", "genotype", "encoding",
+            "attempts", "host", "train_host", "train_node", "measure_host", "retried",
+            "wall_seconds"] + list(_METRIC_COLUMNS) + list(_UNTRAINED_COLUMNS) + [
                 "model_bytes", "feasible", "over_budget", "error"]
+  untrained = untrained_measurements(trials)
   by_trial: dict[int, list[dict[str, Any]]] = {}
   for row in pairs(trials, objectives, budgets):
     by_trial.setdefault(row["trial"]["trial_id"], []).append(row)
@@ -177,7 +179,7 @@ def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]],
   for t in trials:
     wall = (t["finished_at"] - t["started_at"]) if t["finished_at"] and t["started_at"] else None
     base = {"trial_id": t["trial_id"], "status": t["status"], "source": t["source"],
-            "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
+            "kind": t.get("kind") or "", "genotype": t["genotype"], "encoding": " ".join(map(str, t["encoding"])),
             "attempts": t["attempts"], "host": t["host"], "train_host": t.get("train_host"),
             "train_node": t.get("train_node"), "measure_host": t.get("measure_host"),
             "retried": retried_text(t), "wall_seconds": wall,
@@ -187,12 +189,51 @@ def write_results_csv(path: str, trials: Sequence[Mapping[str, Any]],
       row = dict(base, precision=pair["precision"] if pair else "")
       row.update({k: metrics.get(k) for k in _METRIC_COLUMNS + ("model_bytes",)})
       row["val_error"] = trial_lib.objective_value(metrics, "error")
+      if t.get("kind") == "train" and pair:
+        row.update(untrained_columns(untrained.get((t["genotype_key"], pair["precision"])),
+                                     metrics))
       if pair and pair.get("failed"):
         row.update(status="failed", error=pair["failed"].splitlines()[0])
       elif pair:
         row.update(feasible=pair["feasible"], over_budget=" ".join(pair["over_budget"]))
       rows.append(row)
   _write_csv(path, fields, rows)
+
+
+# A decoupled search's train evaluation beside its design's measure
+# evaluation (search.decoupled): the untrained export's time and energy, and
+# how far the trained export's differ (the free check of weight independence).
+_UNTRAINED_COLUMNS = ("untrained_trial_id", "untrained_time_s", "untrained_energy_j",
+                      "untrained_vs_trained_time_pct")
+
+
+def untrained_measurements(trials: Sequence[Mapping[str, Any]]
+                           ) -> dict[tuple[str, str], dict[str, Any]]:
+  """``{(design key, precision): metrics}`` of the done measure evaluations
+  (``store.KINDS``), each with its ``trial_id``."""
+  out = {}
+  for t in trials:
+    if t.get("kind") != "measure" or t["status"] != "done":
+      continue
+    key = store_lib.design_key(t["genotype_key"])
+    for precision, own in (t["metrics"].get("precisions") or {"fp32": {}}).items():
+      if own.get("status") != "failed":
+        out[(key, precision)] = dict(t["metrics"], **{k: v for k, v in own.items()
+                                                      if v is not None},
+                                     trial_id=t["trial_id"])
+  return out
+
+
+def untrained_columns(untrained: Mapping[str, Any] | None,
+                      trained: Mapping[str, Any]) -> dict[str, Any]:
+  """results.csv's ``_UNTRAINED_COLUMNS`` of a train evaluation."""
+  if not untrained:
+    return {}
+  time_u, time_t = untrained.get("time_s"), trained.get("time_s")
+  return {"untrained_trial_id": untrained["trial_id"], "untrained_time_s": time_u,
+          "untrained_energy_j": untrained.get("energy_j"),
+          "untrained_vs_trained_time_pct": 100.0 * (float(time_u) - float(time_t)) / float(time_t)
+          if time_u is not None and time_t else None}
 
 
 def write_pareto_csv(path: str, trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
@@ -249,7 +290,8 @@ def freeze_reference_point(store: Any, trials: Sequence[Mapping[str, Any]],
   frozen = store.get_meta("reference_point")
   if frozen is not None:
     return frozen
-  initial = [t for t in trials if t["trial_id"] <= num_initial]
+  # The first num_initial trials (a decoupled search: train evaluations).
+  initial = [t for t in trials if t.get("kind") != "measure"][:num_initial]
   if len(initial) < num_initial or any(t["status"] not in ("done", "failed") for t in initial):
     return None
   _, y = objective_matrix(initial, objectives)
@@ -265,6 +307,7 @@ def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
   ids, y = objective_matrix(trials, objectives)
   counts = {s: sum(t["status"] == s for t in trials) for s in ("pending", "running", "done",
                                                                 "failed")}
+  kinds = {str(t["kind"]) for t in trials if t.get("kind")}
   summary: dict[str, Any]
   summary = {"objectives": list(objectives), "trials": len(trials), "counts": counts,
              "reference_point": None, "hypervolume": [], "hypervolume_trial_ids": ids,
@@ -277,6 +320,10 @@ def summarize(trials: Sequence[Mapping[str, Any]], objectives: Sequence[str],
     for j, o in enumerate(objectives):
       k = int(np.argmin(y[:, j]))
       summary["best"][o] = {"value": float(y[k, j]), "trial_id": int(ids[k])}
+  if kinds:  # a decoupled search: its evaluations by kind and status
+    summary["kinds"] = {kind: {s: sum(t.get("kind") == kind and t["status"] == s
+                                      for t in trials) for s in counts}
+                        for kind in sorted(kinds)}
   return summary
 
 
@@ -331,6 +378,7 @@ def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objective
                      edgecolor="C1" if marker == "s" else "C2", label=name, zorder=4)
       if contended.any():
         ax.scatter(pair[contended, 0], pair[contended, 1], **CONTENDED_STYLE)
+      _mark_hardware_only(ax, trials, objectives, other)
       for trial_id, (px, py) in zip(ids, pair):
         ax.annotate("#%d" % trial_id, (px, py), xytext=(3, 3), textcoords="offset points",
                     fontsize=7, color="0.3")
@@ -361,6 +409,22 @@ def plot_search(results_dir: str, trials: Sequence[Mapping[str, Any]], objective
         " (provisional until the initial trials are done)"), fontsize=9)
     ax.legend(fontsize=8)
     _save(fig, os.path.join(results_dir, "hypervolume.png"))
+
+
+def _mark_hardware_only(ax: Any, trials: Sequence[Mapping[str, Any]],
+                       objectives: Sequence[str], other: str) -> None:
+  """A decoupled search's designs measured untrained and not trained (no
+  error yet): ticks along the bottom of the error plot at their ``other``."""
+  trained = {t["genotype_key"] for t in trials if t.get("kind") == "train"
+             and t["status"] == "done"}
+  values = [trial_lib.objective_value(t["metrics"], other) for t in trials
+            if t.get("kind") == "measure" and t["status"] == "done"
+            and store_lib.design_key(t["genotype_key"]) not in trained]
+  values = [v for v in values if v is not None]
+  if values:
+    ax.scatter(values, [0.02] * len(values), marker="|", s=80, color="0.45",
+               transform=ax.get_xaxis_transform(), zorder=2,
+               label="measured untrained only (%d, no error yet)" % len(values))
 
 
 def _plot_pairs(results_dir: str, rows: Sequence[dict[str, Any]], objectives: Sequence[str],

@@ -48,8 +48,11 @@ def main(argv: Sequence[str]) -> None:
   logging.getLogger("tensorflow").setLevel(logging.ERROR)
   try:
     config = search_flags.config_from_flags()
-    print("search.run: %s search of %d trials in %s; checking the %s target and the data..."
-          % (config.strategy, config.num_samples, config.results_dir, config.device), flush=True)
+    print("search.run: %s search of %d trials%s in %s; checking the %s target and the data..."
+          % (config.strategy, config.num_samples,
+             " (decoupled: measure and train evaluations)"
+             if config.evaluation == "decoupled" else "", config.results_dir, config.device),
+          flush=True)
     config_lib.validate(config)
     store_lib.check_not_locked(config.results_dir)  # before contacting the target
     config = loop.resolve(config)

@@ -80,13 +80,23 @@ CREATE TABLE IF NOT EXISTS trials (
   train_host TEXT,
   train_node TEXT,
   measure_host TEXT,
-  retries TEXT
+  retries TEXT,
+  kind TEXT
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # Columns added after the first release, added to an older store on open.
 _ADDED_COLUMNS = (("lease_until", "REAL"), ("lease_holder", "TEXT"), ("train_host", "TEXT"),
-                  ("train_node", "TEXT"), ("measure_host", "TEXT"), ("retries", "TEXT"))
+                  ("train_node", "TEXT"), ("measure_host", "TEXT"), ("retries", "TEXT"),
+                  ("kind", "TEXT"))
+# What an evaluation of a decoupled search (``--evaluation=decoupled``) does:
+# ``measure`` an untrained export (time, energy) or ``train`` (error, and its
+# trained export measured); a coupled search's trials have no kind (NULL).
+# One design has at most one evaluation of each kind: a measure evaluation's
+# ``genotype_key`` is the design's key with ``MEASURE_KEY_SUFFIX``, so that
+# the key stays unique per row and ``has_key(key)`` still means "trained".
+KINDS = ("measure", "train")
+MEASURE_KEY_SUFFIX = "/measure"
 # Where a trial ran (``finish(where=...)``): the host and Ray node id that
 # trained it (the last attempt's), and the host that measured it.
 WHERE_COLUMNS = ("train_host", "train_node", "measure_host")
@@ -257,17 +267,22 @@ class TrialStore:
       db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
   # -- trials ---------------------------------------------------------------
-  def add(self, genotype: Any, source: str) -> int:
+  def add(self, genotype: Any, source: str, kind: str | None = None) -> int:
     """Insert a ``pending`` trial; returns its id. Raises ``ValueError`` for a
-    genotype (by canonical key) already in the store."""
+    genotype (by canonical key) already in the store with this ``kind``
+    (None: a coupled trial; ``KINDS``: a decoupled search's evaluation)."""
+    if kind is not None and kind not in KINDS:
+      raise errors.invalid_value("kind", "None or one of %s" % (KINDS,), kind)
+    key = evaluation_key(genotype.key(), kind)
     with self._transaction() as db:
-      if db.execute("SELECT 1 FROM trials WHERE genotype_key = ?", (genotype.key(),)).fetchone():
-        raise ValueError("Genotype %s is already in the store." % genotype.to_string())
+      if db.execute("SELECT 1 FROM trials WHERE genotype_key = ?", (key,)).fetchone():
+        raise ValueError("Genotype %s is already in the store%s." % (
+            genotype.to_string(), "" if kind is None else " (a %s evaluation)" % kind))
       cur = db.execute(
-          "INSERT INTO trials (genotype, genotype_key, encoding, status, source, created_at) "
-          "VALUES (?, ?, ?, 'pending', ?, ?)",
-          (genotype.to_string(), genotype.key(), json.dumps(genotype.to_vector()), source,
-           time.time()))
+          "INSERT INTO trials (genotype, genotype_key, encoding, status, source, created_at, "
+          "kind) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+          (genotype.to_string(), key, json.dumps(genotype.to_vector()), source,
+           time.time(), kind))
       return cur.lastrowid  # type: ignore[return-value]  # set by an INSERT
 
   def has_key(self, key: str) -> bool:
@@ -364,6 +379,18 @@ class TrialStore:
 
   def count(self, statuses: Sequence[str] | None = None) -> int:
     return len(self.trials(statuses))
+
+
+def evaluation_key(key: str, kind: str | None) -> str:
+  """The ``genotype_key`` of an evaluation of kind ``kind`` of the design
+  whose canonical key is ``key`` (see ``KINDS``)."""
+  return key + MEASURE_KEY_SUFFIX if kind == "measure" else key
+
+
+def design_key(genotype_key: str) -> str:
+  """The design's canonical key from a row's ``genotype_key``."""
+  return genotype_key[:-len(MEASURE_KEY_SUFFIX)] if genotype_key.endswith(
+      MEASURE_KEY_SUFFIX) else genotype_key
 
 
 class LeaseKeeper:

@@ -18,6 +18,12 @@ ends, and name that node when the attempt is lost with it. The result's
 measured it (a remote agent's, which returns the measurement's traces with
 its answer: they are kept under ``trial_dir/measure``).
 
+A decoupled search's ``spec["kind"] == "measure"`` evaluation
+(``--evaluation=decoupled``, ``search.decoupled``) trains nothing: it builds
+the cell network, draws its constant tensors at random, exports and measures
+it (time and energy; ``build_start_time``..``measure_end_time``); its
+``train`` evaluations are trials as above.
+
 With several trials in flight on a local device, training holds the device
 lock shared and measurement exclusive (``search.device_lock``): no trial is
 measured while another trains or measures; the wall-clock windows are kept
@@ -83,19 +89,16 @@ def evaluate_trial(spec: dict[str, Any]) -> dict[str, Any]:
   lock = device_lock.for_config(config)
   node = dict(spec.get("node") or {"hostname": socket.gethostname()})
   result["where"] = {"train_host": node.get("hostname"), "train_node": node.get("node_id")}
+  measure_only = spec.get("kind") == "measure"
+  if spec.get("kind"):
+    result["kind"] = spec["kind"]
   try:
     _check_shared_storage(spec)
     _announce_worker(spec, node)
-    metrics = result["metrics"]
-    with device_lock.training(lock):
-      metrics["train_start_time"] = time.time()
-      _train(spec, config, result)
-      metrics["train_end_time"] = time.time()
-    if result["error"] is None and {"time", "energy"} & set(config.objectives):
-      with device_lock.measuring(lock) as waited:
-        metrics.update(measure_lock_wait_s=waited, measure_start_time=time.time())
-        _measure(spec, config, result)
-        metrics["measure_end_time"] = time.time()
+    if measure_only:
+      _measure_untrained(spec, config, result, lock)
+    else:
+      _train_and_measure(spec, config, result, lock)
   except ConnectionError as e:  # deploy's DeviceUnreachableError derives from it
     result.update(error="device unreachable: %s" % e, retryable=True)
   except Exception as e:  # pylint: disable=broad-except
@@ -103,12 +106,72 @@ def evaluate_trial(spec: dict[str, Any]) -> dict[str, Any]:
   if result["metrics"].get("measure_host"):
     result["where"]["measure_host"] = result["metrics"]["measure_host"]
   if result["error"] is None:
-    missing = [o for o in config.objectives if objective_value(result["metrics"], o) is None]
+    wanted = [o for o in config.objectives if o != "error"] if measure_only else \
+        config.objectives
+    missing = [o for o in wanted if objective_value(result["metrics"], o) is None]
     if missing:
       result["error"] = "objective(s) %s were not measured" % ", ".join(missing)
     else:
       result["status"] = "done"
   return result
+
+
+def _train_and_measure(spec: dict[str, Any], config: config_lib.SearchConfig,
+                       result: dict[str, Any], lock: device_lock.DeviceLock | None) -> None:
+  """A coupled trial, or a decoupled search's train evaluation: train, then
+  export and measure the trained network (module doc)."""
+  metrics = result["metrics"]
+  with device_lock.training(lock):
+    metrics["train_start_time"] = time.time()
+    _train(spec, config, result)
+    metrics["train_end_time"] = time.time()
+  if result["error"] is None and {"time", "energy"} & set(config.objectives):
+    with device_lock.measuring(lock) as waited:
+      metrics.update(measure_lock_wait_s=waited, measure_start_time=time.time())
+      _measure(spec, config, result)
+      metrics["measure_end_time"] = time.time()
+
+
+def _measure_untrained(spec: dict[str, Any], config: config_lib.SearchConfig,
+                       result: dict[str, Any], lock: device_lock.DeviceLock | None) -> None:
+  """A decoupled search's measure evaluation: the cell network built with
+  its constant tensors drawn at random (``export.randomize_constant_weights``:
+  Keras' zero biases would be folded away by the export, a smaller graph
+  than the trained one's), exported and measured at each precision (time,
+  energy; no error). Building holds the local device shared, measuring
+  exclusive, as a trial's training and measurement do."""
+  import keras  # pylint: disable=g-import-not-at-top  (TensorFlow/Keras: in the worker only)
+  from tea_keras import profiling  # pylint: disable=g-import-not-at-top
+  from tea_keras import training  # pylint: disable=g-import-not-at-top
+  metrics = result["metrics"]
+  with device_lock.training(lock):
+    metrics["build_start_time"] = time.time()
+    keras.backend.clear_session()
+    recipe = recipes.search_recipe(**config.recipe)
+    splits = load_splits(config)
+    model = training.build_cell_network(
+        space.Genotype.parse(spec["genotype"]), recipe, recipe.num_cells, recipe.filters,
+        seed=config.seed + spec["trial_id"], num_classes=getattr(splits, "num_classes", None))
+    metrics["randomized_tensors"] = export_lib.randomize_constant_weights(
+        model, config.seed + spec["trial_id"])
+    cost = profiling.profile_model(model)
+    metrics.update(params=int(model.count_params()), macs=cost["flops"],
+                   peak_activation_bytes=cost["peak_activation_bytes"], untrained=True)
+    metrics["build_end_time"] = time.time()
+  with device_lock.measuring(lock) as waited:
+    metrics.update(measure_lock_wait_s=waited, measure_start_time=time.time())
+    pairs, first_metrics, first_artifacts = measure_precisions(
+        model, spec["trial_dir"], config, splits, evaluate=False)
+    metrics["precisions"] = pairs
+    metrics["measure_end_time"] = time.time()
+  if first_metrics is None:
+    result["error"] = "precision %s failed: %s" % (config.precisions[0],
+                                                   pairs[config.precisions[0]]["error"])
+    return
+  for key, value in first_metrics.items():
+    metrics["measure_" + key if key in metrics else key] = value
+  result["artifacts"].update(first_artifacts or {})
+  metrics["measure_wall_seconds"] = metrics["measure_end_time"] - metrics["measure_start_time"]
 
 
 WORKER_FILE = "worker.json"
@@ -211,7 +274,7 @@ def _measure(spec: dict[str, Any], config: config_lib.SearchConfig, result: dict
 
 
 def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfig, splits: Any,
-                       precisions: Sequence[str] | None = None
+                       precisions: Sequence[str] | None = None, evaluate: bool = True
                        ) -> tuple[dict[str, dict[str, Any]], dict[str, Any] | None,
                                   dict[str, Any] | None]:
   """Export, evaluate (``deployed_error``) and measure ``model`` at each of
@@ -224,7 +287,8 @@ def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfi
   as a failed pair, ``{"status": "failed", "error": ...}``, and the others
   are still measured: one int8 conversion the device refuses does not throw
   away the fp32 pair. An unreachable device (``ConnectionError``) is not a
-  pair's fault: it propagates, and the trial is retried."""
+  pair's fault: it propagates, and the trial is retried. ``evaluate=False``
+  (an untrained network's time and energy): no error is computed."""
   images = data.normalize(splits.x_val[:config.measure_images])
   precisions = tuple(precisions or getattr(config, "precisions", None) or ("fp32",))
   calibration = data.normalize(splits.x_train[:getattr(config, "calibration_images", 200)]) \
@@ -236,9 +300,10 @@ def measure_precisions(model: Any, work_dir: str, config: config_lib.SearchConfi
       metrics, artifacts = pipeline.export_and_measure(model, work_dir, config, images,
                                               precision=precision,
                                               calibration_images=calibration)
-      metrics["val_error"], metrics["val_error_source"] = deployed_error(
-          model, artifacts["export"], splits, config, precision,
-          artifacts.pop("device_top1", None))
+      top1 = artifacts.pop("device_top1", None)
+      if evaluate:
+        metrics["val_error"], metrics["val_error_source"] = deployed_error(
+            model, artifacts["export"], splits, config, precision, top1)
     except ConnectionError:
       raise
     except Exception as e:  # pylint: disable=broad-except  (recorded as the pair's failure)

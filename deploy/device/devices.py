@@ -139,7 +139,7 @@ PRECISIONS = collections.OrderedDict((p.name, p) for p in (
 # batch-norm offsets and means at 0 and the exporter (tf2onnx) drops zero
 # biases and additions of zeros, so the export of Keras' initial weights has
 # a smaller graph than the trained one; draw those tensors at random first
-# (``search.benchmarks.weight_independence.randomize_constant_weights``).
+# (``deploy.export.randomize_constant_weights``).
 # onnxruntime and openvino were measured on this project's CPU (BENCHMARKS.md,
 # "Decoupled evaluation (issue 33)"; ``python -m
 # search.benchmarks.weight_independence``); the TensorRT and Keras entries are

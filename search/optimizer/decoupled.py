@@ -267,17 +267,30 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
     for g in range(self.groups.num_groups):
       if g != lead and pending[g].shape[0]:
         gated |= set(self.space.keys(pending[g]))
+    if lead not in self._allowed:
+      # only cheap groups may be measured now: designs where one of them is left
+      keys = self.space.keys(x) if x.shape[0] else []
+      gated |= {k for k in keys if all(k in excluded[g] for g in self._allowed)}
     only = [gated if g == lead else set() for g in range(self.groups.num_groups)]
 
     def lead_values(c: np.ndarray) -> np.ndarray:
       out = np.full((c.shape[0], self.groups.num_groups), -np.inf)
-      out[:, lead] = values(c)[:, lead]
+      out[:, lead] = self._unmasked(values, c)[:, lead]
       return out
     point, _, value = maximize(lead_values, anchors, only)
     key = self.space.keys(point[None])[0]
     order = np.argsort(self.group_costs(point[None])[0], kind="stable")
-    group = next(int(g) for g in order if key not in excluded[g])
+    group = next(int(g) for g in order if key not in excluded[g] and g in self._allowed)
     return point, group, value
+
+  def _unmasked(self, values: Callable[[np.ndarray], np.ndarray], c: np.ndarray) -> np.ndarray:
+    """``values(c)`` with every group allowed (the lead group's value
+    still picks the design when only a cheap group may be measured)."""
+    allowed, self._allowed = self._allowed, list(range(self.groups.num_groups))
+    try:
+      return values(c)
+    finally:
+      self._allowed = allowed
 
   def _propose(self, x: np.ndarray, y: np.ndarray, known: np.ndarray,
                pending: List[np.ndarray], excluded: List[set]) -> Proposal:
@@ -294,7 +307,7 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
       def values(c: np.ndarray) -> np.ndarray:
         per = acq.per_objective(c)
         sums = np.stack([per[:, list(m)].sum(1) for m in self.groups.members], axis=1)
-        return sums / self.group_costs(c)
+        return self.mask_disallowed(sums / self.group_costs(c))
 
       def maximize(fn: Callable[[np.ndarray], np.ndarray], anchors: np.ndarray,
                    skip: List[set]) -> tuple[np.ndarray, int, float]:

@@ -212,7 +212,7 @@ class DecoupledHVKGStrategy(DecoupledStrategy):
         pool = self.pool(x, t, known, excluded, rng)
         inner = self.inner_set(torch, models, np.vstack([x, pool]))
         values = self.values(torch, models, pool, inner, self.reference_point(t, known), rng)
-        values = values / self.group_costs(pool)
+        values = self.mask_disallowed(values / self.group_costs(pool))
         self.last_values, self.last_pool = values.copy(), pool
         keys = self.space.keys(pool)
         for g, done in enumerate(excluded):

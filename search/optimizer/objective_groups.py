@@ -274,6 +274,7 @@ class DecoupledStrategy(abc.ABC):
     self.space, self.groups, self.seed, self.options = space, groups, seed, options
     self.rng = np.random.default_rng(seed)
     self.timings = {"fit_seconds": 0.0, "acquisition_seconds": 0.0}
+    self._allowed = list(range(groups.num_groups))
     self._durations = [DurationModel(space, seed * 1000 + 500 + g)
                        for g in range(groups.num_groups)]
 
@@ -282,7 +283,7 @@ class DecoupledStrategy(abc.ABC):
     return ()
 
   def propose(self, observed_x: Any, observed_y: Any, pending: Any = None,
-              durations: Any = None) -> Proposal:
+              durations: Any = None, allowed: Any = None) -> Proposal:
     """The next (point, group) to measure.
 
     Args:
@@ -294,8 +295,12 @@ class DecoupledStrategy(abc.ABC):
         measured, or a dict {group name: (m_g, d)}.
       durations: (n, G) recorded seconds, NaN where not recorded; required
         when the groups have no fixed costs (``DurationModel``).
+      allowed: None (every group) or the groups (indices or names) the
+        proposal may measure: a search whose measurement slot is busy asks
+        for a training, and the other way round (``search.decoupled``).
     """
     x, y, known, pending = self._check(observed_x, observed_y, pending)
+    self._allowed = self._allowed_groups(allowed)
     if self.groups.costs is None:
       d = np.asarray([] if durations is None else durations, dtype=float)
       if d.shape != (x.shape[0], self.groups.num_groups):
@@ -310,11 +315,31 @@ class DecoupledStrategy(abc.ABC):
         model.fit(x, d[:, g])
     counts = [int(known[:, g].sum()) for g in range(self.groups.num_groups)]
     if min(counts) < 2:
-      return self._uniform(x, known, excluded, int(np.argmin(counts)))
+      return self._uniform(x, known, excluded,
+                           min(self._allowed, key=lambda g: (counts[g], g)))
     out = self._propose(x, y, known, pending, excluded)
     if self.space.keys(out.point)[0] in excluded[out.group] or not self.space.feasible(
         out.point)[0]:
       return self._uniform(x, known, excluded, out.group)
+    return out
+
+  def _allowed_groups(self, allowed: Any) -> list[int]:
+    if allowed is None:
+      return list(range(self.groups.num_groups))
+    out = sorted({self.groups.index(g) for g in allowed})
+    if not out:
+      raise ValueError("Invalid value for argument `allowed`. Expected None or at least one "
+                       "group among %s. Received allowed=%r." % (list(self.groups.names),
+                                                                 allowed))
+    return out
+
+  def mask_disallowed(self, values: np.ndarray) -> np.ndarray:
+    """(C, G) acquisition values with the groups not ``allowed`` in the
+    last ``propose`` set to -inf (never chosen)."""
+    out = np.array(values, dtype=float)
+    for g in range(self.groups.num_groups):
+      if g not in self._allowed:
+        out[:, g] = -np.inf
     return out
 
   def group_costs(self, x: Any) -> np.ndarray:

@@ -182,6 +182,31 @@ class DecoupledPESMOTest(tf.test.TestCase, parameterized.TestCase):
     strategy = decoupled.make_decoupled_strategy("pesmo", self.space, cheap_f1, seed=0, **FAST)
     self.assertEqual(strategy.propose(x, y).group, 0)
 
+  def test_propose_keeps_to_the_allowed_groups_even_when_another_is_far_cheaper(self):
+    # Group 1 costs a millionth of group 0: unrestricted, it wins (the test above).
+    costly = decoupled.ObjectiveGroups(GROUPS.names, GROUPS.members, (1e6, 1.0), 3)
+    x, y = _observations(self.rows, n_full=8, n_hw=0)
+    strategy = decoupled.make_decoupled_strategy("pesmo", self.space, costly, seed=0, **FAST)
+    proposal = strategy.propose(x, y, allowed=[0])
+    self.assertEqual(proposal.group, 0)
+    self.assertTrue(np.isfinite(proposal.value))
+    self.assertEqual(strategy.propose(x, y, allowed=["f2+f3"]).group, 1)
+    # Too few observations: the uniform proposal is for an allowed group too.
+    self.assertEqual(strategy.propose(x[:1], y[:1], allowed=[1]).group, 1)
+    with self.assertRaisesRegex(ValueError, "Expected None or at least one group"):
+      strategy.propose(x, y, allowed=[])
+
+  def test_propose_screen_keeps_to_the_allowed_groups(self):
+    strategy = decoupled.make_decoupled_strategy("pesmo", self.space, GROUPS, seed=0, **SCREEN)
+    trained = set(self.space.keys(self.x[np.isfinite(self.y[:, 0])]))
+    measured = set(self.space.keys(self.x))
+    train = strategy.propose(self.x, self.y, allowed=["f1"])
+    self.assertEqual(train.group, 0)
+    self.assertNotIn(self.space.keys(train.point)[0], trained)
+    measure = strategy.propose(self.x, self.y, allowed=[1])
+    self.assertEqual(measure.group, 1)
+    self.assertNotIn(self.space.keys(measure.point)[0], measured)
+
   def test_propose_divides_by_costs_predicted_from_recorded_durations(self):
     free = decoupled.ObjectiveGroups(GROUPS.names, GROUPS.members, None, 3)
     strategy = decoupled.make_decoupled_strategy("pesmo", self.space, free, seed=0, **FAST)
