@@ -56,7 +56,9 @@ group's observations), and at that design the cheapest group not yet known
 or pending is measured first: a hardware measurement gates each training,
 and a design whose hardware shows it dominated loses its training value
 before the training is paid for. A design whose cheap group is pending
-waits for it.
+waits for it. Where a proposal may measure the costly group only
+(``allowed``, a search's free training slot), it trains the best screened
+design (cheap groups known), or the best design when none is screened.
 
 Array shapes: ``observed_x`` (n, d) native, one row per design;
 ``observed_y`` (n, K) raw with NaN; ``pending`` G arrays (m_g, d) or a dict
@@ -269,13 +271,22 @@ class DecoupledPESMOStrategy(DecoupledStrategy):
         gated |= set(self.space.keys(pending[g]))
     if lead not in self._allowed:
       # only cheap groups may be measured now: designs where one of them is left
-      keys = self.space.keys(x) if x.shape[0] else []
-      gated |= {k for k in keys if all(k in excluded[g] for g in self._allowed)}
+      gated |= {k for k in (self.space.keys(x) if x.shape[0] else [])
+                if all(k in excluded[g] for g in self._allowed)}
     only = [gated if g == lead else set() for g in range(self.groups.num_groups)]
+    # Only the costly group may be measured now (a search's free training
+    # slot): the screened designs (every cheaper group known) when there is
+    # one, else any design (a search measures its trained export anyway).
+    cheap = [g for g in range(self.groups.num_groups) if g != lead]
+    keys = self.space.keys(x) if x.shape[0] else []
+    screened = {k for k, row in zip(keys, known) if row[cheap].all() and k not in gated}
+    restrict = self._allowed == [lead] and bool(screened)
 
     def lead_values(c: np.ndarray) -> np.ndarray:
       out = np.full((c.shape[0], self.groups.num_groups), -np.inf)
       out[:, lead] = self._unmasked(values, c)[:, lead]
+      if restrict:
+        out[[k not in screened for k in self.space.keys(c)], lead] = -np.inf
       return out
     point, _, value = maximize(lead_values, anchors, only)
     key = self.space.keys(point[None])[0]
