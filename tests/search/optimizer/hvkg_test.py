@@ -1,14 +1,14 @@
 """Tests for search/optimizer/hvkg.py: decoupled qHVKG (BoTorch) on a finite set."""
 
-import itertools
 import unittest
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from search.optimizer import decoupled, design, hvkg, pareto
+from search.optimizer import decoupled, hvkg, pareto
 from search.optimizer.botorch_strategy import model_inputs
+from tests.search.optimizer.decoupled_test import GROUPS, _objectives, _table  # the same 144-row table
 
 try:
   import botorch  # noqa: F401  # pylint: disable=unused-import
@@ -17,24 +17,7 @@ except ImportError:  # the optional `bench` extra
   torch = None
 
 NEEDS_BOTORCH = unittest.skipIf(torch is None, "BoTorch (the `bench` extra) is not installed")
-CARDS = (4, 4, 3, 3)
-GROUPS = decoupled.ObjectiveGroups.parse("f1=10,f2+f3=1", ["f1", "f2", "f3"])
 FAST = {"num_fantasies": 4, "num_inner": 12, "log_objectives": [False, True, True]}
-
-
-def _table():
-  rows = np.array(list(itertools.product(*[range(c) for c in CARDS])), dtype=float)
-  space = design.DesignSpace([design.Variable("v%d" % i, "categorical", cardinality=c)
-                              for i, c in enumerate(CARDS)]).with_candidates(rows)
-  return space, rows
-
-
-def _objectives(x):
-  """error-like f1 against two hardware-like costs f2, f3 (conflicting)."""
-  x = np.atleast_2d(x)
-  cost = 1.0 + x[:, 0] + 0.5 * x[:, 2]
-  return np.stack([3.0 / cost + 0.2 * x[:, 1], cost + 0.1 * x[:, 3],
-                   2.0 * cost + 0.3 * x[:, 3]], axis=1)
 
 
 class BatchHypervolumeTest(tf.test.TestCase, parameterized.TestCase):
