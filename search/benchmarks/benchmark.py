@@ -63,7 +63,10 @@ are refused before any run.
 ``--summarize=FOLDER`` prints the median final figures of the JSON files in
 FOLDER and writes one PNG per problem there; for costed JSON files, per
 strategy the median and worst seed at budgets worth 30, 50 and 100 coupled
-evaluations, and ``costed_<problem>_<costs>.png`` (median figure against cost).
+evaluations, and ``costed_<problem>_<costs>.png`` (median figure against cost);
+for costed table runs, where the rows completed by proposals lie against the
+table's reference point (``costed.placement``; runs recorded without
+``initial_evaluations`` skip ``--num_initial`` initial rows).
 
 ``--time_proposal_at=N`` instead times one proposal with N uniform
 observations (a cold strategy, then a warm second proposal with N+1); it
@@ -518,6 +521,8 @@ def main(argv: Sequence[str]) -> None:
           "%s median %.4f, worst %.4f (seed %d) (%d runs)" % (s, v, w, ws, n)
           for s, (v, n, ws, w) in sorted(by_strategy.items())))
     for line in costed.format_summary(costed.summarize_costed(FLAGS.summarize)):
+      print(line)
+    for line in costed.format_placement(costed.placement(FLAGS.summarize, FLAGS.num_initial)):
       print(line)
     return
   options = json.loads(FLAGS.strategy_options)

@@ -31,14 +31,18 @@ uninterrupted one)::
    "coupled_cost", "cost_budget", "metric", "strategy_options", "table"
    (tables), "runs": [{"seed", "evaluations": [{"row" (tables) or "x",
    "group" (a group name, or "all": a coupled evaluation), "cost",
-   "cumulative_cost", METRIC}], "fit_seconds", "acquisition_seconds",
+   "cumulative_cost", METRIC}], "initial_evaluations" (how many of them
+   are the initial design), "fit_seconds", "acquisition_seconds",
    "proposal_seconds" (one each per proposal), "load_average": {"start",
    "end"}}]}
 
 ``figure_at_cost(run, metric, cost)`` reads a run's figure at a cumulative
 cost; ``summarize_costed`` prints, per strategy, the median and the worst
 seed at budgets worth 30, 50 and 100 coupled evaluations (trainings) and
-plots the median figure against cost.
+plots the median figure against cost. ``placement`` (tables) says where
+the rows completed by the strategies' proposals lie against the table's
+reference point: inside it on the cheap groups' objectives (the hardware),
+and on every objective (what the hypervolume counts).
 """
 
 from __future__ import annotations
@@ -128,6 +132,7 @@ class CostedRun:
     self.cost = 0.0
     self.load = {"start": list(os.getloadavg())}
     self.done = False
+    self.initial = 0   # evaluations of the initial design
 
   def measure(self, problem: Problem, groups: ObjectiveGroups, point: Any,
               group: Optional[int]) -> None:
@@ -157,7 +162,9 @@ class CostedRun:
     self.evaluations.append(entry)
 
   def record(self) -> dict[str, Any]:
-    return {"seed": self.seed, "evaluations": self.evaluations, "fit_seconds": self.fit,
+    return {"seed": self.seed, "evaluations": self.evaluations,
+            "initial_evaluations": getattr(self, "initial", None),  # None: an older checkpoint
+            "fit_seconds": self.fit,
             "acquisition_seconds": self.acq, "proposal_seconds": self.seconds,
             "load_average": dict(self.load, end=list(os.getloadavg()))}
 
@@ -199,6 +206,7 @@ def run_costed(problem: Problem, name: str, evaluation: str, groups: ObjectiveGr
       if run.cost + groups.coupled_cost() > cost_budget + _TOLERANCE:
         break
       run.measure(problem, groups, point, None)
+    run.initial = len(run.evaluations)
     if checkpoint:
       checkpoint(strategy, run)
   else:
@@ -423,4 +431,79 @@ def format_summary(table: dict[Any, Any]) -> list:
                                            "median %.4f, worst %.4f (%d seeds)"
                                            % (cell[0], cell[1], len(cell[2]))))
       lines.append("%s [%s] %s: %s" % (problem, costs, name, "; ".join(parts)))
+  return lines
+
+
+_TABLES: dict[tuple[Any, ...], Any] = {}
+
+
+def _table_of(header: dict[str, Any]) -> Any:
+  """The header's table (cached), or None when the run is not on a table or
+  its file is not on this machine."""
+  desc = header.get("table")
+  if not desc or not os.path.exists(desc["path"]):
+    return None
+  key = (desc["path"], tuple(desc["variables"]), tuple(desc["objectives"]),
+         tuple(desc["log_objectives"]))
+  if key not in _TABLES:
+    from search.benchmarks.table import Table  # pylint: disable=import-outside-toplevel
+    _TABLES[key] = Table(*key)
+  return _TABLES[key]
+
+
+def completed_rows(run: dict[str, Any], groups: Sequence[str], num_initial: int) -> list[int]:
+  """Table rows in the order a proposal made them complete (every group
+  known; a coupled evaluation, group ``"all"``, completes its row), the
+  initial design's ``initial_evaluations`` (else ``num_initial``) skipped."""
+  initial = run.get("initial_evaluations")
+  initial = num_initial if initial is None else int(initial)
+  known: dict[int, set] = {}
+  out = []
+  for i, e in enumerate(run["evaluations"]):
+    have = known.setdefault(int(e["row"]), set())
+    was = len(have) == len(groups)
+    have.update(groups if e["group"] == "all" else [e["group"]])
+    if i >= initial and not was and len(have) == len(groups):
+      out.append(int(e["row"]))
+  return out
+
+
+def placement(folder: str, num_initial: int = 10
+              ) -> dict[tuple[str, str], dict[str, tuple[int, int, int, float, int]]]:
+  """Per (problem, costs) and strategy label, over all seeds of the table
+  runs in ``folder`` (``load_costed``): (rows completed by proposals, how
+  many lie inside the table's reference point on every objective of the
+  groups other than the costliest, how many inside on every objective, the
+  fraction of the table's rows inside on every objective among those inside
+  on the cheap ones, seeds). Runs whose table file is not here are skipped."""
+  out: dict[tuple[str, str], dict[str, tuple[int, int, int, float, int]]] = {}
+  for (problem, costs, name), (header, runs) in sorted(load_costed(folder).items()):
+    table = _table_of(header)
+    if table is None:
+      continue
+    costly = int(np.argmax(header["costs"]))
+    cheap = [table.objectives.index(o) for g, group in enumerate(header["groups"])
+             if g != costly for o in group.split("+")]
+    inside = table.transform(table.y) < table.reference
+    cheap_in = np.all(inside[:, cheap], axis=1)
+    all_in = np.all(inside, axis=1)
+    rows = [r for s in sorted(runs) for r in completed_rows(runs[s], header["groups"],
+                                                            num_initial)]
+    out.setdefault((problem, costs), {})[name] = (
+        len(rows), int(cheap_in[rows].sum()), int(all_in[rows].sum()),
+        float(all_in[cheap_in].mean()) if cheap_in.any() else float("nan"), len(runs))
+  return out
+
+
+def format_placement(table: dict[tuple[str, str], dict[str, tuple[int, int, int, float, int]]]
+                     ) -> list:
+  """Printable lines of ``placement``'s table."""
+  lines = []
+  for (problem, costs), by_label in sorted(table.items()):
+    for name, (n, cheap, both, rate, seeds) in sorted(by_label.items()):
+      lines.append("%s [%s] %s: %d rows completed by proposals (%d seeds), %d inside the "
+                   "reference point on the cheap groups' objectives, %d (%.1f %% of those) on "
+                   "every objective; the table's rate %.1f %%"
+                   % (problem, costs, name, n, seeds, cheap, both,
+                      100.0 * both / cheap if cheap else float("nan"), 100.0 * rate))
   return lines

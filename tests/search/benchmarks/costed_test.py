@@ -68,6 +68,7 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
                         np.cumsum([e["cost"] for e in evals]))
     self.assertLessEqual(evals[-1]["cumulative_cost"], 60.0)
     self.assertEqual([e["group"] for e in evals[:4]], ["all"] * 4)  # the initial design
+    self.assertEqual(run["initial_evaluations"], 4)
     if evaluation == "coupled":
       self.assertEqual({e["group"] for e in evals}, {"all"})
       self.assertLen(evals, 5)  # 5 x 11 = 55 <= 60 < 66
@@ -235,6 +236,7 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertIn("decoupled pesmo", done.stdout)
     self.assertIn("beyond the budget", done.stdout)  # 30 trainings = 330 > 60
+    self.assertRegex(done.stdout, r"decoupled pesmo .*: \d+ rows completed by proposals")
     self.assertTrue(os.path.exists(os.path.join(folder,
                                                 "costed_table_error_10_lat_energy_1.png")))
 
@@ -255,6 +257,43 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(row[50][:2], (0.25, 0.1))
     self.assertAllClose(row[100][:2], (0.5, 0.2))
     self.assertIsNone(row[200])
+
+  def test_placement_counts_completed_rows_inside_the_reference_point(self):
+    # Brute force from the CSV itself: the reference point is each modelled
+    # column's median (error; log latency, log energy).
+    with open(self.path) as f:
+      rows = list(csv.DictReader(f))
+    modelled = np.array([[float(r["error"]), np.log(float(r["lat"])), np.log(float(r["energy"]))]
+                         for r in rows])
+    inside = modelled < np.median(modelled, axis=0)
+    hw_in, all_in = inside[:, 1:].all(1), inside.all(1)
+    both = int(np.flatnonzero(all_in)[0])
+    hw_only = int(np.flatnonzero(hw_in & ~all_in)[0])
+    outside = int(np.flatnonzero(~hw_in)[0])
+    others = [r for r in range(len(rows)) if r not in (both, hw_only, outside)]
+    ev = lambda row, group: {"row": row, "group": group, "cumulative_cost": 0.0,
+                             "hypervolume_fraction": 0.0}
+    runs = [{"seed": 0, "initial_evaluations": 2, "evaluations": [
+                ev(others[0], "all"), ev(others[1], "all"),          # initial design
+                ev(both, "lat+energy"), ev(both, "error"),             # completed
+                ev(hw_only, "error"), ev(hw_only, "lat+energy"),       # completed
+                ev(others[2], "lat+energy")]},                         # never trained
+            {"seed": 1, "evaluations": [                               # an older record:
+                ev(others[3], "all"), ev(outside, "all")]}]            # --num_initial=1
+    header = {"problem": "table", "strategy": "pesmo", "evaluation": "decoupled",
+              "groups": ["error", "lat+energy"], "costs": [10.0, 1.0], "coupled_cost": 11.0,
+              "cost_budget": 100.0, "metric": "hypervolume_fraction",
+              "table": self.problem.table.describe(), "runs": runs}
+    folder = os.path.join(self.get_temp_dir(), "placement")
+    os.makedirs(folder)
+    with open(os.path.join(folder, "p.json"), "w") as f:
+      json.dump(header, f)
+    got = costed.placement(folder, num_initial=1)[("table", "error=10,lat+energy=1")]
+    n, cheap, every, rate, seeds = got["decoupled pesmo"]
+    self.assertEqual((n, cheap, every, seeds), (3, 2, 1, 2))
+    self.assertAllClose(rate, all_in.sum() / hw_in.sum())
+    line = costed.format_placement({("table", "error=10,lat+energy=1"): got})[0]
+    self.assertIn("3 rows completed by proposals (2 seeds), 2 inside", line)
 
 
 if __name__ == "__main__":
