@@ -378,18 +378,18 @@ def summarize_costed(folder: str, trainings: Sequence[int] = (30, 50, 100)) -> d
   budgets worth ``trainings`` coupled evaluations (None past a run's
   budget); writes ``costed_<problem>_<costs>.png`` (median figure against
   cost, in coupled evaluations) into ``folder``. Returns {(problem, costs):
-  {label: {trainings: (median, worst, per-seed list)}}}."""
+  {label: {trainings: (median, worst, per-seed list, seeds)}}}."""
   merged = load_costed(folder)
   table: dict[tuple[str, str], dict[str, Any]] = {}
   for (problem, costs, name), (header, runs) in sorted(merged.items()):
-    row: dict[int, Optional[tuple[float, float, list[float]]]] = {}
+    row: dict[int, Optional[tuple[float, float, list[float], list[int]]]] = {}
     for t in trainings:
       cost = t * header["coupled_cost"]
       if cost > header["cost_budget"] + _TOLERANCE:
         row[t] = None
         continue
       values = [figure_at_cost(runs[s], header["metric"], cost) for s in sorted(runs)]
-      row[t] = (float(np.median(values)), float(np.min(values)), values)
+      row[t] = (float(np.median(values)), float(np.min(values)), values, sorted(runs))
     table.setdefault((problem, costs), {})[name] = row
   for (problem, costs), _ in table.items():
     _plot(folder, problem, costs, {k[2]: v for k, v in merged.items()
@@ -428,8 +428,9 @@ def format_summary(table: dict[Any, Any]) -> list:
       parts = []
       for t, cell in sorted(row.items()):
         parts.append("%d trainings: %s" % (t, "beyond the budget" if cell is None else
-                                           "median %.4f, worst %.4f (%d seeds)"
-                                           % (cell[0], cell[1], len(cell[2]))))
+                                           "median %.4f, worst %.4f (%d seeds: %s)"
+                                           % (cell[0], cell[1], len(cell[2]), ", ".join(
+                                               "%d %.4f" % sv for sv in zip(cell[3], cell[2])))))
       lines.append("%s [%s] %s: %s" % (problem, costs, name, "; ".join(parts)))
   return lines
 

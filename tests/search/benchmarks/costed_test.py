@@ -257,6 +257,10 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(row[50][:2], (0.25, 0.1))
     self.assertAllClose(row[100][:2], (0.5, 0.2))
     self.assertIsNone(row[200])
+    self.assertEqual(row[100][3], [0, 1, 2])
+    line = costed.format_summary(table)[0]
+    self.assertIn("100 trainings: median 0.5000, worst 0.2000 (3 seeds: 0 0.5000, 1 0.2000, "
+                  "2 0.9000)", line)
 
   def test_placement_counts_completed_rows_inside_the_reference_point(self):
     # Brute force from the CSV itself: the reference point is each modelled
