@@ -520,9 +520,11 @@ def main(argv: Sequence[str]) -> None:
       print(problem + ": " + ", ".join(
           "%s median %.4f, worst %.4f (seed %d) (%d runs)" % (s, v, w, ws, n)
           for s, (v, n, ws, w) in sorted(by_strategy.items())))
-    for line in costed.format_summary(costed.summarize_costed(FLAGS.summarize)):
+    merged = costed.load_costed(FLAGS.summarize)   # read once for both tables
+    for line in costed.format_summary(costed.summarize_costed(FLAGS.summarize, merged=merged)):
       print(line)
-    for line in costed.format_placement(costed.placement(FLAGS.summarize, FLAGS.num_initial)):
+    for line in costed.format_placement(costed.placement(FLAGS.summarize, FLAGS.num_initial,
+                                                         merged)):
       print(line)
     return
   options = json.loads(FLAGS.strategy_options)

@@ -373,13 +373,14 @@ def load_costed(folder: str
   return merged
 
 
-def summarize_costed(folder: str, trainings: Sequence[int] = (30, 50, 100)) -> dict[Any, Any]:
+def summarize_costed(folder: str, trainings: Sequence[int] = (30, 50, 100),
+                     merged: Optional[dict[Any, Any]] = None) -> dict[Any, Any]:
   """Per (problem, costs) and strategy, the median and worst seed figure at
   budgets worth ``trainings`` coupled evaluations (None past a run's
   budget); writes ``costed_<problem>_<costs>.png`` (median figure against
   cost, in coupled evaluations) into ``folder``. Returns {(problem, costs):
   {label: {trainings: (median, worst, per-seed list, seeds)}}}."""
-  merged = load_costed(folder)
+  merged = load_costed(folder) if merged is None else merged
   table: dict[tuple[str, str], dict[str, Any]] = {}
   for (problem, costs, name), (header, runs) in sorted(merged.items()):
     row: dict[int, Optional[tuple[float, float, list[float], list[int]]]] = {}
@@ -469,22 +470,24 @@ def completed_rows(run: dict[str, Any], groups: Sequence[str], num_initial: int)
   return out
 
 
-def placement(folder: str, num_initial: int = 10
+def placement(folder: str, num_initial: int = 10, merged: Optional[dict[Any, Any]] = None
               ) -> dict[tuple[str, str], dict[str, tuple[int, int, int, float, int]]]:
   """Per (problem, costs) and strategy label, over all seeds of the table
   runs in ``folder`` (``load_costed``): (rows completed by proposals, how
   many lie inside the table's reference point on every objective of the
   groups other than the costliest, how many inside on every objective, the
   fraction of the table's rows inside on every objective among those inside
-  on the cheap ones, seeds). Runs whose table file is not here are skipped."""
+  on the cheap ones, seeds). Runs whose table file is not here are skipped.
+  ``merged``: ``load_costed(folder)`` when the caller has it already."""
   out: dict[tuple[str, str], dict[str, tuple[int, int, int, float, int]]] = {}
-  for (problem, costs, name), (header, runs) in sorted(load_costed(folder).items()):
+  merged = load_costed(folder) if merged is None else merged
+  for (problem, costs, name), (header, runs) in sorted(merged.items()):
     table = _table_of(header)
     if table is None:
       continue
-    costly = int(np.argmax(header["costs"]))
-    cheap = [table.objectives.index(o) for g, group in enumerate(header["groups"])
-             if g != costly for o in group.split("+")]
+    groups = ObjectiveGroups.parse(costs, table.objectives)   # costs: "error=30,a+b=1"
+    costly = int(np.argmax(groups.costs))  # type: ignore[arg-type]  # fixed costs
+    cheap = [k for g, members in enumerate(groups.members) if g != costly for k in members]
     inside = table.transform(table.y) < table.reference
     cheap_in = np.all(inside[:, cheap], axis=1)
     all_in = np.all(inside, axis=1)
