@@ -66,7 +66,11 @@ strategy the median and worst seed at budgets worth 30, 50 and 100 coupled
 evaluations, and ``costed_<problem>_<costs>.png`` (median figure against cost);
 for costed table runs, where the rows completed by proposals lie against the
 table's reference point (``costed.placement``; runs recorded without
-``initial_evaluations`` skip ``--num_initial`` initial rows).
+``initial_evaluations`` skip ``--num_initial`` initial rows). With
+``--reach=LABEL@TRAININGS`` (e.g. ``'coupled qlognehvi@100'``) also, per
+costed strategy, the cost in trainings at which its median figure, and each
+seed's, first reaches LABEL's median at TRAININGS trainings
+(``costed.cost_to_reach``).
 
 ``--time_proposal_at=N`` instead times one proposal with N uniform
 observations (a cold strategy, then a warm second proposal with N+1); it
@@ -138,6 +142,10 @@ def define_flags() -> None:
   flags.DEFINE_string("summarize", None, "Instead of running: a folder of benchmark JSON "
                       "files; prints the median final figures per problem and strategy and "
                       "writes one PNG per problem (median curve per strategy) there.")
+  flags.DEFINE_string("reach", None, "With --summarize: LABEL@TRAININGS, e.g. 'coupled "
+                      "qlognehvi@100': per costed strategy, the cost (in trainings) at which "
+                      "its median figure, and each seed's, first reaches LABEL's median at "
+                      "TRAININGS trainings.")
   flags.DEFINE_list("bounds", [], "Measured budgets OBJ=VALUE,... (raw units; table "
                     "objectives by column name, otherwise f1..fK): the score counts only "
                     "evaluations that meet them; PESMO models them (see "
@@ -512,9 +520,22 @@ def _run_costed(problem: Any, groups: Any, options: dict[str, Any]) -> None:
                               float(np.median(seconds)) if seconds else 0.0, len(seconds)))
 
 
+def _parse_reach(spec: str) -> tuple[str, int]:
+  """``--reach``'s (label, trainings); a UsageError naming the flag otherwise."""
+  label, _, count = spec.rpartition("@")
+  if not label or not count.isdigit() or int(count) < 1:
+    raise app.UsageError("Invalid value for flag `--reach`: expected LABEL@TRAININGS, e.g. "
+                         "'coupled qlognehvi@100'. Received %r." % (spec,))
+  return label.strip(), int(count)
+
+
 def main(argv: Sequence[str]) -> None:
   del argv
+  if FLAGS.reach and not FLAGS.summarize:
+    raise app.UsageError("--reach needs --summarize=FOLDER.")
   if FLAGS.summarize:
+    if FLAGS.reach:
+      _parse_reach(FLAGS.reach)  # before reading any file
     problem: Any  # a name here, a Problem below
     for problem, by_strategy in sorted(summarize(FLAGS.summarize).items()):
       print(problem + ": " + ", ".join(
@@ -526,6 +547,14 @@ def main(argv: Sequence[str]) -> None:
     for line in costed.format_placement(costed.placement(FLAGS.summarize, FLAGS.num_initial,
                                                          merged)):
       print(line)
+    if FLAGS.reach:
+      reference, trainings = _parse_reach(FLAGS.reach)
+      try:
+        reach = costed.cost_to_reach(merged, reference, trainings)
+      except ValueError as e:
+        raise app.UsageError(str(e)) from e
+      for line in costed.format_reach(reach, reference, trainings):
+        print(line)
     return
   options = json.loads(FLAGS.strategy_options)
   if not isinstance(options, dict):

@@ -42,7 +42,9 @@ seed at budgets worth 30, 50 and 100 coupled evaluations (trainings) and
 plots the median figure against cost. ``placement`` (tables) says where
 the rows completed by the strategies' proposals lie against the table's
 reference point: inside it on the cheap groups' objectives (the hardware),
-and on every objective (what the hypervolume counts).
+and on every objective (what the hypervolume counts). ``cost_to_reach``
+says at which cost each strategy's median (and each seed) first reaches a
+reference strategy's median figure at a given budget.
 """
 
 from __future__ import annotations
@@ -433,6 +435,83 @@ def format_summary(table: dict[Any, Any]) -> list:
                                            % (cell[0], cell[1], len(cell[2]), ", ".join(
                                                "%d %.4f" % sv for sv in zip(cell[3], cell[2])))))
       lines.append("%s [%s] %s: %s" % (problem, costs, name, "; ".join(parts)))
+  return lines
+
+
+def trainings_in(run: dict[str, Any], groups: Sequence[str], costs: Sequence[float],
+                 upto: int) -> int:
+  """Trainings among ``run``'s first ``upto`` evaluations: coupled ones
+  (group ``"all"``) and those of the costliest group."""
+  costly = groups[int(np.argmax(costs))]
+  return sum(1 for e in run["evaluations"][:upto] if e["group"] in ("all", costly))
+
+
+def cost_to_reach(merged: dict[tuple[str, str, str], tuple[dict[str, Any], dict[int, Any]]],
+                  reference: str, trainings: int) -> dict[tuple[str, str], dict[str, Any]]:
+  """How much cost each strategy needs to reach ``reference``'s median figure
+  at a budget worth ``trainings`` coupled evaluations.
+
+  ``merged``: ``load_costed``'s dict; ``reference``: a strategy label
+  (``label``, e.g. ``"coupled qlognehvi"``). For each (problem, costs) that
+  has the reference: its target figure, then per strategy label: the first
+  cumulative cost at which the MEDIAN over seeds of the figure (a step
+  function: ``figure_at_cost``) reaches the target, in coupled evaluations
+  (None: not within the runs' budget), and per seed (seed, cost in coupled
+  evaluations or None, trainings done by then or None). Returns
+  {(problem, costs): {"target": float, "labels": {label: (median cost or
+  None, [(seed, cost, trainings)], budget in coupled evaluations)}}}.
+  A reference whose budget is below ``trainings`` is a ValueError."""
+  out: dict[tuple[str, str], dict[str, Any]] = {}
+  for (problem, costs, name), (header, runs) in sorted(merged.items()):
+    if name != reference:
+      continue
+    cost = trainings * header["coupled_cost"]
+    if cost > header["cost_budget"] + _TOLERANCE:
+      raise ValueError("Invalid value for `--reach`: %s's runs on %s [%s] stop at cost %g, "
+                       "below %d trainings (cost %g)." % (reference, problem, costs,
+                                                          header["cost_budget"], trainings, cost))
+    target = float(np.median([figure_at_cost(runs[s], header["metric"], cost)
+                              for s in sorted(runs)]))
+    labels: dict[str, Any] = {}
+    for (p2, c2, other), (h2, runs2) in sorted(merged.items()):
+      if (p2, c2) != (problem, costs):
+        continue
+      unit, metric = h2["coupled_cost"], h2["metric"]
+      grid = sorted({e["cumulative_cost"] for r in runs2.values() for e in r["evaluations"]})
+      median_cost = next((c / unit for c in grid if np.median(
+          [figure_at_cost(runs2[s], metric, c) for s in sorted(runs2)]) >= target), None)
+      seeds = []
+      for s in sorted(runs2):
+        hit = next((i for i, e in enumerate(runs2[s]["evaluations"]) if e[metric] >= target),
+                   None)
+        seeds.append((s, None if hit is None else
+                      runs2[s]["evaluations"][hit]["cumulative_cost"] / unit,
+                      None if hit is None else
+                      trainings_in(runs2[s], h2["groups"], h2["costs"], hit + 1)))
+      labels[other] = (median_cost, seeds, h2["cost_budget"] / unit)
+    out[(problem, costs)] = {"target": target, "labels": labels}
+  if not out:
+    names = sorted({k[2] for k in merged})
+    raise ValueError("Invalid value for `--reach`: no runs labelled %r. Expected one of: %s."
+                     % (reference, ", ".join(names) or "(no costed runs)"))
+  return out
+
+
+def format_reach(table: dict[tuple[str, str], dict[str, Any]], reference: str,
+                 trainings: int) -> list:
+  """Printable lines of ``cost_to_reach``'s table."""
+  lines = []
+  for (problem, costs), entry in sorted(table.items()):
+    lines.append("%s [%s] target: %s's median at %d trainings, %.4f"
+                 % (problem, costs, reference, trainings, entry["target"]))
+    for name, (median_cost, seeds, budget) in sorted(entry["labels"].items()):
+      reached = [x for x in seeds if x[1] is not None]
+      lines.append("  %s: median reaches it at %s; seeds reaching it %d of %d (%s)" % (
+          name, "cost worth %.1f trainings" % median_cost if median_cost is not None
+          else "no cost within the budget (%.0f trainings' worth)" % budget,
+          len(reached), len(seeds), ", ".join(
+              "%d: %s" % (s, "not within %.0f" % budget if c is None
+                          else "%.1f (%d trained)" % (c, t)) for s, c, t in seeds)))
   return lines
 
 

@@ -232,9 +232,11 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn("ETA", done.stderr)
     with open(os.path.join(folder, "dec.json")) as f:
       self.assertEqual(json.load(f)["evaluation"], "decoupled")
-    done = self._cli("--summarize=" + folder)
+    name = "decoupled pesmo " + json.dumps(FAST, sort_keys=True)   # as the summary prints it
+    done = self._cli("--summarize=" + folder, "--reach=%s@1" % name)
     self.assertEqual(done.returncode, 0, done.stderr)
     self.assertIn("decoupled pesmo", done.stdout)
+    self.assertIn("target: %s's median at 1 trainings" % name, done.stdout)
     self.assertIn("beyond the budget", done.stdout)  # 30 trainings = 330 > 60
     self.assertRegex(done.stdout, r"decoupled pesmo .*: \d+ rows completed by proposals")
     self.assertTrue(os.path.exists(os.path.join(folder,
@@ -261,6 +263,63 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     line = costed.format_summary(table)[0]
     self.assertIn("100 trainings: median 0.5000, worst 0.2000 (3 seeds: 0 0.5000, 1 0.2000, "
                   "2 0.9000)", line)
+
+  def _reach_folder(self):
+    """A reference (coupled random, 3 seeds) and a decoupled strategy, costs
+    error=1.5, hw=0.5 (a training is worth 2)."""
+    folder = os.path.join(self.get_temp_dir(), "reach")
+    os.makedirs(folder)
+    base = {"problem": "table", "groups": ["error", "hw"], "costs": [1.5, 0.5],
+            "coupled_cost": 2.0, "metric": "hypervolume_fraction"}
+    ev = lambda group, cost, v: {"group": group, "cumulative_cost": cost,
+                                 "hypervolume_fraction": v}
+    reference = [{"seed": s, "evaluations": [ev("all", c, v * c / 200.0)
+                                             for c in (60.0, 100.0, 200.0)]}
+                 for s, v in enumerate([0.5, 0.2, 0.9])]
+    other = [{"seed": 0, "evaluations": [ev("all", 20.0, 0.1), ev("hw", 20.5, 0.1),
+                                         ev("error", 22.0, 0.3)]},
+             {"seed": 1, "evaluations": [ev("all", 20.0, 0.05), ev("error", 21.5, 0.2),
+                                         ev("error", 23.0, 0.26)]},
+             {"seed": 2, "evaluations": [ev("all", 20.0, 0.0), ev("hw", 20.5, 0.0)]}]
+    with open(os.path.join(folder, "ref.json"), "w") as f:
+      json.dump(dict(base, strategy="random", evaluation="coupled", cost_budget=200.0,
+                     runs=reference), f)
+    with open(os.path.join(folder, "dec.json"), "w") as f:
+      json.dump(dict(base, strategy="pesmo", evaluation="decoupled", cost_budget=30.0,
+                     runs=other), f)
+    return folder
+
+  def test_cost_to_reach_first_cost_of_the_median_and_of_each_seed(self):
+    merged = costed.load_costed(self._reach_folder())
+    got = costed.cost_to_reach(merged, "coupled random", 50)[("table", "error=1.5,hw=0.5")]
+    # Target: the reference's seeds at cost 100 (50 trainings) are 0.25, 0.1, 0.45.
+    self.assertAllClose(got["target"], 0.25)
+    # Median of the decoupled seeds after each cost: 20 -> 0.05, 20.5 -> 0.05,
+    # 21.5 -> 0.1, 22 -> 0.2, 23 -> 0.26: first >= 0.25 at 23 = 11.5 trainings.
+    median, seeds, budget = got["labels"]["decoupled pesmo"]
+    self.assertAllClose(median, 11.5)
+    self.assertEqual(seeds, [(0, 11.0, 2), (1, 11.5, 3), (2, None, None)])
+    self.assertAllClose(budget, 15.0)
+    # The reference itself: medians 0.15 at 60, 0.25 at 100; seed 1 ends at 0.2.
+    median, seeds, _ = got["labels"]["coupled random"]
+    self.assertAllClose(median, 50.0)
+    self.assertEqual(seeds, [(0, 50.0, 2), (1, None, None), (2, 30.0, 1)])
+    lines = costed.format_reach({("table", "error=1.5,hw=0.5"): got}, "coupled random", 50)
+    self.assertIn("decoupled pesmo: median reaches it at cost worth 11.5 trainings; seeds "
+                  "reaching it 2 of 3 (0: 11.0 (2 trained), 1: 11.5 (3 trained), "
+                  "2: not within 15)", lines[2])
+
+  @parameterized.named_parameters(("unknown_label", "coupled qlognehvi", 50, "coupled random"),
+                                  ("beyond_budget", "coupled random", 101, "below 101"))
+  def test_cost_to_reach_refuses_bad_reference(self, reference, trainings, message):
+    merged = costed.load_costed(self._reach_folder())
+    with self.assertRaisesRegex(ValueError, message):
+      costed.cost_to_reach(merged, reference, trainings)
+
+  def test_cli_reach_refuses_bad_spec_before_reading(self):
+    done = self._cli("--summarize=" + self.get_temp_dir(), "--reach=coupled random")
+    self.assertNotEqual(done.returncode, 0)
+    self.assertIn("expected LABEL@TRAININGS", done.stderr)
 
   def test_placement_counts_completed_rows_inside_the_reference_point(self):
     # Brute force from the CSV itself: the reference point is each modelled
