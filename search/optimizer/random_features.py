@@ -57,7 +57,11 @@ class RandomFeatures:
 
   def __call__(self, x_encoded: np.ndarray) -> np.ndarray:
     """(c, D) encoded points -> (c, M) features."""
-    return self.scale * np.cos(x_encoded @ self.w.T + self.b)
+    out = x_encoded @ self.w.T   # in place: the values of scale * cos(x w^T + b)
+    out += self.b
+    np.cos(out, out=out)
+    out *= self.scale
+    return out
 
 
 def posterior_weights(phi: np.ndarray, y_centered: np.ndarray, noise: float,

@@ -21,6 +21,13 @@ class RandomFeaturesTest(tf.test.TestCase, parameterized.TestCase):
                                      kernel)
     self.assertAllClose(phi @ phi.T, exact, atol=0.05)
 
+  def test_features_are_bitwise_the_textbook_expression(self):
+    # Computed in place: not a single value may change (runs reproduce exactly).
+    rng = np.random.default_rng(3)
+    features = rf.RandomFeatures(np.array([0.5, 2.0]), 1.3, "matern52", 64, rng)
+    x = rng.random((30, 2))
+    self.assertAllEqual(features(x), features.scale * np.cos(x @ features.w.T + features.b))
+
   def test_posterior_samples_match_exact_gp_posterior(self):
     rng = np.random.default_rng(1)
     x = rng.random((8, 1))
