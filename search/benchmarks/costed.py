@@ -438,6 +438,13 @@ def format_summary(table: dict[Any, Any]) -> list:
   return lines
 
 
+def _figures_at_costs(run: dict[str, Any], metric: str, costs: np.ndarray) -> np.ndarray:
+  """``figure_at_cost`` at each of ``costs`` at once."""
+  spent = np.array([e["cumulative_cost"] for e in run["evaluations"]], dtype=float)
+  values = np.array([0.0] + [e[metric] for e in run["evaluations"]], dtype=float)
+  return values[np.searchsorted(spent, np.asarray(costs) + _TOLERANCE, side="right")]
+
+
 def trainings_in(run: dict[str, Any], groups: Sequence[str], costs: Sequence[float],
                  upto: int) -> int:
   """Trainings among ``run``'s first ``upto`` evaluations: coupled ones
@@ -477,9 +484,11 @@ def cost_to_reach(merged: dict[tuple[str, str, str], tuple[dict[str, Any], dict[
       if (p2, c2) != (problem, costs):
         continue
       unit, metric = h2["coupled_cost"], h2["metric"]
-      grid = sorted({e["cumulative_cost"] for r in runs2.values() for e in r["evaluations"]})
-      median_cost = next((c / unit for c in grid if np.median(
-          [figure_at_cost(runs2[s], metric, c) for s in sorted(runs2)]) >= target), None)
+      grid = np.array(sorted({e["cumulative_cost"] for r in runs2.values()
+                              for e in r["evaluations"]}))
+      medians = np.median([_figures_at_costs(runs2[s], metric, grid) for s in sorted(runs2)], 0)
+      hit_at = np.flatnonzero(medians >= target)
+      median_cost = float(grid[hit_at[0]] / unit) if hit_at.size else None
       seeds = []
       for s in sorted(runs2):
         hit = next((i for i, e in enumerate(runs2[s]["evaluations"]) if e[metric] >= target),

@@ -304,6 +304,11 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     median, seeds, _ = got["labels"]["coupled random"]
     self.assertAllClose(median, 50.0)
     self.assertEqual(seeds, [(0, 50.0, 2), (1, None, None), (2, 30.0, 1)])
+    grid = np.array([0.0, 19.9, 20.0, 20.4, 20.5, 21.0, 23.0, 60.0, 99.0, 100.0, 250.0])
+    for _, runs in merged.values():   # the vectorized curve against figure_at_cost
+      for run in runs.values():
+        self.assertAllEqual(costed._figures_at_costs(run, "hypervolume_fraction", grid),
+                            [costed.figure_at_cost(run, "hypervolume_fraction", c) for c in grid])
     lines = costed.format_reach({("table", "error=1.5,hw=0.5"): got}, "coupled random", 50)
     self.assertIn("decoupled pesmo: median reaches it at cost worth 11.5 trainings; seeds "
                   "reaching it 2 of 3 (0: 11.0 (2 trained), 1: 11.5 (3 trained), "
