@@ -410,7 +410,7 @@ def _plot(folder: str, problem: str, costs: str,
   for name, (header, runs) in sorted(by_label.items()):
     metric = header["metric"]
     grid = np.linspace(0, header["cost_budget"], 200)
-    curves = np.array([[figure_at_cost(runs[s], metric, c) for c in grid] for s in sorted(runs)])
+    curves = np.array([_figures_at_costs(runs[s], metric, grid) for s in sorted(runs)])
     ax.plot(grid / header["coupled_cost"], np.median(curves, 0),
             label="%s (%d seeds)" % (name, curves.shape[0]))
   ax.set_xlabel("cost (in coupled evaluations: trainings)")
@@ -477,7 +477,7 @@ def cost_to_reach(merged: dict[tuple[str, str, str], tuple[dict[str, Any], dict[
       raise ValueError("Invalid value for `--reach`: %s's runs on %s [%s] stop at cost %g, "
                        "below %d trainings (cost %g)." % (reference, problem, costs,
                                                           header["cost_budget"], trainings, cost))
-    target = float(np.median([figure_at_cost(runs[s], header["metric"], cost)
+    target = float(np.median([_figures_at_costs(runs[s], header["metric"], np.array([cost]))[0]
                               for s in sorted(runs)]))
     labels: dict[str, Any] = {}
     for (p2, c2, other), (h2, runs2) in sorted(merged.items()):
