@@ -542,7 +542,9 @@ def main(argv: Sequence[str]) -> None:
           "%s median %.4f, worst %.4f (seed %d) (%d runs)" % (s, v, w, ws, n)
           for s, (v, n, ws, w) in sorted(by_strategy.items())))
     merged = costed.load_costed(FLAGS.summarize)   # read once for both tables
-    for line in costed.format_summary(costed.summarize_costed(FLAGS.summarize, merged=merged)):
+    table = costed.summarize_costed(FLAGS.summarize, merged=merged)
+    for line in costed.format_summary(table) + costed.format_seeds_below(
+        costed.seeds_below(table)):
       print(line)
     for line in costed.format_placement(costed.placement(FLAGS.summarize, FLAGS.num_initial,
                                                          merged)):

@@ -44,7 +44,9 @@ the rows completed by the strategies' proposals lie against the table's
 reference point: inside it on the cheap groups' objectives (the hardware),
 and on every objective (what the hypervolume counts). ``cost_to_reach``
 says at which cost each strategy's median (and each seed) first reaches a
-reference strategy's median figure at a given budget.
+reference strategy's median figure at a given budget. ``seeds_below`` lists,
+per strategy and budget, the seeds that end below random's median and those
+below random's run from the same initial design (issue 33's worst-seed bar).
 """
 
 from __future__ import annotations
@@ -435,6 +437,48 @@ def format_summary(table: dict[Any, Any]) -> list:
                                            % (cell[0], cell[1], len(cell[2]), ", ".join(
                                                "%d %.4f" % sv for sv in zip(cell[3], cell[2])))))
       lines.append("%s [%s] %s: %s" % (problem, costs, name, "; ".join(parts)))
+  return lines
+
+
+def seeds_below(table: dict[Any, Any], baseline: str = "coupled random"
+                ) -> dict[tuple[str, str], dict[str, dict[int, tuple[float, list, list, int]]]]:
+  """Issue 33's worst-seed bar from ``summarize_costed``'s table: per
+  (problem, costs) holding ``baseline``, per other strategy and budget both
+  reach, ``(baseline's median, seeds whose figure is below that median,
+  seeds below the baseline's run of the same seed, seeds)``. The same seed
+  means the same initial design (``problems.initial_design``), so the second
+  list compares each run with the baseline started from the same rows."""
+  out: dict[tuple[str, str], dict[str, dict[int, tuple[float, list, list, int]]]] = {}
+  for key, by_label in sorted(table.items()):
+    base = by_label.get(baseline)
+    if base is None:
+      continue
+    for name, row in sorted(by_label.items()):
+      if name == baseline:
+        continue
+      for t, cell in sorted(row.items()):
+        ref = base.get(t)
+        if cell is None or ref is None:
+          continue
+        same = dict(zip(ref[3], ref[2]))
+        pairs = list(zip(cell[3], cell[2]))
+        out.setdefault(key, {}).setdefault(name, {})[t] = (
+            ref[0], [s for s, v in pairs if v < ref[0]],
+            [s for s, v in pairs if s in same and v < same[s]], len(pairs))
+  return out
+
+
+def format_seeds_below(table: dict[Any, Any], baseline: str = "coupled random") -> list:
+  """Printable lines of ``seeds_below``'s table."""
+  lines = []
+  seeds = lambda ss: "" if not ss else " (seed%s %s)" % ("s" if len(ss) > 1 else "",
+                                                        ", ".join(str(s) for s in ss))
+  for (problem, costs), by_label in sorted(table.items()):
+    for name, row in sorted(by_label.items()):
+      lines.append("%s [%s] %s against %s: %s" % (problem, costs, name, baseline, "; ".join(
+          "%d trainings: %d of %d seeds below its median %.4f%s, %d below its run of the "
+          "same seed%s" % (t, len(low), n, median, seeds(low), len(paired), seeds(paired))
+          for t, (median, low, paired, n) in sorted(row.items()))))
   return lines
 
 

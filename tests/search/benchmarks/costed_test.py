@@ -239,6 +239,7 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     self.assertIn("target: %s's median at 1 trainings" % name, done.stdout)
     self.assertIn("beyond the budget", done.stdout)  # 30 trainings = 330 > 60
     self.assertRegex(done.stdout, r"decoupled pesmo .*: \d+ rows completed by proposals")
+    self.assertNotIn("against coupled random", done.stdout)   # no random run in the folder
     self.assertTrue(os.path.exists(os.path.join(folder,
                                                 "costed_table_error_10_lat_energy_1.png")))
 
@@ -263,6 +264,36 @@ class CostedTest(tf.test.TestCase, parameterized.TestCase):
     line = costed.format_summary(table)[0]
     self.assertIn("100 trainings: median 0.5000, worst 0.2000 (3 seeds: 0 0.5000, 1 0.2000, "
                   "2 0.9000)", line)
+
+  def test_seeds_below_against_random_median_and_same_seed(self):
+    folder = os.path.join(self.get_temp_dir(), "bar")
+    os.makedirs(folder)
+    base = {"problem": "table", "groups": ["error", "hw"], "costs": [1.0, 1.0],
+            "coupled_cost": 2.0, "cost_budget": 100.0, "metric": "hypervolume_fraction"}
+    runs = lambda values: [{"seed": s, "evaluations": [
+        {"cumulative_cost": 60.0, "hypervolume_fraction": v / 2},
+        {"cumulative_cost": 100.0, "hypervolume_fraction": v}]} for s, v in values]
+    for name, values in (("random", [(0, 0.5), (1, 0.2), (2, 0.9)]),
+                         ("pesmo", [(0, 0.4), (1, 0.6), (2, 0.7), (3, 0.3)])):
+      with open(os.path.join(folder, name + ".json"), "w") as f:
+        json.dump(dict(base, strategy=name, evaluation="coupled", runs=runs(values)), f)
+    table = costed.summarize_costed(folder, trainings=(30, 50))
+    got = costed.seeds_below(table)[("table", "error=1,hw=1")]
+    self.assertEqual(list(got), ["coupled pesmo"])   # the baseline is not listed
+    # 50 trainings (cost 100): random's median 0.5; pesmo 0.4, 0.6, 0.7, 0.3.
+    median, low, paired, n = got["coupled pesmo"][50]
+    self.assertAllClose(median, 0.5)
+    self.assertEqual(low, [0, 3])
+    self.assertEqual(paired, [0, 2])   # 0.4 < 0.5 and 0.7 < 0.9; seed 3 has no random run
+    self.assertEqual(n, 4)
+    # 30 trainings (cost 60): every figure halved, the same seeds.
+    self.assertAllClose(got["coupled pesmo"][30][0], 0.25)
+    self.assertEqual(got["coupled pesmo"][30][1:], ([0, 3], [0, 2], 4))
+    line = costed.format_seeds_below(costed.seeds_below(table))[0]
+    self.assertIn("coupled pesmo against coupled random: 30 trainings: 2 of 4 seeds below its "
+                  "median 0.2500 (seeds 0, 3), 2 below its run of the same seed (seeds 0, 2)",
+                  line)
+    self.assertEqual(costed.seeds_below(table, baseline="coupled qlognehvi"), {})
 
   def _reach_folder(self):
     """A reference (coupled random, 3 seeds) and a decoupled strategy, costs
