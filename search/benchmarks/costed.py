@@ -521,7 +521,7 @@ def cost_to_reach(merged: dict[tuple[str, str, str], tuple[dict[str, Any], dict[
       raise ValueError("Invalid value for `--reach`: %s's runs on %s [%s] stop at cost %g, "
                        "below %d trainings (cost %g)." % (reference, problem, costs,
                                                           header["cost_budget"], trainings, cost))
-    target = float(np.median([_figures_at_costs(runs[s], header["metric"], np.array([cost]))[0]
+    target = float(np.median([figure_at_cost(runs[s], header["metric"], cost)
                               for s in sorted(runs)]))
     labels: dict[str, Any] = {}
     for (p2, c2, other), (h2, runs2) in sorted(merged.items()):
